@@ -1,0 +1,407 @@
+/* libstatesrv — the client library for statesrvd.
+ *
+ * A `statesrv` handle is one connection. Calls on it block (with the
+ * configured timeouts) and are thread-compatible: use one handle per thread,
+ * or lock around a shared one. The library keeps no global state.
+ *
+ * Return values: every function that can fail returns an int code:
+ * STATESRV_OK (0); a server status (1..99, equal to the wire's Status); or
+ * a local failure (>= 100). statesrv_strerror() names any code and
+ * statesrv_errmsg() gives the detail of the last failure on a handle (the
+ * server's message, or the local cause).
+ *
+ * After STATESRV_ERR_IO, STATESRV_ERR_TIMEOUT or STATESRV_ERR_PROTOCOL the
+ * connection is closed and every later call on the handle returns the same
+ * code; close it and connect again.
+ *
+ * Memory: anything the library returns through a pointer-to-pointer is the
+ * caller's and is released with the matching *_free function. Pointers inside
+ * a statesrv_reply or a scan entry are borrowed and live until the next call
+ * on the same handle (or scan).
+ */
+#ifndef STATESRV_H
+#define STATESRV_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(STATESRV_BUILDING) && defined(__GNUC__)
+#define STATESRV_API __attribute__((visibility("default")))
+#else
+#define STATESRV_API
+#endif
+
+#define STATESRV_PROTOCOL_VERSION 1
+#define STATESRV_DEFAULT_ADDR "127.0.0.1:7420"
+
+/** Result codes. 1..99 mirror the server's statuses. */
+enum statesrv_code {
+    STATESRV_OK = 0,
+    STATESRV_NOT_FOUND = 1,
+    STATESRV_INVALID_ARGUMENT = 2,
+    STATESRV_TOO_LARGE = 3,
+    STATESRV_UNAUTHENTICATED = 4,
+    STATESRV_BUSY = 5,
+    STATESRV_UNAVAILABLE = 6,
+    STATESRV_INTERNAL = 7,
+    STATESRV_NO_SPACE = 8,
+
+    STATESRV_ERR_USAGE = 100,    /**< bad argument to the library; nothing was sent */
+    STATESRV_ERR_CONNECT = 101,  /**< could not connect or handshake */
+    STATESRV_ERR_IO = 102,       /**< the connection failed or was closed */
+    STATESRV_ERR_TIMEOUT = 103,  /**< io_timeout_ms passed without progress */
+    STATESRV_ERR_PROTOCOL = 104, /**< the server's reply did not make sense */
+    STATESRV_ERR_NOMEM = 105,
+};
+
+/** How the server interprets a value. */
+enum statesrv_kind {
+    STATESRV_KIND_RAW = 0,     /**< opaque bytes */
+    STATESRV_KIND_LIST = 1,    /**< elements, each varint(length) || bytes */
+    STATESRV_KIND_COUNTER = 2, /**< 8 bytes, big-endian two's complement int64 */
+};
+
+typedef struct statesrv statesrv;
+
+typedef struct statesrv_options {
+    int connect_timeout_ms;  /**< 0: 5000 */
+    int io_timeout_ms;       /**< per call without progress; 0: 30000; -1: no limit */
+    const char *client_name; /**< shown in the server's logs; NULL: "libstatesrv" */
+} statesrv_options;
+
+/** What the server said in the handshake. */
+typedef struct statesrv_server_info {
+    uint32_t protocol_version;
+    char server_version[32];
+    uint32_t key_groups;
+    uint32_t max_frame_size;
+    uint32_t max_value_size;
+    uint32_t max_key_size;
+    uint32_t max_batch_ops;
+    uint32_t max_scan_limit;
+    uint32_t max_states;
+} statesrv_server_info;
+
+/**
+ * Addresses one entry: (state, key, namespace). Zero-initialise and set what
+ * you need: `statesrv_key k = {.state = "clicks", .key = "u1", .key_len = 2};`
+ * Without has_key_group the server computes the key group from the key.
+ */
+typedef struct statesrv_key {
+    const char *state; /**< 1..64 bytes of [A-Za-z0-9_.-], NUL-terminated */
+    const void *key;   /**< non-empty */
+    size_t key_len;
+    const void *ns; /**< namespace; may be empty */
+    size_t ns_len;
+    int has_key_group;
+    uint32_t key_group;
+} statesrv_key;
+
+/** A value returned to the caller. data is malloc'd by the library. */
+typedef struct statesrv_value {
+    void *data; /**< NULL when len is 0; release with statesrv_value_free() */
+    size_t len;
+    int kind;  /**< enum statesrv_kind */
+    int found; /**< multi_get: 0 when the entry does not exist */
+} statesrv_value;
+
+/* --- connections ------------------------------------------------------- */
+
+/**
+ * @brief Connects and performs the handshake (hello).
+ * @param addr "host:port", "[v6addr]:port" or "unix:/path/to/socket";
+ *        NULL means STATESRV_DEFAULT_ADDR.
+ * @param opts NULL for defaults.
+ * @param out receives the handle on success; *out is NULL on failure.
+ * @return STATESRV_OK, STATESRV_ERR_USAGE (bad address), STATESRV_ERR_CONNECT,
+ *         STATESRV_ERR_TIMEOUT, STATESRV_ERR_NOMEM, or the server's refusal.
+ * @note On failure, statesrv_connect_error() is not available (there is no
+ *       handle); pass a buffer through statesrv_connect2() if you need why.
+ */
+STATESRV_API int statesrv_connect(const char *addr, const statesrv_options *opts, statesrv **out);
+
+/**
+ * @brief Like statesrv_connect(), and on failure writes a one-line reason to
+ *        errbuf (NUL-terminated, truncated to errlen).
+ */
+STATESRV_API int statesrv_connect2(const char *addr, const statesrv_options *opts, statesrv **out,
+                                   char *errbuf, size_t errlen);
+
+/** @brief Closes the connection and frees the handle. NULL is ignored. */
+STATESRV_API void statesrv_close(statesrv *c);
+
+/** @brief The handshake's answer; valid for the handle's lifetime. */
+STATESRV_API const statesrv_server_info *statesrv_info(const statesrv *c);
+
+/** @brief A static description of any code. */
+STATESRV_API const char *statesrv_strerror(int code);
+
+/**
+ * @brief Detail of the last failed call on c: the server's message or the
+ *        local cause; "" after a success. Valid until the next call on c.
+ */
+STATESRV_API const char *statesrv_errmsg(const statesrv *c);
+
+/* --- single operations (send, wait for the reply) ----------------------- */
+
+/** @brief Round trip. @return STATESRV_OK or an error. */
+STATESRV_API int statesrv_ping(statesrv *c);
+
+/**
+ * @brief Reads one entry.
+ * @param out on STATESRV_OK receives the value (caller frees with
+ *        statesrv_value_free()); untouched otherwise.
+ * @return STATESRV_OK, STATESRV_NOT_FOUND, or an error.
+ */
+STATESRV_API int statesrv_get(statesrv *c, const statesrv_key *k, statesrv_value *out);
+
+/**
+ * @brief Reads n entries in one round trip.
+ * @param out array of n values; each gets found = 0/1 and, when found, data
+ *        the caller frees (statesrv_values_free(out, n) frees them all).
+ */
+STATESRV_API int statesrv_multi_get(statesrv *c, const statesrv_key *keys, size_t n,
+                                    statesrv_value *out);
+
+/** @brief Writes a RAW value (replaces any previous value). */
+STATESRV_API int statesrv_put(statesrv *c, const statesrv_key *k, const void *val, size_t len);
+
+/**
+ * @brief Writes a value of the given kind. The server checks LIST framing and
+ *        COUNTER size and answers STATESRV_INVALID_ARGUMENT if they are wrong.
+ */
+STATESRV_API int statesrv_put_kind(statesrv *c, const statesrv_key *k, int kind, const void *val,
+                                   size_t len);
+
+/**
+ * @brief Deletes one entry. Deleting a missing entry succeeds.
+ * @param found if not NULL, set to 1 if the entry existed, else 0.
+ */
+STATESRV_API int statesrv_delete(statesrv *c, const statesrv_key *k, int *found);
+
+/** @brief Appends one element to a LIST value, creating it if absent (ListState.add). */
+STATESRV_API int statesrv_append(statesrv *c, const statesrv_key *k, const void *elem, size_t len);
+
+/**
+ * @brief Adds delta to a COUNTER value, creating it at 0 if absent.
+ * @param result if not NULL, receives the new value.
+ * @return STATESRV_INVALID_ARGUMENT if the entry is not a counter or the sum
+ *         would overflow.
+ */
+STATESRV_API int statesrv_add(statesrv *c, const statesrv_key *k, int64_t delta, int64_t *result);
+
+/**
+ * @brief Deletes every namespace of k->key in k->state (Flink clear());
+ *        k->ns is ignored.
+ * @param deleted if not NULL, receives the number of entries removed.
+ */
+STATESRV_API int statesrv_clear(statesrv *c, const statesrv_key *k, uint64_t *deleted);
+
+/** @brief Drops a whole state. @param deleted as for statesrv_clear(). */
+STATESRV_API int statesrv_drop_state(statesrv *c, const char *state, uint64_t *deleted);
+
+/* --- batches: several writes applied atomically ------------------------- */
+
+typedef struct statesrv_batch statesrv_batch;
+
+/** @brief A new empty batch, or NULL when out of memory. */
+STATESRV_API statesrv_batch *statesrv_batch_new(void);
+/** @brief Frees a batch. NULL is ignored. */
+STATESRV_API void statesrv_batch_free(statesrv_batch *b);
+/** @brief Empties a batch for reuse. */
+STATESRV_API void statesrv_batch_reset(statesrv_batch *b);
+/** @brief Number of operations queued. */
+STATESRV_API size_t statesrv_batch_count(const statesrv_batch *b);
+
+/* Each adds one operation; the batch copies k and the bytes.
+ * @return STATESRV_OK, STATESRV_ERR_USAGE or STATESRV_ERR_NOMEM. */
+STATESRV_API int statesrv_batch_put(statesrv_batch *b, const statesrv_key *k, const void *val,
+                                    size_t len);
+STATESRV_API int statesrv_batch_delete(statesrv_batch *b, const statesrv_key *k);
+STATESRV_API int statesrv_batch_append(statesrv_batch *b, const statesrv_key *k, const void *elem,
+                                       size_t len);
+STATESRV_API int statesrv_batch_add(statesrv_batch *b, const statesrv_key *k, int64_t delta);
+
+/**
+ * @brief Applies every operation of b in one transaction: all or none. On
+ *        failure the message names the failing operation's index. b is left
+ *        as it was (reset it to reuse).
+ */
+STATESRV_API int statesrv_batch_commit(statesrv *c, const statesrv_batch *b);
+
+/* --- scans -------------------------------------------------------------- */
+
+enum statesrv_scan_mode {
+    STATESRV_SCAN_STATE = 0,      /**< every entry of the state */
+    STATESRV_SCAN_KEY = 1,        /**< every namespace of one key */
+    STATESRV_SCAN_KEY_GROUPS = 2, /**< key groups kg_first..kg_last inclusive */
+};
+
+typedef struct statesrv_scan_options {
+    const char *state;
+    int mode; /**< enum statesrv_scan_mode */
+    const void *key;
+    size_t key_len; /**< STATESRV_SCAN_KEY */
+    int has_key_group;
+    uint32_t key_group; /**< STATESRV_SCAN_KEY with an explicit group */
+    uint32_t kg_first, kg_last; /**< STATESRV_SCAN_KEY_GROUPS */
+    uint32_t page_size;         /**< entries per round trip; 0: server default */
+    const void *cursor;         /**< resume from statesrv_scan_cursor(); NULL to start */
+    size_t cursor_len;
+} statesrv_scan_options;
+
+/** One entry; every pointer is borrowed (see statesrv_scan_next()). */
+typedef struct statesrv_entry {
+    const void *key;
+    size_t key_len;
+    const void *ns;
+    size_t ns_len;
+    uint32_t key_group;
+    const void *value;
+    size_t value_len;
+    int kind;
+} statesrv_entry;
+
+typedef struct statesrv_scan statesrv_scan;
+
+/**
+ * @brief Starts a scan (fetches pages lazily). No other call may be made on
+ *        c while the scan is open, except statesrv_scan_* on it.
+ */
+STATESRV_API int statesrv_scan_open(statesrv *c, const statesrv_scan_options *o,
+                                    statesrv_scan **out);
+/**
+ * @brief Next entry in stored order (key group, key, namespace).
+ * @param e set to the entry, or to NULL when the scan is complete. The entry
+ *        is valid until the next statesrv_scan_next() or statesrv_scan_close().
+ */
+STATESRV_API int statesrv_scan_next(statesrv_scan *s, const statesrv_entry **e);
+/**
+ * @brief A cursor that resumes the scan after the last entry returned (pass
+ *        it in statesrv_scan_options.cursor); empty when complete. Borrowed,
+ *        valid until the next statesrv_scan_next() or close.
+ */
+STATESRV_API void statesrv_scan_cursor(const statesrv_scan *s, const void **cursor, size_t *len);
+/** @brief Ends the scan. NULL is ignored. */
+STATESRV_API void statesrv_scan_close(statesrv_scan *s);
+
+/* --- introspection ------------------------------------------------------ */
+
+typedef struct statesrv_state_info {
+    char name[65];
+    uint64_t entries;
+    uint64_t bytes;
+} statesrv_state_info;
+
+/**
+ * @brief Lists the states. @param out receives an array (free with
+ *        statesrv_free()) of *n entries.
+ */
+STATESRV_API int statesrv_list_states(statesrv *c, statesrv_state_info **out, size_t *n);
+
+typedef struct statesrv_op_stats {
+    char op[24];
+    uint64_t count;
+    uint64_t errors;
+} statesrv_op_stats;
+
+typedef struct statesrv_stats {
+    char server_version[32];
+    uint64_t uptime_seconds;
+    uint32_t connections_current;
+    uint64_t connections_total;
+    uint64_t connections_rejected;
+    uint64_t map_size;
+    uint64_t map_used;
+    uint32_t key_groups;
+    uint64_t commits;
+    uint64_t bytes_in;
+    uint64_t bytes_out;
+    statesrv_op_stats *ops;
+    size_t n_ops;
+    statesrv_state_info *states;
+    size_t n_states;
+} statesrv_stats;
+
+/** @brief Server counters. @param out free with statesrv_stats_free(). */
+STATESRV_API int statesrv_stats_get(statesrv *c, statesrv_stats **out);
+STATESRV_API void statesrv_stats_free(statesrv_stats *s);
+
+/* --- pipelining: send many, then collect -------------------------------- */
+
+/*
+ * statesrv_send_* queue a request and return its id without waiting. Queued
+ * requests go out on statesrv_flush(), on statesrv_recv(), or whenever the
+ * send buffer passes 64 KiB. Replies arrive in request order. While replies
+ * are outstanding (statesrv_pending() > 0) the single-operation calls above
+ * return STATESRV_ERR_USAGE.
+ *
+ * Each returns STATESRV_OK, STATESRV_ERR_USAGE (bad argument; nothing queued)
+ * or a connection error.
+ */
+STATESRV_API int statesrv_send_get(statesrv *c, const statesrv_key *k, uint64_t *id);
+STATESRV_API int statesrv_send_put(statesrv *c, const statesrv_key *k, const void *val, size_t len,
+                                   uint64_t *id);
+STATESRV_API int statesrv_send_delete(statesrv *c, const statesrv_key *k, uint64_t *id);
+STATESRV_API int statesrv_send_append(statesrv *c, const statesrv_key *k, const void *elem,
+                                      size_t len, uint64_t *id);
+STATESRV_API int statesrv_send_add(statesrv *c, const statesrv_key *k, int64_t delta,
+                                   uint64_t *id);
+
+/** @brief Sends everything queued. */
+STATESRV_API int statesrv_flush(statesrv *c);
+
+/** @brief Replies still to be collected with statesrv_recv(). */
+STATESRV_API size_t statesrv_pending(const statesrv *c);
+
+/** One reply to a pipelined request; pointers borrowed until the next call on c. */
+typedef struct statesrv_reply {
+    uint64_t id;
+    int status;          /**< the server's status for this request */
+    const char *message; /**< "" when OK */
+    const void *value;   /**< get: the value (NULL if not found) */
+    size_t value_len;
+    int kind;        /**< get: enum statesrv_kind */
+    int found;       /**< get/delete: whether the entry existed */
+    int64_t counter; /**< add: the counter's new value */
+} statesrv_reply;
+
+/**
+ * @brief Flushes, then waits for the next reply.
+ * @return STATESRV_OK when a reply arrived (its own status is in r->status),
+ *         STATESRV_ERR_USAGE if nothing is pending, or a connection error.
+ */
+STATESRV_API int statesrv_recv(statesrv *c, statesrv_reply *r);
+
+/* --- value helpers (no I/O) --------------------------------------------- */
+
+/**
+ * @brief Walks a LIST value. Start with *offset = 0.
+ * @return 1 with *elem and *elem_len set and *offset advanced, 0 at the end,
+ *         -1 if the value is not well-formed list framing.
+ */
+STATESRV_API int statesrv_list_next(const void *list, size_t len, size_t *offset,
+                                    const void **elem, size_t *elem_len);
+
+/** @brief Decodes a COUNTER value. @return STATESRV_OK or STATESRV_INVALID_ARGUMENT. */
+STATESRV_API int statesrv_counter_decode(const void *data, size_t len, int64_t *out);
+
+/** @brief The key group the server assigns to key when none is given. */
+STATESRV_API uint32_t statesrv_key_group(const void *key, size_t len, uint32_t key_groups);
+
+/** @brief Frees a value's data and zeroes it. NULL is ignored. */
+STATESRV_API void statesrv_value_free(statesrv_value *v);
+/** @brief statesrv_value_free() on each of n values. */
+STATESRV_API void statesrv_values_free(statesrv_value *v, size_t n);
+/** @brief Frees memory the library returned (e.g. statesrv_list_states()). */
+STATESRV_API void statesrv_free(void *p);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,74 @@
+#include "sv_msg.h"
+#include "sv_error.h"
+#include "sv_frame.h"
+
+int sv_msg_append(struct sv_buf *out, const ProtobufCMessage *msg, uint32_t max_frame)
+{
+    size_t n = protobuf_c_message_get_packed_size(msg);
+    if (n > max_frame)
+        return SV_ETOOLARGE;
+    int rc = sv_buf_reserve(out, SV_FRAME_HEADER_SIZE + n);
+    if (rc)
+        return rc;
+    uint8_t *p = out->data + out->len;
+    sv_frame_header_put(p, (uint32_t)n);
+    protobuf_c_message_pack(msg, p + SV_FRAME_HEADER_SIZE);
+    out->len += SV_FRAME_HEADER_SIZE + n;
+    return 0;
+}
+
+int sv_msg_unpack_request(const uint8_t *p, size_t n, ProtobufCAllocator *alloc,
+                          Statesrv__V1__Request **out)
+{
+    Statesrv__V1__Request *req = statesrv__v1__request__unpack(alloc, n, p);
+    if (!req)
+        return SV_EPROTO;
+    if (req->op_case == STATESRV__V1__REQUEST__OP__NOT_SET) {
+        statesrv__v1__request__free_unpacked(req, alloc);
+        return SV_EPROTO;
+    }
+    *out = req;
+    return 0;
+}
+
+int sv_msg_unpack_response(const uint8_t *p, size_t n, ProtobufCAllocator *alloc,
+                           Statesrv__V1__Response **out)
+{
+    Statesrv__V1__Response *resp = statesrv__v1__response__unpack(alloc, n, p);
+    if (!resp)
+        return SV_EPROTO;
+    *out = resp;
+    return 0;
+}
+
+const char *sv_msg_op_name(Statesrv__V1__Request__OpCase op)
+{
+    switch (op) {
+    case STATESRV__V1__REQUEST__OP_HELLO:
+        return "hello";
+    case STATESRV__V1__REQUEST__OP_PING:
+        return "ping";
+    case STATESRV__V1__REQUEST__OP_GET:
+        return "get";
+    case STATESRV__V1__REQUEST__OP_MULTI_GET:
+        return "multi_get";
+    case STATESRV__V1__REQUEST__OP_PUT:
+        return "put";
+    case STATESRV__V1__REQUEST__OP_DELETE:
+        return "delete";
+    case STATESRV__V1__REQUEST__OP_MERGE:
+        return "merge";
+    case STATESRV__V1__REQUEST__OP_BATCH:
+        return "batch";
+    case STATESRV__V1__REQUEST__OP_SCAN:
+        return "scan";
+    case STATESRV__V1__REQUEST__OP_CLEAR:
+        return "clear";
+    case STATESRV__V1__REQUEST__OP_LIST_STATES:
+        return "list_states";
+    case STATESRV__V1__REQUEST__OP_STATS:
+        return "stats";
+    default:
+        return "unknown";
+    }
+}
