@@ -1,0 +1,255 @@
+/* Group commit: every request that arrived in one loop iteration runs in one
+ * LMDB write transaction, and replies leave only after it commits.
+ *
+ * Input frames stay in each connection's reader until the commit, so a batch
+ * can be rewound and run again: after MDB_MAP_FULL (grow the map, replay), or
+ * when LMDB poisons the transaction (replay up to the request that failed,
+ * answer it with the error, and leave the rest for the next batch — every
+ * batch makes progress). */
+#include "server.h"
+#include "sv_error.h"
+#include "sv_log.h"
+#include "sv_msg.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define BATCH_MAX_REQUESTS 8192u
+#define BATCH_MAX_BYTES (16u * 1024 * 1024)
+#define BATCHES_PER_TURN 8
+
+static int batch_add(struct sv_server *srv, struct sv_conn *c)
+{
+    if (c->in_batch)
+        return 0;
+    if (srv->nbatch == srv->batch_cap) {
+        size_t cap = srv->batch_cap ? srv->batch_cap * 2 : 64;
+        struct sv_conn **n = realloc(srv->batch, cap * sizeof(*n));
+        if (!n)
+            return -1;
+        srv->batch = n;
+        srv->batch_cap = cap;
+    }
+    srv->batch[srv->nbatch++] = c;
+    c->in_batch = 1;
+    c->in_mark = c->in.pos;
+    c->out_mark = c->out.len;
+    c->fatal = 0;
+    return 0;
+}
+
+/* Undoes everything the batch did to its connections. */
+static void batch_rewind(struct sv_server *srv)
+{
+    for (size_t i = 0; i < srv->nbatch; i++) {
+        struct sv_conn *c = srv->batch[i];
+        c->in.pos = c->in_mark;
+        c->out.len = c->out_mark;
+        c->fatal = 0;
+        c->in_batch = 0;
+    }
+    srv->nbatch = 0;
+    sv_arena_reset(&srv->arena);
+}
+
+static int append_error(struct sv_conn *c, uint64_t id, int err, const char *msg)
+{
+    Statesrv__V1__Response r = STATESRV__V1__RESPONSE__INIT;
+    r.id = id;
+    r.status = (Statesrv__V1__Status)sv_error_status(err);
+    r.message = (char *)msg;
+    return sv_msg_append(&c->out, &r.base, UINT32_MAX);
+}
+
+/* A framing error: one reply with id 0, then the connection drains. */
+static void fatal_reply(struct sv_conn *c, int err, const char *msg)
+{
+    sv_warn("conn %llu (%s): %s; closing", (unsigned long long)c->id, c->peer, msg);
+    if (append_error(c, 0, err, msg) == 0)
+        c->fatal = 1;
+    else
+        c->fatal = 2; /* could not even queue it: close at once */
+}
+
+static int encode_reply(struct sv_server *srv, struct sv_conn *c, Statesrv__V1__Response *resp)
+{
+    int rc = sv_msg_append(&c->out, &resp->base, srv->cfg->max_frame_size);
+    if (rc == SV_ETOOLARGE) {
+        char msg[128];
+        snprintf(msg, sizeof(msg), "the reply would exceed max_frame_size (%u bytes)",
+                 srv->cfg->max_frame_size);
+        rc = append_error(c, resp->id, SV_ETOOLARGE, msg);
+    }
+    return rc;
+}
+
+/* The commit failed: every request of the batch was lost. Re-answer each of
+ * them (the frames are still in the readers) with the error. */
+static void answer_commit_failure(struct sv_server *srv, int err)
+{
+    char msg[160];
+    snprintf(msg, sizeof(msg), "commit failed (%s); the request was not applied",
+             sv_strerror(err));
+    for (size_t i = 0; i < srv->nbatch; i++) {
+        struct sv_conn *c = srv->batch[i];
+        size_t end = c->in.pos;
+        int fatal = c->fatal;
+        c->in.pos = c->in_mark;
+        c->out.len = c->out_mark;
+        const uint8_t *p;
+        size_t n;
+        while (c->in.pos < end && sv_frame_reader_next(&c->in, &p, &n) == 1) {
+            Statesrv__V1__Request *req;
+            if (sv_msg_unpack_request(p, n, &srv->arena.pb, &req))
+                break; /* the framing error already answered below */
+            if (append_error(c, req->id, err, msg))
+                break;
+        }
+        c->in.pos = end;
+        if (fatal)
+            fatal_reply(c, SV_EPROTO, "malformed request");
+    }
+}
+
+/* Runs one batch. */
+static void run_batch(struct sv_server *srv)
+{
+    const struct sv_config *cfg = srv->cfg;
+    struct sv_op_counter saved_ops[SV_OP_SLOTS];
+    memcpy(saved_ops, srv->ops, sizeof(saved_ops));
+    uint64_t poison_seq = 0;
+    int poison_err = 0;
+    int rc;
+
+redo:
+    srv->nbatch = 0;
+    if ((rc = sv_store_begin(srv->store))) {
+        /* Without a transaction nothing can be answered; try next turn. */
+        sv_error("store: cannot begin a transaction: %s", sv_strerror(rc));
+        return;
+    }
+    size_t nreq = 0, bytes = 0;
+    uint64_t seq = 0;
+    int stop = 0;
+    struct sv_conn *next;
+    for (struct sv_conn *c = srv->ready_head; c && !stop; c = next) {
+        next = c->ready_next;
+        if (c->state != SV_CONN_OPEN || sv_conn_output(c) > cfg->max_output_buffer) {
+            /* Back-pressure: it returns to the ready list when it drains. */
+            sv_conn_unready(c);
+            continue;
+        }
+        if (nreq >= BATCH_MAX_REQUESTS || bytes >= BATCH_MAX_BYTES)
+            break;
+        if (batch_add(srv, c)) {
+            sv_error("batch: out of memory");
+            break;
+        }
+        while (!c->fatal) {
+            if (nreq >= BATCH_MAX_REQUESTS || bytes >= BATCH_MAX_BYTES ||
+                sv_conn_output(c) > cfg->max_output_buffer)
+                break;
+            const uint8_t *p;
+            size_t n;
+            int fr = sv_frame_reader_next(&c->in, &p, &n);
+            if (fr == 0)
+                break;
+            if (fr < 0) {
+                char msg[128];
+                snprintf(msg, sizeof(msg), "frame of %u bytes exceeds max_frame_size (%u)",
+                         c->in.bad_len, cfg->max_frame_size);
+                fatal_reply(c, SV_ETOOLARGE, msg);
+                break;
+            }
+            nreq++;
+            bytes += n + SV_FRAME_HEADER_SIZE;
+            seq++;
+            Statesrv__V1__Request *req;
+            if (sv_msg_unpack_request(p, n, &srv->arena.pb, &req)) {
+                fatal_reply(c, SV_EPROTO,
+                            "malformed request: not a statesrv.v1.Request with a known op");
+                break;
+            }
+            Statesrv__V1__Response resp;
+            if (seq == poison_seq) {
+                char msg[160];
+                if (poison_err == SV_ENOSPACE)
+                    snprintf(msg, sizeof(msg),
+                             "the store is full (map_size_max = %llu bytes); reads still work",
+                             (unsigned long long)cfg->map_size_max);
+                else
+                    snprintf(msg, sizeof(msg), "store error: %s", sv_strerror(poison_err));
+                rc = append_error(c, req->id, poison_err, msg);
+                stop = 1;
+            } else {
+                sv_dispatch(srv, c, req, &resp);
+                int terr = sv_store_txn_error(srv->store);
+                if (terr) {
+                    sv_store_abort(srv->store);
+                    batch_rewind(srv);
+                    memcpy(srv->ops, saved_ops, sizeof(saved_ops));
+                    if (terr == SV_EMAPFULL && sv_store_grow(srv->store) == 0)
+                        goto redo;
+                    poison_seq = seq;
+                    poison_err = terr == SV_EMAPFULL ? SV_ENOSPACE : terr;
+                    goto redo;
+                }
+                rc = encode_reply(srv, c, &resp);
+            }
+            if (rc) {
+                fatal_reply(c, SV_EUNAVAIL, "out of memory for the reply");
+                break;
+            }
+            if (stop)
+                break;
+        }
+    }
+
+    rc = sv_store_commit(srv->store);
+    if (rc == SV_EMAPFULL) {
+        /* The commit itself needed pages (free-list bookkeeping). */
+        if (sv_store_grow(srv->store) == 0) {
+            batch_rewind(srv);
+            memcpy(srv->ops, saved_ops, sizeof(saved_ops));
+            goto redo;
+        }
+        rc = SV_ENOSPACE;
+    }
+    if (rc) {
+        sv_error("batch of %zu request(s) failed to commit: %s", nreq, sv_strerror(rc));
+        answer_commit_failure(srv, rc);
+    } else {
+        srv->commits++;
+    }
+
+    for (size_t i = 0; i < srv->nbatch; i++) {
+        struct sv_conn *c = srv->batch[i];
+        c->in_batch = 0;
+        sv_frame_reader_discard(&c->in);
+        if (c->fatal == 2) {
+            sv_conn_close(c);
+            continue;
+        }
+        if (c->fatal) {
+            sv_conn_drain(c);
+            continue;
+        }
+        if (!sv_frame_reader_ready(&c->in)) {
+            sv_conn_unready(c);
+            if (c->eof || srv->stopping) {
+                sv_conn_drain(c);
+                continue;
+            }
+        }
+        sv_conn_flush(c);
+    }
+    srv->nbatch = 0;
+    sv_arena_reset(&srv->arena);
+}
+
+void sv_batch_run_all(struct sv_server *srv)
+{
+    for (int i = 0; i < BATCHES_PER_TURN && srv->ready_head; i++)
+        run_batch(srv);
+}

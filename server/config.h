@@ -1,0 +1,56 @@
+/* statesrvd configuration: defaults, the INI file (parsed with libinih) and
+ * command-line overrides. A bad file refuses to start, naming file and line. */
+#ifndef SV_CONFIG_H
+#define SV_CONFIG_H
+
+#include "sv_log.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define SV_PATH_MAX 4096
+
+enum sv_sync_mode { SV_SYNC_NONE, SV_SYNC_ALWAYS };
+
+struct sv_config {
+    char listen[256];        /* "host:port"; empty: no TCP listener */
+    char unix_socket[SV_PATH_MAX]; /* empty: no Unix socket */
+    unsigned unix_socket_mode;
+    char data_dir[SV_PATH_MAX];
+    char checkpoint_dir[SV_PATH_MAX];
+    uint32_t key_groups;
+    int key_groups_set;      /* set by the file or a flag (vs. default) */
+    uint32_t max_states;
+    uint64_t map_size;       /* initial LMDB map size */
+    uint64_t map_size_max;   /* growth stops here */
+    enum sv_sync_mode sync;
+    uint32_t max_frame_size;
+    uint32_t max_value_size;
+    uint32_t max_batch_ops;
+    uint32_t max_scan_limit;
+    uint32_t max_connections;
+    uint64_t max_output_buffer; /* per connection: stop reading above this */
+    enum sv_log_level log_level;
+};
+
+/* Fills in every default. */
+void sv_config_defaults(struct sv_config *cfg);
+
+/* Reads `path` over the current values. 0, or SV_EINVAL with a message
+ * "FILE:LINE: what is wrong" in err; -errno if the file cannot be read. */
+int sv_config_load(struct sv_config *cfg, const char *path, char *err, size_t errlen);
+
+/* Sets one setting by name, as the file would ("max_states", "64"). 0 or
+ * SV_EINVAL with a reason in err. Used for the file and for flags. */
+int sv_config_set(struct sv_config *cfg, const char *name, const char *value, char *err,
+                  size_t errlen);
+
+/* Cross-setting checks once everything is read. 0 or SV_EINVAL + err. */
+int sv_config_validate(const struct sv_config *cfg, char *err, size_t errlen);
+
+/* Parses "1024", "64K", "16MiB", "1G", ... into bytes. 0 or SV_EINVAL. */
+int sv_parse_size(const char *s, uint64_t *out);
+/* Parses a whole decimal number within [min, max]. 0 or SV_EINVAL. */
+int sv_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out);
+
+#endif

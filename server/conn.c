@@ -1,0 +1,381 @@
+/* Connections: accept, read into the frame reader, write replies, and the
+ * orderly close.
+ *
+ * States: OPEN reads and answers. DRAINING (after a framing error, EOF or
+ * shutdown) answers nothing new, discards input, and once every queued reply
+ * is written shuts the write side down. LINGER keeps discarding input until
+ * the peer's EOF or a short timeout, so the kernel never turns unread input
+ * into a reset that would destroy the error reply in flight. CLOSING waits
+ * for libuv to release the handles; memory goes in the last close callback. */
+#include "server.h"
+#include "sv_error.h"
+#include "sv_log.h"
+#include "sv_msg.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define READ_CHUNK (256u * 1024)
+#define KEEP_CAP (64u * 1024)
+#define LINGER_MS 2000
+
+const char *sv_conn_state_name(enum sv_conn_state st)
+{
+    static const char *const names[SV_CONN_STATE_MAX] = {"open", "draining", "linger",
+                                                         "closing"};
+    return st < SV_CONN_STATE_MAX ? names[st] : "?";
+}
+
+size_t sv_conn_output(const struct sv_conn *c)
+{
+    return c->out.len + c->wbuf.len;
+}
+
+void sv_conn_ready(struct sv_conn *c)
+{
+    struct sv_server *srv = c->srv;
+    if (c->on_ready)
+        return;
+    c->on_ready = 1;
+    c->ready_next = NULL;
+    c->ready_prev = srv->ready_tail;
+    if (srv->ready_tail)
+        srv->ready_tail->ready_next = c;
+    else
+        srv->ready_head = c;
+    srv->ready_tail = c;
+}
+
+void sv_conn_unready(struct sv_conn *c)
+{
+    struct sv_server *srv = c->srv;
+    if (!c->on_ready)
+        return;
+    if (c->ready_prev)
+        c->ready_prev->ready_next = c->ready_next;
+    else
+        srv->ready_head = c->ready_next;
+    if (c->ready_next)
+        c->ready_next->ready_prev = c->ready_prev;
+    else
+        srv->ready_tail = c->ready_prev;
+    c->ready_prev = c->ready_next = NULL;
+    c->on_ready = 0;
+}
+
+/* Whether output is small enough to take more requests from this client. */
+static int output_ok(const struct sv_conn *c)
+{
+    return sv_conn_output(c) <= c->srv->cfg->max_output_buffer;
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    struct sv_conn *c = h->data;
+    static char discard[16384]; /* input nobody will look at (loop thread only) */
+    (void)suggested;
+    if (c->state != SV_CONN_OPEN) {
+        *buf = uv_buf_init(discard, sizeof(discard));
+        return;
+    }
+    uint8_t *p;
+    size_t avail;
+    if (sv_frame_reader_space(&c->in, READ_CHUNK, &p, &avail)) {
+        *buf = uv_buf_init(NULL, 0); /* read_cb gets UV_ENOBUFS */
+        return;
+    }
+    *buf = uv_buf_init((char *)p, (unsigned)(avail < READ_CHUNK ? avail : READ_CHUNK));
+}
+
+static void read_stop(struct sv_conn *c)
+{
+    if (c->reading) {
+        uv_read_stop(&c->h.stream);
+        c->reading = 0;
+    }
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+
+static void read_start(struct sv_conn *c)
+{
+    /* While shutting down, open connections take no new requests. */
+    if (c->srv->stopping && c->state == SV_CONN_OPEN)
+        return;
+    if (!c->reading && !c->eof && c->state != SV_CONN_CLOSING) {
+        if (uv_read_start(&c->h.stream, on_alloc, on_read) == 0)
+            c->reading = 1;
+    }
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    struct sv_conn *c = s->data;
+    (void)buf;
+    if (nread > 0) {
+        c->srv->bytes_in += (uint64_t)nread;
+        if (c->state != SV_CONN_OPEN)
+            return; /* discarded */
+        sv_frame_reader_produced(&c->in, (size_t)nread);
+        if (sv_frame_reader_ready(&c->in))
+            sv_conn_ready(c);
+        /* Input back-pressure: a client far ahead of us waits in the kernel. */
+        if (c->in.len - c->in.pos > (size_t)c->srv->cfg->max_frame_size + 2 * READ_CHUNK &&
+            sv_frame_reader_ready(&c->in))
+            read_stop(c);
+        return;
+    }
+    if (nread == 0)
+        return;
+    if (nread == UV_EOF) {
+        c->eof = 1;
+        read_stop(c);
+        if (c->state == SV_CONN_LINGER) {
+            sv_conn_close(c);
+        } else if (c->state == SV_CONN_OPEN && !c->on_ready) {
+            /* Nothing left to answer: finish writing, then close. */
+            sv_conn_drain(c);
+        } else if (c->state == SV_CONN_DRAINING) {
+            sv_conn_flush(c);
+        }
+        return;
+    }
+    if (nread == UV_ENOBUFS)
+        sv_warn("conn %llu (%s): out of memory for input; closing", (unsigned long long)c->id,
+                c->peer);
+    else if (nread != UV_ECONNRESET)
+        sv_debug("conn %llu (%s): read error: %s", (unsigned long long)c->id, c->peer,
+                 uv_strerror((int)nread));
+    sv_conn_close(c);
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    struct sv_conn *c = h->data;
+    if (c->linger_open) {
+        /* The timer closes next and frees the connection. */
+        c->linger_open = 0;
+        uv_close((uv_handle_t *)&c->linger, on_handle_closed);
+        return;
+    }
+    struct sv_server *srv = c->srv;
+    if (c->all_prev)
+        c->all_prev->all_next = c->all_next;
+    else
+        srv->all_head = c->all_next;
+    if (c->all_next)
+        c->all_next->all_prev = c->all_prev;
+    srv->nconns--;
+    sv_frame_reader_free(&c->in);
+    sv_buf_free(&c->out);
+    sv_buf_free(&c->wbuf);
+    sv_debug("conn %llu (%s) closed", (unsigned long long)c->id, c->peer);
+    free(c);
+    sv_server_conn_gone(srv);
+}
+
+void sv_conn_close(struct sv_conn *c)
+{
+    if (c->state == SV_CONN_CLOSING)
+        return;
+    c->state = SV_CONN_CLOSING;
+    sv_conn_unready(c);
+    read_stop(c);
+    if (c->linger_open)
+        uv_timer_stop(&c->linger);
+    uv_close(&c->h.handle, on_handle_closed);
+}
+
+static void on_linger_timeout(uv_timer_t *t)
+{
+    sv_conn_close(t->data);
+}
+
+static void on_shutdown(uv_shutdown_t *req, int status)
+{
+    struct sv_conn *c = req->data;
+    if (c->state == SV_CONN_CLOSING)
+        return;
+    if (status < 0 || c->eof) {
+        sv_conn_close(c);
+        return;
+    }
+    c->state = SV_CONN_LINGER;
+    if (uv_timer_init(c->srv->loop, &c->linger) == 0) {
+        c->linger.data = c;
+        c->linger_open = 1;
+        uv_timer_start(&c->linger, on_linger_timeout, LINGER_MS, 0);
+        read_start(c);
+    } else {
+        sv_conn_close(c);
+    }
+}
+
+/* In DRAINING with nothing left to write: end the conversation. */
+static void finish_if_drained(struct sv_conn *c)
+{
+    if (c->state != SV_CONN_DRAINING || c->writing || c->out.len)
+        return;
+    if (c->eof) {
+        sv_conn_close(c);
+        return;
+    }
+    c->sreq.data = c;
+    if (uv_shutdown(&c->sreq, &c->h.stream, on_shutdown))
+        sv_conn_close(c);
+}
+
+static void on_write(uv_write_t *req, int status)
+{
+    struct sv_conn *c = req->data;
+    c->writing = 0;
+    if (c->state == SV_CONN_CLOSING)
+        return;
+    if (status < 0) {
+        sv_debug("conn %llu (%s): write error: %s", (unsigned long long)c->id, c->peer,
+                 uv_strerror(status));
+        sv_conn_close(c);
+        return;
+    }
+    c->srv->bytes_out += c->wbuf.len;
+    sv_buf_clear(&c->wbuf, KEEP_CAP);
+    if (c->out.len) {
+        sv_conn_flush(c);
+        return;
+    }
+    finish_if_drained(c);
+    /* Output drained: take this client's requests again. */
+    if (c->state == SV_CONN_OPEN && output_ok(c)) {
+        read_start(c);
+        if (sv_frame_reader_ready(&c->in))
+            sv_conn_ready(c);
+    }
+}
+
+void sv_conn_flush(struct sv_conn *c)
+{
+    if (c->state == SV_CONN_CLOSING)
+        return;
+    if (c->writing || c->out.len == 0) {
+        finish_if_drained(c);
+        return;
+    }
+    /* Hand the accumulated replies to libuv in one write; new replies gather
+     * in the other buffer meanwhile. */
+    struct sv_buf t = c->wbuf;
+    c->wbuf = c->out;
+    c->out = t;
+    c->out.len = 0;
+    uv_buf_t b = uv_buf_init((char *)c->wbuf.data, (unsigned)c->wbuf.len);
+    c->wreq.data = c;
+    int rc = uv_write(&c->wreq, &c->h.stream, &b, 1, on_write);
+    if (rc) {
+        sv_debug("conn %llu (%s): write failed: %s", (unsigned long long)c->id, c->peer,
+                 uv_strerror(rc));
+        sv_conn_close(c);
+        return;
+    }
+    c->writing = 1;
+    if (!output_ok(c))
+        read_stop(c);
+}
+
+void sv_conn_drain(struct sv_conn *c)
+{
+    if (c->state != SV_CONN_OPEN)
+        return;
+    c->state = SV_CONN_DRAINING;
+    sv_conn_unready(c);
+    if (!c->eof)
+        read_start(c); /* keep reading, to discard */
+    sv_conn_flush(c);
+}
+
+/* Sends one connection-level error (id 0) and closes after it is written. */
+static void reject(struct sv_conn *c, enum sv_status status, const char *msg)
+{
+    Statesrv__V1__Response r = STATESRV__V1__RESPONSE__INIT;
+    r.status = (Statesrv__V1__Status)status;
+    r.message = (char *)msg;
+    if (sv_msg_append(&c->out, &r.base, UINT32_MAX)) {
+        sv_conn_close(c);
+        return;
+    }
+    sv_conn_drain(c);
+}
+
+static void peer_name(struct sv_conn *c, int is_unix)
+{
+    if (is_unix) {
+        snprintf(c->peer, sizeof(c->peer), "unix");
+        return;
+    }
+    struct sockaddr_storage ss;
+    int len = sizeof(ss);
+    char host[INET6_ADDRSTRLEN] = "?";
+    int port = 0;
+    if (uv_tcp_getpeername(&c->h.tcp, (struct sockaddr *)&ss, &len) == 0) {
+        if (ss.ss_family == AF_INET) {
+            const struct sockaddr_in *sin = (const struct sockaddr_in *)&ss;
+            uv_ip4_name(sin, host, sizeof(host));
+            port = ntohs(sin->sin_port);
+        } else if (ss.ss_family == AF_INET6) {
+            const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)&ss;
+            uv_ip6_name(sin6, host, sizeof(host));
+            port = ntohs(sin6->sin6_port);
+        }
+    }
+    snprintf(c->peer, sizeof(c->peer), "%s:%d", host, port);
+}
+
+void sv_conn_accept(struct sv_server *srv, uv_stream_t *listener, int is_unix)
+{
+    struct sv_conn *c = calloc(1, sizeof(*c));
+    if (!c) {
+        sv_error("accept: out of memory");
+        return;
+    }
+    c->srv = srv;
+    int rc = is_unix ? uv_pipe_init(srv->loop, &c->h.pipe, 0) : uv_tcp_init(srv->loop, &c->h.tcp);
+    if (rc) {
+        sv_error("accept: %s", uv_strerror(rc));
+        free(c);
+        return;
+    }
+    c->h.handle.data = c;
+    c->id = ++srv->next_conn_id;
+    sv_frame_reader_init(&c->in, srv->cfg->max_frame_size);
+    c->all_next = srv->all_head;
+    if (srv->all_head)
+        srv->all_head->all_prev = c;
+    srv->all_head = c;
+    srv->nconns++;
+
+    if ((rc = uv_accept(listener, &c->h.stream))) {
+        sv_warn("accept: %s", uv_strerror(rc));
+        sv_conn_close(c);
+        return;
+    }
+    if (!is_unix)
+        uv_tcp_nodelay(&c->h.tcp, 1);
+    peer_name(c, is_unix);
+    srv->connections_total++;
+
+    if (srv->nconns > srv->cfg->max_connections) {
+        srv->connections_rejected++;
+        sv_warn("conn %llu (%s): rejected, max_connections (%u) reached",
+                (unsigned long long)c->id, c->peer, srv->cfg->max_connections);
+        char msg[96];
+        snprintf(msg, sizeof(msg), "too many connections (max_connections = %u)",
+                 srv->cfg->max_connections);
+        reject(c, SV_STATUS_UNAVAILABLE, msg);
+        return;
+    }
+    sv_debug("conn %llu (%s) accepted", (unsigned long long)c->id, c->peer);
+    read_start(c);
+    if (!c->reading) {
+        sv_warn("conn %llu (%s): cannot start reading", (unsigned long long)c->id, c->peer);
+        sv_conn_close(c);
+    }
+}

@@ -1,0 +1,740 @@
+/* Request handlers: validate every field, run the op against the store inside
+ * the current transaction, fill the Response. Results and messages live in
+ * the server's arena until the batch's replies are encoded. */
+#include "server.h"
+#include "sv_error.h"
+#include "sv_keys.h"
+#include "sv_log.h"
+#include "sv_msg.h"
+#include "sv_value.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#define SKEY_BUF 1024       /* >= LMDB's max key size (511 by default) */
+#define SCAN_DEFAULT_LIMIT 1000u
+#define CURSOR_VERSION 1u
+#define FRAME_SLACK 1024u   /* room for a response's own fields */
+
+struct ctx {
+    struct sv_server *srv;
+    struct sv_conn *conn;
+    struct sv_store *store;
+    const struct sv_config *cfg;
+    char msg[512];
+};
+
+/* A resolved entry address. */
+struct addr {
+    const char *state;
+    size_t slen;
+    uint32_t kg;
+    uint8_t skey[SKEY_BUF];
+    size_t sklen;
+    size_t prefix_len; /* kg || varint || key */
+};
+
+static int fail(struct ctx *x, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static int fail(struct ctx *x, int err, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(x->msg, sizeof(x->msg), fmt, ap);
+    va_end(ap);
+    return err;
+}
+
+/* Copies at most 64 bytes of untrusted text for a message, escaping. */
+static const char *printable(const char *s, size_t n, char *buf, size_t cap)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n && o + 5 < cap; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch >= 0x20 && ch < 0x7f && ch != '\'') {
+            buf[o++] = (char)ch;
+        } else {
+            o += (size_t)snprintf(buf + o, cap - o, "\\x%02x", ch);
+        }
+    }
+    if (o >= cap)
+        o = cap - 1;
+    buf[o] = '\0';
+    return buf;
+}
+
+static int check_state(struct ctx *x, const char *state)
+{
+    size_t n = state ? strlen(state) : 0;
+    if (sv_state_name_valid(state, n))
+        return 0;
+    if (n == 0)
+        return fail(x, SV_EINVAL, "state name is empty");
+    char buf[80];
+    return fail(x, SV_EINVAL,
+                "state name '%s' is invalid: use 1-64 characters of A-Z a-z 0-9 _ . -",
+                printable(state, n > 64 ? 64 : n, buf, sizeof(buf)));
+}
+
+static int resolve(struct ctx *x, const char *state, ProtobufCBinaryData key,
+                   ProtobufCBinaryData ns, int has_kg, uint32_t kg, struct addr *a)
+{
+    int rc = check_state(x, state);
+    if (rc)
+        return rc;
+    if (key.len == 0)
+        return fail(x, SV_EINVAL, "key is empty");
+    uint32_t groups = sv_store_key_groups(x->store);
+    if (has_kg && kg >= groups)
+        return fail(x, SV_EINVAL, "key_group %u is out of range: this server has %u (0..%u)",
+                    kg, groups, groups - 1);
+    size_t limit = sv_store_max_key_size(x->store);
+    if (limit > SKEY_BUF)
+        limit = SKEY_BUF;
+    if (key.len > limit || ns.len > limit || sv_skey_size(key.len, ns.len) > limit)
+        return fail(x, SV_ETOOLARGE,
+                    "key (%zu bytes) and namespace (%zu bytes) encode to more than %zu bytes, "
+                    "the store's maximum key size",
+                    key.len, ns.len, limit);
+    a->state = state;
+    a->slen = strlen(state);
+    a->kg = has_kg ? kg : sv_key_group_of(key.data, key.len, groups);
+    a->sklen = sv_skey_encode(a->skey, a->kg, key.data, key.len, ns.data, ns.len);
+    a->prefix_len = a->sklen - ns.len;
+    return 0;
+}
+
+static void *arena(struct ctx *x, size_t n)
+{
+    return sv_arena_alloc(&x->srv->arena, n);
+}
+
+/* Store errors that carry no message of their own get one here. */
+static int store_fail(struct ctx *x, int rc, const struct addr *a)
+{
+    if (rc == SV_ENOSPACE && a)
+        return fail(x, rc, "cannot create state '%.*s': max_states (%u) reached", (int)a->slen,
+                    a->state, x->cfg->max_states);
+    if (rc == SV_EMAPFULL)
+        return fail(x, SV_ENOSPACE, "the store is full (map_size_max = %llu bytes)",
+                    (unsigned long long)x->cfg->map_size_max);
+    return fail(x, rc, "store: %s", sv_strerror(rc));
+}
+
+/* --- ops ----------------------------------------------------------------- */
+
+static int op_hello(struct ctx *x, const Statesrv__V1__Hello *h, Statesrv__V1__Response *resp)
+{
+    if (h->protocol_version != 0 && h->protocol_version != SV_PROTOCOL_VERSION)
+        return fail(x, SV_EINVAL, "protocol version %u is not supported; this server speaks %u",
+                    h->protocol_version, SV_PROTOCOL_VERSION);
+    if (h->client_name && *h->client_name)
+        printable(h->client_name, strnlen(h->client_name, 128), x->conn->client_name,
+                  sizeof(x->conn->client_name));
+    Statesrv__V1__HelloResult *r = arena(x, sizeof(*r));
+    if (!r)
+        return -ENOMEM;
+    statesrv__v1__hello_result__init(r);
+    const struct sv_config *cfg = x->cfg;
+    r->protocol_version = SV_PROTOCOL_VERSION;
+    r->server_version = SV_VERSION;
+    r->key_groups = sv_store_key_groups(x->store);
+    r->max_frame_size = cfg->max_frame_size;
+    r->max_value_size = cfg->max_value_size;
+    r->max_key_size = (uint32_t)sv_store_max_key_size(x->store);
+    r->max_batch_ops = cfg->max_batch_ops;
+    r->max_scan_limit = cfg->max_scan_limit;
+    r->max_states = cfg->max_states;
+    resp->result_case = STATESRV__V1__RESPONSE__RESULT_HELLO;
+    resp->hello = r;
+    return 0;
+}
+
+static int op_ping(struct ctx *x, Statesrv__V1__Response *resp)
+{
+    static Statesrv__V1__PingResult pong = STATESRV__V1__PING_RESULT__INIT;
+    (void)x;
+    resp->result_case = STATESRV__V1__RESPONSE__RESULT_PING;
+    resp->ping = &pong;
+    return 0;
+}
+
+static int op_get(struct ctx *x, const Statesrv__V1__Get *g, Statesrv__V1__Response *resp)
+{
+    struct addr a;
+    int rc = resolve(x, g->state, g->key, g->namespace_, g->key_group_opt_case != 0, g->key_group,
+                     &a);
+    if (rc)
+        return rc;
+    struct sv_value v;
+    rc = sv_store_get(x->store, a.state, a.slen, a.skey, a.sklen, &v);
+    if (rc == SV_ENOTFOUND)
+        return fail(x, rc, "no entry for this key and namespace in state '%s'", a.state);
+    if (rc)
+        return store_fail(x, rc, &a);
+    Statesrv__V1__GetResult *r = arena(x, sizeof(*r));
+    if (!r)
+        return -ENOMEM;
+    statesrv__v1__get_result__init(r);
+    r->value.data = (uint8_t *)v.data;
+    r->value.len = v.len;
+    r->kind = (Statesrv__V1__ValueKind)v.kind;
+    resp->result_case = STATESRV__V1__RESPONSE__RESULT_GET;
+    resp->get = r;
+    return 0;
+}
+
+static int op_multi_get(struct ctx *x, const Statesrv__V1__MultiGet *m,
+                        Statesrv__V1__Response *resp)
+{
+    if (m->n_gets > x->cfg->max_batch_ops)
+        return fail(x, SV_ETOOLARGE, "multi_get has %zu items; max_batch_ops is %u", m->n_gets,
+                    x->cfg->max_batch_ops);
+    Statesrv__V1__MultiGetResult *r = arena(x, sizeof(*r));
+    Statesrv__V1__MultiGetItem **items = arena(x, sizeof(*items) * (m->n_gets + 1));
+    Statesrv__V1__MultiGetItem *store = arena(x, sizeof(*store) * (m->n_gets + 1));
+    if (!r || !items || !store)
+        return -ENOMEM;
+    statesrv__v1__multi_get_result__init(r);
+    size_t total = 0, budget = x->cfg->max_frame_size - FRAME_SLACK;
+    for (size_t i = 0; i < m->n_gets; i++) {
+        const Statesrv__V1__Get *g = m->gets[i];
+        struct addr a;
+        int rc = resolve(x, g->state, g->key, g->namespace_, g->key_group_opt_case != 0,
+                         g->key_group, &a);
+        if (rc) {
+            char inner[sizeof(x->msg)];
+            memcpy(inner, x->msg, sizeof(inner));
+            return fail(x, rc, "gets[%zu]: %s", i, inner);
+        }
+        Statesrv__V1__MultiGetItem *it = &store[i];
+        statesrv__v1__multi_get_item__init(it);
+        struct sv_value v;
+        rc = sv_store_get(x->store, a.state, a.slen, a.skey, a.sklen, &v);
+        if (rc == 0) {
+            it->found = 1;
+            it->value.data = (uint8_t *)v.data;
+            it->value.len = v.len;
+            it->kind = (Statesrv__V1__ValueKind)v.kind;
+            total += v.len + 16;
+        } else if (rc != SV_ENOTFOUND) {
+            return store_fail(x, rc, &a);
+        }
+        total += 8;
+        if (total > budget)
+            return fail(x, SV_ETOOLARGE,
+                        "multi_get results pass max_frame_size (%u bytes) at item %zu; split "
+                        "the request",
+                        x->cfg->max_frame_size, i);
+        items[i] = it;
+    }
+    r->n_items = m->n_gets;
+    r->items = items;
+    resp->result_case = STATESRV__V1__RESPONSE__RESULT_MULTI_GET;
+    resp->multi_get = r;
+    return 0;
+}
+
+/* Shared by put and batch put. */
+static int do_put(struct ctx *x, const Statesrv__V1__Put *p)
+{
+    struct addr a;
+    int rc = resolve(x, p->state, p->key, p->namespace_, p->key_group_opt_case != 0, p->key_group,
+                     &a);
+    if (rc)
+        return rc;
+    if ((unsigned)p->kind >= SV_KIND_MAX)
+        return fail(x, SV_EINVAL, "unknown value kind %d", (int)p->kind);
+    if (p->value.len > x->cfg->max_value_size)
+        return fail(x, SV_ETOOLARGE, "value is %zu bytes; max_value_size is %u", p->value.len,
+                    x->cfg->max_value_size);
+    if (sv_value_check_kind((enum sv_value_kind)p->kind, p->value.data, p->value.len))
+        return fail(x, SV_EINVAL,
+                    p->kind == STATESRV__V1__VALUE_KIND__COUNTER
+                        ? "a COUNTER value must be 8 bytes (big-endian int64), got %zu"
+                        : "a LIST value must be elements framed as varint(length) || bytes "
+                          "(%zu bytes do not parse)",
+                    p->value.len);
+    rc = sv_store_put(x->store, a.state, a.slen, a.skey, a.sklen, (enum sv_value_kind)p->kind,
+                      p->value.data, p->value.len);
+    return rc ? store_fail(x, rc, &a) : 0;
+}
+
+static int do_delete(struct ctx *x, const Statesrv__V1__Delete *d, int *found)
+{
+    struct addr a;
+    int rc = resolve(x, d->state, d->key, d->namespace_, d->key_group_opt_case != 0, d->key_group,
+                     &a);
+    if (rc)
+        return rc;
+    rc = sv_store_delete(x->store, a.state, a.slen, a.skey, a.sklen, found);
+    return rc ? store_fail(x, rc, &a) : 0;
+}
+
+static int do_merge(struct ctx *x, const Statesrv__V1__Merge *m, int64_t *counter, size_t *size)
+{
+    struct addr a;
+    int rc = resolve(x, m->state, m->key, m->namespace_, m->key_group_opt_case != 0, m->key_group,
+                     &a);
+    if (rc)
+        return rc;
+    enum sv_merge_op op;
+    switch (m->op) {
+    case STATESRV__V1__MERGE_OP__APPEND:
+        op = SV_MERGE_APPEND;
+        break;
+    case STATESRV__V1__MERGE_OP__ADD_I64:
+        op = SV_MERGE_ADD_I64;
+        break;
+    default:
+        return fail(x, SV_EINVAL, "unknown merge op %d (expected APPEND or ADD_I64)", (int)m->op);
+    }
+    if (m->operand.len > x->cfg->max_value_size)
+        return fail(x, SV_ETOOLARGE, "operand is %zu bytes; max_value_size is %u",
+                    m->operand.len, x->cfg->max_value_size);
+    x->msg[0] = '\0';
+    rc = sv_store_merge(x->store, a.state, a.slen, a.skey, a.sklen, op, m->operand.data,
+                        m->operand.len, counter, size, x->msg, sizeof(x->msg));
+    if (rc && !x->msg[0])
+        return store_fail(x, rc, &a);
+    return rc;
+}
+
+static int op_put(struct ctx *x, const Statesrv__V1__Put *p, Statesrv__V1__Response *resp)
+{
+    static Statesrv__V1__PutResult ok = STATESRV__V1__PUT_RESULT__INIT;
+    int rc = do_put(x, p);
+    if (rc)
+        return rc;
+    resp->result_case = STATESRV__V1__RESPONSE__RESULT_PUT;
+    resp->put = &ok;
+    return 0;
+}
+
+static int op_delete(struct ctx *x, const Statesrv__V1__Delete *d, Statesrv__V1__Response *resp)
+{
+    int found = 0;
+    int rc = do_delete(x, d, &found);
+    if (rc)
+        return rc;
+    Statesrv__V1__DeleteResult *r = arena(x, sizeof(*r));
+    if (!r)
+        return -ENOMEM;
+    statesrv__v1__delete_result__init(r);
+    r->found = found;
+    resp->result_case = STATESRV__V1__RESPONSE__RESULT_DELETE;
+    resp->delete_ = r;
+    return 0;
+}
+
+static int op_merge(struct ctx *x, const Statesrv__V1__Merge *m, Statesrv__V1__Response *resp)
+{
+    int64_t counter = 0;
+    size_t size = 0;
+    int rc = do_merge(x, m, &counter, &size);
+    if (rc)
+        return rc;
+    Statesrv__V1__MergeResult *r = arena(x, sizeof(*r));
+    if (!r)
+        return -ENOMEM;
+    statesrv__v1__merge_result__init(r);
+    r->counter = counter;
+    r->value_size = size;
+    resp->result_case = STATESRV__V1__RESPONSE__RESULT_MERGE;
+    resp->merge = r;
+    return 0;
+}
+
+static const char *batch_op_name(const Statesrv__V1__BatchOp *op)
+{
+    switch (op->op_case) {
+    case STATESRV__V1__BATCH_OP__OP_PUT:
+        return "put";
+    case STATESRV__V1__BATCH_OP__OP_DELETE:
+        return "delete";
+    case STATESRV__V1__BATCH_OP__OP_MERGE:
+        return "merge";
+    default:
+        return "none";
+    }
+}
+
+static int op_batch(struct ctx *x, const Statesrv__V1__Batch *b, Statesrv__V1__Response *resp)
+{
+    if (b->n_ops > x->cfg->max_batch_ops)
+        return fail(x, SV_ETOOLARGE, "batch has %zu ops; max_batch_ops is %u", b->n_ops,
+                    x->cfg->max_batch_ops);
+    /* A savepoint inside the group transaction: a failing op undoes the
+     * batch's earlier ops and nothing else. */
+    int rc = sv_store_savepoint(x->store);
+    if (rc)
+        return store_fail(x, rc, NULL);
+    for (size_t i = 0; i < b->n_ops; i++) {
+        const Statesrv__V1__BatchOp *op = b->ops[i];
+        int found;
+        int64_t counter;
+        size_t size;
+        x->msg[0] = '\0';
+        switch (op->op_case) {
+        case STATESRV__V1__BATCH_OP__OP_PUT:
+            rc = do_put(x, op->put);
+            break;
+        case STATESRV__V1__BATCH_OP__OP_DELETE:
+            rc = do_delete(x, op->delete_, &found);
+            break;
+        case STATESRV__V1__BATCH_OP__OP_MERGE:
+            rc = do_merge(x, op->merge, &counter, &size);
+            break;
+        default:
+            rc = fail(x, SV_EINVAL, "no operation set");
+            break;
+        }
+        if (rc) {
+            sv_store_rollback(x->store);
+            char inner[sizeof(x->msg)];
+            memcpy(inner, x->msg, sizeof(inner));
+            return fail(x, rc, "ops[%zu] (%s): %s; nothing was applied", i, batch_op_name(op),
+                        inner[0] ? inner : sv_strerror(rc));
+        }
+    }
+    if ((rc = sv_store_release(x->store)))
+        return store_fail(x, rc, NULL);
+    Statesrv__V1__BatchResult *r = arena(x, sizeof(*r));
+    if (!r)
+        return -ENOMEM;
+    statesrv__v1__batch_result__init(r);
+    r->applied = (uint32_t)b->n_ops;
+    resp->result_case = STATESRV__V1__RESPONSE__RESULT_BATCH;
+    resp->batch = r;
+    return 0;
+}
+
+/* The first key that sorts after every key starting with p (n bytes), in
+ * place: drop trailing 0xff bytes and increment the last. 0 if none exists. */
+static size_t prefix_successor(uint8_t *p, size_t n)
+{
+    while (n > 0 && p[n - 1] == 0xff)
+        n--;
+    if (n > 0)
+        p[n - 1]++;
+    return n;
+}
+
+/* LMDB's default order: bytewise, then shorter first. */
+static int keycmp(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
+{
+    int c = memcmp(a, b, alen < blen ? alen : blen);
+    if (c)
+        return c;
+    return alen < blen ? -1 : alen > blen;
+}
+
+struct scan_acc {
+    struct ctx *x;
+    Statesrv__V1__Entry **entries;
+    size_t n, limit;
+    size_t bytes, budget;
+    uint8_t *cursor;
+    size_t cursor_len;
+    int failed;
+};
+
+static int scan_cb(void *ud, const uint8_t *skey, size_t sklen, const struct sv_value *v)
+{
+    struct scan_acc *acc = ud;
+    size_t cost = sklen + v->len + 32;
+    if (acc->n == acc->limit || (acc->n > 0 && acc->bytes + cost > acc->budget)) {
+        acc->cursor = arena(acc->x, sklen + 1);
+        if (!acc->cursor)
+            return -ENOMEM;
+        acc->cursor[0] = CURSOR_VERSION;
+        memcpy(acc->cursor + 1, skey, sklen);
+        acc->cursor_len = sklen + 1;
+        return 1;
+    }
+    struct sv_skey k;
+    if (sv_skey_decode(skey, sklen, &k))
+        return SV_ECORRUPT;
+    Statesrv__V1__Entry *e = arena(acc->x, sizeof(*e));
+    if (!e)
+        return -ENOMEM;
+    statesrv__v1__entry__init(e);
+    e->key.data = (uint8_t *)k.key;
+    e->key.len = k.key_len;
+    e->namespace_.data = (uint8_t *)k.ns;
+    e->namespace_.len = k.ns_len;
+    e->key_group = k.kg;
+    e->value.data = (uint8_t *)v->data;
+    e->value.len = v->len;
+    e->kind = (Statesrv__V1__ValueKind)v->kind;
+    acc->entries[acc->n++] = e;
+    acc->bytes += cost;
+    return 0;
+}
+
+static int op_scan(struct ctx *x, const Statesrv__V1__Scan *s, Statesrv__V1__Response *resp)
+{
+    int rc = check_state(x, s->state);
+    if (rc)
+        return rc;
+    uint8_t lo[SKEY_BUF + 1], hi[SKEY_BUF + 1];
+    size_t lolen = 0, hilen = 0;
+    int has_hi = 0;
+    uint32_t groups = sv_store_key_groups(x->store);
+    switch (s->range_case) {
+    case STATESRV__V1__SCAN__RANGE_KEY: {
+        const Statesrv__V1__KeySelector *ks = s->key;
+        ProtobufCBinaryData none = {0, NULL};
+        struct addr a;
+        if ((rc = resolve(x, s->state, ks->key, none, ks->key_group_opt_case != 0, ks->key_group,
+                          &a)))
+            return rc;
+        memcpy(lo, a.skey, a.prefix_len);
+        lolen = a.prefix_len;
+        memcpy(hi, a.skey, a.prefix_len);
+        hilen = prefix_successor(hi, a.prefix_len);
+        has_hi = hilen > 0;
+        break;
+    }
+    case STATESRV__V1__SCAN__RANGE_KEY_GROUPS: {
+        const Statesrv__V1__KeyGroupRange *r = s->key_groups;
+        if (r->first > r->last || r->last >= groups)
+            return fail(x, SV_EINVAL,
+                        "key group range %u-%u is invalid: need first <= last < %u", r->first,
+                        r->last, groups);
+        lo[0] = (uint8_t)(r->first >> 8);
+        lo[1] = (uint8_t)r->first;
+        lolen = 2;
+        hi[0] = (uint8_t)((r->last + 1) >> 8);
+        hi[1] = (uint8_t)(r->last + 1);
+        hilen = 2;
+        has_hi = 1;
+        break;
+    }
+    default:
+        break;
+    }
+    if (s->cursor.len) {
+        /* A cursor is a version byte and the stored key to resume at; it
+         * must lie inside this scan's range. */
+        const uint8_t *c = s->cursor.data;
+        size_t clen = s->cursor.len - 1;
+        if (c[0] != CURSOR_VERSION || clen == 0 || clen > SKEY_BUF ||
+            keycmp(c + 1, clen, lo, lolen) < 0 || (has_hi && keycmp(c + 1, clen, hi, hilen) >= 0))
+            return fail(x, SV_EINVAL, "cursor does not belong to this scan");
+        memcpy(lo, c + 1, clen);
+        lolen = clen;
+    }
+
+    uint32_t limit = s->limit ? s->limit : SCAN_DEFAULT_LIMIT;
+    if (limit > x->cfg->max_scan_limit)
+        limit = x->cfg->max_scan_limit;
+    struct scan_acc acc = {.x = x, .limit = limit, .budget = x->cfg->max_frame_size - FRAME_SLACK};
+    acc.entries = arena(x, sizeof(*acc.entries) * limit);
+    if (!acc.entries)
+        return -ENOMEM;
+    rc = sv_store_scan(x->store, s->state, strlen(s->state), lo, lolen, has_hi ? hi : NULL, hilen,
+                       scan_cb, &acc);
+    if (rc)
+        return store_fail(x, rc, NULL);
+    Statesrv__V1__ScanResult *r = arena(x, sizeof(*r));
+    if (!r)
+        return -ENOMEM;
+    statesrv__v1__scan_result__init(r);
+    r->n_entries = acc.n;
+    r->entries = acc.entries;
+    r->cursor.data = acc.cursor;
+    r->cursor.len = acc.cursor_len;
+    resp->result_case = STATESRV__V1__RESPONSE__RESULT_SCAN;
+    resp->scan = r;
+    return 0;
+}
+
+static int op_clear(struct ctx *x, const Statesrv__V1__Clear *c, Statesrv__V1__Response *resp)
+{
+    int rc = check_state(x, c->state);
+    if (rc)
+        return rc;
+    uint64_t deleted = 0;
+    if (c->target_case == STATESRV__V1__CLEAR__TARGET_KEY) {
+        ProtobufCBinaryData none = {0, NULL};
+        struct addr a;
+        if ((rc = resolve(x, c->state, c->key->key, none, c->key->key_group_opt_case != 0,
+                          c->key->key_group, &a)))
+            return rc;
+        uint8_t hi[SKEY_BUF];
+        memcpy(hi, a.skey, a.prefix_len);
+        size_t hilen = prefix_successor(hi, a.prefix_len);
+        rc = sv_store_delete_range(x->store, a.state, a.slen, a.skey, a.prefix_len,
+                                   hilen ? hi : NULL, hilen, &deleted);
+    } else if (c->target_case == STATESRV__V1__CLEAR__TARGET_WHOLE_STATE && c->whole_state) {
+        rc = sv_store_drop_state(x->store, c->state, strlen(c->state), &deleted);
+    } else {
+        return fail(x, SV_EINVAL, "clear needs a key, or whole_state = true to drop the state");
+    }
+    if (rc)
+        return store_fail(x, rc, NULL);
+    Statesrv__V1__ClearResult *r = arena(x, sizeof(*r));
+    if (!r)
+        return -ENOMEM;
+    statesrv__v1__clear_result__init(r);
+    r->deleted = deleted;
+    resp->result_case = STATESRV__V1__RESPONSE__RESULT_CLEAR;
+    resp->clear = r;
+    return 0;
+}
+
+struct state_list {
+    struct ctx *x;
+    Statesrv__V1__StateInfo **items;
+    size_t n, cap;
+};
+
+static int collect_state(void *ud, const struct sv_state_stat *st)
+{
+    struct state_list *l = ud;
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 16;
+        Statesrv__V1__StateInfo **n = arena(l->x, sizeof(*n) * cap);
+        if (!n)
+            return -ENOMEM;
+        if (l->n)
+            memcpy(n, l->items, sizeof(*n) * l->n);
+        l->items = n;
+        l->cap = cap;
+    }
+    Statesrv__V1__StateInfo *si = arena(l->x, sizeof(*si));
+    char *name = arena(l->x, strlen(st->name) + 1);
+    if (!si || !name)
+        return -ENOMEM;
+    statesrv__v1__state_info__init(si);
+    strcpy(name, st->name);
+    si->name = name;
+    si->entries = st->entries;
+    si->bytes = st->bytes;
+    l->items[l->n++] = si;
+    return 0;
+}
+
+static int op_list_states(struct ctx *x, Statesrv__V1__Response *resp)
+{
+    struct state_list l = {.x = x};
+    int rc = sv_store_list_states(x->store, collect_state, &l);
+    if (rc)
+        return store_fail(x, rc, NULL);
+    Statesrv__V1__ListStatesResult *r = arena(x, sizeof(*r));
+    if (!r)
+        return -ENOMEM;
+    statesrv__v1__list_states_result__init(r);
+    r->n_states = l.n;
+    r->states = l.items;
+    resp->result_case = STATESRV__V1__RESPONSE__RESULT_LIST_STATES;
+    resp->list_states = r;
+    return 0;
+}
+
+static int op_stats(struct ctx *x, Statesrv__V1__Response *resp)
+{
+    struct sv_server *srv = x->srv;
+    struct state_list l = {.x = x};
+    int rc = sv_store_list_states(x->store, collect_state, &l);
+    if (rc)
+        return store_fail(x, rc, NULL);
+    Statesrv__V1__StatsResult *r = arena(x, sizeof(*r));
+    Statesrv__V1__OpStats **ops = arena(x, sizeof(*ops) * SV_OP_SLOTS);
+    Statesrv__V1__OpStats *opv = arena(x, sizeof(*opv) * SV_OP_SLOTS);
+    if (!r || !ops || !opv)
+        return -ENOMEM;
+    statesrv__v1__stats_result__init(r);
+    size_t nops = 0;
+    for (int i = 0; i < SV_OP_SLOTS; i++) {
+        const char *name = sv_msg_op_name((Statesrv__V1__Request__OpCase)i);
+        if (strcmp(name, "unknown") == 0)
+            continue;
+        statesrv__v1__op_stats__init(&opv[nops]);
+        opv[nops].op = (char *)name;
+        opv[nops].count = srv->ops[i].count;
+        opv[nops].errors = srv->ops[i].errors;
+        ops[nops] = &opv[nops];
+        nops++;
+    }
+    r->server_version = SV_VERSION;
+    r->uptime_seconds = (sv_now_ms() - srv->started_ms) / 1000;
+    r->connections_current = srv->nconns;
+    r->connections_total = srv->connections_total;
+    r->connections_rejected = srv->connections_rejected;
+    r->n_ops = nops;
+    r->ops = ops;
+    r->n_states = l.n;
+    r->states = l.items;
+    sv_store_usage(x->store, &r->map_size, &r->map_used);
+    r->key_groups = sv_store_key_groups(x->store);
+    r->commits = srv->commits;
+    r->bytes_in = srv->bytes_in;
+    r->bytes_out = srv->bytes_out;
+    resp->result_case = STATESRV__V1__RESPONSE__RESULT_STATS;
+    resp->stats = r;
+    return 0;
+}
+
+void sv_dispatch(struct sv_server *srv, struct sv_conn *c, const Statesrv__V1__Request *req,
+                 Statesrv__V1__Response *resp)
+{
+    struct ctx x = {.srv = srv, .conn = c, .store = srv->store, .cfg = srv->cfg};
+    int rc;
+    statesrv__v1__response__init(resp);
+    resp->id = req->id;
+    switch (req->op_case) {
+    case STATESRV__V1__REQUEST__OP_HELLO:
+        rc = op_hello(&x, req->hello, resp);
+        break;
+    case STATESRV__V1__REQUEST__OP_PING:
+        rc = op_ping(&x, resp);
+        break;
+    case STATESRV__V1__REQUEST__OP_GET:
+        rc = op_get(&x, req->get, resp);
+        break;
+    case STATESRV__V1__REQUEST__OP_MULTI_GET:
+        rc = op_multi_get(&x, req->multi_get, resp);
+        break;
+    case STATESRV__V1__REQUEST__OP_PUT:
+        rc = op_put(&x, req->put, resp);
+        break;
+    case STATESRV__V1__REQUEST__OP_DELETE:
+        rc = op_delete(&x, req->delete_, resp);
+        break;
+    case STATESRV__V1__REQUEST__OP_MERGE:
+        rc = op_merge(&x, req->merge, resp);
+        break;
+    case STATESRV__V1__REQUEST__OP_BATCH:
+        rc = op_batch(&x, req->batch, resp);
+        break;
+    case STATESRV__V1__REQUEST__OP_SCAN:
+        rc = op_scan(&x, req->scan, resp);
+        break;
+    case STATESRV__V1__REQUEST__OP_CLEAR:
+        rc = op_clear(&x, req->clear, resp);
+        break;
+    case STATESRV__V1__REQUEST__OP_LIST_STATES:
+        rc = op_list_states(&x, resp);
+        break;
+    case STATESRV__V1__REQUEST__OP_STATS:
+        rc = op_stats(&x, resp);
+        break;
+    default:
+        rc = fail(&x, SV_EINVAL, "unknown op");
+        break;
+    }
+    unsigned slot = (unsigned)req->op_case < SV_OP_SLOTS ? (unsigned)req->op_case : 0;
+    srv->ops[slot].count++;
+    if (rc == 0)
+        return;
+    srv->ops[slot].errors++;
+    resp->result_case = STATESRV__V1__RESPONSE__RESULT__NOT_SET;
+    resp->status = (Statesrv__V1__Status)sv_error_status(rc);
+    if (!x.msg[0])
+        snprintf(x.msg, sizeof(x.msg), "%s", sv_strerror(rc));
+    char *m = sv_arena_alloc(&srv->arena, strlen(x.msg) + 1);
+    resp->message = m ? strcpy(m, x.msg) : (char *)"out of memory";
+}

@@ -1,0 +1,165 @@
+/* statesrvd: argv, configuration, store, loop. Glue only. */
+#include "config.h"
+#include "server.h"
+#include "store.h"
+#include "sv_error.h"
+#include "sv_log.h"
+#include "sv_msg.h"
+
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <uv.h>
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "Usage: statesrvd [OPTION]...\n"
+            "Keyed-state server for stream processors: a sidecar that stores keyed state in\n"
+            "LMDB and serves it over protobuf-framed TCP and a Unix socket.\n"
+            "\n"
+            "  -c, --config FILE        read settings from FILE (key = value; see\n"
+            "                           conf/statesrvd.conf); flags below override it\n"
+            "  -l, --listen HOST:PORT   TCP address (default 127.0.0.1:7420; '' for none)\n"
+            "  -u, --unix PATH          also listen on a Unix socket (mode 0600)\n"
+            "  -d, --data-dir DIR       where the LMDB store lives\n"
+            "      --checkpoint-dir DIR where checkpoints are written\n"
+            "  -k, --key-groups N       key groups (max parallelism), 1..32768, fixed when\n"
+            "                           a data directory is created (default 128)\n"
+            "      --sync MODE          none (default) or always\n"
+            "      --log-level LEVEL    debug, info, warn or error\n"
+            "  -h, --help               show this help\n"
+            "  -V, --version            show the version\n"
+            "\n"
+            "Signals: SIGTERM or SIGINT stop accepting, answer what was read, commit and exit.\n");
+}
+
+int main(int argc, char **argv)
+{
+    enum { OPT_CHECKPOINT_DIR = 256, OPT_SYNC, OPT_LOG_LEVEL };
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"listen", required_argument, NULL, 'l'},
+        {"unix", required_argument, NULL, 'u'},
+        {"data-dir", required_argument, NULL, 'd'},
+        {"checkpoint-dir", required_argument, NULL, OPT_CHECKPOINT_DIR},
+        {"key-groups", required_argument, NULL, 'k'},
+        {"sync", required_argument, NULL, OPT_SYNC},
+        {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
+        {NULL, 0, NULL, 0},
+    };
+    /* Flags win over the file whatever their order: collect them first. */
+    const char *config_path = NULL;
+    struct {
+        const char *name, *value;
+    } overrides[16];
+    size_t noverrides = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, "c:l:u:d:k:hV", opts, NULL)) != -1) {
+        const char *name = NULL;
+        switch (c) {
+        case 'c':
+            config_path = optarg;
+            break;
+        case 'l':
+            name = "listen";
+            break;
+        case 'u':
+            name = "unix_socket";
+            break;
+        case 'd':
+            name = "data_dir";
+            break;
+        case OPT_CHECKPOINT_DIR:
+            name = "checkpoint_dir";
+            break;
+        case 'k':
+            name = "key_groups";
+            break;
+        case OPT_SYNC:
+            name = "sync";
+            break;
+        case OPT_LOG_LEVEL:
+            name = "log_level";
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        case 'V':
+            printf("statesrvd %s (protocol %u)\n", SV_VERSION, SV_PROTOCOL_VERSION);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+        if (name && noverrides < sizeof(overrides) / sizeof(overrides[0])) {
+            overrides[noverrides].name = name;
+            overrides[noverrides].value = optarg;
+            noverrides++;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "statesrvd: unexpected argument '%s'\n", argv[optind]);
+        usage(stderr);
+        return 2;
+    }
+
+    struct sv_config cfg;
+    char err[1024];
+    sv_config_defaults(&cfg);
+    if (config_path && sv_config_load(&cfg, config_path, err, sizeof(err))) {
+        fprintf(stderr, "statesrvd: %s\n", err);
+        return 1;
+    }
+    for (size_t i = 0; i < noverrides; i++) {
+        if (sv_config_set(&cfg, overrides[i].name, overrides[i].value, err, sizeof(err))) {
+            fprintf(stderr, "statesrvd: command line: %s\n", err);
+            return 2;
+        }
+    }
+    if (sv_config_validate(&cfg, err, sizeof(err))) {
+        fprintf(stderr, "statesrvd: %s\n", err);
+        return 1;
+    }
+    sv_log_set_level(cfg.log_level);
+    signal(SIGPIPE, SIG_IGN);
+
+    struct sv_store_options so = {
+        .dir = cfg.data_dir,
+        .map_size = cfg.map_size,
+        .map_size_max = cfg.map_size_max,
+        .max_states = cfg.max_states,
+        .max_value_size = cfg.max_value_size,
+        .sync_always = cfg.sync == SV_SYNC_ALWAYS,
+        .key_groups = cfg.key_groups,
+        .key_groups_set = cfg.key_groups_set,
+    };
+    struct sv_store *store;
+    if (sv_store_open(&so, &store, err, sizeof(err))) {
+        sv_error("%s", err);
+        return 1;
+    }
+
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct sv_server srv;
+    int code = 0;
+    if (sv_server_init(&srv, &loop, &cfg, store, err, sizeof(err))) {
+        sv_error("%s", err);
+        code = 1;
+    } else {
+        sv_info("statesrvd %s ready (pid %ld)", SV_VERSION, (long)getpid());
+        code = sv_server_run(&srv);
+    }
+    sv_server_free(&srv);
+    uv_loop_close(&loop);
+    sv_store_close(store);
+    if (code == 0)
+        sv_info("statesrvd stopped cleanly");
+    return code;
+}

@@ -1,0 +1,338 @@
+/* The loop: listeners (TCP and Unix socket), signals, the per-iteration
+ * group commit, and graceful shutdown. */
+#include "server.h"
+#include "sv_error.h"
+#include "sv_log.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#define STOP_TIMEOUT_MS 10000
+#define LISTEN_BACKLOG 511
+
+uint64_t sv_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void on_tcp_connection(uv_stream_t *listener, int status)
+{
+    struct sv_server *srv = listener->data;
+    if (status < 0) {
+        sv_warn("accept on %s failed: %s", srv->cfg->listen, uv_strerror(status));
+        return;
+    }
+    sv_conn_accept(srv, listener, 0);
+}
+
+static void on_unix_connection(uv_stream_t *listener, int status)
+{
+    struct sv_server *srv = listener->data;
+    if (status < 0) {
+        sv_warn("accept on %s failed: %s", srv->cfg->unix_socket, uv_strerror(status));
+        return;
+    }
+    sv_conn_accept(srv, listener, 1);
+}
+
+/* An active idle handle makes the next poll return at once; the check
+ * callback then runs the requests still waiting. */
+static void on_idle(uv_idle_t *h)
+{
+    struct sv_server *srv = h->data;
+    if (!srv->ready_head)
+        uv_idle_stop(h);
+}
+
+/* After poll, every iteration: run the requests that arrived. */
+static void on_check(uv_check_t *h)
+{
+    struct sv_server *srv = h->data;
+    sv_batch_run_all(srv);
+    /* More than one turn's worth waiting: keep the loop from blocking. */
+    if (srv->ready_head)
+        uv_idle_start(&srv->idle, on_idle);
+}
+
+/* "host:port" or "[v6]:port" into a socket address. */
+static int parse_listen(const char *s, struct sockaddr_storage *ss, char *err, size_t errlen)
+{
+    char host[256];
+    const char *colon = strrchr(s, ':');
+    if (!colon || colon == s) {
+        snprintf(err, errlen, "listen = '%s': expected HOST:PORT", s);
+        return SV_EINVAL;
+    }
+    size_t hlen = (size_t)(colon - s);
+    if (s[0] == '[' && colon[-1] == ']') {
+        s++;
+        hlen -= 2;
+    }
+    if (hlen == 0 || hlen >= sizeof(host)) {
+        snprintf(err, errlen, "listen = '%s': bad host", s);
+        return SV_EINVAL;
+    }
+    memcpy(host, s, hlen);
+    host[hlen] = '\0';
+    char *end;
+    long port = strtol(colon + 1, &end, 10);
+    if (!colon[1] || *end || port < 0 || port > 65535) {
+        snprintf(err, errlen, "listen: bad port '%s'", colon + 1);
+        return SV_EINVAL;
+    }
+    if (uv_ip4_addr(host, (int)port, (struct sockaddr_in *)ss) == 0 ||
+        uv_ip6_addr(host, (int)port, (struct sockaddr_in6 *)ss) == 0)
+        return 0;
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *ai;
+    int rc = getaddrinfo(host, NULL, &hints, &ai);
+    if (rc) {
+        snprintf(err, errlen, "listen: cannot resolve '%s': %s", host, gai_strerror(rc));
+        return SV_EINVAL;
+    }
+    memcpy(ss, ai->ai_addr, ai->ai_addrlen);
+    if (ss->ss_family == AF_INET)
+        ((struct sockaddr_in *)ss)->sin_port = htons((uint16_t)port);
+    else
+        ((struct sockaddr_in6 *)ss)->sin6_port = htons((uint16_t)port);
+    freeaddrinfo(ai);
+    return 0;
+}
+
+/* A socket file left by a crashed server is removed; one a live server
+ * answers on is not. */
+static int clear_stale_socket(const char *path, char *err, size_t errlen)
+{
+    struct stat st;
+    if (lstat(path, &st)) {
+        if (errno == ENOENT)
+            return 0;
+        snprintf(err, errlen, "unix_socket %s: %s", path, strerror(errno));
+        return -errno;
+    }
+    if (!S_ISSOCK(st.st_mode)) {
+        snprintf(err, errlen, "unix_socket %s exists and is not a socket", path);
+        return SV_EINVAL;
+    }
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(err, errlen, "socket: %s", strerror(errno));
+        return -errno;
+    }
+    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+    snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path);
+    int live = connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0;
+    close(fd);
+    if (live) {
+        snprintf(err, errlen, "unix_socket %s: another server is listening there", path);
+        return SV_EBUSY;
+    }
+    if (unlink(path) && errno != ENOENT) {
+        snprintf(err, errlen, "cannot remove stale socket %s: %s", path, strerror(errno));
+        return -errno;
+    }
+    sv_info("removed stale socket %s", path);
+    return 0;
+}
+
+static int listen_unix(struct sv_server *srv, char *err, size_t errlen)
+{
+    const char *path = srv->cfg->unix_socket;
+    struct sockaddr_un sun;
+    if (strlen(path) >= sizeof(sun.sun_path)) {
+        snprintf(err, errlen, "unix_socket path is too long (at most %zu bytes)",
+                 sizeof(sun.sun_path) - 1);
+        return SV_EINVAL;
+    }
+    int rc = clear_stale_socket(path, err, errlen);
+    if (rc)
+        return rc;
+    if ((rc = uv_pipe_init(srv->loop, &srv->unix_sock, 0))) {
+        snprintf(err, errlen, "uv_pipe_init: %s", uv_strerror(rc));
+        return rc;
+    }
+    srv->unix_sock.data = srv;
+    srv->unix_open = 1;
+    /* Create the socket with the configured mode from the start: no window
+     * in which it is more open than asked. */
+    mode_t old = umask((mode_t)(~srv->cfg->unix_socket_mode & 0777));
+    rc = uv_pipe_bind(&srv->unix_sock, path);
+    umask(old);
+    if (rc) {
+        snprintf(err, errlen, "cannot bind %s: %s", path, uv_strerror(rc));
+        return rc;
+    }
+    chmod(path, srv->cfg->unix_socket_mode);
+    if ((rc = uv_listen((uv_stream_t *)&srv->unix_sock, LISTEN_BACKLOG, on_unix_connection))) {
+        snprintf(err, errlen, "cannot listen on %s: %s", path, uv_strerror(rc));
+        return rc;
+    }
+    sv_info("listening on unix:%s (mode %04o)", path, srv->cfg->unix_socket_mode);
+    return 0;
+}
+
+static int listen_tcp(struct sv_server *srv, char *err, size_t errlen)
+{
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof(ss));
+    int rc = parse_listen(srv->cfg->listen, &ss, err, errlen);
+    if (rc)
+        return rc;
+    if ((rc = uv_tcp_init(srv->loop, &srv->tcp))) {
+        snprintf(err, errlen, "uv_tcp_init: %s", uv_strerror(rc));
+        return rc;
+    }
+    srv->tcp.data = srv;
+    srv->tcp_open = 1;
+    if ((rc = uv_tcp_bind(&srv->tcp, (struct sockaddr *)&ss, 0)) ||
+        (rc = uv_listen((uv_stream_t *)&srv->tcp, LISTEN_BACKLOG, on_tcp_connection))) {
+        snprintf(err, errlen, "cannot listen on %s: %s", srv->cfg->listen, uv_strerror(rc));
+        return rc;
+    }
+    /* With port 0 the kernel picks one; say which (tests read this line). */
+    struct sockaddr_storage bound;
+    int len = sizeof(bound);
+    char host[INET6_ADDRSTRLEN] = "?";
+    int port = 0;
+    if (uv_tcp_getsockname(&srv->tcp, (struct sockaddr *)&bound, &len) == 0) {
+        if (bound.ss_family == AF_INET) {
+            uv_ip4_name((struct sockaddr_in *)&bound, host, sizeof(host));
+            port = ntohs(((struct sockaddr_in *)&bound)->sin_port);
+        } else {
+            uv_ip6_name((struct sockaddr_in6 *)&bound, host, sizeof(host));
+            port = ntohs(((struct sockaddr_in6 *)&bound)->sin6_port);
+        }
+    }
+    sv_info("listening on %s%s%s:%d", strchr(host, ':') ? "[" : "", host,
+            strchr(host, ':') ? "]" : "", port);
+    return 0;
+}
+
+static void close_if_open(uv_handle_t *h)
+{
+    if (h->loop && !uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+static void close_listeners(struct sv_server *srv)
+{
+    if (srv->tcp_open) {
+        srv->tcp_open = 0;
+        close_if_open((uv_handle_t *)&srv->tcp);
+    }
+    if (srv->unix_open) {
+        srv->unix_open = 0;
+        close_if_open((uv_handle_t *)&srv->unix_sock);
+        unlink(srv->cfg->unix_socket);
+    }
+}
+
+void sv_server_conn_gone(struct sv_server *srv)
+{
+    if (!srv->stopping || srv->nconns > 0)
+        return;
+    /* The last connection is gone: close the rest and let uv_run return. */
+    close_listeners(srv);
+    close_if_open((uv_handle_t *)&srv->sigterm);
+    close_if_open((uv_handle_t *)&srv->sigint);
+    close_if_open((uv_handle_t *)&srv->check);
+    close_if_open((uv_handle_t *)&srv->idle);
+    close_if_open((uv_handle_t *)&srv->stop_timer);
+}
+
+static void on_stop_timeout(uv_timer_t *t)
+{
+    struct sv_server *srv = t->data;
+    sv_warn("shutdown: %u connection(s) did not finish in %d ms; closing them", srv->nconns,
+            STOP_TIMEOUT_MS);
+    for (struct sv_conn *c = srv->all_head; c; c = c->all_next)
+        sv_conn_close(c);
+}
+
+static void begin_shutdown(struct sv_server *srv, int signum)
+{
+    if (srv->stopping) {
+        sv_warn("second signal %d: closing every connection now", signum);
+        on_stop_timeout(&srv->stop_timer);
+        return;
+    }
+    srv->stopping = 1;
+    sv_info("signal %d: shutting down (%u connection(s) to finish)", signum, srv->nconns);
+    close_listeners(srv);
+    /* Answer what was already read, then close each connection. */
+    for (struct sv_conn *c = srv->all_head; c; c = c->all_next) {
+        if (c->state != SV_CONN_OPEN)
+            continue;
+        if (c->on_ready)
+            continue; /* the batch drains it once its frames are answered */
+        sv_conn_drain(c);
+    }
+    uv_timer_start(&srv->stop_timer, on_stop_timeout, STOP_TIMEOUT_MS, 0);
+    if (srv->ready_head)
+        uv_idle_start(&srv->idle, on_idle);
+    sv_server_conn_gone(srv);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    begin_shutdown(h->data, signum);
+}
+
+int sv_server_init(struct sv_server *srv, uv_loop_t *loop, const struct sv_config *cfg,
+                   struct sv_store *store, char *err, size_t errlen)
+{
+    memset(srv, 0, sizeof(*srv));
+    srv->loop = loop;
+    srv->cfg = cfg;
+    srv->store = store;
+    srv->started_ms = sv_now_ms();
+    sv_arena_init(&srv->arena, 256 * 1024);
+
+    uv_check_init(loop, &srv->check);
+    srv->check.data = srv;
+    uv_check_start(&srv->check, on_check);
+    uv_idle_init(loop, &srv->idle);
+    srv->idle.data = srv;
+    uv_timer_init(loop, &srv->stop_timer);
+    srv->stop_timer.data = srv;
+    uv_unref((uv_handle_t *)&srv->check);
+    uv_signal_init(loop, &srv->sigterm);
+    srv->sigterm.data = srv;
+    uv_signal_start(&srv->sigterm, on_signal, SIGTERM);
+    uv_signal_init(loop, &srv->sigint);
+    srv->sigint.data = srv;
+    uv_signal_start(&srv->sigint, on_signal, SIGINT);
+
+    int rc = 0;
+    if (cfg->listen[0] && (rc = listen_tcp(srv, err, errlen)))
+        return rc;
+    if (cfg->unix_socket[0] && (rc = listen_unix(srv, err, errlen)))
+        return rc;
+    return 0;
+}
+
+int sv_server_run(struct sv_server *srv)
+{
+    uv_run(srv->loop, UV_RUN_DEFAULT);
+    return srv->exit_code;
+}
+
+void sv_server_free(struct sv_server *srv)
+{
+    /* After a failed init the handles still need closing before the loop
+     * can be closed. */
+    srv->stopping = 1;
+    sv_server_conn_gone(srv);
+    uv_run(srv->loop, UV_RUN_DEFAULT);
+    free(srv->batch);
+    sv_arena_free(&srv->arena);
+}

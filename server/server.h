@@ -1,0 +1,143 @@
+/* statesrvd's event loop: listeners, connections, group commit, shutdown.
+ *
+ * Request flow: libuv reads bytes into a connection's frame reader (read_cb)
+ * and marks the connection ready. Once per loop iteration, in the check
+ * phase, the server takes the frames of every ready connection, decodes and
+ * dispatches them inside one LMDB write transaction, appends the replies to
+ * each connection's output, commits, and only then writes the replies out:
+ * a reply never acknowledges a write that is not committed.
+ *
+ * If the transaction fails part-way (the map is full, or LMDB poisons it),
+ * the server aborts, rewinds every connection of the batch to where the batch
+ * began (input frames are kept until commit), grows the map or marks the
+ * offending request as failed, and runs the batch again. */
+#ifndef SV_SERVER_H
+#define SV_SERVER_H
+
+#include "config.h"
+#include "store.h"
+#include "sv_arena.h"
+#include "sv_buf.h"
+#include "sv_frame.h"
+#include "statesrv.pb-c.h"
+
+#include <stdint.h>
+#include <uv.h>
+
+#define SV_OP_SLOTS 32 /* indexed by Request op case */
+
+enum sv_conn_state {
+    SV_CONN_OPEN,     /* reading and answering */
+    SV_CONN_DRAINING, /* a fatal error or shutdown: flush replies, then shut down */
+    SV_CONN_LINGER,   /* write side shut; discarding input until EOF or timeout */
+    SV_CONN_CLOSING,  /* uv_close issued */
+    SV_CONN_STATE_MAX
+};
+
+const char *sv_conn_state_name(enum sv_conn_state st);
+
+struct sv_server;
+
+struct sv_conn {
+    union {
+        uv_handle_t handle;
+        uv_stream_t stream;
+        uv_tcp_t tcp;
+        uv_pipe_t pipe;
+    } h;
+    struct sv_server *srv;
+    enum sv_conn_state state;
+    uint64_t id;
+    char peer[64];
+    char client_name[129];
+
+    struct sv_frame_reader in;
+    struct sv_buf out;  /* replies not yet handed to libuv */
+    struct sv_buf wbuf; /* replies being written */
+    uv_write_t wreq;
+    int writing;
+    int reading;
+    int eof;
+
+    /* Group-commit bookkeeping, valid while the connection is in a batch. */
+    size_t in_mark;
+    size_t out_mark;
+    int in_batch;
+    int fatal; /* the batch answered a framing error: drain after commit */
+
+    struct sv_conn *ready_prev, *ready_next;
+    int on_ready;
+    struct sv_conn *all_prev, *all_next;
+
+    uv_shutdown_t sreq;
+    uv_timer_t linger;
+    int linger_open;
+};
+
+struct sv_op_counter {
+    uint64_t count;
+    uint64_t errors;
+};
+
+struct sv_server {
+    uv_loop_t *loop;
+    const struct sv_config *cfg;
+    struct sv_store *store;
+
+    uv_tcp_t tcp;
+    uv_pipe_t unix_sock;
+    int tcp_open, unix_open;
+    uv_signal_t sigterm, sigint;
+    uv_check_t check;
+    uv_idle_t idle;
+    uv_timer_t stop_timer;
+    int stopping;
+    int exit_code;
+
+    struct sv_conn *ready_head, *ready_tail;
+    struct sv_conn *all_head;
+    uint32_t nconns;
+    uint64_t next_conn_id;
+
+    struct sv_conn **batch; /* connections in the current batch */
+    size_t nbatch, batch_cap;
+    struct sv_arena arena;
+
+    uint64_t started_ms;
+    uint64_t connections_total;
+    uint64_t connections_rejected;
+    uint64_t commits;
+    uint64_t bytes_in, bytes_out;
+    struct sv_op_counter ops[SV_OP_SLOTS];
+};
+
+/* Sets up listeners and handles on loop. 0, or an error with err filled. */
+int sv_server_init(struct sv_server *srv, uv_loop_t *loop, const struct sv_config *cfg,
+                   struct sv_store *store, char *err, size_t errlen);
+/* Runs until SIGTERM/SIGINT has drained every connection. Returns the exit code. */
+int sv_server_run(struct sv_server *srv);
+void sv_server_free(struct sv_server *srv);
+/* A connection's memory is gone; during shutdown the last one ends the loop. */
+void sv_server_conn_gone(struct sv_server *srv);
+
+/* conn.c */
+void sv_conn_accept(struct sv_server *srv, uv_stream_t *listener, int is_unix);
+void sv_conn_flush(struct sv_conn *c);
+void sv_conn_drain(struct sv_conn *c);  /* flush what is queued, then close */
+void sv_conn_close(struct sv_conn *c);  /* at once */
+void sv_conn_ready(struct sv_conn *c);  /* queue for the next batch */
+void sv_conn_unready(struct sv_conn *c);
+/* Bytes of replies not yet written. */
+size_t sv_conn_output(const struct sv_conn *c);
+
+/* batch.c */
+void sv_batch_run_all(struct sv_server *srv);
+
+/* dispatch.c: answers one request inside the current transaction. resp is
+ * filled with status, message and result (allocated in srv->arena). */
+void sv_dispatch(struct sv_server *srv, struct sv_conn *c, const Statesrv__V1__Request *req,
+                 Statesrv__V1__Response *resp);
+
+uint64_t sv_now_ms(void);
+
+#endif

@@ -1,0 +1,862 @@
+#include "store.h"
+#include "sv_buf.h"
+#include "sv_error.h"
+#include "sv_keys.h"
+#include "sv_log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <lmdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* Internal databases have names no state can have ('$' is not allowed). */
+#define META_DB "$meta"
+#define META_FORMAT_KEY "format"
+#define META_KEY_GROUPS_KEY "key_groups"
+#define STORE_FORMAT 1u
+
+/* State name -> DBI, open addressing. depth says in which transaction the
+ * handle was opened: 0 committed, 1 the group transaction, 2 a savepoint.
+ * LMDB closes handles opened in a transaction that aborts, so those entries
+ * must be forgotten on abort. */
+enum slot_status { SLOT_EMPTY, SLOT_USED, SLOT_TOMB };
+
+struct state_slot {
+    uint32_t hash;
+    uint8_t status;
+    uint8_t depth;
+    uint8_t len;
+    MDB_dbi dbi;
+    char name[SV_STATE_NAME_MAX + 1];
+};
+
+struct sv_store {
+    MDB_env *env;
+    MDB_txn *txn;   /* group transaction, or NULL */
+    MDB_txn *child; /* savepoint, or NULL */
+    int txn_error;
+    MDB_dbi meta_dbi;
+    int lock_fd;
+    uint32_t key_groups;
+    uint32_t max_value_size;
+    unsigned max_states;
+    uint64_t map_size;
+    uint64_t map_size_max;
+    size_t max_key;
+    struct state_slot *slots;
+    size_t nslots; /* power of two */
+    size_t used, tombs;
+    struct sv_buf scratch;
+};
+
+/* --- errors -------------------------------------------------------------- */
+
+static int map_err(int rc)
+{
+    switch (rc) {
+    case MDB_SUCCESS:
+        return 0;
+    case MDB_NOTFOUND:
+        return SV_ENOTFOUND;
+    case MDB_MAP_FULL:
+        return SV_EMAPFULL;
+    case MDB_DBS_FULL:
+        return SV_ENOSPACE;
+    case MDB_CORRUPTED:
+    case MDB_PAGE_NOTFOUND:
+    case MDB_INVALID:
+    case MDB_VERSION_MISMATCH:
+        return SV_ECORRUPT;
+    default:
+        return rc > 0 ? -rc : SV_EINTERNAL;
+    }
+}
+
+/* An LMDB failure inside a write leaves the transaction unusable. */
+static int txn_fail(struct sv_store *s, int rc)
+{
+    int e = map_err(rc);
+    if (!s->txn_error)
+        s->txn_error = e;
+    if (rc != MDB_MAP_FULL)
+        sv_warn("store: write failed: %s", mdb_strerror(rc));
+    return e;
+}
+
+static MDB_txn *cur_txn(const struct sv_store *s)
+{
+    return s->child ? s->child : s->txn;
+}
+
+/* --- state table --------------------------------------------------------- */
+
+static uint32_t name_hash(const char *name, size_t len)
+{
+    return sv_murmur3_32(name, len, 0x5eed);
+}
+
+static struct state_slot *slot_find(struct sv_store *s, const char *name, size_t len)
+{
+    uint32_t h = name_hash(name, len);
+    size_t mask = s->nslots - 1;
+    for (size_t i = h & mask;; i = (i + 1) & mask) {
+        struct state_slot *sl = &s->slots[i];
+        if (sl->status == SLOT_EMPTY)
+            return NULL;
+        if (sl->status == SLOT_USED && sl->hash == h && sl->len == len &&
+            memcmp(sl->name, name, len) == 0)
+            return sl;
+    }
+}
+
+static void slot_insert_raw(struct state_slot *slots, size_t nslots, const struct state_slot *src)
+{
+    size_t mask = nslots - 1;
+    for (size_t i = src->hash & mask;; i = (i + 1) & mask) {
+        if (slots[i].status != SLOT_USED) {
+            slots[i] = *src;
+            slots[i].status = SLOT_USED;
+            return;
+        }
+    }
+}
+
+/* Rebuilds the table without tombstones. The table never needs to grow:
+ * it is sized for max_states from the start. */
+static int slots_rehash(struct sv_store *s)
+{
+    struct state_slot *n = calloc(s->nslots, sizeof(*n));
+    if (!n)
+        return -ENOMEM;
+    for (size_t i = 0; i < s->nslots; i++)
+        if (s->slots[i].status == SLOT_USED)
+            slot_insert_raw(n, s->nslots, &s->slots[i]);
+    free(s->slots);
+    s->slots = n;
+    s->tombs = 0;
+    return 0;
+}
+
+static int slot_add(struct sv_store *s, const char *name, size_t len, MDB_dbi dbi, int depth)
+{
+    if ((s->used + s->tombs + 1) * 4 > s->nslots * 3) {
+        int rc = slots_rehash(s);
+        if (rc)
+            return rc;
+    }
+    struct state_slot sl = {.hash = name_hash(name, len), .depth = (uint8_t)depth,
+                            .len = (uint8_t)len, .dbi = dbi};
+    memcpy(sl.name, name, len);
+    sl.name[len] = '\0';
+    size_t mask = s->nslots - 1;
+    for (size_t i = sl.hash & mask;; i = (i + 1) & mask) {
+        if (s->slots[i].status != SLOT_USED) {
+            if (s->slots[i].status == SLOT_TOMB)
+                s->tombs--;
+            s->slots[i] = sl;
+            s->slots[i].status = SLOT_USED;
+            s->used++;
+            return 0;
+        }
+    }
+}
+
+static void slot_remove(struct sv_store *s, struct state_slot *sl)
+{
+    sl->status = SLOT_TOMB;
+    s->used--;
+    s->tombs++;
+}
+
+/* Forgets handles opened at `depth` or deeper (their transaction aborted),
+ * or, with commit, folds them into the enclosing level. */
+static void slots_end_level(struct sv_store *s, int depth, int commit)
+{
+    for (size_t i = 0; i < s->nslots; i++) {
+        struct state_slot *sl = &s->slots[i];
+        if (sl->status != SLOT_USED || sl->depth < depth)
+            continue;
+        if (commit)
+            sl->depth = (uint8_t)(depth - 1);
+        else
+            slot_remove(s, sl);
+    }
+}
+
+/* Finds the DBI of a state. With create, makes the state if it is missing
+ * (bounded by max_states). SV_ENOTFOUND when it does not exist. */
+static int state_dbi(struct sv_store *s, const char *state, size_t slen, int create, MDB_dbi *dbi)
+{
+    struct state_slot *sl = slot_find(s, state, slen);
+    if (sl) {
+        *dbi = sl->dbi;
+        return 0;
+    }
+    MDB_txn *txn = cur_txn(s);
+    if (!txn)
+        return SV_EINTERNAL;
+    char name[SV_STATE_NAME_MAX + 1];
+    memcpy(name, state, slen);
+    name[slen] = '\0';
+    /* An existing state is opened without MDB_CREATE first, so the count
+     * check below only applies to new ones. */
+    int rc = mdb_dbi_open(txn, name, 0, dbi);
+    if (rc == MDB_NOTFOUND) {
+        if (!create)
+            return SV_ENOTFOUND;
+        if (s->used >= s->max_states)
+            return SV_ENOSPACE;
+        rc = mdb_dbi_open(txn, name, MDB_CREATE, dbi);
+        if (rc == MDB_DBS_FULL)
+            return SV_ENOSPACE;
+        if (rc)
+            return txn_fail(s, rc);
+    } else if (rc) {
+        return map_err(rc);
+    }
+    rc = slot_add(s, state, slen, *dbi, s->child ? 2 : 1);
+    return rc;
+}
+
+/* --- open / close -------------------------------------------------------- */
+
+static int mkdir_p(const char *path)
+{
+    char tmp[4096];
+    size_t n = strlen(path);
+    if (n == 0 || n >= sizeof(tmp))
+        return -ENAMETOOLONG;
+    memcpy(tmp, path, n + 1);
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(tmp, 0750) && errno != EEXIST)
+            return -errno;
+        *p = '/';
+    }
+    if (mkdir(tmp, 0750) && errno != EEXIST)
+        return -errno;
+    return 0;
+}
+
+static int meta_init(struct sv_store *s, const struct sv_store_options *o, char *err,
+                     size_t errlen)
+{
+    MDB_txn *txn;
+    int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+    if (rc) {
+        snprintf(err, errlen, "%s: cannot begin transaction: %s", o->dir, mdb_strerror(rc));
+        return map_err(rc);
+    }
+    rc = mdb_dbi_open(txn, META_DB, MDB_CREATE, &s->meta_dbi);
+    if (rc)
+        goto fail;
+
+    MDB_val k = {strlen(META_KEY_GROUPS_KEY), META_KEY_GROUPS_KEY}, v;
+    rc = mdb_get(txn, s->meta_dbi, &k, &v);
+    if (rc == MDB_NOTFOUND) {
+        uint8_t be[4] = {(uint8_t)(o->key_groups >> 24), (uint8_t)(o->key_groups >> 16),
+                         (uint8_t)(o->key_groups >> 8), (uint8_t)o->key_groups};
+        v.mv_size = 4;
+        v.mv_data = be;
+        if ((rc = mdb_put(txn, s->meta_dbi, &k, &v, 0)))
+            goto fail;
+        uint8_t fmt[4] = {0, 0, 0, STORE_FORMAT};
+        MDB_val fk = {strlen(META_FORMAT_KEY), META_FORMAT_KEY}, fv = {4, fmt};
+        if ((rc = mdb_put(txn, s->meta_dbi, &fk, &fv, 0)))
+            goto fail;
+        s->key_groups = o->key_groups;
+        sv_info("store: new data directory %s with key_groups = %u", o->dir, s->key_groups);
+    } else if (rc) {
+        goto fail;
+    } else {
+        if (v.mv_size != 4) {
+            snprintf(err, errlen, "%s: corrupt metadata (key_groups)", o->dir);
+            mdb_txn_abort(txn);
+            return SV_ECORRUPT;
+        }
+        const uint8_t *p = v.mv_data;
+        uint32_t kg = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+        if (kg < 1 || kg > SV_KEY_GROUPS_MAX) {
+            snprintf(err, errlen, "%s: corrupt metadata (key_groups = %u)", o->dir, kg);
+            mdb_txn_abort(txn);
+            return SV_ECORRUPT;
+        }
+        if (o->key_groups_set && kg != o->key_groups) {
+            snprintf(err, errlen,
+                     "%s was created with key_groups = %u, but key_groups = %u is configured; "
+                     "key groups are fixed for the life of a data directory (restore a "
+                     "checkpoint into a new directory to change them)",
+                     o->dir, kg, o->key_groups);
+            mdb_txn_abort(txn);
+            return SV_EINVAL;
+        }
+        s->key_groups = kg;
+    }
+
+    /* Open every existing state, so the table knows how many there are. */
+    MDB_dbi main_dbi;
+    MDB_cursor *cur;
+    if ((rc = mdb_dbi_open(txn, NULL, 0, &main_dbi)))
+        goto fail;
+    if ((rc = mdb_cursor_open(txn, main_dbi, &cur)))
+        goto fail;
+    MDB_val name, data;
+    int crc;
+    while ((crc = mdb_cursor_get(cur, &name, &data, MDB_NEXT)) == 0) {
+        if (!sv_state_name_valid(name.mv_data, name.mv_size))
+            continue; /* internal ($meta) */
+        char buf[SV_STATE_NAME_MAX + 1];
+        memcpy(buf, name.mv_data, name.mv_size);
+        buf[name.mv_size] = '\0';
+        MDB_dbi dbi;
+        if ((rc = mdb_dbi_open(txn, buf, 0, &dbi))) {
+            mdb_cursor_close(cur);
+            goto fail;
+        }
+        if ((rc = slot_add(s, buf, name.mv_size, dbi, 0)) != 0) {
+            mdb_cursor_close(cur);
+            mdb_txn_abort(txn);
+            snprintf(err, errlen, "%s: out of memory", o->dir);
+            return rc;
+        }
+    }
+    mdb_cursor_close(cur);
+    if (crc != MDB_NOTFOUND) {
+        rc = crc;
+        goto fail;
+    }
+    if (s->used > s->max_states)
+        sv_warn("store: %zu states exist but max_states = %u; no new state can be created",
+                s->used, s->max_states);
+    if ((rc = mdb_txn_commit(txn))) {
+        snprintf(err, errlen, "%s: cannot commit: %s", o->dir, mdb_strerror(rc));
+        return map_err(rc);
+    }
+    return 0;
+fail:
+    snprintf(err, errlen, "%s: cannot read metadata: %s", o->dir, mdb_strerror(rc));
+    mdb_txn_abort(txn);
+    return map_err(rc);
+}
+
+int sv_store_open(const struct sv_store_options *o, struct sv_store **out, char *err,
+                  size_t errlen)
+{
+    *out = NULL;
+    struct sv_store *s = calloc(1, sizeof(*s));
+    if (!s) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    s->lock_fd = -1;
+    s->max_states = o->max_states;
+    s->max_value_size = o->max_value_size;
+    s->map_size_max = o->map_size_max;
+    s->nslots = 16;
+    while (s->nslots < (size_t)o->max_states * 2 + 8)
+        s->nslots *= 2;
+    s->slots = calloc(s->nslots, sizeof(*s->slots));
+    int rc;
+    if (!s->slots) {
+        snprintf(err, errlen, "out of memory");
+        rc = -ENOMEM;
+        goto fail;
+    }
+
+    if ((rc = mkdir_p(o->dir))) {
+        snprintf(err, errlen, "cannot create data directory %s: %s", o->dir, strerror(-rc));
+        goto fail;
+    }
+    /* LMDB lets several processes share an environment; two daemons on one
+     * directory would still be a mistake, so hold a lock for our lifetime. */
+    char lockpath[4200];
+    snprintf(lockpath, sizeof(lockpath), "%s/statesrvd.lock", o->dir);
+    s->lock_fd = open(lockpath, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+    if (s->lock_fd < 0) {
+        rc = -errno;
+        snprintf(err, errlen, "cannot open %s: %s", lockpath, strerror(errno));
+        goto fail;
+    }
+    if (flock(s->lock_fd, LOCK_EX | LOCK_NB)) {
+        rc = errno == EWOULDBLOCK ? SV_EBUSY : -errno;
+        snprintf(err, errlen, "%s is in use by another statesrvd (lock %s)", o->dir, lockpath);
+        goto fail;
+    }
+
+    if ((rc = mdb_env_create(&s->env))) {
+        snprintf(err, errlen, "mdb_env_create: %s", mdb_strerror(rc));
+        rc = map_err(rc);
+        goto fail;
+    }
+    mdb_env_set_maxdbs(s->env, o->max_states + 1);
+    mdb_env_set_mapsize(s->env, o->map_size);
+    unsigned flags = MDB_NOTLS | MDB_NORDAHEAD;
+    if (!o->sync_always)
+        flags |= MDB_NOSYNC;
+    if ((rc = mdb_env_open(s->env, o->dir, flags, 0640))) {
+        snprintf(err, errlen, "cannot open store in %s: %s", o->dir, mdb_strerror(rc));
+        rc = map_err(rc);
+        goto fail;
+    }
+    MDB_envinfo info;
+    mdb_env_info(s->env, &info);
+    s->map_size = info.me_mapsize; /* LMDB keeps a larger size recorded in the file */
+    s->max_key = (size_t)mdb_env_get_maxkeysize(s->env);
+    int dead = 0;
+    mdb_reader_check(s->env, &dead);
+    if (dead)
+        sv_info("store: cleared %d stale reader slot(s)", dead);
+
+    if ((rc = meta_init(s, o, err, errlen)))
+        goto fail;
+    sv_info("store: %s open: %zu state(s), key_groups %u, map %llu MiB, sync %s", o->dir, s->used,
+            s->key_groups, (unsigned long long)(s->map_size >> 20),
+            o->sync_always ? "always" : "none");
+    *out = s;
+    return 0;
+fail:
+    sv_store_close(s);
+    return rc;
+}
+
+void sv_store_close(struct sv_store *s)
+{
+    if (!s)
+        return;
+    if (s->txn)
+        sv_store_abort(s);
+    if (s->env) {
+        mdb_env_sync(s->env, 1);
+        mdb_env_close(s->env);
+    }
+    if (s->lock_fd >= 0)
+        close(s->lock_fd);
+    sv_buf_free(&s->scratch);
+    free(s->slots);
+    free(s);
+}
+
+uint32_t sv_store_key_groups(const struct sv_store *s)
+{
+    return s->key_groups;
+}
+
+size_t sv_store_max_key_size(const struct sv_store *s)
+{
+    return s->max_key;
+}
+
+int sv_store_sync(struct sv_store *s)
+{
+    int rc = mdb_env_sync(s->env, 1);
+    return rc ? map_err(rc) : 0;
+}
+
+/* --- transactions -------------------------------------------------------- */
+
+int sv_store_begin(struct sv_store *s)
+{
+    if (s->txn)
+        return SV_EINTERNAL;
+    int rc = mdb_txn_begin(s->env, NULL, 0, &s->txn);
+    if (rc) {
+        s->txn = NULL;
+        return map_err(rc);
+    }
+    s->txn_error = 0;
+    return 0;
+}
+
+int sv_store_in_txn(const struct sv_store *s)
+{
+    return s->txn != NULL;
+}
+
+int sv_store_txn_error(const struct sv_store *s)
+{
+    return s->txn_error;
+}
+
+int sv_store_commit(struct sv_store *s)
+{
+    if (!s->txn || s->child)
+        return SV_EINTERNAL;
+    if (s->txn_error) {
+        int e = s->txn_error;
+        sv_store_abort(s);
+        return e;
+    }
+    int rc = mdb_txn_commit(s->txn);
+    s->txn = NULL;
+    if (rc) {
+        /* The transaction is freed either way; its new handles are gone. */
+        slots_end_level(s, 1, 0);
+        sv_error("store: commit failed: %s", mdb_strerror(rc));
+        return map_err(rc);
+    }
+    slots_end_level(s, 1, 1);
+    return 0;
+}
+
+void sv_store_abort(struct sv_store *s)
+{
+    if (s->child)
+        sv_store_rollback(s);
+    if (s->txn) {
+        mdb_txn_abort(s->txn);
+        s->txn = NULL;
+    }
+    slots_end_level(s, 1, 0);
+    s->txn_error = 0;
+}
+
+int sv_store_savepoint(struct sv_store *s)
+{
+    if (!s->txn || s->child || s->txn_error)
+        return SV_EINTERNAL;
+    int rc = mdb_txn_begin(s->env, s->txn, 0, &s->child);
+    if (rc) {
+        s->child = NULL;
+        return txn_fail(s, rc);
+    }
+    return 0;
+}
+
+int sv_store_release(struct sv_store *s)
+{
+    if (!s->child)
+        return SV_EINTERNAL;
+    int rc = mdb_txn_commit(s->child);
+    s->child = NULL;
+    if (rc) {
+        slots_end_level(s, 2, 0);
+        return txn_fail(s, rc);
+    }
+    slots_end_level(s, 2, 1);
+    return 0;
+}
+
+void sv_store_rollback(struct sv_store *s)
+{
+    if (!s->child)
+        return;
+    mdb_txn_abort(s->child);
+    s->child = NULL;
+    slots_end_level(s, 2, 0);
+}
+
+int sv_store_grow(struct sv_store *s)
+{
+    if (s->txn)
+        return SV_EINTERNAL;
+    if (s->map_size >= s->map_size_max)
+        return SV_ENOSPACE;
+    uint64_t next = s->map_size > s->map_size_max / 2 ? s->map_size_max : s->map_size * 2;
+    int rc = mdb_env_set_mapsize(s->env, next);
+    if (rc) {
+        sv_error("store: cannot grow map to %llu bytes: %s", (unsigned long long)next,
+                 mdb_strerror(rc));
+        return map_err(rc);
+    }
+    sv_info("store: map grown from %llu MiB to %llu MiB", (unsigned long long)(s->map_size >> 20),
+            (unsigned long long)(next >> 20));
+    s->map_size = next;
+    return 0;
+}
+
+/* --- entries ------------------------------------------------------------- */
+
+int sv_store_get(struct sv_store *s, const char *state, size_t slen, const uint8_t *skey,
+                 size_t sklen, struct sv_value *out)
+{
+    MDB_dbi dbi;
+    int rc = state_dbi(s, state, slen, 0, &dbi);
+    if (rc)
+        return rc;
+    MDB_val k = {sklen, (void *)skey}, v;
+    rc = mdb_get(cur_txn(s), dbi, &k, &v);
+    if (rc)
+        return map_err(rc);
+    return sv_value_parse(v.mv_data, v.mv_size, out);
+}
+
+/* Reserves space for a value of `len` bytes with a header and returns where
+ * the bytes go. */
+static int put_reserve(struct sv_store *s, MDB_dbi dbi, const uint8_t *skey, size_t sklen,
+                       enum sv_value_kind kind, uint64_t expiry, size_t len, uint8_t **data)
+{
+    size_t hdr = sv_value_header_size(expiry);
+    MDB_val k = {sklen, (void *)skey}, v = {hdr + len, NULL};
+    int rc = mdb_put(cur_txn(s), dbi, &k, &v, MDB_RESERVE);
+    if (rc)
+        return txn_fail(s, rc);
+    sv_value_header_put(v.mv_data, kind, expiry);
+    *data = (uint8_t *)v.mv_data + hdr;
+    return 0;
+}
+
+int sv_store_put(struct sv_store *s, const char *state, size_t slen, const uint8_t *skey,
+                 size_t sklen, enum sv_value_kind kind, const uint8_t *data, size_t len)
+{
+    MDB_dbi dbi;
+    int rc = state_dbi(s, state, slen, 1, &dbi);
+    if (rc)
+        return rc;
+    uint8_t *dst;
+    if ((rc = put_reserve(s, dbi, skey, sklen, kind, 0, len, &dst)))
+        return rc;
+    if (len)
+        memcpy(dst, data, len);
+    return 0;
+}
+
+int sv_store_delete(struct sv_store *s, const char *state, size_t slen, const uint8_t *skey,
+                    size_t sklen, int *found)
+{
+    MDB_dbi dbi;
+    *found = 0;
+    int rc = state_dbi(s, state, slen, 0, &dbi);
+    if (rc == SV_ENOTFOUND)
+        return 0;
+    if (rc)
+        return rc;
+    MDB_val k = {sklen, (void *)skey};
+    rc = mdb_del(cur_txn(s), dbi, &k, NULL);
+    if (rc == MDB_NOTFOUND)
+        return 0;
+    if (rc)
+        return txn_fail(s, rc);
+    *found = 1;
+    return 0;
+}
+
+int sv_store_merge(struct sv_store *s, const char *state, size_t slen, const uint8_t *skey,
+                   size_t sklen, enum sv_merge_op op, const uint8_t *operand, size_t oplen,
+                   int64_t *counter, size_t *new_size, char *msg, size_t msglen)
+{
+    enum sv_value_kind want = op == SV_MERGE_APPEND ? SV_KIND_LIST : SV_KIND_COUNTER;
+    if (op == SV_MERGE_ADD_I64 && oplen != SV_COUNTER_SIZE) {
+        snprintf(msg, msglen, "ADD_I64 operand must be 8 bytes (big-endian int64), got %zu",
+                 oplen);
+        return SV_EINVAL;
+    }
+    MDB_dbi dbi;
+    int rc = state_dbi(s, state, slen, 1, &dbi);
+    if (rc)
+        return rc;
+    MDB_val k = {sklen, (void *)skey}, v;
+    struct sv_value old = {.kind = want, .data = NULL, .len = 0};
+    rc = mdb_get(cur_txn(s), dbi, &k, &v);
+    if (rc == 0) {
+        if ((rc = sv_value_parse(v.mv_data, v.mv_size, &old)))
+            return rc;
+        if (old.kind != want) {
+            snprintf(msg, msglen, "%s needs a %s value, but the stored value is %s",
+                     op == SV_MERGE_APPEND ? "APPEND" : "ADD_I64", sv_value_kind_name(want),
+                     sv_value_kind_name(old.kind));
+            return SV_EINVAL;
+        }
+    } else if (rc != MDB_NOTFOUND) {
+        return txn_fail(s, rc);
+    }
+
+    uint8_t *dst;
+    if (op == SV_MERGE_ADD_I64) {
+        int64_t cur = 0, sum;
+        if (old.data) {
+            if (old.len != SV_COUNTER_SIZE)
+                return SV_ECORRUPT;
+            cur = sv_i64_get(old.data);
+        }
+        if (__builtin_add_overflow(cur, sv_i64_get(operand), &sum)) {
+            snprintf(msg, msglen, "counter overflow: %lld + %lld", (long long)cur,
+                     (long long)sv_i64_get(operand));
+            return SV_EINVAL;
+        }
+        if ((rc = put_reserve(s, dbi, skey, sklen, SV_KIND_COUNTER, old.expiry_ms,
+                              SV_COUNTER_SIZE, &dst)))
+            return rc;
+        sv_i64_put(dst, sum);
+        *counter = sum;
+        *new_size = SV_COUNTER_SIZE;
+        return 0;
+    }
+
+    size_t add = sv_list_elem_size(oplen);
+    if (old.len + add > s->max_value_size) {
+        snprintf(msg, msglen, "the list would grow to %zu bytes; max_value_size is %u",
+                 old.len + add, s->max_value_size);
+        return SV_ETOOLARGE;
+    }
+    /* The old bytes may sit on the page mdb_put rewrites: copy them first. */
+    s->scratch.len = 0;
+    if (old.len && (rc = sv_buf_append(&s->scratch, old.data, old.len)))
+        return rc;
+    if ((rc = put_reserve(s, dbi, skey, sklen, SV_KIND_LIST, old.expiry_ms, old.len + add, &dst)))
+        return rc;
+    if (old.len)
+        memcpy(dst, s->scratch.data, old.len);
+    sv_list_elem_put(dst + old.len, operand, oplen);
+    if (s->scratch.cap > 1024 * 1024)
+        sv_buf_clear(&s->scratch, 0);
+    *new_size = old.len + add;
+    *counter = 0;
+    return 0;
+}
+
+/* Positions a cursor at the first entry >= lo. */
+static int range_first(MDB_cursor *cur, const uint8_t *lo, size_t lolen, MDB_val *k, MDB_val *v)
+{
+    if (lo && lolen) {
+        k->mv_size = lolen;
+        k->mv_data = (void *)lo;
+        return mdb_cursor_get(cur, k, v, MDB_SET_RANGE);
+    }
+    return mdb_cursor_get(cur, k, v, MDB_FIRST);
+}
+
+static int below(const MDB_val *k, const uint8_t *hi, size_t hilen)
+{
+    if (!hi)
+        return 1;
+    size_t n = k->mv_size < hilen ? k->mv_size : hilen;
+    int c = memcmp(k->mv_data, hi, n);
+    return c < 0 || (c == 0 && k->mv_size < hilen);
+}
+
+int sv_store_scan(struct sv_store *s, const char *state, size_t slen, const uint8_t *lo,
+                  size_t lolen, const uint8_t *hi, size_t hilen, sv_store_scan_fn fn, void *ud)
+{
+    MDB_dbi dbi;
+    int rc = state_dbi(s, state, slen, 0, &dbi);
+    if (rc == SV_ENOTFOUND)
+        return 0;
+    if (rc)
+        return rc;
+    MDB_cursor *cur;
+    if ((rc = mdb_cursor_open(cur_txn(s), dbi, &cur)))
+        return map_err(rc);
+    MDB_val k, v;
+    int mrc = range_first(cur, lo, lolen, &k, &v);
+    rc = 0;
+    while (mrc == 0 && below(&k, hi, hilen)) {
+        struct sv_value val;
+        if ((rc = sv_value_parse(v.mv_data, v.mv_size, &val)))
+            break;
+        rc = fn(ud, k.mv_data, k.mv_size, &val);
+        if (rc)
+            break;
+        mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    if (!rc && mrc && mrc != MDB_NOTFOUND)
+        rc = map_err(mrc);
+    mdb_cursor_close(cur);
+    return rc < 0 ? rc : 0;
+}
+
+int sv_store_delete_range(struct sv_store *s, const char *state, size_t slen, const uint8_t *lo,
+                          size_t lolen, const uint8_t *hi, size_t hilen, uint64_t *deleted)
+{
+    MDB_dbi dbi;
+    *deleted = 0;
+    int rc = state_dbi(s, state, slen, 0, &dbi);
+    if (rc == SV_ENOTFOUND)
+        return 0;
+    if (rc)
+        return rc;
+    MDB_cursor *cur;
+    if ((rc = mdb_cursor_open(cur_txn(s), dbi, &cur)))
+        return txn_fail(s, rc);
+    MDB_val k, v;
+    int mrc = range_first(cur, lo, lolen, &k, &v);
+    while (mrc == 0 && below(&k, hi, hilen)) {
+        if ((mrc = mdb_cursor_del(cur, 0)))
+            break;
+        (*deleted)++;
+        /* After a delete the cursor already sits on the next entry. */
+        mrc = mdb_cursor_get(cur, &k, &v, MDB_GET_CURRENT);
+    }
+    mdb_cursor_close(cur);
+    if (mrc && mrc != MDB_NOTFOUND)
+        return txn_fail(s, mrc);
+    return 0;
+}
+
+int sv_store_drop_state(struct sv_store *s, const char *state, size_t slen, uint64_t *deleted)
+{
+    MDB_dbi dbi;
+    *deleted = 0;
+    int rc = state_dbi(s, state, slen, 0, &dbi);
+    if (rc == SV_ENOTFOUND)
+        return 0;
+    if (rc)
+        return rc;
+    MDB_stat st;
+    if ((rc = mdb_stat(cur_txn(s), dbi, &st)))
+        return txn_fail(s, rc);
+    /* mdb_drop(…, 1) closes the handle for the whole environment at once,
+     * even if this transaction later aborts; forget it now. */
+    struct state_slot *sl = slot_find(s, state, slen);
+    if ((rc = mdb_drop(cur_txn(s), dbi, 1)))
+        return txn_fail(s, rc);
+    if (sl)
+        slot_remove(s, sl);
+    *deleted = st.ms_entries;
+    return 0;
+}
+
+int sv_store_list_states(struct sv_store *s, int (*fn)(void *ud, const struct sv_state_stat *st),
+                         void *ud)
+{
+    MDB_txn *txn = cur_txn(s);
+    MDB_dbi main_dbi;
+    MDB_cursor *cur;
+    int rc;
+    if ((rc = mdb_dbi_open(txn, NULL, 0, &main_dbi)))
+        return map_err(rc);
+    if ((rc = mdb_cursor_open(txn, main_dbi, &cur)))
+        return map_err(rc);
+    MDB_val k, v;
+    int mrc;
+    rc = 0;
+    while ((mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
+        if (!sv_state_name_valid(k.mv_data, k.mv_size))
+            continue;
+        struct sv_state_stat st = {{0}, 0, 0};
+        memcpy(st.name, k.mv_data, k.mv_size);
+        MDB_dbi dbi;
+        if ((rc = state_dbi(s, st.name, k.mv_size, 0, &dbi)))
+            break;
+        MDB_stat ms;
+        if ((rc = mdb_stat(txn, dbi, &ms))) {
+            rc = map_err(rc);
+            break;
+        }
+        st.entries = ms.ms_entries;
+        st.bytes = (uint64_t)(ms.ms_branch_pages + ms.ms_leaf_pages + ms.ms_overflow_pages) *
+                   ms.ms_psize;
+        if ((rc = fn(ud, &st)))
+            break;
+    }
+    mdb_cursor_close(cur);
+    if (!rc && mrc != MDB_NOTFOUND)
+        rc = map_err(mrc);
+    return rc;
+}
+
+void sv_store_usage(struct sv_store *s, uint64_t *map_size, uint64_t *map_used)
+{
+    MDB_envinfo info;
+    MDB_stat st;
+    mdb_env_info(s->env, &info);
+    mdb_env_stat(s->env, &st);
+    *map_size = info.me_mapsize;
+    *map_used = (uint64_t)(info.me_last_pgno + 1) * st.ms_psize;
+}

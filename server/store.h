@@ -1,0 +1,118 @@
+/* The LMDB store: named states (one LMDB database each), stored keys from
+ * sv_keys.h, stored values from sv_value.h. The only module that includes
+ * lmdb.h. Not thread-safe: the event loop thread owns it.
+ *
+ * Writes and reads happen inside the one write transaction of the current
+ * group commit (sv_store_begin .. sv_store_commit). A nested "savepoint" makes
+ * a batch atomic within it. After an LMDB failure that poisons the
+ * transaction (sv_store_txn_error() != 0) the only way on is sv_store_abort();
+ * the server then grows the map or fails the request that caused it and
+ * replays the rest.
+ *
+ * Pointers into stored data (struct sv_value.data, scan callbacks) are valid
+ * only until the next write in, or the end of, the transaction. */
+#ifndef SV_STORE_H
+#define SV_STORE_H
+
+#include "sv_value.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct sv_store;
+
+struct sv_store_options {
+    const char *dir;
+    uint64_t map_size;
+    uint64_t map_size_max;
+    unsigned max_states;
+    uint32_t max_value_size;
+    int sync_always;
+    uint32_t key_groups;
+    int key_groups_set; /* refuse a directory recorded with another value */
+};
+
+/* Opens (creating if needed) the store in o->dir. 0 or an error with a
+ * message in err. Refuses a directory another process holds. */
+int sv_store_open(const struct sv_store_options *o, struct sv_store **out, char *err,
+                  size_t errlen) __attribute__((warn_unused_result));
+/* Aborts any open transaction, flushes, closes. NULL is ignored. */
+void sv_store_close(struct sv_store *s);
+
+uint32_t sv_store_key_groups(const struct sv_store *s);
+/* Largest stored key LMDB accepts. */
+size_t sv_store_max_key_size(const struct sv_store *s);
+
+int sv_store_begin(struct sv_store *s) __attribute__((warn_unused_result));
+int sv_store_in_txn(const struct sv_store *s);
+/* Commits (and with sync_always, makes durable). On failure the transaction
+ * is gone; SV_EMAPFULL means "grow and replay". */
+int sv_store_commit(struct sv_store *s) __attribute__((warn_unused_result));
+void sv_store_abort(struct sv_store *s);
+/* The error that poisoned the current transaction, or 0. */
+int sv_store_txn_error(const struct sv_store *s);
+
+int sv_store_savepoint(struct sv_store *s) __attribute__((warn_unused_result));
+int sv_store_release(struct sv_store *s) __attribute__((warn_unused_result));
+void sv_store_rollback(struct sv_store *s);
+
+/* Doubles the map (up to map_size_max). No transaction may be open.
+ * 0, SV_ENOSPACE at the maximum, or an error. */
+int sv_store_grow(struct sv_store *s) __attribute__((warn_unused_result));
+
+/* Entry operations; `state` is a validated name of `slen` bytes. */
+int sv_store_get(struct sv_store *s, const char *state, size_t slen, const uint8_t *skey,
+                 size_t sklen, struct sv_value *out) __attribute__((warn_unused_result));
+int sv_store_put(struct sv_store *s, const char *state, size_t slen, const uint8_t *skey,
+                 size_t sklen, enum sv_value_kind kind, const uint8_t *data, size_t len)
+    __attribute__((warn_unused_result));
+int sv_store_delete(struct sv_store *s, const char *state, size_t slen, const uint8_t *skey,
+                    size_t sklen, int *found) __attribute__((warn_unused_result));
+
+enum sv_merge_op { SV_MERGE_APPEND = 1, SV_MERGE_ADD_I64 = 2 };
+
+/* Read-modify-write in place. SV_EINVAL (with msg) when the operand or the
+ * stored value's kind does not fit the op, SV_ETOOLARGE when the result would
+ * pass max_value_size. *counter: the new counter (ADD_I64). */
+int sv_store_merge(struct sv_store *s, const char *state, size_t slen, const uint8_t *skey,
+                   size_t sklen, enum sv_merge_op op, const uint8_t *operand, size_t oplen,
+                   int64_t *counter, size_t *new_size, char *msg, size_t msglen)
+    __attribute__((warn_unused_result));
+
+/* Called per entry in stored-key order. Return 0 to go on, 1 to stop before
+ * this entry (it is not consumed), or a negative error to abort. */
+typedef int (*sv_store_scan_fn)(void *ud, const uint8_t *skey, size_t sklen,
+                                const struct sv_value *v);
+
+/* Visits entries with lo <= stored key < hi (hi NULL: to the end). A missing
+ * state has no entries. */
+int sv_store_scan(struct sv_store *s, const char *state, size_t slen, const uint8_t *lo,
+                  size_t lolen, const uint8_t *hi, size_t hilen, sv_store_scan_fn fn, void *ud)
+    __attribute__((warn_unused_result));
+
+/* Deletes entries with lo <= stored key < hi. */
+int sv_store_delete_range(struct sv_store *s, const char *state, size_t slen, const uint8_t *lo,
+                          size_t lolen, const uint8_t *hi, size_t hilen, uint64_t *deleted)
+    __attribute__((warn_unused_result));
+
+/* Removes a whole state. *deleted: its entry count (0 if it did not exist). */
+int sv_store_drop_state(struct sv_store *s, const char *state, size_t slen, uint64_t *deleted)
+    __attribute__((warn_unused_result));
+
+struct sv_state_stat {
+    char name[65];
+    uint64_t entries;
+    uint64_t bytes;
+};
+
+/* Calls fn for each state in name order (inside the current transaction). */
+int sv_store_list_states(struct sv_store *s, int (*fn)(void *ud, const struct sv_state_stat *st),
+                         void *ud) __attribute__((warn_unused_result));
+
+/* Map size and bytes in use. */
+void sv_store_usage(struct sv_store *s, uint64_t *map_size, uint64_t *map_used);
+
+/* Forces buffers to disk (useful with sync = none before exit). */
+int sv_store_sync(struct sv_store *s);
+
+#endif
