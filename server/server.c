@@ -5,6 +5,7 @@
 #include "sv_log.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -247,6 +248,10 @@ void sv_server_conn_gone(struct sv_server *srv)
     close_if_open((uv_handle_t *)&srv->check);
     close_if_open((uv_handle_t *)&srv->idle);
     close_if_open((uv_handle_t *)&srv->stop_timer);
+    /* Closing the signal handles restored the default action; a late signal
+     * must not kill us while the store is being closed. */
+    signal(SIGTERM, SIG_IGN);
+    signal(SIGINT, SIG_IGN);
 }
 
 static void on_stop_timeout(uv_timer_t *t)
