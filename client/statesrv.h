@@ -10,9 +10,21 @@
  * statesrv_errmsg() gives the detail of the last failure on a handle (the
  * server's message, or the local cause).
  *
- * After STATESRV_ERR_IO, STATESRV_ERR_TIMEOUT or STATESRV_ERR_PROTOCOL the
- * connection is closed and every later call on the handle returns the same
- * code; close it and connect again.
+ * The library checks only what it cannot send (NULL pointers, an unknown
+ * scan mode): state names, key sizes, key groups and the like are the
+ * server's to judge, and its status and message come back unchanged. The one
+ * local size check: a request whose frame would exceed the server's
+ * max_frame_size (from the handshake) fails with STATESRV_TOO_LARGE before
+ * anything is sent, because the server would have to drop the connection.
+ *
+ * After STATESRV_ERR_IO, STATESRV_ERR_TIMEOUT or STATESRV_ERR_PROTOCOL (and
+ * STATESRV_ERR_NOMEM while reading a reply) the connection is closed and
+ * every later call on the handle returns the same code; close it and
+ * connect again. When the server ends the connection with an error of its
+ * own (a frame with id 0, e.g. STATESRV_TOO_LARGE for an oversized frame or
+ * STATESRV_UNAVAILABLE when it has max_connections clients), the
+ * call that sees it returns that status with the server's message, and
+ * later calls return STATESRV_ERR_IO.
  *
  * Memory: anything the library returns through a pointer-to-pointer is the
  * caller's and is released with the matching *_free function. Pointers inside
@@ -68,7 +80,8 @@ enum statesrv_kind {
 typedef struct statesrv statesrv;
 
 typedef struct statesrv_options {
-    int connect_timeout_ms;  /**< 0: 5000 */
+    /** Per address tried, and again for the handshake; 0: 5000; -1: no limit. */
+    int connect_timeout_ms;
     int io_timeout_ms;       /**< per call without progress; 0: 30000; -1: no limit */
     const char *client_name; /**< shown in the server's logs; NULL: "libstatesrv" */
 } statesrv_options;
@@ -118,9 +131,11 @@ typedef struct statesrv_value {
  * @param opts NULL for defaults.
  * @param out receives the handle on success; *out is NULL on failure.
  * @return STATESRV_OK, STATESRV_ERR_USAGE (bad address), STATESRV_ERR_CONNECT,
- *         STATESRV_ERR_TIMEOUT, STATESRV_ERR_NOMEM, or the server's refusal.
- * @note On failure, statesrv_connect_error() is not available (there is no
- *       handle); pass a buffer through statesrv_connect2() if you need why.
+ *         STATESRV_ERR_TIMEOUT, STATESRV_ERR_PROTOCOL (the peer is not a
+ *         statesrv server), STATESRV_ERR_NOMEM, or the server's refusal (e.g.
+ *         STATESRV_UNAVAILABLE when it is full).
+ * @note On failure there is no handle to ask statesrv_errmsg(); use
+ *       statesrv_connect2() to learn why.
  */
 STATESRV_API int statesrv_connect(const char *addr, const statesrv_options *opts, statesrv **out);
 
@@ -137,7 +152,11 @@ STATESRV_API void statesrv_close(statesrv *c);
 /** @brief The handshake's answer; valid for the handle's lifetime. */
 STATESRV_API const statesrv_server_info *statesrv_info(const statesrv *c);
 
-/** @brief A static description of any code. */
+/**
+ * @brief A static name for any code: "OK", "NOT_FOUND", ... as on the wire,
+ *        then "USAGE_ERROR", "CONNECT_ERROR", "IO_ERROR", "TIMEOUT",
+ *        "PROTOCOL_ERROR", "OUT_OF_MEMORY"; "UNKNOWN" otherwise.
+ */
 STATESRV_API const char *statesrv_strerror(int code);
 
 /**
@@ -247,7 +266,7 @@ typedef struct statesrv_scan_options {
     const void *key;
     size_t key_len; /**< STATESRV_SCAN_KEY */
     int has_key_group;
-    uint32_t key_group; /**< STATESRV_SCAN_KEY with an explicit group */
+    uint32_t key_group;         /**< STATESRV_SCAN_KEY with an explicit group */
     uint32_t kg_first, kg_last; /**< STATESRV_SCAN_KEY_GROUPS */
     uint32_t page_size;         /**< entries per round trip; 0: server default */
     const void *cursor;         /**< resume from statesrv_scan_cursor(); NULL to start */
@@ -269,8 +288,13 @@ typedef struct statesrv_entry {
 typedef struct statesrv_scan statesrv_scan;
 
 /**
- * @brief Starts a scan (fetches pages lazily). No other call may be made on
- *        c while the scan is open, except statesrv_scan_* on it.
+ * @brief Starts a scan: fetches the first page now (so a bad state or range
+ *        fails here) and later pages as statesrv_scan_next() needs them.
+ *        While the scan is open every other call on c returns
+ *        STATESRV_ERR_USAGE; close scans before closing c (a scan whose
+ *        handle was closed only returns STATESRV_ERR_USAGE).
+ * @return STATESRV_OK, STATESRV_ERR_USAGE (pipelined replies pending, a scan
+ *         already open, bad options) or an error; *out is NULL on failure.
  */
 STATESRV_API int statesrv_scan_open(statesrv *c, const statesrv_scan_options *o,
                                     statesrv_scan **out);
@@ -278,14 +302,23 @@ STATESRV_API int statesrv_scan_open(statesrv *c, const statesrv_scan_options *o,
  * @brief Next entry in stored order (key group, key, namespace).
  * @param e set to the entry, or to NULL when the scan is complete. The entry
  *        is valid until the next statesrv_scan_next() or statesrv_scan_close().
+ * @return STATESRV_OK or an error; after a server status (e.g. BUSY) the
+ *         scan stays where it was and the call may be repeated.
  */
 STATESRV_API int statesrv_scan_next(statesrv_scan *s, const statesrv_entry **e);
 /**
  * @brief A cursor that resumes the scan after the last entry returned (pass
- *        it in statesrv_scan_options.cursor); empty when complete. Borrowed,
- *        valid until the next statesrv_scan_next() or close.
+ *        it in statesrv_scan_options.cursor). Borrowed, valid until the next
+ *        statesrv_scan_next() or close.
+ * @note The server's cursors mark page boundaries, so there is a resume point
+ *       only once every entry of the current page has been returned: stop
+ *       after a multiple of page_size entries, or after statesrv_scan_next()
+ *       set NULL.
+ * @return STATESRV_OK with the cursor (*len 0 and *cursor NULL: the scan is
+ *         complete, nothing to resume), or STATESRV_ERR_USAGE in the middle
+ *         of a page (*cursor NULL, *len 0).
  */
-STATESRV_API void statesrv_scan_cursor(const statesrv_scan *s, const void **cursor, size_t *len);
+STATESRV_API int statesrv_scan_cursor(const statesrv_scan *s, const void **cursor, size_t *len);
 /** @brief Ends the scan. NULL is ignored. */
 STATESRV_API void statesrv_scan_close(statesrv_scan *s);
 
@@ -299,7 +332,8 @@ typedef struct statesrv_state_info {
 
 /**
  * @brief Lists the states. @param out receives an array (free with
- *        statesrv_free()) of *n entries.
+ *        statesrv_free()) of *n entries; NULL when *n is 0. Names longer than
+ *        64 bytes are truncated.
  */
 STATESRV_API int statesrv_list_states(statesrv *c, statesrv_state_info **out, size_t *n);
 
@@ -334,13 +368,17 @@ STATESRV_API void statesrv_stats_free(statesrv_stats *s);
 /* --- pipelining: send many, then collect -------------------------------- */
 
 /*
- * statesrv_send_* queue a request and return its id without waiting. Queued
- * requests go out on statesrv_flush(), on statesrv_recv(), or whenever the
- * send buffer passes 64 KiB. Replies arrive in request order. While replies
- * are outstanding (statesrv_pending() > 0) the single-operation calls above
- * return STATESRV_ERR_USAGE.
+ * statesrv_send_* queue a request and return its id (id may be NULL) without
+ * waiting. Queued requests go out on statesrv_flush(), on statesrv_recv(),
+ * or whenever the send buffer passes 64 KiB. While the library writes it
+ * also reads and buffers replies, so any number of requests may be queued
+ * before the first statesrv_recv() without deadlocking against the server
+ * (the replies are held in memory until collected). Replies arrive in
+ * request order. While replies are outstanding (statesrv_pending() > 0)
+ * the single-operation calls above return STATESRV_ERR_USAGE.
  *
- * Each returns STATESRV_OK, STATESRV_ERR_USAGE (bad argument; nothing queued)
+ * Each returns STATESRV_OK, STATESRV_ERR_USAGE (bad argument; nothing queued),
+ * STATESRV_TOO_LARGE (the frame would exceed max_frame_size; nothing queued)
  * or a connection error.
  */
 STATESRV_API int statesrv_send_get(statesrv *c, const statesrv_key *k, uint64_t *id);
@@ -349,8 +387,7 @@ STATESRV_API int statesrv_send_put(statesrv *c, const statesrv_key *k, const voi
 STATESRV_API int statesrv_send_delete(statesrv *c, const statesrv_key *k, uint64_t *id);
 STATESRV_API int statesrv_send_append(statesrv *c, const statesrv_key *k, const void *elem,
                                       size_t len, uint64_t *id);
-STATESRV_API int statesrv_send_add(statesrv *c, const statesrv_key *k, int64_t delta,
-                                   uint64_t *id);
+STATESRV_API int statesrv_send_add(statesrv *c, const statesrv_key *k, int64_t delta, uint64_t *id);
 
 /** @brief Sends everything queued. */
 STATESRV_API int statesrv_flush(statesrv *c);
@@ -373,7 +410,10 @@ typedef struct statesrv_reply {
 /**
  * @brief Flushes, then waits for the next reply.
  * @return STATESRV_OK when a reply arrived (its own status is in r->status),
- *         STATESRV_ERR_USAGE if nothing is pending, or a connection error.
+ *         STATESRV_ERR_USAGE if nothing is pending, or a connection error
+ *         (including the status of a connection-level error from the server;
+ *         see the top of this file).
+ * @note r->value is non-NULL for any found value, even an empty one.
  */
 STATESRV_API int statesrv_recv(statesrv *c, statesrv_reply *r);
 
@@ -384,8 +424,8 @@ STATESRV_API int statesrv_recv(statesrv *c, statesrv_reply *r);
  * @return 1 with *elem and *elem_len set and *offset advanced, 0 at the end,
  *         -1 if the value is not well-formed list framing.
  */
-STATESRV_API int statesrv_list_next(const void *list, size_t len, size_t *offset,
-                                    const void **elem, size_t *elem_len);
+STATESRV_API int statesrv_list_next(const void *list, size_t len, size_t *offset, const void **elem,
+                                    size_t *elem_len);
 
 /** @brief Decodes a COUNTER value. @return STATESRV_OK or STATESRV_INVALID_ARGUMENT. */
 STATESRV_API int statesrv_counter_decode(const void *data, size_t len, int64_t *out);

@@ -14,7 +14,7 @@ const char *sv_strerror(int err)
         SV_ERRORS(SV_X)
 #undef SV_X
     default:
-        return err < 0 ? strerror(-err) : "unknown error";
+        return err < 0 && err > -4096 ? strerror(-err) : "unknown error";
     }
 }
 

@@ -22,7 +22,7 @@ void sv_frame_reader_free(struct sv_frame_reader *r)
 
 int sv_frame_reader_space(struct sv_frame_reader *r, size_t min, uint8_t **p, size_t *avail)
 {
-    if (r->cap - r->len < min) {
+    if (!r->buf || r->cap - r->len < min) {
         size_t need = r->len + min;
         if (need < r->len)
             return -ENOMEM;

@@ -1,0 +1,1805 @@
+/* libstatesrv: the client library. statesrv.h is the contract; this file
+ * is the connection, the request encoders and the reply decoders.
+ *
+ * One handle owns one non-blocking socket, an output buffer of encoded
+ * request frames and a frame reader for replies. Every request, pipelined or
+ * not, goes through the same queue: enqueue() encodes it and remembers which
+ * result the reply must carry; take_reply() checks that replies come back
+ * in order. All waiting happens in pump(), which writes and reads in the same
+ * poll() loop, so a client that queues far more than the socket buffers hold
+ * keeps reading replies while it writes and cannot deadlock against a server
+ * that stops reading until its replies are consumed.
+ *
+ * Protobuf messages are built on the stack and point at the caller's bytes;
+ * nothing is copied until the frame is packed. Replies are unpacked with the
+ * malloc allocator and kept in c->resp until the next call (the borrowed
+ * pointers of statesrv_recv() point into it). */
+#include "statesrv.h"
+
+#include "statesrv.pb-c.h"
+#include "sv_buf.h"
+#include "sv_error.h"
+#include "sv_frame.h"
+#include "sv_keys.h"
+#include "sv_msg.h"
+#include "sv_value.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef MSG_NOSIGNAL
+#define MSG_NOSIGNAL 0 /* platforms without it get SO_NOSIGPIPE instead */
+#endif
+
+/* Replies are accepted up to 1 MiB until the handshake tells the real limit;
+ * after it, the server's max_frame_size plus room for the reply envelope. */
+#define CLIENT_HELLO_MAX_FRAME (1u << 20)
+#define CLIENT_FRAME_SLACK (64u * 1024)
+/* send_* flush once this much is queued. */
+#define CLIENT_AUTOFLUSH (64u * 1024)
+/* The output buffer keeps this much memory between bursts. */
+#define CLIENT_OUT_KEEP (256u * 1024)
+/* Each read asks for at least this much room in the frame reader. */
+#define CLIENT_READ_MIN (16u * 1024)
+#define CLIENT_CONNECT_TIMEOUT_MS 5000
+#define CLIENT_IO_TIMEOUT_MS 30000
+
+struct statesrv {
+    int fd;
+    int dead; /* 0, or the code every later call returns */
+    int eof;  /* the server closed its side */
+    int io_timeout_ms;
+    uint32_t max_send; /* largest request payload the server accepts */
+    uint64_t next_id;  /* id of the next request queued */
+    uint64_t expect_id;
+    /* Result cases the owed replies must carry, oldest at exp_head: a ring
+     * of exp_cap slots holding `pending` of them. */
+    uint8_t *exp;
+    size_t exp_cap, exp_head, pending;
+    struct sv_buf out; /* encoded frames; out_off of them already sent */
+    size_t out_off;
+    struct sv_frame_reader in;
+    Statesrv__V1__Response *resp; /* the last reply taken */
+    int resp_expect;              /* the result case it had to carry */
+    statesrv_scan *scan;          /* the open scan, if any */
+    statesrv_server_info info;
+    char errmsg[512];
+};
+
+/* A scan keeps copies of everything it sends again for each page, and owns
+ * the response of the current page (entries point into it). */
+struct statesrv_scan {
+    statesrv *c; /* NULL once the handle was closed under the scan */
+    char *state;
+    int mode;
+    uint8_t *key;
+    size_t key_len;
+    int has_key_group;
+    uint32_t key_group;
+    uint32_t kg_first, kg_last;
+    uint32_t page_size;
+    uint8_t *start; /* the cursor the scan was opened with */
+    size_t start_len;
+    Statesrv__V1__Response *page; /* NULL until the first page arrives */
+    size_t idx;                   /* next entry of page to hand out */
+    statesrv_entry cur;
+};
+
+/* --- errors ------------------------------------------------------------- */
+
+static void set_msgv(statesrv *c, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
+static int fail(statesrv *c, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int die(statesrv *c, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int die_io(statesrv *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void set_msgv(statesrv *c, const char *fmt, va_list ap)
+{
+    vsnprintf(c->errmsg, sizeof(c->errmsg), fmt, ap);
+}
+
+/* A failure that leaves the connection usable. */
+static int fail(statesrv *c, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    set_msgv(c, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+static int ok(statesrv *c)
+{
+    c->errmsg[0] = '\0';
+    return STATESRV_OK;
+}
+
+static void close_fd(statesrv *c)
+{
+    if (c->fd >= 0) {
+        close(c->fd);
+        c->fd = -1;
+    }
+}
+
+/* A failure after which the stream can no longer be trusted: close the
+ * socket and make every later call return `code`. */
+static int die(statesrv *c, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    set_msgv(c, fmt, ap);
+    va_end(ap);
+    close_fd(c);
+    c->dead = code;
+    return code;
+}
+
+/* A wire status as a statesrv_code, or -1 for one this library does not know. */
+static int status_code(int status)
+{
+    return status >= STATESRV_OK && status <= STATESRV_NO_SPACE ? status : -1;
+}
+
+static const char *status_message(const Statesrv__V1__Response *r)
+{
+    return r->message ? r->message : "";
+}
+
+/* The server reports a connection-level error (an oversized or undecodable
+ * frame, a refused connection) in a frame with id 0 and then closes. Return
+ * its status; later calls fail with STATESRV_ERR_IO. */
+static int conn_error_frame(statesrv *c, const Statesrv__V1__Response *r)
+{
+    int st = status_code(r->status);
+    if (st < 0)
+        return die(c, STATESRV_ERR_PROTOCOL,
+                   "server closed the connection with unknown status %d: %s", (int)r->status,
+                   status_message(r));
+    die(c, STATESRV_ERR_IO, "%s", status_message(r));
+    return st;
+}
+
+/* The connection failed (reset, closed, write error). The server may have
+ * explained why in an id-0 error frame just before closing, so read what is
+ * left and look for one: its status beats a bare "connection reset". */
+static int die_io(statesrv *c, const char *fmt, ...)
+{
+    char local[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(local, sizeof(local), fmt, ap);
+    va_end(ap);
+
+    while (c->fd >= 0 && !c->eof) {
+        uint8_t *p;
+        size_t avail;
+        if (sv_frame_reader_space(&c->in, CLIENT_READ_MIN, &p, &avail))
+            break;
+        ssize_t n = recv(c->fd, p, avail, MSG_DONTWAIT);
+        if (n <= 0)
+            break;
+        sv_frame_reader_produced(&c->in, (size_t)n);
+    }
+    const uint8_t *p;
+    size_t n;
+    while (sv_frame_reader_next(&c->in, &p, &n) == 1) {
+        Statesrv__V1__Response *r;
+        if (sv_msg_unpack_response(p, n, NULL, &r))
+            break;
+        if (r->id == 0 && r->status != STATESRV__V1__STATUS__OK) {
+            int rc = conn_error_frame(c, r);
+            statesrv__v1__response__free_unpacked(r, NULL);
+            return rc;
+        }
+        statesrv__v1__response__free_unpacked(r, NULL);
+    }
+    return die(c, STATESRV_ERR_IO, "%s", local);
+}
+
+/* --- I/O ---------------------------------------------------------------- */
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Reads what the socket has into the frame reader. 0 (possibly with nothing
+ * read, or with c->eof set) or a sticky error code. */
+static int read_some(statesrv *c, int *progress)
+{
+    struct sv_frame_reader *r = &c->in;
+    /* Frames already taken are dropped only once they outweigh the rest, so a
+     * long run of small buffered replies is not memmoved once per reply. */
+    if (r->pos && r->pos >= r->len - r->pos)
+        sv_frame_reader_discard(r);
+    uint8_t *p;
+    size_t avail;
+    if (sv_frame_reader_space(r, CLIENT_READ_MIN, &p, &avail))
+        return die(c, STATESRV_ERR_NOMEM, "out of memory reading a reply");
+    ssize_t n = recv(c->fd, p, avail, 0);
+    if (n > 0) {
+        sv_frame_reader_produced(r, (size_t)n);
+        *progress = 1;
+        return 0;
+    }
+    if (n == 0) {
+        c->eof = 1;
+        return 0;
+    }
+    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+        return 0;
+    return die_io(c, "receive: %s", strerror(errno));
+}
+
+static int write_some(statesrv *c, int *progress)
+{
+    ssize_t n = send(c->fd, c->out.data + c->out_off, c->out.len - c->out_off, MSG_NOSIGNAL);
+    if (n >= 0) {
+        c->out_off += (size_t)n;
+        if (n > 0)
+            *progress = 1;
+        if (c->out_off == c->out.len) {
+            sv_buf_clear(&c->out, CLIENT_OUT_KEEP);
+            c->out_off = 0;
+        }
+        return 0;
+    }
+    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+        return 0;
+    return die_io(c, "send: %s", strerror(errno));
+}
+
+/* Sends everything queued and, with need_frame, waits until a whole reply
+ * frame is buffered. Always reads while it writes (see the file comment).
+ * The timeout counts time without progress in either direction. */
+static int pump(statesrv *c, int need_frame)
+{
+    int64_t last = mono_ms();
+    for (;;) {
+        int want_out = c->out_off < c->out.len;
+        if (!want_out && (!need_frame || sv_frame_reader_ready(&c->in)))
+            return 0;
+        if (c->eof)
+            return die_io(c, "connection closed by the server");
+
+        int timeout = -1;
+        if (c->io_timeout_ms >= 0) {
+            int64_t left = (int64_t)c->io_timeout_ms - (mono_ms() - last);
+            if (left <= 0)
+                return die(c, STATESRV_ERR_TIMEOUT, "no progress for %d ms", c->io_timeout_ms);
+            timeout = left > INT_MAX ? INT_MAX : (int)left;
+        }
+        struct pollfd pfd = {.fd = c->fd, .events = POLLIN};
+        if (want_out)
+            pfd.events |= POLLOUT;
+        int n = poll(&pfd, 1, timeout);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return die(c, STATESRV_ERR_IO, "poll: %s", strerror(errno));
+        }
+        if (n == 0)
+            continue;
+        if (pfd.revents & POLLNVAL)
+            return die(c, STATESRV_ERR_IO, "the socket was closed behind the library's back");
+
+        int progress = 0, rc;
+        if (pfd.revents & (POLLIN | POLLHUP | POLLERR)) {
+            rc = read_some(c, &progress);
+            if (rc)
+                return rc;
+        }
+        if (want_out && !c->eof && (pfd.revents & (POLLOUT | POLLERR | POLLHUP))) {
+            rc = write_some(c, &progress);
+            if (rc)
+                return rc;
+        }
+        if (progress)
+            last = mono_ms();
+    }
+}
+
+static void drop_resp(statesrv *c)
+{
+    if (c->resp) {
+        statesrv__v1__response__free_unpacked(c->resp, NULL);
+        c->resp = NULL;
+    }
+}
+
+/* Encodes one request at the end of the output buffer and records the result
+ * case its reply must carry. Nothing is queued on failure. */
+static int enqueue(statesrv *c, Statesrv__V1__Request *req, int expect, uint64_t *id)
+{
+    if (c->pending == c->exp_cap) {
+        size_t cap = c->exp_cap ? c->exp_cap * 2 : 64;
+        uint8_t *e = cap > c->exp_cap ? malloc(cap) : NULL;
+        if (!e)
+            return fail(c, STATESRV_ERR_NOMEM, "out of memory queueing a request");
+        for (size_t i = 0; i < c->pending; i++)
+            e[i] = c->exp[(c->exp_head + i) % c->exp_cap];
+        free(c->exp);
+        c->exp = e;
+        c->exp_cap = cap;
+        c->exp_head = 0;
+    }
+    req->id = c->next_id;
+    int rc = sv_msg_append(&c->out, &req->base, c->max_send);
+    if (rc == SV_ETOOLARGE)
+        return fail(c, STATESRV_TOO_LARGE,
+                    "request of %zu bytes exceeds the server's max_frame_size of %u bytes",
+                    protobuf_c_message_get_packed_size(&req->base), c->max_send);
+    if (rc)
+        return fail(c, STATESRV_ERR_NOMEM, "out of memory encoding a request");
+    c->exp[(c->exp_head + c->pending) % c->exp_cap] = (uint8_t)expect;
+    c->pending++;
+    if (id)
+        *id = c->next_id;
+    c->next_id++;
+    return 0;
+}
+
+/* Waits for the next reply and makes it c->resp. Checks the framing, the id
+ * and connection-level errors; the status and result are the caller's. */
+static int take_reply(statesrv *c)
+{
+    int rc = pump(c, 1);
+    if (rc)
+        return rc;
+    const uint8_t *p;
+    size_t n;
+    rc = sv_frame_reader_next(&c->in, &p, &n);
+    if (rc == SV_ETOOLARGE && c->info.protocol_version == 0)
+        return die(c, STATESRV_ERR_PROTOCOL,
+                   "the peer does not speak the statesrv protocol (it sent 0x%08x)", c->in.bad_len);
+    if (rc == SV_ETOOLARGE)
+        return die(c, STATESRV_ERR_PROTOCOL, "reply frame of %u bytes exceeds the limit of %u",
+                   c->in.bad_len, c->in.max_frame);
+    if (rc != 1)
+        return die(c, STATESRV_ERR_PROTOCOL, "internal: no reply frame after waiting for one");
+    Statesrv__V1__Response *r;
+    if (sv_msg_unpack_response(p, n, NULL, &r))
+        return die(c, STATESRV_ERR_PROTOCOL, "undecodable reply frame of %zu bytes%s", n,
+                   c->info.protocol_version ? ""
+                                            : ": the peer does not speak the statesrv protocol");
+    if (r->id == 0 && r->status != STATESRV__V1__STATUS__OK) {
+        rc = conn_error_frame(c, r);
+        statesrv__v1__response__free_unpacked(r, NULL);
+        return rc;
+    }
+    if (r->id != c->expect_id) {
+        uint64_t got = r->id;
+        statesrv__v1__response__free_unpacked(r, NULL);
+        return die(c, STATESRV_ERR_PROTOCOL, "reply id %llu, expected %llu",
+                   (unsigned long long)got, (unsigned long long)c->expect_id);
+    }
+    drop_resp(c);
+    c->resp = r;
+    c->resp_expect = c->exp[c->exp_head];
+    c->exp_head = (c->exp_head + 1) % c->exp_cap;
+    c->pending--;
+    c->expect_id++;
+    return 0;
+}
+
+/* The status of c->resp as a return code; on OK also checks that the reply
+ * carries the result its request calls for. */
+static int reply_status(statesrv *c)
+{
+    const Statesrv__V1__Response *r = c->resp;
+    if (r->status != STATESRV__V1__STATUS__OK) {
+        int st = status_code(r->status);
+        if (st < 0)
+            return die(c, STATESRV_ERR_PROTOCOL, "unknown status %d: %s", (int)r->status,
+                       status_message(r));
+        return fail(c, st, "%s", status_message(r));
+    }
+    if ((int)r->result_case != c->resp_expect)
+        return die(c, STATESRV_ERR_PROTOCOL, "reply carries result %d, expected %d",
+                   (int)r->result_case, c->resp_expect);
+    return ok(c);
+}
+
+/* One request, one reply; c->resp holds the reply on STATESRV_OK. */
+static int roundtrip(statesrv *c, Statesrv__V1__Request *req, int expect)
+{
+    int rc = enqueue(c, req, expect, NULL);
+    if (rc)
+        return rc;
+    rc = take_reply(c);
+    if (rc)
+        return rc;
+    return reply_status(c);
+}
+
+/* The checks every public call starts with. `single`: a call that waits for
+ * its own reply, so nothing pipelined may be outstanding. */
+static int begin(statesrv *c, int single)
+{
+    if (c->dead)
+        return c->dead;
+    if (c->scan)
+        return fail(c, STATESRV_ERR_USAGE, "a scan is open on this handle");
+    if (single && c->pending)
+        return fail(c, STATESRV_ERR_USAGE, "%zu pipelined replies are still pending", c->pending);
+    drop_resp(c);
+    return 0;
+}
+
+/* --- connecting --------------------------------------------------------- */
+
+static int new_socket(int family, int proto)
+{
+#if defined(SOCK_CLOEXEC) && defined(SOCK_NONBLOCK)
+    return socket(family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, proto);
+#else
+    int fd = socket(family, SOCK_STREAM, proto);
+    if (fd < 0)
+        return -1;
+    int fl = fcntl(fd, F_GETFL);
+    if (fcntl(fd, F_SETFD, FD_CLOEXEC) < 0 || fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    return fd;
+#endif
+}
+
+/* Connects one address within timeout_ms (-1: no limit). 0 with *fd_out
+ * set, or STATESRV_ERR_CONNECT / STATESRV_ERR_TIMEOUT with the reason in why. */
+static int connect_addr(int family, int proto, const struct sockaddr *sa, socklen_t salen,
+                        int timeout_ms, int *fd_out, char *why, size_t whylen)
+{
+    int fd = new_socket(family, proto);
+    if (fd < 0) {
+        snprintf(why, whylen, "socket: %s", strerror(errno));
+        return STATESRV_ERR_CONNECT;
+    }
+    if (connect(fd, sa, salen) < 0) {
+        if (errno != EINPROGRESS && errno != EINTR) {
+            snprintf(why, whylen, "%s", strerror(errno));
+            close(fd);
+            return STATESRV_ERR_CONNECT;
+        }
+        int64_t deadline = timeout_ms < 0 ? -1 : mono_ms() + timeout_ms;
+        for (;;) {
+            int left = -1;
+            if (deadline >= 0) {
+                int64_t l = deadline - mono_ms();
+                if (l <= 0) {
+                    snprintf(why, whylen, "timed out after %d ms", timeout_ms);
+                    close(fd);
+                    return STATESRV_ERR_TIMEOUT;
+                }
+                left = l > INT_MAX ? INT_MAX : (int)l;
+            }
+            struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+            int n = poll(&pfd, 1, left);
+            if (n > 0)
+                break;
+            if (n < 0 && errno != EINTR) {
+                snprintf(why, whylen, "poll: %s", strerror(errno));
+                close(fd);
+                return STATESRV_ERR_CONNECT;
+            }
+        }
+        int err = 0;
+        socklen_t errlen = sizeof(err);
+        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &errlen) < 0)
+            err = errno;
+        if (err) {
+            snprintf(why, whylen, "%s", strerror(err));
+            close(fd);
+            return STATESRV_ERR_CONNECT;
+        }
+    }
+    int one = 1;
+    /* Requests are small and a caller usually waits for each reply. */
+    if (family == AF_INET || family == AF_INET6)
+        (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+#ifdef SO_NOSIGPIPE
+    (void)setsockopt(fd, SOL_SOCKET, SO_NOSIGPIPE, &one, sizeof(one));
+#endif
+    *fd_out = fd;
+    return 0;
+}
+
+/* Splits "host:port" or "[v6]:port". The port must be numeric, 1..65535. */
+static int split_host_port(const char *addr, char *host, size_t hostlen, char *port, char *why,
+                           size_t whylen)
+{
+    const char *h, *p;
+    size_t hl;
+    if (addr[0] == '[') {
+        const char *close = strchr(addr, ']');
+        if (!close || close[1] != ':') {
+            snprintf(why, whylen, "expected \"[address]:port\"");
+            return -1;
+        }
+        h = addr + 1;
+        hl = (size_t)(close - h);
+        p = close + 2;
+    } else {
+        const char *colon = strrchr(addr, ':');
+        if (!colon) {
+            snprintf(why, whylen, "expected \"host:port\", \"[v6address]:port\" or \"unix:/path\"");
+            return -1;
+        }
+        if (memchr(addr, ':', (size_t)(colon - addr))) {
+            snprintf(why, whylen, "put an IPv6 address in brackets: \"[address]:port\"");
+            return -1;
+        }
+        h = addr;
+        hl = (size_t)(colon - addr);
+        p = colon + 1;
+    }
+    if (hl == 0 || hl >= hostlen) {
+        snprintf(why, whylen, hl ? "host name too long" : "empty host");
+        return -1;
+    }
+    size_t pl = strlen(p);
+    unsigned long v = 0;
+    for (size_t i = 0; i < pl; i++) {
+        if (p[i] < '0' || p[i] > '9' || i >= 5) {
+            v = 0;
+            break;
+        }
+        v = v * 10 + (unsigned long)(p[i] - '0');
+    }
+    if (v < 1 || v > 65535) {
+        snprintf(why, whylen, "bad port \"%s\" (want 1..65535)", p);
+        return -1;
+    }
+    memcpy(host, h, hl);
+    host[hl] = '\0';
+    snprintf(port, 6, "%lu", v);
+    return 0;
+}
+
+/* Opens a connected non-blocking socket to addr, trying every address a
+ * host name resolves to, each within timeout_ms. */
+static int open_socket(const char *addr, int timeout_ms, int *fd_out, char *why, size_t whylen)
+{
+    if (strncmp(addr, "unix:", 5) == 0) {
+        struct sockaddr_un sun;
+        const char *path = addr + 5;
+        size_t n = strlen(path);
+        memset(&sun, 0, sizeof(sun));
+        if (n == 0 || n >= sizeof(sun.sun_path)) {
+            snprintf(why, whylen, "%s unix socket path", n ? "too long a" : "empty");
+            return STATESRV_ERR_USAGE;
+        }
+        sun.sun_family = AF_UNIX;
+        memcpy(sun.sun_path, path, n);
+        return connect_addr(AF_UNIX, 0, (const struct sockaddr *)&sun, (socklen_t)sizeof(sun),
+                            timeout_ms, fd_out, why, whylen);
+    }
+
+    char host[256], port[6];
+    if (split_host_port(addr, host, sizeof(host), port, why, whylen))
+        return STATESRV_ERR_USAGE;
+    struct addrinfo hints, *res = NULL;
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICSERV;
+    int g = getaddrinfo(host, port, &hints, &res);
+    if (g) {
+#ifdef EAI_SYSTEM
+        if (g == EAI_SYSTEM) {
+            snprintf(why, whylen, "%s", strerror(errno));
+            return STATESRV_ERR_CONNECT;
+        }
+#endif
+        snprintf(why, whylen, "%s", gai_strerror(g));
+        return STATESRV_ERR_CONNECT;
+    }
+    int rc = STATESRV_ERR_CONNECT;
+    snprintf(why, whylen, "no addresses");
+    for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+        rc = connect_addr(ai->ai_family, ai->ai_protocol, ai->ai_addr, ai->ai_addrlen, timeout_ms,
+                          fd_out, why, whylen);
+        if (rc == 0)
+            break;
+    }
+    freeaddrinfo(res);
+    return rc;
+}
+
+static void copy_str(char *dst, size_t cap, const char *src)
+{
+    size_t n = src ? strlen(src) : 0;
+    if (n >= cap)
+        n = cap - 1;
+    if (n)
+        memcpy(dst, src, n);
+    dst[n] = '\0';
+}
+
+static int handshake(statesrv *c, const char *name, int timeout_ms, int io_timeout_ms)
+{
+    Statesrv__V1__Hello h = STATESRV__V1__HELLO__INIT;
+    Statesrv__V1__Request req = STATESRV__V1__REQUEST__INIT;
+    h.protocol_version = STATESRV_PROTOCOL_VERSION;
+    h.client_name = (char *)name;
+    req.op_case = STATESRV__V1__REQUEST__OP_HELLO;
+    req.hello = &h;
+
+    /* A server that accepts but never answers should not hold connect() for
+     * the (longer) I/O timeout. */
+    c->io_timeout_ms = timeout_ms;
+    int rc = roundtrip(c, &req, STATESRV__V1__RESPONSE__RESULT_HELLO);
+    c->io_timeout_ms = io_timeout_ms;
+    if (rc)
+        return rc;
+    const Statesrv__V1__HelloResult *hr = c->resp->hello;
+    if (hr->protocol_version != STATESRV_PROTOCOL_VERSION)
+        return die(c, STATESRV_ERR_CONNECT, "server speaks protocol version %u, this library %d",
+                   hr->protocol_version, STATESRV_PROTOCOL_VERSION);
+    if (hr->max_frame_size == 0)
+        return die(c, STATESRV_ERR_PROTOCOL, "server announced a max_frame_size of 0");
+
+    statesrv_server_info *i = &c->info;
+    i->protocol_version = hr->protocol_version;
+    copy_str(i->server_version, sizeof(i->server_version), hr->server_version);
+    i->key_groups = hr->key_groups;
+    i->max_frame_size = hr->max_frame_size;
+    i->max_value_size = hr->max_value_size;
+    i->max_key_size = hr->max_key_size;
+    i->max_batch_ops = hr->max_batch_ops;
+    i->max_scan_limit = hr->max_scan_limit;
+    i->max_states = hr->max_states;
+    c->max_send = hr->max_frame_size;
+    c->in.max_frame = hr->max_frame_size > UINT32_MAX - CLIENT_FRAME_SLACK
+                          ? UINT32_MAX
+                          : hr->max_frame_size + CLIENT_FRAME_SLACK;
+    drop_resp(c);
+    return 0;
+}
+
+static void put_reason(char *errbuf, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void put_reason(char *errbuf, size_t errlen, const char *fmt, ...)
+{
+    if (!errbuf || !errlen)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(errbuf, errlen, fmt, ap);
+    va_end(ap);
+}
+
+int statesrv_connect2(const char *addr, const statesrv_options *opts, statesrv **out, char *errbuf,
+                      size_t errlen)
+{
+    char why[256];
+    put_reason(errbuf, errlen, "%s", "");
+    if (!out) {
+        put_reason(errbuf, errlen, "out is NULL");
+        return STATESRV_ERR_USAGE;
+    }
+    *out = NULL;
+    if (!addr)
+        addr = STATESRV_DEFAULT_ADDR;
+    int cto =
+        opts && opts->connect_timeout_ms ? opts->connect_timeout_ms : CLIENT_CONNECT_TIMEOUT_MS;
+    int ito = opts && opts->io_timeout_ms ? opts->io_timeout_ms : CLIENT_IO_TIMEOUT_MS;
+    const char *name = opts && opts->client_name ? opts->client_name : "libstatesrv";
+    if (cto < -1 || ito < -1) {
+        put_reason(errbuf, errlen, "timeouts are milliseconds, 0 for the default or -1 for none");
+        return STATESRV_ERR_USAGE;
+    }
+
+    statesrv *c = calloc(1, sizeof(*c));
+    if (!c) {
+        put_reason(errbuf, errlen, "out of memory");
+        return STATESRV_ERR_NOMEM;
+    }
+    c->fd = -1;
+    c->io_timeout_ms = ito;
+    c->next_id = 1;
+    c->expect_id = 1;
+    c->max_send = CLIENT_HELLO_MAX_FRAME;
+    sv_frame_reader_init(&c->in, CLIENT_HELLO_MAX_FRAME);
+
+    int rc = open_socket(addr, cto, &c->fd, why, sizeof(why));
+    if (rc) {
+        put_reason(errbuf, errlen, "%s", why);
+        statesrv_close(c);
+        return rc;
+    }
+    rc = handshake(c, name, cto, ito);
+    if (rc) {
+        if (rc < STATESRV_ERR_USAGE)
+            put_reason(errbuf, errlen, "%s%s%s", statesrv_strerror(rc), c->errmsg[0] ? ": " : "",
+                       c->errmsg);
+        else
+            put_reason(errbuf, errlen, "handshake: %s", c->errmsg);
+        statesrv_close(c);
+        return rc;
+    }
+    *out = c;
+    return STATESRV_OK;
+}
+
+int statesrv_connect(const char *addr, const statesrv_options *opts, statesrv **out)
+{
+    return statesrv_connect2(addr, opts, out, NULL, 0);
+}
+
+void statesrv_close(statesrv *c)
+{
+    if (!c)
+        return;
+    if (c->scan)
+        c->scan->c = NULL; /* the scan is the caller's to close; it only fails now */
+    close_fd(c);
+    drop_resp(c);
+    sv_buf_free(&c->out);
+    sv_frame_reader_free(&c->in);
+    free(c->exp);
+    free(c);
+}
+
+const statesrv_server_info *statesrv_info(const statesrv *c)
+{
+    return c ? &c->info : NULL;
+}
+
+const char *statesrv_strerror(int code)
+{
+    switch (code) {
+    case STATESRV_OK:
+        return "OK";
+    case STATESRV_NOT_FOUND:
+        return "NOT_FOUND";
+    case STATESRV_INVALID_ARGUMENT:
+        return "INVALID_ARGUMENT";
+    case STATESRV_TOO_LARGE:
+        return "TOO_LARGE";
+    case STATESRV_UNAUTHENTICATED:
+        return "UNAUTHENTICATED";
+    case STATESRV_BUSY:
+        return "BUSY";
+    case STATESRV_UNAVAILABLE:
+        return "UNAVAILABLE";
+    case STATESRV_INTERNAL:
+        return "INTERNAL";
+    case STATESRV_NO_SPACE:
+        return "NO_SPACE";
+    case STATESRV_ERR_USAGE:
+        return "USAGE_ERROR";
+    case STATESRV_ERR_CONNECT:
+        return "CONNECT_ERROR";
+    case STATESRV_ERR_IO:
+        return "IO_ERROR";
+    case STATESRV_ERR_TIMEOUT:
+        return "TIMEOUT";
+    case STATESRV_ERR_PROTOCOL:
+        return "PROTOCOL_ERROR";
+    case STATESRV_ERR_NOMEM:
+        return "OUT_OF_MEMORY";
+    default:
+        return "UNKNOWN";
+    }
+}
+
+const char *statesrv_errmsg(const statesrv *c)
+{
+    return c ? c->errmsg : "";
+}
+
+/* --- request builders --------------------------------------------------- */
+
+static ProtobufCBinaryData bin(const void *p, size_t n)
+{
+    ProtobufCBinaryData b = {n, n ? (uint8_t *)p : NULL};
+    return b;
+}
+
+/* Get, Put, Delete and Merge share their first fields; protobuf-c gives each
+ * its own type and oneof-case enum, hence a macro. */
+#define FILL_KEYED(m, k, kg_case)                                                                  \
+    do {                                                                                           \
+        (m)->state = (char *)(k)->state;                                                           \
+        (m)->key = bin((k)->key, (k)->key_len);                                                    \
+        (m)->namespace_ = bin((k)->ns, (k)->ns_len);                                               \
+        if ((k)->has_key_group) {                                                                  \
+            (m)->key_group_opt_case = (kg_case);                                                   \
+            (m)->key_group = (k)->key_group;                                                       \
+        }                                                                                          \
+    } while (0)
+
+/* Only what the library cannot send is refused here; the server validates
+ * names, sizes and key groups, so there is one source of truth. */
+static int check_bytes(const void *p, size_t n)
+{
+    return p || n == 0 ? 0 : -1;
+}
+
+static int check_key(statesrv *c, const statesrv_key *k)
+{
+    if (!k)
+        return fail(c, STATESRV_ERR_USAGE, "key is NULL");
+    if (!k->state)
+        return fail(c, STATESRV_ERR_USAGE, "state is NULL");
+    if (check_bytes(k->key, k->key_len))
+        return fail(c, STATESRV_ERR_USAGE, "key is NULL but key_len is %zu", k->key_len);
+    if (check_bytes(k->ns, k->ns_len))
+        return fail(c, STATESRV_ERR_USAGE, "ns is NULL but ns_len is %zu", k->ns_len);
+    return 0;
+}
+
+static void build_get(Statesrv__V1__Get *m, const statesrv_key *k)
+{
+    statesrv__v1__get__init(m);
+    FILL_KEYED(m, k, STATESRV__V1__GET__KEY_GROUP_OPT_KEY_GROUP);
+}
+
+static void build_put(Statesrv__V1__Put *m, const statesrv_key *k, int kind, const void *val,
+                      size_t len)
+{
+    statesrv__v1__put__init(m);
+    FILL_KEYED(m, k, STATESRV__V1__PUT__KEY_GROUP_OPT_KEY_GROUP);
+    m->value = bin(val, len);
+    m->kind = (Statesrv__V1__ValueKind)kind;
+}
+
+static void build_delete(Statesrv__V1__Delete *m, const statesrv_key *k)
+{
+    statesrv__v1__delete__init(m);
+    FILL_KEYED(m, k, STATESRV__V1__DELETE__KEY_GROUP_OPT_KEY_GROUP);
+}
+
+static void build_merge(Statesrv__V1__Merge *m, const statesrv_key *k, Statesrv__V1__MergeOp op,
+                        const void *operand, size_t len)
+{
+    statesrv__v1__merge__init(m);
+    FILL_KEYED(m, k, STATESRV__V1__MERGE__KEY_GROUP_OPT_KEY_GROUP);
+    m->op = op;
+    m->operand = bin(operand, len);
+}
+
+static int copy_out(statesrv *c, const ProtobufCBinaryData *b, int kind, statesrv_value *out)
+{
+    void *p = NULL;
+    if (b->len) {
+        p = malloc(b->len);
+        if (!p)
+            return fail(c, STATESRV_ERR_NOMEM, "out of memory copying a value of %zu bytes",
+                        b->len);
+        memcpy(p, b->data, b->len);
+    }
+    out->data = p;
+    out->len = b->len;
+    out->kind = kind;
+    out->found = 1;
+    return 0;
+}
+
+/* --- single operations -------------------------------------------------- */
+
+int statesrv_ping(statesrv *c)
+{
+    if (!c)
+        return STATESRV_ERR_USAGE;
+    int rc = begin(c, 1);
+    if (rc)
+        return rc;
+    Statesrv__V1__Ping m = STATESRV__V1__PING__INIT;
+    Statesrv__V1__Request req = STATESRV__V1__REQUEST__INIT;
+    req.op_case = STATESRV__V1__REQUEST__OP_PING;
+    req.ping = &m;
+    rc = roundtrip(c, &req, STATESRV__V1__RESPONSE__RESULT_PING);
+    drop_resp(c);
+    return rc;
+}
+
+int statesrv_get(statesrv *c, const statesrv_key *k, statesrv_value *out)
+{
+    if (!c)
+        return STATESRV_ERR_USAGE;
+    int rc = begin(c, 1);
+    if (rc || (rc = check_key(c, k)))
+        return rc;
+    if (!out)
+        return fail(c, STATESRV_ERR_USAGE, "out is NULL");
+    Statesrv__V1__Get m;
+    Statesrv__V1__Request req = STATESRV__V1__REQUEST__INIT;
+    build_get(&m, k);
+    req.op_case = STATESRV__V1__REQUEST__OP_GET;
+    req.get = &m;
+    rc = roundtrip(c, &req, STATESRV__V1__RESPONSE__RESULT_GET);
+    if (rc == 0)
+        rc = copy_out(c, &c->resp->get->value, (int)c->resp->get->kind, out);
+    drop_resp(c);
+    return rc;
+}
+
+int statesrv_multi_get(statesrv *c, const statesrv_key *keys, size_t n, statesrv_value *out)
+{
+    if (!c)
+        return STATESRV_ERR_USAGE;
+    int rc = begin(c, 1);
+    if (rc)
+        return rc;
+    if (n && (!keys || !out))
+        return fail(c, STATESRV_ERR_USAGE, "keys or out is NULL");
+    for (size_t i = 0; i < n; i++)
+        if ((rc = check_key(c, &keys[i])))
+            return rc;
+    if (n > SIZE_MAX / (sizeof(Statesrv__V1__Get) + sizeof(Statesrv__V1__Get *)))
+        return fail(c, STATESRV_ERR_NOMEM, "too many keys");
+
+    Statesrv__V1__Get *gets = malloc((n ? n : 1) * sizeof(*gets));
+    Statesrv__V1__Get **ptrs = malloc((n ? n : 1) * sizeof(*ptrs));
+    if (!gets || !ptrs) {
+        rc = fail(c, STATESRV_ERR_NOMEM, "out of memory building a multi_get of %zu keys", n);
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        build_get(&gets[i], &keys[i]);
+        ptrs[i] = &gets[i];
+        memset(&out[i], 0, sizeof(out[i]));
+    }
+    Statesrv__V1__MultiGet m = STATESRV__V1__MULTI_GET__INIT;
+    Statesrv__V1__Request req = STATESRV__V1__REQUEST__INIT;
+    m.n_gets = n;
+    m.gets = ptrs;
+    req.op_case = STATESRV__V1__REQUEST__OP_MULTI_GET;
+    req.multi_get = &m;
+    rc = roundtrip(c, &req, STATESRV__V1__RESPONSE__RESULT_MULTI_GET);
+    if (rc)
+        goto out;
+    const Statesrv__V1__MultiGetResult *res = c->resp->multi_get;
+    if (res->n_items != n) {
+        rc = die(c, STATESRV_ERR_PROTOCOL, "multi_get of %zu keys answered with %zu items", n,
+                 res->n_items);
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const Statesrv__V1__MultiGetItem *it = res->items[i];
+        if (!it->found)
+            continue;
+        if ((rc = copy_out(c, &it->value, (int)it->kind, &out[i]))) {
+            statesrv_values_free(out, n);
+            goto out;
+        }
+    }
+out:
+    drop_resp(c);
+    free(gets);
+    free(ptrs);
+    return rc;
+}
+
+int statesrv_put(statesrv *c, const statesrv_key *k, const void *val, size_t len)
+{
+    return statesrv_put_kind(c, k, STATESRV_KIND_RAW, val, len);
+}
+
+int statesrv_put_kind(statesrv *c, const statesrv_key *k, int kind, const void *val, size_t len)
+{
+    if (!c)
+        return STATESRV_ERR_USAGE;
+    int rc = begin(c, 1);
+    if (rc || (rc = check_key(c, k)))
+        return rc;
+    if (check_bytes(val, len))
+        return fail(c, STATESRV_ERR_USAGE, "value is NULL but its length is %zu", len);
+    Statesrv__V1__Put m;
+    Statesrv__V1__Request req = STATESRV__V1__REQUEST__INIT;
+    build_put(&m, k, kind, val, len);
+    req.op_case = STATESRV__V1__REQUEST__OP_PUT;
+    req.put = &m;
+    rc = roundtrip(c, &req, STATESRV__V1__RESPONSE__RESULT_PUT);
+    drop_resp(c);
+    return rc;
+}
+
+int statesrv_delete(statesrv *c, const statesrv_key *k, int *found)
+{
+    if (!c)
+        return STATESRV_ERR_USAGE;
+    int rc = begin(c, 1);
+    if (rc || (rc = check_key(c, k)))
+        return rc;
+    Statesrv__V1__Delete m;
+    Statesrv__V1__Request req = STATESRV__V1__REQUEST__INIT;
+    build_delete(&m, k);
+    req.op_case = STATESRV__V1__REQUEST__OP_DELETE;
+    req.delete_ = &m;
+    rc = roundtrip(c, &req, STATESRV__V1__RESPONSE__RESULT_DELETE);
+    if (rc == 0 && found)
+        *found = c->resp->delete_->found ? 1 : 0;
+    drop_resp(c);
+    return rc;
+}
+
+/* Append and add: one Merge round trip. */
+static int merge(statesrv *c, const statesrv_key *k, Statesrv__V1__MergeOp op, const void *operand,
+                 size_t len, int64_t *counter)
+{
+    if (!c)
+        return STATESRV_ERR_USAGE;
+    int rc = begin(c, 1);
+    if (rc || (rc = check_key(c, k)))
+        return rc;
+    if (check_bytes(operand, len))
+        return fail(c, STATESRV_ERR_USAGE, "element is NULL but its length is %zu", len);
+    Statesrv__V1__Merge m;
+    Statesrv__V1__Request req = STATESRV__V1__REQUEST__INIT;
+    build_merge(&m, k, op, operand, len);
+    req.op_case = STATESRV__V1__REQUEST__OP_MERGE;
+    req.merge = &m;
+    rc = roundtrip(c, &req, STATESRV__V1__RESPONSE__RESULT_MERGE);
+    if (rc == 0 && counter)
+        *counter = c->resp->merge->counter;
+    drop_resp(c);
+    return rc;
+}
+
+int statesrv_append(statesrv *c, const statesrv_key *k, const void *elem, size_t len)
+{
+    return merge(c, k, STATESRV__V1__MERGE_OP__APPEND, elem, len, NULL);
+}
+
+int statesrv_add(statesrv *c, const statesrv_key *k, int64_t delta, int64_t *result)
+{
+    uint8_t operand[SV_COUNTER_SIZE];
+    sv_i64_put(operand, delta);
+    return merge(c, k, STATESRV__V1__MERGE_OP__ADD_I64, operand, sizeof(operand), result);
+}
+
+/* Clear with a key selector or the whole state (key == NULL). */
+static int clear(statesrv *c, const char *state, const statesrv_key *k, uint64_t *deleted)
+{
+    Statesrv__V1__Clear m = STATESRV__V1__CLEAR__INIT;
+    Statesrv__V1__KeySelector sel = STATESRV__V1__KEY_SELECTOR__INIT;
+    Statesrv__V1__Request req = STATESRV__V1__REQUEST__INIT;
+    m.state = (char *)state;
+    if (k) {
+        sel.key = bin(k->key, k->key_len);
+        if (k->has_key_group) {
+            sel.key_group_opt_case = STATESRV__V1__KEY_SELECTOR__KEY_GROUP_OPT_KEY_GROUP;
+            sel.key_group = k->key_group;
+        }
+        m.target_case = STATESRV__V1__CLEAR__TARGET_KEY;
+        m.key = &sel;
+    } else {
+        m.target_case = STATESRV__V1__CLEAR__TARGET_WHOLE_STATE;
+        m.whole_state = 1;
+    }
+    req.op_case = STATESRV__V1__REQUEST__OP_CLEAR;
+    req.clear = &m;
+    int rc = roundtrip(c, &req, STATESRV__V1__RESPONSE__RESULT_CLEAR);
+    if (rc == 0 && deleted)
+        *deleted = c->resp->clear->deleted;
+    drop_resp(c);
+    return rc;
+}
+
+int statesrv_clear(statesrv *c, const statesrv_key *k, uint64_t *deleted)
+{
+    if (!c)
+        return STATESRV_ERR_USAGE;
+    int rc = begin(c, 1);
+    if (rc || (rc = check_key(c, k)))
+        return rc;
+    return clear(c, k->state, k, deleted);
+}
+
+int statesrv_drop_state(statesrv *c, const char *state, uint64_t *deleted)
+{
+    if (!c)
+        return STATESRV_ERR_USAGE;
+    int rc = begin(c, 1);
+    if (rc)
+        return rc;
+    if (!state)
+        return fail(c, STATESRV_ERR_USAGE, "state is NULL");
+    return clear(c, state, NULL, deleted);
+}
+
+/* --- batches ------------------------------------------------------------ */
+
+enum batch_type { BATCH_PUT, BATCH_DELETE, BATCH_APPEND, BATCH_ADD };
+
+/* One queued operation. state, key, ns and val all live in `mem`, one
+ * allocation per operation. */
+struct batch_op {
+    enum batch_type type;
+    statesrv_key k;
+    const void *val;
+    size_t val_len;
+    void *mem;
+};
+
+struct statesrv_batch {
+    struct batch_op *ops;
+    size_t n, cap;
+};
+
+statesrv_batch *statesrv_batch_new(void)
+{
+    return calloc(1, sizeof(statesrv_batch));
+}
+
+void statesrv_batch_reset(statesrv_batch *b)
+{
+    if (!b)
+        return;
+    for (size_t i = 0; i < b->n; i++)
+        free(b->ops[i].mem);
+    b->n = 0;
+}
+
+void statesrv_batch_free(statesrv_batch *b)
+{
+    if (!b)
+        return;
+    statesrv_batch_reset(b);
+    free(b->ops);
+    free(b);
+}
+
+size_t statesrv_batch_count(const statesrv_batch *b)
+{
+    return b ? b->n : 0;
+}
+
+static int batch_add_op(statesrv_batch *b, enum batch_type type, const statesrv_key *k,
+                        const void *val, size_t len)
+{
+    if (!b || !k || !k->state || check_bytes(k->key, k->key_len) || check_bytes(k->ns, k->ns_len) ||
+        check_bytes(val, len))
+        return STATESRV_ERR_USAGE;
+    if (b->n == b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : 16;
+        if (cap > SIZE_MAX / sizeof(*b->ops))
+            return STATESRV_ERR_NOMEM;
+        struct batch_op *ops = realloc(b->ops, cap * sizeof(*ops));
+        if (!ops)
+            return STATESRV_ERR_NOMEM;
+        b->ops = ops;
+        b->cap = cap;
+    }
+    size_t sl = strlen(k->state) + 1;
+    if (k->key_len > SIZE_MAX - sl || k->ns_len > SIZE_MAX - sl - k->key_len ||
+        len > SIZE_MAX - sl - k->key_len - k->ns_len)
+        return STATESRV_ERR_NOMEM;
+    uint8_t *mem = malloc(sl + k->key_len + k->ns_len + len);
+    if (!mem)
+        return STATESRV_ERR_NOMEM;
+    struct batch_op *op = &b->ops[b->n];
+    memset(op, 0, sizeof(*op));
+    op->type = type;
+    op->mem = mem;
+    memcpy(mem, k->state, sl);
+    op->k.state = (const char *)mem;
+    mem += sl;
+    if (k->key_len)
+        memcpy(mem, k->key, k->key_len);
+    op->k.key = mem;
+    op->k.key_len = k->key_len;
+    mem += k->key_len;
+    if (k->ns_len)
+        memcpy(mem, k->ns, k->ns_len);
+    op->k.ns = mem;
+    op->k.ns_len = k->ns_len;
+    mem += k->ns_len;
+    if (len)
+        memcpy(mem, val, len);
+    op->val = mem;
+    op->val_len = len;
+    op->k.has_key_group = k->has_key_group;
+    op->k.key_group = k->key_group;
+    b->n++;
+    return STATESRV_OK;
+}
+
+int statesrv_batch_put(statesrv_batch *b, const statesrv_key *k, const void *val, size_t len)
+{
+    return batch_add_op(b, BATCH_PUT, k, val, len);
+}
+
+int statesrv_batch_delete(statesrv_batch *b, const statesrv_key *k)
+{
+    return batch_add_op(b, BATCH_DELETE, k, NULL, 0);
+}
+
+int statesrv_batch_append(statesrv_batch *b, const statesrv_key *k, const void *elem, size_t len)
+{
+    return batch_add_op(b, BATCH_APPEND, k, elem, len);
+}
+
+int statesrv_batch_add(statesrv_batch *b, const statesrv_key *k, int64_t delta)
+{
+    uint8_t operand[SV_COUNTER_SIZE];
+    sv_i64_put(operand, delta);
+    return batch_add_op(b, BATCH_ADD, k, operand, sizeof(operand));
+}
+
+union batch_msg {
+    Statesrv__V1__Put put;
+    Statesrv__V1__Delete del;
+    Statesrv__V1__Merge merge;
+};
+
+int statesrv_batch_commit(statesrv *c, const statesrv_batch *b)
+{
+    if (!c)
+        return STATESRV_ERR_USAGE;
+    int rc = begin(c, 1);
+    if (rc)
+        return rc;
+    if (!b)
+        return fail(c, STATESRV_ERR_USAGE, "batch is NULL");
+    size_t n = b->n, each = sizeof(union batch_msg) + sizeof(Statesrv__V1__BatchOp) +
+                            sizeof(Statesrv__V1__BatchOp *);
+    if (n > SIZE_MAX / each)
+        return fail(c, STATESRV_ERR_NOMEM, "batch too large");
+    union batch_msg *msgs = malloc((n ? n : 1) * sizeof(*msgs));
+    Statesrv__V1__BatchOp *ops = malloc((n ? n : 1) * sizeof(*ops));
+    Statesrv__V1__BatchOp **ptrs = malloc((n ? n : 1) * sizeof(*ptrs));
+    if (!msgs || !ops || !ptrs) {
+        rc = fail(c, STATESRV_ERR_NOMEM, "out of memory encoding a batch of %zu operations", n);
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const struct batch_op *op = &b->ops[i];
+        statesrv__v1__batch_op__init(&ops[i]);
+        switch (op->type) {
+        case BATCH_PUT:
+            build_put(&msgs[i].put, &op->k, STATESRV_KIND_RAW, op->val, op->val_len);
+            ops[i].op_case = STATESRV__V1__BATCH_OP__OP_PUT;
+            ops[i].put = &msgs[i].put;
+            break;
+        case BATCH_DELETE:
+            build_delete(&msgs[i].del, &op->k);
+            ops[i].op_case = STATESRV__V1__BATCH_OP__OP_DELETE;
+            ops[i].delete_ = &msgs[i].del;
+            break;
+        case BATCH_APPEND:
+        case BATCH_ADD:
+            build_merge(&msgs[i].merge, &op->k,
+                        op->type == BATCH_ADD ? STATESRV__V1__MERGE_OP__ADD_I64
+                                              : STATESRV__V1__MERGE_OP__APPEND,
+                        op->val, op->val_len);
+            ops[i].op_case = STATESRV__V1__BATCH_OP__OP_MERGE;
+            ops[i].merge = &msgs[i].merge;
+            break;
+        }
+        ptrs[i] = &ops[i];
+    }
+    Statesrv__V1__Batch m = STATESRV__V1__BATCH__INIT;
+    Statesrv__V1__Request req = STATESRV__V1__REQUEST__INIT;
+    m.n_ops = n;
+    m.ops = ptrs;
+    req.op_case = STATESRV__V1__REQUEST__OP_BATCH;
+    req.batch = &m;
+    rc = roundtrip(c, &req, STATESRV__V1__RESPONSE__RESULT_BATCH);
+    drop_resp(c);
+out:
+    free(msgs);
+    free(ops);
+    free(ptrs);
+    return rc;
+}
+
+/* --- scans -------------------------------------------------------------- */
+
+static uint8_t *dup_bytes(const void *p, size_t n)
+{
+    uint8_t *d = malloc(n ? n : 1);
+    if (d && n)
+        memcpy(d, p, n);
+    return d;
+}
+
+/* Fetches the page after s->page (or the first one). The old page stays
+ * until the new one has arrived, so a failed fetch can be retried. */
+static int scan_fetch(statesrv_scan *s)
+{
+    statesrv *c = s->c;
+    if (c->dead)
+        return c->dead;
+    Statesrv__V1__Scan m = STATESRV__V1__SCAN__INIT;
+    Statesrv__V1__KeySelector sel = STATESRV__V1__KEY_SELECTOR__INIT;
+    Statesrv__V1__KeyGroupRange kgr = STATESRV__V1__KEY_GROUP_RANGE__INIT;
+    Statesrv__V1__Request req = STATESRV__V1__REQUEST__INIT;
+    m.state = s->state;
+    m.limit = s->page_size;
+    m.cursor = s->page ? s->page->scan->cursor : bin(s->start, s->start_len);
+    if (s->mode == STATESRV_SCAN_KEY) {
+        sel.key = bin(s->key, s->key_len);
+        if (s->has_key_group) {
+            sel.key_group_opt_case = STATESRV__V1__KEY_SELECTOR__KEY_GROUP_OPT_KEY_GROUP;
+            sel.key_group = s->key_group;
+        }
+        m.range_case = STATESRV__V1__SCAN__RANGE_KEY;
+        m.key = &sel;
+    } else if (s->mode == STATESRV_SCAN_KEY_GROUPS) {
+        kgr.first = s->kg_first;
+        kgr.last = s->kg_last;
+        m.range_case = STATESRV__V1__SCAN__RANGE_KEY_GROUPS;
+        m.key_groups = &kgr;
+    }
+    req.op_case = STATESRV__V1__REQUEST__OP_SCAN;
+    req.scan = &m;
+    int rc = roundtrip(c, &req, STATESRV__V1__RESPONSE__RESULT_SCAN);
+    if (rc) {
+        drop_resp(c);
+        return rc;
+    }
+    const Statesrv__V1__ScanResult *sr = c->resp->scan;
+    /* An empty page that sends us back where we were would loop forever. */
+    if (sr->n_entries == 0 && sr->cursor.len && sr->cursor.len == m.cursor.len &&
+        memcmp(sr->cursor.data, m.cursor.data, m.cursor.len) == 0) {
+        drop_resp(c);
+        return die(c, STATESRV_ERR_PROTOCOL, "scan page made no progress");
+    }
+    if (s->page)
+        statesrv__v1__response__free_unpacked(s->page, NULL);
+    s->page = c->resp;
+    c->resp = NULL;
+    s->idx = 0;
+    return 0;
+}
+
+static void scan_free(statesrv_scan *s)
+{
+    if (s->page)
+        statesrv__v1__response__free_unpacked(s->page, NULL);
+    free(s->state);
+    free(s->key);
+    free(s->start);
+    free(s);
+}
+
+int statesrv_scan_open(statesrv *c, const statesrv_scan_options *o, statesrv_scan **out)
+{
+    if (!c)
+        return STATESRV_ERR_USAGE;
+    if (out)
+        *out = NULL;
+    int rc = begin(c, 1);
+    if (rc)
+        return rc;
+    if (!o || !out)
+        return fail(c, STATESRV_ERR_USAGE, "options or out is NULL");
+    if (!o->state)
+        return fail(c, STATESRV_ERR_USAGE, "state is NULL");
+    if (o->mode != STATESRV_SCAN_STATE && o->mode != STATESRV_SCAN_KEY &&
+        o->mode != STATESRV_SCAN_KEY_GROUPS)
+        return fail(c, STATESRV_ERR_USAGE, "unknown scan mode %d", o->mode);
+    if (o->mode == STATESRV_SCAN_KEY && check_bytes(o->key, o->key_len))
+        return fail(c, STATESRV_ERR_USAGE, "key is NULL but key_len is %zu", o->key_len);
+    if (check_bytes(o->cursor, o->cursor_len))
+        return fail(c, STATESRV_ERR_USAGE, "cursor is NULL but cursor_len is %zu", o->cursor_len);
+
+    statesrv_scan *s = calloc(1, sizeof(*s));
+    if (!s)
+        return fail(c, STATESRV_ERR_NOMEM, "out of memory");
+    s->c = c;
+    s->mode = o->mode;
+    s->state = (char *)dup_bytes(o->state, strlen(o->state) + 1);
+    if (o->mode == STATESRV_SCAN_KEY) {
+        s->key = dup_bytes(o->key, o->key_len);
+        s->key_len = o->key_len;
+        s->has_key_group = o->has_key_group;
+        s->key_group = o->key_group;
+    }
+    s->kg_first = o->kg_first;
+    s->kg_last = o->kg_last;
+    s->page_size = o->page_size;
+    s->start = dup_bytes(o->cursor, o->cursor_len);
+    s->start_len = o->cursor_len;
+    if (!s->state || (o->mode == STATESRV_SCAN_KEY && !s->key) || !s->start) {
+        scan_free(s);
+        return fail(c, STATESRV_ERR_NOMEM, "out of memory");
+    }
+    /* The first page comes now, so a bad state or range fails here. */
+    rc = scan_fetch(s);
+    if (rc) {
+        scan_free(s);
+        return rc;
+    }
+    c->scan = s;
+    *out = s;
+    return STATESRV_OK;
+}
+
+int statesrv_scan_next(statesrv_scan *s, const statesrv_entry **e)
+{
+    if (!s || !e)
+        return STATESRV_ERR_USAGE;
+    *e = NULL;
+    if (!s->c)
+        return STATESRV_ERR_USAGE;
+    for (;;) {
+        const Statesrv__V1__ScanResult *sr = s->page->scan;
+        if (s->idx < sr->n_entries) {
+            const Statesrv__V1__Entry *en = sr->entries[s->idx++];
+            s->cur.key = en->key.data;
+            s->cur.key_len = en->key.len;
+            s->cur.ns = en->namespace_.data;
+            s->cur.ns_len = en->namespace_.len;
+            s->cur.key_group = en->key_group;
+            s->cur.value = en->value.data;
+            s->cur.value_len = en->value.len;
+            s->cur.kind = (int)en->kind;
+            *e = &s->cur;
+            return ok(s->c);
+        }
+        if (sr->cursor.len == 0)
+            return ok(s->c);
+        int rc = scan_fetch(s);
+        if (rc)
+            return rc;
+    }
+}
+
+int statesrv_scan_cursor(const statesrv_scan *s, const void **cursor, size_t *len)
+{
+    if (!s || !cursor || !len)
+        return STATESRV_ERR_USAGE;
+    *cursor = NULL;
+    *len = 0;
+    const Statesrv__V1__ScanResult *sr = s->page->scan;
+    /* A server cursor points after a whole page; in the middle of one there
+     * is nothing to resume from. */
+    if (s->idx < sr->n_entries)
+        return STATESRV_ERR_USAGE;
+    *cursor = sr->cursor.len ? sr->cursor.data : NULL;
+    *len = sr->cursor.len;
+    return STATESRV_OK;
+}
+
+void statesrv_scan_close(statesrv_scan *s)
+{
+    if (!s)
+        return;
+    if (s->c)
+        s->c->scan = NULL;
+    scan_free(s);
+}
+
+/* --- introspection ------------------------------------------------------ */
+
+static void copy_state_info(statesrv_state_info *d, const Statesrv__V1__StateInfo *s)
+{
+    copy_str(d->name, sizeof(d->name), s->name);
+    d->entries = s->entries;
+    d->bytes = s->bytes;
+}
+
+static int copy_states(statesrv *c, Statesrv__V1__StateInfo *const *src, size_t n,
+                       statesrv_state_info **out)
+{
+    *out = NULL;
+    if (n == 0)
+        return 0;
+    statesrv_state_info *a = calloc(n, sizeof(*a));
+    if (!a)
+        return fail(c, STATESRV_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; i < n; i++)
+        copy_state_info(&a[i], src[i]);
+    *out = a;
+    return 0;
+}
+
+int statesrv_list_states(statesrv *c, statesrv_state_info **out, size_t *n)
+{
+    if (!c)
+        return STATESRV_ERR_USAGE;
+    int rc = begin(c, 1);
+    if (rc)
+        return rc;
+    if (!out || !n)
+        return fail(c, STATESRV_ERR_USAGE, "out or n is NULL");
+    *out = NULL;
+    *n = 0;
+    Statesrv__V1__ListStates m = STATESRV__V1__LIST_STATES__INIT;
+    Statesrv__V1__Request req = STATESRV__V1__REQUEST__INIT;
+    req.op_case = STATESRV__V1__REQUEST__OP_LIST_STATES;
+    req.list_states = &m;
+    rc = roundtrip(c, &req, STATESRV__V1__RESPONSE__RESULT_LIST_STATES);
+    if (rc == 0) {
+        const Statesrv__V1__ListStatesResult *r = c->resp->list_states;
+        rc = copy_states(c, r->states, r->n_states, out);
+        if (rc == 0)
+            *n = r->n_states;
+    }
+    drop_resp(c);
+    return rc;
+}
+
+void statesrv_stats_free(statesrv_stats *s)
+{
+    if (!s)
+        return;
+    free(s->ops);
+    free(s->states);
+    free(s);
+}
+
+int statesrv_stats_get(statesrv *c, statesrv_stats **out)
+{
+    if (!c)
+        return STATESRV_ERR_USAGE;
+    int rc = begin(c, 1);
+    if (rc)
+        return rc;
+    if (!out)
+        return fail(c, STATESRV_ERR_USAGE, "out is NULL");
+    *out = NULL;
+    Statesrv__V1__Stats m = STATESRV__V1__STATS__INIT;
+    Statesrv__V1__Request req = STATESRV__V1__REQUEST__INIT;
+    req.op_case = STATESRV__V1__REQUEST__OP_STATS;
+    req.stats = &m;
+    rc = roundtrip(c, &req, STATESRV__V1__RESPONSE__RESULT_STATS);
+    if (rc) {
+        drop_resp(c);
+        return rc;
+    }
+    const Statesrv__V1__StatsResult *r = c->resp->stats;
+    statesrv_stats *s = calloc(1, sizeof(*s));
+    if (!s) {
+        drop_resp(c);
+        return fail(c, STATESRV_ERR_NOMEM, "out of memory");
+    }
+    copy_str(s->server_version, sizeof(s->server_version), r->server_version);
+    s->uptime_seconds = r->uptime_seconds;
+    s->connections_current = r->connections_current;
+    s->connections_total = r->connections_total;
+    s->connections_rejected = r->connections_rejected;
+    s->map_size = r->map_size;
+    s->map_used = r->map_used;
+    s->key_groups = r->key_groups;
+    s->commits = r->commits;
+    s->bytes_in = r->bytes_in;
+    s->bytes_out = r->bytes_out;
+    if (r->n_ops) {
+        s->ops = calloc(r->n_ops, sizeof(*s->ops));
+        if (!s->ops)
+            rc = fail(c, STATESRV_ERR_NOMEM, "out of memory");
+        for (size_t i = 0; s->ops && i < r->n_ops; i++) {
+            copy_str(s->ops[i].op, sizeof(s->ops[i].op), r->ops[i]->op);
+            s->ops[i].count = r->ops[i]->count;
+            s->ops[i].errors = r->ops[i]->errors;
+        }
+        s->n_ops = s->ops ? r->n_ops : 0;
+    }
+    if (rc == 0 && (rc = copy_states(c, r->states, r->n_states, &s->states)) == 0)
+        s->n_states = r->n_states;
+    drop_resp(c);
+    if (rc) {
+        statesrv_stats_free(s);
+        return rc;
+    }
+    *out = s;
+    return STATESRV_OK;
+}
+
+/* --- pipelining --------------------------------------------------------- */
+
+/* Queues one request and flushes once enough is waiting. */
+static int send_req(statesrv *c, Statesrv__V1__Request *req, int expect, uint64_t *id)
+{
+    int rc = enqueue(c, req, expect, id);
+    if (rc)
+        return rc;
+    if (c->out.len - c->out_off >= CLIENT_AUTOFLUSH && (rc = pump(c, 0)))
+        return rc;
+    return ok(c);
+}
+
+int statesrv_send_get(statesrv *c, const statesrv_key *k, uint64_t *id)
+{
+    if (!c)
+        return STATESRV_ERR_USAGE;
+    int rc = begin(c, 0);
+    if (rc || (rc = check_key(c, k)))
+        return rc;
+    Statesrv__V1__Get m;
+    Statesrv__V1__Request req = STATESRV__V1__REQUEST__INIT;
+    build_get(&m, k);
+    req.op_case = STATESRV__V1__REQUEST__OP_GET;
+    req.get = &m;
+    return send_req(c, &req, STATESRV__V1__RESPONSE__RESULT_GET, id);
+}
+
+int statesrv_send_put(statesrv *c, const statesrv_key *k, const void *val, size_t len, uint64_t *id)
+{
+    if (!c)
+        return STATESRV_ERR_USAGE;
+    int rc = begin(c, 0);
+    if (rc || (rc = check_key(c, k)))
+        return rc;
+    if (check_bytes(val, len))
+        return fail(c, STATESRV_ERR_USAGE, "value is NULL but its length is %zu", len);
+    Statesrv__V1__Put m;
+    Statesrv__V1__Request req = STATESRV__V1__REQUEST__INIT;
+    build_put(&m, k, STATESRV_KIND_RAW, val, len);
+    req.op_case = STATESRV__V1__REQUEST__OP_PUT;
+    req.put = &m;
+    return send_req(c, &req, STATESRV__V1__RESPONSE__RESULT_PUT, id);
+}
+
+int statesrv_send_delete(statesrv *c, const statesrv_key *k, uint64_t *id)
+{
+    if (!c)
+        return STATESRV_ERR_USAGE;
+    int rc = begin(c, 0);
+    if (rc || (rc = check_key(c, k)))
+        return rc;
+    Statesrv__V1__Delete m;
+    Statesrv__V1__Request req = STATESRV__V1__REQUEST__INIT;
+    build_delete(&m, k);
+    req.op_case = STATESRV__V1__REQUEST__OP_DELETE;
+    req.delete_ = &m;
+    return send_req(c, &req, STATESRV__V1__RESPONSE__RESULT_DELETE, id);
+}
+
+static int send_merge(statesrv *c, const statesrv_key *k, Statesrv__V1__MergeOp op,
+                      const void *operand, size_t len, uint64_t *id)
+{
+    if (!c)
+        return STATESRV_ERR_USAGE;
+    int rc = begin(c, 0);
+    if (rc || (rc = check_key(c, k)))
+        return rc;
+    if (check_bytes(operand, len))
+        return fail(c, STATESRV_ERR_USAGE, "element is NULL but its length is %zu", len);
+    Statesrv__V1__Merge m;
+    Statesrv__V1__Request req = STATESRV__V1__REQUEST__INIT;
+    build_merge(&m, k, op, operand, len);
+    req.op_case = STATESRV__V1__REQUEST__OP_MERGE;
+    req.merge = &m;
+    return send_req(c, &req, STATESRV__V1__RESPONSE__RESULT_MERGE, id);
+}
+
+int statesrv_send_append(statesrv *c, const statesrv_key *k, const void *elem, size_t len,
+                         uint64_t *id)
+{
+    return send_merge(c, k, STATESRV__V1__MERGE_OP__APPEND, elem, len, id);
+}
+
+int statesrv_send_add(statesrv *c, const statesrv_key *k, int64_t delta, uint64_t *id)
+{
+    uint8_t operand[SV_COUNTER_SIZE];
+    sv_i64_put(operand, delta);
+    return send_merge(c, k, STATESRV__V1__MERGE_OP__ADD_I64, operand, sizeof(operand), id);
+}
+
+int statesrv_flush(statesrv *c)
+{
+    if (!c)
+        return STATESRV_ERR_USAGE;
+    if (c->dead)
+        return c->dead;
+    int rc = pump(c, 0);
+    return rc ? rc : ok(c);
+}
+
+size_t statesrv_pending(const statesrv *c)
+{
+    return c ? c->pending : 0;
+}
+
+int statesrv_recv(statesrv *c, statesrv_reply *r)
+{
+    if (!c || !r)
+        return STATESRV_ERR_USAGE;
+    if (c->dead)
+        return c->dead;
+    if (!c->pending)
+        return fail(c, STATESRV_ERR_USAGE, "no replies pending");
+    drop_resp(c);
+    memset(r, 0, sizeof(*r));
+    int rc = take_reply(c);
+    if (rc)
+        return rc;
+    const Statesrv__V1__Response *resp = c->resp;
+    int st = status_code(resp->status);
+    if (st < 0)
+        return die(c, STATESRV_ERR_PROTOCOL, "unknown status %d: %s", (int)resp->status,
+                   status_message(resp));
+    r->id = resp->id;
+    r->status = st;
+    r->message = status_message(resp);
+    if (st != STATESRV_OK)
+        return ok(c);
+    if ((int)resp->result_case != c->resp_expect)
+        return die(c, STATESRV_ERR_PROTOCOL, "reply carries result %d, expected %d",
+                   (int)resp->result_case, c->resp_expect);
+    switch (resp->result_case) {
+    case STATESRV__V1__RESPONSE__RESULT_GET:
+        r->value = resp->get->value.len ? (const void *)resp->get->value.data : "";
+        r->value_len = resp->get->value.len;
+        r->kind = (int)resp->get->kind;
+        r->found = 1;
+        break;
+    case STATESRV__V1__RESPONSE__RESULT_DELETE:
+        r->found = resp->delete_->found ? 1 : 0;
+        break;
+    case STATESRV__V1__RESPONSE__RESULT_MERGE:
+        r->counter = resp->merge->counter;
+        break;
+    default:
+        break;
+    }
+    return ok(c);
+}
+
+/* --- value helpers ------------------------------------------------------ */
+
+int statesrv_list_next(const void *list, size_t len, size_t *offset, const void **elem,
+                       size_t *elem_len)
+{
+    if (!offset || !elem || !elem_len || (!list && len))
+        return -1;
+    const uint8_t *e;
+    int rc = sv_list_next(list, len, offset, &e, elem_len);
+    if (rc == 1) {
+        *elem = e;
+        return 1;
+    }
+    return rc == 0 ? 0 : -1;
+}
+
+int statesrv_counter_decode(const void *data, size_t len, int64_t *out)
+{
+    if (!data || !out || len != SV_COUNTER_SIZE)
+        return STATESRV_INVALID_ARGUMENT;
+    *out = sv_i64_get(data);
+    return STATESRV_OK;
+}
+
+uint32_t statesrv_key_group(const void *key, size_t len, uint32_t key_groups)
+{
+    if (key_groups == 0 || (!key && len))
+        return 0;
+    return sv_key_group_of(key, len, key_groups);
+}
+
+void statesrv_value_free(statesrv_value *v)
+{
+    if (!v)
+        return;
+    free(v->data);
+    memset(v, 0, sizeof(*v));
+}
+
+void statesrv_values_free(statesrv_value *v, size_t n)
+{
+    if (!v)
+        return;
+    for (size_t i = 0; i < n; i++)
+        statesrv_value_free(&v[i]);
+}
+
+void statesrv_free(void *p)
+{
+    free(p);
+}

@@ -1,0 +1,175 @@
+/* statectl against a real statesrvd: output, --json, --hex, exit codes. */
+#include "harness.h"
+#include "suites.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static struct ts srv;
+static char out[1 << 16];
+
+static void setup(void)
+{
+    ts_start(&srv, NULL);
+}
+
+static void teardown(void)
+{
+    ts_cleanup(&srv);
+}
+
+/* Runs `statectl -a ADDR <args>`; stdout lands in out, stderr is discarded
+ * unless the args redirect it. Returns the exit status. */
+static int ctl(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static int ctl(const char *fmt, ...)
+{
+    char args[2048], cmd[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof(args), fmt, ap);
+    va_end(ap);
+    snprintf(cmd, sizeof(cmd), "%s -a %s %s", statectl_path(), srv.tcp_addr, args);
+    return run_cmd(cmd, out, sizeof(out));
+}
+
+static int count_lines(const char *s)
+{
+    int n = 0;
+    for (; *s; s++)
+        n += *s == '\n';
+    return n;
+}
+
+START_TEST(put_get_del_exit_codes)
+{
+    ck_assert_int_eq(ctl("ping"), 0);
+    ck_assert_int_eq(ctl("put users alice 'hello world'"), 0);
+    ck_assert_int_eq(ctl("get users alice"), 0);
+    ck_assert_str_eq(out, "hello world\n");
+    ck_assert_int_eq(ctl("put users alice in-window -n w1"), 0);
+    ck_assert_int_eq(ctl("get users alice -n w1"), 0);
+    ck_assert_str_eq(out, "in-window\n");
+    ck_assert_int_eq(ctl("get users nobody 2>/dev/null"), 1);
+    ck_assert_int_eq(ctl("get users nobody 2>&1"), 1);
+    ck_assert_ptr_nonnull(strstr(out, "NOT_FOUND"));
+    ck_assert_int_eq(ctl("del users alice"), 0);
+    ck_assert_int_eq(ctl("del users alice 2>/dev/null"), 1);
+    ck_assert_int_eq(ctl("get users alice -n w1"), 0); /* other namespace kept */
+    /* Usage errors: 2. Server-side refusals and connection failures: 3. */
+    ck_assert_int_eq(ctl("get users 2>/dev/null"), 2);
+    ck_assert_int_eq(ctl("frobnicate 2>/dev/null"), 2);
+    ck_assert_int_eq(ctl("get 'bad/name' k 2>&1"), 3);
+    ck_assert_ptr_nonnull(strstr(out, "INVALID_ARGUMENT"));
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd), "%s -a 127.0.0.1:1 ping 2>&1", statectl_path());
+    ck_assert_int_eq(run_cmd(cmd, out, sizeof(out)), 3);
+    ck_assert_ptr_nonnull(strstr(out, "127.0.0.1:1"));
+}
+END_TEST
+
+START_TEST(json_and_hex)
+{
+    ck_assert_int_eq(ctl("--hex put bin 00ff 0001"), 0);
+    ck_assert_int_eq(ctl("--hex get bin 00ff"), 0);
+    ck_assert_str_eq(out, "0001\n");
+    ck_assert_int_eq(ctl("--json get bin 'x' 2>/dev/null"), 1);
+    ck_assert_int_eq(ctl("put j k 'say \"hi\"'"), 0);
+    ck_assert_int_eq(ctl("--json get j k"), 0);
+    ck_assert_ptr_nonnull(strstr(out, "\"value\":\"say \\\"hi\\\"\""));
+    ck_assert_ptr_nonnull(strstr(out, "\"kind\":\"raw\""));
+    ck_assert_int_eq(ctl("--json states"), 0);
+    ck_assert_ptr_nonnull(strstr(out, "\"name\":\"j\""));
+    ck_assert_int_eq(ctl("--hex get bin zz 2>/dev/null"), 2); /* not hex */
+}
+END_TEST
+
+START_TEST(merge_counter_and_list)
+{
+    ck_assert_int_eq(ctl("merge clicks page1 5 --add"), 0);
+    ck_assert_str_eq(out, "5\n");
+    ck_assert_int_eq(ctl("merge clicks page1 -7 --add"), 0);
+    ck_assert_str_eq(out, "-2\n");
+    ck_assert_int_eq(ctl("get clicks page1"), 0);
+    ck_assert_str_eq(out, "-2\n");
+    ck_assert_int_eq(ctl("merge clicks page1 12x --add 2>/dev/null"), 2);
+    ck_assert_int_eq(ctl("merge events u1 first --append"), 0);
+    ck_assert_int_eq(ctl("merge events u1 second --append"), 0);
+    ck_assert_int_eq(ctl("get events u1"), 0);
+    ck_assert_str_eq(out, "first\nsecond\n");
+    ck_assert_int_eq(ctl("--json get events u1"), 0);
+    ck_assert_ptr_nonnull(strstr(out, "[\"first\",\"second\"]"));
+    ck_assert_int_eq(ctl("merge events u1 1 --add 2>&1"), 3);
+    ck_assert_ptr_nonnull(strstr(out, "INVALID_ARGUMENT"));
+}
+END_TEST
+
+START_TEST(scan_clear_states_stats)
+{
+    char cmd[4096];
+    /* 30 namespaces of one key, 20 other keys, put through one shell loop. */
+    snprintf(cmd, sizeof(cmd),
+             "for i in $(seq 1 30); do %s -a %s put m user v$i -n ns$i || exit 9; done; "
+             "for i in $(seq 1 20); do %s -a %s put m other$i x || exit 9; done",
+             statectl_path(), srv.tcp_addr, statectl_path(), srv.tcp_addr);
+    ck_assert_int_eq(run_cmd(cmd, out, sizeof(out)), 0);
+    ck_assert_int_eq(ctl("scan m"), 0);
+    ck_assert_int_eq(count_lines(out), 50);
+    ck_assert_int_eq(ctl("scan m --key user"), 0);
+    ck_assert_int_eq(count_lines(out), 30);
+    ck_assert_int_eq(ctl("scan m --limit 7"), 0);
+    ck_assert_int_eq(count_lines(out), 7);
+    ck_assert_int_eq(ctl("scan m --key-groups 0-127"), 0);
+    ck_assert_int_eq(count_lines(out), 50);
+    ck_assert_int_eq(ctl("scan m --key-groups 9-3 2>/dev/null"), 3);
+    ck_assert_int_eq(ctl("--json scan m --key user --limit 2"), 0);
+    ck_assert_ptr_nonnull(strstr(out, "\"complete\":false"));
+
+    ck_assert_int_eq(ctl("clear m user"), 0);
+    ck_assert_int_eq(ctl("scan m --key user"), 0);
+    ck_assert_int_eq(count_lines(out), 0);
+    ck_assert_int_eq(ctl("states"), 0);
+    ck_assert_ptr_nonnull(strstr(out, "m\t20\t"));
+    ck_assert_int_eq(ctl("clear m --all"), 0);
+    ck_assert_int_eq(ctl("states"), 0);
+    ck_assert_int_eq(count_lines(out), 0);
+    ck_assert_int_eq(ctl("stats"), 0);
+    ck_assert_ptr_nonnull(strstr(out, "connections_current"));
+    ck_assert_ptr_nonnull(strstr(out, "map_size"));
+    ck_assert_int_eq(ctl("--json stats"), 0);
+    ck_assert_ptr_nonnull(strstr(out, "\"key_groups\":128"));
+}
+END_TEST
+
+START_TEST(unix_socket_env_and_help)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd), "STATESRV_ADDR=%s %s put u k v && STATESRV_ADDR=%s %s get u k",
+             srv.unix_addr, statectl_path(), srv.unix_addr, statectl_path());
+    ck_assert_int_eq(run_cmd(cmd, out, sizeof(out)), 0);
+    ck_assert_str_eq(out, "v\n");
+    snprintf(cmd, sizeof(cmd), "%s --help", statectl_path());
+    ck_assert_int_eq(run_cmd(cmd, out, sizeof(out)), 0);
+    ck_assert_ptr_nonnull(strstr(out, "Exit status"));
+    snprintf(cmd, sizeof(cmd), "%s scan --help", statectl_path());
+    ck_assert_int_eq(run_cmd(cmd, out, sizeof(out)), 0);
+    ck_assert_ptr_nonnull(strstr(out, "--key-groups"));
+}
+END_TEST
+
+Suite *sv_suite_statectl(void)
+{
+    Suite *s = suite_create("statectl");
+    TCase *tc = tcase_create("statectl");
+    tcase_set_timeout(tc, 60);
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, put_get_del_exit_codes);
+    tcase_add_test(tc, json_and_hex);
+    tcase_add_test(tc, merge_counter_and_list);
+    tcase_add_test(tc, scan_clear_states_stats);
+    tcase_add_test(tc, unix_socket_env_and_help);
+    suite_add_tcase(s, tc);
+    return s;
+}

@@ -1,0 +1,12 @@
+/* Integration suites: each starts real statesrvd processes. */
+#ifndef SV_TESTS_INTEGRATION_SUITES_H
+#define SV_TESTS_INTEGRATION_SUITES_H
+
+#include <check.h>
+
+Suite *sv_suite_protocol(void);
+Suite *sv_suite_lifecycle(void);
+Suite *sv_suite_api(void);
+Suite *sv_suite_statectl(void);
+
+#endif
