@@ -124,9 +124,10 @@ $(LIB_A): $(CLIENT_LIB_OBJ) $(COMMON_OBJ)
 	@echo "  AR      $@"
 	$(Q)rm -f $@ && ar rcs $@ $^
 
-$(LIB_SO): $(CLIENT_LIB_OBJ) $(COMMON_OBJ)
+$(LIB_SO): $(CLIENT_LIB_OBJ) $(COMMON_OBJ) client/statesrv.map
 	@echo "  LD      $@"
-	$(Q)$(CC) $(ALL_LDFLAGS) -shared -Wl,-soname,libstatesrv.so.$(LIB_SOVERSION) -o $@ $^ \
+	$(Q)$(CC) $(ALL_LDFLAGS) -shared -Wl,-soname,libstatesrv.so.$(LIB_SOVERSION) \
+	    -Wl,--version-script=client/statesrv.map -o $@ $(CLIENT_LIB_OBJ) $(COMMON_OBJ) \
 	    $(shell pkg-config --libs libprotobuf-c 2>/dev/null || echo -lprotobuf-c)
 	$(Q)ln -sf libstatesrv.so.$(LIB_VERSION) $(BUILD)/libstatesrv.so.$(LIB_SOVERSION)
 	$(Q)ln -sf libstatesrv.so.$(LIB_SOVERSION) $(BUILD)/libstatesrv.so

@@ -237,8 +237,12 @@ redo:
         }
         if (!sv_frame_reader_ready(&c->in)) {
             sv_conn_unready(c);
-            if (c->eof || srv->stopping) {
+            if (c->eof) {
                 sv_conn_drain(c);
+                continue;
+            }
+            if (srv->stopping) {
+                sv_conn_fail(c, SV_STATUS_UNAVAILABLE, "server is shutting down");
                 continue;
             }
         }

@@ -292,8 +292,7 @@ void sv_conn_drain(struct sv_conn *c)
     sv_conn_flush(c);
 }
 
-/* Sends one connection-level error (id 0) and closes after it is written. */
-static void reject(struct sv_conn *c, enum sv_status status, const char *msg)
+void sv_conn_fail(struct sv_conn *c, enum sv_status status, const char *msg)
 {
     Statesrv__V1__Response r = STATESRV__V1__RESPONSE__INIT;
     r.status = (Statesrv__V1__Status)status;
@@ -369,7 +368,7 @@ void sv_conn_accept(struct sv_server *srv, uv_stream_t *listener, int is_unix)
         char msg[96];
         snprintf(msg, sizeof(msg), "too many connections (max_connections = %u)",
                  srv->cfg->max_connections);
-        reject(c, SV_STATUS_UNAVAILABLE, msg);
+        sv_conn_fail(c, SV_STATUS_UNAVAILABLE, msg);
         return;
     }
     sv_debug("conn %llu (%s) accepted", (unsigned long long)c->id, c->peer);

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <signal.h>
 #include <netdb.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -241,17 +242,24 @@ void sv_server_conn_gone(struct sv_server *srv)
 {
     if (!srv->stopping || srv->nconns > 0)
         return;
-    /* The last connection is gone: close the rest and let uv_run return. */
+    /* The last connection is gone: close the rest and let uv_run return.
+     * Closing the signal handles restores the default action; a late signal
+     * must not kill us while the store is being closed, so the signals are
+     * held while they switch to "ignore". */
+    sigset_t mask, old;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &mask, &old);
     close_listeners(srv);
     close_if_open((uv_handle_t *)&srv->sigterm);
     close_if_open((uv_handle_t *)&srv->sigint);
     close_if_open((uv_handle_t *)&srv->check);
     close_if_open((uv_handle_t *)&srv->idle);
     close_if_open((uv_handle_t *)&srv->stop_timer);
-    /* Closing the signal handles restored the default action; a late signal
-     * must not kill us while the store is being closed. */
     signal(SIGTERM, SIG_IGN);
     signal(SIGINT, SIG_IGN);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
 }
 
 static void on_stop_timeout(uv_timer_t *t)
@@ -278,8 +286,8 @@ static void begin_shutdown(struct sv_server *srv, int signum)
         if (c->state != SV_CONN_OPEN)
             continue;
         if (c->on_ready)
-            continue; /* the batch drains it once its frames are answered */
-        sv_conn_drain(c);
+            continue; /* the batch says goodbye once its frames are answered */
+        sv_conn_fail(c, SV_STATUS_UNAVAILABLE, "server is shutting down");
     }
     uv_timer_start(&srv->stop_timer, on_stop_timeout, STOP_TIMEOUT_MS, 0);
     if (srv->ready_head)

@@ -145,14 +145,24 @@ START_TEST(sigterm_answers_what_was_read)
     ck_assert_uint_eq(r->id, 1);
     statesrv__v1__response__free_unpacked(r, NULL);
     kill(srv.pid, SIGTERM);
-    /* Every reply that arrives is in order and OK; then the server closes. */
-    int answered = 1;
+    /* Every reply that arrives is in order and OK; then the server says
+     * why it closes (id 0) and closes. */
+    int answered = 1, goodbye = 0;
     while ((r = raw_recv(fd, 10000)) != NULL) {
+        ck_assert_int_eq(goodbye, 0);
+        if (r->id == 0) {
+            ck_assert_int_eq(r->status, STATESRV__V1__STATUS__UNAVAILABLE);
+            ck_assert_str_eq(r->message, "server is shutting down");
+            goodbye = 1;
+            statesrv__v1__response__free_unpacked(r, NULL);
+            continue;
+        }
         ck_assert_uint_eq(r->id, (uint64_t)answered + 1);
         ck_assert_int_eq(r->status, STATESRV__V1__STATUS__OK);
         statesrv__v1__response__free_unpacked(r, NULL);
         answered++;
     }
+    ck_assert_int_eq(goodbye, 1);
     close(fd);
     ck_assert_int_eq(ts_stop(&srv), 0); /* already exiting: reaps it */
     ck_assert(ts_log_contains(&srv, "stopped cleanly"));
