@@ -24,7 +24,7 @@ GEN := build/gen
 # Debian packages the build and the tests need. `make deps` installs the
 # missing ones with apt-get, and does nothing when all are present.
 DEB_PKGS := build-essential pkg-config libuv1-dev liblmdb-dev libprotobuf-c-dev \
-            protobuf-c-compiler check libinih-dev lmdb-utils
+            protobuf-c-compiler check libinih-dev lmdb-utils valgrind
 
 PKG_MODULES := libuv lmdb libprotobuf-c inih
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKG_MODULES) 2>/dev/null)
@@ -65,7 +65,7 @@ INTEG_BIN := $(BUILD)/tests/check_integration
 
 DEPS_STAMP := build/.deps-ok
 
-.PHONY: all deps test test-unit test-integration run clean format format-check
+.PHONY: all deps test test-unit test-integration test-valgrind run clean format format-check
 .DEFAULT_GOAL := all
 
 all: $(STATESRVD) $(STATECTL) $(LIB_A) $(LIB_SO)
@@ -156,6 +156,11 @@ test-unit: $(UNIT_BIN)
 
 test-integration: $(INTEG_BIN) $(STATESRVD) $(STATECTL)
 	$(Q)STATESRVD=$(abspath $(STATESRVD)) STATECTL=$(abspath $(STATECTL)) $(INTEG_BIN)
+
+# The integration suite with statesrvd under valgrind memcheck (slow: minutes).
+test-valgrind: $(INTEG_BIN) $(STATESRVD) $(STATECTL)
+	$(Q)STATESRVD=$(abspath tests/tools/valgrind-statesrvd) STATESRVD_REAL=$(abspath $(STATESRVD)) \
+	    STATECTL=$(abspath $(STATECTL)) $(INTEG_BIN)
 
 # --- running -------------------------------------------------------------
 run: $(STATESRVD) $(STATECTL)

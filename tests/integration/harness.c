@@ -187,7 +187,19 @@ void ts_kill(struct ts *s)
 
 void ts_cleanup(struct ts *s)
 {
-    ts_stop(s);
+    /* Every server a test leaves running must shut down cleanly: exit 0
+     * (LeakSanitizer and UBSan make it non-zero) and no sanitizer report. */
+    int running = s->pid > 0;
+    int rc = running ? ts_stop(s) : 0;
+    int dirty = ts_log_contains(s, "Sanitizer") || ts_log_contains(s, "runtime error:");
+    if ((running && rc != 0) || dirty) {
+        char cmd[256];
+        snprintf(cmd, sizeof(cmd), "cat '%s' >&2", s->log);
+        if (system(cmd) != 0)
+            fprintf(stderr, "cannot show %s\n", s->log);
+    }
+    ck_assert_msg(!running || rc == 0, "statesrvd exited with %d at cleanup (log above)", rc);
+    ck_assert_msg(!dirty, "sanitizer report in the statesrvd log (above)");
     if (s->dir[0]) {
         char cmd[128];
         snprintf(cmd, sizeof(cmd), "rm -rf '%s'", s->dir);
