@@ -14,7 +14,7 @@ struct sv_arena_chunk;
 struct sv_arena {
     struct sv_arena_chunk *head; /* newest chunk; older ones follow */
     size_t chunk_size;
-    size_t used;                 /* bytes handed out since the last reset */
+    size_t used; /* bytes handed out since the last reset */
     ProtobufCAllocator pb;
 };
 

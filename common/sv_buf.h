@@ -11,7 +11,10 @@ struct sv_buf {
     size_t cap;
 };
 
-#define SV_BUF_INIT {NULL, 0, 0}
+#define SV_BUF_INIT                                                                                \
+    {                                                                                              \
+        NULL, 0, 0                                                                                 \
+    }
 
 /* Ensures room for `extra` more bytes after len. 0 or -ENOMEM. */
 int sv_buf_reserve(struct sv_buf *b, size_t extra) __attribute__((warn_unused_result));

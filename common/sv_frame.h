@@ -29,7 +29,7 @@ static inline uint32_t sv_frame_header_get(const uint8_t *p)
 
 struct sv_frame_reader {
     uint8_t *buf;
-    size_t len;         /* bytes held */
+    size_t len; /* bytes held */
     size_t cap;
     size_t pos;         /* start of the first frame not yet taken */
     uint32_t max_frame; /* largest payload accepted */

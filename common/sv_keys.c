@@ -30,8 +30,8 @@ uint32_t sv_murmur3_32(const void *data, size_t len, uint32_t seed)
     size_t nblocks = len / 4;
 
     for (size_t i = 0; i < nblocks; i++, p += 4) {
-        uint32_t k = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-                     (uint32_t)p[3] << 24;
+        uint32_t k =
+            (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
         k *= c1;
         k = rotl32(k, 15);
         k *= c2;

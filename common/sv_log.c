@@ -32,8 +32,11 @@ int sv_log_parse_level(const char *s, enum sv_log_level *out)
     static const struct {
         const char *name;
         enum sv_log_level level;
-    } names[] = {{"debug", SV_LOG_DEBUG},  {"info", SV_LOG_INFO},   {"warn", SV_LOG_WARN},
-                 {"warning", SV_LOG_WARN}, {"error", SV_LOG_ERROR}};
+    } names[] = {{"debug", SV_LOG_DEBUG},
+                 {"info", SV_LOG_INFO},
+                 {"warn", SV_LOG_WARN},
+                 {"warning", SV_LOG_WARN},
+                 {"error", SV_LOG_ERROR}};
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         if (strcasecmp(s, names[i].name) == 0) {
             *out = names[i].level;

@@ -89,8 +89,7 @@ static int encode_reply(struct sv_server *srv, struct sv_conn *c, Statesrv__V1__
 static void answer_commit_failure(struct sv_server *srv, int err)
 {
     char msg[160];
-    snprintf(msg, sizeof(msg), "commit failed (%s); the request was not applied",
-             sv_strerror(err));
+    snprintf(msg, sizeof(msg), "commit failed (%s); the request was not applied", sv_strerror(err));
     for (size_t i = 0; i < srv->nbatch; i++) {
         struct sv_conn *c = srv->batch[i];
         size_t end = c->in.pos;

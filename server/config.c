@@ -61,9 +61,9 @@ int sv_parse_size(const char *s, uint64_t *out)
     static const struct {
         const char *suffix;
         uint64_t mult;
-    } units[] = {{"", 1},         {"B", 1},   {"K", KIB},   {"KB", KIB}, {"KiB", KIB},
-                 {"M", MIB},      {"MB", MIB}, {"MiB", MIB}, {"G", GIB},  {"GB", GIB},
-                 {"GiB", GIB},    {"T", TIB}, {"TB", TIB},  {"TiB", TIB}};
+    } units[] = {{"", 1},      {"B", 1},    {"K", KIB},   {"KB", KIB}, {"KiB", KIB},
+                 {"M", MIB},   {"MB", MIB}, {"MiB", MIB}, {"G", GIB},  {"GB", GIB},
+                 {"GiB", GIB}, {"T", TIB},  {"TB", TIB},  {"TiB", TIB}};
     for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
         if (strcasecmp(end, units[i].suffix) == 0) {
             if (v > UINT64_MAX / units[i].mult)
@@ -105,8 +105,8 @@ static int set_size(const char *name, const char *value, uint64_t min, uint64_t 
     return 0;
 }
 
-static int set_count(const char *name, const char *value, uint64_t min, uint64_t max,
-                     uint32_t *dst, char *err, size_t errlen)
+static int set_count(const char *name, const char *value, uint64_t min, uint64_t max, uint32_t *dst,
+                     char *err, size_t errlen)
 {
     uint64_t v;
     if (sv_parse_u64(value, min, max, &v)) {
@@ -164,8 +164,7 @@ int sv_config_set(struct sv_config *cfg, const char *name, const char *value, ch
     if (strcmp(name, "max_value_size") == 0)
         return set_size(name, value, 1, 1 * GIB, &cfg->max_value_size, 1, err, errlen);
     if (strcmp(name, "max_output_buffer") == 0)
-        return set_size(name, value, 64 * KIB, 64 * GIB, &cfg->max_output_buffer, 0, err,
-                        errlen);
+        return set_size(name, value, 64 * KIB, 64 * GIB, &cfg->max_output_buffer, 0, err, errlen);
     if (strcmp(name, "max_batch_ops") == 0)
         return set_count(name, value, 1, 1000000, &cfg->max_batch_ops, err, errlen);
     if (strcmp(name, "max_scan_limit") == 0)
@@ -249,8 +248,7 @@ int sv_config_validate(const struct sv_config *cfg, char *err, size_t errlen)
         return SV_EINVAL;
     }
     if ((uint64_t)cfg->max_value_size + 1024 > cfg->max_frame_size) {
-        snprintf(err, errlen,
-                 "max_value_size (%u) must leave 1 KiB of room in max_frame_size (%u)",
+        snprintf(err, errlen, "max_value_size (%u) must leave 1 KiB of room in max_frame_size (%u)",
                  cfg->max_value_size, cfg->max_frame_size);
         return SV_EINVAL;
     }

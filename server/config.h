@@ -13,16 +13,16 @@
 enum sv_sync_mode { SV_SYNC_NONE, SV_SYNC_ALWAYS };
 
 struct sv_config {
-    char listen[256];        /* "host:port"; empty: no TCP listener */
+    char listen[256];              /* "host:port"; empty: no TCP listener */
     char unix_socket[SV_PATH_MAX]; /* empty: no Unix socket */
     unsigned unix_socket_mode;
     char data_dir[SV_PATH_MAX];
     char checkpoint_dir[SV_PATH_MAX];
     uint32_t key_groups;
-    int key_groups_set;      /* set by the file or a flag (vs. default) */
+    int key_groups_set; /* set by the file or a flag (vs. default) */
     uint32_t max_states;
-    uint64_t map_size;       /* initial LMDB map size */
-    uint64_t map_size_max;   /* growth stops here */
+    uint64_t map_size;     /* initial LMDB map size */
+    uint64_t map_size_max; /* growth stops here */
     enum sv_sync_mode sync;
     uint32_t max_frame_size;
     uint32_t max_value_size;

@@ -22,8 +22,7 @@
 
 const char *sv_conn_state_name(enum sv_conn_state st)
 {
-    static const char *const names[SV_CONN_STATE_MAX] = {"open", "draining", "linger",
-                                                         "closing"};
+    static const char *const names[SV_CONN_STATE_MAX] = {"open", "draining", "linger", "closing"};
     return st < SV_CONN_STATE_MAX ? names[st] : "?";
 }
 
@@ -363,8 +362,8 @@ void sv_conn_accept(struct sv_server *srv, uv_stream_t *listener, int is_unix)
 
     if (srv->nconns > srv->cfg->max_connections) {
         srv->connections_rejected++;
-        sv_warn("conn %llu (%s): rejected, max_connections (%u) reached",
-                (unsigned long long)c->id, c->peer, srv->cfg->max_connections);
+        sv_warn("conn %llu (%s): rejected, max_connections (%u) reached", (unsigned long long)c->id,
+                c->peer, srv->cfg->max_connections);
         char msg[96];
         snprintf(msg, sizeof(msg), "too many connections (max_connections = %u)",
                  srv->cfg->max_connections);

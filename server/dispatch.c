@@ -12,10 +12,10 @@
 #include <stdio.h>
 #include <string.h>
 
-#define SKEY_BUF 1024       /* >= LMDB's max key size (511 by default) */
+#define SKEY_BUF 1024 /* >= LMDB's max key size (511 by default) */
 #define SCAN_DEFAULT_LIMIT 1000u
 #define CURSOR_VERSION 1u
-#define FRAME_SLACK 1024u   /* room for a response's own fields */
+#define FRAME_SLACK 1024u /* room for a response's own fields */
 
 struct ctx {
     struct sv_server *srv;
@@ -87,8 +87,8 @@ static int resolve(struct ctx *x, const char *state, ProtobufCBinaryData key,
         return fail(x, SV_EINVAL, "key is empty");
     uint32_t groups = sv_store_key_groups(x->store);
     if (has_kg && kg >= groups)
-        return fail(x, SV_EINVAL, "key_group %u is out of range: this server has %u (0..%u)",
-                    kg, groups, groups - 1);
+        return fail(x, SV_EINVAL, "key_group %u is out of range: this server has %u (0..%u)", kg,
+                    groups, groups - 1);
     size_t limit = sv_store_max_key_size(x->store);
     if (limit > SKEY_BUF)
         limit = SKEY_BUF;
@@ -163,8 +163,8 @@ static int op_ping(struct ctx *x, Statesrv__V1__Response *resp)
 static int op_get(struct ctx *x, const Statesrv__V1__Get *g, Statesrv__V1__Response *resp)
 {
     struct addr a;
-    int rc = resolve(x, g->state, g->key, g->namespace_, g->key_group_opt_case != 0, g->key_group,
-                     &a);
+    int rc =
+        resolve(x, g->state, g->key, g->namespace_, g->key_group_opt_case != 0, g->key_group, &a);
     if (rc)
         return rc;
     struct sv_value v;
@@ -240,8 +240,8 @@ static int op_multi_get(struct ctx *x, const Statesrv__V1__MultiGet *m,
 static int do_put(struct ctx *x, const Statesrv__V1__Put *p)
 {
     struct addr a;
-    int rc = resolve(x, p->state, p->key, p->namespace_, p->key_group_opt_case != 0, p->key_group,
-                     &a);
+    int rc =
+        resolve(x, p->state, p->key, p->namespace_, p->key_group_opt_case != 0, p->key_group, &a);
     if (rc)
         return rc;
     if ((unsigned)p->kind >= SV_KIND_MAX)
@@ -264,8 +264,8 @@ static int do_put(struct ctx *x, const Statesrv__V1__Put *p)
 static int do_delete(struct ctx *x, const Statesrv__V1__Delete *d, int *found)
 {
     struct addr a;
-    int rc = resolve(x, d->state, d->key, d->namespace_, d->key_group_opt_case != 0, d->key_group,
-                     &a);
+    int rc =
+        resolve(x, d->state, d->key, d->namespace_, d->key_group_opt_case != 0, d->key_group, &a);
     if (rc)
         return rc;
     rc = sv_store_delete(x->store, a.state, a.slen, a.skey, a.sklen, found);
@@ -275,8 +275,8 @@ static int do_delete(struct ctx *x, const Statesrv__V1__Delete *d, int *found)
 static int do_merge(struct ctx *x, const Statesrv__V1__Merge *m, int64_t *counter, size_t *size)
 {
     struct addr a;
-    int rc = resolve(x, m->state, m->key, m->namespace_, m->key_group_opt_case != 0, m->key_group,
-                     &a);
+    int rc =
+        resolve(x, m->state, m->key, m->namespace_, m->key_group_opt_case != 0, m->key_group, &a);
     if (rc)
         return rc;
     enum sv_merge_op op;
@@ -291,8 +291,8 @@ static int do_merge(struct ctx *x, const Statesrv__V1__Merge *m, int64_t *counte
         return fail(x, SV_EINVAL, "unknown merge op %d (expected APPEND or ADD_I64)", (int)m->op);
     }
     if (m->operand.len > x->cfg->max_value_size)
-        return fail(x, SV_ETOOLARGE, "operand is %zu bytes; max_value_size is %u",
-                    m->operand.len, x->cfg->max_value_size);
+        return fail(x, SV_ETOOLARGE, "operand is %zu bytes; max_value_size is %u", m->operand.len,
+                    x->cfg->max_value_size);
     x->msg[0] = '\0';
     rc = sv_store_merge(x->store, a.state, a.slen, a.skey, a.sklen, op, m->operand.data,
                         m->operand.len, counter, size, x->msg, sizeof(x->msg));
@@ -500,9 +500,8 @@ static int op_scan(struct ctx *x, const Statesrv__V1__Scan *s, Statesrv__V1__Res
     case STATESRV__V1__SCAN__RANGE_KEY_GROUPS: {
         const Statesrv__V1__KeyGroupRange *r = s->key_groups;
         if (r->first > r->last || r->last >= groups)
-            return fail(x, SV_EINVAL,
-                        "key group range %u-%u is invalid: need first <= last < %u", r->first,
-                        r->last, groups);
+            return fail(x, SV_EINVAL, "key group range %u-%u is invalid: need first <= last < %u",
+                        r->first, r->last, groups);
         lo[0] = (uint8_t)(r->first >> 8);
         lo[1] = (uint8_t)r->first;
         lolen = 2;

@@ -5,9 +5,9 @@
 #include "sv_log.h"
 
 #include <errno.h>
-#include <signal.h>
 #include <netdb.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -15,12 +15,12 @@
 #define SV_SERVER_H
 
 #include "config.h"
+#include "statesrv.pb-c.h"
 #include "store.h"
 #include "sv_arena.h"
 #include "sv_buf.h"
 #include "sv_error.h"
 #include "sv_frame.h"
-#include "statesrv.pb-c.h"
 
 #include <stdint.h>
 #include <uv.h>
@@ -124,12 +124,12 @@ void sv_server_conn_gone(struct sv_server *srv);
 /* conn.c */
 void sv_conn_accept(struct sv_server *srv, uv_stream_t *listener, int is_unix);
 void sv_conn_flush(struct sv_conn *c);
-void sv_conn_drain(struct sv_conn *c);  /* flush what is queued, then close */
-void sv_conn_close(struct sv_conn *c);  /* at once */
+void sv_conn_drain(struct sv_conn *c); /* flush what is queued, then close */
+void sv_conn_close(struct sv_conn *c); /* at once */
 /* Queues one connection-level error (id 0) after the pending replies, then
  * drains. */
 void sv_conn_fail(struct sv_conn *c, enum sv_status status, const char *msg);
-void sv_conn_ready(struct sv_conn *c);  /* queue for the next batch */
+void sv_conn_ready(struct sv_conn *c); /* queue for the next batch */
 void sv_conn_unready(struct sv_conn *c);
 /* Bytes of replies not yet written. */
 size_t sv_conn_output(const struct sv_conn *c);

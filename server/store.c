@@ -149,8 +149,8 @@ static int slot_add(struct sv_store *s, const char *name, size_t len, MDB_dbi db
         if (rc)
             return rc;
     }
-    struct state_slot sl = {.hash = name_hash(name, len), .depth = (uint8_t)depth,
-                            .len = (uint8_t)len, .dbi = dbi};
+    struct state_slot sl = {
+        .hash = name_hash(name, len), .depth = (uint8_t)depth, .len = (uint8_t)len, .dbi = dbi};
     memcpy(sl.name, name, len);
     sl.name[len] = '\0';
     size_t mask = s->nslots - 1;
@@ -245,8 +245,7 @@ static int mkdir_p(const char *path)
     return 0;
 }
 
-static int meta_init(struct sv_store *s, const struct sv_store_options *o, char *err,
-                     size_t errlen)
+static int meta_init(struct sv_store *s, const struct sv_store_options *o, char *err, size_t errlen)
 {
     MDB_txn *txn;
     int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
@@ -333,8 +332,8 @@ static int meta_init(struct sv_store *s, const struct sv_store_options *o, char 
         goto fail;
     }
     if (s->used > s->max_states)
-        sv_warn("store: %zu states exist but max_states = %u; no new state can be created",
-                s->used, s->max_states);
+        sv_warn("store: %zu states exist but max_states = %u; no new state can be created", s->used,
+                s->max_states);
     if ((rc = mdb_txn_commit(txn))) {
         snprintf(err, errlen, "%s: cannot commit: %s", o->dir, mdb_strerror(rc));
         return map_err(rc);
@@ -346,8 +345,7 @@ fail:
     return map_err(rc);
 }
 
-int sv_store_open(const struct sv_store_options *o, struct sv_store **out, char *err,
-                  size_t errlen)
+int sv_store_open(const struct sv_store_options *o, struct sv_store **out, char *err, size_t errlen)
 {
     *out = NULL;
     struct sv_store *s = calloc(1, sizeof(*s));
@@ -643,8 +641,7 @@ int sv_store_merge(struct sv_store *s, const char *state, size_t slen, const uin
 {
     enum sv_value_kind want = op == SV_MERGE_APPEND ? SV_KIND_LIST : SV_KIND_COUNTER;
     if (op == SV_MERGE_ADD_I64 && oplen != SV_COUNTER_SIZE) {
-        snprintf(msg, msglen, "ADD_I64 operand must be 8 bytes (big-endian int64), got %zu",
-                 oplen);
+        snprintf(msg, msglen, "ADD_I64 operand must be 8 bytes (big-endian int64), got %zu", oplen);
         return SV_EINVAL;
     }
     MDB_dbi dbi;
@@ -680,8 +677,8 @@ int sv_store_merge(struct sv_store *s, const char *state, size_t slen, const uin
                      (long long)sv_i64_get(operand));
             return SV_EINVAL;
         }
-        if ((rc = put_reserve(s, dbi, skey, sklen, SV_KIND_COUNTER, old.expiry_ms,
-                              SV_COUNTER_SIZE, &dst)))
+        if ((rc = put_reserve(s, dbi, skey, sklen, SV_KIND_COUNTER, old.expiry_ms, SV_COUNTER_SIZE,
+                              &dst)))
             return rc;
         sv_i64_put(dst, sum);
         *counter = sum;
@@ -840,8 +837,8 @@ int sv_store_list_states(struct sv_store *s, int (*fn)(void *ud, const struct sv
             break;
         }
         st.entries = ms.ms_entries;
-        st.bytes = (uint64_t)(ms.ms_branch_pages + ms.ms_leaf_pages + ms.ms_overflow_pages) *
-                   ms.ms_psize;
+        st.bytes =
+            (uint64_t)(ms.ms_branch_pages + ms.ms_leaf_pages + ms.ms_overflow_pages) * ms.ms_psize;
         if ((rc = fn(ud, &st)))
             break;
     }

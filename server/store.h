@@ -34,8 +34,8 @@ struct sv_store_options {
 
 /* Opens (creating if needed) the store in o->dir. 0 or an error with a
  * message in err. Refuses a directory another process holds. */
-int sv_store_open(const struct sv_store_options *o, struct sv_store **out, char *err,
-                  size_t errlen) __attribute__((warn_unused_result));
+int sv_store_open(const struct sv_store_options *o, struct sv_store **out, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
 /* Aborts any open transaction, flushes, closes. NULL is ignored. */
 void sv_store_close(struct sv_store *s);
 

@@ -188,8 +188,8 @@ START_TEST(map_state_scan_and_clear)
     statesrv_key other = K("map", "user2", "uk000");
     OK(statesrv_put(c, &other, "x", 1));
 
-    statesrv_scan_options so = {.state = "map", .mode = STATESRV_SCAN_KEY, .key = "user",
-                                .key_len = 4, .page_size = 7};
+    statesrv_scan_options so = {
+        .state = "map", .mode = STATESRV_SCAN_KEY, .key = "user", .key_len = 4, .page_size = 7};
     statesrv_scan *s;
     OK(statesrv_scan_open(c, &so, &s));
     const statesrv_entry *e;
@@ -244,8 +244,11 @@ START_TEST(scan_key_groups_and_cursor_resume)
         uint32_t kg = statesrv_key_group(key, strlen(key), 128);
         expect += kg >= 10 && kg <= 19;
     }
-    statesrv_scan_options so = {.state = "kg", .mode = STATESRV_SCAN_KEY_GROUPS, .kg_first = 10,
-                                .kg_last = 19, .page_size = 33};
+    statesrv_scan_options so = {.state = "kg",
+                                .mode = STATESRV_SCAN_KEY_GROUPS,
+                                .kg_first = 10,
+                                .kg_last = 19,
+                                .page_size = 33};
     statesrv_scan *s;
     OK(statesrv_scan_open(c, &so, &s));
     const statesrv_entry *e;
@@ -388,8 +391,8 @@ START_TEST(pipeline_10000)
         statesrv_key k = K("pipe", key, NULL);
         uint64_t id;
         if (i % 3 == 2)
-            OK(statesrv_send_add(c, &(statesrv_key){.state = "pipe", .key = "n", .key_len = 1},
-                                 1, &id));
+            OK(statesrv_send_add(c, &(statesrv_key){.state = "pipe", .key = "n", .key_len = 1}, 1,
+                                 &id));
         else
             OK(statesrv_send_put(c, &k, key, strlen(key), &id));
         ck_assert_uint_eq(id, (uint64_t)i + 2); /* id 1 was the handshake */
@@ -417,7 +420,7 @@ END_TEST
 
 START_TEST(large_value_round_trip)
 {
-    size_t n = 4u << 20; /* exactly max_value_size */
+    size_t n = 4u << 20;       /* exactly max_value_size */
     char *big = malloc(n + 1); /* one more for the over-limit put */
     ck_assert_ptr_nonnull(big);
     for (size_t i = 0; i <= n; i++)

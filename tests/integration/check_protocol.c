@@ -256,10 +256,12 @@ static const struct bad_case *build_bad(int i, Statesrv__V1__Request *req)
     case 11:
         req->op_case = STATESRV__V1__REQUEST__OP_PUT;
         req->put = &put;
-        put.kind = i == 9 ? STATESRV__V1__VALUE_KIND__COUNTER
+        put.kind = i == 9    ? STATESRV__V1__VALUE_KIND__COUNTER
                    : i == 10 ? STATESRV__V1__VALUE_KIND__LIST
                              : 7;
-        put.value = bin(i == 10 ? "\x05" "ab" : "abc");
+        put.value = bin(i == 10 ? "\x05"
+                                  "ab"
+                                : "abc");
         break;
     case 12:
     case 13:
@@ -328,10 +330,10 @@ START_TEST(bad_fields_answered_connection_kept)
         Statesrv__V1__Response *r = raw_recv(fd, 5000);
         ck_assert_msg(r != NULL, "%s: connection closed", bc->what);
         ck_assert_uint_eq(r->id, req.id);
-        ck_assert_msg(r->status == bc->status, "%s: status %d, want %d (%s)", bc->what,
-                      r->status, bc->status, r->message);
-        ck_assert_msg(strstr(r->message, bc->text) != NULL, "%s: message '%s' lacks '%s'",
-                      bc->what, r->message, bc->text);
+        ck_assert_msg(r->status == bc->status, "%s: status %d, want %d (%s)", bc->what, r->status,
+                      bc->status, r->message);
+        ck_assert_msg(strstr(r->message, bc->text) != NULL, "%s: message '%s' lacks '%s'", bc->what,
+                      r->message, bc->text);
         ck_assert_int_eq(r->result_case, STATESRV__V1__RESPONSE__RESULT__NOT_SET);
         statesrv__v1__response__free_unpacked(r, NULL);
     }

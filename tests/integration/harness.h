@@ -11,8 +11,8 @@
 
 struct ts {
     pid_t pid;
-    char dir[64];       /* temp dir: data/, checkpoints/, sock, log */
-    char tcp_addr[64];  /* "127.0.0.1:PORT" */
+    char dir[64];        /* temp dir: data/, checkpoints/, sock, log */
+    char tcp_addr[64];   /* "127.0.0.1:PORT" */
     char unix_addr[128]; /* "unix:/tmp/.../sock" */
     char log[128];
     int port;

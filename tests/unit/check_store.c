@@ -53,14 +53,13 @@ static size_t key(uint8_t *out, const char *k, const char *ns)
     return sv_skey_encode(out, sv_key_group_of(k, strlen(k), 128), k, strlen(k), ns, strlen(ns));
 }
 
-static void put(struct sv_store *s, const char *state, const char *k, const char *ns,
-                const char *v)
+static void put(struct sv_store *s, const char *state, const char *k, const char *ns, const char *v)
 {
     uint8_t sk[600];
     size_t n = key(sk, k, ns);
-    ck_assert_int_eq(sv_store_put(s, state, strlen(state), sk, n, SV_KIND_RAW,
-                                  (const uint8_t *)v, strlen(v)),
-                     0);
+    ck_assert_int_eq(
+        sv_store_put(s, state, strlen(state), sk, n, SV_KIND_RAW, (const uint8_t *)v, strlen(v)),
+        0);
 }
 
 /* Returns 1 and checks the value if present, 0 if not found. */
@@ -188,33 +187,31 @@ START_TEST(merge_append_and_add)
 
     uint8_t d[8];
     sv_i64_put(d, 40);
-    ck_assert_int_eq(sv_store_merge(s, "c", 1, sk, n, SV_MERGE_ADD_I64, d, 8, &ctr, &size, msg,
-                                    sizeof(msg)),
-                     0);
+    ck_assert_int_eq(
+        sv_store_merge(s, "c", 1, sk, n, SV_MERGE_ADD_I64, d, 8, &ctr, &size, msg, sizeof(msg)), 0);
     sv_i64_put(d, 2);
-    ck_assert_int_eq(sv_store_merge(s, "c", 1, sk, n, SV_MERGE_ADD_I64, d, 8, &ctr, &size, msg,
-                                    sizeof(msg)),
-                     0);
+    ck_assert_int_eq(
+        sv_store_merge(s, "c", 1, sk, n, SV_MERGE_ADD_I64, d, 8, &ctr, &size, msg, sizeof(msg)), 0);
     ck_assert_int_eq(ctr, 42);
     /* Overflow is refused and leaves the counter alone. */
     sv_i64_put(d, INT64_MAX);
-    ck_assert_int_eq(sv_store_merge(s, "c", 1, sk, n, SV_MERGE_ADD_I64, d, 8, &ctr, &size, msg,
-                                    sizeof(msg)),
-                     SV_EINVAL);
+    ck_assert_int_eq(
+        sv_store_merge(s, "c", 1, sk, n, SV_MERGE_ADD_I64, d, 8, &ctr, &size, msg, sizeof(msg)),
+        SV_EINVAL);
     ck_assert_ptr_nonnull(strstr(msg, "overflow"));
     ck_assert_int_eq(sv_store_get(s, "c", 1, sk, n, &v), 0);
     ck_assert_int_eq(sv_i64_get(v.data), 42);
     /* Mismatched kinds and operands. */
-    ck_assert_int_eq(sv_store_merge(s, "c", 1, sk, n, SV_MERGE_APPEND, d, 8, &ctr, &size, msg,
-                                    sizeof(msg)),
-                     SV_EINVAL);
+    ck_assert_int_eq(
+        sv_store_merge(s, "c", 1, sk, n, SV_MERGE_APPEND, d, 8, &ctr, &size, msg, sizeof(msg)),
+        SV_EINVAL);
     ck_assert_ptr_nonnull(strstr(msg, "counter"));
-    ck_assert_int_eq(sv_store_merge(s, "l", 1, sk, n, SV_MERGE_ADD_I64, d, 8, &ctr, &size, msg,
-                                    sizeof(msg)),
-                     SV_EINVAL);
-    ck_assert_int_eq(sv_store_merge(s, "c", 1, sk, n, SV_MERGE_ADD_I64, d, 4, &ctr, &size, msg,
-                                    sizeof(msg)),
-                     SV_EINVAL);
+    ck_assert_int_eq(
+        sv_store_merge(s, "l", 1, sk, n, SV_MERGE_ADD_I64, d, 8, &ctr, &size, msg, sizeof(msg)),
+        SV_EINVAL);
+    ck_assert_int_eq(
+        sv_store_merge(s, "c", 1, sk, n, SV_MERGE_ADD_I64, d, 4, &ctr, &size, msg, sizeof(msg)),
+        SV_EINVAL);
     ck_assert_int_eq(sv_store_txn_error(s), 0);
     ck_assert_int_eq(sv_store_commit(s), 0);
     sv_store_close(s);
@@ -231,15 +228,15 @@ START_TEST(append_respects_max_value_size)
     size_t n = key(sk, "k", ""), size;
     int64_t ctr;
     char msg[256];
-    ck_assert_int_eq(sv_store_merge(s, "l", 1, sk, n, SV_MERGE_APPEND, elem, 40, &ctr, &size, msg,
-                                    sizeof(msg)),
-                     0);
-    ck_assert_int_eq(sv_store_merge(s, "l", 1, sk, n, SV_MERGE_APPEND, elem, 40, &ctr, &size, msg,
-                                    sizeof(msg)),
-                     0);
-    ck_assert_int_eq(sv_store_merge(s, "l", 1, sk, n, SV_MERGE_APPEND, elem, 40, &ctr, &size, msg,
-                                    sizeof(msg)),
-                     SV_ETOOLARGE);
+    ck_assert_int_eq(
+        sv_store_merge(s, "l", 1, sk, n, SV_MERGE_APPEND, elem, 40, &ctr, &size, msg, sizeof(msg)),
+        0);
+    ck_assert_int_eq(
+        sv_store_merge(s, "l", 1, sk, n, SV_MERGE_APPEND, elem, 40, &ctr, &size, msg, sizeof(msg)),
+        0);
+    ck_assert_int_eq(
+        sv_store_merge(s, "l", 1, sk, n, SV_MERGE_APPEND, elem, 40, &ctr, &size, msg, sizeof(msg)),
+        SV_ETOOLARGE);
     ck_assert_ptr_nonnull(strstr(msg, "max_value_size"));
     sv_store_abort(s);
     sv_store_close(s);
