@@ -24,7 +24,7 @@ GEN := build/gen
 # Debian packages the build and the tests need. `make deps` installs the
 # missing ones with apt-get, and does nothing when all are present.
 DEB_PKGS := build-essential pkg-config libuv1-dev liblmdb-dev libprotobuf-c-dev \
-            protobuf-c-compiler check libinih-dev lmdb-utils valgrind
+            protobuf-c-compiler check libinih-dev lmdb-utils valgrind clang-format
 
 PKG_MODULES := libuv lmdb libprotobuf-c inih
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKG_MODULES) 2>/dev/null)
