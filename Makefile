@@ -172,9 +172,9 @@ clean:
 	rm -rf build
 
 FORMAT_FILES = $(shell git ls-files '*.c' '*.h' 2>/dev/null)
-format:
+format: $(DEPS_STAMP)
 	clang-format -i $(FORMAT_FILES)
-format-check:
+format-check: $(DEPS_STAMP)
 	clang-format --dry-run --Werror $(FORMAT_FILES)
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
