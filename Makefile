@@ -24,11 +24,16 @@ GEN := build/gen
 # Debian packages the build and the tests need. `make deps` installs the
 # missing ones with apt-get, and does nothing when all are present.
 DEB_PKGS := build-essential pkg-config libuv1-dev liblmdb-dev libprotobuf-c-dev \
-            protobuf-c-compiler check libinih-dev lmdb-utils valgrind clang-format
+            protobuf-c-compiler check libinih-dev lmdb-utils valgrind clang-format \
+            libzstd-dev libxxhash-dev
 
-PKG_MODULES := libuv lmdb libprotobuf-c inih
+PKG_MODULES := libuv lmdb libprotobuf-c inih libzstd libxxhash
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKG_MODULES) 2>/dev/null)
-PKG_LIBS = $(shell pkg-config --libs $(PKG_MODULES) 2>/dev/null || echo -luv -llmdb -lprotobuf-c -linih)
+PKG_LIBS = $(shell pkg-config --libs $(PKG_MODULES) 2>/dev/null || \
+             echo -luv -llmdb -lprotobuf-c -linih -lzstd -lxxhash)
+# What the checkpoint module needs beyond libstatesrv (statectl links it too).
+CKPT_LIBS = $(shell pkg-config --libs libprotobuf-c libzstd libxxhash 2>/dev/null || \
+              echo -lprotobuf-c -lzstd -lxxhash)
 CHECK_LIBS = $(shell pkg-config --libs check 2>/dev/null || echo -lcheck)
 
 WARNFLAGS := -std=c11 -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
@@ -41,15 +46,22 @@ ALL_LDFLAGS = $(SANFLAGS) $(LDFLAGS)
 LIB_SOVERSION := 0
 LIB_VERSION := 0.1.0
 
-COMMON_SRC := $(wildcard common/*.c)
+# The checkpoint file module does file I/O and needs zstd and xxhash: it is
+# linked into statesrvd, statectl and the unit tests, never into libstatesrv.
+# (The generated checkpoint.pb-c code needs only protobuf-c, and the wire
+# protocol embeds CheckpointManifest, so that does go into the library.)
+CKPT_SRC := common/sv_ckpt.c
+COMMON_SRC := $(filter-out $(CKPT_SRC),$(wildcard common/*.c))
 SERVER_SRC := $(filter-out server/main.c,$(wildcard server/*.c))
 CLIENT_LIB_SRC := client/statesrv.c
 
-PROTO_C := $(GEN)/statesrv.pb-c.c
-PROTO_H := $(GEN)/statesrv.pb-c.h
-PROTO_OBJ := $(BUILD)/obj/gen/statesrv.pb-c.o
+PROTOS := $(wildcard proto/*.proto)
+PROTO_C := $(PROTOS:proto/%.proto=$(GEN)/%.pb-c.c)
+PROTO_H := $(PROTOS:proto/%.proto=$(GEN)/%.pb-c.h)
+PROTO_OBJ := $(PROTOS:proto/%.proto=$(BUILD)/obj/gen/%.pb-c.o)
 
 COMMON_OBJ := $(COMMON_SRC:%.c=$(BUILD)/obj/%.o) $(PROTO_OBJ)
+CKPT_OBJ := $(CKPT_SRC:%.c=$(BUILD)/obj/%.o)
 SERVER_OBJ := $(SERVER_SRC:%.c=$(BUILD)/obj/%.o)
 CLIENT_LIB_OBJ := $(CLIENT_LIB_SRC:%.c=$(BUILD)/obj/%.o)
 
@@ -95,7 +107,8 @@ $(DEPS_STAMP): Makefile
 	$(Q)mkdir -p $(@D) && touch $@
 
 # --- generated code ------------------------------------------------------
-$(PROTO_C) $(PROTO_H) &: proto/statesrv.proto | $(DEPS_STAMP)
+# A pattern rule with two targets: one protoc-c run makes both.
+$(GEN)/%.pb-c.c $(GEN)/%.pb-c.h: proto/%.proto | $(DEPS_STAMP)
 	@mkdir -p $(GEN)
 	@echo "  PROTOC  $<"
 	$(Q)protoc-c --proto_path=proto --c_out=$(GEN) $<
@@ -106,8 +119,11 @@ $(BUILD)/obj/%.o: %.c $(PROTO_H) | $(DEPS_STAMP)
 	@echo "  CC      $<"
 	$(Q)$(CC) $(ALL_CPPFLAGS) $(ALL_CFLAGS) -c -o $@ $<
 
+# Keep the generated sources: make would otherwise delete them as intermediates.
+.SECONDARY: $(PROTO_C)
+
 # Generated code is not ours to keep warning-clean beyond the basics.
-$(PROTO_OBJ): $(PROTO_C) $(PROTO_H) | $(DEPS_STAMP)
+$(BUILD)/obj/gen/%.pb-c.o: $(GEN)/%.pb-c.c $(PROTO_H) | $(DEPS_STAMP)
 	@mkdir -p $(@D)
 	@echo "  CC      $<"
 	$(Q)$(CC) $(ALL_CPPFLAGS) -std=c11 -Wall -Werror $(OPTFLAGS) $(SANFLAGS) -fPIC $(PKG_CFLAGS) $(CFLAGS) -c -o $@ $<
@@ -116,7 +132,7 @@ $(PROTO_OBJ): $(PROTO_C) $(PROTO_H) | $(DEPS_STAMP)
 $(BUILD)/obj/client/statesrv.o: ALL_CFLAGS += -fvisibility=hidden -DSTATESRV_BUILDING
 
 # --- binaries and libraries ----------------------------------------------
-$(STATESRVD): $(BUILD)/obj/server/main.o $(SERVER_OBJ) $(COMMON_OBJ)
+$(STATESRVD): $(BUILD)/obj/server/main.o $(SERVER_OBJ) $(CKPT_OBJ) $(COMMON_OBJ)
 	@echo "  LD      $@"
 	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS) -lpthread
 
@@ -132,12 +148,12 @@ $(LIB_SO): $(CLIENT_LIB_OBJ) $(COMMON_OBJ) client/statesrv.map
 	$(Q)ln -sf libstatesrv.so.$(LIB_VERSION) $(BUILD)/libstatesrv.so.$(LIB_SOVERSION)
 	$(Q)ln -sf libstatesrv.so.$(LIB_SOVERSION) $(BUILD)/libstatesrv.so
 
-$(STATECTL): $(BUILD)/obj/client/statectl.o $(LIB_A)
+$(STATECTL): $(BUILD)/obj/client/statectl.o $(CKPT_OBJ) $(LIB_A)
 	@echo "  LD      $@"
-	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(shell pkg-config --libs libprotobuf-c 2>/dev/null || echo -lprotobuf-c)
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(CKPT_LIBS)
 
 # --- tests ---------------------------------------------------------------
-$(UNIT_BIN): $(UNIT_SRC:%.c=$(BUILD)/obj/%.o) $(SERVER_OBJ) $(COMMON_OBJ)
+$(UNIT_BIN): $(UNIT_SRC:%.c=$(BUILD)/obj/%.o) $(SERVER_OBJ) $(CKPT_OBJ) $(COMMON_OBJ)
 	@mkdir -p $(@D)
 	@echo "  LD      $@"
 	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS) $(CHECK_LIBS) -lpthread

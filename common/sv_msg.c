@@ -68,6 +68,14 @@ const char *sv_msg_op_name(Statesrv__V1__Request__OpCase op)
         return "list_states";
     case STATESRV__V1__REQUEST__OP_STATS:
         return "stats";
+    case STATESRV__V1__REQUEST__OP_SNAPSHOT:
+        return "snapshot";
+    case STATESRV__V1__REQUEST__OP_LIST_CHECKPOINTS:
+        return "list_checkpoints";
+    case STATESRV__V1__REQUEST__OP_DELETE_CHECKPOINT:
+        return "delete_checkpoint";
+    case STATESRV__V1__REQUEST__OP_RESTORE:
+        return "restore";
     default:
         return "unknown";
     }

@@ -6,6 +6,7 @@
  * when LMDB poisons the transaction (replay up to the request that failed,
  * answer it with the error, and leave the rest for the next batch — every
  * batch makes progress). */
+#include "checkpoint.h"
 #include "server.h"
 #include "sv_error.h"
 #include "sv_log.h"
@@ -47,10 +48,13 @@ static void batch_rewind(struct sv_server *srv)
         c->in.pos = c->in_mark;
         c->out.len = c->out_mark;
         c->fatal = 0;
+        c->waiting = 0;
         c->in_batch = 0;
     }
     srv->nbatch = 0;
     sv_arena_reset(&srv->arena);
+    /* The replay queues it again. */
+    sv_checkpoints_drop_queued(srv->ckpt);
 }
 
 static int append_error(struct sv_conn *c, uint64_t id, int err, const char *msg)
@@ -121,6 +125,7 @@ static void run_batch(struct sv_server *srv)
     int poison_err = 0;
     int rc;
 
+    sv_store_grow_if_needed(srv->store);
 redo:
     srv->nbatch = 0;
     if ((rc = sv_store_begin(srv->store))) {
@@ -134,6 +139,8 @@ redo:
     struct sv_conn *next;
     for (struct sv_conn *c = srv->ready_head; c && !stop; c = next) {
         next = c->ready_next;
+        if (c->waiting)
+            continue; /* its next request waits for a checkpoint job's reply */
         if (c->state != SV_CONN_OPEN || sv_conn_output(c) > cfg->max_output_buffer) {
             /* Back-pressure: it returns to the ready list when it drains. */
             sv_conn_unready(c);
@@ -145,7 +152,7 @@ redo:
             sv_error("batch: out of memory");
             break;
         }
-        while (!c->fatal) {
+        while (!c->fatal && !c->waiting) {
             if (nreq >= BATCH_MAX_REQUESTS || bytes >= BATCH_MAX_BYTES ||
                 sv_conn_output(c) > cfg->max_output_buffer)
                 break;
@@ -177,22 +184,33 @@ redo:
                     snprintf(msg, sizeof(msg),
                              "the store is full (map_size_max = %llu bytes); reads still work",
                              (unsigned long long)cfg->map_size_max);
+                else if (poison_err == SV_EBUSY)
+                    snprintf(msg, sizeof(msg),
+                             "the store map is full and cannot grow while a checkpoint is "
+                             "being written; retry when it completes");
                 else
                     snprintf(msg, sizeof(msg), "store error: %s", sv_strerror(poison_err));
                 rc = append_error(c, req->id, poison_err, msg);
                 stop = 1;
             } else {
-                sv_dispatch(srv, c, req, &resp);
+                int deferred = sv_dispatch(srv, c, req, &resp) == SV_DISPATCH_DEFERRED;
                 int terr = sv_store_txn_error(srv->store);
                 if (terr) {
                     sv_store_abort(srv->store);
                     batch_rewind(srv);
                     memcpy(srv->ops, saved_ops, sizeof(saved_ops));
-                    if (terr == SV_EMAPFULL && sv_store_grow(srv->store) == 0)
+                    int grown = terr == SV_EMAPFULL ? sv_store_grow(srv->store) : terr;
+                    if (grown == 0)
                         goto redo;
                     poison_seq = seq;
-                    poison_err = terr == SV_EMAPFULL ? SV_ENOSPACE : terr;
+                    poison_err = terr != SV_EMAPFULL ? terr
+                                 : grown == SV_EBUSY ? SV_EBUSY
+                                                     : SV_ENOSPACE;
                     goto redo;
+                }
+                if (deferred) {
+                    c->waiting = 1;
+                    break;
                 }
                 rc = encode_reply(srv, c, &resp);
             }
@@ -217,14 +235,19 @@ redo:
     }
     if (rc) {
         sv_error("batch of %zu request(s) failed to commit: %s", nreq, sv_strerror(rc));
+        sv_checkpoints_drop_queued(srv->ckpt); /* its request is answered below */
         answer_commit_failure(srv, rc);
     } else {
         srv->commits++;
+        /* A snapshot taken now holds exactly the acknowledged writes. */
+        sv_checkpoints_start_queued(srv->ckpt);
     }
 
     for (size_t i = 0; i < srv->nbatch; i++) {
         struct sv_conn *c = srv->batch[i];
         c->in_batch = 0;
+        if (rc)
+            c->waiting = 0;
         sv_frame_reader_discard(&c->in);
         if (c->fatal == 2) {
             sv_conn_close(c);
@@ -232,6 +255,11 @@ redo:
         }
         if (c->fatal) {
             sv_conn_drain(c);
+            continue;
+        }
+        if (c->waiting) {
+            sv_conn_unready(c); /* the job's reply puts it back */
+            sv_conn_flush(c);
             continue;
         }
         if (!sv_frame_reader_ready(&c->in)) {

@@ -1,4 +1,5 @@
 #include "config.h"
+#include "sv_ckpt.h"
 #include "sv_error.h"
 #include "sv_keys.h"
 
@@ -22,6 +23,9 @@ void sv_config_defaults(struct sv_config *cfg)
     cfg->unix_socket_mode = 0600;
     snprintf(cfg->data_dir, sizeof(cfg->data_dir), "/var/lib/statesrvd/data");
     snprintf(cfg->checkpoint_dir, sizeof(cfg->checkpoint_dir), "/var/lib/statesrvd/checkpoints");
+    cfg->checkpoint_retain = 3;
+    cfg->checkpoint_compression = SV_CKPT_COMPRESS_ZSTD;
+    cfg->checkpoint_compression_level = 1;
     cfg->key_groups = SV_KEY_GROUPS_DEFAULT;
     cfg->max_states = 256;
     cfg->map_size = 1 * GIB;
@@ -118,11 +122,31 @@ static int set_count(const char *name, const char *value, uint64_t min, uint64_t
     return 0;
 }
 
+/* HOST:PORT or [V6]:PORT; the host is resolved when the server binds. */
+static int check_listen(const char *v)
+{
+    const char *colon = strrchr(v, ':');
+    if (!colon || colon == v)
+        return SV_EINVAL;
+    if (v[0] == '[' && (colon - v < 3 || colon[-1] != ']'))
+        return SV_EINVAL;
+    uint64_t port;
+    return sv_parse_u64(colon + 1, 0, 65535, &port);
+}
+
 int sv_config_set(struct sv_config *cfg, const char *name, const char *value, char *err,
                   size_t errlen)
 {
-    if (strcmp(name, "listen") == 0)
+    if (strcmp(name, "listen") == 0) {
+        if (*value && check_listen(value)) {
+            snprintf(err, errlen,
+                     "listen = '%s': expected HOST:PORT with a port from 0 to 65535 "
+                     "(e.g. 127.0.0.1:7420 or [::1]:7420), or empty for none",
+                     value);
+            return SV_EINVAL;
+        }
         return set_string(cfg->listen, sizeof(cfg->listen), value, err, errlen, name);
+    }
     if (strcmp(name, "unix_socket") == 0)
         return set_string(cfg->unix_socket, sizeof(cfg->unix_socket), value, err, errlen, name);
     if (strcmp(name, "data_dir") == 0) {
@@ -135,6 +159,35 @@ int sv_config_set(struct sv_config *cfg, const char *name, const char *value, ch
     if (strcmp(name, "checkpoint_dir") == 0)
         return set_string(cfg->checkpoint_dir, sizeof(cfg->checkpoint_dir), value, err, errlen,
                           name);
+    if (strcmp(name, "checkpoint_retain") == 0)
+        return set_count(name, value, 1, 100000, &cfg->checkpoint_retain, err, errlen);
+    if (strcmp(name, "checkpoint_compression") == 0) {
+        if (strcmp(value, "zstd") == 0) {
+            cfg->checkpoint_compression = SV_CKPT_COMPRESS_ZSTD;
+        } else if (strcmp(value, "none") == 0) {
+            cfg->checkpoint_compression = SV_CKPT_COMPRESS_NONE;
+        } else {
+            snprintf(err, errlen, "checkpoint_compression = '%s': expected zstd or none", value);
+            return SV_EINVAL;
+        }
+        return 0;
+    }
+    if (strcmp(name, "checkpoint_compression_level") == 0) {
+        char *end;
+        errno = 0;
+        long v = strtol(value, &end, 10);
+        if (!*value || *end || errno || v < -7 || v > 19) {
+            snprintf(err, errlen,
+                     "checkpoint_compression_level = '%s': expected a zstd level from -7 "
+                     "(fastest) to 19",
+                     value);
+            return SV_EINVAL;
+        }
+        cfg->checkpoint_compression_level = (int)v;
+        return 0;
+    }
+    if (strcmp(name, "restore_roots") == 0)
+        return set_string(cfg->restore_roots, sizeof(cfg->restore_roots), value, err, errlen, name);
     if (strcmp(name, "unix_socket_mode") == 0) {
         char *end;
         errno = 0;
@@ -255,6 +308,10 @@ int sv_config_validate(const struct sv_config *cfg, char *err, size_t errlen)
     if (cfg->map_size > cfg->map_size_max) {
         snprintf(err, errlen, "map_size (%llu) is larger than map_size_max (%llu)",
                  (unsigned long long)cfg->map_size, (unsigned long long)cfg->map_size_max);
+        return SV_EINVAL;
+    }
+    if (!cfg->checkpoint_dir[0]) {
+        snprintf(err, errlen, "checkpoint_dir must not be empty");
         return SV_EINVAL;
     }
     if (cfg->max_output_buffer < cfg->max_frame_size) {

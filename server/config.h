@@ -18,6 +18,10 @@ struct sv_config {
     unsigned unix_socket_mode;
     char data_dir[SV_PATH_MAX];
     char checkpoint_dir[SV_PATH_MAX];
+    uint32_t checkpoint_retain;       /* completed checkpoints kept */
+    int checkpoint_compression;       /* enum sv_ckpt_compression */
+    int checkpoint_compression_level; /* zstd level */
+    char restore_roots[SV_PATH_MAX];  /* ':'-separated directories */
     uint32_t key_groups;
     int key_groups_set; /* set by the file or a flag (vs. default) */
     uint32_t max_states;

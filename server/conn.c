@@ -7,6 +7,7 @@
  * the peer's EOF or a short timeout, so the kernel never turns unread input
  * into a reset that would destroy the error reply in flight. CLOSING waits
  * for libuv to release the handles; memory goes in the last close callback. */
+#include "checkpoint.h"
 #include "server.h"
 #include "sv_error.h"
 #include "sv_log.h"
@@ -180,6 +181,8 @@ void sv_conn_close(struct sv_conn *c)
         return;
     c->state = SV_CONN_CLOSING;
     sv_conn_unready(c);
+    if (c->srv->ckpt)
+        sv_checkpoints_conn_gone(c->srv->ckpt, c);
     read_stop(c);
     if (c->linger_open)
         uv_timer_stop(&c->linger);

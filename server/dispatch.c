@@ -1,6 +1,7 @@
 /* Request handlers: validate every field, run the op against the store inside
  * the current transaction, fill the Response. Results and messages live in
  * the server's arena until the batch's replies are encoded. */
+#include "checkpoint.h"
 #include "server.h"
 #include "sv_error.h"
 #include "sv_keys.h"
@@ -19,6 +20,7 @@
 
 struct ctx {
     struct sv_server *srv;
+    uint64_t req_id;
     struct sv_conn *conn;
     struct sv_store *store;
     const struct sv_config *cfg;
@@ -672,18 +674,77 @@ static int op_stats(struct ctx *x, Statesrv__V1__Response *resp)
     r->commits = srv->commits;
     r->bytes_in = srv->bytes_in;
     r->bytes_out = srv->bytes_out;
+    sv_checkpoints_stats(srv->ckpt, &srv->arena.pb, r);
     resp->result_case = STATESRV__V1__RESPONSE__RESULT_STATS;
     resp->stats = r;
     return 0;
 }
 
-void sv_dispatch(struct sv_server *srv, struct sv_conn *c, const Statesrv__V1__Request *req,
-                 Statesrv__V1__Response *resp)
+static int op_snapshot(struct ctx *x, const Statesrv__V1__Snapshot *s)
 {
-    struct ctx x = {.srv = srv, .conn = c, .store = srv->store, .cfg = srv->cfg};
+    return sv_checkpoints_queue_snapshot(x->srv->ckpt, x->conn, x->req_id,
+                                         s->id_opt_case == STATESRV__V1__SNAPSHOT__ID_OPT_ID, s->id,
+                                         x->msg, sizeof(x->msg));
+}
+
+static int op_restore(struct ctx *x, const Statesrv__V1__Restore *r)
+{
+    int has_range = r->range_opt_case == STATESRV__V1__RESTORE__RANGE_OPT_KEY_GROUPS;
+    return sv_checkpoints_queue_restore(x->srv->ckpt, x->conn, x->req_id, r->sources, r->n_sources,
+                                        has_range, has_range ? r->key_groups->first : 0,
+                                        has_range ? r->key_groups->last : 0, x->msg,
+                                        sizeof(x->msg));
+}
+
+static int op_list_checkpoints(struct ctx *x, Statesrv__V1__Response *resp)
+{
+    Statesrv__V1__ListCheckpointsResult *r = arena(x, sizeof(*r));
+    if (!r)
+        return -ENOMEM;
+    statesrv__v1__list_checkpoints_result__init(r);
+    int rc = sv_checkpoints_list(x->srv->ckpt, &x->srv->arena.pb, &r->checkpoints,
+                                 &r->n_checkpoints, x->msg, sizeof(x->msg));
+    if (rc)
+        return rc;
+    resp->result_case = STATESRV__V1__RESPONSE__RESULT_LIST_CHECKPOINTS;
+    resp->list_checkpoints = r;
+    return 0;
+}
+
+static int op_delete_checkpoint(struct ctx *x, const Statesrv__V1__DeleteCheckpoint *d,
+                                Statesrv__V1__Response *resp)
+{
+    static Statesrv__V1__DeleteCheckpointResult ok = STATESRV__V1__DELETE_CHECKPOINT_RESULT__INIT;
+    int rc = sv_checkpoints_delete(x->srv->ckpt, d->id, x->msg, sizeof(x->msg));
+    if (rc)
+        return rc;
+    resp->result_case = STATESRV__V1__RESPONSE__RESULT_DELETE_CHECKPOINT;
+    resp->delete_checkpoint = &ok;
+    return 0;
+}
+
+/* Ops that change the state, refused while a restore replaces it. */
+static int is_write(Statesrv__V1__Request__OpCase op)
+{
+    return op == STATESRV__V1__REQUEST__OP_PUT || op == STATESRV__V1__REQUEST__OP_DELETE ||
+           op == STATESRV__V1__REQUEST__OP_MERGE || op == STATESRV__V1__REQUEST__OP_BATCH ||
+           op == STATESRV__V1__REQUEST__OP_CLEAR;
+}
+
+int sv_dispatch(struct sv_server *srv, struct sv_conn *c, const Statesrv__V1__Request *req,
+                Statesrv__V1__Response *resp)
+{
+    struct ctx x = {.srv = srv, .req_id = req->id, .conn = c, .store = srv->store, .cfg = srv->cfg};
     int rc;
+    int deferred = 0;
     statesrv__v1__response__init(resp);
     resp->id = req->id;
+    if (is_write(req->op_case) && sv_checkpoints_restoring(srv->ckpt)) {
+        rc = fail(&x, SV_EBUSY,
+                  "a restore is replacing the state; writes are refused until it "
+                  "completes (reads see the old state)");
+        goto done;
+    }
     switch (req->op_case) {
     case STATESRV__V1__REQUEST__OP_HELLO:
         rc = op_hello(&x, req->hello, resp);
@@ -721,19 +782,38 @@ void sv_dispatch(struct sv_server *srv, struct sv_conn *c, const Statesrv__V1__R
     case STATESRV__V1__REQUEST__OP_STATS:
         rc = op_stats(&x, resp);
         break;
+    case STATESRV__V1__REQUEST__OP_SNAPSHOT:
+        rc = op_snapshot(&x, req->snapshot);
+        deferred = rc == 0;
+        break;
+    case STATESRV__V1__REQUEST__OP_RESTORE:
+        rc = op_restore(&x, req->restore);
+        deferred = rc == 0;
+        break;
+    case STATESRV__V1__REQUEST__OP_LIST_CHECKPOINTS:
+        rc = op_list_checkpoints(&x, resp);
+        break;
+    case STATESRV__V1__REQUEST__OP_DELETE_CHECKPOINT:
+        rc = op_delete_checkpoint(&x, req->delete_checkpoint, resp);
+        break;
     default:
         rc = fail(&x, SV_EINVAL, "unknown op");
         break;
     }
+done:;
     unsigned slot = (unsigned)req->op_case < SV_OP_SLOTS ? (unsigned)req->op_case : 0;
     srv->ops[slot].count++;
+    if (deferred)
+        return SV_DISPATCH_DEFERRED;
     if (rc == 0)
-        return;
-    srv->ops[slot].errors++;
+        return SV_DISPATCH_REPLY;
+    if (rc != SV_ENOTFOUND) /* a miss is an answer, not an error */
+        srv->ops[slot].errors++;
     resp->result_case = STATESRV__V1__RESPONSE__RESULT__NOT_SET;
     resp->status = (Statesrv__V1__Status)sv_error_status(rc);
     if (!x.msg[0])
         snprintf(x.msg, sizeof(x.msg), "%s", sv_strerror(rc));
     char *m = sv_arena_alloc(&srv->arena, strlen(x.msg) + 1);
     resp->message = m ? strcpy(m, x.msg) : (char *)"out of memory";
+    return SV_DISPATCH_REPLY;
 }

@@ -1,4 +1,5 @@
 /* statesrvd: argv, configuration, store, loop. Glue only. */
+#include "checkpoint.h"
 #include "config.h"
 #include "server.h"
 #include "store.h"
@@ -24,12 +25,19 @@ static void usage(FILE *f)
             "  -c, --config FILE        read settings from FILE (key = value; see\n"
             "                           conf/statesrvd.conf); flags below override it\n"
             "  -l, --listen HOST:PORT   TCP address (default 127.0.0.1:7420; '' for none)\n"
-            "  -u, --unix PATH          also listen on a Unix socket (mode 0600)\n"
+            "  -u, --unix PATH          also listen on a Unix socket (unix_socket_mode,\n"
+            "                           default 0600)\n"
             "  -d, --data-dir DIR       where the LMDB store lives\n"
+            "                           (default /var/lib/statesrvd/data)\n"
             "      --checkpoint-dir DIR where checkpoints are written\n"
             "  -k, --key-groups N       key groups (max parallelism), 1..32768, fixed when\n"
             "                           a data directory is created (default 128)\n"
             "      --sync MODE          none (default) or always\n"
+            "      --restore-from SRC   before serving, replace the state with checkpoint SRC\n"
+            "                           (an id in checkpoint_dir or a path under\n"
+            "                           restore_roots); repeat, or separate with commas,\n"
+            "                           to merge several (rescaling)\n"
+            "      --restore-key-groups A-B  take only key groups A..B from the sources\n"
             "      --log-level LEVEL    debug, info, warn or error\n"
             "  -h, --help               show this help\n"
             "  -V, --version            show the version\n"
@@ -39,7 +47,7 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
-    enum { OPT_CHECKPOINT_DIR = 256, OPT_SYNC, OPT_LOG_LEVEL };
+    enum { OPT_CHECKPOINT_DIR = 256, OPT_SYNC, OPT_LOG_LEVEL, OPT_RESTORE_FROM, OPT_RESTORE_KG };
     static const struct option opts[] = {
         {"config", required_argument, NULL, 'c'},
         {"listen", required_argument, NULL, 'l'},
@@ -49,6 +57,8 @@ int main(int argc, char **argv)
         {"key-groups", required_argument, NULL, 'k'},
         {"sync", required_argument, NULL, OPT_SYNC},
         {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+        {"restore-from", required_argument, NULL, OPT_RESTORE_FROM},
+        {"restore-key-groups", required_argument, NULL, OPT_RESTORE_KG},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
@@ -59,6 +69,9 @@ int main(int argc, char **argv)
         const char *name, *value;
     } overrides[16];
     size_t noverrides = 0;
+    char *restore_sources[SV_RESTORE_MAX_SOURCES];
+    char restore_args[4096] = "";
+    struct sv_startup_restore restore = {.sources = restore_sources};
     int c;
     while ((c = getopt_long(argc, argv, "c:l:u:d:k:hV", opts, NULL)) != -1) {
         const char *name = NULL;
@@ -87,6 +100,29 @@ int main(int argc, char **argv)
         case OPT_LOG_LEVEL:
             name = "log_level";
             break;
+        case OPT_RESTORE_FROM: {
+            /* Repeatable, and each may be a comma-separated list. */
+            size_t used = strlen(restore_args);
+            if (used + strlen(optarg) + 2 > sizeof(restore_args)) {
+                fprintf(stderr, "statesrvd: --restore-from: too many sources\n");
+                return 2;
+            }
+            snprintf(restore_args + used, sizeof(restore_args) - used, "%s%s", used ? "," : "",
+                     optarg);
+            break;
+        }
+        case OPT_RESTORE_KG: {
+            unsigned a, b;
+            char tail;
+            if (sscanf(optarg, "%u-%u%c", &a, &b, &tail) != 2 || a > b) {
+                fprintf(stderr, "statesrvd: --restore-key-groups '%s': expected A-B\n", optarg);
+                return 2;
+            }
+            restore.has_range = 1;
+            restore.first = a;
+            restore.last = b;
+            break;
+        }
         case 'h':
             usage(stdout);
             return 0;
@@ -102,6 +138,18 @@ int main(int argc, char **argv)
             overrides[noverrides].value = optarg;
             noverrides++;
         }
+    }
+    for (char *save = NULL, *t = strtok_r(restore_args, ",", &save); t;
+         t = strtok_r(NULL, ",", &save)) {
+        if (restore.nsources == SV_RESTORE_MAX_SOURCES) {
+            fprintf(stderr, "statesrvd: at most %d restore sources\n", SV_RESTORE_MAX_SOURCES);
+            return 2;
+        }
+        restore_sources[restore.nsources++] = t;
+    }
+    if (restore.has_range && !restore.nsources) {
+        fprintf(stderr, "statesrvd: --restore-key-groups needs --restore-from\n");
+        return 2;
     }
     if (optind < argc) {
         fprintf(stderr, "statesrvd: unexpected argument '%s'\n", argv[optind]);
@@ -123,7 +171,8 @@ int main(int argc, char **argv)
         }
     }
     if (sv_config_validate(&cfg, err, sizeof(err))) {
-        fprintf(stderr, "statesrvd: %s\n", err);
+        fprintf(stderr, "statesrvd: %s%s%s\n", config_path ? config_path : "",
+                config_path ? " (with flags): " : "", err);
         return 1;
     }
     sv_log_set_level(cfg.log_level);
@@ -149,7 +198,7 @@ int main(int argc, char **argv)
     uv_loop_init(&loop);
     struct sv_server srv;
     int code = 0;
-    if (sv_server_init(&srv, &loop, &cfg, store, err, sizeof(err))) {
+    if (sv_server_init(&srv, &loop, &cfg, store, &restore, err, sizeof(err))) {
         sv_error("%s", err);
         code = 1;
     } else {

@@ -1,6 +1,7 @@
 /* The loop: listeners (TCP and Unix socket), signals, the per-iteration
  * group commit, and graceful shutdown. */
 #include "server.h"
+#include "checkpoint.h"
 #include "sv_error.h"
 #include "sv_log.h"
 
@@ -280,6 +281,7 @@ static void begin_shutdown(struct sv_server *srv, int signum)
     }
     srv->stopping = 1;
     sv_info("signal %d: shutting down (%u connection(s) to finish)", signum, srv->nconns);
+    sv_checkpoints_cancel(srv->ckpt);
     close_listeners(srv);
     /* Answer what was already read, then close each connection. */
     for (struct sv_conn *c = srv->all_head; c; c = c->all_next) {
@@ -301,7 +303,8 @@ static void on_signal(uv_signal_t *h, int signum)
 }
 
 int sv_server_init(struct sv_server *srv, uv_loop_t *loop, const struct sv_config *cfg,
-                   struct sv_store *store, char *err, size_t errlen)
+                   struct sv_store *store, const struct sv_startup_restore *restore, char *err,
+                   size_t errlen)
 {
     memset(srv, 0, sizeof(*srv));
     srv->loop = loop;
@@ -309,6 +312,14 @@ int sv_server_init(struct sv_server *srv, uv_loop_t *loop, const struct sv_confi
     srv->store = store;
     srv->started_ms = sv_now_ms();
     sv_arena_init(&srv->arena, 256 * 1024);
+    int rc = sv_checkpoints_new(srv, &srv->ckpt, err, errlen);
+    if (rc)
+        return rc;
+    if (restore && restore->nsources &&
+        (rc = sv_checkpoints_restore_now(srv->ckpt, restore->sources, restore->nsources,
+                                         restore->has_range, restore->first, restore->last, err,
+                                         errlen)))
+        return rc;
 
     uv_check_init(loop, &srv->check);
     srv->check.data = srv;
@@ -325,7 +336,6 @@ int sv_server_init(struct sv_server *srv, uv_loop_t *loop, const struct sv_confi
     srv->sigint.data = srv;
     uv_signal_start(&srv->sigint, on_signal, SIGINT);
 
-    int rc = 0;
     if (cfg->listen[0] && (rc = listen_tcp(srv, err, errlen)))
         return rc;
     if (cfg->unix_socket[0] && (rc = listen_unix(srv, err, errlen)))
@@ -346,6 +356,8 @@ void sv_server_free(struct sv_server *srv)
     srv->stopping = 1;
     sv_server_conn_gone(srv);
     uv_run(srv->loop, UV_RUN_DEFAULT);
+    sv_checkpoints_free(srv->ckpt);
+    srv->ckpt = NULL;
     free(srv->batch);
     sv_arena_free(&srv->arena);
 }

@@ -64,7 +64,8 @@ struct sv_conn {
     size_t in_mark;
     size_t out_mark;
     int in_batch;
-    int fatal; /* the batch answered a framing error: drain after commit */
+    int fatal;   /* the batch answered a framing error: drain after commit */
+    int waiting; /* a checkpoint job owes this connection a reply */
 
     struct sv_conn *ready_prev, *ready_next;
     int on_ready;
@@ -84,6 +85,7 @@ struct sv_server {
     uv_loop_t *loop;
     const struct sv_config *cfg;
     struct sv_store *store;
+    struct sv_checkpoints *ckpt;
 
     uv_tcp_t tcp;
     uv_pipe_t unix_sock;
@@ -112,9 +114,19 @@ struct sv_server {
     struct sv_op_counter ops[SV_OP_SLOTS];
 };
 
-/* Sets up listeners and handles on loop. 0, or an error with err filled. */
+/* A restore to perform before serving (statesrvd --restore-from). */
+struct sv_startup_restore {
+    char **sources;
+    size_t nsources;
+    int has_range;
+    uint32_t first, last;
+};
+
+/* Sets up checkpoints (and runs the start-up restore, if any), then
+ * listeners and handles on loop. 0, or an error with err filled. */
 int sv_server_init(struct sv_server *srv, uv_loop_t *loop, const struct sv_config *cfg,
-                   struct sv_store *store, char *err, size_t errlen);
+                   struct sv_store *store, const struct sv_startup_restore *restore, char *err,
+                   size_t errlen);
 /* Runs until SIGTERM/SIGINT has drained every connection. Returns the exit code. */
 int sv_server_run(struct sv_server *srv);
 void sv_server_free(struct sv_server *srv);
@@ -138,9 +150,13 @@ size_t sv_conn_output(const struct sv_conn *c);
 void sv_batch_run_all(struct sv_server *srv);
 
 /* dispatch.c: answers one request inside the current transaction. resp is
- * filled with status, message and result (allocated in srv->arena). */
-void sv_dispatch(struct sv_server *srv, struct sv_conn *c, const Statesrv__V1__Request *req,
-                 Statesrv__V1__Response *resp);
+ * filled with status, message and result (allocated in srv->arena). Returns
+ * SV_DISPATCH_DEFERRED when a checkpoint job will answer later instead (the
+ * connection then waits). */
+#define SV_DISPATCH_REPLY 0
+#define SV_DISPATCH_DEFERRED 1
+int sv_dispatch(struct sv_server *srv, struct sv_conn *c, const Statesrv__V1__Request *req,
+                Statesrv__V1__Response *resp);
 
 uint64_t sv_now_ms(void);
 

@@ -1,11 +1,14 @@
 #include "store.h"
+#include "fsutil.h"
 #include "sv_buf.h"
 #include "sv_error.h"
 #include "sv_keys.h"
 #include "sv_log.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <lmdb.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,7 +21,12 @@
 #define META_DB "$meta"
 #define META_FORMAT_KEY "format"
 #define META_KEY_GROUPS_KEY "key_groups"
+#define META_KG_RANGE_KEY "kg_range"
 #define STORE_FORMAT 1u
+#define SV_STORE_PATH_MAX 4200
+#define PATH_BUF (SV_STORE_PATH_MAX + 300) /* a path under dir */
+#define CURRENT_LINK "current"
+#define GEN_PREFIX "gen-"
 
 /* State name -> DBI, open addressing. depth says in which transaction the
  * handle was opened: 0 committed, 1 the group transaction, 2 a savepoint.
@@ -52,6 +60,13 @@ struct sv_store {
     size_t nslots; /* power of two */
     size_t used, tombs;
     struct sv_buf scratch;
+
+    /* Where the environment lives: dir/gen-<gen>, named by dir/current. */
+    char dir[PATH_BUF];
+    uint64_t gen;
+    struct sv_store_options opts;
+    uint32_t kg_first, kg_last; /* key-group range this store covers */
+    int snapshot_active;        /* a read transaction lives in another thread */
 };
 
 /* --- errors -------------------------------------------------------------- */
@@ -225,24 +240,15 @@ static int state_dbi(struct sv_store *s, const char *state, size_t slen, int cre
 
 /* --- open / close -------------------------------------------------------- */
 
-static int mkdir_p(const char *path)
+static int put_kg_range(MDB_txn *txn, MDB_dbi meta, uint32_t first, uint32_t last)
 {
-    char tmp[4096];
-    size_t n = strlen(path);
-    if (n == 0 || n >= sizeof(tmp))
-        return -ENAMETOOLONG;
-    memcpy(tmp, path, n + 1);
-    for (char *p = tmp + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(tmp, 0750) && errno != EEXIST)
-            return -errno;
-        *p = '/';
+    uint8_t be[8];
+    for (int i = 0; i < 4; i++) {
+        be[i] = (uint8_t)(first >> (24 - 8 * i));
+        be[4 + i] = (uint8_t)(last >> (24 - 8 * i));
     }
-    if (mkdir(tmp, 0750) && errno != EEXIST)
-        return -errno;
-    return 0;
+    MDB_val k = {strlen(META_KG_RANGE_KEY), META_KG_RANGE_KEY}, v = {8, be};
+    return mdb_put(txn, meta, &k, &v, 0);
 }
 
 static int meta_init(struct sv_store *s, const struct sv_store_options *o, char *err, size_t errlen)
@@ -269,6 +275,8 @@ static int meta_init(struct sv_store *s, const struct sv_store_options *o, char 
         uint8_t fmt[4] = {0, 0, 0, STORE_FORMAT};
         MDB_val fk = {strlen(META_FORMAT_KEY), META_FORMAT_KEY}, fv = {4, fmt};
         if ((rc = mdb_put(txn, s->meta_dbi, &fk, &fv, 0)))
+            goto fail;
+        if ((rc = put_kg_range(txn, s->meta_dbi, 0, o->key_groups - 1)))
             goto fail;
         s->key_groups = o->key_groups;
         sv_info("store: new data directory %s with key_groups = %u", o->dir, s->key_groups);
@@ -297,6 +305,18 @@ static int meta_init(struct sv_store *s, const struct sv_store_options *o, char 
             return SV_EINVAL;
         }
         s->key_groups = kg;
+    }
+    s->kg_first = 0;
+    s->kg_last = s->key_groups - 1;
+    MDB_val rk = {strlen(META_KG_RANGE_KEY), META_KG_RANGE_KEY}, rv;
+    if (mdb_get(txn, s->meta_dbi, &rk, &rv) == 0 && rv.mv_size == 8) {
+        const uint8_t *p = rv.mv_data;
+        uint32_t a = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+        uint32_t b = (uint32_t)p[4] << 24 | (uint32_t)p[5] << 16 | (uint32_t)p[6] << 8 | p[7];
+        if (a <= b && b < s->key_groups) {
+            s->kg_first = a;
+            s->kg_last = b;
+        }
     }
 
     /* Open every existing state, so the table knows how many there are. */
@@ -345,6 +365,115 @@ fail:
     return map_err(rc);
 }
 
+/* The generation "current" names, or 0 if there is none. */
+static uint64_t current_gen(const char *dir)
+{
+    char link[PATH_BUF], target[64];
+    snprintf(link, sizeof(link), "%.4000s/" CURRENT_LINK, dir);
+    ssize_t n = readlink(link, target, sizeof(target) - 1);
+    if (n <= 0)
+        return 0;
+    target[n] = '\0';
+    char *end;
+    if (strncmp(target, GEN_PREFIX, strlen(GEN_PREFIX)) != 0)
+        return 0;
+    errno = 0;
+    unsigned long long g = strtoull(target + strlen(GEN_PREFIX), &end, 10);
+    return (*end || errno) ? 0 : (uint64_t)g;
+}
+
+static void gen_path(char *out, size_t cap, const char *dir, uint64_t gen)
+{
+    /* dir is at most SV_STORE_PATH_MAX - 32 bytes (checked at open). */
+    int n = snprintf(out, cap, "%.4000s/" GEN_PREFIX "%06" PRIu64, dir, gen);
+    (void)n;
+}
+
+/* Points dir/current at generation gen, atomically (symlink + rename), and
+ * makes that durable. */
+static int set_current(const char *dir, uint64_t gen)
+{
+    char tmp[PATH_BUF], link[PATH_BUF], target[64];
+    snprintf(tmp, sizeof(tmp), "%.4000s/" CURRENT_LINK ".tmp", dir);
+    snprintf(link, sizeof(link), "%.4000s/" CURRENT_LINK, dir);
+    snprintf(target, sizeof(target), GEN_PREFIX "%06" PRIu64, gen);
+    unlink(tmp);
+    if (symlink(target, tmp))
+        return -errno;
+    if (rename(tmp, link)) {
+        int e = -errno;
+        unlink(tmp);
+        return e;
+    }
+    return sv_fs_fsync_dir(dir);
+}
+
+/* Removes generations other than the current one: a restore that did not
+ * finish, or the one a finished restore replaced. */
+static void remove_stale_generations(const char *dir, uint64_t keep)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    struct dirent *e;
+    char path[PATH_BUF];
+    while ((e = readdir(d))) {
+        if (strncmp(e->d_name, GEN_PREFIX, strlen(GEN_PREFIX)) != 0)
+            continue;
+        char *end;
+        unsigned long long g = strtoull(e->d_name + strlen(GEN_PREFIX), &end, 10);
+        if (*end || g == keep)
+            continue;
+        snprintf(path, sizeof(path), "%.4000s/%.255s", dir, e->d_name);
+        sv_info("store: removing stale generation %s", path);
+        sv_fs_rm_rf(path);
+    }
+    closedir(d);
+    snprintf(path, sizeof(path), "%.4000s/" CURRENT_LINK ".tmp", dir);
+    unlink(path);
+}
+
+/* Opens the LMDB environment of generation s->gen and loads its states. */
+static int env_open(struct sv_store *s, char *err, size_t errlen)
+{
+    const struct sv_store_options *o = &s->opts;
+    char path[PATH_BUF];
+    gen_path(path, sizeof(path), s->dir, s->gen);
+    int rc;
+    if ((rc = mdb_env_create(&s->env))) {
+        snprintf(err, errlen, "mdb_env_create: %s", mdb_strerror(rc));
+        s->env = NULL;
+        return map_err(rc);
+    }
+    mdb_env_set_maxdbs(s->env, o->max_states + 1);
+    mdb_env_set_mapsize(s->env, s->map_size ? s->map_size : o->map_size);
+    unsigned flags = MDB_NOTLS | MDB_NORDAHEAD;
+    if (!o->sync_always)
+        flags |= MDB_NOSYNC;
+    if ((rc = mdb_env_open(s->env, path, flags, 0640))) {
+        snprintf(err, errlen, "cannot open store in %s: %s", path, mdb_strerror(rc));
+        mdb_env_close(s->env);
+        s->env = NULL;
+        return map_err(rc);
+    }
+    MDB_envinfo info;
+    mdb_env_info(s->env, &info);
+    s->map_size = info.me_mapsize; /* LMDB keeps a larger size recorded in the file */
+    s->max_key = (size_t)mdb_env_get_maxkeysize(s->env);
+    int dead = 0;
+    mdb_reader_check(s->env, &dead);
+    if (dead)
+        sv_info("store: cleared %d stale reader slot(s)", dead);
+    memset(s->slots, 0, s->nslots * sizeof(*s->slots));
+    s->used = s->tombs = 0;
+    if ((rc = meta_init(s, o, err, errlen))) {
+        mdb_env_close(s->env);
+        s->env = NULL;
+        return rc;
+    }
+    return 0;
+}
+
 int sv_store_open(const struct sv_store_options *o, struct sv_store **out, char *err, size_t errlen)
 {
     *out = NULL;
@@ -354,6 +483,8 @@ int sv_store_open(const struct sv_store_options *o, struct sv_store **out, char 
         return -ENOMEM;
     }
     s->lock_fd = -1;
+    s->opts = *o;
+    s->opts.dir = s->dir;
     s->max_states = o->max_states;
     s->max_value_size = o->max_value_size;
     s->map_size_max = o->map_size_max;
@@ -367,15 +498,21 @@ int sv_store_open(const struct sv_store_options *o, struct sv_store **out, char 
         rc = -ENOMEM;
         goto fail;
     }
+    if (strlen(o->dir) >= sizeof(s->dir) - 32) {
+        snprintf(err, errlen, "data directory path is too long");
+        rc = SV_EINVAL;
+        goto fail;
+    }
+    snprintf(s->dir, sizeof(s->dir), "%s", o->dir);
 
-    if ((rc = mkdir_p(o->dir))) {
+    if ((rc = sv_fs_mkdir_p(o->dir))) {
         snprintf(err, errlen, "cannot create data directory %s: %s", o->dir, strerror(-rc));
         goto fail;
     }
     /* LMDB lets several processes share an environment; two daemons on one
      * directory would still be a mistake, so hold a lock for our lifetime. */
-    char lockpath[4200];
-    snprintf(lockpath, sizeof(lockpath), "%s/statesrvd.lock", o->dir);
+    char lockpath[PATH_BUF];
+    snprintf(lockpath, sizeof(lockpath), "%.4000s/statesrvd.lock", o->dir);
     s->lock_fd = open(lockpath, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
     if (s->lock_fd < 0) {
         rc = -errno;
@@ -388,34 +525,24 @@ int sv_store_open(const struct sv_store_options *o, struct sv_store **out, char 
         goto fail;
     }
 
-    if ((rc = mdb_env_create(&s->env))) {
-        snprintf(err, errlen, "mdb_env_create: %s", mdb_strerror(rc));
-        rc = map_err(rc);
-        goto fail;
+    s->gen = current_gen(o->dir);
+    if (s->gen == 0) {
+        /* A new data directory: generation 1. */
+        char path[PATH_BUF];
+        s->gen = 1;
+        gen_path(path, sizeof(path), s->dir, s->gen);
+        if ((mkdir(path, 0750) && errno != EEXIST) || (rc = set_current(s->dir, s->gen))) {
+            rc = rc ? rc : -errno;
+            snprintf(err, errlen, "cannot create %s: %s", path, strerror(-rc));
+            goto fail;
+        }
     }
-    mdb_env_set_maxdbs(s->env, o->max_states + 1);
-    mdb_env_set_mapsize(s->env, o->map_size);
-    unsigned flags = MDB_NOTLS | MDB_NORDAHEAD;
-    if (!o->sync_always)
-        flags |= MDB_NOSYNC;
-    if ((rc = mdb_env_open(s->env, o->dir, flags, 0640))) {
-        snprintf(err, errlen, "cannot open store in %s: %s", o->dir, mdb_strerror(rc));
-        rc = map_err(rc);
+    remove_stale_generations(o->dir, s->gen);
+    if ((rc = env_open(s, err, errlen)))
         goto fail;
-    }
-    MDB_envinfo info;
-    mdb_env_info(s->env, &info);
-    s->map_size = info.me_mapsize; /* LMDB keeps a larger size recorded in the file */
-    s->max_key = (size_t)mdb_env_get_maxkeysize(s->env);
-    int dead = 0;
-    mdb_reader_check(s->env, &dead);
-    if (dead)
-        sv_info("store: cleared %d stale reader slot(s)", dead);
-
-    if ((rc = meta_init(s, o, err, errlen)))
-        goto fail;
-    sv_info("store: %s open: %zu state(s), key_groups %u, map %llu MiB, sync %s", o->dir, s->used,
-            s->key_groups, (unsigned long long)(s->map_size >> 20),
+    sv_info("store: %s open (generation %" PRIu64 "): %zu state(s), key_groups %u, map %llu "
+            "MiB, sync %s",
+            o->dir, s->gen, s->used, s->key_groups, (unsigned long long)(s->map_size >> 20),
             o->sync_always ? "always" : "none");
     *out = s;
     return 0;
@@ -554,6 +681,8 @@ int sv_store_grow(struct sv_store *s)
 {
     if (s->txn)
         return SV_EINTERNAL;
+    if (s->snapshot_active)
+        return SV_EBUSY; /* remapping would pull the pages from under the reader */
     if (s->map_size >= s->map_size_max)
         return SV_ENOSPACE;
     uint64_t next = s->map_size > s->map_size_max / 2 ? s->map_size_max : s->map_size * 2;
@@ -567,6 +696,17 @@ int sv_store_grow(struct sv_store *s)
             (unsigned long long)(next >> 20));
     s->map_size = next;
     return 0;
+}
+
+int sv_store_grow_if_needed(struct sv_store *s)
+{
+    if (s->txn || s->snapshot_active || s->map_size >= s->map_size_max)
+        return 0;
+    uint64_t size, used;
+    sv_store_usage(s, &size, &used);
+    if (used < size / 5 * 4)
+        return 0;
+    return sv_store_grow(s);
 }
 
 /* --- entries ------------------------------------------------------------- */
@@ -777,8 +917,9 @@ int sv_store_delete_range(struct sv_store *s, const char *state, size_t slen, co
         if ((mrc = mdb_cursor_del(cur, 0)))
             break;
         (*deleted)++;
-        /* After a delete the cursor already sits on the next entry. */
-        mrc = mdb_cursor_get(cur, &k, &v, MDB_GET_CURRENT);
+        /* Seek again rather than trust the cursor's position after a delete:
+         * when the tree becomes empty, MDB_GET_CURRENT fails with EINVAL. */
+        mrc = range_first(cur, lo, lolen, &k, &v);
     }
     mdb_cursor_close(cur);
     if (mrc && mrc != MDB_NOTFOUND)
@@ -799,7 +940,10 @@ int sv_store_drop_state(struct sv_store *s, const char *state, size_t slen, uint
     if ((rc = mdb_stat(cur_txn(s), dbi, &st)))
         return txn_fail(s, rc);
     /* mdb_drop(…, 1) closes the handle for the whole environment at once,
-     * even if this transaction later aborts; forget it now. */
+     * even if this transaction later aborts; forget it now. A snapshot
+     * reading it on another thread would be left with a dead handle. */
+    if (s->snapshot_active)
+        return SV_EBUSY;
     struct state_slot *sl = slot_find(s, state, slen);
     if ((rc = mdb_drop(cur_txn(s), dbi, 1)))
         return txn_fail(s, rc);
@@ -856,4 +1000,312 @@ void sv_store_usage(struct sv_store *s, uint64_t *map_size, uint64_t *map_used)
     mdb_env_stat(s->env, &st);
     *map_size = info.me_mapsize;
     *map_used = (uint64_t)(info.me_last_pgno + 1) * st.ms_psize;
+}
+
+void sv_store_kg_range(const struct sv_store *s, uint32_t *first, uint32_t *last)
+{
+    *first = s->kg_first;
+    *last = s->kg_last;
+}
+
+int sv_store_snapshot_active(const struct sv_store *s)
+{
+    return s->snapshot_active;
+}
+
+/* --- snapshots ------------------------------------------------------------ */
+
+struct snap_state {
+    char name[SV_STATE_NAME_MAX + 1];
+    MDB_dbi dbi;
+};
+
+struct sv_store_snapshot {
+    MDB_txn *txn;
+    size_t n;
+    struct snap_state *states;
+};
+
+int sv_store_snapshot_begin(struct sv_store *s, struct sv_store_snapshot **out)
+{
+    *out = NULL;
+    if (s->txn || s->snapshot_active)
+        return SV_EBUSY;
+    struct sv_store_snapshot *snap = calloc(1, sizeof(*snap));
+    if (!snap)
+        return -ENOMEM;
+    int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &snap->txn);
+    if (rc) {
+        free(snap);
+        return map_err(rc);
+    }
+    /* Every committed state has a committed handle (depth 0): states are
+     * opened at start and created only in transactions that committed. */
+    size_t cap = s->used ? s->used : 1;
+    snap->states = calloc(cap, sizeof(*snap->states));
+    MDB_dbi main_dbi;
+    MDB_cursor *cur = NULL;
+    if (!snap->states) {
+        rc = -ENOMEM;
+        goto fail;
+    }
+    if ((rc = mdb_dbi_open(snap->txn, NULL, 0, &main_dbi)) ||
+        (rc = mdb_cursor_open(snap->txn, main_dbi, &cur))) {
+        rc = map_err(rc);
+        goto fail;
+    }
+    MDB_val k, v;
+    int mrc;
+    while ((mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
+        if (!sv_state_name_valid(k.mv_data, k.mv_size))
+            continue;
+        struct state_slot *sl = slot_find(s, k.mv_data, k.mv_size);
+        if (!sl || sl->depth != 0 || snap->n == cap) {
+            sv_error("snapshot: state '%.*s' has no committed handle", (int)k.mv_size,
+                     (const char *)k.mv_data);
+            rc = SV_EINTERNAL;
+            goto fail;
+        }
+        memcpy(snap->states[snap->n].name, sl->name, sl->len + 1);
+        snap->states[snap->n].dbi = sl->dbi;
+        snap->n++;
+    }
+    mdb_cursor_close(cur);
+    cur = NULL;
+    if (mrc != MDB_NOTFOUND) {
+        rc = map_err(mrc);
+        goto fail;
+    }
+    s->snapshot_active = 1;
+    *out = snap;
+    return 0;
+fail:
+    if (cur)
+        mdb_cursor_close(cur);
+    mdb_txn_abort(snap->txn);
+    free(snap->states);
+    free(snap);
+    return rc;
+}
+
+size_t sv_store_snapshot_nstates(const struct sv_store_snapshot *snap)
+{
+    return snap->n;
+}
+
+const char *sv_store_snapshot_state(const struct sv_store_snapshot *snap, size_t i)
+{
+    return i < snap->n ? snap->states[i].name : NULL;
+}
+
+int sv_store_snapshot_scan(struct sv_store_snapshot *snap, size_t i, sv_store_raw_fn fn, void *ud)
+{
+    if (i >= snap->n)
+        return SV_EINVAL;
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(snap->txn, snap->states[i].dbi, &cur);
+    if (rc)
+        return map_err(rc);
+    MDB_val k, v;
+    int mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+    rc = 0;
+    while (mrc == 0) {
+        if ((rc = fn(ud, k.mv_data, k.mv_size, v.mv_data, v.mv_size)))
+            break;
+        mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    if (!rc && mrc != MDB_NOTFOUND)
+        rc = map_err(mrc);
+    mdb_cursor_close(cur);
+    return rc < 0 ? rc : 0;
+}
+
+void sv_store_snapshot_release(struct sv_store_snapshot *snap)
+{
+    if (!snap)
+        return;
+    mdb_txn_abort(snap->txn);
+    free(snap->states);
+    free(snap);
+}
+
+void sv_store_snapshot_finished(struct sv_store *s)
+{
+    s->snapshot_active = 0;
+}
+
+/* --- restore builder ------------------------------------------------------ */
+
+#define BUILDER_COMMIT_EVERY 100000
+
+struct sv_store_builder {
+    struct sv_store *s;
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    int has_dbi;
+    uint64_t gen;
+    char path[PATH_BUF];
+    uint64_t pending;
+    uint64_t map_size;
+    int switched;
+};
+
+int sv_store_builder_open(struct sv_store *s, uint64_t size_hint, uint32_t kg_first,
+                          uint32_t kg_last, struct sv_store_builder **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    struct sv_store_builder *b = calloc(1, sizeof(*b));
+    if (!b) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    b->s = s;
+    b->gen = s->gen + 1;
+    gen_path(b->path, sizeof(b->path), s->dir, b->gen);
+    sv_fs_rm_rf(b->path); /* a leftover of an attempt that failed */
+    int rc;
+    if (mkdir(b->path, 0750)) {
+        rc = -errno;
+        snprintf(err, errlen, "cannot create %s: %s", b->path, strerror(errno));
+        free(b);
+        return rc;
+    }
+    /* Bulk-loaded B-trees are dense; room for twice the data avoids growth
+     * in the middle of the load. */
+    b->map_size = s->map_size;
+    while (b->map_size < size_hint * 2 + (64ull << 20) && b->map_size < (1ull << 46))
+        b->map_size *= 2;
+    if ((rc = mdb_env_create(&b->env))) {
+        b->env = NULL;
+        goto lmdb_fail;
+    }
+    mdb_env_set_maxdbs(b->env, s->max_states + 1);
+    mdb_env_set_mapsize(b->env, b->map_size);
+    /* Durability comes from one sync at the end. */
+    if ((rc = mdb_env_open(b->env, b->path, MDB_NOTLS | MDB_NOSYNC, 0640)) ||
+        (rc = mdb_txn_begin(b->env, NULL, 0, &b->txn)))
+        goto lmdb_fail;
+    MDB_dbi meta;
+    uint8_t be[4] = {(uint8_t)(s->key_groups >> 24), (uint8_t)(s->key_groups >> 16),
+                     (uint8_t)(s->key_groups >> 8), (uint8_t)s->key_groups};
+    uint8_t fmt[4] = {0, 0, 0, STORE_FORMAT};
+    MDB_val kk = {strlen(META_KEY_GROUPS_KEY), META_KEY_GROUPS_KEY}, kv = {4, be};
+    MDB_val fk = {strlen(META_FORMAT_KEY), META_FORMAT_KEY}, fv = {4, fmt};
+    if ((rc = mdb_dbi_open(b->txn, META_DB, MDB_CREATE, &meta)) ||
+        (rc = mdb_put(b->txn, meta, &kk, &kv, 0)) || (rc = mdb_put(b->txn, meta, &fk, &fv, 0)) ||
+        (rc = put_kg_range(b->txn, meta, kg_first, kg_last)))
+        goto lmdb_fail;
+    *out = b;
+    return 0;
+lmdb_fail:
+    snprintf(err, errlen, "cannot create the new store in %s: %s", b->path, mdb_strerror(rc));
+    sv_store_builder_free(b);
+    return map_err(rc);
+}
+
+int sv_store_builder_state(struct sv_store_builder *b, const char *name)
+{
+    int rc = mdb_dbi_open(b->txn, name, MDB_CREATE, &b->dbi);
+    if (rc)
+        return map_err(rc);
+    b->has_dbi = 1;
+    return 0;
+}
+
+int sv_store_builder_put(struct sv_store_builder *b, const uint8_t *skey, size_t sklen,
+                         const uint8_t *value, size_t vlen)
+{
+    if (!b->has_dbi)
+        return SV_EINVAL;
+    MDB_val k = {sklen, (void *)skey}, v = {vlen, (void *)value};
+    int rc = mdb_put(b->txn, b->dbi, &k, &v, MDB_APPEND);
+    if (rc == MDB_KEYEXIST)
+        return SV_ECORRUPT; /* input out of order */
+    if (rc)
+        return map_err(rc);
+    if (++b->pending >= BUILDER_COMMIT_EVERY) {
+        /* Bounded transactions keep the dirty-page list (memory) small. */
+        if ((rc = mdb_txn_commit(b->txn))) {
+            b->txn = NULL;
+            return map_err(rc);
+        }
+        if ((rc = mdb_txn_begin(b->env, NULL, 0, &b->txn))) {
+            b->txn = NULL;
+            return map_err(rc);
+        }
+        b->pending = 0;
+    }
+    return 0;
+}
+
+int sv_store_builder_finish(struct sv_store_builder *b, char *err, size_t errlen)
+{
+    int rc = mdb_txn_commit(b->txn);
+    b->txn = NULL;
+    if (rc) {
+        snprintf(err, errlen, "restore: commit of the new store failed: %s", mdb_strerror(rc));
+        return map_err(rc);
+    }
+    if ((rc = mdb_env_sync(b->env, 1))) {
+        snprintf(err, errlen, "restore: sync of the new store failed: %s", mdb_strerror(rc));
+        return map_err(rc);
+    }
+    mdb_env_close(b->env);
+    b->env = NULL;
+    if ((rc = sv_fs_fsync_dir(b->path)) || (rc = sv_fs_fsync_dir(b->s->dir))) {
+        snprintf(err, errlen, "restore: fsync of %s failed: %s", b->path, strerror(-rc));
+        return rc;
+    }
+    return 0;
+}
+
+void sv_store_builder_free(struct sv_store_builder *b)
+{
+    if (!b)
+        return;
+    if (b->txn)
+        mdb_txn_abort(b->txn);
+    if (b->env)
+        mdb_env_close(b->env);
+    if (!b->switched)
+        sv_fs_rm_rf(b->path);
+    free(b);
+}
+
+int sv_store_switch(struct sv_store *s, struct sv_store_builder *b, char *err, size_t errlen)
+{
+    if (s->txn || s->snapshot_active || b->env) {
+        snprintf(err, errlen, "restore: the store is busy");
+        return SV_EBUSY;
+    }
+    uint64_t old_gen = s->gen;
+    int rc = set_current(s->dir, b->gen);
+    if (rc) {
+        snprintf(err, errlen, "restore: cannot switch %s/current: %s", s->dir, strerror(-rc));
+        return rc;
+    }
+    mdb_env_sync(s->env, 1);
+    mdb_env_close(s->env);
+    s->env = NULL;
+    s->gen = b->gen;
+    s->map_size = b->map_size;
+    if ((rc = env_open(s, err, errlen))) {
+        /* Back to the old generation, which is intact. */
+        sv_error("restore: cannot open the new store (%s); keeping the old one", err);
+        s->gen = old_gen;
+        s->map_size = 0;
+        set_current(s->dir, old_gen);
+        char err2[256];
+        if (env_open(s, err2, sizeof(err2)))
+            sv_error("restore: cannot reopen the old store either: %s", err2);
+        return rc;
+    }
+    b->switched = 1;
+    char old[PATH_BUF];
+    gen_path(old, sizeof(old), s->dir, old_gen);
+    sv_fs_rm_rf(old);
+    sv_info("store: generation %" PRIu64 " is current: %zu state(s), key groups %u-%u", s->gen,
+            s->used, s->kg_first, s->kg_last);
+    return 0;
 }

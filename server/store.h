@@ -60,6 +60,10 @@ void sv_store_rollback(struct sv_store *s);
  * 0, SV_ENOSPACE at the maximum, or an error. */
 int sv_store_grow(struct sv_store *s) __attribute__((warn_unused_result));
 
+/* Grows the map early (at 80% use), so a snapshot's reader rarely meets a
+ * full map it cannot grow. No transaction may be open. 0 or an error. */
+int sv_store_grow_if_needed(struct sv_store *s);
+
 /* Entry operations; `state` is a validated name of `slen` bytes. */
 int sv_store_get(struct sv_store *s, const char *state, size_t slen, const uint8_t *skey,
                  size_t sklen, struct sv_value *out) __attribute__((warn_unused_result));
@@ -114,5 +118,59 @@ void sv_store_usage(struct sv_store *s, uint64_t *map_size, uint64_t *map_used);
 
 /* Forces buffers to disk (useful with sync = none before exit). */
 int sv_store_sync(struct sv_store *s);
+
+/* The key-group range this store covers (all of them unless a restore with
+ * a range made it). */
+void sv_store_kg_range(const struct sv_store *s, uint32_t *first, uint32_t *last);
+/* Whether a snapshot's read transaction is alive (map growth and dropping
+ * states wait for it to end). */
+int sv_store_snapshot_active(const struct sv_store *s);
+
+/* --- snapshots: a read transaction handed to a worker thread --------------
+ *
+ * Begin on the loop thread with no transaction open (right after a commit):
+ * the snapshot then holds exactly the committed state. Scan it from one other
+ * thread; release it there; then call sv_store_snapshot_finished() on the
+ * loop thread. While it lives the map cannot grow and states cannot be
+ * dropped (both return SV_EBUSY). */
+struct sv_store_snapshot;
+
+int sv_store_snapshot_begin(struct sv_store *s, struct sv_store_snapshot **out)
+    __attribute__((warn_unused_result));
+size_t sv_store_snapshot_nstates(const struct sv_store_snapshot *snap);
+const char *sv_store_snapshot_state(const struct sv_store_snapshot *snap, size_t i);
+/* Calls fn with every entry of state i in stored-key order; value is the
+ * stored value, header included. fn returns 0 to go on or an error. */
+typedef int (*sv_store_raw_fn)(void *ud, const uint8_t *skey, size_t sklen, const uint8_t *value,
+                               size_t vlen);
+int sv_store_snapshot_scan(struct sv_store_snapshot *snap, size_t i, sv_store_raw_fn fn, void *ud)
+    __attribute__((warn_unused_result));
+void sv_store_snapshot_release(struct sv_store_snapshot *snap);
+void sv_store_snapshot_finished(struct sv_store *s);
+
+/* --- restore: a new generation built beside the live one ------------------
+ *
+ * The builder creates <data_dir>/gen-<next> with the same settings and fills
+ * it by bulk load (entries in stored-key order per state; MDB_APPEND). It
+ * touches nothing of the live store and may run on another thread.
+ * sv_store_switch() (loop thread, no transaction open) makes it current with
+ * one atomic rename and reopens; a crash before that leaves the old
+ * generation current, and the new one is removed at the next start. */
+struct sv_store_builder;
+
+int sv_store_builder_open(struct sv_store *s, uint64_t size_hint, uint32_t kg_first,
+                          uint32_t kg_last, struct sv_store_builder **out, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
+int sv_store_builder_state(struct sv_store_builder *b, const char *name)
+    __attribute__((warn_unused_result));
+int sv_store_builder_put(struct sv_store_builder *b, const uint8_t *skey, size_t sklen,
+                         const uint8_t *value, size_t vlen) __attribute__((warn_unused_result));
+/* Commits, syncs and closes the new environment. */
+int sv_store_builder_finish(struct sv_store_builder *b, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
+/* Frees the builder; removes its directory unless it was switched in. */
+void sv_store_builder_free(struct sv_store_builder *b);
+int sv_store_switch(struct sv_store *s, struct sv_store_builder *b, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
 
 #endif

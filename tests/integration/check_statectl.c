@@ -132,9 +132,16 @@ START_TEST(scan_clear_states_stats)
     ck_assert_int_eq(count_lines(out), 0);
     ck_assert_int_eq(ctl("states"), 0);
     ck_assert_ptr_nonnull(strstr(out, "m\t20\t"));
+    /* Clearing the only key of a state empties it. */
+    ck_assert_int_eq(ctl("put solo k v -n a"), 0);
+    ck_assert_int_eq(ctl("put solo k v -n b"), 0);
+    ck_assert_int_eq(ctl("clear solo k"), 0);
+    ck_assert_str_eq(out, "2\n");
+    ck_assert_int_eq(ctl("get solo k -n a 2>/dev/null"), 1);
     ck_assert_int_eq(ctl("clear m --all"), 0);
+    /* An emptied state still exists (with no entries); a dropped one does not. */
     ck_assert_int_eq(ctl("states"), 0);
-    ck_assert_int_eq(count_lines(out), 0);
+    ck_assert_str_eq(out, "solo\t0\t0\n");
     ck_assert_int_eq(ctl("stats"), 0);
     ck_assert_ptr_nonnull(strstr(out, "connections_current"));
     ck_assert_ptr_nonnull(strstr(out, "map_size"));

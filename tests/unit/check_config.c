@@ -109,6 +109,12 @@ static const struct {
     {"this line has no equals sign\n", ":1: syntax error"},
     {"max_connections = 0\n", "max_connections"},
     {"data_dir =\n", "data_dir must not be empty"},
+    {"listen = 127.0.0.1:99999\n", ":1: listen = '127.0.0.1:99999'"},
+    {"listen = localhost\n", "expected HOST:PORT"},
+    {"listen = [::1:80\n", "listen"},
+    {"checkpoint_compression = lz4\n", "expected zstd or none"},
+    {"checkpoint_compression_level = 99\n", "checkpoint_compression_level"},
+    {"checkpoint_retain = 0\n", "checkpoint_retain"},
 };
 
 START_TEST(bad_file_refused)

@@ -298,6 +298,18 @@ START_TEST(scan_and_delete_range)
 
     ck_assert_int_eq(sv_store_drop_state(s, "m", 1, &deleted), 0);
     ck_assert_uint_eq(deleted, 2);
+
+    /* A key that holds every entry of its state: the tree ends up empty. */
+    put(s, "only", "k", "a", "1");
+    put(s, "only", "k", "b", "2");
+    kg = sv_key_group_of("k", 1, 128);
+    lolen = sv_skey_prefix(lo, kg, "k", 1);
+    memcpy(hi, lo, lolen);
+    hi[lolen - 1]++;
+    ck_assert_int_eq(sv_store_delete_range(s, "only", 4, lo, lolen, hi, lolen, &deleted), 0);
+    ck_assert_uint_eq(deleted, 2);
+    ck_assert_int_eq(sv_store_txn_error(s), 0);
+    ck_assert(!get_is(s, "only", "k", "a", ""));
     ck_assert(!get_is(s, "m", "u2", "", ""));
     ck_assert_int_eq(sv_store_commit(s), 0);
     sv_store_close(s);

@@ -14,6 +14,7 @@ Suite *sv_suite_frame(void);
 Suite *sv_suite_keys(void);
 Suite *sv_suite_value(void);
 Suite *sv_suite_common(void);
+Suite *sv_suite_ckpt(void);
 
 /* server/ */
 Suite *sv_suite_config(void);

@@ -1,0 +1,159 @@
+/* Checkpoint files: a streaming writer and a verifying reader.
+ *
+ * A checkpoint is a directory with two files (docs/checkpoint-format.md):
+ *   data      header | blocks | index | footer
+ *   MANIFEST  magic | length | CheckpointManifest (protobuf) | XXH3-64
+ *
+ * Blocks hold the entries of one state and one key group, in stored-key
+ * order, at most ~block_size bytes uncompressed (a single larger entry gets a
+ * block of its own), each compressed (zstd or none) and checksummed. The index
+ * lists every block as (state, key group, offset, sizes, entries), sorted the
+ * same way, so a key-group range of one state is a contiguous run of blocks:
+ * a reader seeks to it and reads nothing else.
+ *
+ * Unlike the rest of common/, this module does file I/O: it is shared by the
+ * server (snapshot, restore) and statectl's offline tools. It never holds more
+ * than one block and the index in memory.
+ *
+ * Errors: 0 or a negative code — -errno for I/O (ENOSPC, EIO from fsync, ...),
+ * SV_ECORRUPT for anything in a file that is not as it must be, SV_EINVAL for
+ * misuse (out-of-order input), SV_ETOOLARGE for an entry above
+ * SV_CKPT_BLOCK_RAW_MAX, -ENOMEM. Functions that take err/errlen put a
+ * one-line reason there naming the file and the part (manifest, index, block
+ * at offset N, footer, data checksum).
+ *
+ * Threads: a writer, and a reader with its iterators, are used by one thread
+ * at a time (sv_ckpt_writer_progress excepted). */
+#ifndef SV_CKPT_H
+#define SV_CKPT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define SV_CKPT_FORMAT_VERSION 1u
+#define SV_CKPT_DATA_FILE "data"
+#define SV_CKPT_MANIFEST_FILE "MANIFEST"
+#define SV_CKPT_BLOCK_SIZE_DEFAULT (256u * 1024)
+/* A reader refuses blocks claiming more than this uncompressed. */
+#define SV_CKPT_BLOCK_RAW_MAX (1100u * 1024 * 1024)
+
+enum sv_ckpt_compression { SV_CKPT_COMPRESS_NONE = 0, SV_CKPT_COMPRESS_ZSTD = 1 };
+
+struct sv_ckpt_state {
+    char name[65];
+    uint64_t entries;
+    uint64_t raw_bytes;
+    uint32_t kg_min, kg_max; /* meaningful when entries > 0 */
+    uint64_t blocks;
+};
+
+/* What a MANIFEST says. states is owned by whoever filled the struct (the
+ * writer's finish or the reader) and freed with sv_ckpt_manifest_free(). */
+struct sv_ckpt_manifest {
+    uint32_t format_version;
+    uint64_t checkpoint_id;
+    uint64_t created_unix_ms;
+    char server_version[32];
+    uint32_t key_groups;
+    uint32_t kg_first, kg_last;
+    uint64_t entries;
+    uint64_t raw_bytes;
+    uint64_t data_bytes;
+    uint64_t data_xxh3;
+    enum sv_ckpt_compression compression;
+    int compression_level;
+    uint64_t blocks;
+    uint64_t duration_ms;
+    size_t n_states;
+    struct sv_ckpt_state *states;
+};
+
+void sv_ckpt_manifest_free(struct sv_ckpt_manifest *m);
+
+/* --- writer ---------------------------------------------------------------- */
+
+struct sv_ckpt_writer_options {
+    uint64_t checkpoint_id;
+    uint32_t key_groups;
+    uint32_t kg_first, kg_last;
+    enum sv_ckpt_compression compression;
+    int compression_level; /* zstd level; 0: zstd's default */
+    size_t block_size;     /* 0: SV_CKPT_BLOCK_SIZE_DEFAULT */
+    const char *server_version;
+};
+
+struct sv_ckpt_writer;
+
+/* Creates dir/data (dir must exist and be empty: -ENOTEMPTY otherwise).
+ * Options out of range (key groups, level, block_size above
+ * SV_CKPT_BLOCK_RAW_MAX, server_version over 31 bytes) give SV_EINVAL. */
+int sv_ckpt_writer_open(const char *dir, const struct sv_ckpt_writer_options *o,
+                        struct sv_ckpt_writer **out, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
+/* Starts the next state; names valid (sv_state_name_valid) and strictly
+ * increasing (memcmp order). A state may have no entries.
+ *
+ * Errors from _state and _add are sticky: every later call, and finish,
+ * returns the first one, and finish's err names it. */
+int sv_ckpt_writer_state(struct sv_ckpt_writer *w, const char *name);
+/* Adds one entry of the current state: skey is a stored key (its first two
+ * bytes are the key group, which must be within kg_first..kg_last), strictly
+ * increasing within the state; value is the stored value (header included).
+ * SV_EINVAL for any of that not holding, SV_ETOOLARGE for an entry above
+ * SV_CKPT_BLOCK_RAW_MAX. */
+int sv_ckpt_writer_add(struct sv_ckpt_writer *w, const uint8_t *skey, size_t sklen,
+                       const uint8_t *value, size_t vlen);
+/* Entries and uncompressed bytes (keys + values) added so far (for progress;
+ * any thread may read them while the writer runs, values may lag; w must
+ * not have been finished or aborted). */
+void sv_ckpt_writer_progress(const struct sv_ckpt_writer *w, uint64_t *entries, uint64_t *bytes);
+/* Writes the last block, index and footer, fsyncs data, writes MANIFEST
+ * (fsynced), fsyncs dir; fills *m (may be NULL) and frees the writer. On
+ * failure the writer is freed too, no MANIFEST is left, and the directory
+ * must be discarded. */
+int sv_ckpt_writer_finish(struct sv_ckpt_writer *w, struct sv_ckpt_manifest *m, char *err,
+                          size_t errlen) __attribute__((warn_unused_result));
+/* Stops and frees; leaves what was written for the caller to remove. */
+void sv_ckpt_writer_abort(struct sv_ckpt_writer *w);
+
+/* --- reader ---------------------------------------------------------------- */
+
+struct sv_ckpt_reader;
+
+/* Opens dir: reads and checks MANIFEST (magic, checksum, version), the data
+ * file's header, footer and index (checksum, order, bounds, agreement with
+ * the manifest). Does not read the blocks. */
+int sv_ckpt_open(const char *dir, struct sv_ckpt_reader **out, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
+void sv_ckpt_close(struct sv_ckpt_reader *r);
+const struct sv_ckpt_manifest *sv_ckpt_manifest(const struct sv_ckpt_reader *r);
+
+/* Reads everything in one sequential pass: every block (checksums,
+ * decompression, entry framing, order, key groups, counts against the index
+ * and the manifest), then the whole-file checksum. progress (may be NULL) is
+ * called now and then with the bytes checked so far. */
+int sv_ckpt_verify(struct sv_ckpt_reader *r, void (*progress)(void *ud, uint64_t bytes), void *ud,
+                   char *err, size_t errlen);
+
+/* Entries of state number state_idx (into manifest states) in key groups
+ * first..last, in stored-key order, reading only their blocks. Each block is
+ * checksummed and checked as it is read. SV_EINVAL for a state_idx out of
+ * range or first > last. The iterator holds one block of its own and must be
+ * closed before r. */
+struct sv_ckpt_iter;
+int sv_ckpt_iter_open(struct sv_ckpt_reader *r, size_t state_idx, uint32_t kg_first,
+                      uint32_t kg_last, struct sv_ckpt_iter **out)
+    __attribute__((warn_unused_result));
+/* 1 with the entry set (pointers valid until the next call), 0 at the end,
+ * or an error (message in sv_ckpt_errmsg(r); sticky). */
+int sv_ckpt_iter_next(struct sv_ckpt_iter *it, const uint8_t **skey, size_t *sklen,
+                      const uint8_t **value, size_t *vlen);
+void sv_ckpt_iter_close(struct sv_ckpt_iter *it);
+
+/* Entries of a state in one key group, from the index (no block reads). */
+uint64_t sv_ckpt_kg_entries(const struct sv_ckpt_reader *r, size_t state_idx, uint32_t kg);
+
+/* The reason for the last failure on r. */
+const char *sv_ckpt_errmsg(const struct sv_ckpt_reader *r);
+
+#endif

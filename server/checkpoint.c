@@ -1,0 +1,1074 @@
+/* Snapshot and restore jobs. See checkpoint.h for the rules. */
+#include "checkpoint.h"
+#include "fsutil.h"
+#include "server.h"
+#include "store.h"
+#include "sv_ckpt.h"
+#include "sv_error.h"
+#include "sv_keys.h"
+#include "sv_log.h"
+#include "sv_msg.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define CKPT_PREFIX "chk-"
+#define TMP_PREFIX ".chk-"
+#define PATH_LEN 4352
+#define CANCEL_CHECK_EVERY 4096
+
+enum job_kind { JOB_SNAPSHOT, JOB_RESTORE };
+
+struct job {
+    enum job_kind kind;
+    struct sv_checkpoints *ck;
+    uv_work_t work;
+    struct sv_conn *waiter; /* NULL when nobody waits any more */
+    uint64_t req_id;
+    uint64_t id; /* snapshot: the checkpoint id */
+    uint64_t started_ms;
+    uint64_t duration_ms;
+    int rc;
+    char msg[512];
+
+    /* snapshot */
+    struct sv_store_snapshot *snap;
+    char tmpdir[PATH_LEN], dir[PATH_LEN];
+    struct sv_ckpt_manifest manifest;
+    int has_manifest;
+
+    /* restore */
+    char *sources[SV_RESTORE_MAX_SOURCES];
+    size_t nsources;
+    uint32_t first, last;
+    struct sv_store_builder *builder;
+    uint64_t restored_entries;
+    uint32_t restored_states;
+};
+
+struct sv_checkpoints {
+    struct sv_server *srv;
+    const struct sv_config *cfg;
+    struct job *queued;  /* waits for the commit of its batch */
+    struct job *running; /* on the thread pool */
+    int restoring;
+    atomic_uint_fast64_t prog_entries, prog_bytes;
+    atomic_int cancel;
+
+    uint64_t completed;
+    uint64_t last_id, last_bytes, last_duration_ms, last_unix_ms;
+    uint64_t restores;
+    uint64_t last_restore_ms;
+};
+
+static uint64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static int job_fail(struct job *j, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static int job_fail(struct job *j, int rc, const char *fmt, ...)
+{
+    if (j->rc)
+        return j->rc; /* keep the first reason */
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(j->msg, sizeof(j->msg), fmt, ap);
+    va_end(ap);
+    j->rc = rc;
+    return rc;
+}
+
+static void job_free(struct job *j)
+{
+    if (!j)
+        return;
+    for (size_t i = 0; i < j->nsources; i++)
+        free(j->sources[i]);
+    if (j->has_manifest)
+        sv_ckpt_manifest_free(&j->manifest);
+    free(j);
+}
+
+/* --- the checkpoint directory --------------------------------------------- */
+
+/* Parses "chk-<id>"; 0 if the name is something else. */
+static int parse_ckpt_name(const char *name, uint64_t *id)
+{
+    if (strncmp(name, CKPT_PREFIX, strlen(CKPT_PREFIX)) != 0)
+        return 0;
+    const char *p = name + strlen(CKPT_PREFIX);
+    if (*p < '0' || *p > '9')
+        return 0;
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(p, &end, 10);
+    if (*end || errno)
+        return 0;
+    *id = v;
+    return 1;
+}
+
+/* Ids of the complete checkpoints (a chk-<id> directory with a MANIFEST),
+ * ascending. *ids is malloc'd. */
+static int list_ids(const char *dir, uint64_t **ids, size_t *n)
+{
+    *ids = NULL;
+    *n = 0;
+    DIR *d = opendir(dir);
+    if (!d)
+        return -errno;
+    size_t cap = 0;
+    struct dirent *e;
+    char path[PATH_LEN];
+    while ((e = readdir(d))) {
+        uint64_t id;
+        if (!parse_ckpt_name(e->d_name, &id))
+            continue;
+        snprintf(path, sizeof(path), "%.4000s/%.255s/" SV_CKPT_MANIFEST_FILE, dir, e->d_name);
+        if (access(path, F_OK))
+            continue;
+        if (*n == cap) {
+            cap = cap ? cap * 2 : 16;
+            uint64_t *m = realloc(*ids, cap * sizeof(*m));
+            if (!m) {
+                closedir(d);
+                free(*ids);
+                *ids = NULL;
+                return -ENOMEM;
+            }
+            *ids = m;
+        }
+        (*ids)[(*n)++] = id;
+    }
+    closedir(d);
+    for (size_t i = 1; i < *n; i++) /* insertion sort: a handful of ids */
+        for (size_t k = i; k > 0 && (*ids)[k - 1] > (*ids)[k]; k--) {
+            uint64_t t = (*ids)[k];
+            (*ids)[k] = (*ids)[k - 1];
+            (*ids)[k - 1] = t;
+        }
+    return 0;
+}
+
+static void ckpt_path(const struct sv_checkpoints *ck, uint64_t id, char *out, size_t cap)
+{
+    snprintf(out, cap, "%.4000s/" CKPT_PREFIX "%" PRIu64, ck->cfg->checkpoint_dir, id);
+}
+
+/* Removes chk-<id>: renamed away first, so no half-deleted directory ever
+ * looks like a checkpoint. */
+static int remove_checkpoint(const struct sv_checkpoints *ck, uint64_t id)
+{
+    char dir[PATH_LEN], doomed[PATH_LEN];
+    ckpt_path(ck, id, dir, sizeof(dir));
+    snprintf(doomed, sizeof(doomed), "%.4000s/" TMP_PREFIX "%" PRIu64 ".del",
+             ck->cfg->checkpoint_dir, id);
+    if (rename(dir, doomed))
+        return -errno;
+    sv_fs_fsync_dir(ck->cfg->checkpoint_dir);
+    return sv_fs_rm_rf(doomed);
+}
+
+int sv_checkpoints_new(struct sv_server *srv, struct sv_checkpoints **out, char *err,
+                       size_t errlen)
+{
+    *out = NULL;
+    struct sv_checkpoints *ck = calloc(1, sizeof(*ck));
+    if (!ck) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    ck->srv = srv;
+    ck->cfg = srv->cfg;
+    const char *dir = ck->cfg->checkpoint_dir;
+    int rc = sv_fs_mkdir_p(dir);
+    if (rc) {
+        snprintf(err, errlen, "cannot create checkpoint_dir %s: %s", dir, strerror(-rc));
+        free(ck);
+        return rc;
+    }
+    /* A crash during a snapshot or a delete leaves a ".chk-*" directory;
+     * it never was a checkpoint. */
+    DIR *d = opendir(dir);
+    if (!d) {
+        rc = -errno;
+        snprintf(err, errlen, "cannot read checkpoint_dir %s: %s", dir, strerror(errno));
+        free(ck);
+        return rc;
+    }
+    struct dirent *e;
+    char path[PATH_LEN];
+    while ((e = readdir(d))) {
+        if (strncmp(e->d_name, TMP_PREFIX, strlen(TMP_PREFIX)) != 0)
+            continue;
+        snprintf(path, sizeof(path), "%.4000s/%.255s", dir, e->d_name);
+        sv_info("checkpoints: removing leftover %s", path);
+        sv_fs_rm_rf(path);
+    }
+    closedir(d);
+    *out = ck;
+    return 0;
+}
+
+void sv_checkpoints_free(struct sv_checkpoints *ck)
+{
+    if (!ck)
+        return;
+    job_free(ck->queued);
+    free(ck);
+}
+
+int sv_checkpoints_busy(const struct sv_checkpoints *ck)
+{
+    return ck->queued || ck->running;
+}
+
+int sv_checkpoints_restoring(const struct sv_checkpoints *ck)
+{
+    return ck->restoring;
+}
+
+/* --- manifest to wire ----------------------------------------------------- */
+
+static void *pb_alloc(ProtobufCAllocator *a, size_t n)
+{
+    return a->alloc(a->allocator_data, n);
+}
+
+static char *pb_strdup(ProtobufCAllocator *a, const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *d = pb_alloc(a, n);
+    if (d)
+        memcpy(d, s, n);
+    return d;
+}
+
+static Statesrv__V1__CheckpointManifest *manifest_to_pb(const struct sv_ckpt_manifest *m,
+                                                        ProtobufCAllocator *a, int with_states)
+{
+    Statesrv__V1__CheckpointManifest *p = pb_alloc(a, sizeof(*p));
+    if (!p)
+        return NULL;
+    statesrv__v1__checkpoint_manifest__init(p);
+    p->format_version = m->format_version;
+    p->checkpoint_id = m->checkpoint_id;
+    p->created_unix_ms = m->created_unix_ms;
+    p->server_version = pb_strdup(a, m->server_version);
+    p->key_groups = m->key_groups;
+    p->kg_first = m->kg_first;
+    p->kg_last = m->kg_last;
+    p->entries = m->entries;
+    p->raw_bytes = m->raw_bytes;
+    p->data_bytes = m->data_bytes;
+    p->data_xxh3 = m->data_xxh3;
+    p->compression = m->compression == SV_CKPT_COMPRESS_ZSTD ? "zstd" : "none";
+    p->compression_level = m->compression_level;
+    p->blocks = m->blocks;
+    p->duration_ms = m->duration_ms;
+    if (!p->server_version)
+        return NULL;
+    if (with_states && m->n_states) {
+        p->states = pb_alloc(a, m->n_states * sizeof(*p->states));
+        Statesrv__V1__CheckpointStateInfo *si = pb_alloc(a, m->n_states * sizeof(*si));
+        if (!p->states || !si)
+            return NULL;
+        for (size_t i = 0; i < m->n_states; i++) {
+            statesrv__v1__checkpoint_state_info__init(&si[i]);
+            si[i].name = pb_strdup(a, m->states[i].name);
+            if (!si[i].name)
+                return NULL;
+            si[i].entries = m->states[i].entries;
+            si[i].raw_bytes = m->states[i].raw_bytes;
+            si[i].kg_min = m->states[i].kg_min;
+            si[i].kg_max = m->states[i].kg_max;
+            si[i].blocks = m->states[i].blocks;
+            p->states[i] = &si[i];
+        }
+        p->n_states = m->n_states;
+    }
+    return p;
+}
+
+/* --- replies -------------------------------------------------------------- */
+
+static void reply(struct job *j, Statesrv__V1__Response *resp)
+{
+    struct sv_conn *c = j->waiter;
+    if (!c)
+        return;
+    j->waiter = NULL;
+    struct sv_server *srv = j->ck->srv;
+    resp->id = j->req_id;
+    if (sv_msg_append(&c->out, &resp->base, srv->cfg->max_frame_size)) {
+        sv_conn_close(c);
+        return;
+    }
+    c->waiting = 0;
+    sv_conn_flush(c);
+    /* Requests that queued up behind this one run in the next batch. */
+    if (c->state == SV_CONN_OPEN && sv_frame_reader_ready(&c->in))
+        sv_conn_ready(c);
+    else if (c->state == SV_CONN_OPEN && (c->eof || srv->stopping))
+        sv_conn_drain(c);
+}
+
+static void reply_error(struct job *j, int rc, const char *msg)
+{
+    Statesrv__V1__Response r = STATESRV__V1__RESPONSE__INIT;
+    r.status = (Statesrv__V1__Status)sv_error_status(rc);
+    r.message = (char *)msg;
+    reply(j, &r);
+}
+
+void sv_checkpoints_conn_gone(struct sv_checkpoints *ck, struct sv_conn *c)
+{
+    if (ck->queued && ck->queued->waiter == c)
+        ck->queued->waiter = NULL;
+    if (ck->running && ck->running->waiter == c)
+        ck->running->waiter = NULL;
+}
+
+void sv_checkpoints_cancel(struct sv_checkpoints *ck)
+{
+    atomic_store(&ck->cancel, 1);
+}
+
+/* --- snapshot ------------------------------------------------------------- */
+
+struct snap_ctx {
+    struct job *j;
+    struct sv_ckpt_writer *w;
+    uint64_t n;
+};
+
+static int snap_add(void *ud, const uint8_t *skey, size_t sklen, const uint8_t *value, size_t vlen)
+{
+    struct snap_ctx *x = ud;
+    int rc = sv_ckpt_writer_add(x->w, skey, sklen, value, vlen);
+    if (rc)
+        return rc;
+    struct sv_checkpoints *ck = x->j->ck;
+    atomic_fetch_add(&ck->prog_entries, 1);
+    atomic_fetch_add(&ck->prog_bytes, sklen + vlen);
+    if (++x->n % CANCEL_CHECK_EVERY == 0 && atomic_load(&ck->cancel))
+        return SV_EUNAVAIL;
+    return 0;
+}
+
+/* Keeps the newest checkpoint_retain checkpoints (by id). */
+static void apply_retention(struct sv_checkpoints *ck)
+{
+    uint64_t *ids;
+    size_t n;
+    if (list_ids(ck->cfg->checkpoint_dir, &ids, &n))
+        return;
+    for (size_t i = 0; i + ck->cfg->checkpoint_retain < n; i++) {
+        int rc = remove_checkpoint(ck, ids[i]);
+        if (rc)
+            sv_warn("checkpoints: cannot remove chk-%" PRIu64 ": %s", ids[i], strerror(-rc));
+        else
+            sv_info("checkpoints: removed chk-%" PRIu64 " (checkpoint_retain = %u)", ids[i],
+                    ck->cfg->checkpoint_retain);
+    }
+    free(ids);
+}
+
+static const char *io_reason(int rc)
+{
+    return rc == -ENOSPC || rc == -EFBIG || rc == -EDQUOT ? "the disk is full" : sv_strerror(rc);
+}
+
+/* Worker thread. */
+static void snapshot_work(uv_work_t *w)
+{
+    struct job *j = w->data;
+    struct sv_checkpoints *ck = j->ck;
+    const struct sv_config *cfg = ck->cfg;
+    char err[512] = "";
+    int rc;
+    if (mkdir(j->tmpdir, 0750)) {
+        rc = -errno;
+        job_fail(j, rc, "cannot create %s: %s", j->tmpdir, strerror(errno));
+        goto out;
+    }
+    uint32_t first, last;
+    sv_store_kg_range(ck->srv->store, &first, &last);
+    struct sv_ckpt_writer_options o = {
+        .checkpoint_id = j->id,
+        .key_groups = sv_store_key_groups(ck->srv->store),
+        .kg_first = first,
+        .kg_last = last,
+        .compression = (enum sv_ckpt_compression)cfg->checkpoint_compression,
+        .compression_level = cfg->checkpoint_compression_level,
+        .server_version = SV_VERSION,
+    };
+    struct snap_ctx x = {.j = j};
+    if ((rc = sv_ckpt_writer_open(j->tmpdir, &o, &x.w, err, sizeof(err)))) {
+        job_fail(j, rc, "%s", err);
+        goto out;
+    }
+    size_t n = sv_store_snapshot_nstates(j->snap);
+    for (size_t i = 0; i < n && !rc; i++) {
+        if ((rc = sv_ckpt_writer_state(x.w, sv_store_snapshot_state(j->snap, i))) == 0)
+            rc = sv_store_snapshot_scan(j->snap, i, snap_add, &x);
+    }
+    /* Every entry is in the writer: end the read transaction before the
+     * slow part (the last block, fsync), so LMDB can reuse pages sooner. */
+    sv_store_snapshot_release(j->snap);
+    j->snap = NULL;
+    if (rc) {
+        sv_ckpt_writer_abort(x.w);
+        if (rc == SV_EUNAVAIL)
+            job_fail(j, rc, "the snapshot was cancelled: the server is shutting down");
+        else
+            job_fail(j, rc, "writing %s failed: %s", j->tmpdir, io_reason(rc));
+        goto out;
+    }
+    if ((rc = sv_ckpt_writer_finish(x.w, &j->manifest, err, sizeof(err)))) {
+        job_fail(j, rc, "finishing %s failed: %s (%s)", j->tmpdir, io_reason(rc), err);
+        goto out;
+    }
+    j->has_manifest = 1;
+    /* Atomic: the directory appears complete under its final name or not
+     * at all. */
+    if (rename(j->tmpdir, j->dir)) {
+        rc = -errno;
+        job_fail(j, rc, "cannot rename %s to %s: %s", j->tmpdir, j->dir, strerror(errno));
+        goto out;
+    }
+    if ((rc = sv_fs_fsync_dir(cfg->checkpoint_dir))) {
+        /* The rename may not survive a crash: not a durable checkpoint. */
+        job_fail(j, rc, "fsync of %s failed: %s", cfg->checkpoint_dir, strerror(-rc));
+        sv_fs_rm_rf(j->dir);
+        goto out;
+    }
+    apply_retention(ck);
+out:
+    if (j->rc)
+        sv_fs_rm_rf(j->tmpdir);
+    j->duration_ms = sv_now_ms() - j->started_ms;
+    if (j->has_manifest)
+        j->manifest.duration_ms = j->duration_ms;
+}
+
+/* --- restore -------------------------------------------------------------- */
+
+struct restore_src {
+    struct sv_ckpt_reader *r;
+    const char *path;
+};
+
+static int cmp_names(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Index of state `name` in a source, or -1. */
+static long find_state(const struct sv_ckpt_manifest *m, const char *name)
+{
+    for (size_t i = 0; i < m->n_states; i++)
+        if (strcmp(m->states[i].name, name) == 0)
+            return (long)i;
+    return -1;
+}
+
+/* For one state, which source owns each key group of [first, last] that has
+ * entries (owner[kg - first] = source + 1, 0: none). Two sources with
+ * entries in one key group: SV_EINVAL. *entries: the state's total. */
+static int plan_state(struct job *j, struct restore_src *src, size_t nsrc, const char *name,
+                      uint16_t *owner, uint64_t *entries)
+{
+    size_t span = (size_t)j->last - j->first + 1;
+    memset(owner, 0, span * sizeof(*owner));
+    *entries = 0;
+    for (size_t s = 0; s < nsrc; s++) {
+        const struct sv_ckpt_manifest *m = sv_ckpt_manifest(src[s].r);
+        long idx = find_state(m, name);
+        if (idx < 0 || m->states[idx].entries == 0)
+            continue;
+        uint32_t lo = m->states[idx].kg_min > j->first ? m->states[idx].kg_min : j->first;
+        uint32_t hi = m->states[idx].kg_max < j->last ? m->states[idx].kg_max : j->last;
+        for (uint32_t kg = lo; kg <= hi && lo <= hi; kg++) {
+            uint64_t n = sv_ckpt_kg_entries(src[s].r, (size_t)idx, kg);
+            if (!n)
+                continue;
+            uint16_t *o = &owner[kg - j->first];
+            if (*o)
+                return job_fail(j, SV_EINVAL,
+                                "sources %s and %s both hold key group %u of state '%s'; each "
+                                "key group must come from one source (give a --key-groups "
+                                "range that picks one)",
+                                src[*o - 1].path, src[s].path, kg, name);
+            *o = (uint16_t)(s + 1);
+            *entries += n;
+        }
+    }
+    return 0;
+}
+
+/* Copies state `name` from the planned sources into the builder, key groups
+ * in order, one contiguous run per source at a time. */
+static int load_state(struct job *j, struct restore_src *src, const char *name,
+                      const uint16_t *owner)
+{
+    struct sv_checkpoints *ck = j->ck;
+    int rc = sv_store_builder_state(j->builder, name);
+    if (rc)
+        return job_fail(j, rc, "restore: cannot create state '%s': %s", name, sv_strerror(rc));
+    size_t span = (size_t)j->last - j->first + 1;
+    for (size_t i = 0; i < span;) {
+        if (!owner[i]) {
+            i++;
+            continue;
+        }
+        size_t k = i;
+        while (k + 1 < span && owner[k + 1] == owner[i])
+            k++;
+        struct restore_src *s = &src[owner[i] - 1];
+        long idx = find_state(sv_ckpt_manifest(s->r), name);
+        struct sv_ckpt_iter *it;
+        if ((rc = sv_ckpt_iter_open(s->r, (size_t)idx, j->first + (uint32_t)i,
+                                    j->first + (uint32_t)k, &it)))
+            return job_fail(j, rc, "restore: %s: %s", s->path, sv_ckpt_errmsg(s->r));
+        const uint8_t *sk, *v;
+        size_t skl, vl;
+        uint64_t n = 0;
+        while ((rc = sv_ckpt_iter_next(it, &sk, &skl, &v, &vl)) == 1) {
+            if ((rc = sv_store_builder_put(j->builder, sk, skl, v, vl)))
+                break;
+            j->restored_entries++;
+            atomic_fetch_add(&ck->prog_entries, 1);
+            atomic_fetch_add(&ck->prog_bytes, skl + vl);
+            if (++n % CANCEL_CHECK_EVERY == 0 && atomic_load(&ck->cancel)) {
+                rc = SV_EUNAVAIL;
+                break;
+            }
+        }
+        sv_ckpt_iter_close(it);
+        if (rc == SV_EUNAVAIL)
+            return job_fail(j, rc, "the restore was cancelled: the server is shutting down");
+        if (rc < 0)
+            return job_fail(j, rc, "restore: reading %s or writing the new store failed: %s%s%s",
+                            s->path, sv_strerror(rc), rc == SV_ECORRUPT ? ": " : "",
+                            rc == SV_ECORRUPT ? sv_ckpt_errmsg(s->r) : "");
+        i = k + 1;
+    }
+    j->restored_states++;
+    return 0;
+}
+
+/* Worker thread (or the main thread at start-up). The live store is not
+ * touched: everything goes into a new generation. */
+static void restore_work(uv_work_t *w)
+{
+    struct job *j = w->data;
+    struct sv_store *store = j->ck->srv->store;
+    struct restore_src src[SV_RESTORE_MAX_SOURCES];
+    size_t nsrc = 0;
+    char err[512];
+    const char **names = NULL;
+    uint16_t *owner = NULL;
+    size_t nnames = 0;
+    int rc;
+
+    /* 1. Open and verify every source before anything is written. */
+    uint64_t size_hint = 0;
+    for (size_t i = 0; i < j->nsources; i++) {
+        src[i].path = j->sources[i];
+        if ((rc = sv_ckpt_open(j->sources[i], &src[i].r, err, sizeof(err)))) {
+            job_fail(j, rc == SV_ECORRUPT ? SV_EINVAL : rc, "restore: %s", err);
+            goto out;
+        }
+        nsrc++;
+        const struct sv_ckpt_manifest *m = sv_ckpt_manifest(src[i].r);
+        if (m->key_groups != sv_store_key_groups(store)) {
+            job_fail(j, SV_EINVAL,
+                     "restore: %s has key_groups = %u but this server has %u; key groups "
+                     "cannot change in a restore",
+                     j->sources[i], m->key_groups, sv_store_key_groups(store));
+            goto out;
+        }
+        if ((rc = sv_ckpt_verify(src[i].r, NULL, NULL, err, sizeof(err)))) {
+            job_fail(j, rc == SV_ECORRUPT ? SV_EINVAL : rc, "restore: %s does not verify: %s",
+                     j->sources[i], err);
+            goto out;
+        }
+        size_hint += m->raw_bytes;
+    }
+
+    /* 2. Plan: every state, and who owns each key group, before building. */
+    size_t cap = 0;
+    for (size_t i = 0; i < nsrc; i++)
+        cap += sv_ckpt_manifest(src[i].r)->n_states;
+    names = calloc(cap ? cap : 1, sizeof(*names));
+    owner = calloc((size_t)j->last - j->first + 1, sizeof(*owner));
+    if (!names || !owner) {
+        job_fail(j, -ENOMEM, "restore: out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < nsrc; i++) {
+        const struct sv_ckpt_manifest *m = sv_ckpt_manifest(src[i].r);
+        for (size_t k = 0; k < m->n_states; k++)
+            names[nnames++] = m->states[k].name;
+    }
+    qsort(names, nnames, sizeof(*names), cmp_names);
+    size_t u = 0;
+    for (size_t i = 0; i < nnames; i++)
+        if (u == 0 || strcmp(names[u - 1], names[i]) != 0)
+            names[u++] = names[i];
+    nnames = u;
+    for (size_t i = 0; i < nnames; i++) {
+        uint64_t n;
+        if (plan_state(j, src, nsrc, names[i], owner, &n))
+            goto out;
+    }
+
+    /* 3. Build the new generation. */
+    if ((rc = sv_store_builder_open(store, size_hint, j->first, j->last, &j->builder, err,
+                                    sizeof(err)))) {
+        job_fail(j, rc, "%s", err);
+        goto out;
+    }
+    for (size_t i = 0; i < nnames; i++) {
+        uint64_t n;
+        if (plan_state(j, src, nsrc, names[i], owner, &n))
+            goto out;
+        if (n && load_state(j, src, names[i], owner))
+            goto out;
+    }
+    if ((rc = sv_store_builder_finish(j->builder, err, sizeof(err))))
+        job_fail(j, rc, "%s", err);
+out:
+    for (size_t i = 0; i < nsrc; i++)
+        sv_ckpt_close(src[i].r);
+    free(names);
+    free(owner);
+    if (j->rc && j->builder) {
+        sv_store_builder_free(j->builder);
+        j->builder = NULL;
+    }
+    j->duration_ms = sv_now_ms() - j->started_ms;
+}
+
+/* Loop thread: put a finished restore in place. */
+static void restore_switch(struct job *j)
+{
+    char err[512];
+    if (!j->rc) {
+        int rc = sv_store_switch(j->ck->srv->store, j->builder, err, sizeof(err));
+        if (rc)
+            job_fail(j, rc, "%s", err);
+    }
+    sv_store_builder_free(j->builder);
+    j->builder = NULL;
+}
+
+/* --- job lifecycle -------------------------------------------------------- */
+
+static void job_done(uv_work_t *w, int status)
+{
+    struct job *j = w->data;
+    struct sv_checkpoints *ck = j->ck;
+    struct sv_server *srv = ck->srv;
+    if (status == UV_ECANCELED)
+        job_fail(j, SV_EUNAVAIL, "the job was cancelled");
+    if (j->kind == JOB_SNAPSHOT) {
+        sv_store_snapshot_release(j->snap); /* only if the work never ran */
+        j->snap = NULL;
+        sv_store_snapshot_finished(srv->store);
+    } else {
+        restore_switch(j);
+        ck->restoring = 0;
+    }
+    ck->running = NULL;
+
+    if (j->rc) {
+        sv_error("%s %" PRIu64 " failed: %s", j->kind == JOB_SNAPSHOT ? "snapshot" : "restore",
+                 j->id, j->msg);
+        reply_error(j, j->rc, j->msg);
+        job_free(j);
+        return;
+    }
+    Statesrv__V1__Response resp = STATESRV__V1__RESPONSE__INIT;
+    if (j->kind == JOB_SNAPSHOT) {
+        ck->completed++;
+        ck->last_id = j->id;
+        ck->last_bytes = j->manifest.data_bytes;
+        ck->last_duration_ms = j->duration_ms;
+        ck->last_unix_ms = wall_ms();
+        sv_info("checkpoint %" PRIu64 " complete: %" PRIu64 " entries, %" PRIu64
+                " bytes in %s, %" PRIu64 " ms",
+                j->id, j->manifest.entries, j->manifest.data_bytes, j->dir, j->duration_ms);
+        Statesrv__V1__SnapshotResult *r = sv_arena_alloc(&srv->arena, sizeof(*r));
+        if (r) {
+            statesrv__v1__snapshot_result__init(r);
+            r->manifest = manifest_to_pb(&j->manifest, &srv->arena.pb, 1);
+            r->path = j->dir;
+        }
+        if (!r || !r->manifest) {
+            reply_error(j, -ENOMEM, "out of memory for the reply");
+        } else {
+            resp.result_case = STATESRV__V1__RESPONSE__RESULT_SNAPSHOT;
+            resp.snapshot = r;
+            reply(j, &resp);
+        }
+    } else {
+        ck->restores++;
+        ck->last_restore_ms = j->duration_ms;
+        sv_info("restore complete: %" PRIu64 " entries in %u state(s), key groups %u-%u, %" PRIu64
+                " ms",
+                j->restored_entries, j->restored_states, j->first, j->last, j->duration_ms);
+        Statesrv__V1__RestoreResult r = STATESRV__V1__RESTORE_RESULT__INIT;
+        r.entries = j->restored_entries;
+        r.states = j->restored_states;
+        r.kg_first = j->first;
+        r.kg_last = j->last;
+        r.duration_ms = j->duration_ms;
+        resp.result_case = STATESRV__V1__RESPONSE__RESULT_RESTORE;
+        resp.restore = &r;
+        reply(j, &resp);
+    }
+    sv_arena_reset(&srv->arena);
+    job_free(j);
+}
+
+static struct job *job_new(struct sv_checkpoints *ck, enum job_kind kind, struct sv_conn *c,
+                           uint64_t req_id)
+{
+    struct job *j = calloc(1, sizeof(*j));
+    if (!j)
+        return NULL;
+    j->kind = kind;
+    j->ck = ck;
+    j->waiter = c;
+    j->req_id = req_id;
+    j->work.data = j;
+    return j;
+}
+
+static int busy_msg(const struct sv_checkpoints *ck, char *msg, size_t msglen)
+{
+    const struct job *j = ck->running ? ck->running : ck->queued;
+    if (j->kind == JOB_SNAPSHOT)
+        snprintf(msg, msglen, "checkpoint %" PRIu64 " is being written; try again when it is done",
+                 j->id);
+    else
+        snprintf(msg, msglen, "a restore is running; try again when it is done");
+    return SV_EBUSY;
+}
+
+int sv_checkpoints_queue_snapshot(struct sv_checkpoints *ck, struct sv_conn *c, uint64_t req_id,
+                                  int has_id, uint64_t id, char *msg, size_t msglen)
+{
+    if (sv_checkpoints_busy(ck))
+        return busy_msg(ck, msg, msglen);
+    uint64_t *ids;
+    size_t n;
+    int rc = list_ids(ck->cfg->checkpoint_dir, &ids, &n);
+    if (rc) {
+        snprintf(msg, msglen, "cannot read checkpoint_dir %s: %s", ck->cfg->checkpoint_dir,
+                 strerror(-rc));
+        return rc;
+    }
+    uint64_t highest = n ? ids[n - 1] : 0;
+    free(ids);
+    char dir[PATH_LEN];
+    if (has_id) {
+        if (id == 0) {
+            snprintf(msg, msglen, "checkpoint id 0 is not allowed (ids start at 1)");
+            return SV_EINVAL;
+        }
+        ckpt_path(ck, id, dir, sizeof(dir));
+        if (access(dir, F_OK) == 0) {
+            snprintf(msg, msglen, "checkpoint %" PRIu64 " already exists (%s)", id, dir);
+            return SV_EINVAL;
+        }
+    } else {
+        if (highest == UINT64_MAX) {
+            snprintf(msg, msglen, "no checkpoint id is left after %" PRIu64, highest);
+            return SV_EINVAL;
+        }
+        id = highest + 1;
+    }
+    struct job *j = job_new(ck, JOB_SNAPSHOT, c, req_id);
+    if (!j) {
+        snprintf(msg, msglen, "out of memory");
+        return -ENOMEM;
+    }
+    j->id = id;
+    ckpt_path(ck, id, j->dir, sizeof(j->dir));
+    snprintf(j->tmpdir, sizeof(j->tmpdir), "%.4000s/" TMP_PREFIX "%" PRIu64 ".tmp",
+             ck->cfg->checkpoint_dir, id);
+    ck->queued = j;
+    return 0;
+}
+
+/* A restore source: a checkpoint id here, or a checkpoint directory under
+ * checkpoint_dir or one of restore_roots, after resolving .. and symlinks. */
+static int resolve_source(struct sv_checkpoints *ck, const char *s, char **out, char *msg,
+                          size_t msglen)
+{
+    char path[PATH_LEN], real[PATH_MAX];
+    size_t len = strlen(s);
+    int numeric = len > 0 && len <= 20 && strspn(s, "0123456789") == len;
+    if (len == 0 || len >= PATH_MAX) {
+        snprintf(msg, msglen, "restore source %s", len ? "is too long" : "is empty");
+        return SV_EINVAL;
+    }
+    if (numeric) {
+        errno = 0;
+        uint64_t id = strtoull(s, NULL, 10);
+        if (errno) {
+            snprintf(msg, msglen, "restore source '%s' is not a checkpoint id", s);
+            return SV_EINVAL;
+        }
+        ckpt_path(ck, id, path, sizeof(path));
+        s = path;
+    }
+    if (!realpath(s, real)) {
+        int e = errno;
+        snprintf(msg, msglen, "restore source %.200s: %s", s,
+                 e == ENOENT ? "no such checkpoint" : strerror(e));
+        return e == ENOENT ? SV_ENOTFOUND : -e;
+    }
+    /* Allowed roots: checkpoint_dir, then each of restore_roots. */
+    char roots[sizeof(ck->cfg->restore_roots) + PATH_LEN];
+    snprintf(roots, sizeof(roots), "%s:%s", ck->cfg->checkpoint_dir, ck->cfg->restore_roots);
+    int allowed = 0;
+    for (char *save = NULL, *r = strtok_r(roots, ":", &save); r && !allowed;
+         r = strtok_r(NULL, ":", &save)) {
+        char rr[PATH_MAX];
+        if (!*r || !realpath(r, rr))
+            continue;
+        size_t n = strlen(rr);
+        allowed = strncmp(real, rr, n) == 0 && real[n] == '/' && real[n + 1] != '\0';
+    }
+    if (!allowed) {
+        snprintf(msg, msglen,
+                 "restore source %.200s (%.200s) is outside checkpoint_dir and restore_roots", s,
+                 real);
+        return SV_EINVAL;
+    }
+    *out = strdup(real);
+    if (!*out) {
+        snprintf(msg, msglen, "out of memory");
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+static int prepare_restore(struct sv_checkpoints *ck, struct job *j, char *const *sources,
+                           size_t nsources, int has_range, uint32_t first, uint32_t last,
+                           char *msg, size_t msglen)
+{
+    uint32_t groups = sv_store_key_groups(ck->srv->store);
+    if (nsources == 0 || nsources > SV_RESTORE_MAX_SOURCES) {
+        snprintf(msg, msglen, "restore needs 1 to %d sources, got %zu", SV_RESTORE_MAX_SOURCES,
+                 nsources);
+        return SV_EINVAL;
+    }
+    if (has_range && (first > last || last >= groups)) {
+        snprintf(msg, msglen, "key group range %u-%u is invalid: need first <= last < %u", first,
+                 last, groups);
+        return SV_EINVAL;
+    }
+    j->first = has_range ? first : 0;
+    j->last = has_range ? last : groups - 1;
+    for (size_t i = 0; i < nsources; i++) {
+        int rc = resolve_source(ck, sources[i], &j->sources[i], msg, msglen);
+        if (rc)
+            return rc;
+        j->nsources++;
+    }
+    return 0;
+}
+
+int sv_checkpoints_queue_restore(struct sv_checkpoints *ck, struct sv_conn *c, uint64_t req_id,
+                                 char *const *sources, size_t nsources, int has_range,
+                                 uint32_t first, uint32_t last, char *msg, size_t msglen)
+{
+    if (sv_checkpoints_busy(ck))
+        return busy_msg(ck, msg, msglen);
+    struct job *j = job_new(ck, JOB_RESTORE, c, req_id);
+    if (!j) {
+        snprintf(msg, msglen, "out of memory");
+        return -ENOMEM;
+    }
+    int rc = prepare_restore(ck, j, sources, nsources, has_range, first, last, msg, msglen);
+    if (rc) {
+        job_free(j);
+        return rc;
+    }
+    ck->queued = j;
+    return 0;
+}
+
+void sv_checkpoints_drop_queued(struct sv_checkpoints *ck)
+{
+    job_free(ck->queued);
+    ck->queued = NULL;
+}
+
+void sv_checkpoints_start_queued(struct sv_checkpoints *ck)
+{
+    struct job *j = ck->queued;
+    if (!j)
+        return;
+    ck->queued = NULL;
+    struct sv_server *srv = ck->srv;
+    j->started_ms = sv_now_ms();
+    atomic_store(&ck->prog_entries, 0);
+    atomic_store(&ck->prog_bytes, 0);
+    if (j->kind == JOB_SNAPSHOT) {
+        int rc = sv_store_snapshot_begin(srv->store, &j->snap);
+        if (rc) {
+            job_fail(j, rc, "cannot begin the snapshot: %s", sv_strerror(rc));
+            reply_error(j, rc, j->msg);
+            job_free(j);
+            return;
+        }
+        sv_info("checkpoint %" PRIu64 ": snapshot of %zu state(s) begins", j->id,
+                sv_store_snapshot_nstates(j->snap));
+    } else {
+        ck->restoring = 1;
+        sv_info("restore from %zu source(s), key groups %u-%u, begins", j->nsources, j->first,
+                j->last);
+    }
+    ck->running = j;
+    int rc = uv_queue_work(srv->loop, &j->work,
+                           j->kind == JOB_SNAPSHOT ? snapshot_work : restore_work, job_done);
+    if (rc) {
+        /* The callback never runs: finish here. */
+        job_fail(j, SV_EINTERNAL, "cannot start the job: %s", uv_strerror(rc));
+        job_done(&j->work, 0);
+    }
+}
+
+/* --- synchronous ops ------------------------------------------------------ */
+
+int sv_checkpoints_list(struct sv_checkpoints *ck, ProtobufCAllocator *alloc,
+                        Statesrv__V1__CheckpointManifest ***out, size_t *n, char *msg,
+                        size_t msglen)
+{
+    uint64_t *ids;
+    size_t count;
+    int rc = list_ids(ck->cfg->checkpoint_dir, &ids, &count);
+    if (rc) {
+        snprintf(msg, msglen, "cannot read checkpoint_dir %s: %s", ck->cfg->checkpoint_dir,
+                 strerror(-rc));
+        return rc;
+    }
+    *n = 0;
+    *out = pb_alloc(alloc, (count ? count : 1) * sizeof(**out));
+    if (!*out) {
+        free(ids);
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < count; i++) {
+        char dir[PATH_LEN], err[256];
+        ckpt_path(ck, ids[i], dir, sizeof(dir));
+        struct sv_ckpt_reader *r;
+        if (sv_ckpt_open(dir, &r, err, sizeof(err))) {
+            sv_warn("checkpoints: skipping %s: %s", dir, err);
+            continue;
+        }
+        Statesrv__V1__CheckpointManifest *m = manifest_to_pb(sv_ckpt_manifest(r), alloc, 1);
+        sv_ckpt_close(r);
+        if (!m) {
+            free(ids);
+            return -ENOMEM;
+        }
+        (*out)[(*n)++] = m;
+    }
+    free(ids);
+    return 0;
+}
+
+int sv_checkpoints_delete(struct sv_checkpoints *ck, uint64_t id, char *msg, size_t msglen)
+{
+    if (sv_checkpoints_busy(ck))
+        return busy_msg(ck, msg, msglen);
+    char dir[PATH_LEN];
+    ckpt_path(ck, id, dir, sizeof(dir));
+    struct stat st;
+    if (stat(dir, &st)) {
+        snprintf(msg, msglen, "checkpoint %" PRIu64 " does not exist", id);
+        return SV_ENOTFOUND;
+    }
+    int rc = remove_checkpoint(ck, id);
+    if (rc) {
+        snprintf(msg, msglen, "cannot remove %s: %s", dir, strerror(-rc));
+        return rc;
+    }
+    sv_info("checkpoints: deleted chk-%" PRIu64, id);
+    return 0;
+}
+
+void sv_checkpoints_stats(struct sv_checkpoints *ck, ProtobufCAllocator *alloc,
+                          Statesrv__V1__StatsResult *r)
+{
+    r->checkpoints_completed = ck->completed;
+    r->last_checkpoint_id = ck->last_id;
+    r->last_checkpoint_bytes = ck->last_bytes;
+    r->last_checkpoint_duration_ms = ck->last_duration_ms;
+    r->last_checkpoint_unix_ms = ck->last_unix_ms;
+    r->restores_completed = ck->restores;
+    r->last_restore_duration_ms = ck->last_restore_ms;
+    const struct job *j = ck->running;
+    if (!j)
+        return;
+    Statesrv__V1__CheckpointProgress *p = pb_alloc(alloc, sizeof(*p));
+    if (!p)
+        return;
+    statesrv__v1__checkpoint_progress__init(p);
+    p->kind = j->kind == JOB_SNAPSHOT ? "snapshot" : "restore";
+    p->checkpoint_id = j->id;
+    p->entries = atomic_load(&ck->prog_entries);
+    p->bytes = atomic_load(&ck->prog_bytes);
+    p->elapsed_ms = sv_now_ms() - j->started_ms;
+    r->checkpoint_in_progress = p;
+}
+
+int sv_checkpoints_restore_now(struct sv_checkpoints *ck, char *const *sources, size_t nsources,
+                               int has_range, uint32_t first, uint32_t last, char *err,
+                               size_t errlen)
+{
+    struct job *j = job_new(ck, JOB_RESTORE, NULL, 0);
+    if (!j) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    int rc = prepare_restore(ck, j, sources, nsources, has_range, first, last, err, errlen);
+    if (rc) {
+        job_free(j);
+        return rc;
+    }
+    j->started_ms = sv_now_ms();
+    restore_work(&j->work);
+    restore_switch(j);
+    rc = j->rc;
+    if (rc)
+        snprintf(err, errlen, "%s", j->msg);
+    else
+        sv_info("restored %" PRIu64 " entries in %u state(s) from %zu source(s), key groups "
+                "%u-%u, in %" PRIu64 " ms",
+                j->restored_entries, j->restored_states, j->nsources, j->first, j->last,
+                j->duration_ms);
+    job_free(j);
+    return rc;
+}
