@@ -36,6 +36,10 @@ void *sv_arena_alloc(struct sv_arena *a, size_t n)
     if (n > SIZE_MAX - 15 - sizeof(struct sv_arena_chunk))
         return NULL;
     n = (n + 15) & ~(size_t)15;
+    if (a->limit && n > a->limit - (a->used < a->limit ? a->used : a->limit)) {
+        a->exhausted = 1;
+        return NULL;
+    }
     struct sv_arena_chunk *c = a->head;
     if (!c || c->size - c->off < n) {
         size_t size = n > a->chunk_size ? n : a->chunk_size;
@@ -71,6 +75,7 @@ void sv_arena_reset(struct sv_arena *a)
     }
     a->head = keep;
     a->used = 0;
+    a->exhausted = 0;
 }
 
 void sv_arena_free(struct sv_arena *a)

@@ -14,12 +14,15 @@ struct sv_arena_chunk;
 struct sv_arena {
     struct sv_arena_chunk *head; /* newest chunk; older ones follow */
     size_t chunk_size;
-    size_t used; /* bytes handed out since the last reset */
+    size_t used;   /* bytes handed out since the last reset */
+    size_t limit;  /* alloc fails once used would pass this (0: none) */
+    int exhausted; /* an alloc failed on the limit since the last reset */
     ProtobufCAllocator pb;
 };
 
 void sv_arena_init(struct sv_arena *a, size_t chunk_size);
-/* NULL when memory is exhausted. Memory is 16-byte aligned. */
+/* NULL when memory is exhausted or `limit` would be passed (then `exhausted`
+ * is set). Memory is 16-byte aligned. */
 void *sv_arena_alloc(struct sv_arena *a, size_t n);
 /* Frees every allocation; keeps one standard chunk for reuse. */
 void sv_arena_reset(struct sv_arena *a);

@@ -9,6 +9,7 @@
 #include "checkpoint.h"
 #include "server.h"
 #include "sv_error.h"
+#include "sv_keys.h"
 #include "sv_log.h"
 #include "sv_msg.h"
 
@@ -18,7 +19,28 @@
 
 #define BATCH_MAX_REQUESTS 8192u
 #define BATCH_MAX_BYTES (16u * 1024 * 1024)
+#define CONN_MAX_REQUESTS 1024u /* per connection per batch: others get a turn */
 #define BATCHES_PER_TURN 8
+
+/* What decoding one request may allocate: protobuf-c materialises every
+ * repeated item and unknown field, so a hostile 16 MiB frame of empty
+ * submessages would otherwise take about a gigabyte. Real requests need the
+ * payload bytes plus a few hundred bytes per item, and items are bounded by
+ * max_batch_ops. */
+static size_t decode_budget(const struct sv_config *cfg, size_t frame_len)
+{
+    return 2 * frame_len + (size_t)cfg->max_batch_ops * 512 + 64 * 1024;
+}
+
+/* The id of a request whose decoding failed, read straight off the wire
+ * (field 1, varint), or 0. */
+static uint64_t peek_request_id(const uint8_t *p, size_t n)
+{
+    uint64_t id;
+    if (n >= 2 && p[0] == 0x08 && sv_varint_get(p + 1, n - 1, &id) > 0)
+        return id;
+    return 0;
+}
 
 static int batch_add(struct sv_server *srv, struct sv_conn *c)
 {
@@ -55,6 +77,21 @@ static void batch_rewind(struct sv_server *srv)
     sv_arena_reset(&srv->arena);
     /* The replay queues it again. */
     sv_checkpoints_drop_queued(srv->ckpt);
+}
+
+static int append_error(struct sv_conn *c, uint64_t id, int err, const char *msg);
+
+/* Rotates the ready list: connections still holding requests go to the
+ * back, so a busy client cannot take every batch. */
+static void rotate_ready(struct sv_server *srv)
+{
+    for (size_t i = 0; i < srv->nbatch; i++) {
+        struct sv_conn *c = srv->batch[i];
+        if (c->on_ready) {
+            sv_conn_unready(c);
+            sv_conn_ready(c);
+        }
+    }
 }
 
 static int append_error(struct sv_conn *c, uint64_t id, int err, const char *msg)
@@ -94,6 +131,10 @@ static void answer_commit_failure(struct sv_server *srv, int err)
 {
     char msg[160];
     snprintf(msg, sizeof(msg), "commit failed (%s); the request was not applied", sv_strerror(err));
+    /* Nothing was applied, so a retry is safe (UNAVAILABLE), unless the
+     * store is full. */
+    if (sv_error_status(err) != SV_STATUS_NO_SPACE)
+        err = SV_EUNAVAIL;
     for (size_t i = 0; i < srv->nbatch; i++) {
         struct sv_conn *c = srv->batch[i];
         size_t end = c->in.pos;
@@ -129,8 +170,11 @@ static void run_batch(struct sv_server *srv)
 redo:
     srv->nbatch = 0;
     if ((rc = sv_store_begin(srv->store))) {
-        /* Without a transaction nothing can be answered; try next turn. */
-        sv_error("store: cannot begin a transaction: %s", sv_strerror(rc));
+        /* Without a transaction nothing can be answered: back off (the
+         * check callback retries from a timer) rather than spin. */
+        if (!srv->backoff)
+            sv_error("store: cannot begin a transaction: %s; retrying", sv_strerror(rc));
+        srv->backoff = 1;
         return;
     }
     size_t nreq = 0, bytes = 0;
@@ -152,9 +196,10 @@ redo:
             sv_error("batch: out of memory");
             break;
         }
+        size_t conn_nreq = 0;
         while (!c->fatal && !c->waiting) {
             if (nreq >= BATCH_MAX_REQUESTS || bytes >= BATCH_MAX_BYTES ||
-                sv_conn_output(c) > cfg->max_output_buffer)
+                conn_nreq >= CONN_MAX_REQUESTS || sv_conn_output(c) > cfg->max_output_buffer)
                 break;
             const uint8_t *p;
             size_t n;
@@ -169,10 +214,29 @@ redo:
                 break;
             }
             nreq++;
+            conn_nreq++;
             bytes += n + SV_FRAME_HEADER_SIZE;
             seq++;
             Statesrv__V1__Request *req;
-            if (sv_msg_unpack_request(p, n, &srv->arena.pb, &req)) {
+            srv->arena.limit = srv->arena.used + decode_budget(cfg, n);
+            int urc = sv_msg_unpack_request(p, n, &srv->arena.pb, &req);
+            srv->arena.limit = 0;
+            if (urc && srv->arena.exhausted) {
+                /* Well-formed, perhaps, but far too many items: refuse it
+                 * and keep the connection. */
+                srv->arena.exhausted = 0;
+                char msg[160];
+                snprintf(msg, sizeof(msg),
+                         "the request has too many items to decode (frame of %zu bytes); "
+                         "at most max_batch_ops = %u items per request",
+                         n, cfg->max_batch_ops);
+                if (append_error(c, peek_request_id(p, n), SV_ETOOLARGE, msg)) {
+                    fatal_reply(c, SV_EUNAVAIL, "out of memory for the reply");
+                    break;
+                }
+                continue;
+            }
+            if (urc) {
                 fatal_reply(c, SV_EPROTO,
                             "malformed request: not a statesrv.v1.Request with a known op");
                 break;
@@ -215,7 +279,9 @@ redo:
                 rc = encode_reply(srv, c, &resp);
             }
             if (rc) {
-                fatal_reply(c, SV_EUNAVAIL, "out of memory for the reply");
+                /* The request may have been applied: do not invite a retry. */
+                fatal_reply(c, SV_EINTERNAL,
+                            "out of memory encoding a reply; the request's effect is unknown");
                 break;
             }
             if (stop)
@@ -275,12 +341,13 @@ redo:
         }
         sv_conn_flush(c);
     }
+    rotate_ready(srv);
     srv->nbatch = 0;
     sv_arena_reset(&srv->arena);
 }
 
 void sv_batch_run_all(struct sv_server *srv)
 {
-    for (int i = 0; i < BATCHES_PER_TURN && srv->ready_head; i++)
+    for (int i = 0; i < BATCHES_PER_TURN && srv->ready_head && !srv->backoff; i++)
         run_batch(srv);
 }

@@ -78,7 +78,8 @@ static uint64_t wall_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-static int job_fail(struct job *j, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int job_fail(struct job *j, int rc, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 static int job_fail(struct job *j, int rc, const char *fmt, ...)
 {
@@ -183,8 +184,7 @@ static int remove_checkpoint(const struct sv_checkpoints *ck, uint64_t id)
     return sv_fs_rm_rf(doomed);
 }
 
-int sv_checkpoints_new(struct sv_server *srv, struct sv_checkpoints **out, char *err,
-                       size_t errlen)
+int sv_checkpoints_new(struct sv_server *srv, struct sv_checkpoints **out, char *err, size_t errlen)
 {
     *out = NULL;
     struct sv_checkpoints *ck = calloc(1, sizeof(*ck));
@@ -873,8 +873,8 @@ static int resolve_source(struct sv_checkpoints *ck, const char *s, char **out, 
 }
 
 static int prepare_restore(struct sv_checkpoints *ck, struct job *j, char *const *sources,
-                           size_t nsources, int has_range, uint32_t first, uint32_t last,
-                           char *msg, size_t msglen)
+                           size_t nsources, int has_range, uint32_t first, uint32_t last, char *msg,
+                           size_t msglen)
 {
     uint32_t groups = sv_store_key_groups(ck->srv->store);
     if (nsources == 0 || nsources > SV_RESTORE_MAX_SOURCES) {

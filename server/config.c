@@ -217,7 +217,8 @@ int sv_config_set(struct sv_config *cfg, const char *name, const char *value, ch
     if (strcmp(name, "max_value_size") == 0)
         return set_size(name, value, 1, 1 * GIB, &cfg->max_value_size, 1, err, errlen);
     if (strcmp(name, "max_output_buffer") == 0)
-        return set_size(name, value, 64 * KIB, 64 * GIB, &cfg->max_output_buffer, 0, err, errlen);
+        /* uv_buf_t lengths are unsigned int: stay well below 4 GiB. */
+        return set_size(name, value, 64 * KIB, 2 * GIB, &cfg->max_output_buffer, 0, err, errlen);
     if (strcmp(name, "max_batch_ops") == 0)
         return set_count(name, value, 1, 1000000, &cfg->max_batch_ops, err, errlen);
     if (strcmp(name, "max_scan_limit") == 0)

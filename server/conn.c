@@ -37,6 +37,9 @@ void sv_conn_ready(struct sv_conn *c)
     struct sv_server *srv = c->srv;
     if (c->on_ready)
         return;
+    /* Callers run outside the check phase too (write callbacks): the loop
+     * must not block in poll while this connection waits. */
+    sv_server_wake(srv);
     c->on_ready = 1;
     c->ready_next = NULL;
     c->ready_prev = srv->ready_tail;
@@ -133,8 +136,10 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         read_stop(c);
         if (c->state == SV_CONN_LINGER) {
             sv_conn_close(c);
-        } else if (c->state == SV_CONN_OPEN && !c->on_ready) {
-            /* Nothing left to answer: finish writing, then close. */
+        } else if (c->state == SV_CONN_OPEN && !sv_frame_reader_ready(&c->in) && !c->waiting) {
+            /* Nothing left to answer: finish writing, then close. Requests
+             * still buffered (a back-pressured client) are answered first;
+             * the batch drains the connection after the last. */
             sv_conn_drain(c);
         } else if (c->state == SV_CONN_DRAINING) {
             sv_conn_flush(c);
@@ -260,6 +265,10 @@ void sv_conn_flush(struct sv_conn *c)
     if (c->state == SV_CONN_CLOSING)
         return;
     if (c->writing || c->out.len == 0) {
+        /* Far behind on reading its replies: stop taking its requests,
+         * also while a write is in flight. */
+        if (!output_ok(c))
+            read_stop(c);
         finish_if_drained(c);
         return;
     }
@@ -379,4 +388,9 @@ void sv_conn_accept(struct sv_server *srv, uv_stream_t *listener, int is_unix)
         sv_warn("conn %llu (%s): cannot start reading", (unsigned long long)c->id, c->peer);
         sv_conn_close(c);
     }
+}
+
+void sv_conn_stop_reading(struct sv_conn *c)
+{
+    read_stop(c);
 }

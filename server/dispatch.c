@@ -238,13 +238,27 @@ static int op_multi_get(struct ctx *x, const Statesrv__V1__MultiGet *m,
     return 0;
 }
 
+/* After a restore of a key-group range the store serves only that range;
+ * a write elsewhere is a misrouted key (and could not be checkpointed). */
+static int check_owned(struct ctx *x, const struct addr *a)
+{
+    uint32_t first, last;
+    sv_store_kg_range(x->store, &first, &last);
+    if (a->kg >= first && a->kg <= last)
+        return 0;
+    return fail(x, SV_EINVAL,
+                "key group %u is not served here: this store holds key groups %u-%u (restored "
+                "for that range)",
+                a->kg, first, last);
+}
+
 /* Shared by put and batch put. */
 static int do_put(struct ctx *x, const Statesrv__V1__Put *p)
 {
     struct addr a;
     int rc =
         resolve(x, p->state, p->key, p->namespace_, p->key_group_opt_case != 0, p->key_group, &a);
-    if (rc)
+    if (rc || (rc = check_owned(x, &a)))
         return rc;
     if ((unsigned)p->kind >= SV_KIND_MAX)
         return fail(x, SV_EINVAL, "unknown value kind %d", (int)p->kind);
@@ -268,7 +282,7 @@ static int do_delete(struct ctx *x, const Statesrv__V1__Delete *d, int *found)
     struct addr a;
     int rc =
         resolve(x, d->state, d->key, d->namespace_, d->key_group_opt_case != 0, d->key_group, &a);
-    if (rc)
+    if (rc || (rc = check_owned(x, &a)))
         return rc;
     rc = sv_store_delete(x->store, a.state, a.slen, a.skey, a.sklen, found);
     return rc ? store_fail(x, rc, &a) : 0;
@@ -279,7 +293,7 @@ static int do_merge(struct ctx *x, const Statesrv__V1__Merge *m, int64_t *counte
     struct addr a;
     int rc =
         resolve(x, m->state, m->key, m->namespace_, m->key_group_opt_case != 0, m->key_group, &a);
-    if (rc)
+    if (rc || (rc = check_owned(x, &a)))
         return rc;
     enum sv_merge_op op;
     switch (m->op) {

@@ -57,11 +57,34 @@ static void on_idle(uv_idle_t *h)
         uv_idle_stop(h);
 }
 
+void sv_server_wake(struct sv_server *srv)
+{
+    if (!srv->backoff && !uv_is_closing((uv_handle_t *)&srv->idle))
+        uv_idle_start(&srv->idle, on_idle);
+}
+
+static void on_retry(uv_timer_t *t)
+{
+    struct sv_server *srv = t->data;
+    srv->backoff = 0;
+    if (srv->ready_head)
+        sv_server_wake(srv);
+}
+
 /* After poll, every iteration: run the requests that arrived. */
 static void on_check(uv_check_t *h)
 {
     struct sv_server *srv = h->data;
+    if (srv->backoff)
+        return;
     sv_batch_run_all(srv);
+    if (srv->backoff) {
+        /* The store could not start a transaction: retry later instead of
+         * spinning. */
+        uv_idle_stop(&srv->idle);
+        uv_timer_start(&srv->retry_timer, on_retry, 100, 0);
+        return;
+    }
     /* More than one turn's worth waiting: keep the loop from blocking. */
     if (srv->ready_head)
         uv_idle_start(&srv->idle, on_idle);
@@ -258,6 +281,7 @@ void sv_server_conn_gone(struct sv_server *srv)
     close_if_open((uv_handle_t *)&srv->check);
     close_if_open((uv_handle_t *)&srv->idle);
     close_if_open((uv_handle_t *)&srv->stop_timer);
+    close_if_open((uv_handle_t *)&srv->retry_timer);
     signal(SIGTERM, SIG_IGN);
     signal(SIGINT, SIG_IGN);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
@@ -268,6 +292,8 @@ static void on_stop_timeout(uv_timer_t *t)
     struct sv_server *srv = t->data;
     sv_warn("shutdown: %u connection(s) did not finish in %d ms; closing them", srv->nconns,
             STOP_TIMEOUT_MS);
+    if (srv->nconns)
+        srv->exit_code = 1; /* not every client got its replies */
     for (struct sv_conn *c = srv->all_head; c; c = c->all_next)
         sv_conn_close(c);
 }
@@ -287,8 +313,9 @@ static void begin_shutdown(struct sv_server *srv, int signum)
     for (struct sv_conn *c = srv->all_head; c; c = c->all_next) {
         if (c->state != SV_CONN_OPEN)
             continue;
-        if (c->on_ready)
-            continue; /* the batch says goodbye once its frames are answered */
+        sv_conn_stop_reading(c);
+        if (sv_frame_reader_ready(&c->in) || c->waiting)
+            continue; /* the batch (or the job) says goodbye after the last reply */
         sv_conn_fail(c, SV_STATUS_UNAVAILABLE, "server is shutting down");
     }
     uv_timer_start(&srv->stop_timer, on_stop_timeout, STOP_TIMEOUT_MS, 0);
@@ -328,6 +355,8 @@ int sv_server_init(struct sv_server *srv, uv_loop_t *loop, const struct sv_confi
     srv->idle.data = srv;
     uv_timer_init(loop, &srv->stop_timer);
     srv->stop_timer.data = srv;
+    uv_timer_init(loop, &srv->retry_timer);
+    srv->retry_timer.data = srv;
     uv_unref((uv_handle_t *)&srv->check);
     uv_signal_init(loop, &srv->sigterm);
     srv->sigterm.data = srv;

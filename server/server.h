@@ -94,6 +94,8 @@ struct sv_server {
     uv_check_t check;
     uv_idle_t idle;
     uv_timer_t stop_timer;
+    uv_timer_t retry_timer; /* after a transaction could not begin */
+    int backoff;
     int stopping;
     int exit_code;
 
@@ -132,6 +134,8 @@ int sv_server_run(struct sv_server *srv);
 void sv_server_free(struct sv_server *srv);
 /* A connection's memory is gone; during shutdown the last one ends the loop. */
 void sv_server_conn_gone(struct sv_server *srv);
+/* Work is waiting: make the next poll return at once. */
+void sv_server_wake(struct sv_server *srv);
 
 /* conn.c */
 void sv_conn_accept(struct sv_server *srv, uv_stream_t *listener, int is_unix);
@@ -143,6 +147,8 @@ void sv_conn_close(struct sv_conn *c); /* at once */
 void sv_conn_fail(struct sv_conn *c, enum sv_status status, const char *msg);
 void sv_conn_ready(struct sv_conn *c); /* queue for the next batch */
 void sv_conn_unready(struct sv_conn *c);
+/* Shutdown: take no new requests from this connection. */
+void sv_conn_stop_reading(struct sv_conn *c);
 /* Bytes of replies not yet written. */
 size_t sv_conn_output(const struct sv_conn *c);
 

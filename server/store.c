@@ -474,6 +474,29 @@ static int env_open(struct sv_store *s, char *err, size_t errlen)
     return 0;
 }
 
+/* More states exist than max_states allows (the setting was lowered): open
+ * anyway with room for all of them; creating new ones stays refused. */
+static int env_open_any(struct sv_store *s, char *err, size_t errlen)
+{
+    int rc = env_open(s, err, errlen);
+    if (rc != SV_ENOSPACE)
+        return rc;
+    unsigned want = s->opts.max_states;
+    s->opts.max_states = 32000;
+    if (s->nslots < 32000 * 2 + 8) {
+        free(s->slots);
+        s->nslots = 65536 * 2;
+        s->slots = calloc(s->nslots, sizeof(*s->slots));
+        if (!s->slots) {
+            snprintf(err, errlen, "out of memory");
+            return -ENOMEM;
+        }
+    }
+    rc = env_open(s, err, errlen);
+    s->opts.max_states = want;
+    return rc;
+}
+
 int sv_store_open(const struct sv_store_options *o, struct sv_store **out, char *err, size_t errlen)
 {
     *out = NULL;
@@ -538,7 +561,7 @@ int sv_store_open(const struct sv_store_options *o, struct sv_store **out, char 
         }
     }
     remove_stale_generations(o->dir, s->gen);
-    if ((rc = env_open(s, err, errlen)))
+    if ((rc = env_open_any(s, err, errlen)))
         goto fail;
     sv_info("store: %s open (generation %" PRIu64 "): %zu state(s), key_groups %u, map %llu "
             "MiB, sync %s",
@@ -784,13 +807,16 @@ int sv_store_merge(struct sv_store *s, const char *state, size_t slen, const uin
         snprintf(msg, msglen, "ADD_I64 operand must be 8 bytes (big-endian int64), got %zu", oplen);
         return SV_EINVAL;
     }
+    /* Look first, create the state only once the merge is known to apply:
+     * a refused merge must not leave an empty state behind. */
     MDB_dbi dbi;
-    int rc = state_dbi(s, state, slen, 1, &dbi);
-    if (rc)
+    int rc = state_dbi(s, state, slen, 0, &dbi);
+    int exists = rc == 0;
+    if (rc && rc != SV_ENOTFOUND)
         return rc;
     MDB_val k = {sklen, (void *)skey}, v;
     struct sv_value old = {.kind = want, .data = NULL, .len = 0};
-    rc = mdb_get(cur_txn(s), dbi, &k, &v);
+    rc = exists ? mdb_get(cur_txn(s), dbi, &k, &v) : MDB_NOTFOUND;
     if (rc == 0) {
         if ((rc = sv_value_parse(v.mv_data, v.mv_size, &old)))
             return rc;
@@ -801,8 +827,26 @@ int sv_store_merge(struct sv_store *s, const char *state, size_t slen, const uin
             return SV_EINVAL;
         }
     } else if (rc != MDB_NOTFOUND) {
-        return txn_fail(s, rc);
+        return map_err(rc);
     }
+    if (op == SV_MERGE_APPEND && old.len + sv_list_elem_size(oplen) > s->max_value_size) {
+        snprintf(msg, msglen, "the list would grow to %zu bytes; max_value_size is %u",
+                 old.len + sv_list_elem_size(oplen), s->max_value_size);
+        return SV_ETOOLARGE;
+    }
+    if (op == SV_MERGE_ADD_I64) {
+        int64_t sum;
+        int64_t cur0 = old.data ? (old.len == SV_COUNTER_SIZE ? sv_i64_get(old.data) : 0) : 0;
+        if (old.data && old.len != SV_COUNTER_SIZE)
+            return SV_ECORRUPT;
+        if (__builtin_add_overflow(cur0, sv_i64_get(operand), &sum)) {
+            snprintf(msg, msglen, "counter overflow: %lld + %lld", (long long)cur0,
+                     (long long)sv_i64_get(operand));
+            return SV_EINVAL;
+        }
+    }
+    if (!exists && (rc = state_dbi(s, state, slen, 1, &dbi)))
+        return rc;
 
     uint8_t *dst;
     if (op == SV_MERGE_ADD_I64) {
@@ -827,11 +871,6 @@ int sv_store_merge(struct sv_store *s, const char *state, size_t slen, const uin
     }
 
     size_t add = sv_list_elem_size(oplen);
-    if (old.len + add > s->max_value_size) {
-        snprintf(msg, msglen, "the list would grow to %zu bytes; max_value_size is %u",
-                 old.len + add, s->max_value_size);
-        return SV_ETOOLARGE;
-    }
     /* The old bytes may sit on the page mdb_put rewrites: copy them first. */
     s->scratch.len = 0;
     if (old.len && (rc = sv_buf_append(&s->scratch, old.data, old.len)))
@@ -1290,7 +1329,7 @@ int sv_store_switch(struct sv_store *s, struct sv_store_builder *b, char *err, s
     s->env = NULL;
     s->gen = b->gen;
     s->map_size = b->map_size;
-    if ((rc = env_open(s, err, errlen))) {
+    if ((rc = env_open_any(s, err, errlen))) {
         /* Back to the old generation, which is intact. */
         sv_error("restore: cannot open the new store (%s); keeping the old one", err);
         s->gen = old_gen;

@@ -8,5 +8,6 @@ Suite *sv_suite_protocol(void);
 Suite *sv_suite_lifecycle(void);
 Suite *sv_suite_api(void);
 Suite *sv_suite_statectl(void);
+Suite *sv_suite_checkpoint(void);
 
 #endif

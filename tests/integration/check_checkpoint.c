@@ -1,0 +1,1000 @@
+/* Checkpoints against real statesrvd processes and real files: snapshot,
+ * restore, rescaling, corruption, crashes, confinement, retention. Driven
+ * over the raw protocol so each step is explicit. */
+#include "harness.h"
+#include "suites.h"
+#include "sv_frame.h"
+#include "sv_keys.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+static struct ts srv;
+static uint64_t next_id = 1;
+
+static void teardown(void)
+{
+    ts_cleanup(&srv);
+}
+
+static long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
+}
+
+static ProtobufCBinaryData bin(const char *s, size_t n)
+{
+    ProtobufCBinaryData b = {n, (uint8_t *)s};
+    return b;
+}
+
+/* Sends a request and returns its reply (caller frees). */
+static Statesrv__V1__Response *call(int fd, Statesrv__V1__Request *req, int timeout_ms)
+{
+    req->id = next_id++;
+    raw_send_msg(fd, &req->base);
+    Statesrv__V1__Response *r = raw_recv(fd, timeout_ms);
+    ck_assert_msg(r != NULL, "connection closed");
+    ck_assert_uint_eq(r->id, req->id);
+    return r;
+}
+
+static void put_kv(int fd, const char *state, const char *key, const char *val, int has_kg,
+                   uint32_t kg)
+{
+    Statesrv__V1__Request req = STATESRV__V1__REQUEST__INIT;
+    Statesrv__V1__Put put = STATESRV__V1__PUT__INIT;
+    put.state = (char *)state;
+    put.key = bin(key, strlen(key));
+    put.value = bin(val, strlen(val));
+    if (has_kg) {
+        put.key_group_opt_case = STATESRV__V1__PUT__KEY_GROUP_OPT_KEY_GROUP;
+        put.key_group = kg;
+    }
+    req.op_case = STATESRV__V1__REQUEST__OP_PUT;
+    req.put = &put;
+    Statesrv__V1__Response *r = call(fd, &req, 5000);
+    ck_assert_msg(r->status == 0, "put %s/%s: %s", state, key, r->message);
+    statesrv__v1__response__free_unpacked(r, NULL);
+}
+
+/* Puts n entries "k<i>" = "v<i>-<tag>" in a few pipelined bursts. */
+static void load(int fd, const char *state, int from, int n, const char *tag, size_t pad)
+{
+    enum { BURST = 2000 };
+    char key[32], val[512];
+    for (int b = from; b < from + n; b += BURST) {
+        int m = b + BURST > from + n ? from + n - b : BURST;
+        uint8_t *buf = malloc((size_t)m * (pad + 128));
+        size_t len = 0;
+        for (int i = b; i < b + m; i++) {
+            Statesrv__V1__Request req = STATESRV__V1__REQUEST__INIT;
+            Statesrv__V1__Put put = STATESRV__V1__PUT__INIT;
+            snprintf(key, sizeof(key), "k%d", i);
+            int vl = snprintf(val, sizeof(val), "v%d-%s-", i, tag);
+            for (size_t p = (size_t)vl; p < pad && p + 1 < sizeof(val); p++)
+                val[p] = (char)('a' + (i * 7 + (int)p) % 26);
+            size_t vlen = pad > (size_t)vl ? pad : (size_t)vl;
+            put.state = (char *)state;
+            put.key = bin(key, strlen(key));
+            put.value = bin(val, vlen);
+            req.id = next_id++;
+            req.op_case = STATESRV__V1__REQUEST__OP_PUT;
+            req.put = &put;
+            size_t k = protobuf_c_message_pack(&req.base, buf + len + 4);
+            sv_frame_header_put(buf + len, (uint32_t)k);
+            len += k + 4;
+        }
+        raw_send(fd, buf, len);
+        free(buf);
+        for (int i = 0; i < m; i++) {
+            Statesrv__V1__Response *r = raw_recv(fd, 20000);
+            ck_assert_ptr_nonnull(r);
+            ck_assert_int_eq(r->status, 0);
+            statesrv__v1__response__free_unpacked(r, NULL);
+        }
+    }
+}
+
+/* The value of state/key, or NULL (caller frees). */
+static char *get_val(int fd, const char *state, const char *key)
+{
+    Statesrv__V1__Request req = STATESRV__V1__REQUEST__INIT;
+    Statesrv__V1__Get get = STATESRV__V1__GET__INIT;
+    get.state = (char *)state;
+    get.key = bin(key, strlen(key));
+    req.op_case = STATESRV__V1__REQUEST__OP_GET;
+    req.get = &get;
+    Statesrv__V1__Response *r = call(fd, &req, 5000);
+    char *v = NULL;
+    if (r->status == 0) {
+        v = malloc(r->get->value.len + 1);
+        memcpy(v, r->get->value.data, r->get->value.len);
+        v[r->get->value.len] = '\0';
+    } else {
+        ck_assert_int_eq(r->status, STATESRV__V1__STATUS__NOT_FOUND);
+    }
+    statesrv__v1__response__free_unpacked(r, NULL);
+    return v;
+}
+
+/* Entry count of a state by a full scan (with cursors). Every key seen is
+ * recorded in seen[] when given ("k<i>" keys). */
+static long count_entries(int fd, const char *state, unsigned char *seen, int nseen)
+{
+    long n = 0;
+    uint8_t cursor[1024];
+    size_t clen = 0;
+    for (;;) {
+        Statesrv__V1__Request req = STATESRV__V1__REQUEST__INIT;
+        Statesrv__V1__Scan scan = STATESRV__V1__SCAN__INIT;
+        scan.state = (char *)state;
+        scan.limit = 5000;
+        scan.cursor = bin((const char *)cursor, clen);
+        req.op_case = STATESRV__V1__REQUEST__OP_SCAN;
+        req.scan = &scan;
+        Statesrv__V1__Response *r = call(fd, &req, 10000);
+        ck_assert_msg(r->status == 0, "scan: %s", r->message);
+        for (size_t i = 0; i < r->scan->n_entries; i++) {
+            const Statesrv__V1__Entry *e = r->scan->entries[i];
+            if (seen) {
+                char k[32];
+                size_t kl = e->key.len < sizeof(k) - 1 ? e->key.len : sizeof(k) - 1;
+                memcpy(k, e->key.data, kl);
+                k[kl] = '\0';
+                int idx = atoi(k + 1);
+                ck_assert_int_lt(idx, nseen);
+                ck_assert_msg(seen[idx] == 0, "key %s seen twice", k);
+                seen[idx] = 1;
+            }
+            n++;
+        }
+        clen = r->scan->cursor.len;
+        ck_assert_uint_le(clen, sizeof(cursor));
+        memcpy(cursor, r->scan->cursor.data, clen);
+        statesrv__v1__response__free_unpacked(r, NULL);
+        if (clen == 0)
+            return n;
+    }
+}
+
+/* snapshot [id]: returns the reply (caller frees). */
+static Statesrv__V1__Response *snapshot(int fd, uint64_t id)
+{
+    Statesrv__V1__Request req = STATESRV__V1__REQUEST__INIT;
+    Statesrv__V1__Snapshot s = STATESRV__V1__SNAPSHOT__INIT;
+    if (id) {
+        s.id_opt_case = STATESRV__V1__SNAPSHOT__ID_OPT_ID;
+        s.id = id;
+    }
+    req.op_case = STATESRV__V1__REQUEST__OP_SNAPSHOT;
+    req.snapshot = &s;
+    return call(fd, &req, 60000);
+}
+
+static void snapshot_ok(int fd, uint64_t id)
+{
+    Statesrv__V1__Response *r = snapshot(fd, id);
+    ck_assert_msg(r->status == 0, "snapshot %llu: %s", (unsigned long long)id, r->message);
+    ck_assert_int_eq(r->result_case, STATESRV__V1__RESPONSE__RESULT_SNAPSHOT);
+    ck_assert_uint_eq(r->snapshot->manifest->checkpoint_id, id);
+    statesrv__v1__response__free_unpacked(r, NULL);
+}
+
+static Statesrv__V1__Response *restore(int fd, const char *const *sources, size_t n, int ranged,
+                                       uint32_t first, uint32_t last)
+{
+    Statesrv__V1__Request req = STATESRV__V1__REQUEST__INIT;
+    Statesrv__V1__Restore rs = STATESRV__V1__RESTORE__INIT;
+    Statesrv__V1__KeyGroupRange kgr = STATESRV__V1__KEY_GROUP_RANGE__INIT;
+    rs.sources = (char **)sources;
+    rs.n_sources = n;
+    if (ranged) {
+        kgr.first = first;
+        kgr.last = last;
+        rs.range_opt_case = STATESRV__V1__RESTORE__RANGE_OPT_KEY_GROUPS;
+        rs.key_groups = &kgr;
+    }
+    req.op_case = STATESRV__V1__REQUEST__OP_RESTORE;
+    req.restore = &rs;
+    return call(fd, &req, 60000);
+}
+
+static void restore_ok(int fd, const char *const *sources, size_t n, int ranged, uint32_t first,
+                       uint32_t last)
+{
+    Statesrv__V1__Response *r = restore(fd, sources, n, ranged, first, last);
+    ck_assert_msg(r->status == 0, "restore: %s", r->message);
+    ck_assert_int_eq(r->result_case, STATESRV__V1__RESPONSE__RESULT_RESTORE);
+    statesrv__v1__response__free_unpacked(r, NULL);
+}
+
+static void expect_status(Statesrv__V1__Response *r, Statesrv__V1__Status st, const char *text)
+{
+    ck_assert_msg(r->status == st, "status %d (%s), want %d", r->status, r->message, st);
+    ck_assert_msg(strstr(r->message, text) != NULL, "message '%s' lacks '%s'", r->message, text);
+    statesrv__v1__response__free_unpacked(r, NULL);
+}
+
+static int path_exists(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static int path_exists(const char *fmt, ...)
+{
+    char p[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(p, sizeof(p), fmt, ap);
+    va_end(ap);
+    struct stat st;
+    return stat(p, &st) == 0;
+}
+
+/* Names in dir starting with prefix. */
+static int count_dir(const char *dir, const char *prefix)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return -1;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        n += strncmp(e->d_name, prefix, strlen(prefix)) == 0;
+    closedir(d);
+    return n;
+}
+
+static void flip_byte(const char *path, long offset)
+{
+    int fd = open(path, O_RDWR);
+    ck_assert_int_ge(fd, 0);
+    off_t size = lseek(fd, 0, SEEK_END);
+    off_t at = offset >= 0 ? offset : size + offset;
+    unsigned char b;
+    ck_assert_int_eq(pread(fd, &b, 1, at), 1);
+    b ^= 0x5a;
+    ck_assert_int_eq(pwrite(fd, &b, 1, at), 1);
+    close(fd);
+}
+
+static void sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static void sh(const char *fmt, ...)
+{
+    char cmd[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof(cmd), fmt, ap);
+    va_end(ap);
+    ck_assert_msg(system(cmd) == 0, "failed: %s", cmd);
+}
+
+/* --- tests ---------------------------------------------------------------- */
+
+START_TEST(round_trip_restores_exactly_the_snapshot)
+{
+    ts_start(&srv, NULL);
+    int fd = raw_connect_tcp(&srv);
+    load(fd, "a", 0, 3000, "one", 0);
+    put_kv(fd, "b", "x", "bx", 0, 0);
+    snapshot_ok(fd, 7);
+    ck_assert(path_exists("%s/checkpoints/chk-7/MANIFEST", srv.dir));
+    ck_assert(path_exists("%s/checkpoints/chk-7/data", srv.dir));
+
+    /* Change everything: overwrite, add, delete, a new state. */
+    load(fd, "a", 0, 100, "two", 0);
+    load(fd, "a", 3000, 500, "two", 0);
+    put_kv(fd, "c", "new", "c", 0, 0);
+    Statesrv__V1__Request req = STATESRV__V1__REQUEST__INIT;
+    Statesrv__V1__Clear clear = STATESRV__V1__CLEAR__INIT;
+    clear.state = "b";
+    clear.target_case = STATESRV__V1__CLEAR__TARGET_WHOLE_STATE;
+    clear.whole_state = 1;
+    req.op_case = STATESRV__V1__REQUEST__OP_CLEAR;
+    req.clear = &clear;
+    statesrv__v1__response__free_unpacked(call(fd, &req, 5000), NULL);
+
+    const char *src[] = {"7"};
+    restore_ok(fd, src, 1, 0, 0, 0);
+    ck_assert_int_eq(count_entries(fd, "a", NULL, 0), 3000);
+    char *v = get_val(fd, "a", "k5");
+    ck_assert_str_eq(v, "v5-one-");
+    free(v);
+    ck_assert_ptr_null(get_val(fd, "a", "k3100"));
+    ck_assert_ptr_null(get_val(fd, "c", "new"));
+    v = get_val(fd, "b", "x");
+    ck_assert_str_eq(v, "bx");
+    free(v);
+    /* And it survives a restart. */
+    close(fd);
+    ck_assert_int_eq(ts_stop(&srv), 0);
+    ts_restart(&srv, NULL);
+    fd = raw_connect_tcp(&srv);
+    ck_assert_int_eq(count_entries(fd, "a", NULL, 0), 3000);
+    ck_assert_int_eq(count_dir(srv.dir, "data") + 0, 1);
+    char data[256];
+    snprintf(data, sizeof(data), "%s/data", srv.dir);
+    ck_assert_int_eq(count_dir(data, "gen-"), 1); /* the old generation is gone */
+    close(fd);
+}
+END_TEST
+
+START_TEST(snapshot_is_consistent_under_concurrent_writes)
+{
+    ts_start(&srv, NULL);
+    int a = raw_connect_tcp(&srv), b = raw_connect_tcp(&srv);
+    load(a, "big", 0, 150000, "base", 100); /* long enough to overlap with writes */
+
+    /* b writes w<i> one at a time while a snapshots; record how many were
+     * acknowledged before the request and after the reply. */
+    Statesrv__V1__Request sreq = STATESRV__V1__REQUEST__INIT;
+    Statesrv__V1__Snapshot s = STATESRV__V1__SNAPSHOT__INIT;
+    sreq.op_case = STATESRV__V1__REQUEST__OP_SNAPSHOT;
+    sreq.snapshot = &s;
+    s.id_opt_case = STATESRV__V1__SNAPSHOT__ID_OPT_ID;
+    s.id = 1;
+    int acked = 0, before = -1, after = -1;
+    char key[32];
+    for (int i = 0; i < 20; i++, acked++) {
+        snprintf(key, sizeof(key), "w%d", acked);
+        put_kv(b, "seq", key, "x", 0, 0);
+    }
+    before = acked;
+    sreq.id = next_id++;
+    raw_send_msg(a, &sreq.base);
+    Statesrv__V1__Response *r = NULL;
+    long deadline = now_ms() + 60000;
+    while (!r && now_ms() < deadline) {
+        snprintf(key, sizeof(key), "w%d", acked);
+        put_kv(b, "seq", key, "x", 0, 0);
+        acked++;
+        struct timeval tv = {0, 0};
+        fd_set rs;
+        FD_ZERO(&rs);
+        FD_SET(a, &rs);
+        if (select(a + 1, &rs, NULL, NULL, &tv) > 0)
+            r = raw_recv(a, 5000);
+    }
+    ck_assert_ptr_nonnull(r);
+    after = acked;
+    ck_assert_msg(r->status == 0, "snapshot: %s", r->message);
+    statesrv__v1__response__free_unpacked(r, NULL);
+    ck_assert_int_gt(after, before); /* writes were served during the snapshot */
+
+    /* Restore it: the "seq" state must be a gap-free prefix w0..wk with
+     * before <= k+1 <= after. */
+    const char *src[] = {"1"};
+    restore_ok(a, src, 1, 0, 0, 0);
+    int k = 0;
+    char *v;
+    while (k < after && (v = get_val(a, "seq", (snprintf(key, sizeof(key), "w%d", k), key)))) {
+        free(v);
+        k++;
+    }
+    ck_assert_int_ge(k, before);
+    ck_assert_int_le(k, after);
+    for (int i = k; i < after; i++) {
+        snprintf(key, sizeof(key), "w%d", i);
+        ck_assert_msg(get_val(a, "seq", key) == NULL, "%s present after a gap at w%d", key, k);
+    }
+    ck_assert_int_eq(count_entries(a, "big", NULL, 0), 150000);
+    close(a);
+    close(b);
+}
+END_TEST
+
+START_TEST(loop_answers_during_snapshot)
+{
+    const char *extra[] = {"--config", NULL, NULL};
+    char conf[256];
+    ts_start(&srv, NULL);
+    ck_assert_int_eq(ts_stop(&srv), 0);
+    /* A slower compression level makes the snapshot long enough to probe. */
+    snprintf(conf, sizeof(conf), "%s/slow.conf", srv.dir);
+    FILE *f = fopen(conf, "w");
+    fprintf(f, "checkpoint_compression_level = 9\n");
+    fclose(f);
+    extra[1] = conf;
+    ts_restart(&srv, extra);
+    int a = raw_connect_tcp(&srv), c = raw_connect_tcp(&srv);
+    load(a, "big", 0, 200000, "x", 100);
+    Statesrv__V1__Request sreq = STATESRV__V1__REQUEST__INIT;
+    Statesrv__V1__Snapshot s = STATESRV__V1__SNAPSHOT__INIT;
+    sreq.op_case = STATESRV__V1__REQUEST__OP_SNAPSHOT;
+    sreq.snapshot = &s;
+    sreq.id = next_id++;
+    raw_send_msg(a, &sreq.base);
+    long worst = 0, probes = 0, t0 = now_ms();
+    for (;;) {
+        struct timeval tv = {0, 0};
+        fd_set rs;
+        FD_ZERO(&rs);
+        FD_SET(a, &rs);
+        if (select(a + 1, &rs, NULL, NULL, &tv) > 0)
+            break;
+        long t = now_ms();
+        char *v = get_val(c, "big", "k12345");
+        ck_assert_ptr_nonnull(v);
+        free(v);
+        long dt = now_ms() - t;
+        worst = dt > worst ? dt : worst;
+        probes++;
+        ck_assert_int_lt(now_ms() - t0, 60000);
+    }
+    Statesrv__V1__Response *r = raw_recv(a, 5000);
+    ck_assert_int_eq(r->status, 0);
+    statesrv__v1__response__free_unpacked(r, NULL);
+    fprintf(stderr, "loop_answers_during_snapshot: %ld GETs during a %ld ms snapshot, worst %ld ms\n",
+            probes, now_ms() - t0, worst);
+    ck_assert_int_ge(probes, 5);
+    ck_assert_int_lt(worst, 200);
+    close(a);
+    close(c);
+}
+END_TEST
+
+START_TEST(second_snapshot_is_busy_and_ids_are_checked)
+{
+    ts_start(&srv, NULL);
+    int a = raw_connect_tcp(&srv), b = raw_connect_tcp(&srv);
+    load(a, "big", 0, 100000, "x", 100);
+    Statesrv__V1__Request sreq = STATESRV__V1__REQUEST__INIT;
+    Statesrv__V1__Snapshot s = STATESRV__V1__SNAPSHOT__INIT;
+    sreq.op_case = STATESRV__V1__REQUEST__OP_SNAPSHOT;
+    sreq.snapshot = &s;
+    sreq.id = next_id++;
+    raw_send_msg(a, &sreq.base);
+    usleep(20000);
+    Statesrv__V1__Response *r = snapshot(b, 0);
+    if (r->status == 0) {
+        /* The first finished before the second arrived: not a failure of the
+         * server, but this run proved nothing about BUSY. */
+        fprintf(stderr, "second_snapshot_is_busy: first snapshot too fast to overlap\n");
+        statesrv__v1__response__free_unpacked(r, NULL);
+    } else {
+        expect_status(r, STATESRV__V1__STATUS__BUSY, "being written");
+    }
+    r = raw_recv(a, 60000);
+    ck_assert_int_eq(r->status, 0);
+    uint64_t first_id = r->snapshot->manifest->checkpoint_id;
+    ck_assert_uint_eq(first_id, 1); /* no id given, none present: 1 */
+    statesrv__v1__response__free_unpacked(r, NULL);
+    expect_status(snapshot(a, first_id), STATESRV__V1__STATUS__INVALID_ARGUMENT,
+                  "already exists");
+    r = snapshot(a, 0);
+    ck_assert_int_eq(r->status, 0);
+    ck_assert_uint_gt(r->snapshot->manifest->checkpoint_id, first_id);
+    statesrv__v1__response__free_unpacked(r, NULL);
+    close(a);
+    close(b);
+}
+END_TEST
+
+START_TEST(retention_keeps_newest_n)
+{
+    char conf[256];
+    const char *extra[] = {"--config", conf, NULL};
+    ts_start(&srv, NULL);
+    ck_assert_int_eq(ts_stop(&srv), 0);
+    snprintf(conf, sizeof(conf), "%s/ret.conf", srv.dir);
+    FILE *f = fopen(conf, "w");
+    fprintf(f, "checkpoint_retain = 2\n");
+    fclose(f);
+    ts_restart(&srv, extra);
+    int fd = raw_connect_tcp(&srv);
+    put_kv(fd, "s", "k", "v", 0, 0);
+    for (uint64_t id = 10; id <= 14; id++)
+        snapshot_ok(fd, id);
+    char dir[256];
+    snprintf(dir, sizeof(dir), "%s/checkpoints", srv.dir);
+    ck_assert_int_eq(count_dir(dir, "chk-"), 2);
+    ck_assert(path_exists("%s/chk-13", dir));
+    ck_assert(path_exists("%s/chk-14", dir));
+    Statesrv__V1__Request req = STATESRV__V1__REQUEST__INIT;
+    Statesrv__V1__ListCheckpoints lc = STATESRV__V1__LIST_CHECKPOINTS__INIT;
+    req.op_case = STATESRV__V1__REQUEST__OP_LIST_CHECKPOINTS;
+    req.list_checkpoints = &lc;
+    Statesrv__V1__Response *r = call(fd, &req, 5000);
+    ck_assert_int_eq(r->status, 0);
+    ck_assert_uint_eq(r->list_checkpoints->n_checkpoints, 2);
+    ck_assert_uint_eq(r->list_checkpoints->checkpoints[0]->checkpoint_id, 13);
+    ck_assert_uint_eq(r->list_checkpoints->checkpoints[1]->entries, 1);
+    statesrv__v1__response__free_unpacked(r, NULL);
+    /* delete_checkpoint */
+    Statesrv__V1__DeleteCheckpoint dc = STATESRV__V1__DELETE_CHECKPOINT__INIT;
+    dc.id = 13;
+    req.op_case = STATESRV__V1__REQUEST__OP_DELETE_CHECKPOINT;
+    req.delete_checkpoint = &dc;
+    r = call(fd, &req, 5000);
+    ck_assert_int_eq(r->status, 0);
+    statesrv__v1__response__free_unpacked(r, NULL);
+    ck_assert(!path_exists("%s/chk-13", dir));
+    expect_status(call(fd, &req, 5000), STATESRV__V1__STATUS__NOT_FOUND, "does not exist");
+    close(fd);
+}
+END_TEST
+
+/* Writes "k<i>" for i in [0, n) into a sidecar with key groups from the
+ * murmur hash; returns how many landed in [first, last]. */
+static int keys_in_range(int n, uint32_t first, uint32_t last)
+{
+    int c = 0;
+    char key[32];
+    for (int i = 0; i < n; i++) {
+        snprintf(key, sizeof(key), "k%d", i);
+        uint32_t kg = sv_key_group_of(key, strlen(key), 128);
+        c += kg >= first && kg <= last;
+    }
+    return c;
+}
+
+/* Puts the keys of [0, n) whose key group is in [first, last]. */
+static void load_range(int fd, int n, uint32_t first, uint32_t last)
+{
+    char key[32], val[32];
+    for (int i = 0; i < n; i++) {
+        snprintf(key, sizeof(key), "k%d", i);
+        uint32_t kg = sv_key_group_of(key, strlen(key), 128);
+        if (kg < first || kg > last)
+            continue;
+        snprintf(val, sizeof(val), "v%d", i);
+        put_kv(fd, "st", key, val, 0, 0);
+        if (i % 3 == 0)
+            put_kv(fd, "other", key, val, 0, 0);
+    }
+}
+
+/* Old sidecars each hold a range; new ones restore their ranges from all
+ * old checkpoints; every key exactly once across the new sidecars. */
+static void rescale(const uint32_t (*old)[2], int nold, const uint32_t (*neu)[2], int nnew)
+{
+    enum { N = 1500 };
+    struct ts olds[4], news[3];
+    char roots[4096] = "";
+    const char *sources[4];
+    char srcbuf[4][256];
+    for (int i = 0; i < nold; i++) {
+        ts_start(&olds[i], NULL);
+        int fd = raw_connect_tcp(&olds[i]);
+        load_range(fd, N, old[i][0], old[i][1]);
+        snapshot_ok(fd, 42);
+        close(fd);
+        snprintf(srcbuf[i], sizeof(srcbuf[i]), "%s/checkpoints/chk-42", olds[i].dir);
+        sources[i] = srcbuf[i];
+        size_t used = strlen(roots);
+        snprintf(roots + used, sizeof(roots) - used, "%s%s/checkpoints", used ? ":" : "",
+                 olds[i].dir);
+    }
+    static unsigned char seen[N];
+    memset(seen, 0, sizeof(seen));
+    long total = 0;
+    for (int j = 0; j < nnew; j++) {
+        char conf[256];
+        const char *extra[] = {"--config", conf, NULL};
+        snprintf(conf, sizeof(conf), "/tmp/svit-rescale-%d-%d.conf", (int)getpid(), j);
+        FILE *f = fopen(conf, "w");
+        fprintf(f, "restore_roots = %s\n", roots);
+        fclose(f);
+        ts_start(&news[j], extra);
+        unlink(conf);
+        int fd = raw_connect_tcp(&news[j]);
+        restore_ok(fd, sources, (size_t)nold, 1, neu[j][0], neu[j][1]);
+        long n = count_entries(fd, "st", seen, N);
+        ck_assert_int_eq(n, keys_in_range(N, neu[j][0], neu[j][1]));
+        total += n;
+        /* A key outside the new range is refused (misrouted). */
+        for (int i = 0; i < N; i++) {
+            char key[32];
+            snprintf(key, sizeof(key), "k%d", i);
+            uint32_t kg = sv_key_group_of(key, strlen(key), 128);
+            if (kg >= neu[j][0] && kg <= neu[j][1])
+                continue;
+            Statesrv__V1__Request req = STATESRV__V1__REQUEST__INIT;
+            Statesrv__V1__Put put = STATESRV__V1__PUT__INIT;
+            put.state = "st";
+            put.key = bin(key, strlen(key));
+            req.op_case = STATESRV__V1__REQUEST__OP_PUT;
+            req.put = &put;
+            expect_status(call(fd, &req, 5000), STATESRV__V1__STATUS__INVALID_ARGUMENT,
+                          "not served here");
+            break;
+        }
+        /* Its next checkpoint records the new range. */
+        Statesrv__V1__Response *r = snapshot(fd, 0);
+        ck_assert_int_eq(r->status, 0);
+        ck_assert_uint_eq(r->snapshot->manifest->kg_first, neu[j][0]);
+        ck_assert_uint_eq(r->snapshot->manifest->kg_last, neu[j][1]);
+        statesrv__v1__response__free_unpacked(r, NULL);
+        close(fd);
+    }
+    ck_assert_int_eq(total, N); /* every key exactly once (seen[] caught doubles) */
+    for (int i = 0; i < N; i++)
+        ck_assert_msg(seen[i], "k%d lost", i);
+    for (int i = 0; i < nold; i++)
+        ts_cleanup(&olds[i]);
+    for (int j = 0; j < nnew; j++)
+        ts_cleanup(&news[j]);
+}
+
+START_TEST(rescale_4_to_2)
+{
+    const uint32_t old[4][2] = {{0, 31}, {32, 63}, {64, 95}, {96, 127}};
+    const uint32_t neu[2][2] = {{0, 63}, {64, 127}};
+    rescale(old, 4, neu, 2);
+}
+END_TEST
+
+START_TEST(rescale_2_to_3)
+{
+    const uint32_t old[2][2] = {{0, 63}, {64, 127}};
+    const uint32_t neu[3][2] = {{0, 42}, {43, 85}, {86, 127}};
+    rescale(old, 2, neu, 3);
+}
+END_TEST
+
+START_TEST(overlapping_sources_refused)
+{
+    struct ts other;
+    ts_start(&other, NULL);
+    int fd = raw_connect_tcp(&other);
+    load(fd, "st", 0, 200, "o", 0);
+    snapshot_ok(fd, 1);
+    close(fd);
+    char conf[256], src2[256];
+    const char *extra[] = {"--config", conf, NULL};
+    snprintf(conf, sizeof(conf), "/tmp/svit-ovl-%d.conf", (int)getpid());
+    FILE *f = fopen(conf, "w");
+    fprintf(f, "restore_roots = %s\n", other.dir);
+    fclose(f);
+    ts_start(&srv, extra);
+    unlink(conf);
+    fd = raw_connect_tcp(&srv);
+    load(fd, "st", 0, 200, "s", 0);
+    snapshot_ok(fd, 1);
+    put_kv(fd, "live", "k", "still here", 0, 0);
+    snprintf(src2, sizeof(src2), "%s/checkpoints/chk-1", other.dir);
+    const char *src[] = {"1", src2};
+    expect_status(restore(fd, src, 2, 0, 0, 0), STATESRV__V1__STATUS__INVALID_ARGUMENT,
+                  "both hold key group");
+    char *v = get_val(fd, "live", "k");
+    ck_assert_str_eq(v, "still here");
+    free(v);
+    close(fd);
+    ts_cleanup(&other);
+}
+END_TEST
+
+START_TEST(restore_roots_confinement)
+{
+    char conf[256], root[256], outside[256];
+    const char *extra[] = {"--config", conf, NULL};
+    ts_start(&srv, NULL);
+    ck_assert_int_eq(ts_stop(&srv), 0);
+    snprintf(root, sizeof(root), "%s/shared", srv.dir);
+    snprintf(outside, sizeof(outside), "%s/outside", srv.dir);
+    sh("mkdir -p %s %s", root, outside);
+    snprintf(conf, sizeof(conf), "%s/roots.conf", srv.dir);
+    FILE *f = fopen(conf, "w");
+    fprintf(f, "restore_roots = %s\n", root);
+    fclose(f);
+    ts_restart(&srv, extra);
+    int fd = raw_connect_tcp(&srv);
+    put_kv(fd, "s", "k", "v", 0, 0);
+    snapshot_ok(fd, 1);
+    /* A real checkpoint copied outside the root, and links into it. */
+    sh("cp -a %s/checkpoints/chk-1 %s/chk-1", srv.dir, outside);
+    sh("cp -a %s/checkpoints/chk-1 %s/chk-ok", srv.dir, root);
+    sh("ln -s %s/chk-1 %s/escape", outside, root);
+    char p[1024];
+    struct {
+        const char *base; /* "root", "outside" or an absolute path */
+        const char *rest;
+        Statesrv__V1__Status st;
+        const char *text;
+    } cases[] = {
+        {"outside", "/chk-1", STATESRV__V1__STATUS__INVALID_ARGUMENT, "outside"},
+        {"root", "/../outside/chk-1", STATESRV__V1__STATUS__INVALID_ARGUMENT, "outside"},
+        {"root", "/escape", STATESRV__V1__STATUS__INVALID_ARGUMENT, "outside"}, /* symlink */
+        {"root", "", STATESRV__V1__STATUS__INVALID_ARGUMENT, "outside"},        /* the root */
+        {"root", "/missing", STATESRV__V1__STATUS__NOT_FOUND, "no such checkpoint"},
+        {"/etc", "", STATESRV__V1__STATUS__INVALID_ARGUMENT, "outside"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const char *base = strcmp(cases[i].base, "root") == 0      ? root
+                           : strcmp(cases[i].base, "outside") == 0 ? outside
+                                                                   : cases[i].base;
+        snprintf(p, sizeof(p), "%s%s", base, cases[i].rest);
+        const char *src[] = {p};
+        expect_status(restore(fd, src, 1, 0, 0, 0), cases[i].st, cases[i].text);
+    }
+    static char longp[8192];
+    memset(longp, 'a', sizeof(longp) - 1);
+    const char *lsrc[] = {longp};
+    expect_status(restore(fd, lsrc, 1, 0, 0, 0), STATESRV__V1__STATUS__INVALID_ARGUMENT,
+                  "too long");
+    const char *nsrc[] = {"999"};
+    expect_status(restore(fd, nsrc, 1, 0, 0, 0), STATESRV__V1__STATUS__NOT_FOUND,
+                  "no such checkpoint");
+    /* Inside the root, it works. */
+    snprintf(p, sizeof(p), "%s/chk-ok", root);
+    const char *ok[] = {p};
+    restore_ok(fd, ok, 1, 0, 0, 0);
+    close(fd);
+}
+END_TEST
+
+/* Copies chk-1 to chk-<n>, corrupts one part, and expects restore to refuse
+ * it while the live state stays as it was. */
+START_TEST(corruption_refused_live_state_intact)
+{
+    ts_start(&srv, NULL);
+    int fd = raw_connect_tcp(&srv);
+    load(fd, "st", 0, 20000, "x", 50);
+    snapshot_ok(fd, 1);
+    put_kv(fd, "live", "k", "after", 0, 0);
+    const struct {
+        const char *file;
+        long offset; /* negative: from the end */
+        const char *part;
+    } parts[] = {
+        {"MANIFEST", 2, "manifest"},  {"MANIFEST", 30, "manifest"}, {"MANIFEST", -3, "manifest"},
+        {"data", 3, "header"},        {"data", 60, "block"},        {"data", 2000, "block"},
+        {"data", -45, "index"},       {"data", -10, "footer"},
+    };
+    for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {
+        uint64_t id = 100 + i;
+        sh("cp -a %s/checkpoints/chk-1 %s/checkpoints/chk-%llu", srv.dir, srv.dir,
+           (unsigned long long)id);
+        char path[512];
+        snprintf(path, sizeof(path), "%s/checkpoints/chk-%llu/%s", srv.dir,
+                 (unsigned long long)id, parts[i].file);
+        flip_byte(path, parts[i].offset);
+        char ids[32];
+        snprintf(ids, sizeof(ids), "%llu", (unsigned long long)id);
+        const char *src[] = {ids};
+        Statesrv__V1__Response *r = restore(fd, src, 1, 0, 0, 0);
+        ck_assert_msg(r->status == STATESRV__V1__STATUS__INVALID_ARGUMENT,
+                      "%s@%ld: status %d (%s)", parts[i].file, parts[i].offset, r->status,
+                      r->message);
+        statesrv__v1__response__free_unpacked(r, NULL);
+        char *v = get_val(fd, "live", "k");
+        ck_assert_str_eq(v, "after");
+        free(v);
+    }
+    ck_assert_int_eq(count_entries(fd, "st", NULL, 0), 20000);
+    close(fd);
+}
+END_TEST
+
+START_TEST(kill9_during_snapshot_leaves_no_half_checkpoint)
+{
+    ts_start(&srv, NULL);
+    int fd = raw_connect_tcp(&srv);
+    load(fd, "big", 0, 200000, "x", 100);
+    snapshot_ok(fd, 1);
+    for (int delay = 5; delay <= 45; delay += 20) {
+        Statesrv__V1__Request sreq = STATESRV__V1__REQUEST__INIT;
+        Statesrv__V1__Snapshot s = STATESRV__V1__SNAPSHOT__INIT;
+        sreq.op_case = STATESRV__V1__REQUEST__OP_SNAPSHOT;
+        sreq.snapshot = &s;
+        sreq.id = next_id++;
+        raw_send_msg(fd, &sreq.base);
+        usleep((useconds_t)delay * 1000);
+        ts_kill(&srv);
+        close(fd);
+        ts_restart(&srv, NULL);
+        fd = raw_connect_tcp(&srv);
+        char dir[256];
+        snprintf(dir, sizeof(dir), "%s/checkpoints", srv.dir);
+        ck_assert_int_eq(count_dir(dir, ".chk-"), 0); /* leftovers removed */
+        /* Whatever exists is complete: restore each one. */
+        DIR *d = opendir(dir);
+        struct dirent *e;
+        char ids[16][32];
+        int n = 0;
+        while ((e = readdir(d)) && n < 16)
+            if (strncmp(e->d_name, "chk-", 4) == 0)
+                snprintf(ids[n++], sizeof(ids[0]), "%s", e->d_name + 4);
+        closedir(d);
+        ck_assert_int_ge(n, 1);
+        for (int i = 0; i < n; i++) {
+            const char *src[] = {ids[i]};
+            restore_ok(fd, src, 1, 0, 0, 0);
+            ck_assert_int_eq(count_entries(fd, "big", NULL, 0), 200000);
+        }
+    }
+    close(fd);
+}
+END_TEST
+
+START_TEST(kill9_during_restore_keeps_old_state_whole)
+{
+    ts_start(&srv, NULL);
+    int fd = raw_connect_tcp(&srv);
+    load(fd, "big", 0, 200000, "old", 100);
+    snapshot_ok(fd, 1);
+    load(fd, "big", 0, 1000, "new", 100); /* the live state differs from chk-1 */
+    const char *src[] = {"1"};
+    Statesrv__V1__Request req = STATESRV__V1__REQUEST__INIT;
+    Statesrv__V1__Restore rs = STATESRV__V1__RESTORE__INIT;
+    rs.sources = (char **)src;
+    rs.n_sources = 1;
+    req.op_case = STATESRV__V1__REQUEST__OP_RESTORE;
+    req.restore = &rs;
+    req.id = next_id++;
+    raw_send_msg(fd, &req.base);
+    usleep(30000);
+    ts_kill(&srv);
+    close(fd);
+    ts_restart(&srv, NULL);
+    fd = raw_connect_tcp(&srv);
+    /* Either the old state (most likely) or the restored one, whole. */
+    ck_assert_int_eq(count_entries(fd, "big", NULL, 0), 200000);
+    char *v = get_val(fd, "big", "k10");
+    ck_assert(strncmp(v, "v10-new-", 8) == 0 || strncmp(v, "v10-old-", 8) == 0);
+    int old_state = strncmp(v, "v10-new-", 8) == 0;
+    free(v);
+    v = get_val(fd, "big", "k5000");
+    ck_assert_str_eq(v, get_val(fd, "big", "k5000")); /* readable */
+    free(v);
+    fprintf(stderr, "kill9_during_restore: after restart the %s state is served\n",
+            old_state ? "old" : "restored");
+    char data[256];
+    snprintf(data, sizeof(data), "%s/data", srv.dir);
+    ck_assert_int_eq(count_dir(data, "gen-"), 1); /* the half-built one is gone */
+    close(fd);
+}
+END_TEST
+
+START_TEST(writes_busy_during_restore)
+{
+    ts_start(&srv, NULL);
+    int a = raw_connect_tcp(&srv), b = raw_connect_tcp(&srv);
+    load(a, "big", 0, 200000, "x", 100);
+    snapshot_ok(a, 1);
+    const char *src[] = {"1"};
+    Statesrv__V1__Request req = STATESRV__V1__REQUEST__INIT;
+    Statesrv__V1__Restore rs = STATESRV__V1__RESTORE__INIT;
+    rs.sources = (char **)src;
+    rs.n_sources = 1;
+    req.op_case = STATESRV__V1__REQUEST__OP_RESTORE;
+    req.restore = &rs;
+    req.id = next_id++;
+    raw_send_msg(a, &req.base);
+    int busy = 0, reads = 0;
+    for (int i = 0; i < 2000 && !busy; i++) {
+        Statesrv__V1__Request p = STATESRV__V1__REQUEST__INIT;
+        Statesrv__V1__Put put = STATESRV__V1__PUT__INIT;
+        put.state = "big";
+        put.key = bin("w", 1);
+        p.op_case = STATESRV__V1__REQUEST__OP_PUT;
+        p.put = &put;
+        Statesrv__V1__Response *r = call(b, &p, 5000);
+        if (r->status == STATESRV__V1__STATUS__BUSY) {
+            busy = 1;
+            ck_assert_ptr_nonnull(strstr(r->message, "restore"));
+            char *v = get_val(b, "big", "k1"); /* reads still work */
+            ck_assert_ptr_nonnull(v);
+            free(v);
+            reads++;
+        }
+        statesrv__v1__response__free_unpacked(r, NULL);
+    }
+    Statesrv__V1__Response *r = raw_recv(a, 60000);
+    ck_assert_int_eq(r->status, 0);
+    statesrv__v1__response__free_unpacked(r, NULL);
+    if (!busy)
+        fprintf(stderr, "writes_busy_during_restore: restore too fast to overlap\n");
+    /* After the switch writes work again, in the new generation. */
+    put_kv(b, "big", "after", "x", 0, 0);
+    char *v = get_val(a, "big", "after");
+    ck_assert_str_eq(v, "x");
+    free(v);
+    close(a);
+    close(b);
+    (void)reads;
+}
+END_TEST
+
+START_TEST(restore_from_at_startup)
+{
+    ts_start(&srv, NULL);
+    int fd = raw_connect_tcp(&srv);
+    load(fd, "st", 0, 500, "a", 0);
+    snapshot_ok(fd, 3);
+    load(fd, "st", 500, 500, "b", 0);
+    close(fd);
+    ck_assert_int_eq(ts_stop(&srv), 0);
+    const char *extra[] = {"--restore-from", "3", NULL};
+    ts_restart(&srv, extra);
+    fd = raw_connect_tcp(&srv);
+    ck_assert_int_eq(count_entries(fd, "st", NULL, 0), 500);
+    close(fd);
+    ck_assert_int_eq(ts_stop(&srv), 0);
+    /* A bad source stops the server: it does not serve unwanted state. */
+    const char *bad[] = {"--listen", "127.0.0.1:0", "--restore-from", "77", NULL};
+    ck_assert_int_eq(ts_run_expect_exit(&srv, bad), 1);
+    ck_assert(ts_log_contains(&srv, "no such checkpoint"));
+}
+END_TEST
+
+START_TEST(full_disk_fails_cleanly)
+{
+    ts_start(&srv, NULL);
+    ck_assert_int_eq(ts_stop(&srv), 0);
+    char mnt[256], conf[256];
+    /* Over the checkpoint directory the harness gives the server. */
+    snprintf(mnt, sizeof(mnt), "%s/checkpoints", srv.dir);
+    sh("mkdir -p %s", mnt);
+    if (mount("tmpfs", mnt, "tmpfs", 0, "size=256k")) {
+        fprintf(stderr, "full_disk_fails_cleanly: SKIPPED (cannot mount a tmpfs: %s)\n",
+                strerror(errno));
+        return;
+    }
+    snprintf(conf, sizeof(conf), "%s/full.conf", srv.dir);
+    FILE *f = fopen(conf, "w");
+    fprintf(f, "checkpoint_compression = none\n");
+    fclose(f);
+    const char *extra[] = {"--config", conf, NULL};
+    ts_restart(&srv, extra);
+    int fd = raw_connect_tcp(&srv);
+    load(fd, "st", 0, 5000, "x", 200); /* ~1 MB: does not fit */
+    Statesrv__V1__Response *r = snapshot(fd, 1);
+    expect_status(r, STATESRV__V1__STATUS__NO_SPACE, "disk is full");
+    ck_assert_int_eq(count_dir(mnt, "chk-"), 0);
+    ck_assert_int_eq(count_dir(mnt, ".chk-"), 0);
+    /* The server goes on; a checkpoint that fits works. */
+    char *v = get_val(fd, "st", "k1");
+    ck_assert_ptr_nonnull(v);
+    free(v);
+    Statesrv__V1__Request req = STATESRV__V1__REQUEST__INIT;
+    Statesrv__V1__Clear clear = STATESRV__V1__CLEAR__INIT;
+    clear.state = "st";
+    clear.target_case = STATESRV__V1__CLEAR__TARGET_WHOLE_STATE;
+    clear.whole_state = 1;
+    req.op_case = STATESRV__V1__REQUEST__OP_CLEAR;
+    req.clear = &clear;
+    statesrv__v1__response__free_unpacked(call(fd, &req, 5000), NULL);
+    put_kv(fd, "st", "small", "x", 0, 0);
+    snapshot_ok(fd, 2);
+    close(fd);
+    ck_assert_int_eq(ts_stop(&srv), 0);
+    umount(mnt);
+}
+END_TEST
+
+Suite *sv_suite_checkpoint(void)
+{
+    Suite *s = suite_create("checkpoint");
+    TCase *tc = tcase_create("checkpoint");
+    tcase_set_timeout(tc, 180);
+    tcase_add_checked_fixture(tc, NULL, teardown);
+    tcase_add_test(tc, round_trip_restores_exactly_the_snapshot);
+    tcase_add_test(tc, snapshot_is_consistent_under_concurrent_writes);
+    tcase_add_test(tc, loop_answers_during_snapshot);
+    tcase_add_test(tc, second_snapshot_is_busy_and_ids_are_checked);
+    tcase_add_test(tc, retention_keeps_newest_n);
+    tcase_add_test(tc, rescale_4_to_2);
+    tcase_add_test(tc, rescale_2_to_3);
+    tcase_add_test(tc, overlapping_sources_refused);
+    tcase_add_test(tc, restore_roots_confinement);
+    tcase_add_test(tc, corruption_refused_live_state_intact);
+    tcase_add_test(tc, kill9_during_snapshot_leaves_no_half_checkpoint);
+    tcase_add_test(tc, kill9_during_restore_keeps_old_state_whole);
+    tcase_add_test(tc, writes_busy_during_restore);
+    tcase_add_test(tc, restore_from_at_startup);
+    tcase_add_test(tc, full_disk_fails_cleanly);
+    suite_add_tcase(s, tc);
+    return s;
+}
