@@ -77,7 +77,8 @@ INTEG_BIN := $(BUILD)/tests/check_integration
 
 DEPS_STAMP := build/.deps-ok
 
-.PHONY: all deps test test-unit test-integration test-valgrind run clean format format-check
+.PHONY: all deps test test-unit test-integration test-valgrind run clean format format-check \
+        bench-snapshot
 .DEFAULT_GOAL := all
 
 all: $(STATESRVD) $(STATECTL) $(LIB_A) $(LIB_SO)
@@ -150,7 +151,7 @@ $(LIB_SO): $(CLIENT_LIB_OBJ) $(COMMON_OBJ) client/statesrv.map
 
 $(STATECTL): $(BUILD)/obj/client/statectl.o $(CKPT_OBJ) $(LIB_A)
 	@echo "  LD      $@"
-	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(CKPT_LIBS)
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(CKPT_LIBS) -pthread
 
 # --- tests ---------------------------------------------------------------
 $(UNIT_BIN): $(UNIT_SRC:%.c=$(BUILD)/obj/%.o) $(SERVER_OBJ) $(CKPT_OBJ) $(COMMON_OBJ)
@@ -175,8 +176,18 @@ test-integration: $(INTEG_BIN) $(STATESRVD) $(STATECTL)
 
 # The integration suite with statesrvd under valgrind memcheck (slow: minutes).
 test-valgrind: $(INTEG_BIN) $(STATESRVD) $(STATECTL)
-	$(Q)STATESRVD=$(abspath tests/tools/valgrind-statesrvd) STATESRVD_REAL=$(abspath $(STATESRVD)) \
+	$(Q)SV_TEST_SLOW=1 STATESRVD=$(abspath tests/tools/valgrind-statesrvd) STATESRVD_REAL=$(abspath $(STATESRVD)) \
 	    STATECTL=$(abspath $(STATECTL)) $(INTEG_BIN)
+
+# --- benchmarks (never part of `make test`) -------------------------------
+$(BUILD)/bench/%: $(BUILD)/obj/tests/bench/%.o $(LIB_A)
+	@mkdir -p $(@D)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(shell pkg-config --libs libprotobuf-c 2>/dev/null || echo -lprotobuf-c)
+
+# Write throughput before, during and after a snapshot (docs/benchmarks.md).
+bench-snapshot:
+	tests/bench/snapshot_impact.sh $(BENCH_ARGS)
 
 # --- running -------------------------------------------------------------
 run: $(STATESRVD) $(STATECTL)

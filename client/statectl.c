@@ -3,16 +3,27 @@
  * Every command connects, does one thing and prints the answer: text by
  * default (keys and values are the bytes of argv, printed as they are),
  * hex with --hex, one JSON document with --json. Exit status: 0 ok, 1 not
- * found, 2 usage error, 3 connection or server error. */
+ * found, 2 usage error, 3 connection or server error.
+ *
+ * The `checkpoint verify|inspect|dump` commands work offline, on a
+ * checkpoint directory, through the checkpoint file reader in common/. */
 #include "statesrv.h"
+#include "sv_ckpt.h"
+#include "sv_error.h"
+#include "sv_keys.h"
 #include "sv_msg.h" /* SV_VERSION */
+#include "sv_value.h"
 
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
 enum { EXIT_NOTFOUND = 1, EXIT_USAGE = 2, EXIT_ERROR = 3 };
 
@@ -23,9 +34,19 @@ enum {
     OPT_MERGE = 1 << 2,     /* --append / --add */
     OPT_SCAN = 1 << 3,      /* --key K, --key-groups A-B, --limit N */
     OPT_ALL = 1 << 4,       /* --all */
+    OPT_KG_RANGE = 1 << 5,  /* --key-groups A-B */
+    OPT_ID = 1 << 6,        /* --id N */
+    OPT_STATE = 1 << 7,     /* --state S */
 };
 
-#define MAX_POS 4
+/* Command flags. */
+enum {
+    CMD_OFFLINE = 1 << 0,   /* works on files: no connection */
+    CMD_TEXT_ARGS = 1 << 1, /* positional arguments are text even with --hex */
+};
+
+/* restore takes up to this many sources, as many as the server accepts. */
+#define MAX_POS 64
 
 /* An argument that may need hex decoding once --hex is known. */
 struct arg {
@@ -53,6 +74,9 @@ struct ctl {
     int has_limit;
     uint64_t limit;
     int all;
+    int has_id;
+    uint64_t id;
+    const char *state;
 
     struct arg pos[MAX_POS];
     int npos;
@@ -65,6 +89,7 @@ struct command {
     unsigned opts;
     const char *args;
     const char *help;
+    unsigned flags; /* CMD_*; a command group (run == NULL) has subcommands "NAME SUB" */
 };
 
 static const char *prog = "statectl";
@@ -613,11 +638,28 @@ static int cmd_stats(struct ctl *x)
         printf(",\"uptime_seconds\":%" PRIu64 ",\"connections_current\":%" PRIu32
                ",\"connections_total\":%" PRIu64 ",\"connections_rejected\":%" PRIu64
                ",\"map_size\":%" PRIu64 ",\"map_used\":%" PRIu64 ",\"key_groups\":%" PRIu32
-               ",\"commits\":%" PRIu64 ",\"bytes_in\":%" PRIu64 ",\"bytes_out\":%" PRIu64
-               ",\"ops\":[",
+               ",\"commits\":%" PRIu64 ",\"bytes_in\":%" PRIu64 ",\"bytes_out\":%" PRIu64 ",",
                s->uptime_seconds, s->connections_current, s->connections_total,
                s->connections_rejected, s->map_size, s->map_used, s->key_groups, s->commits,
                s->bytes_in, s->bytes_out);
+        printf("\"checkpoints_completed\":%" PRIu64 ",\"last_checkpoint_id\":%" PRIu64
+               ",\"last_checkpoint_bytes\":%" PRIu64 ",\"last_checkpoint_duration_ms\":%" PRIu64
+               ",\"last_checkpoint_unix_ms\":%" PRIu64 ",\"restores_completed\":%" PRIu64
+               ",\"last_restore_duration_ms\":%" PRIu64 ",\"checkpoint_in_progress\":",
+               s->checkpoints_completed, s->last_checkpoint_id, s->last_checkpoint_bytes,
+               s->last_checkpoint_duration_ms, s->last_checkpoint_unix_ms, s->restores_completed,
+               s->last_restore_duration_ms);
+        if (s->has_progress) {
+            printf("{\"kind\":");
+            put_json_str(s->progress.kind);
+            printf(",\"checkpoint_id\":%" PRIu64 ",\"entries\":%" PRIu64 ",\"bytes\":%" PRIu64
+                   ",\"elapsed_ms\":%" PRIu64 "},",
+                   s->progress.checkpoint_id, s->progress.entries, s->progress.bytes,
+                   s->progress.elapsed_ms);
+        } else {
+            printf("null,");
+        }
+        printf("\"ops\":[");
         for (size_t i = 0; i < s->n_ops; i++) {
             printf("%s{\"op\":", i ? "," : "");
             put_json_str(s->ops[i].op);
@@ -643,6 +685,18 @@ static int cmd_stats(struct ctl *x)
         printf("commits: %" PRIu64 "\n", s->commits);
         printf("bytes_in: %" PRIu64 "\n", s->bytes_in);
         printf("bytes_out: %" PRIu64 "\n", s->bytes_out);
+        printf("checkpoints_completed: %" PRIu64 "\n", s->checkpoints_completed);
+        printf("last_checkpoint_id: %" PRIu64 "\n", s->last_checkpoint_id);
+        printf("last_checkpoint_bytes: %" PRIu64 "\n", s->last_checkpoint_bytes);
+        printf("last_checkpoint_duration_ms: %" PRIu64 "\n", s->last_checkpoint_duration_ms);
+        printf("last_checkpoint_unix_ms: %" PRIu64 "\n", s->last_checkpoint_unix_ms);
+        printf("restores_completed: %" PRIu64 "\n", s->restores_completed);
+        printf("last_restore_duration_ms: %" PRIu64 "\n", s->last_restore_duration_ms);
+        if (s->has_progress)
+            printf("checkpoint_in_progress: %s id %" PRIu64 " entries %" PRIu64 " bytes %" PRIu64
+                   " elapsed_ms %" PRIu64 "\n",
+                   s->progress.kind, s->progress.checkpoint_id, s->progress.entries,
+                   s->progress.bytes, s->progress.elapsed_ms);
         for (size_t i = 0; i < s->n_ops; i++)
             printf("op %s: count %" PRIu64 " errors %" PRIu64 "\n", s->ops[i].op, s->ops[i].count,
                    s->ops[i].errors);
@@ -680,38 +734,724 @@ static int cmd_info(struct ctl *x)
     return 0;
 }
 
+/* --- checkpoints ------------------------------------------------------------ */
+
+static void format_utc(uint64_t unix_ms, char *buf, size_t n)
+{
+    time_t t = (time_t)(unix_ms / 1000);
+    struct tm tm;
+    if (!gmtime_r(&t, &tm) || !strftime(buf, n, "%Y-%m-%dT%H:%M:%SZ", &tm))
+        snprintf(buf, n, "?");
+}
+
+static void put_checkpoint_state_json(const statesrv_checkpoint_state *st)
+{
+    printf("{\"name\":");
+    put_json_str(st->name);
+    printf(",\"entries\":%" PRIu64 ",\"raw_bytes\":%" PRIu64, st->entries, st->raw_bytes);
+    if (st->entries)
+        printf(",\"kg_min\":%" PRIu32 ",\"kg_max\":%" PRIu32, st->kg_min, st->kg_max);
+    else
+        printf(",\"kg_min\":null,\"kg_max\":null");
+    printf(",\"blocks\":%" PRIu64 "}", st->blocks);
+}
+
+/* A manifest as one JSON object, member names as in checkpoint.proto; the
+ * hash is a hex string (a JSON number would lose bits in most parsers). */
+static void put_checkpoint_json(const statesrv_checkpoint_info *m)
+{
+    char created[32];
+    format_utc(m->created_unix_ms, created, sizeof(created));
+    printf("{\"checkpoint_id\":%" PRIu64 ",\"created_unix_ms\":%" PRIu64 ",\"created\":\"%s\""
+           ",\"server_version\":",
+           m->id, m->created_unix_ms, created);
+    put_json_str(m->server_version);
+    printf(",\"format_version\":%" PRIu32 ",\"key_groups\":%" PRIu32 ",\"kg_first\":%" PRIu32
+           ",\"kg_last\":%" PRIu32 ",\"entries\":%" PRIu64 ",\"raw_bytes\":%" PRIu64
+           ",\"data_bytes\":%" PRIu64 ",\"data_xxh3\":\"%016" PRIx64 "\",\"compression\":",
+           m->format_version, m->key_groups, m->kg_first, m->kg_last, m->entries, m->raw_bytes,
+           m->data_bytes, m->data_xxh3);
+    put_json_str(m->compression);
+    printf(",\"compression_level\":%d,\"blocks\":%" PRIu64 ",\"duration_ms\":%" PRIu64
+           ",\"states\":[",
+           m->compression_level, m->blocks, m->duration_ms);
+    for (size_t i = 0; i < m->n_states; i++) {
+        if (i)
+            putchar(',');
+        put_checkpoint_state_json(&m->states[i]);
+    }
+    putchar(']');
+    if (m->path) {
+        printf(",\"path\":");
+        put_json_str(m->path);
+    }
+    putchar('}');
+}
+
+/* Progress of a snapshot or restore on stderr, while the main thread waits
+ * for the reply: a second connection polls stats and rewrites one line. Only
+ * on a terminal; the line is erased before the result is printed. */
+#define PROGRESS_POLL_MS 200
+
+struct progress {
+    const struct ctl *x;
+    const char *kind; /* the job kind to show: "snapshot" or "restore" */
+    int on;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int stop;
+};
+
+/* Waits up to ms or until told to stop; 1 when told to stop. */
+static int progress_sleep(struct progress *p, int ms)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_sec += ms / 1000;
+    until.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&p->mu);
+    while (!p->stop && pthread_cond_timedwait(&p->cv, &p->mu, &until) == 0)
+        ;
+    int stop = p->stop;
+    pthread_mutex_unlock(&p->mu);
+    return stop;
+}
+
+/* Rewrites the progress line; *shown is the width on screen so far. */
+static void progress_line(size_t *shown, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void progress_line(size_t *shown, const char *fmt, ...)
+{
+    char line[160];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    size_t len = strlen(line);
+    fprintf(stderr, "\r%s%*s", line, len < *shown ? (int)(*shown - len) : 0, "");
+    fflush(stderr);
+    if (len > *shown)
+        *shown = len;
+}
+
+static void progress_clear(size_t *shown)
+{
+    if (*shown) {
+        fprintf(stderr, "\r%*s\r", (int)*shown, "");
+        fflush(stderr);
+        *shown = 0;
+    }
+}
+
+static void progress_show_job(size_t *shown, const statesrv_checkpoint_progress *pr)
+{
+    double mb = (double)pr->bytes / 1e6, secs = (double)pr->elapsed_ms / 1000.0;
+    char what[48];
+    if (strcmp(pr->kind, "snapshot") == 0)
+        snprintf(what, sizeof(what), "snapshot %" PRIu64, pr->checkpoint_id);
+    else
+        snprintf(what, sizeof(what), "%s", pr->kind);
+    progress_line(shown, "%s: %" PRIu64 " entries, %.1f MB, %.1f MB/s, %.1f s", what, pr->entries,
+                  mb, secs > 0 ? mb / secs : 0.0, secs);
+}
+
+static void *progress_main(void *arg)
+{
+    struct progress *p = arg;
+    statesrv *c = NULL;
+    size_t shown = 0;
+    /* The first look comes after one interval, so a quick job shows nothing
+     * and costs no second connection. */
+    while (!progress_sleep(p, PROGRESS_POLL_MS)) {
+        if (!c) {
+            statesrv_options o = {0};
+            o.connect_timeout_ms = p->x->timeout_ms;
+            o.io_timeout_ms = p->x->timeout_ms;
+            o.client_name = "statectl-progress";
+            if (statesrv_connect(p->x->addr, &o, &c))
+                break; /* no progress then; the job itself is unaffected */
+        }
+        statesrv_stats *s;
+        if (statesrv_stats_get(c, &s))
+            break;
+        if (s->has_progress && strcmp(s->progress.kind, p->kind) == 0)
+            progress_show_job(&shown, &s->progress);
+        statesrv_stats_free(s);
+    }
+    statesrv_close(c);
+    progress_clear(&shown);
+    return NULL;
+}
+
+static void progress_start(struct progress *p, const struct ctl *x, const char *kind)
+{
+    memset(p, 0, sizeof(*p));
+    p->x = x;
+    p->kind = kind;
+    if (!isatty(STDERR_FILENO))
+        return;
+    pthread_condattr_t ca;
+    if (pthread_condattr_init(&ca))
+        return;
+    int rc = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    if (rc == 0)
+        rc = pthread_cond_init(&p->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    if (rc)
+        return;
+    if (pthread_mutex_init(&p->mu, NULL)) {
+        pthread_cond_destroy(&p->cv);
+        return;
+    }
+    if (pthread_create(&p->thread, NULL, progress_main, p)) {
+        pthread_mutex_destroy(&p->mu);
+        pthread_cond_destroy(&p->cv);
+        return;
+    }
+    p->on = 1;
+}
+
+/* Stops the poller and waits until it has erased its line. */
+static void progress_stop(struct progress *p)
+{
+    if (!p->on)
+        return;
+    pthread_mutex_lock(&p->mu);
+    p->stop = 1;
+    pthread_cond_signal(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+    pthread_join(p->thread, NULL);
+    pthread_mutex_destroy(&p->mu);
+    pthread_cond_destroy(&p->cv);
+    p->on = 0;
+}
+
+static int cmd_snapshot(struct ctl *x)
+{
+    struct progress p;
+    statesrv_checkpoint_info *m;
+    progress_start(&p, x, "snapshot");
+    int rc = statesrv_snapshot(x->c, x->has_id, x->id, &m);
+    progress_stop(&p);
+    if (rc)
+        return report(x, rc);
+    if (x->json) {
+        put_checkpoint_json(m);
+        putchar('\n');
+    } else {
+        printf("checkpoint %" PRIu64 ": %s\n", m->id, m->path);
+    }
+    statesrv_checkpoint_info_free(m);
+    return 0;
+}
+
+/* One table cell per checkpoint and column, for sizing the columns. */
+enum { COL_ID, COL_CREATED, COL_ENTRIES, COL_DATA, COL_DURATION, COL_KG, N_COLS };
+
+static void checkpoint_cells(const statesrv_checkpoint_info *m, char cells[N_COLS][32])
+{
+    snprintf(cells[COL_ID], 32, "%" PRIu64, m->id);
+    format_utc(m->created_unix_ms, cells[COL_CREATED], 32);
+    snprintf(cells[COL_ENTRIES], 32, "%" PRIu64, m->entries);
+    snprintf(cells[COL_DATA], 32, "%" PRIu64, m->data_bytes);
+    snprintf(cells[COL_DURATION], 32, "%" PRIu64, m->duration_ms);
+    snprintf(cells[COL_KG], 32, "%" PRIu32 "-%" PRIu32, m->kg_first, m->kg_last);
+}
+
+static int cmd_checkpoints(struct ctl *x)
+{
+    statesrv_checkpoint_info *a;
+    size_t n;
+    int rc = statesrv_list_checkpoints(x->c, &a, &n);
+    if (rc)
+        return report(x, rc);
+    if (x->json) {
+        putchar('[');
+        for (size_t i = 0; i < n; i++) {
+            if (i)
+                putchar(',');
+            put_checkpoint_json(&a[i]);
+        }
+        printf("]\n");
+        statesrv_checkpoint_info_free(a);
+        return 0;
+    }
+    /* Numbers right-aligned, text left-aligned, columns as wide as needed. */
+    static const char *const head[N_COLS] = {"ID",         "CREATED",     "ENTRIES",
+                                             "DATA_BYTES", "DURATION_MS", "KEY_GROUPS"};
+    static const int left[N_COLS] = {0, 1, 0, 0, 0, 1};
+    int width[N_COLS];
+    char cells[N_COLS][32];
+    for (int k = 0; k < N_COLS; k++)
+        width[k] = (int)strlen(head[k]);
+    for (size_t i = 0; i < n; i++) {
+        checkpoint_cells(&a[i], cells);
+        for (int k = 0; k < N_COLS; k++)
+            if ((int)strlen(cells[k]) > width[k])
+                width[k] = (int)strlen(cells[k]);
+    }
+    for (size_t i = 0; i <= n; i++) {
+        if (i)
+            checkpoint_cells(&a[i - 1], cells);
+        for (int k = 0; k < N_COLS; k++) {
+            const char *cell = i ? cells[k] : head[k];
+            if (k == N_COLS - 1)
+                printf("%s\n", cell);
+            else
+                printf(left[k] ? "%-*s  " : "%*s  ", width[k], cell);
+        }
+    }
+    statesrv_checkpoint_info_free(a);
+    return 0;
+}
+
+static int cmd_checkpoint_rm(struct ctl *x)
+{
+    uint64_t id;
+    if (parse_u64(x->pos[0].text, UINT64_MAX, &id)) {
+        errorf("%s: '%s' is not a checkpoint id", x->cmd->name, x->pos[0].text);
+        return EXIT_USAGE;
+    }
+    int rc = statesrv_delete_checkpoint(x->c, id);
+    if (rc)
+        return report(x, rc);
+    json_ok(x);
+    return 0;
+}
+
+static int cmd_restore(struct ctl *x)
+{
+    const char *sources[MAX_POS];
+    for (int i = 0; i < x->npos; i++)
+        sources[i] = x->pos[i].text;
+    struct progress p;
+    statesrv_restore_info r;
+    progress_start(&p, x, "restore");
+    int rc = statesrv_restore(x->c, sources, (size_t)x->npos, x->has_key_groups, x->kg_first,
+                              x->kg_last, &r);
+    progress_stop(&p);
+    if (rc)
+        return report(x, rc);
+    if (x->json)
+        printf("{\"entries\":%" PRIu64 ",\"states\":%" PRIu32 ",\"kg_first\":%" PRIu32
+               ",\"kg_last\":%" PRIu32 ",\"duration_ms\":%" PRIu64 "}\n",
+               r.entries, r.states, r.kg_first, r.kg_last, r.duration_ms);
+    else
+        printf("restored %" PRIu64 " entries in %" PRIu32 " state(s), key groups %" PRIu32
+               "-%" PRIu32 "\n",
+               r.entries, r.states, r.kg_first, r.kg_last);
+    return 0;
+}
+
+/* --- offline: checkpoint files ------------------------------------------- */
+
+static int cmd_checkpoint_verify(struct ctl *x);
+
+/* verify --json answers failures with a document too. */
+static void put_verify_failure(const struct ctl *x, const char *why)
+{
+    if (!x->json || x->cmd->run != cmd_checkpoint_verify)
+        return;
+    printf("{\"ok\":false,\"error\":");
+    put_json_str(why);
+    printf("}\n");
+}
+
+/* Opens the checkpoint directory PATH. On failure reports why and returns the
+ * exit status: 1 when PATH does not exist, 3 for anything else (a directory
+ * that is not a readable, intact checkpoint). */
+static int ckpt_open(struct ctl *x, struct sv_ckpt_reader **r)
+{
+    const char *path = x->pos[0].text;
+    char err[512] = "";
+    struct stat st;
+    if (stat(path, &st) && (errno == ENOENT || errno == ENOTDIR)) {
+        snprintf(err, sizeof(err), "%s: %s", path, strerror(errno));
+        errorf("%s: %s", x->cmd->name, err);
+        put_verify_failure(x, err);
+        return EXIT_NOTFOUND;
+    }
+    int rc = sv_ckpt_open(path, r, err, sizeof(err));
+    if (rc) {
+        const char *why = err[0] ? err : sv_strerror(rc);
+        errorf("%s: %s", x->cmd->name, why);
+        put_verify_failure(x, why);
+        return EXIT_ERROR;
+    }
+    return 0;
+}
+
+/* The reader's manifest in the library's shape, so one printer serves both.
+ * states is malloc'd (NULL when there are none). */
+static int manifest_info(const struct sv_ckpt_manifest *m, const char *path,
+                         statesrv_checkpoint_info *d)
+{
+    memset(d, 0, sizeof(*d));
+    d->id = m->checkpoint_id;
+    d->created_unix_ms = m->created_unix_ms;
+    snprintf(d->server_version, sizeof(d->server_version), "%s", m->server_version);
+    d->format_version = m->format_version;
+    d->key_groups = m->key_groups;
+    d->kg_first = m->kg_first;
+    d->kg_last = m->kg_last;
+    d->entries = m->entries;
+    d->raw_bytes = m->raw_bytes;
+    d->data_bytes = m->data_bytes;
+    d->data_xxh3 = m->data_xxh3;
+    snprintf(d->compression, sizeof(d->compression), "%s",
+             m->compression == SV_CKPT_COMPRESS_ZSTD ? "zstd" : "none");
+    d->compression_level = m->compression_level;
+    d->blocks = m->blocks;
+    d->duration_ms = m->duration_ms;
+    d->path = path;
+    if (m->n_states) {
+        d->states = calloc(m->n_states, sizeof(*d->states));
+        if (!d->states)
+            return -1;
+    }
+    d->n_states = m->n_states;
+    for (size_t i = 0; i < m->n_states; i++) {
+        const struct sv_ckpt_state *s = &m->states[i];
+        statesrv_checkpoint_state *t = &d->states[i];
+        snprintf(t->name, sizeof(t->name), "%s", s->name);
+        t->entries = s->entries;
+        t->raw_bytes = s->raw_bytes;
+        t->kg_min = s->kg_min;
+        t->kg_max = s->kg_max;
+        t->blocks = s->blocks;
+    }
+    return 0;
+}
+
+static int cmd_checkpoint_inspect(struct ctl *x)
+{
+    struct sv_ckpt_reader *r;
+    int status = ckpt_open(x, &r);
+    if (status)
+        return status;
+    statesrv_checkpoint_info m;
+    if (manifest_info(sv_ckpt_manifest(r), x->pos[0].text, &m)) {
+        errorf("out of memory");
+        sv_ckpt_close(r);
+        return EXIT_ERROR;
+    }
+    if (x->json) {
+        put_checkpoint_json(&m);
+        putchar('\n');
+    } else {
+        char created[32];
+        format_utc(m.created_unix_ms, created, sizeof(created));
+        printf("path: %s\n", m.path);
+        printf("checkpoint_id: %" PRIu64 "\n", m.id);
+        printf("created: %s (%" PRIu64 ")\n", created, m.created_unix_ms);
+        printf("server_version: %s\n", m.server_version);
+        printf("format_version: %" PRIu32 "\n", m.format_version);
+        printf("key_groups: %" PRIu32 "\n", m.key_groups);
+        printf("kg_range: %" PRIu32 "-%" PRIu32 "\n", m.kg_first, m.kg_last);
+        printf("entries: %" PRIu64 "\n", m.entries);
+        printf("raw_bytes: %" PRIu64 "\n", m.raw_bytes);
+        printf("data_bytes: %" PRIu64 "\n", m.data_bytes);
+        printf("data_xxh3: %016" PRIx64 "\n", m.data_xxh3);
+        printf("compression: %s (level %d)\n", m.compression, m.compression_level);
+        printf("blocks: %" PRIu64 "\n", m.blocks);
+        printf("duration_ms: %" PRIu64 "\n", m.duration_ms);
+        for (size_t i = 0; i < m.n_states; i++) {
+            const statesrv_checkpoint_state *s = &m.states[i];
+            printf("state %s: entries %" PRIu64 " raw_bytes %" PRIu64 " blocks %" PRIu64, s->name,
+                   s->entries, s->raw_bytes, s->blocks);
+            if (s->entries)
+                printf(" key_groups %" PRIu32 "-%" PRIu32, s->kg_min, s->kg_max);
+            putchar('\n');
+        }
+    }
+    free(m.states);
+    sv_ckpt_close(r);
+    return 0;
+}
+
+struct verify_progress {
+    uint64_t total;
+    int64_t last_ms;
+    size_t shown;
+};
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void verify_progress_cb(void *ud, uint64_t bytes)
+{
+    struct verify_progress *v = ud;
+    int64_t now = mono_ms();
+    if (now - v->last_ms < PROGRESS_POLL_MS)
+        return;
+    v->last_ms = now;
+    progress_line(&v->shown, "verify: %.1f of %.1f MB (%.0f%%)", (double)bytes / 1e6,
+                  (double)v->total / 1e6,
+                  v->total ? 100.0 * (double)bytes / (double)v->total : 100.0);
+}
+
+static int cmd_checkpoint_verify(struct ctl *x)
+{
+    struct sv_ckpt_reader *r;
+    int status = ckpt_open(x, &r);
+    if (status)
+        return status;
+    const struct sv_ckpt_manifest *m = sv_ckpt_manifest(r);
+    struct verify_progress v = {m->data_bytes, mono_ms(), 0};
+    char err[512] = "";
+    int tty = isatty(STDERR_FILENO);
+    int rc = sv_ckpt_verify(r, tty ? verify_progress_cb : NULL, &v, err, sizeof(err));
+    progress_clear(&v.shown);
+    if (rc) {
+        const char *why = err[0] ? err : sv_strerror(rc);
+        errorf("%s: %s", x->cmd->name, why);
+        put_verify_failure(x, why);
+        status = EXIT_ERROR;
+    } else if (x->json) {
+        printf("{\"ok\":true,\"entries\":%" PRIu64 ",\"bytes\":%" PRIu64 "}\n", m->entries,
+               m->data_bytes);
+    } else {
+        printf("ok: %" PRIu64 " entries, %" PRIu64 " bytes\n", m->entries, m->data_bytes);
+    }
+    sv_ckpt_close(r);
+    return status;
+}
+
+/* Prints the entries of one state in key groups first..last. 0, or an exit
+ * status after reporting. *printed counts entries across states (JSON commas). */
+static int dump_state(struct ctl *x, struct sv_ckpt_reader *r, size_t idx, uint32_t first,
+                      uint32_t last, uint64_t *printed)
+{
+    const char *name = sv_ckpt_manifest(r)->states[idx].name;
+    struct sv_ckpt_iter *it;
+    int rc = sv_ckpt_iter_open(r, idx, first, last, &it);
+    if (rc) {
+        errorf("%s: %s", x->cmd->name, sv_ckpt_errmsg(r));
+        return EXIT_ERROR;
+    }
+    int status = 0;
+    const uint8_t *sk, *val;
+    size_t sklen, vlen;
+    uint64_t n = 0;
+    while ((rc = sv_ckpt_iter_next(it, &sk, &sklen, &val, &vlen)) == 1) {
+        struct sv_skey key;
+        struct sv_value v;
+        n++;
+        if (sv_skey_decode(sk, sklen, &key)) {
+            errorf("%s: state %s, entry %" PRIu64 ": the stored key does not decode", x->cmd->name,
+                   name, n);
+            status = EXIT_ERROR;
+            break;
+        }
+        if (sv_value_parse(val, vlen, &v)) {
+            errorf("%s: state %s, entry %" PRIu64 ": the stored value does not decode",
+                   x->cmd->name, name, n);
+            status = EXIT_ERROR;
+            break;
+        }
+        int kind = (int)v.kind; /* the same numbers as enum statesrv_kind */
+        if (x->json) {
+            printf("%s{\"state\":", (*printed)++ ? "," : "");
+            put_json_str(name);
+            printf(",\"key_group\":%" PRIu32 ",\"key\":", key.kg);
+            put_json_bytes(x, key.key, key.key_len);
+            printf(",\"namespace\":");
+            put_json_bytes(x, key.ns, key.ns_len);
+            printf(",\"kind\":\"%s\",", kind_name(kind));
+            if (v.expiry_ms)
+                printf("\"expiry_ms\":%" PRIu64 ",", v.expiry_ms);
+            printf("\"value\":");
+        } else {
+            /* With --state the lines are those of `scan`, so the two diff. */
+            if (!x->state)
+                printf("%s\t", name);
+            printf("%" PRIu32 "\t", key.kg);
+            put_text_field(x, key.key, key.key_len);
+            putchar('\t');
+            put_text_field(x, key.ns, key.ns_len);
+            printf("\t%s\t", kind_name(kind));
+        }
+        if (put_value_inline(x, kind, v.data, v.len)) {
+            printf(x->json ? "null" : "?");
+            errorf("%s: state %s: a malformed %s value", x->cmd->name, name, kind_name(kind));
+            status = EXIT_ERROR;
+        }
+        printf(x->json ? "}" : "\n");
+    }
+    if (rc < 0) {
+        errorf("%s: %s", x->cmd->name, sv_ckpt_errmsg(r));
+        status = EXIT_ERROR;
+    }
+    sv_ckpt_iter_close(it);
+    return status;
+}
+
+static int cmd_checkpoint_dump(struct ctl *x)
+{
+    struct sv_ckpt_reader *r;
+    int status = ckpt_open(x, &r);
+    if (status)
+        return status;
+    const struct sv_ckpt_manifest *m = sv_ckpt_manifest(r);
+    uint32_t first = m->kg_first, last = m->kg_last;
+    if (x->has_key_groups) {
+        if (x->kg_first > x->kg_last || x->kg_last >= m->key_groups) {
+            errorf("%s: key groups %" PRIu32 "-%" PRIu32 " are not a range within 0-%" PRIu32,
+                   x->cmd->name, x->kg_first, x->kg_last, m->key_groups - 1);
+            sv_ckpt_close(r);
+            return EXIT_USAGE;
+        }
+        first = x->kg_first;
+        last = x->kg_last;
+    }
+    size_t from = 0, to = m->n_states;
+    if (x->state) {
+        for (from = 0; from < m->n_states; from++)
+            if (strcmp(m->states[from].name, x->state) == 0)
+                break;
+        if (from == m->n_states) {
+            errorf("%s: the checkpoint has no state '%s'", x->cmd->name, x->state);
+            sv_ckpt_close(r);
+            return EXIT_NOTFOUND;
+        }
+        to = from + 1;
+    }
+    uint64_t printed = 0;
+    if (x->json)
+        printf("{\"entries\":[");
+    for (size_t i = from; i < to && !status; i++)
+        status = dump_state(x, r, i, first, last, &printed);
+    if (x->json)
+        printf("],\"complete\":%s}\n", status ? "false" : "true");
+    sv_ckpt_close(r);
+    return status;
+}
+
 static const struct command commands[] = {
-    {"ping", cmd_ping, 0, 0, 0, "", "Checks that the server answers."},
+    {"ping", cmd_ping, 0, 0, 0, "", "Checks that the server answers.", 0},
     {"get", cmd_get, 2, 2, OPT_NS | OPT_KEY_GROUP, "STATE KEY [-n NS] [--key-group N]",
      "Prints one value: RAW as it is, a COUNTER as a decimal number, a LIST one\n"
      "element per line; each followed by a newline. Exits 1 if the entry does not\n"
-     "exist."},
+     "exist.",
+     0},
     {"put", cmd_put, 3, 3, OPT_NS | OPT_KEY_GROUP, "STATE KEY VALUE [-n NS] [--key-group N]",
-     "Writes a RAW value, replacing any previous one."},
+     "Writes a RAW value, replacing any previous one.", 0},
     {"del", cmd_del, 2, 2, OPT_NS | OPT_KEY_GROUP, "STATE KEY [-n NS] [--key-group N]",
      "Deletes one entry. Prints nothing (JSON: {\"found\":BOOL}); exits 1 if the\n"
-     "entry did not exist."},
+     "entry did not exist.",
+     0},
     {"merge", cmd_merge, 3, 3, OPT_NS | OPT_KEY_GROUP | OPT_MERGE,
      "STATE KEY OPERAND --append|--add [-n NS] [--key-group N]",
      "--append adds OPERAND as one element to a LIST value. --add adds the decimal\n"
      "int64 OPERAND to a COUNTER value and prints the new value. Both create the\n"
-     "value when it is absent."},
-    {"scan", cmd_scan, 1, 1, OPT_SCAN | OPT_KEY_GROUP,
+     "value when it is absent.",
+     0},
+    {"scan", cmd_scan, 1, 1, OPT_SCAN | OPT_KG_RANGE | OPT_KEY_GROUP,
      "STATE [--key K [--key-group N]] [--key-groups A-B] [--limit N]",
      "Prints entries in stored order, one per line: key group, key, namespace,\n"
      "kind and value, separated by tabs (bytes that are not printable are\n"
      "escaped; LIST values print as a JSON array). --key: every namespace of one\n"
-     "key. --key-groups: key groups A to B inclusive. --limit: at most N entries."},
+     "key. --key-groups: key groups A to B inclusive. --limit: at most N entries.",
+     0},
     {"clear", cmd_clear, 1, 2, OPT_KEY_GROUP | OPT_ALL, "STATE KEY [--key-group N] | STATE --all",
      "Deletes every namespace of KEY, or with --all drops the whole state. Prints\n"
-     "the number of entries deleted."},
+     "the number of entries deleted.",
+     0},
     {"states", cmd_states, 0, 0, 0, "",
-     "Lists the states: name, entries and bytes, separated by tabs."},
-    {"stats", cmd_stats, 0, 0, 0, "", "Prints the server's counters."},
-    {"info", cmd_info, 0, 0, 0, "", "Prints what the server announced in the handshake."},
+     "Lists the states: name, entries and bytes, separated by tabs.", 0},
+    {"stats", cmd_stats, 0, 0, 0, "", "Prints the server's counters.", 0},
+    {"info", cmd_info, 0, 0, 0, "", "Prints what the server announced in the handshake.", 0},
+    {"snapshot", cmd_snapshot, 0, 0, OPT_ID, "[--id N]",
+     "Writes a checkpoint of every state to the server's checkpoint_dir and waits\n"
+     "until it is complete and durable (--timeout does not limit that wait).\n"
+     "Prints \"checkpoint ID: DIRECTORY\"; with --json the whole manifest, states\n"
+     "included. --id: the id to use (default: one more than the highest present).\n"
+     "On a terminal, progress is shown on stderr. Fails (exit 3) with BUSY while\n"
+     "another snapshot or restore runs.",
+     0},
+    {"checkpoints", cmd_checkpoints, 0, 0, 0, "",
+     "Lists the server's checkpoints, oldest first: id, creation time (UTC),\n"
+     "entries, size of the data file, how long writing it took, and the key-group\n"
+     "range it covers. --json: an array of manifests.",
+     0},
+    {"restore", cmd_restore, 1, MAX_POS, OPT_KG_RANGE, "SOURCE... [--key-groups A-B]",
+     "Replaces the whole live state with the entries of the SOURCEs and waits until\n"
+     "it is done (--timeout does not limit that wait). A SOURCE is a checkpoint id\n"
+     "in the server's checkpoint_dir, or the path (on the server's machine) of a\n"
+     "checkpoint directory under its restore_roots; several are merged, e.g. to\n"
+     "rescale. --key-groups: take only key groups A to B inclusive. Prints the\n"
+     "entries, states and key-group range restored (--json: also the duration).\n"
+     "On a terminal, progress is shown on stderr. Exits 1 if a source does not\n"
+     "exist, 3 if the server refuses (BUSY; INVALID_ARGUMENT: a bad source or\n"
+     "range, overlapping sources, a checkpoint that does not verify).",
+     CMD_TEXT_ARGS},
+    {"checkpoint", NULL, 0, 0, 0, "SUBCOMMAND",
+     "Checkpoint housekeeping. rm talks to the server; verify, inspect and dump\n"
+     "read a checkpoint directory directly and need no server.",
+     0},
+    {"checkpoint rm", cmd_checkpoint_rm, 1, 1, 0, "ID",
+     "Deletes checkpoint ID from the server's checkpoint_dir. Exits 1 if it does\n"
+     "not exist.",
+     CMD_TEXT_ARGS},
+    {"checkpoint verify", cmd_checkpoint_verify, 1, 1, 0, "PATH",
+     "Reads the whole checkpoint directory PATH and checks every checksum, block\n"
+     "and count (offline). Prints \"ok: N entries, M bytes\", or the reason and\n"
+     "exits 3 when the checkpoint is damaged (1 when PATH does not exist). On a\n"
+     "terminal, progress is shown on stderr.",
+     CMD_OFFLINE | CMD_TEXT_ARGS},
+    {"checkpoint inspect", cmd_checkpoint_inspect, 1, 1, 0, "PATH",
+     "Prints the manifest of the checkpoint directory PATH (offline): id, time,\n"
+     "key groups, sizes, compression, and each state with its entries and\n"
+     "key-group range. Checks the manifest and the data file's index, not the\n"
+     "data (see verify).",
+     CMD_OFFLINE | CMD_TEXT_ARGS},
+    {"checkpoint dump", cmd_checkpoint_dump, 1, 1, OPT_STATE | OPT_KG_RANGE,
+     "PATH [--state S] [--key-groups A-B]",
+     "Prints every entry of the checkpoint directory PATH (offline), in stored\n"
+     "order, one per line: state, key group, key, namespace, kind and value,\n"
+     "separated by tabs, escaped as by scan. --state: only state S, and lines\n"
+     "exactly as `scan S` prints them (no state column). --key-groups: only key\n"
+     "groups A to B inclusive. Exits 1 if there is no state S.",
+     CMD_OFFLINE | CMD_TEXT_ARGS},
 };
 
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
+
+/* Lists commands (skipping groups), or only those of group `in`, with their
+ * arguments lined up. */
+static void list_commands(FILE *f, const struct command *in)
+{
+    size_t width = 4, plen = in ? strlen(in->name) : 0; /* "help" */
+    for (size_t i = 0; i < N_COMMANDS; i++) {
+        size_t n = strlen(commands[i].name);
+        if (commands[i].run && n > width)
+            width = n;
+    }
+    for (size_t i = 0; i < N_COMMANDS; i++) {
+        const struct command *cmd = &commands[i];
+        if (!cmd->run ||
+            (in && (strncmp(cmd->name, in->name, plen) != 0 || cmd->name[plen] != ' ')))
+            continue;
+        if (cmd->args[0])
+            fprintf(f, "  %-*s %s\n", (int)width, cmd->name, cmd->args);
+        else
+            fprintf(f, "  %s\n", cmd->name);
+    }
+    if (!in)
+        fprintf(f, "  %-*s [COMMAND]\n", (int)width, "help");
+}
 
 static void usage(FILE *f)
 {
@@ -720,13 +1460,7 @@ static void usage(FILE *f)
             "\n"
             "Commands:\n",
             prog);
-    for (size_t i = 0; i < N_COMMANDS; i++) {
-        if (commands[i].args[0])
-            fprintf(f, "  %-6s %s\n", commands[i].name, commands[i].args);
-        else
-            fprintf(f, "  %s\n", commands[i].name);
-    }
-    fprintf(f, "  help   [COMMAND]\n");
+    list_commands(f, NULL);
     fprintf(f, "\n"
                "Options:\n"
                "  -a, --addr ADDR   server address: HOST:PORT, [V6ADDR]:PORT or unix:/PATH\n"
@@ -742,6 +1476,15 @@ static void usage(FILE *f)
 
 static void command_usage(FILE *f, const struct command *cmd, int full)
 {
+    if (!cmd->run) {
+        /* The subcommands are the useful part even of the short form. */
+        fprintf(f, "usage: %s [OPTIONS] %s SUBCOMMAND [ARGS]\n", prog, cmd->name);
+        if (full)
+            fprintf(f, "\n%s\n", cmd->help);
+        fprintf(f, "%sSubcommands:\n", full ? "\n" : "");
+        list_commands(f, cmd);
+        return;
+    }
     fprintf(f, "usage: %s [OPTIONS] %s%s%s\n", prog, cmd->name, cmd->args[0] ? " " : "", cmd->args);
     if (full)
         fprintf(f, "\n%s\n", cmd->help);
@@ -780,6 +1523,16 @@ static const struct command *find_command(const char *name)
     if (strcmp(name, "delete") == 0)
         return find_command("del");
     return NULL;
+}
+
+/* The command "GROUP SUB", or NULL. */
+static const struct command *find_subcommand(const struct command *group, const char *sub)
+{
+    char name[64];
+    if (snprintf(name, sizeof(name), "%s %s", group->name, sub) >= (int)sizeof(name))
+        return NULL;
+    const struct command *cmd = find_command(name);
+    return cmd && cmd->run ? cmd : NULL;
 }
 
 /* True for an argument that is an option rather than a value: it starts with
@@ -822,6 +1575,12 @@ static int parse_args(struct ctl *x, int argc, char **argv)
                 const struct command *cmd = i + 1 < argc ? find_command(argv[i + 1]) : NULL;
                 if (i + 1 < argc && !cmd)
                     return usage_error(x, "unknown command '%s'", argv[i + 1]);
+                if (cmd && !cmd->run && i + 2 < argc) {
+                    const struct command *sub = find_subcommand(cmd, argv[i + 2]);
+                    if (!sub)
+                        return usage_error(x, "unknown command '%s %s'", cmd->name, argv[i + 2]);
+                    cmd = sub;
+                }
                 if (cmd)
                     command_usage(stdout, cmd, 1);
                 else
@@ -832,6 +1591,14 @@ static int parse_args(struct ctl *x, int argc, char **argv)
                 x->cmd = find_command(a);
                 if (!x->cmd)
                     return usage_error(x, "unknown command '%s'", a);
+                continue;
+            }
+            if (!x->cmd->run) {
+                /* A group: this word picks the command. */
+                const struct command *sub = find_subcommand(x->cmd, a);
+                if (!sub)
+                    return usage_error(x, "unknown subcommand '%s'", a);
+                x->cmd = sub;
                 continue;
             }
             if (x->npos >= MAX_POS || x->npos >= x->cmd->max_pos)
@@ -888,7 +1655,7 @@ static int parse_args(struct ctl *x, int argc, char **argv)
                 return usage_error(x, "--key needs a key");
             x->scan_key.text = v;
             x->has_scan_key = 1;
-        } else if ((allowed & OPT_SCAN) &&
+        } else if ((allowed & OPT_KG_RANGE) &&
                    (m = opt_value(a, "--key-groups", argc, argv, &i, &v)) != 0) {
             const char *dash = m > 0 ? strchr(v, '-') : NULL;
             uint64_t first, last;
@@ -908,6 +1675,15 @@ static int parse_args(struct ctl *x, int argc, char **argv)
             x->has_limit = 1;
         } else if ((allowed & OPT_ALL) && strcmp(a, "--all") == 0) {
             x->all = 1;
+        } else if ((allowed & OPT_ID) && (m = opt_value(a, "--id", argc, argv, &i, &v)) != 0) {
+            if (m < 0 || parse_u64(v, UINT64_MAX, &x->id))
+                return usage_error(x, "--id needs a checkpoint id (a number)");
+            x->has_id = 1;
+        } else if ((allowed & OPT_STATE) &&
+                   (m = opt_value(a, "--state", argc, argv, &i, &v)) != 0) {
+            if (m < 0)
+                return usage_error(x, "--state needs a state name");
+            x->state = v;
         } else {
             return usage_error(x, "unknown option '%s'", a);
         }
@@ -915,10 +1691,15 @@ static int parse_args(struct ctl *x, int argc, char **argv)
 
     if (!x->cmd)
         return usage_error(x, "no command given");
+    if (!x->cmd->run)
+        return usage_error(x, "needs a subcommand");
     const struct command *cmd = x->cmd;
     int want_min = cmd->min_pos, want_max = cmd->max_pos;
     if (cmd->run == cmd_clear)
         want_min = want_max = x->all ? 1 : 2;
+    if (x->npos < want_min && want_max > want_min)
+        return usage_error(x, "expected at least %d argument%s, got %d", want_min,
+                           want_min == 1 ? "" : "s", x->npos);
     if (x->npos < want_min || x->npos > want_max)
         return usage_error(x, "expected %d argument%s, got %d", want_min, want_min == 1 ? "" : "s",
                            x->npos);
@@ -934,7 +1715,7 @@ static int parse_args(struct ctl *x, int argc, char **argv)
     /* Keys, namespaces and values are bytes; the state name and the --add
      * operand are text either way. */
     static const char *const what[] = {"state", "key", "value", "argument"};
-    for (int i = 1; i < x->npos; i++) {
+    for (int i = 1; i < x->npos && !(cmd->flags & CMD_TEXT_ARGS); i++) {
         if (i == 2 && x->add)
             continue;
         if (decode_arg(x, &x->pos[i], what[i]))
@@ -969,17 +1750,19 @@ int main(int argc, char **argv)
         const char *env = getenv("STATESRV_ADDR");
         x.addr = env && *env ? env : STATESRV_DEFAULT_ADDR;
     }
-
-    statesrv_options o = {0};
-    o.connect_timeout_ms = x.timeout_ms;
-    o.io_timeout_ms = x.timeout_ms;
-    o.client_name = "statectl";
-    char why[256];
-    rc = statesrv_connect2(x.addr, &o, &x.c, why, sizeof(why));
-    if (rc) {
-        errorf("cannot connect to %s: %s", x.addr, why);
-        ctl_free(&x);
-        return rc == STATESRV_ERR_USAGE ? EXIT_USAGE : EXIT_ERROR;
+    /* Offline commands read checkpoint files and need no server. */
+    if (!(x.cmd->flags & CMD_OFFLINE)) {
+        statesrv_options o = {0};
+        o.connect_timeout_ms = x.timeout_ms;
+        o.io_timeout_ms = x.timeout_ms;
+        o.client_name = "statectl";
+        char why[256];
+        rc = statesrv_connect2(x.addr, &o, &x.c, why, sizeof(why));
+        if (rc) {
+            errorf("cannot connect to %s: %s", x.addr, why);
+            ctl_free(&x);
+            return rc == STATESRV_ERR_USAGE ? EXIT_USAGE : EXIT_ERROR;
+        }
     }
 
     int status = x.cmd->run(&x);

@@ -62,8 +62,9 @@ struct statesrv {
     int dead; /* 0, or the code every later call returns */
     int eof;  /* the server closed its side */
     int io_timeout_ms;
-    uint32_t max_send; /* largest request payload the server accepts */
-    uint64_t next_id;  /* id of the next request queued */
+    int job_timeout_ms; /* snapshot and restore: -1 for no limit */
+    uint32_t max_send;  /* largest request payload the server accepts */
+    uint64_t next_id;   /* id of the next request queued */
     uint64_t expect_id;
     /* Result cases the owed replies must carry, oldest at exp_head: a ring
      * of exp_cap slots holding `pending` of them. */
@@ -704,7 +705,8 @@ int statesrv_connect2(const char *addr, const statesrv_options *opts, statesrv *
         opts && opts->connect_timeout_ms ? opts->connect_timeout_ms : CLIENT_CONNECT_TIMEOUT_MS;
     int ito = opts && opts->io_timeout_ms ? opts->io_timeout_ms : CLIENT_IO_TIMEOUT_MS;
     const char *name = opts && opts->client_name ? opts->client_name : "libstatesrv";
-    if (cto < -1 || ito < -1) {
+    int jto = opts ? opts->job_timeout_ms : 0;
+    if (cto < -1 || ito < -1 || jto < -1) {
         put_reason(errbuf, errlen, "timeouts are milliseconds, 0 for the default or -1 for none");
         return STATESRV_ERR_USAGE;
     }
@@ -716,6 +718,7 @@ int statesrv_connect2(const char *addr, const statesrv_options *opts, statesrv *
     }
     c->fd = -1;
     c->io_timeout_ms = ito;
+    c->job_timeout_ms = jto > 0 ? jto : -1;
     c->next_id = 1;
     c->expect_id = 1;
     c->max_send = CLIENT_HELLO_MAX_FRAME;
@@ -1592,6 +1595,22 @@ int statesrv_stats_get(statesrv *c, statesrv_stats **out)
     }
     if (rc == 0 && (rc = copy_states(c, r->states, r->n_states, &s->states)) == 0)
         s->n_states = r->n_states;
+    s->checkpoints_completed = r->checkpoints_completed;
+    s->last_checkpoint_id = r->last_checkpoint_id;
+    s->last_checkpoint_bytes = r->last_checkpoint_bytes;
+    s->last_checkpoint_duration_ms = r->last_checkpoint_duration_ms;
+    s->last_checkpoint_unix_ms = r->last_checkpoint_unix_ms;
+    s->restores_completed = r->restores_completed;
+    s->last_restore_duration_ms = r->last_restore_duration_ms;
+    const Statesrv__V1__CheckpointProgress *p = r->checkpoint_in_progress;
+    if (p) {
+        s->has_progress = 1;
+        copy_str(s->progress.kind, sizeof(s->progress.kind), p->kind);
+        s->progress.checkpoint_id = p->checkpoint_id;
+        s->progress.entries = p->entries;
+        s->progress.bytes = p->bytes;
+        s->progress.elapsed_ms = p->elapsed_ms;
+    }
     drop_resp(c);
     if (rc) {
         statesrv_stats_free(s);
@@ -1599,6 +1618,212 @@ int statesrv_stats_get(statesrv *c, statesrv_stats **out)
     }
     *out = s;
     return STATESRV_OK;
+}
+
+/* --- checkpoints -------------------------------------------------------- */
+
+/* Snapshot and restore answer only when the job is done, which may take far
+ * longer than io_timeout_ms: their round trip runs under job_timeout_ms. */
+static int roundtrip_job(statesrv *c, Statesrv__V1__Request *req, int expect)
+{
+    int saved = c->io_timeout_ms;
+    c->io_timeout_ms = c->job_timeout_ms;
+    int rc = roundtrip(c, req, expect);
+    c->io_timeout_ms = saved;
+    if (rc == STATESRV_ERR_TIMEOUT)
+        snprintf(c->errmsg, sizeof(c->errmsg),
+                 "no reply within job_timeout_ms (%d ms); the job goes on in the server",
+                 c->job_timeout_ms);
+    return rc;
+}
+
+static void copy_manifest(statesrv_checkpoint_info *d, const Statesrv__V1__CheckpointManifest *m,
+                          statesrv_checkpoint_state *states)
+{
+    d->id = m->checkpoint_id;
+    d->created_unix_ms = m->created_unix_ms;
+    copy_str(d->server_version, sizeof(d->server_version), m->server_version);
+    d->format_version = m->format_version;
+    d->key_groups = m->key_groups;
+    d->kg_first = m->kg_first;
+    d->kg_last = m->kg_last;
+    d->entries = m->entries;
+    d->raw_bytes = m->raw_bytes;
+    d->data_bytes = m->data_bytes;
+    d->data_xxh3 = m->data_xxh3;
+    copy_str(d->compression, sizeof(d->compression), m->compression);
+    d->compression_level = m->compression_level;
+    d->blocks = m->blocks;
+    d->duration_ms = m->duration_ms;
+    d->states = m->n_states ? states : NULL;
+    d->n_states = m->n_states;
+    for (size_t i = 0; i < m->n_states; i++) {
+        const Statesrv__V1__CheckpointStateInfo *si = m->states[i];
+        copy_str(states[i].name, sizeof(states[i].name), si->name);
+        states[i].entries = si->entries;
+        states[i].raw_bytes = si->raw_bytes;
+        states[i].kg_min = si->kg_min;
+        states[i].kg_max = si->kg_max;
+        states[i].blocks = si->blocks;
+    }
+}
+
+/* Copies n manifests (and a snapshot's path) into one allocation: the infos,
+ * then every state array, then the path, so that one free() releases it. */
+static int copy_manifests(statesrv *c, Statesrv__V1__CheckpointManifest *const *src, size_t n,
+                          const char *path, statesrv_checkpoint_info **out)
+{
+    *out = NULL;
+    if (n == 0)
+        return 0;
+    size_t states = 0, path_len = path ? strlen(path) + 1 : 0;
+    for (size_t i = 0; i < n; i++) {
+        if (src[i]->n_states > SIZE_MAX / sizeof(statesrv_checkpoint_state) - states)
+            return fail(c, STATESRV_ERR_NOMEM, "out of memory");
+        states += src[i]->n_states;
+    }
+    if (n > SIZE_MAX / sizeof(statesrv_checkpoint_info) ||
+        states * sizeof(statesrv_checkpoint_state) >
+            SIZE_MAX - path_len - n * sizeof(statesrv_checkpoint_info))
+        return fail(c, STATESRV_ERR_NOMEM, "out of memory");
+    /* Both structs hold uint64_t members, so their sizes keep the state
+     * arrays aligned after the infos. */
+    size_t size = n * sizeof(statesrv_checkpoint_info) +
+                  states * sizeof(statesrv_checkpoint_state) + path_len;
+    statesrv_checkpoint_info *a = calloc(1, size);
+    if (!a)
+        return fail(c, STATESRV_ERR_NOMEM, "out of memory for %zu checkpoints", n);
+    statesrv_checkpoint_state *st = (statesrv_checkpoint_state *)(a + n);
+    for (size_t i = 0; i < n; i++) {
+        copy_manifest(&a[i], src[i], st);
+        st += src[i]->n_states;
+    }
+    if (path) {
+        char *p = (char *)st;
+        memcpy(p, path, path_len);
+        a[0].path = p;
+    }
+    *out = a;
+    return 0;
+}
+
+int statesrv_snapshot(statesrv *c, int has_id, uint64_t id, statesrv_checkpoint_info **out)
+{
+    if (!c)
+        return STATESRV_ERR_USAGE;
+    int rc = begin(c, 1);
+    if (rc)
+        return rc;
+    if (!out)
+        return fail(c, STATESRV_ERR_USAGE, "out is NULL");
+    *out = NULL;
+    Statesrv__V1__Snapshot m = STATESRV__V1__SNAPSHOT__INIT;
+    Statesrv__V1__Request req = STATESRV__V1__REQUEST__INIT;
+    if (has_id) {
+        m.id_opt_case = STATESRV__V1__SNAPSHOT__ID_OPT_ID;
+        m.id = id;
+    }
+    req.op_case = STATESRV__V1__REQUEST__OP_SNAPSHOT;
+    req.snapshot = &m;
+    rc = roundtrip_job(c, &req, STATESRV__V1__RESPONSE__RESULT_SNAPSHOT);
+    if (rc == 0) {
+        const Statesrv__V1__SnapshotResult *r = c->resp->snapshot;
+        if (!r->manifest)
+            rc = die(c, STATESRV_ERR_PROTOCOL, "snapshot reply without a manifest");
+        else
+            rc = copy_manifests(c, &r->manifest, 1, r->path ? r->path : "", out);
+    }
+    drop_resp(c);
+    return rc;
+}
+
+int statesrv_list_checkpoints(statesrv *c, statesrv_checkpoint_info **out, size_t *n)
+{
+    if (!c)
+        return STATESRV_ERR_USAGE;
+    int rc = begin(c, 1);
+    if (rc)
+        return rc;
+    if (!out || !n)
+        return fail(c, STATESRV_ERR_USAGE, "out or n is NULL");
+    *out = NULL;
+    *n = 0;
+    Statesrv__V1__ListCheckpoints m = STATESRV__V1__LIST_CHECKPOINTS__INIT;
+    Statesrv__V1__Request req = STATESRV__V1__REQUEST__INIT;
+    req.op_case = STATESRV__V1__REQUEST__OP_LIST_CHECKPOINTS;
+    req.list_checkpoints = &m;
+    rc = roundtrip(c, &req, STATESRV__V1__RESPONSE__RESULT_LIST_CHECKPOINTS);
+    if (rc == 0) {
+        const Statesrv__V1__ListCheckpointsResult *r = c->resp->list_checkpoints;
+        rc = copy_manifests(c, r->checkpoints, r->n_checkpoints, NULL, out);
+        if (rc == 0)
+            *n = r->n_checkpoints;
+    }
+    drop_resp(c);
+    return rc;
+}
+
+int statesrv_delete_checkpoint(statesrv *c, uint64_t id)
+{
+    if (!c)
+        return STATESRV_ERR_USAGE;
+    int rc = begin(c, 1);
+    if (rc)
+        return rc;
+    Statesrv__V1__DeleteCheckpoint m = STATESRV__V1__DELETE_CHECKPOINT__INIT;
+    Statesrv__V1__Request req = STATESRV__V1__REQUEST__INIT;
+    m.id = id;
+    req.op_case = STATESRV__V1__REQUEST__OP_DELETE_CHECKPOINT;
+    req.delete_checkpoint = &m;
+    rc = roundtrip(c, &req, STATESRV__V1__RESPONSE__RESULT_DELETE_CHECKPOINT);
+    drop_resp(c);
+    return rc;
+}
+
+int statesrv_restore(statesrv *c, const char *const *sources, size_t n, int has_range,
+                     uint32_t first, uint32_t last, statesrv_restore_info *out)
+{
+    if (!c)
+        return STATESRV_ERR_USAGE;
+    int rc = begin(c, 1);
+    if (rc)
+        return rc;
+    if (n && !sources)
+        return fail(c, STATESRV_ERR_USAGE, "sources is NULL");
+    for (size_t i = 0; i < n; i++)
+        if (!sources[i])
+            return fail(c, STATESRV_ERR_USAGE, "sources[%zu] is NULL", i);
+    if (out)
+        memset(out, 0, sizeof(*out));
+    Statesrv__V1__Restore m = STATESRV__V1__RESTORE__INIT;
+    Statesrv__V1__KeyGroupRange kgr = STATESRV__V1__KEY_GROUP_RANGE__INIT;
+    Statesrv__V1__Request req = STATESRV__V1__REQUEST__INIT;
+    m.n_sources = n;
+    m.sources = (char **)sources; /* only read while packing */
+    if (has_range) {
+        kgr.first = first;
+        kgr.last = last;
+        m.range_opt_case = STATESRV__V1__RESTORE__RANGE_OPT_KEY_GROUPS;
+        m.key_groups = &kgr;
+    }
+    req.op_case = STATESRV__V1__REQUEST__OP_RESTORE;
+    req.restore = &m;
+    rc = roundtrip_job(c, &req, STATESRV__V1__RESPONSE__RESULT_RESTORE);
+    if (rc == 0 && out) {
+        const Statesrv__V1__RestoreResult *r = c->resp->restore;
+        out->entries = r->entries;
+        out->states = r->states;
+        out->kg_first = r->kg_first;
+        out->kg_last = r->kg_last;
+        out->duration_ms = r->duration_ms;
+    }
+    drop_resp(c);
+    return rc;
+}
+
+void statesrv_checkpoint_info_free(statesrv_checkpoint_info *info)
+{
+    free(info);
 }
 
 /* --- pipelining --------------------------------------------------------- */

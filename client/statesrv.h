@@ -84,6 +84,15 @@ typedef struct statesrv_options {
     int connect_timeout_ms;
     int io_timeout_ms;       /**< per call without progress; 0: 30000; -1: no limit */
     const char *client_name; /**< shown in the server's logs; NULL: "libstatesrv" */
+    /**
+     * How long statesrv_snapshot() and statesrv_restore() wait for their
+     * reply, which comes only when the job is complete (minutes for a large
+     * store). io_timeout_ms does not apply to that wait. 0 or -1: no limit
+     * (the default; a server that goes away still ends the wait, as the
+     * connection closes). On expiry the call returns STATESRV_ERR_TIMEOUT
+     * and the handle is closed, but the job goes on in the server.
+     */
+    int job_timeout_ms;
 } statesrv_options;
 
 /** What the server said in the handshake. */
@@ -343,6 +352,15 @@ typedef struct statesrv_op_stats {
     uint64_t errors;
 } statesrv_op_stats;
 
+/** A snapshot or restore running in the server (see statesrv_stats). */
+typedef struct statesrv_checkpoint_progress {
+    char kind[16];          /**< "snapshot" or "restore" */
+    uint64_t checkpoint_id; /**< snapshot: the id being written; restore: 0 */
+    uint64_t entries;       /**< entries written or restored so far */
+    uint64_t bytes;         /**< uncompressed bytes (stored keys + values) so far */
+    uint64_t elapsed_ms;
+} statesrv_checkpoint_progress;
+
 typedef struct statesrv_stats {
     char server_version[32];
     uint64_t uptime_seconds;
@@ -359,11 +377,127 @@ typedef struct statesrv_stats {
     size_t n_ops;
     statesrv_state_info *states;
     size_t n_states;
+    /* Checkpoints since the server started; the last_* fields are 0 before the first. */
+    uint64_t checkpoints_completed;
+    uint64_t last_checkpoint_id;
+    uint64_t last_checkpoint_bytes; /**< size of its data file */
+    uint64_t last_checkpoint_duration_ms;
+    uint64_t last_checkpoint_unix_ms; /**< when it completed, ms since the epoch */
+    uint64_t restores_completed;
+    uint64_t last_restore_duration_ms;
+    int has_progress; /**< 1 when a snapshot or restore runs; progress is then set */
+    statesrv_checkpoint_progress progress;
 } statesrv_stats;
 
 /** @brief Server counters. @param out free with statesrv_stats_free(). */
 STATESRV_API int statesrv_stats_get(statesrv *c, statesrv_stats **out);
 STATESRV_API void statesrv_stats_free(statesrv_stats *s);
+
+/* --- checkpoints ---------------------------------------------------------- */
+
+/*
+ * A checkpoint is a directory <checkpoint_dir>/chk-<id>/ on the server's
+ * machine holding a consistent copy of every state. The server runs one
+ * snapshot or restore at a time: another one, or deleting a checkpoint,
+ * meanwhile fails with STATESRV_BUSY. statesrv_snapshot() and
+ * statesrv_restore() wait until the job is complete (see
+ * statesrv_options.job_timeout_ms); watch a job's progress from another
+ * handle with statesrv_stats_get().
+ */
+
+/** One state in a checkpoint. */
+typedef struct statesrv_checkpoint_state {
+    char name[65];
+    uint64_t entries;
+    uint64_t raw_bytes;      /**< stored keys + stored values, uncompressed */
+    uint32_t kg_min, kg_max; /**< key groups with entries; meaningful when entries > 0 */
+    uint64_t blocks;
+} statesrv_checkpoint_state;
+
+/** What a checkpoint's manifest says. */
+typedef struct statesrv_checkpoint_info {
+    uint64_t id;
+    uint64_t created_unix_ms;
+    char server_version[32]; /**< of the server that wrote it */
+    uint32_t format_version;
+    uint32_t key_groups;
+    uint32_t kg_first, kg_last; /**< key groups the checkpoint covers, inclusive */
+    uint64_t entries;
+    uint64_t raw_bytes;   /**< stored keys + stored values, uncompressed */
+    uint64_t data_bytes;  /**< size of the data file */
+    uint64_t data_xxh3;   /**< XXH3-64 of the data file */
+    char compression[16]; /**< "zstd" or "none" */
+    int compression_level;
+    uint64_t blocks;
+    uint64_t duration_ms; /**< how long writing it took */
+    const char *path;     /**< statesrv_snapshot(): its directory on the server; else NULL */
+    statesrv_checkpoint_state *states; /**< sorted by name; NULL when n_states is 0 */
+    size_t n_states;
+} statesrv_checkpoint_info;
+
+/** What statesrv_restore() did. */
+typedef struct statesrv_restore_info {
+    uint64_t entries; /**< entries restored (the store now holds these only) */
+    uint32_t states;  /**< states restored */
+    uint32_t kg_first, kg_last;
+    uint64_t duration_ms;
+} statesrv_restore_info;
+
+/**
+ * @brief Writes a checkpoint of every state and waits until it is complete
+ *        and durable. It holds exactly the writes acknowledged before it.
+ * @param has_id 0: the server picks one more than the highest id present.
+ * @param id with has_id, the id to use (>= 1, not yet present).
+ * @param out on STATESRV_OK receives the manifest, with path and states;
+ *        free with statesrv_checkpoint_info_free(). NULL on failure.
+ * @return STATESRV_OK, STATESRV_BUSY (a snapshot or restore runs),
+ *         STATESRV_INVALID_ARGUMENT (id 0 or already present),
+ *         STATESRV_NO_SPACE, STATESRV_INTERNAL, STATESRV_ERR_TIMEOUT (see
+ *         job_timeout_ms) or another error.
+ */
+STATESRV_API int statesrv_snapshot(statesrv *c, int has_id, uint64_t id,
+                                   statesrv_checkpoint_info **out);
+
+/**
+ * @brief Lists the complete checkpoints in the server's checkpoint_dir, by id.
+ * @param out receives an array of *n manifests (path NULL; states as the
+ *        server sends them), NULL when *n is 0; free it with
+ *        statesrv_checkpoint_info_free().
+ */
+STATESRV_API int statesrv_list_checkpoints(statesrv *c, statesrv_checkpoint_info **out, size_t *n);
+
+/**
+ * @brief Deletes checkpoint id from the server's checkpoint_dir.
+ * @return STATESRV_OK, STATESRV_NOT_FOUND, STATESRV_BUSY (a snapshot or
+ *         restore runs) or another error.
+ */
+STATESRV_API int statesrv_delete_checkpoint(statesrv *c, uint64_t id);
+
+/**
+ * @brief Replaces the whole live state with the entries of the sources in
+ *        key groups first..last, and waits until it is done. Until then
+ *        reads see the old state and writes fail with STATESRV_BUSY; the
+ *        switch is atomic.
+ * @param sources n strings: a checkpoint id in the server's checkpoint_dir
+ *        ("42"), or the path of a checkpoint directory under one of its
+ *        restore_roots. Several sources are merged (rescaling); they must not
+ *        hold entries of the same state in the same key group.
+ * @param has_range 0: all key groups.
+ * @param out may be NULL; on STATESRV_OK receives what was restored.
+ * @return STATESRV_OK, STATESRV_NOT_FOUND (a source does not exist),
+ *         STATESRV_INVALID_ARGUMENT (a bad source, range or overlap, or a
+ *         checkpoint that does not verify), STATESRV_BUSY,
+ *         STATESRV_ERR_TIMEOUT (see job_timeout_ms) or another error.
+ */
+STATESRV_API int statesrv_restore(statesrv *c, const char *const *sources, size_t n, int has_range,
+                                  uint32_t first, uint32_t last, statesrv_restore_info *out);
+
+/**
+ * @brief Frees what statesrv_snapshot() or statesrv_list_checkpoints()
+ *        returned: the info or the whole array, with its states and paths.
+ *        NULL is ignored.
+ */
+STATESRV_API void statesrv_checkpoint_info_free(statesrv_checkpoint_info *info);
 
 /* --- pipelining: send many, then collect -------------------------------- */
 

@@ -435,8 +435,9 @@ static void snapshot_work(uv_work_t *w)
         sv_ckpt_writer_abort(x.w);
         if (rc == SV_EUNAVAIL)
             job_fail(j, rc, "the snapshot was cancelled: the server is shutting down");
-        else
-            job_fail(j, rc, "writing %s failed: %s", j->tmpdir, io_reason(rc));
+        else /* the writer refusing our input is our bug, not the client's */
+            job_fail(j, rc == SV_EINVAL ? SV_EINTERNAL : rc, "writing %s failed: %s", j->tmpdir,
+                     io_reason(rc));
         goto out;
     }
     if ((rc = sv_ckpt_writer_finish(x.w, &j->manifest, err, sizeof(err)))) {
@@ -462,8 +463,6 @@ out:
     if (j->rc)
         sv_fs_rm_rf(j->tmpdir);
     j->duration_ms = sv_now_ms() - j->started_ms;
-    if (j->has_manifest)
-        j->manifest.duration_ms = j->duration_ms;
 }
 
 /* --- restore -------------------------------------------------------------- */

@@ -67,7 +67,7 @@ int main(int argc, char **argv)
     const char *config_path = NULL;
     struct {
         const char *name, *value;
-    } overrides[16];
+    } overrides[64];
     size_t noverrides = 0;
     char *restore_sources[SV_RESTORE_MAX_SOURCES];
     char restore_args[4096] = "";
@@ -133,7 +133,11 @@ int main(int argc, char **argv)
             usage(stderr);
             return 2;
         }
-        if (name && noverrides < sizeof(overrides) / sizeof(overrides[0])) {
+        if (name) {
+            if (noverrides == sizeof(overrides) / sizeof(overrides[0])) {
+                fprintf(stderr, "statesrvd: too many options\n");
+                return 2;
+            }
             overrides[noverrides].name = name;
             overrides[noverrides].value = optarg;
             noverrides++;
@@ -195,7 +199,11 @@ int main(int argc, char **argv)
     }
 
     uv_loop_t loop;
-    uv_loop_init(&loop);
+    if (uv_loop_init(&loop)) {
+        sv_error("cannot create the event loop");
+        sv_store_close(store);
+        return 1;
+    }
     struct sv_server srv;
     int code = 0;
     if (sv_server_init(&srv, &loop, &cfg, store, &restore, err, sizeof(err))) {

@@ -292,10 +292,13 @@ static void on_stop_timeout(uv_timer_t *t)
     struct sv_server *srv = t->data;
     sv_warn("shutdown: %u connection(s) did not finish in %d ms; closing them", srv->nconns,
             STOP_TIMEOUT_MS);
-    if (srv->nconns)
-        srv->exit_code = 1; /* not every client got its replies */
-    for (struct sv_conn *c = srv->all_head; c; c = c->all_next)
+    for (struct sv_conn *c = srv->all_head; c; c = c->all_next) {
+        /* Replies still owed are lost: say so in the exit status. A
+         * connection only lingering for its peer's EOF loses nothing. */
+        if (sv_conn_output(c) || sv_frame_reader_ready(&c->in) || c->waiting)
+            srv->exit_code = 1;
         sv_conn_close(c);
+    }
 }
 
 static void begin_shutdown(struct sv_server *srv, int signum)

@@ -163,7 +163,8 @@ static long count_entries(int fd, const char *state, unsigned char *seen, int ns
         }
         clen = r->scan->cursor.len;
         ck_assert_uint_le(clen, sizeof(cursor));
-        memcpy(cursor, r->scan->cursor.data, clen);
+        if (clen)
+            memcpy(cursor, r->scan->cursor.data, clen);
         statesrv__v1__response__free_unpacked(r, NULL);
         if (clen == 0)
             return n;
@@ -435,10 +436,12 @@ START_TEST(loop_answers_during_snapshot)
     Statesrv__V1__Response *r = raw_recv(a, 5000);
     ck_assert_int_eq(r->status, 0);
     statesrv__v1__response__free_unpacked(r, NULL);
-    fprintf(stderr, "loop_answers_during_snapshot: %ld GETs during a %ld ms snapshot, worst %ld ms\n",
+    fprintf(stderr,
+            "loop_answers_during_snapshot: %ld GETs during a %ld ms snapshot, worst %ld ms\n",
             probes, now_ms() - t0, worst);
     ck_assert_int_ge(probes, 5);
-    ck_assert_int_lt(worst, 200);
+    /* Under valgrind (SV_TEST_SLOW) threads take turns: only a loose bound. */
+    ck_assert_int_lt(worst, getenv("SV_TEST_SLOW") ? 5000 : 200);
     close(a);
     close(c);
 }
@@ -470,8 +473,7 @@ START_TEST(second_snapshot_is_busy_and_ids_are_checked)
     uint64_t first_id = r->snapshot->manifest->checkpoint_id;
     ck_assert_uint_eq(first_id, 1); /* no id given, none present: 1 */
     statesrv__v1__response__free_unpacked(r, NULL);
-    expect_status(snapshot(a, first_id), STATESRV__V1__STATUS__INVALID_ARGUMENT,
-                  "already exists");
+    expect_status(snapshot(a, first_id), STATESRV__V1__STATUS__INVALID_ARGUMENT, "already exists");
     r = snapshot(a, 0);
     ck_assert_int_eq(r->status, 0);
     ck_assert_uint_gt(r->snapshot->manifest->checkpoint_id, first_id);
@@ -748,25 +750,24 @@ START_TEST(corruption_refused_live_state_intact)
         long offset; /* negative: from the end */
         const char *part;
     } parts[] = {
-        {"MANIFEST", 2, "manifest"},  {"MANIFEST", 30, "manifest"}, {"MANIFEST", -3, "manifest"},
-        {"data", 3, "header"},        {"data", 60, "block"},        {"data", 2000, "block"},
-        {"data", -45, "index"},       {"data", -10, "footer"},
+        {"MANIFEST", 2, "manifest"}, {"MANIFEST", 30, "manifest"}, {"MANIFEST", -3, "manifest"},
+        {"data", 3, "header"},       {"data", 60, "block"},        {"data", 2000, "block"},
+        {"data", -45, "index"},      {"data", -10, "footer"},
     };
     for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {
         uint64_t id = 100 + i;
         sh("cp -a %s/checkpoints/chk-1 %s/checkpoints/chk-%llu", srv.dir, srv.dir,
            (unsigned long long)id);
         char path[512];
-        snprintf(path, sizeof(path), "%s/checkpoints/chk-%llu/%s", srv.dir,
-                 (unsigned long long)id, parts[i].file);
+        snprintf(path, sizeof(path), "%s/checkpoints/chk-%llu/%s", srv.dir, (unsigned long long)id,
+                 parts[i].file);
         flip_byte(path, parts[i].offset);
         char ids[32];
         snprintf(ids, sizeof(ids), "%llu", (unsigned long long)id);
         const char *src[] = {ids};
         Statesrv__V1__Response *r = restore(fd, src, 1, 0, 0, 0);
-        ck_assert_msg(r->status == STATESRV__V1__STATUS__INVALID_ARGUMENT,
-                      "%s@%ld: status %d (%s)", parts[i].file, parts[i].offset, r->status,
-                      r->message);
+        ck_assert_msg(r->status == STATESRV__V1__STATUS__INVALID_ARGUMENT, "%s@%ld: status %d (%s)",
+                      parts[i].file, parts[i].offset, r->status, r->message);
         statesrv__v1__response__free_unpacked(r, NULL);
         char *v = get_val(fd, "live", "k");
         ck_assert_str_eq(v, "after");
