@@ -166,7 +166,8 @@ $(INTEG_BIN): $(INTEG_SRC:%.c=$(BUILD)/obj/%.o) $(LIB_A)
 
 $(BUILD)/obj/tests/%.o: ALL_CPPFLAGS += -Iserver -Itests
 
-test: test-unit test-integration
+# `all` too: after `make test` every artifact the README names exists.
+test: all test-unit test-integration
 
 test-unit: $(UNIT_BIN)
 	$(Q)$(UNIT_BIN)

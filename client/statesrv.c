@@ -813,6 +813,14 @@ const char *statesrv_errmsg(const statesrv *c)
 
 /* --- request builders --------------------------------------------------- */
 
+static ProtobufCBinaryData bin(const void *p, size_t n);
+
+/* A C string as wire bytes (state names, paths). */
+static ProtobufCBinaryData str_bin(const char *s)
+{
+    return bin(s, s ? strlen(s) : 0);
+}
+
 static ProtobufCBinaryData bin(const void *p, size_t n)
 {
     ProtobufCBinaryData b = {n, n ? (uint8_t *)p : NULL};
@@ -823,7 +831,7 @@ static ProtobufCBinaryData bin(const void *p, size_t n)
  * its own type and oneof-case enum, hence a macro. */
 #define FILL_KEYED(m, k, kg_case)                                                                  \
     do {                                                                                           \
-        (m)->state = (char *)(k)->state;                                                           \
+        (m)->state = str_bin((k)->state);                                                          \
         (m)->key = bin((k)->key, (k)->key_len);                                                    \
         (m)->namespace_ = bin((k)->ns, (k)->ns_len);                                               \
         if ((k)->has_key_group) {                                                                  \
@@ -1079,7 +1087,7 @@ static int clear(statesrv *c, const char *state, const statesrv_key *k, uint64_t
     Statesrv__V1__Clear m = STATESRV__V1__CLEAR__INIT;
     Statesrv__V1__KeySelector sel = STATESRV__V1__KEY_SELECTOR__INIT;
     Statesrv__V1__Request req = STATESRV__V1__REQUEST__INIT;
-    m.state = (char *)state;
+    m.state = str_bin(state);
     if (k) {
         sel.key = bin(k->key, k->key_len);
         if (k->has_key_group) {
@@ -1330,7 +1338,7 @@ static int scan_fetch(statesrv_scan *s)
     Statesrv__V1__KeySelector sel = STATESRV__V1__KEY_SELECTOR__INIT;
     Statesrv__V1__KeyGroupRange kgr = STATESRV__V1__KEY_GROUP_RANGE__INIT;
     Statesrv__V1__Request req = STATESRV__V1__REQUEST__INIT;
-    m.state = s->state;
+    m.state = str_bin(s->state);
     m.limit = s->page_size;
     m.cursor = s->page ? s->page->scan->cursor : bin(s->start, s->start_len);
     if (s->mode == STATESRV_SCAN_KEY) {
@@ -1798,8 +1806,14 @@ int statesrv_restore(statesrv *c, const char *const *sources, size_t n, int has_
     Statesrv__V1__Restore m = STATESRV__V1__RESTORE__INIT;
     Statesrv__V1__KeyGroupRange kgr = STATESRV__V1__KEY_GROUP_RANGE__INIT;
     Statesrv__V1__Request req = STATESRV__V1__REQUEST__INIT;
+    /* Sources are bytes on the wire; the array only lives while packing. */
+    ProtobufCBinaryData *srcs = calloc(n ? n : 1, sizeof(*srcs));
+    if (!srcs)
+        return fail(c, STATESRV_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; i < n; i++)
+        srcs[i] = str_bin(sources[i]);
     m.n_sources = n;
-    m.sources = (char **)sources; /* only read while packing */
+    m.sources = srcs;
     if (has_range) {
         kgr.first = first;
         kgr.last = last;
@@ -1809,6 +1823,7 @@ int statesrv_restore(statesrv *c, const char *const *sources, size_t n, int has_
     req.op_case = STATESRV__V1__REQUEST__OP_RESTORE;
     req.restore = &m;
     rc = roundtrip_job(c, &req, STATESRV__V1__RESPONSE__RESULT_RESTORE);
+    free(srcs);
     if (rc == 0 && out) {
         const Statesrv__V1__RestoreResult *r = c->resp->restore;
         out->entries = r->entries;

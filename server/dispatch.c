@@ -29,7 +29,7 @@ struct ctx {
 
 /* A resolved entry address. */
 struct addr {
-    const char *state;
+    char state[SV_STATE_NAME_MAX + 1];
     size_t slen;
     uint32_t kg;
     uint8_t skey[SKEY_BUF];
@@ -66,23 +66,28 @@ static const char *printable(const char *s, size_t n, char *buf, size_t cap)
     return buf;
 }
 
-static int check_state(struct ctx *x, const char *state)
+/* Validates a state name from the wire (bytes: a NUL inside is just an
+ * invalid character) and copies it, NUL-terminated, into out. */
+static int check_state(struct ctx *x, ProtobufCBinaryData state, char out[SV_STATE_NAME_MAX + 1])
 {
-    size_t n = state ? strlen(state) : 0;
-    if (sv_state_name_valid(state, n))
+    size_t n = state.len;
+    if (sv_state_name_valid((const char *)state.data, n)) {
+        memcpy(out, state.data, n);
+        out[n] = '\0';
         return 0;
+    }
     if (n == 0)
         return fail(x, SV_EINVAL, "state name is empty");
     char buf[80];
     return fail(x, SV_EINVAL,
                 "state name '%s' is invalid: use 1-64 characters of A-Z a-z 0-9 _ . -",
-                printable(state, n > 64 ? 64 : n, buf, sizeof(buf)));
+                printable((const char *)state.data, n > 64 ? 64 : n, buf, sizeof(buf)));
 }
 
-static int resolve(struct ctx *x, const char *state, ProtobufCBinaryData key,
+static int resolve(struct ctx *x, ProtobufCBinaryData state, ProtobufCBinaryData key,
                    ProtobufCBinaryData ns, int has_kg, uint32_t kg, struct addr *a)
 {
-    int rc = check_state(x, state);
+    int rc = check_state(x, state, a->state);
     if (rc)
         return rc;
     if (key.len == 0)
@@ -99,8 +104,7 @@ static int resolve(struct ctx *x, const char *state, ProtobufCBinaryData key,
                     "key (%zu bytes) and namespace (%zu bytes) encode to more than %zu bytes, "
                     "the store's maximum key size",
                     key.len, ns.len, limit);
-    a->state = state;
-    a->slen = strlen(state);
+    a->slen = state.len;
     a->kg = has_kg ? kg : sv_key_group_of(key.data, key.len, groups);
     a->sklen = sv_skey_encode(a->skey, a->kg, key.data, key.len, ns.data, ns.len);
     a->prefix_len = a->sklen - ns.len;
@@ -491,7 +495,8 @@ static int scan_cb(void *ud, const uint8_t *skey, size_t sklen, const struct sv_
 
 static int op_scan(struct ctx *x, const Statesrv__V1__Scan *s, Statesrv__V1__Response *resp)
 {
-    int rc = check_state(x, s->state);
+    char name[SV_STATE_NAME_MAX + 1];
+    int rc = check_state(x, s->state, name);
     if (rc)
         return rc;
     uint8_t lo[SKEY_BUF + 1], hi[SKEY_BUF + 1];
@@ -549,8 +554,8 @@ static int op_scan(struct ctx *x, const Statesrv__V1__Scan *s, Statesrv__V1__Res
     acc.entries = arena(x, sizeof(*acc.entries) * limit);
     if (!acc.entries)
         return -ENOMEM;
-    rc = sv_store_scan(x->store, s->state, strlen(s->state), lo, lolen, has_hi ? hi : NULL, hilen,
-                       scan_cb, &acc);
+    rc = sv_store_scan(x->store, name, strlen(name), lo, lolen, has_hi ? hi : NULL, hilen, scan_cb,
+                       &acc);
     if (rc)
         return store_fail(x, rc, NULL);
     Statesrv__V1__ScanResult *r = arena(x, sizeof(*r));
@@ -568,7 +573,8 @@ static int op_scan(struct ctx *x, const Statesrv__V1__Scan *s, Statesrv__V1__Res
 
 static int op_clear(struct ctx *x, const Statesrv__V1__Clear *c, Statesrv__V1__Response *resp)
 {
-    int rc = check_state(x, c->state);
+    char name[SV_STATE_NAME_MAX + 1];
+    int rc = check_state(x, c->state, name);
     if (rc)
         return rc;
     uint64_t deleted = 0;
@@ -584,7 +590,7 @@ static int op_clear(struct ctx *x, const Statesrv__V1__Clear *c, Statesrv__V1__R
         rc = sv_store_delete_range(x->store, a.state, a.slen, a.skey, a.prefix_len,
                                    hilen ? hi : NULL, hilen, &deleted);
     } else if (c->target_case == STATESRV__V1__CLEAR__TARGET_WHOLE_STATE && c->whole_state) {
-        rc = sv_store_drop_state(x->store, c->state, strlen(c->state), &deleted);
+        rc = sv_store_drop_state(x->store, name, strlen(name), &deleted);
     } else {
         return fail(x, SV_EINVAL, "clear needs a key, or whole_state = true to drop the state");
     }
@@ -704,7 +710,23 @@ static int op_snapshot(struct ctx *x, const Statesrv__V1__Snapshot *s)
 static int op_restore(struct ctx *x, const Statesrv__V1__Restore *r)
 {
     int has_range = r->range_opt_case == STATESRV__V1__RESTORE__RANGE_OPT_KEY_GROUPS;
-    return sv_checkpoints_queue_restore(x->srv->ckpt, x->conn, x->req_id, r->sources, r->n_sources,
+    if (r->n_sources > SV_RESTORE_MAX_SOURCES)
+        return fail(x, SV_EINVAL, "restore takes at most %d sources", SV_RESTORE_MAX_SOURCES);
+    /* Sources travel as bytes: a NUL inside would silently cut a path. */
+    char **sources = arena(x, sizeof(*sources) * (r->n_sources + 1));
+    if (!sources)
+        return -ENOMEM;
+    for (size_t i = 0; i < r->n_sources; i++) {
+        ProtobufCBinaryData b = r->sources[i];
+        if (b.len > 4096 || memchr(b.data, '\0', b.len))
+            return fail(x, SV_EINVAL, "restore source %zu %s", i,
+                        b.len > 4096 ? "is too long" : "contains a NUL byte");
+        if (!(sources[i] = arena(x, b.len + 1)))
+            return -ENOMEM;
+        memcpy(sources[i], b.data, b.len);
+        sources[i][b.len] = '\0';
+    }
+    return sv_checkpoints_queue_restore(x->srv->ckpt, x->conn, x->req_id, sources, r->n_sources,
                                         has_range, has_range ? r->key_groups->first : 0,
                                         has_range ? r->key_groups->last : 0, x->msg,
                                         sizeof(x->msg));

@@ -50,6 +50,9 @@ static double put_phase(statesrv *c, long keys, const char *val, size_t vlen, do
     char key[32];
     long done = 0;
     double t0 = now_s();
+    /* FIXED_OPS: a fixed amount of work per phase (for instruction-count
+     * profiles under callgrind), instead of a duration. */
+    long fixed = getenv("FIXED_OPS") ? atol(getenv("FIXED_OPS")) : 0;
     for (;;) {
         for (int i = 0; i < DEPTH; i++) {
             snprintf(key, sizeof(key), "k%ld", (long)(next_rand() % (uint64_t)keys));
@@ -68,7 +71,10 @@ static double put_phase(statesrv *c, long keys, const char *val, size_t vlen, do
                 die(c, "put", r.status);
         }
         done += DEPTH;
-        if (stop_pid > 0) {
+        if (fixed && stop_pid <= 0) {
+            if (done >= fixed)
+                break;
+        } else if (stop_pid > 0) {
             if (waitpid(stop_pid, child_status, WNOHANG) == stop_pid)
                 break;
         } else if (now_s() >= until) {
@@ -134,7 +140,8 @@ int main(int argc, char **argv)
     }
     printf("PUT during snapshot: %.0f ops/s (snapshot took %.2f s)\n", during, snap_s);
     double worst = 0;
-    for (int w = 1; w <= 3; w++) {
+    int windows = getenv("AFTER_WINDOWS") ? atoi(getenv("AFTER_WINDOWS")) : 3;
+    for (int w = 1; w <= windows; w++) {
         double after = put_phase(c, keys, val, vlen, now_s() + secs, 0, NULL);
         printf("PUT after snapshot, window %d: %.0f ops/s (%.2fx before)\n", w, after,
                after / before);

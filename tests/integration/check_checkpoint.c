@@ -56,7 +56,7 @@ static void put_kv(int fd, const char *state, const char *key, const char *val, 
 {
     Statesrv__V1__Request req = STATESRV__V1__REQUEST__INIT;
     Statesrv__V1__Put put = STATESRV__V1__PUT__INIT;
-    put.state = (char *)state;
+    put.state = pb_str(state);
     put.key = bin(key, strlen(key));
     put.value = bin(val, strlen(val));
     if (has_kg) {
@@ -87,7 +87,7 @@ static void load(int fd, const char *state, int from, int n, const char *tag, si
             for (size_t p = (size_t)vl; p < pad && p + 1 < sizeof(val); p++)
                 val[p] = (char)('a' + (i * 7 + (int)p) % 26);
             size_t vlen = pad > (size_t)vl ? pad : (size_t)vl;
-            put.state = (char *)state;
+            put.state = pb_str(state);
             put.key = bin(key, strlen(key));
             put.value = bin(val, vlen);
             req.id = next_id++;
@@ -113,7 +113,7 @@ static char *get_val(int fd, const char *state, const char *key)
 {
     Statesrv__V1__Request req = STATESRV__V1__REQUEST__INIT;
     Statesrv__V1__Get get = STATESRV__V1__GET__INIT;
-    get.state = (char *)state;
+    get.state = pb_str(state);
     get.key = bin(key, strlen(key));
     req.op_case = STATESRV__V1__REQUEST__OP_GET;
     req.get = &get;
@@ -140,7 +140,7 @@ static long count_entries(int fd, const char *state, unsigned char *seen, int ns
     for (;;) {
         Statesrv__V1__Request req = STATESRV__V1__REQUEST__INIT;
         Statesrv__V1__Scan scan = STATESRV__V1__SCAN__INIT;
-        scan.state = (char *)state;
+        scan.state = pb_str(state);
         scan.limit = 5000;
         scan.cursor = bin((const char *)cursor, clen);
         req.op_case = STATESRV__V1__REQUEST__OP_SCAN;
@@ -200,7 +200,11 @@ static Statesrv__V1__Response *restore(int fd, const char *const *sources, size_
     Statesrv__V1__Request req = STATESRV__V1__REQUEST__INIT;
     Statesrv__V1__Restore rs = STATESRV__V1__RESTORE__INIT;
     Statesrv__V1__KeyGroupRange kgr = STATESRV__V1__KEY_GROUP_RANGE__INIT;
-    rs.sources = (char **)sources;
+    ProtobufCBinaryData srcs[8];
+    ck_assert_uint_le(n, 8);
+    for (size_t i = 0; i < n; i++)
+        srcs[i] = pb_str(sources[i]);
+    rs.sources = srcs;
     rs.n_sources = n;
     if (ranged) {
         kgr.first = first;
@@ -299,7 +303,7 @@ START_TEST(round_trip_restores_exactly_the_snapshot)
     put_kv(fd, "c", "new", "c", 0, 0);
     Statesrv__V1__Request req = STATESRV__V1__REQUEST__INIT;
     Statesrv__V1__Clear clear = STATESRV__V1__CLEAR__INIT;
-    clear.state = "b";
+    clear.state = pb_str("b");
     clear.target_case = STATESRV__V1__CLEAR__TARGET_WHOLE_STATE;
     clear.whole_state = 1;
     req.op_case = STATESRV__V1__REQUEST__OP_CLEAR;
@@ -604,7 +608,7 @@ static void rescale(const uint32_t (*old)[2], int nold, const uint32_t (*neu)[2]
                 continue;
             Statesrv__V1__Request req = STATESRV__V1__REQUEST__INIT;
             Statesrv__V1__Put put = STATESRV__V1__PUT__INIT;
-            put.state = "st";
+            put.state = pb_str("st");
             put.key = bin(key, strlen(key));
             req.op_case = STATESRV__V1__REQUEST__OP_PUT;
             req.put = &put;
@@ -829,7 +833,8 @@ START_TEST(kill9_during_restore_keeps_old_state_whole)
     const char *src[] = {"1"};
     Statesrv__V1__Request req = STATESRV__V1__REQUEST__INIT;
     Statesrv__V1__Restore rs = STATESRV__V1__RESTORE__INIT;
-    rs.sources = (char **)src;
+    ProtobufCBinaryData srcb = pb_str(src[0]);
+    rs.sources = &srcb;
     rs.n_sources = 1;
     req.op_case = STATESRV__V1__REQUEST__OP_RESTORE;
     req.restore = &rs;
@@ -847,7 +852,8 @@ START_TEST(kill9_during_restore_keeps_old_state_whole)
     int old_state = strncmp(v, "v10-new-", 8) == 0;
     free(v);
     v = get_val(fd, "big", "k5000");
-    ck_assert_str_eq(v, get_val(fd, "big", "k5000")); /* readable */
+    ck_assert_ptr_nonnull(v); /* readable */
+    ck_assert(strncmp(v, old_state ? "v5000-old-" : "v5000-", 6) == 0);
     free(v);
     fprintf(stderr, "kill9_during_restore: after restart the %s state is served\n",
             old_state ? "old" : "restored");
@@ -867,7 +873,8 @@ START_TEST(writes_busy_during_restore)
     const char *src[] = {"1"};
     Statesrv__V1__Request req = STATESRV__V1__REQUEST__INIT;
     Statesrv__V1__Restore rs = STATESRV__V1__RESTORE__INIT;
-    rs.sources = (char **)src;
+    ProtobufCBinaryData srcb = pb_str(src[0]);
+    rs.sources = &srcb;
     rs.n_sources = 1;
     req.op_case = STATESRV__V1__REQUEST__OP_RESTORE;
     req.restore = &rs;
@@ -877,7 +884,7 @@ START_TEST(writes_busy_during_restore)
     for (int i = 0; i < 2000 && !busy; i++) {
         Statesrv__V1__Request p = STATESRV__V1__REQUEST__INIT;
         Statesrv__V1__Put put = STATESRV__V1__PUT__INIT;
-        put.state = "big";
+        put.state = pb_str("big");
         put.key = bin("w", 1);
         p.op_case = STATESRV__V1__REQUEST__OP_PUT;
         p.put = &put;
@@ -961,7 +968,7 @@ START_TEST(full_disk_fails_cleanly)
     free(v);
     Statesrv__V1__Request req = STATESRV__V1__REQUEST__INIT;
     Statesrv__V1__Clear clear = STATESRV__V1__CLEAR__INIT;
-    clear.state = "st";
+    clear.state = pb_str("st");
     clear.target_case = STATESRV__V1__CLEAR__TARGET_WHOLE_STATE;
     clear.whole_state = 1;
     req.op_case = STATESRV__V1__REQUEST__OP_CLEAR;

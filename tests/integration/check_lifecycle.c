@@ -26,7 +26,7 @@ static void put_req(Statesrv__V1__Request *req, Statesrv__V1__Put *put, uint64_t
 {
     statesrv__v1__request__init(req);
     statesrv__v1__put__init(put);
-    put->state = "life";
+    put->state = pb_str("life");
     put->key = bin(key);
     put->value = bin(key);
     req->id = id;
@@ -59,7 +59,7 @@ static void assert_present(int fd, int from, int n)
         Statesrv__V1__Request req = STATESRV__V1__REQUEST__INIT;
         Statesrv__V1__Get get = STATESRV__V1__GET__INIT;
         snprintf(key, sizeof(key), "k%d", i);
-        get.state = "life";
+        get.state = pb_str("life");
         get.key = bin(key);
         req.id = (uint64_t)i + 1;
         req.op_case = STATESRV__V1__REQUEST__OP_GET;

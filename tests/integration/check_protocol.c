@@ -198,6 +198,8 @@ static const struct bad_case *build_bad(int i, Statesrv__V1__Request *req)
         {"hello with protocol 99", STATESRV__V1__STATUS__INVALID_ARGUMENT, "protocol version"},
         {"batch with a bad second op", STATESRV__V1__STATUS__INVALID_ARGUMENT,
          "ops[1] (put): key is empty; nothing was applied"},
+        {"state name with a NUL byte", STATESRV__V1__STATUS__INVALID_ARGUMENT,
+         "state name 'users\\x00../../etc' is invalid"},
     };
     if (i >= (int)(sizeof(cases) / sizeof(cases[0])))
         return NULL;
@@ -206,17 +208,17 @@ static const struct bad_case *build_bad(int i, Statesrv__V1__Request *req)
     statesrv__v1__request__init(req);
     req->id = 1000 + (uint64_t)i;
     statesrv__v1__get__init(&get);
-    get.state = "s";
+    get.state = pb_str("s");
     get.key = bin("k");
     statesrv__v1__put__init(&put);
-    put.state = "s";
+    put.state = pb_str("s");
     put.key = bin("k");
     put.value = bin("v");
     statesrv__v1__merge__init(&merge);
-    merge.state = "s";
+    merge.state = pb_str("s");
     merge.key = bin("k");
     statesrv__v1__scan__init(&scan);
-    scan.state = "s";
+    scan.state = pb_str("s");
     req->op_case = STATESRV__V1__REQUEST__OP_GET;
     req->get = &get;
     switch (i) {
@@ -224,13 +226,13 @@ static const struct bad_case *build_bad(int i, Statesrv__V1__Request *req)
         get.key = bin("");
         break;
     case 1:
-        get.state = "a/b";
+        get.state = pb_str("a/b");
         break;
     case 2:
-        get.state = "";
+        get.state = pb_str("");
         break;
     case 3:
-        get.state = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+        get.state = pb_str("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
         break;
     case 4:
         get.key_group_opt_case = STATESRV__V1__GET__KEY_GROUP_OPT_KEY_GROUP;
@@ -277,7 +279,7 @@ static const struct bad_case *build_bad(int i, Statesrv__V1__Request *req)
         break;
     case 14:
         statesrv__v1__clear__init(&clear);
-        clear.state = "s";
+        clear.state = pb_str("s");
         req->op_case = STATESRV__V1__REQUEST__OP_CLEAR;
         req->clear = &clear;
         break;
@@ -292,7 +294,7 @@ static const struct bad_case *build_bad(int i, Statesrv__V1__Request *req)
         for (int j = 0; j < 2; j++) {
             statesrv__v1__batch_op__init(&bop[j]);
             statesrv__v1__put__init(&bput[j]);
-            bput[j].state = "batched";
+            bput[j].state = pb_str("batched");
             bput[j].key = bin(j == 0 ? "first" : "");
             bput[j].value = bin("v");
             bop[j].op_case = STATESRV__V1__BATCH_OP__OP_PUT;
@@ -303,6 +305,13 @@ static const struct bad_case *build_bad(int i, Statesrv__V1__Request *req)
         batch.ops = bops;
         req->op_case = STATESRV__V1__REQUEST__OP_BATCH;
         req->batch = &batch;
+        break;
+    case 17:
+        /* protobuf-c would cut a `string` here; state names are bytes. */
+        req->op_case = STATESRV__V1__REQUEST__OP_PUT;
+        req->put = &put;
+        put.state.data = (uint8_t *)"users\0../../etc";
+        put.state.len = 15;
         break;
     }
     return &cases[i];
@@ -341,7 +350,7 @@ START_TEST(bad_fields_answered_connection_kept)
 
     /* The failed batch applied nothing: its first (valid) put is absent. */
     Statesrv__V1__Get get = STATESRV__V1__GET__INIT;
-    get.state = "batched";
+    get.state = pb_str("batched");
     get.key = bin("first");
     req.op_case = STATESRV__V1__REQUEST__OP_GET;
     req.get = &get;
@@ -371,14 +380,14 @@ START_TEST(raw_pipeline_in_order)
         snprintf(key, sizeof(key), "k%d", i / 2);
         req.id = (uint64_t)i + 1;
         if (i % 2 == 0) {
-            put.state = "pipe";
+            put.state = pb_str("pipe");
             put.key = bin(key);
             put.value = bin(key);
             req.op_case = STATESRV__V1__REQUEST__OP_PUT;
             req.put = &put;
         } else {
             /* Reads see the earlier writes of the same connection. */
-            get.state = "pipe";
+            get.state = pb_str("pipe");
             get.key = bin(key);
             req.op_case = STATESRV__V1__REQUEST__OP_GET;
             req.get = &get;

@@ -7,6 +7,7 @@
 
 #include <check.h>
 #include <stddef.h>
+#include <string.h>
 #include <sys/types.h>
 
 struct ts {
@@ -34,6 +35,14 @@ void ts_kill(struct ts *s);
 void ts_cleanup(struct ts *s);
 /* 1 if the log contains the text. */
 int ts_log_contains(const struct ts *s, const char *text);
+
+/* A C string as protobuf bytes (state names and restore sources are bytes
+ * on the wire). The string must outlive the message. */
+static inline ProtobufCBinaryData pb_str(const char *s)
+{
+    ProtobufCBinaryData b = {strlen(s), (uint8_t *)s};
+    return b;
+}
 
 /* Raw protocol access for hostile-input tests. */
 int raw_connect_tcp(const struct ts *s);
