@@ -42,9 +42,20 @@ static uint64_t next_rand(void)
     return rng;
 }
 
+/* Fresh pseudo-random bytes (half of them letters), so checkpoints compress
+ * like real data rather than like one repeated value. */
+static void fill_value(char *val, size_t vlen)
+{
+    for (size_t i = 0; i < vlen; i += 8) {
+        uint64_t r = next_rand();
+        for (size_t b = 0; b < 8 && i + b < vlen; b++)
+            val[i + b] = (char)(b & 1 ? 'a' + (r >> (8 * b)) % 26 : (r >> (8 * b)));
+    }
+}
+
 /* Pipelined puts of random keys in [0, keys) until `until` (or until
  * stop_pid exits, when > 0). Returns ops per second. */
-static double put_phase(statesrv *c, long keys, const char *val, size_t vlen, double until,
+static double put_phase(statesrv *c, long keys, char *val, size_t vlen, double until,
                         pid_t stop_pid, int *child_status)
 {
     char key[32];
@@ -56,6 +67,7 @@ static double put_phase(statesrv *c, long keys, const char *val, size_t vlen, do
     for (;;) {
         for (int i = 0; i < DEPTH; i++) {
             snprintf(key, sizeof(key), "k%ld", (long)(next_rand() % (uint64_t)keys));
+            fill_value((char *)val, vlen);
             statesrv_key k = {.state = "bench", .key = key, .key_len = strlen(key)};
             uint64_t id;
             int rc = statesrv_send_put(c, &k, val, vlen, &id);
@@ -109,6 +121,7 @@ int main(int argc, char **argv)
         long n = base + DEPTH > keys ? keys - base : DEPTH;
         for (long i = 0; i < n; i++) {
             snprintf(key, sizeof(key), "k%ld", base + i);
+            fill_value(val, vlen);
             statesrv_key k = {.state = "bench", .key = key, .key_len = strlen(key)};
             uint64_t id;
             if ((rc = statesrv_send_put(c, &k, val, vlen, &id)))
