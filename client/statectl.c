@@ -58,6 +58,7 @@ struct arg {
 struct ctl {
     const char *addr;
     int json, hex, timeout_ms;
+    char token[1024]; /* from --token-file or $STATESRV_TOKEN_FILE; "" for none */
     const struct command *cmd;
     statesrv *c;
 
@@ -876,6 +877,7 @@ static void *progress_main(void *arg)
             o.connect_timeout_ms = p->x->timeout_ms;
             o.io_timeout_ms = p->x->timeout_ms;
             o.client_name = "statectl-progress";
+            o.auth_token = p->x->token[0] ? p->x->token : NULL;
             if (statesrv_connect(p->x->addr, &o, &c))
                 break; /* no progress then; the job itself is unaffected */
         }
@@ -1468,6 +1470,7 @@ static void usage(FILE *f)
                "  --json            print one JSON document (errors still go to stderr)\n"
                "  --hex             keys, namespaces and values are hex, in and out\n"
                "  --timeout MS      connect and I/O timeout in milliseconds\n"
+               "  --token-file PATH the server's auth token (default: $STATESRV_TOKEN_FILE)\n"
                "  -h, --help        this help; COMMAND --help for one command\n"
                "  --version         print the version\n"
                "\n"
@@ -1488,6 +1491,25 @@ static void command_usage(FILE *f, const struct command *cmd, int full)
     fprintf(f, "usage: %s [OPTIONS] %s%s%s\n", prog, cmd->name, cmd->args[0] ? " " : "", cmd->args);
     if (full)
         fprintf(f, "\n%s\n", cmd->help);
+}
+
+/* The first line of a token file (as the server reads its auth_token_file).
+ * 0, or -1 if it cannot be read or holds no token. */
+static int read_token(const char *path, char *out, size_t cap)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    char line[1100];
+    size_t n = 0;
+    if (fgets(line, sizeof(line), f))
+        n = strcspn(line, "\r\n");
+    fclose(f);
+    if (n == 0 || n >= cap)
+        return -1;
+    memcpy(out, line, n);
+    out[n] = '\0';
+    return 0;
 }
 
 static int usage_error(const struct ctl *x, const char *fmt, ...)
@@ -1629,6 +1651,11 @@ static int parse_args(struct ctl *x, int argc, char **argv)
             if (m < 0)
                 return usage_error(x, "%s needs an address", a);
             x->addr = v;
+        } else if ((m = opt_value(a, "--token-file", argc, argv, &i, &v)) != 0) {
+            if (m < 0)
+                return usage_error(x, "--token-file needs a path");
+            if (read_token(v, x->token, sizeof(x->token)))
+                return usage_error(x, "--token-file %s: cannot read a token from it", v);
         } else if ((m = opt_value(a, "--timeout", argc, argv, &i, &v)) != 0) {
             uint64_t ms;
             if (m < 0 || parse_u64(v, INT32_MAX, &ms) || ms == 0)
@@ -1756,6 +1783,13 @@ int main(int argc, char **argv)
         o.connect_timeout_ms = x.timeout_ms;
         o.io_timeout_ms = x.timeout_ms;
         o.client_name = "statectl";
+        const char *tf = getenv("STATESRV_TOKEN_FILE");
+        if (!x.token[0] && tf && *tf && read_token(tf, x.token, sizeof(x.token))) {
+            errorf("STATESRV_TOKEN_FILE %s: cannot read a token from it", tf);
+            ctl_free(&x);
+            return EXIT_USAGE;
+        }
+        o.auth_token = x.token[0] ? x.token : NULL;
         char why[256];
         rc = statesrv_connect2(x.addr, &o, &x.c, why, sizeof(why));
         if (rc) {

@@ -635,12 +635,16 @@ static void copy_str(char *dst, size_t cap, const char *src)
     dst[n] = '\0';
 }
 
-static int handshake(statesrv *c, const char *name, int timeout_ms, int io_timeout_ms)
+static ProtobufCBinaryData str_bin(const char *s);
+
+static int handshake(statesrv *c, const char *name, const char *token, int timeout_ms,
+                     int io_timeout_ms)
 {
     Statesrv__V1__Hello h = STATESRV__V1__HELLO__INIT;
     Statesrv__V1__Request req = STATESRV__V1__REQUEST__INIT;
     h.protocol_version = STATESRV_PROTOCOL_VERSION;
     h.client_name = (char *)name;
+    h.auth_token = str_bin(token);
     req.op_case = STATESRV__V1__REQUEST__OP_HELLO;
     req.hello = &h;
 
@@ -730,7 +734,7 @@ int statesrv_connect2(const char *addr, const statesrv_options *opts, statesrv *
         statesrv_close(c);
         return rc;
     }
-    rc = handshake(c, name, cto, ito);
+    rc = handshake(c, name, opts ? opts->auth_token : NULL, cto, ito);
     if (rc) {
         if (rc < STATESRV_ERR_USAGE)
             put_reason(errbuf, errlen, "%s%s%s", statesrv_strerror(rc), c->errmsg[0] ? ": " : "",

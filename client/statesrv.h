@@ -93,6 +93,12 @@ typedef struct statesrv_options {
      * and the handle is closed, but the job goes on in the server.
      */
     int job_timeout_ms;
+    /**
+     * The server's auth token (its auth_token_file's first line), sent in the
+     * handshake; NULL when the server needs none. A wrong or missing token
+     * makes statesrv_connect() fail with STATESRV_UNAUTHENTICATED.
+     */
+    const char *auth_token;
 } statesrv_options;
 
 /** What the server said in the handshake. */

@@ -71,6 +71,7 @@ static void batch_rewind(struct sv_server *srv)
         c->out.len = c->out_mark;
         c->fatal = 0;
         c->waiting = 0;
+        c->close_after = 0;
         c->in_batch = 0;
     }
     srv->nbatch = 0;
@@ -183,11 +184,16 @@ redo:
     struct sv_conn *next;
     for (struct sv_conn *c = srv->ready_head; c && !stop; c = next) {
         next = c->ready_next;
-        if (c->waiting)
-            continue; /* its next request waits for a checkpoint job's reply */
+        if (c->waiting) {
+            /* Its next request waits for a checkpoint job's reply, which
+             * puts it back on the ready list. */
+            sv_conn_unready(c);
+            continue;
+        }
         if (c->state != SV_CONN_OPEN || sv_conn_output(c) > cfg->max_output_buffer) {
             /* Back-pressure: it returns to the ready list when it drains. */
             sv_conn_unready(c);
+            sv_conn_flush(c); /* starts its output_timeout clock */
             continue;
         }
         if (nreq >= BATCH_MAX_REQUESTS || bytes >= BATCH_MAX_BYTES)
@@ -208,8 +214,14 @@ redo:
                 break;
             if (fr < 0) {
                 char msg[128];
-                snprintf(msg, sizeof(msg), "frame of %u bytes exceeds max_frame_size (%u)",
-                         c->in.bad_len, cfg->max_frame_size);
+                if (c->authed)
+                    snprintf(msg, sizeof(msg), "frame of %u bytes exceeds max_frame_size (%u)",
+                             c->in.bad_len, cfg->max_frame_size);
+                else
+                    snprintf(msg, sizeof(msg),
+                             "frame of %u bytes before authentication (the limit is %u until "
+                             "hello carries the token)",
+                             c->in.bad_len, SV_PREAUTH_MAX_FRAME);
                 fatal_reply(c, SV_ETOOLARGE, msg);
                 break;
             }
@@ -242,6 +254,12 @@ redo:
                 break;
             }
             Statesrv__V1__Response resp;
+            if (!c->authed && req->op_case != STATESRV__V1__REQUEST__OP_HELLO) {
+                rc = append_error(c, req->id, SV_EUNAUTH,
+                                  "authentication required: send hello with the token first");
+                c->fatal = rc ? 2 : 1;
+                break;
+            }
             if (seq == poison_seq) {
                 char msg[160];
                 if (poison_err == SV_ENOSPACE)
@@ -273,10 +291,17 @@ redo:
                     goto redo;
                 }
                 if (deferred) {
+                    /* The job's cut is this request: nothing after it (from
+                     * any connection) may enter this commit. */
                     c->waiting = 1;
+                    stop = 1;
                     break;
                 }
                 rc = encode_reply(srv, c, &resp);
+                if (!rc && c->close_after) {
+                    c->fatal = 1; /* refused authentication: drain and close */
+                    break;
+                }
             }
             if (rc) {
                 /* The request may have been applied: do not invite a retry. */
@@ -289,6 +314,11 @@ redo:
         }
     }
 
+    if (srv->nbatch == 0) {
+        /* Nothing ran (every ready connection waits or is back-pressured). */
+        sv_store_abort(srv->store);
+        return;
+    }
     rc = sv_store_commit(srv->store);
     if (rc == SV_EMAPFULL) {
         /* The commit itself needed pages (free-list bookkeeping). */

@@ -112,8 +112,8 @@ static int parse_ckpt_name(const char *name, uint64_t *id)
     if (strncmp(name, CKPT_PREFIX, strlen(CKPT_PREFIX)) != 0)
         return 0;
     const char *p = name + strlen(CKPT_PREFIX);
-    if (*p < '0' || *p > '9')
-        return 0;
+    if (*p < '0' || *p > '9' || (*p == '0' && p[1]))
+        return 0; /* "chk-01" would alias chk-1 */
     char *end;
     errno = 0;
     unsigned long long v = strtoull(p, &end, 10);
@@ -124,8 +124,15 @@ static int parse_ckpt_name(const char *name, uint64_t *id)
 }
 
 /* Ids of the complete checkpoints (a chk-<id> directory with a MANIFEST),
- * ascending. *ids is malloc'd. */
+ * ascending; with `all`, of every chk-<id> name. *ids is malloc'd. */
+static int list_ids_all(const char *dir, uint64_t **ids, size_t *n, int all);
+
 static int list_ids(const char *dir, uint64_t **ids, size_t *n)
+{
+    return list_ids_all(dir, ids, n, 0);
+}
+
+static int list_ids_all(const char *dir, uint64_t **ids, size_t *n, int all)
 {
     *ids = NULL;
     *n = 0;
@@ -140,7 +147,7 @@ static int list_ids(const char *dir, uint64_t **ids, size_t *n)
         if (!parse_ckpt_name(e->d_name, &id))
             continue;
         snprintf(path, sizeof(path), "%.4000s/%.255s/" SV_CKPT_MANIFEST_FILE, dir, e->d_name);
-        if (access(path, F_OK))
+        if (!all && access(path, F_OK))
             continue;
         if (*n == cap) {
             cap = cap ? cap * 2 : 16;
@@ -211,13 +218,24 @@ int sv_checkpoints_new(struct sv_server *srv, struct sv_checkpoints **out, char 
         return rc;
     }
     struct dirent *e;
-    char path[PATH_LEN];
+    char path[PATH_LEN], manifest[PATH_LEN], aside[PATH_LEN];
     while ((e = readdir(d))) {
-        if (strncmp(e->d_name, TMP_PREFIX, strlen(TMP_PREFIX)) != 0)
-            continue;
+        uint64_t id;
         snprintf(path, sizeof(path), "%.4000s/%.255s", dir, e->d_name);
-        sv_info("checkpoints: removing leftover %s", path);
-        sv_fs_rm_rf(path);
+        if (strncmp(e->d_name, TMP_PREFIX, strlen(TMP_PREFIX)) == 0) {
+            sv_info("checkpoints: removing leftover %s", path);
+            sv_fs_rm_rf(path);
+        } else if (parse_ckpt_name(e->d_name, &id)) {
+            /* A chk-<id> without MANIFEST is not a checkpoint (a removal cut
+             * short); move it aside so it cannot block its id. */
+            snprintf(manifest, sizeof(manifest), "%.4300s/" SV_CKPT_MANIFEST_FILE, path);
+            if (access(manifest, F_OK) == 0)
+                continue;
+            snprintf(aside, sizeof(aside), "%.4000s/" TMP_PREFIX "%" PRIu64 ".incomplete", dir, id);
+            sv_warn("checkpoints: %s has no MANIFEST; removing it", path);
+            if (rename(path, aside) == 0)
+                sv_fs_rm_rf(aside);
+        }
     }
     closedir(d);
     *out = ck;
@@ -370,14 +388,19 @@ static int snap_add(void *ud, const uint8_t *skey, size_t sklen, const uint8_t *
     return 0;
 }
 
-/* Keeps the newest checkpoint_retain checkpoints (by id). */
-static void apply_retention(struct sv_checkpoints *ck)
+/* Keeps the newest checkpoint_retain checkpoints (by id), and never the one
+ * just written (`keep`), whatever its id. */
+static void apply_retention(struct sv_checkpoints *ck, uint64_t keep)
 {
     uint64_t *ids;
     size_t n;
     if (list_ids(ck->cfg->checkpoint_dir, &ids, &n))
         return;
-    for (size_t i = 0; i + ck->cfg->checkpoint_retain < n; i++) {
+    size_t excess = n > ck->cfg->checkpoint_retain ? n - ck->cfg->checkpoint_retain : 0;
+    for (size_t i = 0; i < n && excess; i++) {
+        if (ids[i] == keep)
+            continue;
+        excess--;
         int rc = remove_checkpoint(ck, ids[i]);
         if (rc)
             sv_warn("checkpoints: cannot remove chk-%" PRIu64 ": %s", ids[i], strerror(-rc));
@@ -455,10 +478,10 @@ static void snapshot_work(uv_work_t *w)
     if ((rc = sv_fs_fsync_dir(cfg->checkpoint_dir))) {
         /* The rename may not survive a crash: not a durable checkpoint. */
         job_fail(j, rc, "fsync of %s failed: %s", cfg->checkpoint_dir, strerror(-rc));
-        sv_fs_rm_rf(j->dir);
+        remove_checkpoint(ck, j->id); /* renamed away first: never half a checkpoint */
         goto out;
     }
-    apply_retention(ck);
+    apply_retention(ck, j->id);
 out:
     if (j->rc)
         sv_fs_rm_rf(j->tmpdir);
@@ -478,12 +501,30 @@ static int cmp_names(const void *a, const void *b)
 }
 
 /* Index of state `name` in a source, or -1. */
+/* Index of state `name` in a source, or -1. States are sorted by name
+ * (checked when the source is opened), so a binary search. */
 static long find_state(const struct sv_ckpt_manifest *m, const char *name)
 {
-    for (size_t i = 0; i < m->n_states; i++)
-        if (strcmp(m->states[i].name, name) == 0)
-            return (long)i;
+    size_t lo = 0, hi = m->n_states;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(m->states[mid].name, name);
+        if (c == 0)
+            return (long)mid;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
     return -1;
+}
+
+static int states_sorted(const struct sv_ckpt_manifest *m)
+{
+    for (size_t i = 1; i < m->n_states; i++)
+        if (strcmp(m->states[i - 1].name, m->states[i].name) >= 0)
+            return 0;
+    return 1;
 }
 
 /* For one state, which source owns each key group of [first, last] that has
@@ -595,6 +636,15 @@ static void restore_work(uv_work_t *w)
         }
         nsrc++;
         const struct sv_ckpt_manifest *m = sv_ckpt_manifest(src[i].r);
+        if (!states_sorted(m)) {
+            job_fail(j, SV_EINVAL, "restore: %s: the manifest's states are not in order",
+                     j->sources[i]);
+            goto out;
+        }
+        if (atomic_load(&j->ck->cancel)) {
+            job_fail(j, SV_EUNAVAIL, "the restore was cancelled: the server is shutting down");
+            goto out;
+        }
         if (m->key_groups != sv_store_key_groups(store)) {
             job_fail(j, SV_EINVAL,
                      "restore: %s has key_groups = %u but this server has %u; key groups "
@@ -631,8 +681,17 @@ static void restore_work(uv_work_t *w)
         if (u == 0 || strcmp(names[u - 1], names[i]) != 0)
             names[u++] = names[i];
     nnames = u;
+    if (nnames > j->ck->cfg->max_states) {
+        job_fail(j, SV_EINVAL, "restore: the sources hold %zu states; max_states is %u", nnames,
+                 j->ck->cfg->max_states);
+        goto out;
+    }
     for (size_t i = 0; i < nnames; i++) {
         uint64_t n;
+        if (atomic_load(&j->ck->cancel)) {
+            job_fail(j, SV_EUNAVAIL, "the restore was cancelled: the server is shutting down");
+            goto out;
+        }
         if (plan_state(j, src, nsrc, names[i], owner, &n))
             goto out;
     }
@@ -778,7 +837,8 @@ int sv_checkpoints_queue_snapshot(struct sv_checkpoints *ck, struct sv_conn *c, 
         return busy_msg(ck, msg, msglen);
     uint64_t *ids;
     size_t n;
-    int rc = list_ids(ck->cfg->checkpoint_dir, &ids, &n);
+    /* Every chk-<id> name counts, complete or not: an id is never reused. */
+    int rc = list_ids_all(ck->cfg->checkpoint_dir, &ids, &n, 1);
     if (rc) {
         snprintf(msg, msglen, "cannot read checkpoint_dir %s: %s", ck->cfg->checkpoint_dir,
                  strerror(-rc));
@@ -840,10 +900,13 @@ static int resolve_source(struct sv_checkpoints *ck, const char *s, char **out, 
         s = path;
     }
     if (!realpath(s, real)) {
-        int e = errno;
-        snprintf(msg, msglen, "restore source %.200s: %s", s,
-                 e == ENOENT ? "no such checkpoint" : strerror(e));
-        return e == ENOENT ? SV_ENOTFOUND : -e;
+        /* Say no more than "not found": the answer must not map the
+         * server's filesystem for the client. */
+        snprintf(msg, msglen,
+                 "restore source %.200s: no such checkpoint under checkpoint_dir "
+                 "or restore_roots",
+                 numeric ? s + strlen(ck->cfg->checkpoint_dir) + 1 : s);
+        return SV_ENOTFOUND;
     }
     /* Allowed roots: checkpoint_dir, then each of restore_roots. */
     char roots[sizeof(ck->cfg->restore_roots) + PATH_LEN];
@@ -858,9 +921,8 @@ static int resolve_source(struct sv_checkpoints *ck, const char *s, char **out, 
         allowed = strncmp(real, rr, n) == 0 && real[n] == '/' && real[n + 1] != '\0';
     }
     if (!allowed) {
-        snprintf(msg, msglen,
-                 "restore source %.200s (%.200s) is outside checkpoint_dir and restore_roots", s,
-                 real);
+        snprintf(msg, msglen, "restore source %.200s is outside checkpoint_dir and restore_roots",
+                 s);
         return SV_EINVAL;
     }
     *out = strdup(real);
@@ -893,6 +955,14 @@ static int prepare_restore(struct sv_checkpoints *ck, struct job *j, char *const
         if (rc)
             return rc;
         j->nsources++;
+        /* The same checkpoint twice would only be refused as an overlap
+         * after verifying it twice: refuse it now. */
+        for (size_t k = 0; k < i; k++) {
+            if (strcmp(j->sources[k], j->sources[i]) == 0) {
+                snprintf(msg, msglen, "restore sources %zu and %zu are the same checkpoint", k, i);
+                return SV_EINVAL;
+            }
+        }
     }
     return 0;
 }

@@ -37,6 +37,9 @@ void sv_config_defaults(struct sv_config *cfg)
     cfg->max_scan_limit = 10000;
     cfg->max_connections = 1024;
     cfg->max_output_buffer = 64 * MIB;
+    cfg->idle_timeout = 0;
+    cfg->header_timeout = 10;
+    cfg->output_timeout = 30;
     cfg->log_level = SV_LOG_INFO;
 }
 
@@ -159,6 +162,23 @@ int sv_config_set(struct sv_config *cfg, const char *name, const char *value, ch
     if (strcmp(name, "checkpoint_dir") == 0)
         return set_string(cfg->checkpoint_dir, sizeof(cfg->checkpoint_dir), value, err, errlen,
                           name);
+    if (strcmp(name, "auth_token_file") == 0)
+        return set_string(cfg->auth_token_file, sizeof(cfg->auth_token_file), value, err, errlen,
+                          name);
+    if (strcmp(name, "allow_insecure_remote") == 0) {
+        if (strcmp(value, "yes") == 0 || strcmp(value, "no") == 0) {
+            cfg->allow_insecure_remote = value[0] == 'y';
+            return 0;
+        }
+        snprintf(err, errlen, "allow_insecure_remote = '%s': expected yes or no", value);
+        return SV_EINVAL;
+    }
+    if (strcmp(name, "idle_timeout") == 0)
+        return set_count(name, value, 0, 86400 * 365, &cfg->idle_timeout, err, errlen);
+    if (strcmp(name, "header_timeout") == 0)
+        return set_count(name, value, 1, 3600, &cfg->header_timeout, err, errlen);
+    if (strcmp(name, "output_timeout") == 0)
+        return set_count(name, value, 1, 86400, &cfg->output_timeout, err, errlen);
     if (strcmp(name, "checkpoint_retain") == 0)
         return set_count(name, value, 1, 100000, &cfg->checkpoint_retain, err, errlen);
     if (strcmp(name, "checkpoint_compression") == 0) {

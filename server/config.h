@@ -33,7 +33,12 @@ struct sv_config {
     uint32_t max_batch_ops;
     uint32_t max_scan_limit;
     uint32_t max_connections;
-    uint64_t max_output_buffer; /* per connection: stop reading above this */
+    uint64_t max_output_buffer;        /* per connection: stop reading above this */
+    char auth_token_file[SV_PATH_MAX]; /* empty: no authentication */
+    int allow_insecure_remote;         /* non-loopback TCP without a token */
+    uint32_t idle_timeout;             /* seconds; 0: never */
+    uint32_t header_timeout;           /* seconds a partial frame may stall */
+    uint32_t output_timeout;           /* seconds replies may stay unread over the limit */
     enum sv_log_level log_level;
 };
 

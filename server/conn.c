@@ -118,10 +118,11 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     (void)buf;
     if (nread > 0) {
         c->srv->bytes_in += (uint64_t)nread;
+        c->last_read_ms = sv_now_ms();
         if (c->state != SV_CONN_OPEN)
             return; /* discarded */
         sv_frame_reader_produced(&c->in, (size_t)nread);
-        if (sv_frame_reader_ready(&c->in))
+        if (sv_frame_reader_ready(&c->in) && !c->waiting)
             sv_conn_ready(c);
         /* Input back-pressure: a client far ahead of us waits in the kernel. */
         if (c->in.len - c->in.pos > (size_t)c->srv->cfg->max_frame_size + 2 * READ_CHUNK &&
@@ -247,6 +248,8 @@ static void on_write(uv_write_t *req, int status)
     }
     c->srv->bytes_out += c->wbuf.len;
     sv_buf_clear(&c->wbuf, KEEP_CAP);
+    if (output_ok(c))
+        c->blocked_since_ms = 0;
     if (c->out.len) {
         sv_conn_flush(c);
         return;
@@ -255,9 +258,18 @@ static void on_write(uv_write_t *req, int status)
     /* Output drained: take this client's requests again. */
     if (c->state == SV_CONN_OPEN && output_ok(c)) {
         read_start(c);
-        if (sv_frame_reader_ready(&c->in))
+        if (sv_frame_reader_ready(&c->in) && !c->waiting)
             sv_conn_ready(c);
     }
+}
+
+/* Replies pile up unread: take no more requests, and start the clock
+ * output_timeout runs on. */
+static void note_backpressure(struct sv_conn *c)
+{
+    read_stop(c);
+    if (!c->blocked_since_ms)
+        c->blocked_since_ms = sv_now_ms();
 }
 
 void sv_conn_flush(struct sv_conn *c)
@@ -268,7 +280,7 @@ void sv_conn_flush(struct sv_conn *c)
         /* Far behind on reading its replies: stop taking its requests,
          * also while a write is in flight. */
         if (!output_ok(c))
-            read_stop(c);
+            note_backpressure(c);
         finish_if_drained(c);
         return;
     }
@@ -289,7 +301,7 @@ void sv_conn_flush(struct sv_conn *c)
     }
     c->writing = 1;
     if (!output_ok(c))
-        read_stop(c);
+        note_backpressure(c);
 }
 
 void sv_conn_drain(struct sv_conn *c)
@@ -355,7 +367,10 @@ void sv_conn_accept(struct sv_server *srv, uv_stream_t *listener, int is_unix)
     }
     c->h.handle.data = c;
     c->id = ++srv->next_conn_id;
-    sv_frame_reader_init(&c->in, srv->cfg->max_frame_size);
+    /* Until hello carries the token only small frames are read. */
+    c->authed = srv->token_len == 0;
+    sv_frame_reader_init(&c->in, c->authed ? srv->cfg->max_frame_size : SV_PREAUTH_MAX_FRAME);
+    c->last_read_ms = sv_now_ms();
     c->all_next = srv->all_head;
     if (srv->all_head)
         srv->all_head->all_prev = c;
@@ -393,4 +408,43 @@ void sv_conn_accept(struct sv_server *srv, uv_stream_t *listener, int is_unix)
 void sv_conn_stop_reading(struct sv_conn *c)
 {
     read_stop(c);
+}
+
+/* Runs every half second. A connection is closed when it
+ * - sits in the middle of a frame with no input for header_timeout (a client
+ *   that sent half a request and went silent),
+ * - has sent nothing for idle_timeout (if set) and is owed nothing,
+ * - has left more than max_output_buffer of replies unread for
+ *   output_timeout (it sends but never reads).
+ * The first two get an id-0 error first; the third could not read it. */
+void sv_conn_sweep(struct sv_server *srv, uint64_t now)
+{
+    const struct sv_config *cfg = srv->cfg;
+    struct sv_conn *next;
+    for (struct sv_conn *c = srv->all_head; c; c = next) {
+        next = c->all_next;
+        if (c->state != SV_CONN_OPEN)
+            continue;
+        uint64_t quiet = now - c->last_read_ms;
+        if (c->blocked_since_ms &&
+            now - c->blocked_since_ms > (uint64_t)cfg->output_timeout * 1000) {
+            sv_warn("conn %llu (%s): %zu bytes of replies unread for %u s; closing",
+                    (unsigned long long)c->id, c->peer, sv_conn_output(c), cfg->output_timeout);
+            sv_conn_close(c);
+            continue;
+        }
+        if (c->waiting || c->on_ready)
+            continue;
+        int partial = c->in.len > c->in.pos;
+        if (partial && quiet > (uint64_t)cfg->header_timeout * 1000) {
+            sv_warn("conn %llu (%s): half a frame and no input for %u s; closing",
+                    (unsigned long long)c->id, c->peer, cfg->header_timeout);
+            sv_conn_fail(c, SV_STATUS_UNAVAILABLE, "timed out in the middle of a frame");
+        } else if (!partial && cfg->idle_timeout && !sv_conn_output(c) &&
+                   quiet > (uint64_t)cfg->idle_timeout * 1000) {
+            sv_info("conn %llu (%s): idle for %u s; closing", (unsigned long long)c->id, c->peer,
+                    cfg->idle_timeout);
+            sv_conn_fail(c, SV_STATUS_UNAVAILABLE, "idle timeout");
+        }
+    }
 }

@@ -130,8 +130,28 @@ static int store_fail(struct ctx *x, int rc, const struct addr *a)
 
 /* --- ops ----------------------------------------------------------------- */
 
+/* Compares in time that depends only on the server's token length. */
+static int token_equal(const uint8_t *given, size_t glen, const char *token, size_t tlen)
+{
+    unsigned char d = glen != tlen;
+    for (size_t i = 0; i < tlen; i++)
+        d |= (unsigned char)((i < glen ? given[i] : 0) ^ (unsigned char)token[i]);
+    return d == 0;
+}
+
 static int op_hello(struct ctx *x, const Statesrv__V1__Hello *h, Statesrv__V1__Response *resp)
 {
+    struct sv_server *srv = x->srv;
+    if (srv->token_len && !x->conn->authed) {
+        if (!token_equal(h->auth_token.data, h->auth_token.len, srv->token, srv->token_len)) {
+            sv_warn("conn %llu (%s): hello with a wrong auth token; closing",
+                    (unsigned long long)x->conn->id, x->conn->peer);
+            x->conn->close_after = 1;
+            return fail(x, SV_EUNAUTH, "invalid auth token");
+        }
+        x->conn->authed = 1;
+        x->conn->in.max_frame = x->cfg->max_frame_size;
+    }
     if (h->protocol_version != 0 && h->protocol_version != SV_PROTOCOL_VERSION)
         return fail(x, SV_EINVAL, "protocol version %u is not supported; this server speaks %u",
                     h->protocol_version, SV_PROTOCOL_VERSION);
@@ -718,12 +738,15 @@ static int op_restore(struct ctx *x, const Statesrv__V1__Restore *r)
         return -ENOMEM;
     for (size_t i = 0; i < r->n_sources; i++) {
         ProtobufCBinaryData b = r->sources[i];
-        if (b.len > 4096 || memchr(b.data, '\0', b.len))
+        /* An empty bytes field decodes as data NULL, len 0: memchr and
+         * memcpy must not see that NULL (undefined, even for 0 bytes). */
+        if (b.len > 4096 || (b.len && memchr(b.data, '\0', b.len)))
             return fail(x, SV_EINVAL, "restore source %zu %s", i,
                         b.len > 4096 ? "is too long" : "contains a NUL byte");
         if (!(sources[i] = arena(x, b.len + 1)))
             return -ENOMEM;
-        memcpy(sources[i], b.data, b.len);
+        if (b.len)
+            memcpy(sources[i], b.data, b.len);
         sources[i][b.len] = '\0';
     }
     return sv_checkpoints_queue_restore(x->srv->ckpt, x->conn, x->req_id, sources, r->n_sources,

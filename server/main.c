@@ -181,6 +181,10 @@ int main(int argc, char **argv)
     }
     sv_log_set_level(cfg.log_level);
     signal(SIGPIPE, SIG_IGN);
+    if (sv_server_check_exposure(&cfg, err, sizeof(err))) {
+        fprintf(stderr, "statesrvd: %s\n", err);
+        return 1;
+    }
 
     struct sv_store_options so = {
         .dir = cfg.data_dir,

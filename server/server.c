@@ -5,6 +5,7 @@
 #include "sv_error.h"
 #include "sv_log.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <netdb.h>
 #include <pthread.h>
@@ -134,6 +135,20 @@ static int parse_listen(const char *s, struct sockaddr_storage *ss, char *err, s
     return 0;
 }
 
+static int is_loopback(const struct sockaddr_storage *ss)
+{
+    if (ss->ss_family == AF_INET)
+        return (ntohl(((const struct sockaddr_in *)ss)->sin_addr.s_addr) >> 24) == 127;
+    if (ss->ss_family == AF_INET6) {
+        const struct in6_addr *a = &((const struct sockaddr_in6 *)ss)->sin6_addr;
+        if (IN6_IS_ADDR_LOOPBACK(a))
+            return 1;
+        if (IN6_IS_ADDR_V4MAPPED(a))
+            return a->s6_addr[12] == 127;
+    }
+    return 0;
+}
+
 /* A socket file left by a crashed server is removed; one a live server
  * answers on is not. */
 static int clear_stale_socket(const char *path, char *err, size_t errlen)
@@ -243,6 +258,65 @@ static int listen_tcp(struct sv_server *srv, char *err, size_t errlen)
     return 0;
 }
 
+/* The token a client must present in hello: the file's first line. */
+static int load_token(struct sv_server *srv, char *err, size_t errlen)
+{
+    const char *path = srv->cfg->auth_token_file;
+    if (!path[0])
+        return 0;
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        int e = errno;
+        snprintf(err, errlen, "auth_token_file %s: %s", path, strerror(e));
+        return -e;
+    }
+    struct stat st;
+    if (fstat(fileno(f), &st) == 0 && (st.st_mode & 0077))
+        sv_warn("auth_token_file %s is readable by others (mode %04o); use 0600", path,
+                (unsigned)(st.st_mode & 0777));
+    char line[sizeof(srv->token) + 2];
+    size_t n = 0;
+    if (fgets(line, sizeof(line), f))
+        n = strcspn(line, "\r\n");
+    fclose(f);
+    if (n == 0 || n >= sizeof(srv->token)) {
+        snprintf(err, errlen,
+                 "auth_token_file %s: the first line must hold the token (1..%zu "
+                 "bytes)",
+                 path, sizeof(srv->token) - 1);
+        return SV_EINVAL;
+    }
+    memcpy(srv->token, line, n);
+    srv->token_len = n;
+    explicit_bzero(line, sizeof(line));
+    return 0;
+}
+
+static void on_sweep(uv_timer_t *t)
+{
+    struct sv_server *srv = t->data;
+    sv_conn_sweep(srv, sv_now_ms());
+}
+
+int sv_server_check_exposure(const struct sv_config *cfg, char *err, size_t errlen)
+{
+    if (!cfg->listen[0] || cfg->auth_token_file[0] || cfg->allow_insecure_remote)
+        return 0;
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof(ss));
+    int rc = parse_listen(cfg->listen, &ss, err, errlen);
+    if (rc)
+        return rc;
+    if (is_loopback(&ss))
+        return 0;
+    snprintf(err, errlen,
+             "listen = %s is reachable from other hosts, and anyone who can connect can read and "
+             "change all state: set auth_token_file, or allow_insecure_remote = yes to accept "
+             "that",
+             cfg->listen);
+    return SV_EINVAL;
+}
+
 static void close_if_open(uv_handle_t *h)
 {
     if (h->loop && !uv_is_closing(h))
@@ -282,6 +356,7 @@ void sv_server_conn_gone(struct sv_server *srv)
     close_if_open((uv_handle_t *)&srv->idle);
     close_if_open((uv_handle_t *)&srv->stop_timer);
     close_if_open((uv_handle_t *)&srv->retry_timer);
+    close_if_open((uv_handle_t *)&srv->sweep_timer);
     signal(SIGTERM, SIG_IGN);
     signal(SIGINT, SIG_IGN);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
@@ -342,8 +417,10 @@ int sv_server_init(struct sv_server *srv, uv_loop_t *loop, const struct sv_confi
     srv->store = store;
     srv->started_ms = sv_now_ms();
     sv_arena_init(&srv->arena, 256 * 1024);
-    int rc = sv_checkpoints_new(srv, &srv->ckpt, err, errlen);
+    int rc = load_token(srv, err, errlen);
     if (rc)
+        return rc;
+    if ((rc = sv_checkpoints_new(srv, &srv->ckpt, err, errlen)))
         return rc;
     if (restore && restore->nsources &&
         (rc = sv_checkpoints_restore_now(srv->ckpt, restore->sources, restore->nsources,
@@ -360,6 +437,9 @@ int sv_server_init(struct sv_server *srv, uv_loop_t *loop, const struct sv_confi
     srv->stop_timer.data = srv;
     uv_timer_init(loop, &srv->retry_timer);
     srv->retry_timer.data = srv;
+    uv_timer_init(loop, &srv->sweep_timer);
+    srv->sweep_timer.data = srv;
+    uv_timer_start(&srv->sweep_timer, on_sweep, 500, 500);
     uv_unref((uv_handle_t *)&srv->check);
     uv_signal_init(loop, &srv->sigterm);
     srv->sigterm.data = srv;

@@ -64,8 +64,12 @@ struct sv_conn {
     size_t in_mark;
     size_t out_mark;
     int in_batch;
-    int fatal;   /* the batch answered a framing error: drain after commit */
-    int waiting; /* a checkpoint job owes this connection a reply */
+    int fatal;                 /* the batch answered a framing error: drain after commit */
+    int waiting;               /* a checkpoint job owes this connection a reply */
+    int authed;                /* hello carried the token (always 1 without auth) */
+    int close_after;           /* a reply refused authentication: drain after it */
+    uint64_t last_read_ms;     /* for idle_timeout and header_timeout */
+    uint64_t blocked_since_ms; /* output over the limit since; 0: not */
 
     struct sv_conn *ready_prev, *ready_next;
     int on_ready;
@@ -95,6 +99,9 @@ struct sv_server {
     uv_idle_t idle;
     uv_timer_t stop_timer;
     uv_timer_t retry_timer; /* after a transaction could not begin */
+    uv_timer_t sweep_timer; /* idle, header and output timeouts */
+    char token[1024];       /* auth token; token_len 0: no authentication */
+    size_t token_len;
     int backoff;
     int stopping;
     int exit_code;
@@ -129,6 +136,9 @@ struct sv_startup_restore {
 int sv_server_init(struct sv_server *srv, uv_loop_t *loop, const struct sv_config *cfg,
                    struct sv_store *store, const struct sv_startup_restore *restore, char *err,
                    size_t errlen);
+/* Refuses a TCP listener other hosts can reach when no auth token is set
+ * (unless allow_insecure_remote). Call before opening anything. */
+int sv_server_check_exposure(const struct sv_config *cfg, char *err, size_t errlen);
 /* Runs until SIGTERM/SIGINT has drained every connection. Returns the exit code. */
 int sv_server_run(struct sv_server *srv);
 void sv_server_free(struct sv_server *srv);
@@ -149,6 +159,10 @@ void sv_conn_ready(struct sv_conn *c); /* queue for the next batch */
 void sv_conn_unready(struct sv_conn *c);
 /* Shutdown: take no new requests from this connection. */
 void sv_conn_stop_reading(struct sv_conn *c);
+/* Closes connections past idle_timeout, header_timeout or output_timeout. */
+void sv_conn_sweep(struct sv_server *srv, uint64_t now_ms);
+/* Before authentication a client may send only small frames. */
+#define SV_PREAUTH_MAX_FRAME 4096u
 /* Bytes of replies not yet written. */
 size_t sv_conn_output(const struct sv_conn *c);
 

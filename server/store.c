@@ -549,6 +549,25 @@ int sv_store_open(const struct sv_store_options *o, struct sv_store **out, char 
     }
 
     s->gen = current_gen(o->dir);
+    char probe[PATH_BUF];
+    snprintf(probe, sizeof(probe), "%.4000s/" CURRENT_LINK, s->dir);
+    struct stat lst;
+    if (s->gen == 0 && lstat(probe, &lst) == 0) {
+        snprintf(err, errlen, "%s is not a link to a generation directory; refusing to guess",
+                 probe);
+        rc = SV_ECORRUPT;
+        goto fail;
+    }
+    snprintf(probe, sizeof(probe), "%.4000s/data.mdb", s->dir);
+    if (s->gen == 0 && access(probe, F_OK) == 0) {
+        /* Never serve an empty store next to one in another layout. */
+        snprintf(err, errlen,
+                 "%s holds an LMDB store but no 'current' link; move data.mdb into a "
+                 "gen-000001 directory and link current -> gen-000001, or use an empty data_dir",
+                 s->dir);
+        rc = SV_EINVAL;
+        goto fail;
+    }
     if (s->gen == 0) {
         /* A new data directory: generation 1. */
         char path[PATH_BUF];
@@ -560,9 +579,19 @@ int sv_store_open(const struct sv_store_options *o, struct sv_store **out, char 
             goto fail;
         }
     }
-    remove_stale_generations(o->dir, s->gen);
+    gen_path(probe, sizeof(probe), s->dir, s->gen);
+    if (access(probe, F_OK)) {
+        snprintf(err, errlen,
+                 "%s/current names %s, which does not exist; refusing to start "
+                 "(nothing was removed)",
+                 s->dir, probe);
+        rc = SV_ECORRUPT;
+        goto fail;
+    }
     if ((rc = env_open_any(s, err, errlen)))
         goto fail;
+    /* Only once the current generation is known good. */
+    remove_stale_generations(s->dir, s->gen);
     sv_info("store: %s open (generation %" PRIu64 "): %zu state(s), key_groups %u, map %llu "
             "MiB, sync %s",
             o->dir, s->gen, s->used, s->key_groups, (unsigned long long)(s->map_size >> 20),
@@ -1176,6 +1205,7 @@ void sv_store_snapshot_finished(struct sv_store *s)
 /* --- restore builder ------------------------------------------------------ */
 
 #define BUILDER_COMMIT_EVERY 100000
+#define BUILDER_COMMIT_BYTES (64ull << 20)
 
 struct sv_store_builder {
     struct sv_store *s;
@@ -1186,6 +1216,7 @@ struct sv_store_builder {
     uint64_t gen;
     char path[PATH_BUF];
     uint64_t pending;
+    uint64_t pending_bytes;
     uint64_t map_size;
     int switched;
 };
@@ -1263,11 +1294,31 @@ int sv_store_builder_put(struct sv_store_builder *b, const uint8_t *skey, size_t
         return SV_ECORRUPT; /* input out of order */
     if (rc)
         return map_err(rc);
-    if (++b->pending >= BUILDER_COMMIT_EVERY) {
+    b->pending_bytes += sklen + vlen;
+    if (++b->pending >= BUILDER_COMMIT_EVERY || b->pending_bytes >= BUILDER_COMMIT_BYTES) {
         /* Bounded transactions keep the dirty-page list (memory) small. */
         if ((rc = mdb_txn_commit(b->txn))) {
             b->txn = NULL;
             return map_err(rc);
+        }
+        b->pending_bytes = 0;
+        /* No transaction is open: the map may grow here (small entries
+         * take more room than their bytes suggest). */
+        MDB_envinfo info;
+        MDB_stat st;
+        mdb_env_info(b->env, &info);
+        mdb_env_stat(b->env, &st);
+        uint64_t used = (uint64_t)(info.me_last_pgno + 1) * st.ms_psize;
+        /* Room for the next chunk several times over (B-tree overhead). */
+        if (used + 4 * BUILDER_COMMIT_BYTES > b->map_size || used > b->map_size / 2) {
+            uint64_t next = b->map_size * 2;
+            while (used + 4 * BUILDER_COMMIT_BYTES > next)
+                next *= 2;
+            if ((rc = mdb_env_set_mapsize(b->env, next))) {
+                b->txn = NULL;
+                return map_err(rc);
+            }
+            b->map_size = next;
         }
         if ((rc = mdb_txn_begin(b->env, NULL, 0, &b->txn))) {
             b->txn = NULL;
@@ -1334,10 +1385,16 @@ int sv_store_switch(struct sv_store *s, struct sv_store_builder *b, char *err, s
         sv_error("restore: cannot open the new store (%s); keeping the old one", err);
         s->gen = old_gen;
         s->map_size = 0;
-        set_current(s->dir, old_gen);
         char err2[256];
-        if (env_open(s, err2, sizeof(err2)))
-            sv_error("restore: cannot reopen the old store either: %s", err2);
+        int back = set_current(s->dir, old_gen);
+        if (back || env_open_any(s, err2, sizeof(err2))) {
+            /* Neither generation can be served, and `current` may name the
+             * new one: stop here rather than run without a store or let the
+             * builder's cleanup remove what current points at. */
+            sv_error("restore: cannot switch back to generation %" PRIu64 ": %s; stopping", old_gen,
+                     back ? strerror(-back) : err2);
+            abort();
+        }
         return rc;
     }
     b->switched = 1;

@@ -982,6 +982,134 @@ START_TEST(full_disk_fails_cleanly)
 }
 END_TEST
 
+/* CPU time of a process's main thread (the event loop), in ms. */
+static long loop_cpu_ms(pid_t pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof(path), "/proc/%d/task/%d/stat", (int)pid, (int)pid);
+    FILE *f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *p = strrchr(buf, ')');
+    ck_assert_ptr_nonnull(p);
+    unsigned long utime = 0, stime = 0;
+    /* after ") ": state ppid pgrp session tty tpgid flags minflt cminflt majflt
+     * cmajflt utime stime */
+    ck_assert_int_eq(
+        sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &utime, &stime), 2);
+    return (long)((utime + stime) * 1000 / (unsigned long)sysconf(_SC_CLK_TCK));
+}
+
+/* The stats op's commit counter. */
+static uint64_t commits(int fd)
+{
+    Statesrv__V1__Request req = STATESRV__V1__REQUEST__INIT;
+    Statesrv__V1__Stats st = STATESRV__V1__STATS__INIT;
+    req.op_case = STATESRV__V1__REQUEST__OP_STATS;
+    req.stats = &st;
+    Statesrv__V1__Response *r = call(fd, &req, 5000);
+    uint64_t n = r->stats->commits;
+    statesrv__v1__response__free_unpacked(r, NULL);
+    return n;
+}
+
+START_TEST(waiting_connection_does_not_spin_the_loop)
+{
+    char conf[256];
+    const char *extra[] = {"--config", conf, NULL};
+    ts_start(&srv, NULL);
+    ck_assert_int_eq(ts_stop(&srv), 0);
+    snprintf(conf, sizeof(conf), "%s/slow.conf", srv.dir);
+    FILE *f = fopen(conf, "w");
+    fprintf(f, "checkpoint_compression_level = 19\n"); /* a long snapshot */
+    fclose(f);
+    ts_restart(&srv, extra);
+    int a = raw_connect_tcp(&srv), b = raw_connect_tcp(&srv);
+    load(a, "big", 0, 40000, "x", 100);
+    uint64_t before = commits(b);
+    /* A snapshot, and a ping pipelined behind it on the same connection. */
+    Statesrv__V1__Request sreq = STATESRV__V1__REQUEST__INIT;
+    Statesrv__V1__Snapshot s = STATESRV__V1__SNAPSHOT__INIT;
+    sreq.op_case = STATESRV__V1__REQUEST__OP_SNAPSHOT;
+    sreq.snapshot = &s;
+    sreq.id = next_id++;
+    Statesrv__V1__Request preq = STATESRV__V1__REQUEST__INIT;
+    Statesrv__V1__Ping ping = STATESRV__V1__PING__INIT;
+    preq.op_case = STATESRV__V1__REQUEST__OP_PING;
+    preq.ping = &ping;
+    preq.id = next_id++;
+    long cpu0 = loop_cpu_ms(srv.pid), t0 = now_ms();
+    raw_send_msg(a, &sreq.base);
+    usleep(50000); /* the ping arrives while the snapshot runs */
+    raw_send_msg(a, &preq.base);
+    Statesrv__V1__Response *r = raw_recv(a, 60000);
+    ck_assert_int_eq(r->status, 0);
+    statesrv__v1__response__free_unpacked(r, NULL);
+    r = raw_recv(a, 5000); /* the ping, answered after the snapshot */
+    ck_assert_uint_eq(r->id, preq.id);
+    statesrv__v1__response__free_unpacked(r, NULL);
+    long cpu = loop_cpu_ms(srv.pid) - cpu0, wall = now_ms() - t0;
+    uint64_t during = commits(b) - before;
+    fprintf(stderr, "waiting_connection: loop thread used %ld ms of CPU in %ld ms, %llu commits\n",
+            cpu, wall, (unsigned long long)during);
+    ck_assert_uint_lt(during, 100); /* it spun at ~500k/s */
+    if (!getenv("SV_TEST_SLOW"))
+        ck_assert_int_lt(cpu, wall / 2 + 100); /* a spinning loop burns all of it */
+    close(a);
+    close(b);
+}
+END_TEST
+
+START_TEST(retention_keeps_the_new_checkpoint_and_ids_survive_leftovers)
+{
+    char conf[256];
+    const char *extra[] = {"--config", conf, NULL};
+    ts_start(&srv, NULL);
+    ck_assert_int_eq(ts_stop(&srv), 0);
+    snprintf(conf, sizeof(conf), "%s/ret.conf", srv.dir);
+    FILE *f = fopen(conf, "w");
+    fprintf(f, "checkpoint_retain = 3\n");
+    fclose(f);
+    ts_restart(&srv, extra);
+    int fd = raw_connect_tcp(&srv);
+    put_kv(fd, "s", "k", "v", 0, 0);
+    for (uint64_t id = 10; id <= 12; id++)
+        snapshot_ok(fd, id);
+    snapshot_ok(fd, 5); /* a lower id: still kept, an older one goes */
+    ck_assert(path_exists("%s/checkpoints/chk-5/MANIFEST", srv.dir));
+    ck_assert(!path_exists("%s/checkpoints/chk-10", srv.dir));
+    close(fd);
+    /* A chk-<id> with no MANIFEST (a removal cut short) neither blocks
+     * automatic ids nor survives a restart. */
+    ck_assert_int_eq(ts_stop(&srv), 0);
+    sh("mkdir -p %s/checkpoints/chk-13 && touch %s/checkpoints/chk-13/data", srv.dir, srv.dir);
+    ts_restart(&srv, extra);
+    ck_assert(!path_exists("%s/checkpoints/chk-13", srv.dir));
+    fd = raw_connect_tcp(&srv);
+    Statesrv__V1__Response *r = snapshot(fd, 0);
+    ck_assert_msg(r->status == 0, "%s", r->message);
+    ck_assert_uint_eq(r->snapshot->manifest->checkpoint_id, 13);
+    statesrv__v1__response__free_unpacked(r, NULL);
+    close(fd);
+}
+END_TEST
+
+START_TEST(missing_generation_refuses_to_start)
+{
+    ts_start(&srv, NULL);
+    ck_assert_int_eq(ts_stop(&srv), 0);
+    sh("cd %s/data && ln -sfn gen-000009 current", srv.dir);
+    const char *extra[] = {"--listen", "127.0.0.1:0", NULL};
+    ck_assert_int_eq(ts_run_expect_exit(&srv, extra), 1);
+    ck_assert(ts_log_contains(&srv, "does not exist; refusing to start"));
+    ck_assert(path_exists("%s/data/gen-000001/data.mdb", srv.dir)); /* nothing removed */
+    sh("cd %s/data && ln -sfn gen-000001 current", srv.dir);
+    ts_restart(&srv, NULL);
+}
+END_TEST
+
 Suite *sv_suite_checkpoint(void)
 {
     Suite *s = suite_create("checkpoint");
@@ -1003,6 +1131,9 @@ Suite *sv_suite_checkpoint(void)
     tcase_add_test(tc, writes_busy_during_restore);
     tcase_add_test(tc, restore_from_at_startup);
     tcase_add_test(tc, full_disk_fails_cleanly);
+    tcase_add_test(tc, waiting_connection_does_not_spin_the_loop);
+    tcase_add_test(tc, retention_keeps_the_new_checkpoint_and_ids_survive_leftovers);
+    tcase_add_test(tc, missing_generation_refuses_to_start);
     suite_add_tcase(s, tc);
     return s;
 }

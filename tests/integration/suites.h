@@ -9,5 +9,6 @@ Suite *sv_suite_lifecycle(void);
 Suite *sv_suite_api(void);
 Suite *sv_suite_statectl(void);
 Suite *sv_suite_checkpoint(void);
+Suite *sv_suite_security(void);
 
 #endif

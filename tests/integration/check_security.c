@@ -1,0 +1,432 @@
+/* Authentication, exposure, timeouts and limits against a real statesrvd,
+ * with the server's memory measured under each attack. */
+#include "harness.h"
+#include "statesrv.h"
+#include "suites.h"
+#include "sv_frame.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+static struct ts srv;
+static char conf[256], token_path[256];
+
+static void teardown(void)
+{
+    ts_cleanup(&srv);
+    if (conf[0])
+        unlink(conf);
+    if (token_path[0])
+        unlink(token_path);
+    conf[0] = token_path[0] = '\0';
+}
+
+static long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
+}
+
+/* Starts a server with these config lines. */
+static void start_with(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static void start_with(const char *fmt, ...)
+{
+    snprintf(conf, sizeof(conf), "/tmp/svit-sec-%d.conf", (int)getpid());
+    FILE *f = fopen(conf, "w");
+    ck_assert_ptr_nonnull(f);
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(f, fmt, ap);
+    va_end(ap);
+    fclose(f);
+    const char *extra[] = {"--config", conf, NULL};
+    ts_start(&srv, extra);
+}
+
+static Statesrv__V1__Response *send_hello(int fd, const char *token)
+{
+    Statesrv__V1__Request req = STATESRV__V1__REQUEST__INIT;
+    Statesrv__V1__Hello h = STATESRV__V1__HELLO__INIT;
+    h.protocol_version = 1;
+    if (token)
+        h.auth_token = pb_str(token);
+    req.id = 1;
+    req.op_case = STATESRV__V1__REQUEST__OP_HELLO;
+    req.hello = &h;
+    raw_send_msg(fd, &req.base);
+    return raw_recv(fd, 5000);
+}
+
+static void send_ping(int fd, uint64_t id)
+{
+    Statesrv__V1__Request req = STATESRV__V1__REQUEST__INIT;
+    Statesrv__V1__Ping ping = STATESRV__V1__PING__INIT;
+    req.id = id;
+    req.op_case = STATESRV__V1__REQUEST__OP_PING;
+    req.ping = &ping;
+    raw_send_msg(fd, &req.base);
+}
+
+static void expect(Statesrv__V1__Response *r, Statesrv__V1__Status st, const char *text)
+{
+    ck_assert_msg(r != NULL, "connection closed, expected status %d", st);
+    ck_assert_msg(r->status == st, "status %d (%s), want %d", r->status, r->message, st);
+    ck_assert_msg(strstr(r->message, text) != NULL, "message '%s' lacks '%s'", r->message, text);
+    statesrv__v1__response__free_unpacked(r, NULL);
+}
+
+static void write_token(const char *token)
+{
+    snprintf(token_path, sizeof(token_path), "/tmp/svit-token-%d", (int)getpid());
+    int fd = open(token_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(write(fd, token, strlen(token)), (ssize_t)strlen(token));
+    ck_assert_int_eq(write(fd, "\n", 1), 1);
+    close(fd);
+}
+
+START_TEST(auth_token_required)
+{
+    write_token("correct horse battery staple");
+    start_with("auth_token_file = %s\n", token_path);
+
+    /* Anything but hello first: refused, then closed. */
+    int fd = raw_connect_tcp(&srv);
+    send_ping(fd, 9);
+    Statesrv__V1__Response *r = raw_recv(fd, 5000);
+    ck_assert_uint_eq(r->id, 9);
+    expect(r, STATESRV__V1__STATUS__UNAUTHENTICATED, "send hello with the token");
+    ck_assert(raw_wait_closed(fd, 5000));
+    close(fd);
+
+    /* Wrong and missing tokens: refused, then closed. */
+    const char *bad[] = {"correct horse battery stapl", "correct horse battery staple!", NULL};
+    for (int i = 0; i < 3; i++) {
+        fd = raw_connect_unix(&srv);
+        expect(send_hello(fd, bad[i]), STATESRV__V1__STATUS__UNAUTHENTICATED, "invalid auth token");
+        ck_assert(raw_wait_closed(fd, 5000));
+        close(fd);
+    }
+
+    /* Before authentication only small frames: a 8 KiB one is refused. */
+    fd = raw_connect_tcp(&srv);
+    uint8_t hdr[4];
+    sv_frame_header_put(hdr, 8192);
+    raw_send(fd, hdr, 4);
+    r = raw_recv(fd, 5000);
+    ck_assert_uint_eq(r->id, 0);
+    expect(r, STATESRV__V1__STATUS__TOO_LARGE, "before authentication");
+    close(fd);
+
+    /* The right token: everything works, large frames too. */
+    fd = raw_connect_tcp(&srv);
+    r = send_hello(fd, "correct horse battery staple");
+    ck_assert_int_eq(r->status, 0);
+    statesrv__v1__response__free_unpacked(r, NULL);
+    static char big[100000];
+    memset(big, 'v', sizeof(big) - 1);
+    Statesrv__V1__Request req = STATESRV__V1__REQUEST__INIT;
+    Statesrv__V1__Put put = STATESRV__V1__PUT__INIT;
+    put.state = pb_str("s");
+    put.key = pb_str("k");
+    put.value = pb_str(big);
+    req.id = 2;
+    req.op_case = STATESRV__V1__REQUEST__OP_PUT;
+    req.put = &put;
+    raw_send_msg(fd, &req.base);
+    r = raw_recv(fd, 5000);
+    ck_assert_int_eq(r->status, 0);
+    statesrv__v1__response__free_unpacked(r, NULL);
+    close(fd);
+
+    /* The library and statectl. */
+    statesrv *c = NULL;
+    char err[256];
+    ck_assert_int_eq(statesrv_connect2(srv.tcp_addr, NULL, &c, err, sizeof(err)),
+                     STATESRV_UNAUTHENTICATED);
+    statesrv_options o = {.auth_token = "correct horse battery staple"};
+    ck_assert_int_eq(statesrv_connect2(srv.tcp_addr, &o, &c, err, sizeof(err)), STATESRV_OK);
+    ck_assert_int_eq(statesrv_ping(c), STATESRV_OK);
+    statesrv_close(c);
+    char cmd[768], out[256];
+    snprintf(cmd, sizeof(cmd), "%s -a %s --token-file %s get s k | wc -c", statectl_path(),
+             srv.tcp_addr, token_path);
+    ck_assert_int_eq(run_cmd(cmd, out, sizeof(out)), 0);
+    ck_assert_int_eq(atoi(out), (int)sizeof(big)); /* value + newline */
+    snprintf(cmd, sizeof(cmd), "%s -a %s ping 2>&1", statectl_path(), srv.tcp_addr);
+    ck_assert_int_eq(run_cmd(cmd, out, sizeof(out)), 3);
+    ck_assert_ptr_nonnull(strstr(out, "UNAUTHENTICATED"));
+}
+END_TEST
+
+START_TEST(remote_listener_needs_a_token)
+{
+    ts_start(&srv, NULL);
+    ck_assert_int_eq(ts_stop(&srv), 0);
+    /* Refused before anything binds (tests never listen beyond loopback). */
+    const char *extra[] = {"--listen", "0.0.0.0:0", NULL};
+    ck_assert_int_eq(ts_run_expect_exit(&srv, extra), 1);
+    ck_assert(ts_log_contains(&srv, "reachable from other hosts"));
+    const char *v6[] = {"--listen", "[::]:0", NULL};
+    ck_assert_int_eq(ts_run_expect_exit(&srv, v6), 1);
+    ck_assert(ts_log_contains(&srv, "set auth_token_file"));
+}
+END_TEST
+
+START_TEST(half_frame_times_out_memory_bounded)
+{
+    start_with("header_timeout = 1\n");
+    long rss0 = proc_rss_kib(srv.pid);
+    /* Fifty clients announce 1 MiB frames, send 64 KiB of each, go silent. */
+    enum { N = 50 };
+    int fds[N];
+    static char chunk[64 * 1024];
+    uint8_t hdr[4];
+    sv_frame_header_put(hdr, 1u << 20);
+    for (int i = 0; i < N; i++) {
+        fds[i] = raw_connect_tcp(&srv);
+        raw_send(fds[i], hdr, 4);
+        raw_send(fds[i], chunk, sizeof(chunk));
+    }
+    int live = raw_connect_tcp(&srv);
+    long deadline = now_ms() + 8000, peak = 0;
+    int closed = 0;
+    while (now_ms() < deadline && closed < N) {
+        long rss = proc_rss_kib(srv.pid);
+        peak = rss > peak ? rss : peak;
+        send_ping(live, 1);
+        Statesrv__V1__Response *r = raw_recv(live, 5000);
+        ck_assert_ptr_nonnull(r); /* others are served meanwhile */
+        statesrv__v1__response__free_unpacked(r, NULL);
+        usleep(200000);
+        closed = 0;
+        for (int i = 0; i < N; i++) {
+            struct pollfd p = {.fd = fds[i], .events = POLLIN};
+            closed += poll(&p, 1, 0) == 1;
+        }
+    }
+    ck_assert_int_eq(closed, N);
+    Statesrv__V1__Response *r = raw_recv(fds[0], 1000);
+    ck_assert_ptr_nonnull(r);
+    ck_assert_str_eq(r->message, "timed out in the middle of a frame");
+    statesrv__v1__response__free_unpacked(r, NULL);
+    fprintf(stderr, "half_frame_times_out: RSS %ld KiB idle, %ld KiB peak with %d stalled\n",
+            rss0, peak, N);
+    /* ~3 MiB were sent in all; buffers are at most a few times that. */
+    ck_assert_int_lt(peak - rss0, 64 * 1024);
+    for (int i = 0; i < N; i++)
+        close(fds[i]);
+    close(live);
+}
+END_TEST
+
+START_TEST(idle_timeout_closes_only_idle)
+{
+    start_with("idle_timeout = 1\n");
+    int idle = raw_connect_tcp(&srv), busy = raw_connect_tcp(&srv);
+    for (int i = 0; i < 12; i++) { /* ~2.4 s of activity on `busy` */
+        send_ping(busy, (uint64_t)i + 1);
+        Statesrv__V1__Response *r = raw_recv(busy, 5000);
+        ck_assert_ptr_nonnull(r);
+        statesrv__v1__response__free_unpacked(r, NULL);
+        usleep(200000);
+    }
+    Statesrv__V1__Response *r = raw_recv(idle, 1000);
+    ck_assert_ptr_nonnull(r);
+    ck_assert_uint_eq(r->id, 0);
+    expect(r, STATESRV__V1__STATUS__UNAVAILABLE, "idle timeout");
+    ck_assert(raw_wait_closed(idle, 3000));
+    close(idle);
+    close(busy);
+}
+END_TEST
+
+START_TEST(client_that_never_reads_is_cut_off)
+{
+    start_with("max_frame_size = 64K\nmax_value_size = 60K\nmax_output_buffer = 64K\n"
+               "output_timeout = 1\n");
+    int w = raw_connect_tcp(&srv);
+    static char val[60000];
+    memset(val, 'x', sizeof(val));
+    Statesrv__V1__Request req = STATESRV__V1__REQUEST__INIT;
+    Statesrv__V1__Put put = STATESRV__V1__PUT__INIT;
+    put.state = pb_str("s");
+    put.key = pb_str("k");
+    put.value.data = (uint8_t *)val;
+    put.value.len = sizeof(val);
+    req.id = 1;
+    req.op_case = STATESRV__V1__REQUEST__OP_PUT;
+    req.put = &put;
+    raw_send_msg(w, &req.base);
+    Statesrv__V1__Response *r = raw_recv(w, 5000);
+    ck_assert_int_eq(r->status, 0);
+    statesrv__v1__response__free_unpacked(r, NULL);
+    close(w);
+
+    /* Pipelined GETs of the 60 KB value, and never a read. */
+    int fd = raw_connect_tcp(&srv);
+    int rcv = 4096;
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof(rcv));
+    fcntl(fd, F_SETFL, O_NONBLOCK);
+    Statesrv__V1__Get get = STATESRV__V1__GET__INIT;
+    get.state = pb_str("s");
+    get.key = pb_str("k");
+    req.op_case = STATESRV__V1__REQUEST__OP_GET;
+    req.get = &get;
+    uint8_t frame[64];
+    size_t n = protobuf_c_message_pack(&req.base, frame + 4);
+    sv_frame_header_put(frame, (uint32_t)n);
+    long rss0 = proc_rss_kib(srv.pid), peak = rss0, sent = 0;
+    long deadline = now_ms() + 10000;
+    int cut = 0;
+    while (now_ms() < deadline && !cut) {
+        ssize_t s = send(fd, frame, n + 4, MSG_NOSIGNAL);
+        if (s > 0) {
+            sent++;
+        } else if (errno == EPIPE || errno == ECONNRESET) {
+            cut = 1;
+        } else {
+            usleep(20000);
+            long rss = proc_rss_kib(srv.pid);
+            peak = rss > peak ? rss : peak;
+            char b;
+            ssize_t p = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+            (void)p;
+            /* The server closing shows up as EPIPE/ECONNRESET on send; the
+             * log says so too. */
+            cut = ts_log_contains(&srv, "replies unread");
+        }
+    }
+    fprintf(stderr, "never_reads: %ld requests sent, RSS %ld -> peak %ld KiB, cut off: %d\n", sent,
+            rss0, peak, cut);
+    ck_assert(cut);
+    /* Replies held for this client stay near max_output_buffer. */
+    ck_assert_int_lt(peak - rss0, 32 * 1024);
+    close(fd);
+    /* The server is fine. */
+    int other = raw_connect_tcp(&srv);
+    send_ping(other, 1);
+    r = raw_recv(other, 5000);
+    ck_assert_int_eq(r->status, 0);
+    statesrv__v1__response__free_unpacked(r, NULL);
+    close(other);
+}
+END_TEST
+
+START_TEST(count_limits)
+{
+    start_with("max_batch_ops = 100\nmax_scan_limit = 10\n");
+    statesrv *c;
+    char err[256];
+    ck_assert_int_eq(statesrv_connect2(srv.tcp_addr, NULL, &c, err, sizeof(err)), STATESRV_OK);
+    statesrv_key keys[101];
+    statesrv_value vals[101];
+    char names[101][8];
+    for (int i = 0; i < 101; i++) {
+        snprintf(names[i], sizeof(names[i]), "k%d", i);
+        keys[i] = (statesrv_key){.state = "s", .key = names[i], .key_len = strlen(names[i])};
+    }
+    ck_assert_int_eq(statesrv_multi_get(c, keys, 101, vals), STATESRV_TOO_LARGE);
+    ck_assert_ptr_nonnull(strstr(statesrv_errmsg(c), "max_batch_ops is 100"));
+    ck_assert_int_eq(statesrv_multi_get(c, keys, 100, vals), STATESRV_OK);
+    statesrv_values_free(vals, 100);
+    statesrv_batch *b = statesrv_batch_new();
+    for (int i = 0; i < 101; i++)
+        ck_assert_int_eq(statesrv_batch_put(b, &keys[i], "v", 1), STATESRV_OK);
+    ck_assert_int_eq(statesrv_batch_commit(c, b), STATESRV_TOO_LARGE);
+    statesrv_batch_reset(b);
+    for (int i = 0; i < 50; i++)
+        ck_assert_int_eq(statesrv_batch_put(b, &keys[i], "v", 1), STATESRV_OK);
+    ck_assert_int_eq(statesrv_batch_commit(c, b), STATESRV_OK);
+    statesrv_batch_free(b);
+    /* A page asks for 1000 entries; the server caps it at 10. */
+    statesrv_scan_options so = {.state = "s", .page_size = 1000};
+    statesrv_scan *s;
+    ck_assert_int_eq(statesrv_scan_open(c, &so, &s), STATESRV_OK);
+    const statesrv_entry *e;
+    int n = 0;
+    while (statesrv_scan_next(s, &e) == STATESRV_OK && e) {
+        n++;
+        if (n == 10) {
+            const void *cur;
+            size_t len;
+            ck_assert_int_eq(statesrv_scan_cursor(s, &cur, &len), STATESRV_OK);
+            ck_assert_uint_gt(len, 0); /* the first page held exactly 10 */
+        }
+    }
+    ck_assert_int_eq(n, 50);
+    statesrv_scan_close(s);
+    statesrv_close(c);
+}
+END_TEST
+
+START_TEST(full_map_refuses_writes_then_recovers)
+{
+    start_with("map_size = 1M\nmap_size_max = 2M\n");
+    statesrv *c;
+    char err[256];
+    ck_assert_int_eq(statesrv_connect2(srv.tcp_addr, NULL, &c, err, sizeof(err)), STATESRV_OK);
+    static char val[16 * 1024];
+    memset(val, 'z', sizeof(val));
+    char key[16];
+    int rc = STATESRV_OK, i;
+    for (i = 0; i < 1000 && rc == STATESRV_OK; i++) {
+        snprintf(key, sizeof(key), "k%d", i);
+        statesrv_key k = {.state = "fill", .key = key, .key_len = strlen(key)};
+        rc = statesrv_put(c, &k, val, sizeof(val));
+    }
+    ck_assert_int_eq(rc, STATESRV_NO_SPACE);
+    ck_assert_ptr_nonnull(strstr(statesrv_errmsg(c), "map_size_max"));
+    /* Reads still work, and the connection is fine. */
+    statesrv_key k0 = {.state = "fill", .key = "k0", .key_len = 2};
+    statesrv_value v;
+    ck_assert_int_eq(statesrv_get(c, &k0, &v), STATESRV_OK);
+    ck_assert_uint_eq(v.len, sizeof(val));
+    statesrv_value_free(&v);
+    statesrv_close(c);
+    /* Space returns (a larger map_size_max): writes work again, and
+     * nothing acknowledged was lost. */
+    ck_assert_int_eq(ts_stop(&srv), 0);
+    FILE *f = fopen(conf, "w");
+    fprintf(f, "map_size = 1M\nmap_size_max = 16M\n");
+    fclose(f);
+    const char *extra[] = {"--config", conf, NULL};
+    ts_restart(&srv, extra);
+    ck_assert_int_eq(statesrv_connect2(srv.tcp_addr, NULL, &c, err, sizeof(err)), STATESRV_OK);
+    snprintf(key, sizeof(key), "k%d", i + 1);
+    statesrv_key k = {.state = "fill", .key = key, .key_len = strlen(key)};
+    ck_assert_int_eq(statesrv_put(c, &k, val, sizeof(val)), STATESRV_OK);
+    snprintf(key, sizeof(key), "k%d", i - 2);
+    k.key_len = strlen(key);
+    ck_assert_int_eq(statesrv_get(c, &k, &v), STATESRV_OK); /* the last acknowledged one */
+    statesrv_value_free(&v);
+    statesrv_close(c);
+}
+END_TEST
+
+Suite *sv_suite_security(void)
+{
+    Suite *s = suite_create("security");
+    TCase *tc = tcase_create("security");
+    tcase_set_timeout(tc, 60);
+    tcase_add_checked_fixture(tc, NULL, teardown);
+    tcase_add_test(tc, auth_token_required);
+    tcase_add_test(tc, remote_listener_needs_a_token);
+    tcase_add_test(tc, half_frame_times_out_memory_bounded);
+    tcase_add_test(tc, idle_timeout_closes_only_idle);
+    tcase_add_test(tc, client_that_never_reads_is_cut_off);
+    tcase_add_test(tc, count_limits);
+    tcase_add_test(tc, full_map_refuses_writes_then_recovers);
+    suite_add_tcase(s, tc);
+    return s;
+}
