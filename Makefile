@@ -5,6 +5,8 @@
 #   make run        start statesrvd in the foreground with conf/statesrvd.conf, data in ./var
 #   make deps       install missing Debian packages (as root; no-op when present)
 #   make SANITIZE=address,undefined test    the same under ASan/UBSan (in build/sanitize)
+#   make fuzz       build the libFuzzer targets (clang) in build/fuzz
+#   make fuzz-smoke run each fuzz target FUZZ_SECONDS (default 60) over its seed corpus
 #   make V=1        show full commands
 
 PREFIX ?= /usr/local
@@ -25,7 +27,7 @@ GEN := build/gen
 # missing ones with apt-get, and does nothing when all are present.
 DEB_PKGS := build-essential pkg-config libuv1-dev liblmdb-dev libprotobuf-c-dev \
             protobuf-c-compiler check libinih-dev lmdb-utils valgrind clang-format \
-            libzstd-dev libxxhash-dev
+            libzstd-dev libxxhash-dev clang libclang-rt-14-dev llvm
 
 PKG_MODULES := libuv lmdb libprotobuf-c inih libzstd libxxhash
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKG_MODULES) 2>/dev/null)
@@ -78,7 +80,7 @@ INTEG_BIN := $(BUILD)/tests/check_integration
 DEPS_STAMP := build/.deps-ok
 
 .PHONY: all deps test test-unit test-integration test-valgrind run clean format format-check \
-        bench-snapshot
+        bench-snapshot fuzz fuzz-smoke fuzz-corpus
 .DEFAULT_GOAL := all
 
 all: $(STATESRVD) $(STATECTL) $(LIB_A) $(LIB_SO)
@@ -190,6 +192,86 @@ $(BUILD)/bench/%: $(BUILD)/obj/tests/bench/%.o $(LIB_A)
 bench-snapshot:
 	tests/bench/snapshot_impact.sh $(BENCH_ARGS)
 
+# --- fuzzing (clang + libFuzzer; never part of `make test`) ----------------
+# Every target links all of common/ and server/ (minus main.c) and the
+# generated protobuf code, compiled by clang with the fuzzer and sanitizer
+# instrumentation into its own object tree. See tests/fuzz/README.md.
+FUZZ_CC ?= clang
+FUZZ_BUILD := build/fuzz
+FUZZ_SANFLAGS := -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+                 -fno-omit-frame-pointer
+FUZZ_OPTFLAGS ?= -O1 -g
+FUZZ_TARGETS := frame request ckpt
+FUZZ_BINS := $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz_%)
+FUZZ_LIB_OBJ := $(patsubst %.c,$(FUZZ_BUILD)/obj/%.o,$(COMMON_SRC) $(CKPT_SRC) $(SERVER_SRC)) \
+                $(PROTOS:proto/%.proto=$(FUZZ_BUILD)/obj/gen/%.pb-c.o)
+FUZZ_CFLAGS = $(WARNFLAGS) $(FUZZ_OPTFLAGS) $(FUZZ_SANFLAGS) -MMD -MP $(PKG_CFLAGS) $(CFLAGS)
+FUZZ_CPPFLAGS = $(ALL_CPPFLAGS) -Iserver
+FUZZ_SECONDS ?= 60
+# Per target: the largest input to try (-max_len), in bytes.
+FUZZ_MAXLEN_frame := 4096
+FUZZ_MAXLEN_request := 8192
+FUZZ_MAXLEN_ckpt := 16384
+FUZZ_SYMBOLIZER := $(firstword $(wildcard /usr/bin/llvm-symbolizer /usr/lib/llvm-14/bin/llvm-symbolizer))
+
+fuzz: $(FUZZ_BINS)
+
+# The targets' own objects are only reached through the pattern rules below:
+# keep make from deleting them as intermediates.
+.SECONDARY: $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/obj/tests/fuzz/fuzz_%.o) \
+            $(FUZZ_BUILD)/obj/tests/fuzz/gen_corpus.o
+
+$(FUZZ_BUILD)/obj/%.o: %.c $(PROTO_H) | $(DEPS_STAMP)
+	@mkdir -p $(@D)
+	@echo "  FUZZCC  $<"
+	$(Q)$(FUZZ_CC) $(FUZZ_CPPFLAGS) $(FUZZ_CFLAGS) -c -o $@ $<
+
+$(FUZZ_BUILD)/obj/gen/%.pb-c.o: $(GEN)/%.pb-c.c $(PROTO_H) | $(DEPS_STAMP)
+	@mkdir -p $(@D)
+	@echo "  FUZZCC  $<"
+	$(Q)$(FUZZ_CC) $(FUZZ_CPPFLAGS) -std=c11 -Wall -Werror $(FUZZ_OPTFLAGS) $(FUZZ_SANFLAGS) \
+	    $(PKG_CFLAGS) $(CFLAGS) -c -o $@ $<
+
+$(FUZZ_BUILD)/fuzz_%: $(FUZZ_BUILD)/obj/tests/fuzz/fuzz_%.o $(FUZZ_LIB_OBJ)
+	@echo "  LD      $@"
+	$(Q)$(FUZZ_CC) $(FUZZ_SANFLAGS) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) -lpthread
+
+# Regenerates the seed corpora in tests/fuzz/corpus/ (committed; rerun after a
+# protocol or checkpoint-format change). The generator has its own main().
+$(FUZZ_BUILD)/gen_corpus: $(FUZZ_BUILD)/obj/tests/fuzz/gen_corpus.o $(FUZZ_LIB_OBJ)
+	@echo "  LD      $@"
+	$(Q)$(FUZZ_CC) -fsanitize=fuzzer-no-link,address,undefined $(LDFLAGS) -o $@ $^ \
+	    $(PKG_LIBS) -lpthread
+
+# Inputs named regress-* reproduce bugs the fuzzers found: they are kept.
+fuzz-corpus: $(FUZZ_BUILD)/gen_corpus
+	$(Q)if [ -d tests/fuzz/corpus ]; then \
+	  find tests/fuzz/corpus -type f ! -name 'regress-*' -delete; fi
+	$(Q)$(FUZZ_BUILD)/gen_corpus tests/fuzz/corpus
+
+# Each target fuzzes a scratch copy of its corpus (new inputs never dirty the
+# tree); a crash, leak, timeout or OOM fails the run and leaves the input in
+# build/fuzz/artifacts/.
+fuzz-smoke: $(FUZZ_BINS)
+	$(Q)mkdir -p $(FUZZ_BUILD)/artifacts
+	$(Q)set -e; for t in $(FUZZ_TARGETS); do \
+	  case $$t in frame) ml=$(FUZZ_MAXLEN_frame);; request) ml=$(FUZZ_MAXLEN_request);; \
+	    ckpt) ml=$(FUZZ_MAXLEN_ckpt);; esac; \
+	  scratch=$(FUZZ_BUILD)/run/$$t; rm -rf $$scratch; mkdir -p $$scratch; \
+	  cp tests/fuzz/corpus/fuzz_$$t/* $$scratch/; \
+	  echo "== fuzz_$$t: $(FUZZ_SECONDS) s, -max_len=$$ml"; \
+	  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:symbolize=1 \
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  $(if $(FUZZ_SYMBOLIZER),ASAN_SYMBOLIZER_PATH=$(FUZZ_SYMBOLIZER)) \
+	  $(FUZZ_BUILD)/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -max_len=$$ml -timeout=10 \
+	    -rss_limit_mb=2560 -print_final_stats=1 \
+	    -artifact_prefix=$(FUZZ_BUILD)/artifacts/fuzz_$$t- $$scratch \
+	    > $(FUZZ_BUILD)/run/fuzz_$$t.log 2>&1 || \
+	    { tail -n 60 $(FUZZ_BUILD)/run/fuzz_$$t.log; echo "fuzz_$$t FAILED (log: $(FUZZ_BUILD)/run/fuzz_$$t.log)"; exit 1; }; \
+	  grep -E '^stat::(number_of_executed_units|average_exec_per_sec|new_units_added|peak_rss_mb)' \
+	    $(FUZZ_BUILD)/run/fuzz_$$t.log | tr '\n' ' '; echo; \
+	done
+
 # --- running -------------------------------------------------------------
 run: $(STATESRVD) $(STATECTL)
 	@mkdir -p var/data var/checkpoints
@@ -206,3 +288,4 @@ format-check: $(DEPS_STAMP)
 	clang-format --dry-run --Werror $(FORMAT_FILES)
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+-include $(shell find $(FUZZ_BUILD)/obj -name '*.d' 2>/dev/null)
