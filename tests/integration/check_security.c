@@ -220,8 +220,8 @@ START_TEST(half_frame_times_out_memory_bounded)
     ck_assert_ptr_nonnull(r);
     ck_assert_str_eq(r->message, "timed out in the middle of a frame");
     statesrv__v1__response__free_unpacked(r, NULL);
-    fprintf(stderr, "half_frame_times_out: RSS %ld KiB idle, %ld KiB peak with %d stalled\n",
-            rss0, peak, N);
+    fprintf(stderr, "half_frame_times_out: RSS %ld KiB idle, %ld KiB peak with %d stalled\n", rss0,
+            peak, N);
     /* ~3 MiB were sent in all; buffers are at most a few times that. */
     ck_assert_int_lt(peak - rss0, 64 * 1024);
     for (int i = 0; i < N; i++)

@@ -10,5 +10,6 @@ Suite *sv_suite_api(void);
 Suite *sv_suite_statectl(void);
 Suite *sv_suite_checkpoint(void);
 Suite *sv_suite_security(void);
+Suite *sv_suite_crash(void);
 
 #endif
