@@ -64,3 +64,32 @@ void sv_log(enum sv_log_level level, const char *fmt, ...)
             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000,
             sv_log_level_name(level), msg);
 }
+
+void sv_log_limited(struct sv_log_limit *l, unsigned burst, enum sv_log_level level,
+                    const char *fmt, ...)
+{
+    if (level < min_level)
+        return;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    if (ts.tv_sec != l->window) {
+        l->window = ts.tv_sec;
+        l->count = 0;
+    }
+    if (l->count >= burst) {
+        l->dropped++;
+        return;
+    }
+    l->count++;
+    char msg[900];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (l->dropped) {
+        sv_log(level, "%s (and %lu similar messages dropped)", msg, l->dropped);
+        l->dropped = 0;
+    } else {
+        sv_log(level, "%s", msg);
+    }
+}

@@ -14,6 +14,23 @@ const char *sv_log_level_name(enum sv_log_level level);
 
 void sv_log(enum sv_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* Like sv_log, for messages a client can cause: at most `burst` per second
+ * per call site; the next one that passes says how many were dropped. Keep
+ * one `struct sv_log_limit` (zeroed) per call site. Not thread-safe: for the
+ * loop thread. */
+struct sv_log_limit {
+    long window;    /* the second being counted */
+    unsigned count; /* messages in it */
+    unsigned long dropped;
+};
+void sv_log_limited(struct sv_log_limit *l, unsigned burst, enum sv_log_level level,
+                    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+#define sv_warn_limited(...)                                                                       \
+    do {                                                                                           \
+        static struct sv_log_limit sv_limit_;                                                      \
+        sv_log_limited(&sv_limit_, 10, SV_LOG_WARN, __VA_ARGS__);                                  \
+    } while (0)
+
 #define sv_debug(...) sv_log(SV_LOG_DEBUG, __VA_ARGS__)
 #define sv_info(...) sv_log(SV_LOG_INFO, __VA_ARGS__)
 #define sv_warn(...) sv_log(SV_LOG_WARN, __VA_ARGS__)

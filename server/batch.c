@@ -107,7 +107,7 @@ static int append_error(struct sv_conn *c, uint64_t id, int err, const char *msg
 /* A framing error: one reply with id 0, then the connection drains. */
 static void fatal_reply(struct sv_conn *c, int err, const char *msg)
 {
-    sv_warn("conn %llu (%s): %s; closing", (unsigned long long)c->id, c->peer, msg);
+    sv_warn_limited("conn %llu (%s): %s; closing", (unsigned long long)c->id, c->peer, msg);
     if (append_error(c, 0, err, msg) == 0)
         c->fatal = 1;
     else

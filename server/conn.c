@@ -389,8 +389,8 @@ void sv_conn_accept(struct sv_server *srv, uv_stream_t *listener, int is_unix)
 
     if (srv->nconns > srv->cfg->max_connections) {
         srv->connections_rejected++;
-        sv_warn("conn %llu (%s): rejected, max_connections (%u) reached", (unsigned long long)c->id,
-                c->peer, srv->cfg->max_connections);
+        sv_warn_limited("conn %llu (%s): rejected, max_connections (%u) reached",
+                        (unsigned long long)c->id, c->peer, srv->cfg->max_connections);
         char msg[96];
         snprintf(msg, sizeof(msg), "too many connections (max_connections = %u)",
                  srv->cfg->max_connections);
@@ -428,8 +428,9 @@ void sv_conn_sweep(struct sv_server *srv, uint64_t now)
         uint64_t quiet = now - c->last_read_ms;
         if (c->blocked_since_ms &&
             now - c->blocked_since_ms > (uint64_t)cfg->output_timeout * 1000) {
-            sv_warn("conn %llu (%s): %zu bytes of replies unread for %u s; closing",
-                    (unsigned long long)c->id, c->peer, sv_conn_output(c), cfg->output_timeout);
+            sv_warn_limited("conn %llu (%s): %zu bytes of replies unread for %u s; closing",
+                            (unsigned long long)c->id, c->peer, sv_conn_output(c),
+                            cfg->output_timeout);
             sv_conn_close(c);
             continue;
         }
@@ -437,8 +438,8 @@ void sv_conn_sweep(struct sv_server *srv, uint64_t now)
             continue;
         int partial = c->in.len > c->in.pos;
         if (partial && quiet > (uint64_t)cfg->header_timeout * 1000) {
-            sv_warn("conn %llu (%s): half a frame and no input for %u s; closing",
-                    (unsigned long long)c->id, c->peer, cfg->header_timeout);
+            sv_warn_limited("conn %llu (%s): half a frame and no input for %u s; closing",
+                            (unsigned long long)c->id, c->peer, cfg->header_timeout);
             sv_conn_fail(c, SV_STATUS_UNAVAILABLE, "timed out in the middle of a frame");
         } else if (!partial && cfg->idle_timeout && !sv_conn_output(c) &&
                    quiet > (uint64_t)cfg->idle_timeout * 1000) {

@@ -144,8 +144,8 @@ static int op_hello(struct ctx *x, const Statesrv__V1__Hello *h, Statesrv__V1__R
     struct sv_server *srv = x->srv;
     if (srv->token_len && !x->conn->authed) {
         if (!token_equal(h->auth_token.data, h->auth_token.len, srv->token, srv->token_len)) {
-            sv_warn("conn %llu (%s): hello with a wrong auth token; closing",
-                    (unsigned long long)x->conn->id, x->conn->peer);
+            sv_warn_limited("conn %llu (%s): hello with a wrong auth token; closing",
+                            (unsigned long long)x->conn->id, x->conn->peer);
             x->conn->close_after = 1;
             return fail(x, SV_EUNAUTH, "invalid auth token");
         }

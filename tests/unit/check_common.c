@@ -660,6 +660,40 @@ START_TEST(test_log_output)
 }
 END_TEST
 
+START_TEST(test_log_limited)
+{
+    /* 25 messages in one burst: at most 10 are written. */
+    char path[] = "/tmp/svlog-XXXXXX";
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    fflush(stderr);
+    int saved = dup(2);
+    dup2(fd, 2);
+    enum sv_log_level old = sv_log_get_level();
+    sv_log_set_level(SV_LOG_INFO);
+    struct sv_log_limit lim = {0};
+    for (int i = 0; i < 25; i++)
+        sv_log_limited(&lim, 10, SV_LOG_WARN, "flood %d", i);
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    sv_log_set_level(old);
+    FILE *f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    char line[1024];
+    int lines = 0;
+    while (fgets(line, sizeof(line), f))
+        lines++;
+    fclose(f);
+    close(fd);
+    unlink(path);
+    /* 10, or a few more if the second turned over mid-burst. */
+    ck_assert_int_ge(lines, 10);
+    ck_assert_int_le(lines, 20);
+    ck_assert_uint_gt(lim.dropped + (unsigned long)lines, 10);
+}
+END_TEST
+
 Suite *sv_suite_common(void)
 {
     Suite *s = suite_create("common");
@@ -703,6 +737,7 @@ Suite *sv_suite_common(void)
     tcase_add_loop_test(tc, test_log_parse_level, 0, (int)N_ELEMS(log_levels));
     tcase_add_test(tc, test_log_levels);
     tcase_add_test(tc, test_log_output);
+    tcase_add_test(tc, test_log_limited);
     suite_add_tcase(s, tc);
 
     return s;
