@@ -67,6 +67,7 @@ struct sv_store {
     struct sv_store_options opts;
     uint32_t kg_first, kg_last; /* key-group range this store covers */
     int snapshot_active;        /* a read transaction lives in another thread */
+    int dropped_in_txn;         /* the open transaction dropped a state */
 };
 
 /* --- errors -------------------------------------------------------------- */
@@ -445,7 +446,9 @@ static int env_open(struct sv_store *s, char *err, size_t errlen)
         s->env = NULL;
         return map_err(rc);
     }
-    mdb_env_set_maxdbs(s->env, o->max_states + 1);
+    /* $meta, max_states states, and one spare: LMDB needs a free handle slot
+     * even to find out that a name does not exist (else MDB_DBS_FULL). */
+    mdb_env_set_maxdbs(s->env, o->max_states + 2);
     mdb_env_set_mapsize(s->env, s->map_size ? s->map_size : o->map_size);
     unsigned flags = MDB_NOTLS | MDB_NORDAHEAD;
     if (!o->sync_always)
@@ -661,6 +664,8 @@ int sv_store_txn_error(const struct sv_store *s)
     return s->txn_error;
 }
 
+static void reload_states(struct sv_store *s);
+
 int sv_store_commit(struct sv_store *s)
 {
     if (!s->txn || s->child)
@@ -670,16 +675,49 @@ int sv_store_commit(struct sv_store *s)
         sv_store_abort(s);
         return e;
     }
+    int dropped = s->dropped_in_txn;
+    s->dropped_in_txn = 0;
     int rc = mdb_txn_commit(s->txn);
     s->txn = NULL;
     if (rc) {
         /* The transaction is freed either way; its new handles are gone. */
         slots_end_level(s, 1, 0);
         sv_error("store: commit failed: %s", mdb_strerror(rc));
+        if (dropped)
+            reload_states(s); /* the drop did not happen */
         return map_err(rc);
     }
     slots_end_level(s, 1, 1);
     return 0;
+}
+
+/* Opens every state the store holds that the table does not know, in a
+ * transaction of its own (committed, so the handles stay). Used after an
+ * aborted drop: the state still exists but its handle was closed. */
+static void reload_states(struct sv_store *s)
+{
+    MDB_txn *txn;
+    MDB_dbi main_dbi;
+    MDB_cursor *cur;
+    if (mdb_txn_begin(s->env, NULL, 0, &txn))
+        return;
+    if (mdb_dbi_open(txn, NULL, 0, &main_dbi) || mdb_cursor_open(txn, main_dbi, &cur)) {
+        mdb_txn_abort(txn);
+        return;
+    }
+    MDB_val k, v;
+    while (mdb_cursor_get(cur, &k, &v, MDB_NEXT) == 0) {
+        if (!sv_state_name_valid(k.mv_data, k.mv_size) || slot_find(s, k.mv_data, k.mv_size))
+            continue;
+        char name[SV_STATE_NAME_MAX + 1];
+        memcpy(name, k.mv_data, k.mv_size);
+        name[k.mv_size] = '\0';
+        MDB_dbi dbi;
+        if (mdb_dbi_open(txn, name, 0, &dbi) == 0 && slot_add(s, name, k.mv_size, dbi, 0) == 0)
+            sv_debug("store: state '%s' restored to the table after an aborted drop", name);
+    }
+    mdb_cursor_close(cur);
+    mdb_txn_commit(txn); /* nothing changed: no write, the handles stay */
 }
 
 void sv_store_abort(struct sv_store *s)
@@ -692,6 +730,10 @@ void sv_store_abort(struct sv_store *s)
     }
     slots_end_level(s, 1, 0);
     s->txn_error = 0;
+    if (s->dropped_in_txn) {
+        s->dropped_in_txn = 0;
+        reload_states(s);
+    }
 }
 
 int sv_store_savepoint(struct sv_store *s)
@@ -1017,6 +1059,7 @@ int sv_store_drop_state(struct sv_store *s, const char *state, size_t slen, uint
         return txn_fail(s, rc);
     if (sl)
         slot_remove(s, sl);
+    s->dropped_in_txn = 1; /* an abort must bring the state back */
     *deleted = st.ms_entries;
     return 0;
 }

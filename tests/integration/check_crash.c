@@ -58,10 +58,11 @@ static void writer(int n, const char *addr, const char *ackpath, const char *sto
         char key[32], line[32];
         snprintf(key, sizeof(key), "w%d-%ld", n, i);
         statesrv_key k = {.state = "crash", .key = key, .key_len = strlen(key)};
-        int rc = n == 0 ? statesrv_add(c, &(statesrv_key){.state = "ctr", .key = key,
-                                                          .key_len = strlen(key)},
-                                       1, NULL)
-                        : statesrv_put(c, &k, key, strlen(key));
+        int rc = n == 0
+                     ? statesrv_add(
+                           c, &(statesrv_key){.state = "ctr", .key = key, .key_len = strlen(key)},
+                           1, NULL)
+                     : statesrv_put(c, &k, key, strlen(key));
         if (rc == STATESRV_OK) {
             int len = snprintf(line, sizeof(line), "%ld\n", i);
             if (write(log, line, (size_t)len) != len)
@@ -148,8 +149,8 @@ static void crash_run(const char *sync)
         while (fscanf(f, "%ld", &i) == 1) {
             char key[32];
             snprintf(key, sizeof(key), "w%d-%ld", n, i);
-            statesrv_key k = {.state = n == 0 ? "ctr" : "crash", .key = key,
-                              .key_len = strlen(key)};
+            statesrv_key k = {
+                .state = n == 0 ? "ctr" : "crash", .key = key, .key_len = strlen(key)};
             statesrv_value v;
             int rc = statesrv_get(c, &k, &v);
             ck_assert_msg(rc == STATESRV_OK, "acknowledged %s lost (sync=%s)", key, sync);
@@ -182,7 +183,8 @@ static void crash_run(const char *sync)
         checked++;
     }
     closedir(d);
-    fprintf(stderr, "crash (sync=%s): %d SIGKILLs, %ld acknowledged writes all present, %d "
+    fprintf(stderr,
+            "crash (sync=%s): %d SIGKILLs, %ld acknowledged writes all present, %d "
             "checkpoints verify\n",
             sync, KILLS, total, checked);
     ck_assert_int_gt(total, getenv("SV_TEST_SLOW") ? 10 : 100); /* the test did test */

@@ -452,6 +452,53 @@ START_TEST(map_full_then_grow)
 }
 END_TEST
 
+static int count_entry(void *ud, const uint8_t *skey, size_t sklen, const struct sv_value *v)
+{
+    (void)skey;
+    (void)sklen;
+    (void)v;
+    (*(int *)ud)++;
+    return 0;
+}
+
+/* At max_states every state handle is open, and LMDB refuses to look up one
+ * more name (MDB_DBS_FULL) before it knows whether it exists: a missing state
+ * must still read as missing, not as "no space" (found by fuzz_request). */
+START_TEST(missing_state_at_max_states)
+{
+    struct sv_store_options o = opts();
+    o.max_states = 2;
+    struct sv_store *s = open_store(&o);
+    for (int reopen = 0; reopen < 2; reopen++) {
+        ck_assert_int_eq(sv_store_begin(s), 0);
+        if (!reopen) {
+            put(s, "s1", "k", "", "v");
+            put(s, "s2", "k", "", "v");
+        }
+        ck_assert_int_eq(get_is(s, "missing", "k", "", ""), 0);
+        uint8_t sk[64];
+        size_t n = key(sk, "k", "");
+        int found = 1, entries = 0;
+        uint64_t deleted = 1;
+        ck_assert_int_eq(sv_store_delete(s, "missing", 7, sk, n, &found), 0);
+        ck_assert_int_eq(found, 0);
+        ck_assert_int_eq(sv_store_scan(s, "missing", 7, NULL, 0, NULL, 0, count_entry, &entries),
+                         0);
+        ck_assert_int_eq(entries, 0);
+        ck_assert_int_eq(sv_store_drop_state(s, "missing", 7, &deleted), 0);
+        ck_assert_uint_eq(deleted, 0);
+        ck_assert_int_eq(sv_store_put(s, "s3", 2, sk, n, SV_KIND_RAW, (const uint8_t *)"v", 1),
+                         SV_ENOSPACE);
+        ck_assert_int_eq(get_is(s, "s1", "k", "", "v"), 1);
+        ck_assert_int_eq(sv_store_txn_error(s), 0);
+        ck_assert_int_eq(sv_store_commit(s), 0);
+        sv_store_close(s);
+        s = open_store(&o);
+    }
+    sv_store_close(s);
+}
+END_TEST
+
 static int count_states(void *ud, const struct sv_state_stat *st)
 {
     int *n = ud;
@@ -477,6 +524,32 @@ START_TEST(list_states_hides_internal)
 }
 END_TEST
 
+START_TEST(aborted_drop_keeps_the_state_counted)
+{
+    /* Found by fuzzing: a drop whose transaction aborts closed the state's
+     * handle and the table forgot it, so max_states could be exceeded. */
+    struct sv_store_options o = opts();
+    o.max_states = 2;
+    struct sv_store *s = open_store(&o);
+    ck_assert_int_eq(sv_store_begin(s), 0);
+    put(s, "a", "k", "", "va");
+    put(s, "b", "k", "", "vb");
+    ck_assert_int_eq(sv_store_commit(s), 0);
+    ck_assert_int_eq(sv_store_begin(s), 0);
+    uint64_t deleted;
+    ck_assert_int_eq(sv_store_drop_state(s, "a", 1, &deleted), 0);
+    sv_store_abort(s);
+    ck_assert_int_eq(sv_store_begin(s), 0);
+    uint8_t sk[64];
+    size_t n = key(sk, "k", "");
+    ck_assert_int_eq(sv_store_put(s, "c", 1, sk, n, SV_KIND_RAW, (const uint8_t *)"v", 1),
+                     SV_ENOSPACE);            /* a and b exist: no third */
+    ck_assert(get_is(s, "a", "k", "", "va")); /* still there, still readable */
+    ck_assert_int_eq(sv_store_commit(s), 0);
+    sv_store_close(s);
+}
+END_TEST
+
 Suite *sv_suite_store(void)
 {
     Suite *s = suite_create("store");
@@ -491,10 +564,12 @@ Suite *sv_suite_store(void)
     tcase_add_test(tc, scan_and_delete_range);
     tcase_add_test(tc, delete_range_many);
     tcase_add_test(tc, max_states_enforced);
+    tcase_add_test(tc, missing_state_at_max_states);
     tcase_add_test(tc, key_groups_recorded);
     tcase_add_test(tc, second_open_refused);
     tcase_add_test(tc, map_full_then_grow);
     tcase_add_test(tc, list_states_hides_internal);
+    tcase_add_test(tc, aborted_drop_keeps_the_state_counted);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -1,0 +1,397 @@
+/* libFuzzer target: the checkpoint reader (common/sv_ckpt.c).
+ *
+ * Input layout:
+ *   u8       flags (below)
+ *   u8       seed for the key-group ranges iterated
+ *   u32 BE   L, the MANIFEST's size (clamped to what follows)
+ *   L bytes  MANIFEST
+ *   rest     data
+ *
+ * Both files are written into a directory made once per process (mkdtemp),
+ * then sv_ckpt_open, sv_ckpt_verify and an iteration of every state over
+ * several key-group ranges (the whole range, the manifest's, random ones,
+ * invalid ones) run on it. It must never crash, hang or leak; every entry an
+ * iterator hands out must be a stored key in the range asked for, in strictly
+ * increasing order; and once verify has passed, iteration must not fail, and
+ * must yield exactly the manifest's entries and bytes per state and the
+ * index's per-key-group counts.
+ *
+ * Checksums would stop a mutation at the first XXH3, so flags can repair them
+ * after mutation (a fixed-up input still exercises every structural check
+ * behind the checksums). Seeds are real checkpoints from the writer. */
+#include "checkpoint.pb-c.h"
+#include "sv_ckpt.h"
+#include "sv_error.h"
+#include "sv_keys.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+int LLVMFuzzerInitialize(int *argc, char ***argv);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+#define CHECK(cond)                                                                                \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "fuzz_ckpt: %s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);    \
+            abort();                                                                               \
+        }                                                                                          \
+    } while (0)
+
+#define DIE(...)                                                                                   \
+    do {                                                                                           \
+        fprintf(stderr, "fuzz_ckpt: " __VA_ARGS__);                                                \
+        fputc('\n', stderr);                                                                       \
+        abort();                                                                                   \
+    } while (0)
+
+/* flags */
+#define FIX_BLOCKS 0x01u        /* block header and payload checksums */
+#define FIX_INDEX 0x02u         /* the footer's index checksum */
+#define FIX_MANIFEST_DATA 0x04u /* the manifest's data_bytes and data_xxh3 */
+#define FIX_MANIFEST 0x08u      /* the MANIFEST length field and checksum */
+#define NO_MANIFEST 0x10u
+#define NO_DATA 0x20u
+#define DATA_IS_DIR 0x40u
+#define ITER_FIRST 0x80u /* iterate before verifying, as well as after */
+
+#define HDR 6u
+#define DATA_HEADER 16u
+#define BLOCK_HEADER 44u
+#define FOOTER 40u
+#define MAX_STATES_ITERATED 64
+#define MAX_RANGE_COUNTED 512u /* ranges up to this many key groups are cross-checked */
+
+static char dir[256], manifest_path[300], data_path[300];
+static int verbose; /* FUZZ_VERBOSE=1: say how far each input got */
+
+static void cleanup(void)
+{
+    if (!dir[0])
+        return;
+    unlink(manifest_path);
+    unlink(data_path);
+    rmdir(data_path);
+    rmdir(dir);
+    dir[0] = '\0';
+}
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+    (void)argc;
+    (void)argv;
+    const char *tmp = getenv("TMPDIR");
+    snprintf(dir, sizeof(dir), "%s/fuzz_ckpt-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    if (!mkdtemp(dir))
+        DIE("mkdtemp %s: %s", dir, strerror(errno));
+    snprintf(manifest_path, sizeof(manifest_path), "%s/%s", dir, SV_CKPT_MANIFEST_FILE);
+    snprintf(data_path, sizeof(data_path), "%s/%s", dir, SV_CKPT_DATA_FILE);
+    atexit(cleanup);
+    verbose = getenv("FUZZ_VERBOSE") != NULL;
+    return 0;
+}
+
+static uint32_t get32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static uint64_t get64(const uint8_t *p)
+{
+    return (uint64_t)get32(p) << 32 | get32(p + 4);
+}
+
+static void put32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+
+static void put64(uint8_t *p, uint64_t v)
+{
+    put32(p, (uint32_t)(v >> 32));
+    put32(p + 4, (uint32_t)v);
+}
+
+/* --- checksum repair ------------------------------------------------------ */
+
+/* Where the footer says the index starts, if that is inside the file. */
+static uint64_t index_offset(const uint8_t *d, size_t n)
+{
+    uint64_t ioff = get64(d + n - FOOTER);
+    return ioff >= DATA_HEADER && ioff <= n - FOOTER ? ioff : n - FOOTER;
+}
+
+static void fix_blocks(uint8_t *d, size_t n)
+{
+    uint64_t end = index_offset(d, n);
+    uint64_t off = DATA_HEADER;
+    while (off + BLOCK_HEADER <= end) {
+        uint8_t *h = d + off;
+        uint32_t stored = get32(h + 20);
+        if (stored > end - off - BLOCK_HEADER)
+            break;
+        put64(h + 28, XXH3_64bits(h + BLOCK_HEADER, stored));
+        put64(h + 36, XXH3_64bits(h, 36));
+        off += BLOCK_HEADER + stored;
+    }
+}
+
+static void fix_index(uint8_t *d, size_t n)
+{
+    uint8_t *f = d + n - FOOTER;
+    uint64_t ioff = get64(f), ilen = get64(f + 8);
+    if (ioff <= n - FOOTER && ilen <= n - FOOTER - ioff)
+        put64(f + 24, XXH3_64bits(d + ioff, (size_t)ilen));
+}
+
+/* Rewrites the manifest body with data_bytes and data_xxh3 matching the data
+ * file. *m is replaced by a new malloc'd image (same magic and trailer). */
+static void fix_manifest_data(uint8_t **m, size_t *mlen, const uint8_t *d, size_t dlen)
+{
+    if (*mlen < 20)
+        return;
+    Statesrv__V1__CheckpointManifest *pm =
+        statesrv__v1__checkpoint_manifest__unpack(NULL, *mlen - 20, *m + 12);
+    if (!pm)
+        return;
+    pm->data_bytes = dlen;
+    pm->data_xxh3 = XXH3_64bits(d, dlen);
+    size_t body = statesrv__v1__checkpoint_manifest__get_packed_size(pm);
+    uint8_t *n = malloc(body + 20);
+    CHECK(n != NULL);
+    memcpy(n, *m, 12);
+    statesrv__v1__checkpoint_manifest__pack(pm, n + 12);
+    memcpy(n + 12 + body, *m + *mlen - 8, 8);
+    statesrv__v1__checkpoint_manifest__free_unpacked(pm, NULL);
+    free(*m);
+    *m = n;
+    *mlen = body + 20;
+}
+
+static void fix_manifest(uint8_t *m, size_t n)
+{
+    if (n < 20)
+        return;
+    put32(m + 8, (uint32_t)(n - 20));
+    put64(m + n - 8, XXH3_64bits(m + 12, n - 20));
+}
+
+/* --- files ------------------------------------------------------------------ */
+
+static void write_file(const char *path, const uint8_t *p, size_t n)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        DIE("%s: %s", path, strerror(errno));
+    while (n) {
+        ssize_t w = write(fd, p, n);
+        if (w <= 0)
+            DIE("%s: write: %s", path, strerror(errno));
+        p += w;
+        n -= (size_t)w;
+    }
+    close(fd);
+}
+
+/* --- iteration ---------------------------------------------------------------- */
+
+static uint32_t rng(uint32_t *s)
+{
+    uint32_t x = *s;
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    return *s = x;
+}
+
+static int skey_cmp(const uint8_t *a, size_t an, const uint8_t *b, size_t bn)
+{
+    int c = memcmp(a, b, an < bn ? an : bn);
+    if (c)
+        return c;
+    return an < bn ? -1 : an > bn;
+}
+
+/* Iterates state s over first..last and checks what comes out. verified: the
+ * checkpoint passed sv_ckpt_verify. */
+static void iterate(struct sv_ckpt_reader *r, size_t s, uint32_t first, uint32_t last, int verified)
+{
+    const struct sv_ckpt_manifest *m = sv_ckpt_manifest(r);
+    struct sv_ckpt_iter *it;
+    int rc = sv_ckpt_iter_open(r, s, first, last, &it);
+    if (s >= m->n_states || first > last) {
+        CHECK(rc == SV_EINVAL && it == NULL);
+        return;
+    }
+    CHECK(rc == 0 && it != NULL);
+    uint8_t prev[1024];
+    size_t prevlen = 0;
+    int have_prev = 0;
+    uint64_t count = 0, bytes = 0;
+    volatile uint8_t sink = 0;
+    const uint8_t *k, *v;
+    size_t kl, vl;
+    while ((rc = sv_ckpt_iter_next(it, &k, &kl, &v, &vl)) == 1) {
+        struct sv_skey sk;
+        CHECK(sv_skey_decode(k, kl, &sk) == 0);
+        CHECK(sk.kg >= first && sk.kg <= last);
+        CHECK(sk.kg >= m->kg_first && sk.kg <= m->kg_last);
+        if (have_prev)
+            CHECK(skey_cmp(prev, prevlen, k, kl) < 0);
+        /* Every byte handed out is readable (ASan checks the bounds). */
+        for (size_t i = 0; i < kl; i++)
+            sink ^= k[i];
+        for (size_t i = 0; i < vl; i++)
+            sink ^= v[i];
+        if (kl <= sizeof(prev)) {
+            memcpy(prev, k, kl);
+            prevlen = kl;
+            have_prev = 1;
+        } else {
+            have_prev = 0;
+        }
+        count++;
+        bytes += kl + vl;
+    }
+    (void)sink;
+    if (rc != 0) {
+        CHECK(rc < 0);
+        CHECK(sv_ckpt_errmsg(r)[0] != '\0');
+        /* Errors are sticky. */
+        CHECK(sv_ckpt_iter_next(it, &k, &kl, &v, &vl) == rc);
+        if (verified)
+            DIE("iteration of state %zu, key groups %u..%u failed after verify passed: %s", s,
+                (unsigned)first, (unsigned)last, sv_ckpt_errmsg(r));
+    }
+    sv_ckpt_iter_close(it);
+    if (!verified || rc != 0)
+        return;
+    const struct sv_ckpt_state *st = &m->states[s];
+    if (first <= m->kg_first && last >= m->kg_last) {
+        CHECK(count == st->entries);
+        CHECK(bytes == st->raw_bytes);
+    }
+    if ((uint64_t)last - first < MAX_RANGE_COUNTED) {
+        uint64_t expect = 0;
+        for (uint64_t kg = first; kg <= last; kg++)
+            expect += sv_ckpt_kg_entries(r, s, (uint32_t)kg);
+        CHECK(count == expect);
+    }
+}
+
+static void iterate_all(struct sv_ckpt_reader *r, uint32_t *seed, int verified)
+{
+    const struct sv_ckpt_manifest *m = sv_ckpt_manifest(r);
+    size_t n = m->n_states < MAX_STATES_ITERATED ? m->n_states : MAX_STATES_ITERATED;
+    uint32_t kgs = m->key_groups;
+    for (size_t s = 0; s < n; s++) {
+        iterate(r, s, 0, UINT32_MAX, verified);
+        iterate(r, s, m->kg_first, m->kg_last, verified);
+        for (int i = 0; i < 3; i++) {
+            uint32_t a = rng(seed) % (kgs + 2), b = rng(seed) % (kgs + 2);
+            if (rng(seed) % 8 && a > b) {
+                uint32_t t = a;
+                a = b;
+                b = t;
+            }
+            iterate(r, s, a, b, verified); /* a > b now and then: SV_EINVAL */
+        }
+        uint32_t kg = rng(seed) % kgs;
+        iterate(r, s, kg, kg, verified);
+    }
+    iterate(r, m->n_states, 0, UINT32_MAX, verified); /* out of range */
+}
+
+/* verify's progress callback: byte counts only grow, and stay in the file. */
+struct progress {
+    uint64_t last, size;
+    int calls;
+};
+
+static void on_progress(void *ud, uint64_t bytes)
+{
+    struct progress *p = ud;
+    CHECK(bytes >= p->last && bytes <= p->size);
+    p->last = bytes;
+    p->calls++;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (size < HDR)
+        return 0;
+    unsigned flags = data[0];
+    uint32_t seed = (uint32_t)data[1] * 2654435761u + 1u;
+    size_t mlen = get32(data + 2);
+    if (mlen > size - HDR)
+        mlen = size - HDR;
+    size_t dlen = size - HDR - mlen;
+    uint8_t *m = malloc(mlen ? mlen : 1), *d = malloc(dlen ? dlen : 1);
+    CHECK(m && d);
+    memcpy(m, data + HDR, mlen);
+    memcpy(d, data + HDR + mlen, dlen);
+
+    if (dlen >= DATA_HEADER + FOOTER) {
+        if (flags & FIX_BLOCKS)
+            fix_blocks(d, dlen);
+        if (flags & FIX_INDEX)
+            fix_index(d, dlen);
+    }
+    if (flags & FIX_MANIFEST_DATA)
+        fix_manifest_data(&m, &mlen, d, dlen);
+    if (flags & FIX_MANIFEST)
+        fix_manifest(m, mlen);
+
+    unlink(manifest_path);
+    unlink(data_path);
+    rmdir(data_path);
+    if (!(flags & NO_MANIFEST))
+        write_file(manifest_path, m, mlen);
+    if (flags & DATA_IS_DIR) {
+        CHECK(mkdir(data_path, 0750) == 0);
+    } else if (!(flags & NO_DATA)) {
+        write_file(data_path, d, dlen);
+    }
+    free(m);
+    free(d);
+
+    struct sv_ckpt_reader *r = NULL;
+    char err[512];
+    err[0] = '\0';
+    int rc = sv_ckpt_open(dir, &r, err, sizeof(err));
+    if (rc) {
+        CHECK(rc < 0 && r == NULL && err[0]);
+        if (verbose)
+            fprintf(stderr, "fuzz_ckpt: open: %s\n", err);
+        return 0;
+    }
+    CHECK(r != NULL);
+    const struct sv_ckpt_manifest *man = sv_ckpt_manifest(r);
+    CHECK(man->format_version == SV_CKPT_FORMAT_VERSION);
+    CHECK(man->kg_first <= man->kg_last && man->kg_last < man->key_groups);
+    CHECK(man->key_groups <= SV_KEY_GROUPS_MAX);
+
+    if (flags & ITER_FIRST)
+        iterate_all(r, &seed, 0);
+    struct progress prog = {.size = man->data_bytes};
+    rc = sv_ckpt_verify(r, on_progress, &prog, err, sizeof(err));
+    if (rc)
+        CHECK(rc < 0 && err[0]);
+    else
+        CHECK(prog.calls > 0 && prog.last == man->data_bytes);
+    if (verbose)
+        fprintf(stderr, "fuzz_ckpt: %zu state(s), verify: %s\n", man->n_states, rc ? err : "ok");
+    iterate_all(r, &seed, rc == 0);
+    sv_ckpt_close(r);
+    return 0;
+}
