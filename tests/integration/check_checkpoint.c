@@ -285,6 +285,37 @@ static void sh(const char *fmt, ...)
     ck_assert_msg(system(cmd) == 0, "failed: %s", cmd);
 }
 
+/* Starts srv with a config file holding `text` (written in srv's dir);
+ * restart it with ts_restart(&srv, config_extra). */
+static char config_path[256];
+static const char *config_extra[] = {"--config", config_path, NULL};
+
+static void start_with_config(const char *text)
+{
+    char *conf = config_path;
+    const char *const *extra = config_extra;
+    ts_start(&srv, NULL);
+    ck_assert_int_eq(ts_stop(&srv), 0);
+    snprintf(conf, sizeof(config_path), "%s/test.conf", srv.dir);
+    FILE *f = fopen(conf, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs(text, f);
+    fclose(f);
+    ts_restart(&srv, extra);
+}
+
+/* Sends a snapshot request without waiting for the reply; returns its id. */
+static uint64_t send_snapshot(int fd)
+{
+    Statesrv__V1__Request sreq = STATESRV__V1__REQUEST__INIT;
+    Statesrv__V1__Snapshot s = STATESRV__V1__SNAPSHOT__INIT;
+    sreq.op_case = STATESRV__V1__REQUEST__OP_SNAPSHOT;
+    sreq.snapshot = &s;
+    sreq.id = next_id++;
+    raw_send_msg(fd, &sreq.base);
+    return sreq.id;
+}
+
 /* --- tests ---------------------------------------------------------------- */
 
 START_TEST(round_trip_restores_exactly_the_snapshot)
@@ -401,25 +432,11 @@ END_TEST
 
 START_TEST(loop_answers_during_snapshot)
 {
-    const char *extra[] = {"--config", NULL, NULL};
-    char conf[256];
-    ts_start(&srv, NULL);
-    ck_assert_int_eq(ts_stop(&srv), 0);
     /* A slower compression level makes the snapshot long enough to probe. */
-    snprintf(conf, sizeof(conf), "%s/slow.conf", srv.dir);
-    FILE *f = fopen(conf, "w");
-    fprintf(f, "checkpoint_compression_level = 9\n");
-    fclose(f);
-    extra[1] = conf;
-    ts_restart(&srv, extra);
+    start_with_config("checkpoint_compression_level = 9\n");
     int a = raw_connect_tcp(&srv), c = raw_connect_tcp(&srv);
     load(a, "big", 0, 200000, "x", 100);
-    Statesrv__V1__Request sreq = STATESRV__V1__REQUEST__INIT;
-    Statesrv__V1__Snapshot s = STATESRV__V1__SNAPSHOT__INIT;
-    sreq.op_case = STATESRV__V1__REQUEST__OP_SNAPSHOT;
-    sreq.snapshot = &s;
-    sreq.id = next_id++;
-    raw_send_msg(a, &sreq.base);
+    send_snapshot(a);
     long worst = 0, probes = 0, t0 = now_ms();
     for (;;) {
         struct timeval tv = {0, 0};
@@ -456,12 +473,7 @@ START_TEST(second_snapshot_is_busy_and_ids_are_checked)
     ts_start(&srv, NULL);
     int a = raw_connect_tcp(&srv), b = raw_connect_tcp(&srv);
     load(a, "big", 0, 100000, "x", 100);
-    Statesrv__V1__Request sreq = STATESRV__V1__REQUEST__INIT;
-    Statesrv__V1__Snapshot s = STATESRV__V1__SNAPSHOT__INIT;
-    sreq.op_case = STATESRV__V1__REQUEST__OP_SNAPSHOT;
-    sreq.snapshot = &s;
-    sreq.id = next_id++;
-    raw_send_msg(a, &sreq.base);
+    send_snapshot(a);
     usleep(20000);
     Statesrv__V1__Response *r = snapshot(b, 0);
     if (r->status == 0) {
@@ -489,15 +501,7 @@ END_TEST
 
 START_TEST(retention_keeps_newest_n)
 {
-    char conf[256];
-    const char *extra[] = {"--config", conf, NULL};
-    ts_start(&srv, NULL);
-    ck_assert_int_eq(ts_stop(&srv), 0);
-    snprintf(conf, sizeof(conf), "%s/ret.conf", srv.dir);
-    FILE *f = fopen(conf, "w");
-    fprintf(f, "checkpoint_retain = 2\n");
-    fclose(f);
-    ts_restart(&srv, extra);
+    start_with_config("checkpoint_retain = 2\n");
     int fd = raw_connect_tcp(&srv);
     put_kv(fd, "s", "k", "v", 0, 0);
     for (uint64_t id = 10; id <= 14; id++)
@@ -789,12 +793,7 @@ START_TEST(kill9_during_snapshot_leaves_no_half_checkpoint)
     load(fd, "big", 0, 200000, "x", 100);
     snapshot_ok(fd, 1);
     for (int delay = 5; delay <= 45; delay += 20) {
-        Statesrv__V1__Request sreq = STATESRV__V1__REQUEST__INIT;
-        Statesrv__V1__Snapshot s = STATESRV__V1__SNAPSHOT__INIT;
-        sreq.op_case = STATESRV__V1__REQUEST__OP_SNAPSHOT;
-        sreq.snapshot = &s;
-        sreq.id = next_id++;
-        raw_send_msg(fd, &sreq.base);
+        send_snapshot(fd);
         usleep((useconds_t)delay * 1000);
         ts_kill(&srv);
         close(fd);
@@ -1017,31 +1016,18 @@ static uint64_t commits(int fd)
 
 START_TEST(waiting_connection_does_not_spin_the_loop)
 {
-    char conf[256];
-    const char *extra[] = {"--config", conf, NULL};
-    ts_start(&srv, NULL);
-    ck_assert_int_eq(ts_stop(&srv), 0);
-    snprintf(conf, sizeof(conf), "%s/slow.conf", srv.dir);
-    FILE *f = fopen(conf, "w");
-    fprintf(f, "checkpoint_compression_level = 19\n"); /* a long snapshot */
-    fclose(f);
-    ts_restart(&srv, extra);
+    start_with_config("checkpoint_compression_level = 19\n"); /* a long snapshot */
     int a = raw_connect_tcp(&srv), b = raw_connect_tcp(&srv);
     load(a, "big", 0, 40000, "x", 100);
     uint64_t before = commits(b);
     /* A snapshot, and a ping pipelined behind it on the same connection. */
-    Statesrv__V1__Request sreq = STATESRV__V1__REQUEST__INIT;
-    Statesrv__V1__Snapshot s = STATESRV__V1__SNAPSHOT__INIT;
-    sreq.op_case = STATESRV__V1__REQUEST__OP_SNAPSHOT;
-    sreq.snapshot = &s;
-    sreq.id = next_id++;
     Statesrv__V1__Request preq = STATESRV__V1__REQUEST__INIT;
     Statesrv__V1__Ping ping = STATESRV__V1__PING__INIT;
     preq.op_case = STATESRV__V1__REQUEST__OP_PING;
     preq.ping = &ping;
     preq.id = next_id++;
     long cpu0 = loop_cpu_ms(srv.pid), t0 = now_ms();
-    raw_send_msg(a, &sreq.base);
+    send_snapshot(a);
     usleep(50000); /* the ping arrives while the snapshot runs */
     raw_send_msg(a, &preq.base);
     Statesrv__V1__Response *r = raw_recv(a, 60000);
@@ -1064,15 +1050,7 @@ END_TEST
 
 START_TEST(retention_keeps_the_new_checkpoint_and_ids_survive_leftovers)
 {
-    char conf[256];
-    const char *extra[] = {"--config", conf, NULL};
-    ts_start(&srv, NULL);
-    ck_assert_int_eq(ts_stop(&srv), 0);
-    snprintf(conf, sizeof(conf), "%s/ret.conf", srv.dir);
-    FILE *f = fopen(conf, "w");
-    fprintf(f, "checkpoint_retain = 3\n");
-    fclose(f);
-    ts_restart(&srv, extra);
+    start_with_config("checkpoint_retain = 3\n");
     int fd = raw_connect_tcp(&srv);
     put_kv(fd, "s", "k", "v", 0, 0);
     for (uint64_t id = 10; id <= 12; id++)
@@ -1085,7 +1063,7 @@ START_TEST(retention_keeps_the_new_checkpoint_and_ids_survive_leftovers)
      * automatic ids nor survives a restart. */
     ck_assert_int_eq(ts_stop(&srv), 0);
     sh("mkdir -p %s/checkpoints/chk-13 && touch %s/checkpoints/chk-13/data", srv.dir, srv.dir);
-    ts_restart(&srv, extra);
+    ts_restart(&srv, config_extra);
     ck_assert(!path_exists("%s/checkpoints/chk-13", srv.dir));
     fd = raw_connect_tcp(&srv);
     Statesrv__V1__Response *r = snapshot(fd, 0);
