@@ -33,7 +33,7 @@ static void on_tcp_connection(uv_stream_t *listener, int status)
 {
     struct sv_server *srv = listener->data;
     if (status < 0) {
-        sv_warn("accept on %s failed: %s", srv->cfg->listen, uv_strerror(status));
+        sv_warn_limited("accept on %s failed: %s", srv->cfg->listen, uv_strerror(status));
         return;
     }
     sv_conn_accept(srv, listener, 0);
@@ -43,7 +43,7 @@ static void on_unix_connection(uv_stream_t *listener, int status)
 {
     struct sv_server *srv = listener->data;
     if (status < 0) {
-        sv_warn("accept on %s failed: %s", srv->cfg->unix_socket, uv_strerror(status));
+        sv_warn_limited("accept on %s failed: %s", srv->cfg->unix_socket, uv_strerror(status));
         return;
     }
     sv_conn_accept(srv, listener, 1);
