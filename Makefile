@@ -26,8 +26,9 @@ GEN := build/gen
 # Debian packages the build and the tests need. `make deps` installs the
 # missing ones with apt-get, and does nothing when all are present.
 DEB_PKGS := build-essential pkg-config libuv1-dev liblmdb-dev libprotobuf-c-dev \
-            protobuf-c-compiler check libinih-dev lmdb-utils valgrind clang-format \
-            libzstd-dev libxxhash-dev clang libclang-rt-14-dev llvm
+            protobuf-c-compiler check libinih-dev lmdb-utils libzstd-dev libxxhash-dev
+# Only for the developer targets (format, test-valgrind, fuzz): `make deps-dev`.
+DEB_PKGS_DEV := clang-format valgrind clang libclang-rt-14-dev llvm
 
 PKG_MODULES := libuv lmdb libprotobuf-c inih libzstd libxxhash
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKG_MODULES) 2>/dev/null)
@@ -78,8 +79,9 @@ UNIT_BIN := $(BUILD)/tests/check_unit
 INTEG_BIN := $(BUILD)/tests/check_integration
 
 DEPS_STAMP := build/.deps-ok
+DEPS_DEV_STAMP := build/.deps-dev-ok
 
-.PHONY: all deps test test-unit test-integration test-valgrind run clean format format-check \
+.PHONY: all deps deps-dev test test-unit test-integration test-valgrind run clean format format-check \
         bench-snapshot fuzz fuzz-smoke fuzz-corpus
 .DEFAULT_GOAL := all
 
@@ -88,19 +90,20 @@ all: $(STATESRVD) $(STATECTL) $(LIB_A) $(LIB_SO)
 # --- dependencies --------------------------------------------------------
 deps: $(DEPS_STAMP)
 
-$(DEPS_STAMP): Makefile
+# Installs the missing packages of $(1) with apt-get (as root), or says how.
+define install_pkgs
 	$(Q)missing=""; \
 	if command -v dpkg-query >/dev/null 2>&1; then \
-	  for p in $(DEB_PKGS); do \
+	  for p in $(1); do \
 	    dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
 	  done; \
 	else \
-	  echo "deps: not a Debian system; make sure these are installed: $(DEB_PKGS)"; \
+	  echo "deps: not a Debian system; make sure these are installed: $(1)"; \
 	fi; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" != 0 ]; then \
 	    echo "deps: missing Debian packages:$$missing"; \
-	    echo "deps: run 'sudo make deps' or: sudo apt-get install$$missing"; exit 1; \
+	    echo "deps: run 'sudo make $(2)' or: sudo apt-get install$$missing"; exit 1; \
 	  fi; \
 	  echo "deps: installing$$missing"; \
 	  export DEBIAN_FRONTEND=noninteractive; \
@@ -108,6 +111,15 @@ $(DEPS_STAMP): Makefile
 	  { apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends $$missing; } || exit 1; \
 	fi
 	$(Q)mkdir -p $(@D) && touch $@
+endef
+
+$(DEPS_STAMP): Makefile
+	$(call install_pkgs,$(DEB_PKGS),deps)
+
+deps-dev: $(DEPS_DEV_STAMP)
+
+$(DEPS_DEV_STAMP): Makefile | $(DEPS_STAMP)
+	$(call install_pkgs,$(DEB_PKGS_DEV),deps-dev)
 
 # --- generated code ------------------------------------------------------
 # A pattern rule with two targets: one protoc-c run makes both.
@@ -178,7 +190,7 @@ test-integration: $(INTEG_BIN) $(STATESRVD) $(STATECTL)
 	$(Q)STATESRVD=$(abspath $(STATESRVD)) STATECTL=$(abspath $(STATECTL)) $(INTEG_BIN)
 
 # The integration suite with statesrvd under valgrind memcheck (slow: minutes).
-test-valgrind: $(INTEG_BIN) $(STATESRVD) $(STATECTL)
+test-valgrind: $(INTEG_BIN) $(STATESRVD) $(STATECTL) | $(DEPS_DEV_STAMP)
 	$(Q)SV_TEST_SLOW=1 STATESRVD=$(abspath tests/tools/valgrind-statesrvd) STATESRVD_REAL=$(abspath $(STATESRVD)) \
 	    STATECTL=$(abspath $(STATECTL)) $(INTEG_BIN)
 
@@ -221,12 +233,12 @@ fuzz: $(FUZZ_BINS)
 .SECONDARY: $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/obj/tests/fuzz/fuzz_%.o) \
             $(FUZZ_BUILD)/obj/tests/fuzz/gen_corpus.o
 
-$(FUZZ_BUILD)/obj/%.o: %.c $(PROTO_H) | $(DEPS_STAMP)
+$(FUZZ_BUILD)/obj/%.o: %.c $(PROTO_H) | $(DEPS_DEV_STAMP)
 	@mkdir -p $(@D)
 	@echo "  FUZZCC  $<"
 	$(Q)$(FUZZ_CC) $(FUZZ_CPPFLAGS) $(FUZZ_CFLAGS) -c -o $@ $<
 
-$(FUZZ_BUILD)/obj/gen/%.pb-c.o: $(GEN)/%.pb-c.c $(PROTO_H) | $(DEPS_STAMP)
+$(FUZZ_BUILD)/obj/gen/%.pb-c.o: $(GEN)/%.pb-c.c $(PROTO_H) | $(DEPS_DEV_STAMP)
 	@mkdir -p $(@D)
 	@echo "  FUZZCC  $<"
 	$(Q)$(FUZZ_CC) $(FUZZ_CPPFLAGS) -std=c11 -Wall -Werror $(FUZZ_OPTFLAGS) $(FUZZ_SANFLAGS) \
@@ -282,9 +294,9 @@ clean:
 	rm -rf build
 
 FORMAT_FILES = $(shell git ls-files '*.c' '*.h' 2>/dev/null)
-format: $(DEPS_STAMP)
+format: $(DEPS_DEV_STAMP)
 	clang-format -i $(FORMAT_FILES)
-format-check: $(DEPS_STAMP)
+format-check: $(DEPS_DEV_STAMP)
 	clang-format --dry-run --Werror $(FORMAT_FILES)
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
