@@ -285,25 +285,6 @@ static void sh(const char *fmt, ...)
     ck_assert_msg(system(cmd) == 0, "failed: %s", cmd);
 }
 
-/* Starts srv with a config file holding `text` (written in srv's dir);
- * restart it with ts_restart(&srv, config_extra). */
-static char config_path[256];
-static const char *config_extra[] = {"--config", config_path, NULL};
-
-static void start_with_config(const char *text)
-{
-    char *conf = config_path;
-    const char *const *extra = config_extra;
-    ts_start(&srv, NULL);
-    ck_assert_int_eq(ts_stop(&srv), 0);
-    snprintf(conf, sizeof(config_path), "%s/test.conf", srv.dir);
-    FILE *f = fopen(conf, "w");
-    ck_assert_ptr_nonnull(f);
-    fputs(text, f);
-    fclose(f);
-    ts_restart(&srv, extra);
-}
-
 /* Sends a snapshot request without waiting for the reply; returns its id. */
 static uint64_t send_snapshot(int fd)
 {
@@ -433,7 +414,7 @@ END_TEST
 START_TEST(loop_answers_during_snapshot)
 {
     /* A slower compression level makes the snapshot long enough to probe. */
-    start_with_config("checkpoint_compression_level = 9\n");
+    ts_start_with_config(&srv, "checkpoint_compression_level = 9\n");
     int a = raw_connect_tcp(&srv), c = raw_connect_tcp(&srv);
     load(a, "big", 0, 200000, "x", 100);
     send_snapshot(a);
@@ -501,7 +482,7 @@ END_TEST
 
 START_TEST(retention_keeps_newest_n)
 {
-    start_with_config("checkpoint_retain = 2\n");
+    ts_start_with_config(&srv, "checkpoint_retain = 2\n");
     int fd = raw_connect_tcp(&srv);
     put_kv(fd, "s", "k", "v", 0, 0);
     for (uint64_t id = 10; id <= 14; id++)
@@ -758,9 +739,14 @@ START_TEST(corruption_refused_live_state_intact)
         long offset; /* negative: from the end */
         const char *part;
     } parts[] = {
-        {"MANIFEST", 2, "manifest"}, {"MANIFEST", 30, "manifest"}, {"MANIFEST", -3, "manifest"},
-        {"data", 3, "header"},       {"data", 60, "block"},        {"data", 2000, "block"},
-        {"data", -45, "index"},      {"data", -10, "footer"},
+        {"MANIFEST", 2, "MANIFEST: bad magic"},
+        {"MANIFEST", 30, "MANIFEST: checksum"},
+        {"MANIFEST", -3, "MANIFEST: checksum"},
+        {"data", 3, "data header"},
+        {"data", 60, "block at offset"},
+        {"data", 2000, "block at offset"},
+        {"data", -45, "index"},
+        {"data", -10, "footer"},
     };
     for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {
         uint64_t id = 100 + i;
@@ -776,6 +762,8 @@ START_TEST(corruption_refused_live_state_intact)
         Statesrv__V1__Response *r = restore(fd, src, 1, 0, 0, 0);
         ck_assert_msg(r->status == STATESRV__V1__STATUS__INVALID_ARGUMENT, "%s@%ld: status %d (%s)",
                       parts[i].file, parts[i].offset, r->status, r->message);
+        ck_assert_msg(strstr(r->message, parts[i].part) != NULL, "%s@%ld: '%s' does not name '%s'",
+                      parts[i].file, parts[i].offset, r->message, parts[i].part);
         statesrv__v1__response__free_unpacked(r, NULL);
         char *v = get_val(fd, "live", "k");
         ck_assert_str_eq(v, "after");
@@ -1016,7 +1004,7 @@ static uint64_t commits(int fd)
 
 START_TEST(waiting_connection_does_not_spin_the_loop)
 {
-    start_with_config("checkpoint_compression_level = 19\n"); /* a long snapshot */
+    ts_start_with_config(&srv, "checkpoint_compression_level = 19\n"); /* a long snapshot */
     int a = raw_connect_tcp(&srv), b = raw_connect_tcp(&srv);
     load(a, "big", 0, 40000, "x", 100);
     uint64_t before = commits(b);
@@ -1050,7 +1038,7 @@ END_TEST
 
 START_TEST(retention_keeps_the_new_checkpoint_and_ids_survive_leftovers)
 {
-    start_with_config("checkpoint_retain = 3\n");
+    ts_start_with_config(&srv, "checkpoint_retain = 3\n");
     int fd = raw_connect_tcp(&srv);
     put_kv(fd, "s", "k", "v", 0, 0);
     for (uint64_t id = 10; id <= 12; id++)
@@ -1063,7 +1051,7 @@ START_TEST(retention_keeps_the_new_checkpoint_and_ids_survive_leftovers)
      * automatic ids nor survives a restart. */
     ck_assert_int_eq(ts_stop(&srv), 0);
     sh("mkdir -p %s/checkpoints/chk-13 && touch %s/checkpoints/chk-13/data", srv.dir, srv.dir);
-    ts_restart(&srv, config_extra);
+    ts_restart(&srv, ts_config_args(&srv));
     ck_assert(!path_exists("%s/checkpoints/chk-13", srv.dir));
     fd = raw_connect_tcp(&srv);
     Statesrv__V1__Response *r = snapshot(fd, 0);

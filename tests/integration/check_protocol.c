@@ -321,15 +321,7 @@ START_TEST(bad_fields_answered_connection_kept)
 {
     /* A server with a small max_value_size so "value too large" is cheap. */
     ts_cleanup(&srv);
-    char conf[128];
-    const char *extra[] = {"--config", conf, NULL};
-    snprintf(conf, sizeof(conf), "/tmp/svit-conf-%d", (int)getpid());
-    FILE *f = fopen(conf, "w");
-    ck_assert_ptr_nonnull(f);
-    fprintf(f, "max_value_size = 1000\n");
-    fclose(f);
-    ts_start(&srv, extra);
-    unlink(conf);
+    ts_start_with_config(&srv, "max_value_size = 1000\n");
 
     int fd = raw_connect_tcp(&srv);
     Statesrv__V1__Request req;
@@ -418,15 +410,7 @@ END_TEST
 START_TEST(max_connections_rejects_one_past)
 {
     ts_cleanup(&srv);
-    char conf[128];
-    const char *extra[] = {"--config", conf, NULL};
-    snprintf(conf, sizeof(conf), "/tmp/svit-conf-%d", (int)getpid());
-    FILE *f = fopen(conf, "w");
-    ck_assert_ptr_nonnull(f);
-    fprintf(f, "max_connections = 2\n");
-    fclose(f);
-    ts_start(&srv, extra);
-    unlink(conf);
+    ts_start_with_config(&srv, "max_connections = 2\n");
 
     int a = raw_connect_tcp(&srv), b = raw_connect_unix(&srv);
     assert_alive(a, 1);

@@ -18,16 +18,14 @@
 #include <unistd.h>
 
 static struct ts srv;
-static char conf[256], token_path[256];
+static char token_path[256];
 
 static void teardown(void)
 {
     ts_cleanup(&srv);
-    if (conf[0])
-        unlink(conf);
     if (token_path[0])
         unlink(token_path);
-    conf[0] = token_path[0] = '\0';
+    token_path[0] = '\0';
 }
 
 static long now_ms(void)
@@ -42,16 +40,12 @@ static void start_with(const char *fmt, ...) __attribute__((format(printf, 1, 2)
 
 static void start_with(const char *fmt, ...)
 {
-    snprintf(conf, sizeof(conf), "/tmp/svit-sec-%d.conf", (int)getpid());
-    FILE *f = fopen(conf, "w");
-    ck_assert_ptr_nonnull(f);
+    char text[1024];
     va_list ap;
     va_start(ap, fmt);
-    vfprintf(f, fmt, ap);
+    vsnprintf(text, sizeof(text), fmt, ap);
     va_end(ap);
-    fclose(f);
-    const char *extra[] = {"--config", conf, NULL};
-    ts_start(&srv, extra);
+    ts_start_with_config(&srv, text);
 }
 
 static Statesrv__V1__Response *send_hello(int fd, const char *token)
@@ -398,11 +392,10 @@ START_TEST(full_map_refuses_writes_then_recovers)
     /* Space returns (a larger map_size_max): writes work again, and
      * nothing acknowledged was lost. */
     ck_assert_int_eq(ts_stop(&srv), 0);
-    FILE *f = fopen(conf, "w");
+    FILE *f = fopen(srv.conf, "w");
     fprintf(f, "map_size = 1M\nmap_size_max = 16M\n");
     fclose(f);
-    const char *extra[] = {"--config", conf, NULL};
-    ts_restart(&srv, extra);
+    ts_restart(&srv, ts_config_args(&srv));
     ck_assert_int_eq(statesrv_connect2(srv.tcp_addr, NULL, &c, err, sizeof(err)), STATESRV_OK);
     snprintf(key, sizeof(key), "k%d", i + 1);
     statesrv_key k = {.state = "fill", .key = key, .key_len = strlen(key)};

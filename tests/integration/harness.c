@@ -128,6 +128,30 @@ void ts_restart(struct ts *s, const char *const *extra)
     wait_ready(s);
 }
 
+const char *const *ts_config_args(struct ts *s)
+{
+    s->conf_args[0] = "--config";
+    s->conf_args[1] = s->conf;
+    s->conf_args[2] = NULL;
+    return s->conf_args;
+}
+
+void ts_start_with_config(struct ts *s, const char *text)
+{
+    char dir[64];
+    snprintf(dir, sizeof(dir), "/tmp/svit-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    memset(s, 0, sizeof(*s));
+    memcpy(s->dir, dir, sizeof(dir));
+    snprintf(s->log, sizeof(s->log), "%s/statesrvd.log", s->dir);
+    snprintf(s->conf, sizeof(s->conf), "%s/test.conf", s->dir);
+    FILE *f = fopen(s->conf, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs(text, f);
+    fclose(f);
+    ts_restart(s, ts_config_args(s));
+}
+
 void ts_start(struct ts *s, const char *const *extra)
 {
     memset(s, 0, sizeof(*s));

@@ -17,11 +17,17 @@ struct ts {
     char unix_addr[128]; /* "unix:/tmp/.../sock" */
     char log[128];
     int port;
+    char conf[160];           /* ts_start_with_config's file */
+    const char *conf_args[3]; /* {"--config", conf, NULL} */
 };
 
 /* Makes a fresh temp dir and starts statesrvd in it with extra flags
  * (NULL-terminated, may be NULL). Fails the test if it does not come up. */
 void ts_start(struct ts *s, const char *const *extra);
+/* ts_start with a config file holding `text` (written in the new dir);
+ * ts_restart(s, ts_config_args(s)) restarts with it. */
+void ts_start_with_config(struct ts *s, const char *text);
+const char *const *ts_config_args(struct ts *s);
 /* Starts again in the same dir (after ts_stop/ts_kill). */
 void ts_restart(struct ts *s, const char *const *extra);
 /* Runs statesrvd in s->dir to completion with the given flags (expecting it
