@@ -11,5 +11,6 @@ Suite *sv_suite_statectl(void);
 Suite *sv_suite_checkpoint(void);
 Suite *sv_suite_security(void);
 Suite *sv_suite_crash(void);
+Suite *sv_suite_example(void);
 
 #endif
