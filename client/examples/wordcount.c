@@ -36,7 +36,7 @@
  *
  * Without --resume (or when there is no checkpoint yet) the job starts from
  * nothing: it drops its two states first. Old checkpoints stay; delete them
- * with `statectl` when no longer needed.
+ * with `statectl checkpoint rm ID` when no longer needed.
  *
  * Exit status: 0 done, 1 failure (server, input), 2 usage.
  */
