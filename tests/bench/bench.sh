@@ -163,6 +163,15 @@ new_redis_dir() {
     dirs+=("$R_DIR")
 }
 rcli() { redis-cli -h 127.0.0.1 -p "$R_PORT" "$@"; }
+# rinfo_has PATTERN...: INFO persistence matches every pattern. (No `| grep -q`:
+# with pipefail, grep quitting early can fail the pipeline.)
+rinfo_has() {
+    local info p
+    info=$(rcli info persistence 2>/dev/null | tr -d '\r') || return 1
+    for p in "$@"; do
+        grep -q "^$p\$" <<<"$info" || return 1
+    done
+}
 start_redis() { # extra redis-server args
     R_PORT=$(free_port)
     redis-server --port "$R_PORT" --bind 127.0.0.1 --dir "$R_DIR" --dbfilename dump.rdb \
@@ -174,7 +183,7 @@ start_redis() { # extra redis-server args
 wait_redis() {
     local i
     for i in $(seq 1 6000); do
-        if rcli info persistence 2>/dev/null | grep -q '^loading:0'; then
+        if rinfo_has loading:0; then
             return 0
         fi
         kill -0 "$R_PID" 2>/dev/null || break
@@ -277,9 +286,7 @@ start_statesrvd always
 rcli config set appendfsync always >/dev/null
 rcli config set appendonly yes >/dev/null
 for i in $(seq 1 600); do
-    if rcli info persistence | grep -q '^aof_enabled:1' &&
-        rcli info persistence | grep -q '^aof_rewrite_in_progress:0' &&
-        rcli info persistence | grep -q '^aof_rewrite_scheduled:0'; then
+    if rinfo_has aof_enabled:1 aof_rewrite_in_progress:0 aof_rewrite_scheduled:0; then
         break
     fi
     sleep 0.1
@@ -367,19 +374,17 @@ done
 
 # Redis: BGSAVE of the same data, timed until rdb_bgsave_in_progress:0.
 bgsave() {
-    local t0 t1 i info
+    local t0 t1 i
     t0=$(now)
     rcli bgsave >/dev/null
     for i in $(seq 1 30000); do
-        info=$(rcli info persistence)
-        if printf '%s' "$info" | grep -q '^rdb_bgsave_in_progress:0'; then
-            break
-        fi
+        rinfo_has rdb_bgsave_in_progress:0 && break
         sleep 0.02
     done
     t1=$(now)
-    printf '%s' "$info" | grep -q '^rdb_last_bgsave_status:ok' || {
-        echo "bench: BGSAVE failed" >&2
+    rinfo_has rdb_bgsave_in_progress:0 rdb_last_bgsave_status:ok || {
+        echo "bench: BGSAVE failed:" >&2
+        tail -5 "$R_DIR/log" >&2
         exit 1
     }
     elapsed "$t0" "$t1"
@@ -395,7 +400,7 @@ rcli bgsave >/dev/null
 j=$(rbench -t get -c 50 -P 1 -r "$BIG" -n "$N_P1" --precision 3)
 r_during_p99=$(csv_field 7 "$j")
 for i in $(seq 1 30000); do
-    rcli info persistence | grep -q '^rdb_bgsave_in_progress:0' && break
+    rinfo_has rdb_bgsave_in_progress:0 && break
     sleep 0.02
 done
 
