@@ -1,6 +1,6 @@
 # statesrvd — one non-recursive Makefile. Everything built lands in build/.
 #
-#   make            build statesrvd, statectl, libstatesrv.{a,so}
+#   make            build statesrvd, statectl, libstatesrv.{a,so}, statesrv-bench, examples
 #   make test       build and run every Check suite (unit + integration)
 #   make run        start statesrvd in the foreground with conf/statesrvd.conf, data in ./var
 #   make deps       install missing Debian packages (as root; no-op when present)
@@ -73,6 +73,9 @@ INTEG_SRC := $(wildcard tests/integration/*.c)
 
 STATESRVD := $(BUILD)/statesrvd
 STATECTL := $(BUILD)/statectl
+BENCH_TOOL := $(BUILD)/statesrv-bench
+EXAMPLE_SRC := $(wildcard client/examples/*.c)
+EXAMPLES := $(EXAMPLE_SRC:client/examples/%.c=$(BUILD)/examples/%)
 LIB_A := $(BUILD)/libstatesrv.a
 LIB_SO := $(BUILD)/libstatesrv.so.$(LIB_VERSION)
 UNIT_BIN := $(BUILD)/tests/check_unit
@@ -82,10 +85,10 @@ DEPS_STAMP := build/.deps-ok
 DEPS_DEV_STAMP := build/.deps-dev-ok
 
 .PHONY: all deps deps-dev test test-unit test-integration test-valgrind run clean format format-check \
-        bench-snapshot fuzz fuzz-smoke fuzz-corpus
+        bench bench-snapshot fuzz fuzz-smoke fuzz-corpus
 .DEFAULT_GOAL := all
 
-all: $(STATESRVD) $(STATECTL) $(LIB_A) $(LIB_SO)
+all: $(STATESRVD) $(STATECTL) $(LIB_A) $(LIB_SO) $(BENCH_TOOL) $(EXAMPLES)
 
 # --- dependencies --------------------------------------------------------
 deps: $(DEPS_STAMP)
@@ -167,6 +170,17 @@ $(STATECTL): $(BUILD)/obj/client/statectl.o $(CKPT_OBJ) $(LIB_A)
 	@echo "  LD      $@"
 	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(CKPT_LIBS) -pthread
 
+# The load generator: event-driven (libuv) on the wire protocol itself.
+$(BENCH_TOOL): $(BUILD)/obj/client/statesrv_bench.o $(COMMON_OBJ)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS) -lm -lpthread
+
+# Example operators: programs written against libstatesrv alone.
+$(BUILD)/examples/%: $(BUILD)/obj/client/examples/%.o $(LIB_A)
+	@mkdir -p $(@D)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(shell pkg-config --libs libprotobuf-c 2>/dev/null || echo -lprotobuf-c)
+
 # --- tests ---------------------------------------------------------------
 $(UNIT_BIN): $(UNIT_SRC:%.c=$(BUILD)/obj/%.o) $(SERVER_OBJ) $(CKPT_OBJ) $(COMMON_OBJ)
 	@mkdir -p $(@D)
@@ -186,19 +200,31 @@ test: all test-unit test-integration
 test-unit: $(UNIT_BIN)
 	$(Q)$(UNIT_BIN)
 
-test-integration: $(INTEG_BIN) $(STATESRVD) $(STATECTL)
-	$(Q)STATESRVD=$(abspath $(STATESRVD)) STATECTL=$(abspath $(STATECTL)) $(INTEG_BIN)
+test-integration: $(INTEG_BIN) $(STATESRVD) $(STATECTL) $(EXAMPLES)
+	$(Q)STATESRVD=$(abspath $(STATESRVD)) STATECTL=$(abspath $(STATECTL)) \
+	    EXAMPLES_DIR=$(abspath $(BUILD)/examples) $(INTEG_BIN)
 
 # The integration suite with statesrvd under valgrind memcheck (slow: minutes).
 test-valgrind: $(INTEG_BIN) $(STATESRVD) $(STATECTL) | $(DEPS_DEV_STAMP)
 	$(Q)SV_TEST_SLOW=1 STATESRVD=$(abspath tests/tools/valgrind-statesrvd) STATESRVD_REAL=$(abspath $(STATESRVD)) \
-	    STATECTL=$(abspath $(STATECTL)) $(INTEG_BIN)
+	    STATECTL=$(abspath $(STATECTL)) EXAMPLES_DIR=$(abspath $(BUILD)/examples) $(INTEG_BIN)
 
 # --- benchmarks (never part of `make test`) -------------------------------
 $(BUILD)/bench/%: $(BUILD)/obj/tests/bench/%.o $(LIB_A)
 	@mkdir -p $(@D)
 	@echo "  LD      $@"
 	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(shell pkg-config --libs libprotobuf-c 2>/dev/null || echo -lprotobuf-c)
+
+# statesrvd and Redis side by side (tests/bench/bench.sh; QUICK=1 for a
+# short run). Redis comes from Debian's redis-server and redis-tools.
+DEB_PKGS_BENCH := redis-server redis-tools
+DEPS_BENCH_STAMP := build/.deps-bench-ok
+$(DEPS_BENCH_STAMP): Makefile | $(DEPS_STAMP)
+	$(call install_pkgs,$(DEB_PKGS_BENCH),bench)
+
+bench: all $(BENCH_TOOL) | $(DEPS_BENCH_STAMP)
+	$(Q)QUICK=$(QUICK) STATESRVD=$(abspath $(STATESRVD)) STATECTL=$(abspath $(STATECTL)) \
+	    STATESRV_BENCH=$(abspath $(BENCH_TOOL)) tests/bench/bench.sh
 
 # Write throughput before, during and after a snapshot (docs/benchmarks.md).
 bench-snapshot:

@@ -209,6 +209,7 @@ redo:
                 break;
             const uint8_t *p;
             size_t n;
+            size_t frame_pos = c->in.pos;
             int fr = sv_frame_reader_next(&c->in, &p, &n);
             if (fr == 0)
                 break;
@@ -262,7 +263,14 @@ redo:
             }
             if (seq == poison_seq) {
                 char msg[160];
-                if (poison_err == SV_ENOSPACE)
+                uint64_t map_size, map_used;
+                sv_store_usage(srv->store, &map_size, &map_used);
+                if (poison_err == SV_ENOSPACE && map_size < cfg->map_size_max)
+                    snprintf(msg, sizeof(msg),
+                             "the disk is full: the store map cannot grow past %llu MiB; reads "
+                             "still work",
+                             (unsigned long long)(map_size >> 20));
+                else if (poison_err == SV_ENOSPACE)
                     snprintf(msg, sizeof(msg),
                              "the store is full (map_size_max = %llu bytes); reads still work",
                              (unsigned long long)cfg->map_size_max);
@@ -274,6 +282,16 @@ redo:
                     snprintf(msg, sizeof(msg), "store error: %s", sv_strerror(poison_err));
                 rc = append_error(c, req->id, poison_err, msg);
                 stop = 1;
+            } else if (req->op_case == STATESRV__V1__REQUEST__OP_BATCH &&
+                       sv_store_savepoint_needs_clean_txn(srv->store)) {
+                /* With writemap a batch's savepoint is the whole group
+                 * transaction: end this group commit before it, and let it
+                 * start the next one. */
+                c->in.pos = frame_pos;
+                nreq--;
+                srv->batch_next_first = c;
+                stop = 1;
+                break;
             } else {
                 int deferred = sv_dispatch(srv, c, req, &resp) == SV_DISPATCH_DEFERRED;
                 int terr = sv_store_txn_error(srv->store);
@@ -372,6 +390,10 @@ redo:
         sv_conn_flush(c);
     }
     rotate_ready(srv);
+    struct sv_conn *first = srv->batch_next_first;
+    srv->batch_next_first = NULL;
+    if (first && first->on_ready && !first->fatal)
+        sv_conn_ready_first(first);
     srv->nbatch = 0;
     sv_arena_reset(&srv->arena);
 }

@@ -28,9 +28,10 @@ void sv_config_defaults(struct sv_config *cfg)
     cfg->checkpoint_compression_level = 1;
     cfg->key_groups = SV_KEY_GROUPS_DEFAULT;
     cfg->max_states = 256;
-    cfg->map_size = 1 * GIB;
+    cfg->map_size = 256 * MIB;
     cfg->map_size_max = 1 * TIB;
     cfg->sync = SV_SYNC_NONE;
+    cfg->writemap = 1;
     cfg->max_frame_size = 16 * MIB;
     cfg->max_value_size = 4 * MIB;
     cfg->max_batch_ops = 10000;
@@ -125,6 +126,16 @@ static int set_count(const char *name, const char *value, uint64_t min, uint64_t
     return 0;
 }
 
+static int set_yes_no(const char *name, const char *value, int *dst, char *err, size_t errlen)
+{
+    if (strcmp(value, "yes") == 0 || strcmp(value, "no") == 0) {
+        *dst = value[0] == 'y';
+        return 0;
+    }
+    snprintf(err, errlen, "%s = '%s': expected yes or no", name, value);
+    return SV_EINVAL;
+}
+
 /* HOST:PORT or [V6]:PORT; the host is resolved when the server binds. */
 static int check_listen(const char *v)
 {
@@ -165,14 +176,10 @@ int sv_config_set(struct sv_config *cfg, const char *name, const char *value, ch
     if (strcmp(name, "auth_token_file") == 0)
         return set_string(cfg->auth_token_file, sizeof(cfg->auth_token_file), value, err, errlen,
                           name);
-    if (strcmp(name, "allow_insecure_remote") == 0) {
-        if (strcmp(value, "yes") == 0 || strcmp(value, "no") == 0) {
-            cfg->allow_insecure_remote = value[0] == 'y';
-            return 0;
-        }
-        snprintf(err, errlen, "allow_insecure_remote = '%s': expected yes or no", value);
-        return SV_EINVAL;
-    }
+    if (strcmp(name, "allow_insecure_remote") == 0)
+        return set_yes_no(name, value, &cfg->allow_insecure_remote, err, errlen);
+    if (strcmp(name, "writemap") == 0)
+        return set_yes_no(name, value, &cfg->writemap, err, errlen);
     if (strcmp(name, "idle_timeout") == 0)
         return set_count(name, value, 0, 86400 * 365, &cfg->idle_timeout, err, errlen);
     if (strcmp(name, "header_timeout") == 0)

@@ -50,6 +50,21 @@ void sv_conn_ready(struct sv_conn *c)
     srv->ready_tail = c;
 }
 
+void sv_conn_ready_first(struct sv_conn *c)
+{
+    struct sv_server *srv = c->srv;
+    sv_conn_unready(c);
+    sv_server_wake(srv);
+    c->on_ready = 1;
+    c->ready_prev = NULL;
+    c->ready_next = srv->ready_head;
+    if (srv->ready_head)
+        srv->ready_head->ready_prev = c;
+    else
+        srv->ready_tail = c;
+    srv->ready_head = c;
+}
+
 void sv_conn_unready(struct sv_conn *c)
 {
     struct sv_server *srv = c->srv;

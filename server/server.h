@@ -113,6 +113,7 @@ struct sv_server {
 
     struct sv_conn **batch; /* connections in the current batch */
     size_t nbatch, batch_cap;
+    struct sv_conn *batch_next_first; /* its request ended the batch: goes first next */
     struct sv_arena arena;
 
     uint64_t started_ms;
@@ -155,7 +156,8 @@ void sv_conn_close(struct sv_conn *c); /* at once */
 /* Queues one connection-level error (id 0) after the pending replies, then
  * drains. */
 void sv_conn_fail(struct sv_conn *c, enum sv_status status, const char *msg);
-void sv_conn_ready(struct sv_conn *c); /* queue for the next batch */
+void sv_conn_ready(struct sv_conn *c);       /* queue for the next batch */
+void sv_conn_ready_first(struct sv_conn *c); /* ... at the head of the queue */
 void sv_conn_unready(struct sv_conn *c);
 /* Shutdown: take no new requests from this connection. */
 void sv_conn_stop_reading(struct sv_conn *c);

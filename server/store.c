@@ -47,6 +47,11 @@ struct sv_store {
     MDB_env *env;
     MDB_txn *txn;   /* group transaction, or NULL */
     MDB_txn *child; /* savepoint, or NULL */
+    /* A batch's savepoint is open: the child transaction, or with writemap
+     * (LMDB has no nested transactions then) the group transaction itself,
+     * which the savepoint found clean and a rollback discards whole. */
+    int savepoint;
+    int txn_dirty; /* the group transaction has written something */
     int txn_error;
     MDB_dbi meta_dbi;
     int lock_fd;
@@ -67,6 +72,8 @@ struct sv_store {
     struct sv_store_options opts;
     uint32_t kg_first, kg_last; /* key-group range this store covers */
     int snapshot_active;        /* a read transaction lives in another thread */
+    int writemap;               /* MDB_WRITEMAP is on: the map is backed on disk */
+    int writemap_failed;        /* backing it failed at open: stay without */
     int dropped_in_txn;         /* the open transaction dropped a state */
 };
 
@@ -107,6 +114,13 @@ static int txn_fail(struct sv_store *s, int rc)
 static MDB_txn *cur_txn(const struct sv_store *s)
 {
     return s->child ? s->child : s->txn;
+}
+
+/* The transaction to write in; marks the group transaction as written. */
+static MDB_txn *write_txn(struct sv_store *s)
+{
+    s->txn_dirty = 1;
+    return cur_txn(s);
 }
 
 /* --- state table --------------------------------------------------------- */
@@ -227,7 +241,7 @@ static int state_dbi(struct sv_store *s, const char *state, size_t slen, int cre
             return SV_ENOTFOUND;
         if (s->used >= s->max_states)
             return SV_ENOSPACE;
-        rc = mdb_dbi_open(txn, name, MDB_CREATE, dbi);
+        rc = mdb_dbi_open(write_txn(s), name, MDB_CREATE, dbi);
         if (rc == MDB_DBS_FULL)
             return SV_ENOSPACE;
         if (rc)
@@ -235,7 +249,7 @@ static int state_dbi(struct sv_store *s, const char *state, size_t slen, int cre
     } else if (rc) {
         return map_err(rc);
     }
-    rc = slot_add(s, state, slen, *dbi, s->child ? 2 : 1);
+    rc = slot_add(s, state, slen, *dbi, s->savepoint ? 2 : 1);
     return rc;
 }
 
@@ -434,6 +448,19 @@ static void remove_stale_generations(const char *dir, uint64_t keep)
     unlink(path);
 }
 
+/* Allocates the data file's blocks up to `size` bytes, so that no page of
+ * the writable map can fault on a full disk. An errno value, or 0. */
+static int back_map(struct sv_store *s, uint64_t size)
+{
+    mdb_filehandle_t fd;
+    int rc = mdb_env_get_fd(s->env, &fd);
+    if (rc)
+        return EINVAL;
+    if (size > (uint64_t)INT64_MAX)
+        return EFBIG;
+    return posix_fallocate(fd, 0, (off_t)size);
+}
+
 /* Opens the LMDB environment of generation s->gen and loads its states. */
 static int env_open(struct sv_store *s, char *err, size_t errlen)
 {
@@ -453,6 +480,8 @@ static int env_open(struct sv_store *s, char *err, size_t errlen)
     unsigned flags = MDB_NOTLS | MDB_NORDAHEAD;
     if (!o->sync_always)
         flags |= MDB_NOSYNC;
+    if (o->writemap && !s->writemap_failed)
+        flags |= MDB_WRITEMAP;
     if ((rc = mdb_env_open(s->env, path, flags, 0640))) {
         snprintf(err, errlen, "cannot open store in %s: %s", path, mdb_strerror(rc));
         mdb_env_close(s->env);
@@ -462,6 +491,18 @@ static int env_open(struct sv_store *s, char *err, size_t errlen)
     MDB_envinfo info;
     mdb_env_info(s->env, &info);
     s->map_size = info.me_mapsize; /* LMDB keeps a larger size recorded in the file */
+    s->writemap = (flags & MDB_WRITEMAP) != 0;
+    /* Before the first write transaction: with a writable map, a page of a
+     * sparse file that the disk cannot hold would be a SIGBUS. */
+    if (s->writemap && (rc = back_map(s, s->map_size)) != 0) {
+        sv_warn("store: cannot allocate %llu MiB on disk for the map of %s (%s): running "
+                "without writemap (slower writes)",
+                (unsigned long long)(s->map_size >> 20), path, strerror(rc));
+        mdb_env_close(s->env);
+        s->env = NULL;
+        s->writemap_failed = 1;
+        return env_open(s, err, errlen);
+    }
     s->max_key = (size_t)mdb_env_get_maxkeysize(s->env);
     int dead = 0;
     mdb_reader_check(s->env, &dead);
@@ -596,9 +637,9 @@ int sv_store_open(const struct sv_store_options *o, struct sv_store **out, char 
     /* Only once the current generation is known good. */
     remove_stale_generations(s->dir, s->gen);
     sv_info("store: %s open (generation %" PRIu64 "): %zu state(s), key_groups %u, map %llu "
-            "MiB, sync %s",
+            "MiB, sync %s, writemap %s",
             o->dir, s->gen, s->used, s->key_groups, (unsigned long long)(s->map_size >> 20),
-            o->sync_always ? "always" : "none");
+            o->sync_always ? "always" : "none", s->writemap ? "on" : "off");
     *out = s;
     return 0;
 fail:
@@ -621,6 +662,11 @@ void sv_store_close(struct sv_store *s)
     sv_buf_free(&s->scratch);
     free(s->slots);
     free(s);
+}
+
+int sv_store_writemap_active(const struct sv_store *s)
+{
+    return s->writemap;
 }
 
 uint32_t sv_store_key_groups(const struct sv_store *s)
@@ -651,7 +697,13 @@ int sv_store_begin(struct sv_store *s)
         return map_err(rc);
     }
     s->txn_error = 0;
+    s->txn_dirty = 0;
     return 0;
+}
+
+int sv_store_savepoint_needs_clean_txn(const struct sv_store *s)
+{
+    return s->writemap && s->txn_dirty;
 }
 
 int sv_store_in_txn(const struct sv_store *s)
@@ -668,7 +720,7 @@ static void reload_states(struct sv_store *s);
 
 int sv_store_commit(struct sv_store *s)
 {
-    if (!s->txn || s->child)
+    if (!s->txn || s->savepoint)
         return SV_EINTERNAL;
     if (s->txn_error) {
         int e = s->txn_error;
@@ -722,7 +774,7 @@ static void reload_states(struct sv_store *s)
 
 void sv_store_abort(struct sv_store *s)
 {
-    if (s->child)
+    if (s->savepoint)
         sv_store_rollback(s);
     if (s->txn) {
         mdb_txn_abort(s->txn);
@@ -738,25 +790,35 @@ void sv_store_abort(struct sv_store *s)
 
 int sv_store_savepoint(struct sv_store *s)
 {
-    if (!s->txn || s->child || s->txn_error)
+    if (!s->txn || s->savepoint || s->txn_error)
         return SV_EINTERNAL;
+    if (s->writemap) {
+        if (s->txn_dirty)
+            return SV_EINTERNAL; /* see sv_store_savepoint_needs_clean_txn */
+        s->savepoint = 1;
+        return 0;
+    }
     int rc = mdb_txn_begin(s->env, s->txn, 0, &s->child);
     if (rc) {
         s->child = NULL;
         return txn_fail(s, rc);
     }
+    s->savepoint = 1;
     return 0;
 }
 
 int sv_store_release(struct sv_store *s)
 {
-    if (!s->child)
+    if (!s->savepoint)
         return SV_EINTERNAL;
-    int rc = mdb_txn_commit(s->child);
-    s->child = NULL;
-    if (rc) {
-        slots_end_level(s, 2, 0);
-        return txn_fail(s, rc);
+    s->savepoint = 0;
+    if (s->child) {
+        int rc = mdb_txn_commit(s->child);
+        s->child = NULL;
+        if (rc) {
+            slots_end_level(s, 2, 0);
+            return txn_fail(s, rc);
+        }
     }
     slots_end_level(s, 2, 1);
     return 0;
@@ -764,11 +826,27 @@ int sv_store_release(struct sv_store *s)
 
 void sv_store_rollback(struct sv_store *s)
 {
-    if (!s->child)
+    if (!s->savepoint)
         return;
-    mdb_txn_abort(s->child);
-    s->child = NULL;
+    s->savepoint = 0;
+    if (s->child) {
+        mdb_txn_abort(s->child);
+        s->child = NULL;
+        slots_end_level(s, 2, 0);
+        return;
+    }
+    /* Emulated: the transaction held nothing before the savepoint, so
+     * discarding it and beginning afresh undoes exactly the batch. A state
+     * it created had a handle of this transaction only (level 2). */
+    mdb_txn_abort(s->txn);
+    s->txn = NULL;
     slots_end_level(s, 2, 0);
+    s->txn_dirty = 0;
+    int rc = mdb_txn_begin(s->env, NULL, 0, &s->txn);
+    if (rc) {
+        s->txn = NULL;
+        txn_fail(s, rc); /* the group commit fails; its requests are answered */
+    }
 }
 
 int sv_store_grow(struct sv_store *s)
@@ -780,7 +858,14 @@ int sv_store_grow(struct sv_store *s)
     if (s->map_size >= s->map_size_max)
         return SV_ENOSPACE;
     uint64_t next = s->map_size > s->map_size_max / 2 ? s->map_size_max : s->map_size * 2;
-    int rc = mdb_env_set_mapsize(s->env, next);
+    int rc;
+    if (s->writemap && (rc = back_map(s, next)) != 0) {
+        sv_warn_limited("store: cannot grow the map to %llu MiB: allocating it on disk failed: "
+                        "%s",
+                        (unsigned long long)(next >> 20), strerror(rc));
+        return rc == ENOSPC || rc == EDQUOT || rc == EFBIG ? SV_ENOSPACE : -rc;
+    }
+    rc = mdb_env_set_mapsize(s->env, next);
     if (rc) {
         sv_error("store: cannot grow map to %llu bytes: %s", (unsigned long long)next,
                  mdb_strerror(rc));
@@ -826,7 +911,7 @@ static int put_reserve(struct sv_store *s, MDB_dbi dbi, const uint8_t *skey, siz
 {
     size_t hdr = sv_value_header_size(expiry);
     MDB_val k = {sklen, (void *)skey}, v = {hdr + len, NULL};
-    int rc = mdb_put(cur_txn(s), dbi, &k, &v, MDB_RESERVE);
+    int rc = mdb_put(write_txn(s), dbi, &k, &v, MDB_RESERVE);
     if (rc)
         return txn_fail(s, rc);
     sv_value_header_put(v.mv_data, kind, expiry);
@@ -860,7 +945,7 @@ int sv_store_delete(struct sv_store *s, const char *state, size_t slen, const ui
     if (rc)
         return rc;
     MDB_val k = {sklen, (void *)skey};
-    rc = mdb_del(cur_txn(s), dbi, &k, NULL);
+    rc = mdb_del(write_txn(s), dbi, &k, NULL);
     if (rc == MDB_NOTFOUND)
         return 0;
     if (rc)
@@ -1019,7 +1104,7 @@ int sv_store_delete_range(struct sv_store *s, const char *state, size_t slen, co
     if (rc)
         return rc;
     MDB_cursor *cur;
-    if ((rc = mdb_cursor_open(cur_txn(s), dbi, &cur)))
+    if ((rc = mdb_cursor_open(write_txn(s), dbi, &cur)))
         return txn_fail(s, rc);
     MDB_val k, v;
     int mrc = range_first(cur, lo, lolen, &k, &v);
@@ -1055,7 +1140,7 @@ int sv_store_drop_state(struct sv_store *s, const char *state, size_t slen, uint
     if (s->snapshot_active)
         return SV_EBUSY;
     struct state_slot *sl = slot_find(s, state, slen);
-    if ((rc = mdb_drop(cur_txn(s), dbi, 1)))
+    if ((rc = mdb_drop(write_txn(s), dbi, 1)))
         return txn_fail(s, rc);
     if (sl)
         slot_remove(s, sl);
@@ -1142,6 +1227,15 @@ int sv_store_snapshot_begin(struct sv_store *s, struct sv_store_snapshot **out)
     *out = NULL;
     if (s->txn || s->snapshot_active)
         return SV_EBUSY;
+    /* While the snapshot's reader lives the map cannot grow, and every page
+     * written meanwhile is a new one: start with at least half the map free.
+     * A failure to grow is not the snapshot's: writes get NO_SPACE if the
+     * map does fill up. */
+    uint64_t size, used;
+    sv_store_usage(s, &size, &used);
+    if (used > size / 2 && s->map_size < s->map_size_max && sv_store_grow(s) != 0)
+        sv_info("store: snapshot starts with the map %llu%% full",
+                (unsigned long long)(used * 100 / size));
     struct sv_store_snapshot *snap = calloc(1, sizeof(*snap));
     if (!snap)
         return -ENOMEM;

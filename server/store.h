@@ -28,6 +28,12 @@ struct sv_store_options {
     unsigned max_states;
     uint32_t max_value_size;
     int sync_always;
+    /* Write through a writable memory map (MDB_WRITEMAP): no write(2) per
+     * dirty page at commit. The map's whole size is allocated on disk first
+     * (posix_fallocate), so a full disk shows up as NO_SPACE when the map
+     * would grow, never as SIGBUS on a page fault; when that allocation
+     * fails at open the store runs without it. */
+    int writemap;
     uint32_t key_groups;
     int key_groups_set; /* refuse a directory recorded with another value */
 };
@@ -52,6 +58,12 @@ void sv_store_abort(struct sv_store *s);
 /* The error that poisoned the current transaction, or 0. */
 int sv_store_txn_error(const struct sv_store *s);
 
+/* A batch's all-or-nothing scope inside the group transaction. With
+ * writemap there are no nested transactions: the savepoint then needs a
+ * group transaction that has written nothing yet (a rollback discards it
+ * whole), and sv_store_savepoint fails with SV_EINTERNAL otherwise; ask
+ * sv_store_savepoint_needs_clean_txn first and end the group commit. */
+int sv_store_savepoint_needs_clean_txn(const struct sv_store *s);
 int sv_store_savepoint(struct sv_store *s) __attribute__((warn_unused_result));
 int sv_store_release(struct sv_store *s) __attribute__((warn_unused_result));
 void sv_store_rollback(struct sv_store *s);
@@ -115,6 +127,8 @@ int sv_store_list_states(struct sv_store *s, int (*fn)(void *ud, const struct sv
 
 /* Map size and bytes in use. */
 void sv_store_usage(struct sv_store *s, uint64_t *map_size, uint64_t *map_used);
+/* 1 when the open environment writes through its memory map. */
+int sv_store_writemap_active(const struct sv_store *s);
 
 /* Forces buffers to disk (useful with sync = none before exit). */
 int sv_store_sync(struct sv_store *s);

@@ -2,7 +2,9 @@
  * pipelining, connection limits. */
 #include "harness.h"
 #include "suites.h"
+#include "sv_buf.h"
 #include "sv_frame.h"
+#include "sv_msg.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +13,21 @@
 #include <unistd.h>
 
 static struct ts srv;
+
+static void put_req(Statesrv__V1__Request *req, Statesrv__V1__Put *put, uint64_t id,
+                    const char *key)
+{
+    statesrv__v1__request__init(req);
+    statesrv__v1__put__init(put);
+    put->state = pb_str("pipe");
+    put->key.data = (uint8_t *)key;
+    put->key.len = strlen(key);
+    put->value.data = (uint8_t *)"v";
+    put->value.len = 1;
+    req->id = id;
+    req->op_case = STATESRV__V1__REQUEST__OP_PUT;
+    req->put = put;
+}
 
 static void setup(void)
 {
@@ -61,6 +78,74 @@ static void assert_fatal(int fd, Statesrv__V1__Status status, const char *text)
     statesrv__v1__response__free_unpacked(r, NULL);
     ck_assert_msg(raw_wait_closed(fd, 5000), "server did not close the connection");
 }
+
+/* Writes and batches arriving in one read share group commits. A failing
+ * batch undoes its own ops and nothing else: not the put before it (the
+ * server ends the group commit before a batch when it has no nested
+ * transactions, with writemap), nor the writes after it. */
+START_TEST(pipelined_batches_are_atomic_among_other_writes)
+{
+    Statesrv__V1__Request req[5];
+    Statesrv__V1__Put put[5], bput[3];
+    Statesrv__V1__Batch batch[2];
+    Statesrv__V1__BatchOp bop[3], *bops[3];
+    put_req(&req[0], &put[0], 1, "before");
+    put_req(&req[2], &put[2], 3, "after");
+    put_req(&req[4], &put[4], 5, "last");
+    const char *bkeys[3] = {"in-bad-batch", "", "in-good-batch"};
+    for (int i = 0; i < 3; i++) {
+        Statesrv__V1__Request tmp;
+        put_req(&tmp, &bput[i], 0, bkeys[i]);
+        statesrv__v1__batch_op__init(&bop[i]);
+        bop[i].op_case = STATESRV__V1__BATCH_OP__OP_PUT;
+        bop[i].put = &bput[i];
+        bops[i] = &bop[i];
+    }
+    for (int b = 0; b < 2; b++) {
+        statesrv__v1__batch__init(&batch[b]);
+        statesrv__v1__request__init(&req[1 + 2 * b]);
+        req[1 + 2 * b].id = (uint64_t)(2 + 2 * b);
+        req[1 + 2 * b].op_case = STATESRV__V1__REQUEST__OP_BATCH;
+        req[1 + 2 * b].batch = &batch[b];
+    }
+    batch[0].n_ops = 2; /* "in-bad-batch", then an empty key: fails */
+    batch[0].ops = bops;
+    batch[1].n_ops = 1;
+    batch[1].ops = bops + 2;
+
+    struct sv_buf frames = {0};
+    int fd = raw_connect_tcp(&srv);
+    for (int i = 0; i < 5; i++)
+        ck_assert_int_eq(sv_msg_append(&frames, &req[i].base, 1 << 20), 0);
+    raw_send(fd, frames.data, frames.len); /* one write: one read, most likely */
+    sv_buf_free(&frames);
+    for (uint64_t id = 1; id <= 5; id++) {
+        Statesrv__V1__Response *r = raw_recv(fd, 5000);
+        ck_assert_ptr_nonnull(r);
+        ck_assert_uint_eq(r->id, id);
+        if (id == 2) {
+            ck_assert_int_eq(r->status, STATESRV__V1__STATUS__INVALID_ARGUMENT);
+            ck_assert_ptr_nonnull(strstr(r->message, "nothing was applied"));
+        } else {
+            ck_assert_msg(r->status == STATESRV__V1__STATUS__OK, "request %llu: %s",
+                          (unsigned long long)id, r->message);
+        }
+        statesrv__v1__response__free_unpacked(r, NULL);
+    }
+    close(fd);
+    char out[512];
+    const char *present[] = {"before", "after", "last", "in-good-batch"};
+    for (int i = 0; i < 4; i++) {
+        char cmd[256];
+        snprintf(cmd, sizeof(cmd), "%s -a %s get pipe %s", statectl_path(), srv.tcp_addr,
+                 present[i]);
+        ck_assert_msg(run_cmd(cmd, out, sizeof(out)) == 0, "%s is missing", present[i]);
+    }
+    char cmd[256];
+    snprintf(cmd, sizeof(cmd), "%s -a %s get pipe in-bad-batch", statectl_path(), srv.tcp_addr);
+    ck_assert_int_ne(run_cmd(cmd, out, sizeof(out)), 0);
+}
+END_TEST
 
 START_TEST(oversize_frame_closes_only_that_connection)
 {
@@ -462,6 +547,7 @@ Suite *sv_suite_protocol(void)
     TCase *tc = tcase_create("protocol");
     tcase_set_timeout(tc, 60);
     tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, pipelined_batches_are_atomic_among_other_writes);
     tcase_add_test(tc, oversize_frame_closes_only_that_connection);
     tcase_add_test(tc, undecodable_frame_closes);
     tcase_add_test(tc, request_without_op_closes);

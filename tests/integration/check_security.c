@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -408,6 +409,125 @@ START_TEST(full_map_refuses_writes_then_recovers)
 }
 END_TEST
 
+/* Puts 16 KiB values under new keys until a put fails; returns its code
+ * and the number of puts that succeeded in *ok. */
+static int fill_until_refused(statesrv *c, int from, int *ok)
+{
+    static char val[16 * 1024];
+    memset(val, 'd', sizeof(val));
+    char key[16];
+    int rc = STATESRV_OK, i;
+    for (i = from; i < from + 4000 && rc == STATESRV_OK; i++) {
+        snprintf(key, sizeof(key), "k%d", i);
+        statesrv_key k = {.state = "fill", .key = key, .key_len = strlen(key)};
+        rc = statesrv_put(c, &k, val, sizeof(val));
+    }
+    *ok = i - from - (rc != STATESRV_OK);
+    return rc;
+}
+
+/* The data directory on a 24 MiB tmpfs that also holds a 10 MiB file: the
+ * writable map (4 MiB, allocated on disk up front) grows to 8 MiB, then
+ * cannot get 16 MiB. Writes are refused with a message naming the disk, the
+ * server keeps serving reads, and once the file is removed writes work
+ * again without a restart. */
+START_TEST(full_disk_refuses_writes_then_recovers)
+{
+    ts_start(&srv, NULL);
+    ck_assert_int_eq(ts_stop(&srv), 0);
+    char mnt[256], path[300], conf[300];
+    snprintf(mnt, sizeof(mnt), "%s/data", srv.dir);
+    if (mount("tmpfs", mnt, "tmpfs", 0, "size=24m")) {
+        fprintf(stderr,
+                "full_disk_refuses_writes_then_recovers: SKIPPED (cannot mount a tmpfs: "
+                "%s)\n",
+                strerror(errno));
+        return;
+    }
+    snprintf(path, sizeof(path), "%s/filler", mnt);
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    static char mib[1 << 20];
+    memset(mib, 'f', sizeof(mib));
+    for (int i = 0; i < 10; i++)
+        ck_assert_uint_eq(fwrite(mib, 1, sizeof(mib), f), sizeof(mib));
+    ck_assert_int_eq(fclose(f), 0);
+    snprintf(conf, sizeof(conf), "%s/disk.conf", srv.dir);
+    f = fopen(conf, "w");
+    fprintf(f, "map_size = 4M\nmap_size_max = 1G\n");
+    fclose(f);
+    const char *extra[] = {"--config", conf, NULL};
+    ts_restart(&srv, extra);
+    ck_assert(ts_log_contains(&srv, "writemap on"));
+
+    statesrv *c;
+    char err[256];
+    ck_assert_int_eq(statesrv_connect2(srv.tcp_addr, NULL, &c, err, sizeof(err)), STATESRV_OK);
+    int ok;
+    ck_assert_int_eq(fill_until_refused(c, 0, &ok), STATESRV_NO_SPACE);
+    ck_assert_ptr_nonnull(strstr(statesrv_errmsg(c), "disk is full"));
+    ck_assert_int_gt(ok, 100); /* the map did grow to 8 MiB first */
+    statesrv_key k0 = {.state = "fill", .key = "k0", .key_len = 2};
+    statesrv_value v;
+    ck_assert_int_eq(statesrv_get(c, &k0, &v), STATESRV_OK);
+    ck_assert_uint_eq(v.len, 16 * 1024);
+    statesrv_value_free(&v);
+    ck_assert_int_eq(kill(srv.pid, 0), 0);
+
+    /* Space returns: the next write grows the map and succeeds. */
+    ck_assert_int_eq(unlink(path), 0);
+    int more;
+    int rc = fill_until_refused(c, ok, &more);
+    ck_assert_int_gt(more, 100);
+    ck_assert_int_eq(rc, STATESRV_NO_SPACE); /* the tmpfs itself, eventually */
+    char key[16];
+    snprintf(key, sizeof(key), "k%d", ok + more - 1);
+    statesrv_key kl = {.state = "fill", .key = key, .key_len = strlen(key)};
+    ck_assert_int_eq(statesrv_get(c, &kl, &v), STATESRV_OK);
+    statesrv_value_free(&v);
+    statesrv_close(c);
+    ck_assert_int_eq(ts_stop(&srv), 0);
+    umount(mnt);
+}
+END_TEST
+
+/* A map that cannot be allocated on disk at start: the server runs without
+ * writemap, says so, and works. */
+START_TEST(writemap_falls_back_when_disk_is_short)
+{
+    ts_start(&srv, NULL);
+    ck_assert_int_eq(ts_stop(&srv), 0);
+    char mnt[256], conf[300];
+    snprintf(mnt, sizeof(mnt), "%s/data", srv.dir);
+    if (mount("tmpfs", mnt, "tmpfs", 0, "size=8m")) {
+        fprintf(stderr,
+                "writemap_falls_back_when_disk_is_short: SKIPPED (cannot mount a "
+                "tmpfs: %s)\n",
+                strerror(errno));
+        return;
+    }
+    snprintf(conf, sizeof(conf), "%s/disk.conf", srv.dir);
+    FILE *f = fopen(conf, "w");
+    fprintf(f, "map_size = 16M\n");
+    fclose(f);
+    const char *extra[] = {"--config", conf, NULL};
+    ts_restart(&srv, extra);
+    ck_assert(ts_log_contains(&srv, "running without writemap"));
+    ck_assert(ts_log_contains(&srv, "writemap off"));
+    statesrv *c;
+    char err[256];
+    ck_assert_int_eq(statesrv_connect2(srv.tcp_addr, NULL, &c, err, sizeof(err)), STATESRV_OK);
+    statesrv_key k = {.state = "s", .key = "a", .key_len = 1};
+    ck_assert_int_eq(statesrv_put(c, &k, "v", 1), STATESRV_OK);
+    statesrv_value v;
+    ck_assert_int_eq(statesrv_get(c, &k, &v), STATESRV_OK);
+    statesrv_value_free(&v);
+    statesrv_close(c);
+    ck_assert_int_eq(ts_stop(&srv), 0);
+    umount(mnt);
+}
+END_TEST
+
 START_TEST(out_of_descriptors_is_survived)
 {
     ts_start(&srv, NULL);
@@ -458,6 +578,8 @@ Suite *sv_suite_security(void)
     tcase_add_test(tc, client_that_never_reads_is_cut_off);
     tcase_add_test(tc, count_limits);
     tcase_add_test(tc, full_map_refuses_writes_then_recovers);
+    tcase_add_test(tc, full_disk_refuses_writes_then_recovers);
+    tcase_add_test(tc, writemap_falls_back_when_disk_is_short);
     tcase_add_test(tc, out_of_descriptors_is_survived);
     suite_add_tcase(s, tc);
     return s;

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static char dir[64];
@@ -153,6 +154,53 @@ START_TEST(savepoint_rollback)
     ck_assert(!get_is(s, "a", "k2", "", ""));
     sv_store_abort(s);
     sv_store_close(s);
+}
+END_TEST
+
+/* With writemap LMDB has no nested transactions: a savepoint needs a group
+ * transaction that has written nothing, and its rollback discards it. */
+START_TEST(savepoint_rollback_writemap)
+{
+    struct sv_store_options o = opts();
+    o.writemap = 1;
+    struct sv_store *s = open_store(&o);
+    ck_assert(sv_store_writemap_active(s));
+    ck_assert_int_eq(sv_store_begin(s), 0);
+    put(s, "a", "k1", "", "committed");
+    ck_assert_int_eq(sv_store_commit(s), 0);
+
+    ck_assert_int_eq(sv_store_begin(s), 0);
+    ck_assert(!sv_store_savepoint_needs_clean_txn(s));
+    ck_assert(get_is(s, "a", "k1", "", "committed")); /* reads keep it clean */
+    ck_assert(!sv_store_savepoint_needs_clean_txn(s));
+    ck_assert_int_eq(sv_store_savepoint(s), 0);
+    put(s, "a", "k2", "", "inner");
+    put(s, "b", "k3", "", "inner-new-state");
+    sv_store_rollback(s);
+    ck_assert(sv_store_in_txn(s));
+    ck_assert(!get_is(s, "a", "k2", "", ""));
+    ck_assert(!get_is(s, "b", "k3", "", ""));
+    ck_assert(get_is(s, "a", "k1", "", "committed"));
+    /* The transaction goes on: a savepoint again, released, then more. */
+    ck_assert_int_eq(sv_store_savepoint(s), 0);
+    put(s, "b", "k4", "", "kept");
+    ck_assert_int_eq(sv_store_release(s), 0);
+    ck_assert(sv_store_savepoint_needs_clean_txn(s));
+    ck_assert_int_eq(sv_store_savepoint(s), SV_EINTERNAL);
+    put(s, "a", "k5", "", "after");
+    ck_assert_int_eq(sv_store_commit(s), 0);
+    ck_assert_int_eq(sv_store_begin(s), 0);
+    ck_assert(get_is(s, "b", "k4", "", "kept"));
+    ck_assert(get_is(s, "a", "k5", "", "after"));
+    ck_assert(!get_is(s, "a", "k2", "", ""));
+    sv_store_abort(s);
+    sv_store_close(s);
+    /* The map's size is allocated on disk up front. */
+    char path[128];
+    snprintf(path, sizeof(path), "%s/current/data.mdb", dir);
+    struct stat st;
+    ck_assert_int_eq(stat(path, &st), 0);
+    ck_assert_int_ge((long long)st.st_blocks * 512, (long long)o.map_size);
 }
 END_TEST
 
@@ -559,6 +607,7 @@ Suite *sv_suite_store(void)
     tcase_add_test(tc, put_get_delete_survive_reopen);
     tcase_add_test(tc, abort_discards_and_forgets_new_state);
     tcase_add_test(tc, savepoint_rollback);
+    tcase_add_test(tc, savepoint_rollback_writemap);
     tcase_add_test(tc, merge_append_and_add);
     tcase_add_test(tc, append_respects_max_value_size);
     tcase_add_test(tc, scan_and_delete_range);
