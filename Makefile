@@ -4,6 +4,8 @@
 #   make test       build and run every Check suite (unit + integration)
 #   make run        start statesrvd in the foreground with conf/statesrvd.conf, data in ./var
 #   make deps       install missing Debian packages (as root; no-op when present)
+#   make install    install under PREFIX (/usr/local), staged by DESTDIR; make uninstall
+#   make test-install  install into temp dirs, build and run a pkg-config client, uninstall
 #   make SANITIZE=address,undefined test    the same under ASan/UBSan (in build/sanitize)
 #   make fuzz       build the libFuzzer targets (clang) in build/fuzz
 #   make fuzz-smoke run each fuzz target FUZZ_SECONDS (default 60) over its seed corpus
@@ -26,14 +28,16 @@ GEN := build/gen
 # Debian packages the build and the tests need. `make deps` installs the
 # missing ones with apt-get, and does nothing when all are present.
 DEB_PKGS := build-essential pkg-config libuv1-dev liblmdb-dev libprotobuf-c-dev \
-            protobuf-c-compiler check libinih-dev lmdb-utils libzstd-dev libxxhash-dev
+            protobuf-c-compiler check libinih-dev lmdb-utils libzstd-dev libxxhash-dev \
+            libhttp-parser-dev curl man-db groff-base
 # Only for the developer targets (format, test-valgrind, fuzz): `make deps-dev`.
 DEB_PKGS_DEV := clang-format valgrind clang libclang-rt-14-dev llvm
 
 PKG_MODULES := libuv lmdb libprotobuf-c inih libzstd libxxhash
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKG_MODULES) 2>/dev/null)
+# http-parser (metrics endpoint) ships no pkg-config file.
 PKG_LIBS = $(shell pkg-config --libs $(PKG_MODULES) 2>/dev/null || \
-             echo -luv -llmdb -lprotobuf-c -linih -lzstd -lxxhash)
+             echo -luv -llmdb -lprotobuf-c -linih -lzstd -lxxhash) -lhttp_parser
 # What the checkpoint module needs beyond libstatesrv (statectl links it too).
 CKPT_LIBS = $(shell pkg-config --libs libprotobuf-c libzstd libxxhash 2>/dev/null || \
               echo -lprotobuf-c -lzstd -lxxhash)
@@ -85,7 +89,7 @@ DEPS_STAMP := build/.deps-ok
 DEPS_DEV_STAMP := build/.deps-dev-ok
 
 .PHONY: all deps deps-dev test test-unit test-integration test-valgrind run clean format format-check \
-        bench bench-snapshot fuzz fuzz-smoke fuzz-corpus
+        bench bench-snapshot fuzz fuzz-smoke fuzz-corpus install uninstall test-install test-docs
 .DEFAULT_GOAL := all
 
 all: $(STATESRVD) $(STATECTL) $(LIB_A) $(LIB_SO) $(BENCH_TOOL) $(EXAMPLES)
@@ -195,7 +199,12 @@ $(INTEG_BIN): $(INTEG_SRC:%.c=$(BUILD)/obj/%.o) $(LIB_A)
 $(BUILD)/obj/tests/%.o: ALL_CPPFLAGS += -Iserver -Itests
 
 # `all` too: after `make test` every artifact the README names exists.
-test: all test-unit test-integration
+test: all test-unit test-integration test-docs test-install
+
+# Man pages render without warnings, and the docs name every setting, flag
+# and API function the code has (tests/tools/check-man.sh).
+test-docs: all
+	$(Q)tests/tools/check-man.sh
 
 test-unit: $(UNIT_BIN)
 	$(Q)$(UNIT_BIN)
@@ -309,6 +318,104 @@ fuzz-smoke: $(FUZZ_BINS)
 	  grep -E '^stat::(number_of_executed_units|average_exec_per_sec|new_units_added|peak_rss_mb)' \
 	    $(FUZZ_BUILD)/run/fuzz_$$t.log | tr '\n' ' '; echo; \
 	done
+
+# --- install -------------------------------------------------------------
+# make install [PREFIX=/usr/local] [DESTDIR=/staging/root] [BINDIR=...] ...
+# Every directory below may be set on the command line; DESTDIR is prepended
+# to each (for packaging) and is never written into an installed file.
+BINDIR ?= $(PREFIX)/bin
+SBINDIR ?= $(PREFIX)/sbin
+LIBDIR ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+DATAROOTDIR ?= $(PREFIX)/share
+MANDIR ?= $(DATAROOTDIR)/man
+DOCDIR ?= $(DATAROOTDIR)/doc/statesrvd
+# /etc for PREFIX /usr and /usr/local (where the unit and the docs look for
+# /etc/statesrvd/statesrvd.conf), PREFIX/etc for any other prefix.
+SYSCONFDIR ?= $(if $(filter /usr /usr/local,$(PREFIX)),/etc,$(PREFIX)/etc)
+# systemd reads units from /usr/local/lib/systemd/system and
+# /usr/lib/systemd/system; with another PREFIX, set SYSTEMDUNITDIR=/etc/systemd/system.
+SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
+INSTALL ?= install
+# Run after installing or removing the library, when DESTDIR is empty and we are root.
+LDCONFIG ?= ldconfig
+
+MAN_PAGES := docs/man/statesrvd.8 docs/man/statectl.1 docs/man/statesrvd.conf.5 docs/man/libstatesrv.3
+DOC_FILES := $(wildcard docs/*.md)
+INSTALLED_CONF = $(DESTDIR)$(SYSCONFDIR)/statesrvd/statesrvd.conf
+INSTALLED_UNIT = $(DESTDIR)$(SYSTEMDUNITDIR)/statesrvd@.service
+
+# The sample config goes to $(SYSCONFDIR)/statesrvd/ only when no config is
+# there (an existing one is never overwritten); its pristine copy is always
+# in $(DOCDIR)/examples/. statesrv.pc and the unit are written straight into
+# place from their templates (nothing is built in build/ as root): the unit's
+# ExecStart, config and documentation paths follow SBINDIR, SYSCONFDIR and DOCDIR.
+install: all
+	@echo "  INSTALL $(DESTDIR)$(PREFIX)"
+	$(Q)$(INSTALL) -D -m 0755 $(STATESRVD) "$(DESTDIR)$(SBINDIR)/statesrvd"
+	$(Q)$(INSTALL) -D -m 0755 $(STATECTL) "$(DESTDIR)$(BINDIR)/statectl"
+	$(Q)$(INSTALL) -D -m 0755 $(BENCH_TOOL) "$(DESTDIR)$(BINDIR)/statesrv-bench"
+	$(Q)$(INSTALL) -D -m 0644 $(LIB_SO) "$(DESTDIR)$(LIBDIR)/libstatesrv.so.$(LIB_VERSION)"
+	$(Q)ln -sf libstatesrv.so.$(LIB_VERSION) "$(DESTDIR)$(LIBDIR)/libstatesrv.so.$(LIB_SOVERSION)"
+	$(Q)ln -sf libstatesrv.so.$(LIB_SOVERSION) "$(DESTDIR)$(LIBDIR)/libstatesrv.so"
+	$(Q)$(INSTALL) -D -m 0644 $(LIB_A) "$(DESTDIR)$(LIBDIR)/libstatesrv.a"
+	$(Q)$(INSTALL) -D -m 0644 client/statesrv.h "$(DESTDIR)$(INCLUDEDIR)/statesrv.h"
+	$(Q)$(INSTALL) -d -m 0755 "$(DESTDIR)$(PKGCONFIGDIR)"
+	$(Q)sed -e 's|@PREFIX@|$(PREFIX)|g' \
+	    -e 's|@LIBDIR@|$(patsubst $(PREFIX)/%,$${prefix}/%,$(LIBDIR))|g' \
+	    -e 's|@INCLUDEDIR@|$(patsubst $(PREFIX)/%,$${prefix}/%,$(INCLUDEDIR))|g' \
+	    -e 's|@VERSION@|$(LIB_VERSION)|g' client/statesrv.pc.in > "$(DESTDIR)$(PKGCONFIGDIR)/statesrv.pc"
+	$(Q)chmod 0644 "$(DESTDIR)$(PKGCONFIGDIR)/statesrv.pc"
+	$(Q)for p in $(MAN_PAGES); do \
+	  $(INSTALL) -D -m 0644 $$p "$(DESTDIR)$(MANDIR)/man$${p##*.}/$${p##*/}" || exit 1; done
+	$(Q)for f in $(DOC_FILES); do \
+	  $(INSTALL) -D -m 0644 $$f "$(DESTDIR)$(DOCDIR)/$${f##*/}" || exit 1; done
+	$(Q)$(INSTALL) -D -m 0644 conf/statesrvd.conf "$(DESTDIR)$(DOCDIR)/examples/statesrvd.conf"
+	$(Q)if [ ! -e "$(INSTALLED_CONF)" ]; then \
+	  $(INSTALL) -D -m 0644 conf/statesrvd.conf "$(INSTALLED_CONF)"; \
+	elif ! cmp -s conf/statesrvd.conf "$(INSTALLED_CONF)"; then \
+	  echo "install: kept $(INSTALLED_CONF) (yours); the new sample is $(DESTDIR)$(DOCDIR)/examples/statesrvd.conf"; \
+	fi
+	$(Q)$(INSTALL) -d -m 0755 "$(DESTDIR)$(SYSTEMDUNITDIR)"
+	$(Q)sed -e 's|^ExecStart=[^ ]*/statesrvd |ExecStart=$(SBINDIR)/statesrvd |' \
+	    -e 's|/etc/statesrvd/|$(SYSCONFDIR)/statesrvd/|g' \
+	    -e 's|file://[^ ]*/share/doc/statesrvd/|file://$(DOCDIR)/|g' \
+	    'conf/statesrvd@.service' > "$(INSTALLED_UNIT)"
+	$(Q)chmod 0644 "$(INSTALLED_UNIT)"
+	$(Q)grep -q '^ExecStart=$(SBINDIR)/statesrvd ' "$(INSTALLED_UNIT)" || \
+	  { echo "install: could not set ExecStart in $(INSTALLED_UNIT)"; rm -f "$(INSTALLED_UNIT)"; exit 1; }
+	$(Q)if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ]; then $(LDCONFIG); fi
+
+# Removes what install put there. The config in $(SYSCONFDIR)/statesrvd/ only
+# goes when it is still the sample of this tree; a changed one stays (said).
+# The statesrvd-only directories are removed when empty; shared ones
+# (bin, lib, man/manN, ...) are left alone.
+uninstall:
+	@echo "  UNINSTALL $(DESTDIR)$(PREFIX)"
+	$(Q)rm -f "$(DESTDIR)$(SBINDIR)/statesrvd" "$(DESTDIR)$(BINDIR)/statectl" \
+	    "$(DESTDIR)$(BINDIR)/statesrv-bench" \
+	    "$(DESTDIR)$(LIBDIR)/libstatesrv.so.$(LIB_VERSION)" \
+	    "$(DESTDIR)$(LIBDIR)/libstatesrv.so.$(LIB_SOVERSION)" "$(DESTDIR)$(LIBDIR)/libstatesrv.so" \
+	    "$(DESTDIR)$(LIBDIR)/libstatesrv.a" "$(DESTDIR)$(INCLUDEDIR)/statesrv.h" \
+	    "$(DESTDIR)$(PKGCONFIGDIR)/statesrv.pc" "$(INSTALLED_UNIT)" \
+	    "$(DESTDIR)$(DOCDIR)/examples/statesrvd.conf"
+	$(Q)for p in $(MAN_PAGES); do rm -f "$(DESTDIR)$(MANDIR)/man$${p##*.}/$${p##*/}"; done
+	$(Q)for f in $(DOC_FILES); do rm -f "$(DESTDIR)$(DOCDIR)/$${f##*/}"; done
+	$(Q)if [ -e "$(INSTALLED_CONF)" ]; then \
+	  if cmp -s conf/statesrvd.conf "$(INSTALLED_CONF)"; then rm -f "$(INSTALLED_CONF)"; \
+	  else echo "uninstall: kept $(INSTALLED_CONF) (changed from the sample)"; fi; \
+	fi
+	$(Q)for d in "$(DESTDIR)$(SYSCONFDIR)/statesrvd" "$(DESTDIR)$(DOCDIR)/examples" "$(DESTDIR)$(DOCDIR)"; do \
+	  if [ -d "$$d" ]; then rmdir "$$d" 2>/dev/null || true; fi; done
+	$(Q)if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ]; then $(LDCONFIG); fi
+
+# Installs into temp dirs (DESTDIR, then PREFIX), builds and runs a program
+# outside the tree against the installed library with pkg-config, checks the
+# man pages and that uninstall leaves nothing (tests/tools/check-install.sh).
+test-install: all
+	$(Q)SV_BUILD=$(BUILD) SV_SANITIZE=$(SANITIZE) SV_APP_FLAGS="$(SANFLAGS)" \
+	    tests/tools/check-install.sh
 
 # --- running -------------------------------------------------------------
 run: $(STATESRVD) $(STATECTL)

@@ -7,6 +7,7 @@
  * answer it with the error, and leave the rest for the next batch — every
  * batch makes progress). */
 #include "checkpoint.h"
+#include "metrics.h"
 #include "server.h"
 #include "sv_error.h"
 #include "sv_keys.h"
@@ -107,6 +108,8 @@ static int append_error(struct sv_conn *c, uint64_t id, int err, const char *msg
 /* A framing error: one reply with id 0, then the connection drains. */
 static void fatal_reply(struct sv_conn *c, int err, const char *msg)
 {
+    if (err == SV_EPROTO || err == SV_ETOOLARGE)
+        c->srv->conn_errors[SV_CERR_PROTOCOL]++;
     sv_warn_limited("conn %llu (%s): %s; closing", (unsigned long long)c->id, c->peer, msg);
     if (append_error(c, 0, err, msg) == 0)
         c->fatal = 1;
@@ -168,6 +171,7 @@ static void run_batch(struct sv_server *srv)
     int rc;
 
     sv_store_grow_if_needed(srv->store);
+    uint64_t t0_ns = uv_hrtime();
 redo:
     srv->nbatch = 0;
     if ((rc = sv_store_begin(srv->store))) {
@@ -355,6 +359,15 @@ redo:
         srv->commits++;
         /* A snapshot taken now holds exactly the acknowledged writes. */
         sv_checkpoints_start_queued(srv->ckpt);
+    }
+    /* Every request of the batch waited for the same commit: one latency
+     * per op, counted as many times as the op ran (snapshot and restore
+     * are observed when their job replies). */
+    for (unsigned i = 0; i < SV_OP_SLOTS; i++) {
+        uint64_t n = srv->ops[i].count - saved_ops[i].count;
+        if (!n || i == STATESRV__V1__REQUEST__OP_SNAPSHOT || i == STATESRV__V1__REQUEST__OP_RESTORE)
+            continue;
+        sv_metrics_observe_n(srv, i, t0_ns, n);
     }
 
     for (size_t i = 0; i < srv->nbatch; i++) {

@@ -1,6 +1,7 @@
 /* Snapshot and restore jobs. See checkpoint.h for the rules. */
 #include "checkpoint.h"
 #include "fsutil.h"
+#include "metrics.h"
 #include "server.h"
 #include "store.h"
 #include "sv_ckpt.h"
@@ -38,6 +39,7 @@ struct job {
     uint64_t id; /* snapshot: the checkpoint id */
     uint64_t started_ms;
     uint64_t duration_ms;
+    uint64_t t0_ns; /* when its request was dispatched (metrics) */
     int rc;
     char msg[512];
 
@@ -69,7 +71,13 @@ struct sv_checkpoints {
     uint64_t last_id, last_bytes, last_duration_ms, last_unix_ms;
     uint64_t restores;
     uint64_t last_restore_ms;
+    uint64_t snapshot_failures;
 };
+
+uint64_t sv_checkpoints_failures(const struct sv_checkpoints *ck)
+{
+    return ck->snapshot_failures;
+}
 
 static uint64_t wall_ms(void)
 {
@@ -326,11 +334,21 @@ static Statesrv__V1__CheckpointManifest *manifest_to_pb(const struct sv_ckpt_man
 
 static void reply(struct job *j, Statesrv__V1__Response *resp)
 {
+    struct sv_server *srv = j->ck->srv;
+    if (j->t0_ns) { /* its request was counted when dispatched; its status is known now */
+        unsigned slot = j->kind == JOB_SNAPSHOT ? STATESRV__V1__REQUEST__OP_SNAPSHOT
+                                                : STATESRV__V1__REQUEST__OP_RESTORE;
+        if ((unsigned)resp->status < SV_STATUS_SLOTS)
+            srv->ops[slot].by_status[resp->status]++;
+        if (resp->status != STATESRV__V1__STATUS__OK)
+            srv->ops[slot].errors++;
+        sv_metrics_observe(srv, slot, j->t0_ns);
+        j->t0_ns = 0;
+    }
     struct sv_conn *c = j->waiter;
     if (!c)
         return;
     j->waiter = NULL;
-    struct sv_server *srv = j->ck->srv;
     resp->id = j->req_id;
     if (sv_msg_append(&c->out, &resp->base, srv->cfg->max_frame_size)) {
         sv_conn_close(c);
@@ -756,6 +774,8 @@ static void job_done(uv_work_t *w, int status)
     ck->running = NULL;
 
     if (j->rc) {
+        if (j->kind == JOB_SNAPSHOT)
+            ck->snapshot_failures++;
         sv_error("%s %" PRIu64 " failed: %s", j->kind == JOB_SNAPSHOT ? "snapshot" : "restore",
                  j->id, j->msg);
         reply_error(j, j->rc, j->msg);
@@ -816,6 +836,7 @@ static struct job *job_new(struct sv_checkpoints *ck, enum job_kind kind, struct
     j->waiter = c;
     j->req_id = req_id;
     j->work.data = j;
+    j->t0_ns = c ? uv_hrtime() : 0;
     return j;
 }
 

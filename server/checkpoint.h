@@ -60,6 +60,9 @@ int sv_checkpoints_list(struct sv_checkpoints *ck, ProtobufCAllocator *alloc,
                         size_t msglen);
 int sv_checkpoints_delete(struct sv_checkpoints *ck, uint64_t id, char *msg, size_t msglen);
 
+/* Snapshots that failed since start. */
+uint64_t sv_checkpoints_failures(const struct sv_checkpoints *ck);
+
 /* Fills the checkpoint fields of a stats reply (progress from the arena). */
 void sv_checkpoints_stats(struct sv_checkpoints *ck, ProtobufCAllocator *alloc,
                           Statesrv__V1__StatsResult *r);

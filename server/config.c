@@ -161,6 +161,17 @@ int sv_config_set(struct sv_config *cfg, const char *name, const char *value, ch
         }
         return set_string(cfg->listen, sizeof(cfg->listen), value, err, errlen, name);
     }
+    if (strcmp(name, "metrics_listen") == 0) {
+        if (*value && check_listen(value)) {
+            snprintf(err, errlen,
+                     "metrics_listen = '%s': expected HOST:PORT with a port from 0 to 65535 "
+                     "(e.g. 127.0.0.1:9464), or empty for none",
+                     value);
+            return SV_EINVAL;
+        }
+        return set_string(cfg->metrics_listen, sizeof(cfg->metrics_listen), value, err, errlen,
+                          name);
+    }
     if (strcmp(name, "unix_socket") == 0)
         return set_string(cfg->unix_socket, sizeof(cfg->unix_socket), value, err, errlen, name);
     if (strcmp(name, "data_dir") == 0) {

@@ -14,6 +14,7 @@ enum sv_sync_mode { SV_SYNC_NONE, SV_SYNC_ALWAYS };
 
 struct sv_config {
     char listen[256];              /* "host:port"; empty: no TCP listener */
+    char metrics_listen[256];      /* HTTP /metrics "host:port"; empty: off */
     char unix_socket[SV_PATH_MAX]; /* empty: no Unix socket */
     unsigned unix_socket_mode;
     char data_dir[SV_PATH_MAX];

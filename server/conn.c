@@ -393,6 +393,7 @@ void sv_conn_accept(struct sv_server *srv, uv_stream_t *listener, int is_unix)
     srv->nconns++;
 
     if ((rc = uv_accept(listener, &c->h.stream))) {
+        srv->conn_errors[SV_CERR_ACCEPT]++;
         sv_warn("accept: %s", uv_strerror(rc));
         sv_conn_close(c);
         return;
@@ -443,6 +444,7 @@ void sv_conn_sweep(struct sv_server *srv, uint64_t now)
         uint64_t quiet = now - c->last_read_ms;
         if (c->blocked_since_ms &&
             now - c->blocked_since_ms > (uint64_t)cfg->output_timeout * 1000) {
+            srv->conn_errors[SV_CERR_OUTPUT_TIMEOUT]++;
             sv_warn_limited("conn %llu (%s): %zu bytes of replies unread for %u s; closing",
                             (unsigned long long)c->id, c->peer, sv_conn_output(c),
                             cfg->output_timeout);
@@ -453,11 +455,13 @@ void sv_conn_sweep(struct sv_server *srv, uint64_t now)
             continue;
         int partial = c->in.len > c->in.pos;
         if (partial && quiet > (uint64_t)cfg->header_timeout * 1000) {
+            srv->conn_errors[SV_CERR_HEADER_TIMEOUT]++;
             sv_warn_limited("conn %llu (%s): half a frame and no input for %u s; closing",
                             (unsigned long long)c->id, c->peer, cfg->header_timeout);
             sv_conn_fail(c, SV_STATUS_UNAVAILABLE, "timed out in the middle of a frame");
         } else if (!partial && cfg->idle_timeout && !sv_conn_output(c) &&
                    quiet > (uint64_t)cfg->idle_timeout * 1000) {
+            srv->conn_errors[SV_CERR_IDLE_TIMEOUT]++;
             sv_info("conn %llu (%s): idle for %u s; closing", (unsigned long long)c->id, c->peer,
                     cfg->idle_timeout);
             sv_conn_fail(c, SV_STATUS_UNAVAILABLE, "idle timeout");

@@ -2,6 +2,7 @@
  * the current transaction, fill the Response. Results and messages live in
  * the server's arena until the batch's replies are encoded. */
 #include "checkpoint.h"
+#include "metrics.h"
 #include "server.h"
 #include "sv_error.h"
 #include "sv_keys.h"
@@ -677,44 +678,13 @@ static int op_list_states(struct ctx *x, Statesrv__V1__Response *resp)
 
 static int op_stats(struct ctx *x, Statesrv__V1__Response *resp)
 {
-    struct sv_server *srv = x->srv;
-    struct state_list l = {.x = x};
-    int rc = sv_store_list_states(x->store, collect_state, &l);
-    if (rc)
-        return store_fail(x, rc, NULL);
     Statesrv__V1__StatsResult *r = arena(x, sizeof(*r));
-    Statesrv__V1__OpStats **ops = arena(x, sizeof(*ops) * SV_OP_SLOTS);
-    Statesrv__V1__OpStats *opv = arena(x, sizeof(*opv) * SV_OP_SLOTS);
-    if (!r || !ops || !opv)
+    if (!r)
         return -ENOMEM;
     statesrv__v1__stats_result__init(r);
-    size_t nops = 0;
-    for (int i = 0; i < SV_OP_SLOTS; i++) {
-        const char *name = sv_msg_op_name((Statesrv__V1__Request__OpCase)i);
-        if (strcmp(name, "unknown") == 0)
-            continue;
-        statesrv__v1__op_stats__init(&opv[nops]);
-        opv[nops].op = (char *)name;
-        opv[nops].count = srv->ops[i].count;
-        opv[nops].errors = srv->ops[i].errors;
-        ops[nops] = &opv[nops];
-        nops++;
-    }
-    r->server_version = SV_VERSION;
-    r->uptime_seconds = (sv_now_ms() - srv->started_ms) / 1000;
-    r->connections_current = srv->nconns;
-    r->connections_total = srv->connections_total;
-    r->connections_rejected = srv->connections_rejected;
-    r->n_ops = nops;
-    r->ops = ops;
-    r->n_states = l.n;
-    r->states = l.items;
-    sv_store_usage(x->store, &r->map_size, &r->map_used);
-    r->key_groups = sv_store_key_groups(x->store);
-    r->commits = srv->commits;
-    r->bytes_in = srv->bytes_in;
-    r->bytes_out = srv->bytes_out;
-    sv_checkpoints_stats(srv->ckpt, &srv->arena.pb, r);
+    int rc = sv_stats_fill(x->srv, &x->srv->arena.pb, r);
+    if (rc)
+        return store_fail(x, rc, NULL);
     resp->result_case = STATESRV__V1__RESPONSE__RESULT_STATS;
     resp->stats = r;
     return 0;
@@ -863,7 +833,10 @@ done:;
     unsigned slot = (unsigned)req->op_case < SV_OP_SLOTS ? (unsigned)req->op_case : 0;
     srv->ops[slot].count++;
     if (deferred)
-        return SV_DISPATCH_DEFERRED;
+        return SV_DISPATCH_DEFERRED; /* its status is counted when the job replies */
+    unsigned status = rc ? (unsigned)sv_error_status(rc) : 0;
+    if (status < SV_STATUS_SLOTS)
+        srv->ops[slot].by_status[status]++;
     if (rc == 0)
         return SV_DISPATCH_REPLY;
     if (rc != SV_ENOTFOUND) /* a miss is an answer, not an error */

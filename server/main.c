@@ -38,6 +38,8 @@ static void usage(FILE *f)
             "                           restore_roots); repeat, or separate with commas,\n"
             "                           to merge several (rescaling)\n"
             "      --restore-key-groups A-B  take only key groups A..B from the sources\n"
+            "      --metrics-listen HOST:PORT  serve Prometheus metrics at\n"
+            "                           http://HOST:PORT/metrics (default: off)\n"
             "      --log-level LEVEL    debug, info, warn or error\n"
             "  -h, --help               show this help\n"
             "  -V, --version            show the version\n"
@@ -47,7 +49,14 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
-    enum { OPT_CHECKPOINT_DIR = 256, OPT_SYNC, OPT_LOG_LEVEL, OPT_RESTORE_FROM, OPT_RESTORE_KG };
+    enum {
+        OPT_CHECKPOINT_DIR = 256,
+        OPT_SYNC,
+        OPT_LOG_LEVEL,
+        OPT_RESTORE_FROM,
+        OPT_RESTORE_KG,
+        OPT_METRICS_LISTEN
+    };
     static const struct option opts[] = {
         {"config", required_argument, NULL, 'c'},
         {"listen", required_argument, NULL, 'l'},
@@ -57,6 +66,7 @@ int main(int argc, char **argv)
         {"key-groups", required_argument, NULL, 'k'},
         {"sync", required_argument, NULL, OPT_SYNC},
         {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+        {"metrics-listen", required_argument, NULL, OPT_METRICS_LISTEN},
         {"restore-from", required_argument, NULL, OPT_RESTORE_FROM},
         {"restore-key-groups", required_argument, NULL, OPT_RESTORE_KG},
         {"help", no_argument, NULL, 'h'},
@@ -99,6 +109,9 @@ int main(int argc, char **argv)
             break;
         case OPT_LOG_LEVEL:
             name = "log_level";
+            break;
+        case OPT_METRICS_LISTEN:
+            name = "metrics_listen";
             break;
         case OPT_RESTORE_FROM: {
             /* Repeatable, and each may be a comma-separated list. */

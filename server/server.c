@@ -2,6 +2,7 @@
  * group commit, and graceful shutdown. */
 #include "server.h"
 #include "checkpoint.h"
+#include "metrics.h"
 #include "sv_error.h"
 #include "sv_log.h"
 
@@ -33,6 +34,7 @@ static void on_tcp_connection(uv_stream_t *listener, int status)
 {
     struct sv_server *srv = listener->data;
     if (status < 0) {
+        srv->conn_errors[SV_CERR_ACCEPT]++;
         sv_warn_limited("accept on %s failed: %s", srv->cfg->listen, uv_strerror(status));
         return;
     }
@@ -43,6 +45,7 @@ static void on_unix_connection(uv_stream_t *listener, int status)
 {
     struct sv_server *srv = listener->data;
     if (status < 0) {
+        srv->conn_errors[SV_CERR_ACCEPT]++;
         sv_warn_limited("accept on %s failed: %s", srv->cfg->unix_socket, uv_strerror(status));
         return;
     }
@@ -92,7 +95,7 @@ static void on_check(uv_check_t *h)
 }
 
 /* "host:port" or "[v6]:port" into a socket address. */
-static int parse_listen(const char *s, struct sockaddr_storage *ss, char *err, size_t errlen)
+int sv_server_parse_listen(const char *s, struct sockaddr_storage *ss, char *err, size_t errlen)
 {
     char host[256];
     const char *colon = strrchr(s, ':');
@@ -135,7 +138,7 @@ static int parse_listen(const char *s, struct sockaddr_storage *ss, char *err, s
     return 0;
 }
 
-static int is_loopback(const struct sockaddr_storage *ss)
+int sv_server_is_loopback(const struct sockaddr_storage *ss)
 {
     if (ss->ss_family == AF_INET)
         return (ntohl(((const struct sockaddr_in *)ss)->sin_addr.s_addr) >> 24) == 127;
@@ -225,7 +228,7 @@ static int listen_tcp(struct sv_server *srv, char *err, size_t errlen)
 {
     struct sockaddr_storage ss;
     memset(&ss, 0, sizeof(ss));
-    int rc = parse_listen(srv->cfg->listen, &ss, err, errlen);
+    int rc = sv_server_parse_listen(srv->cfg->listen, &ss, err, errlen);
     if (rc)
         return rc;
     if ((rc = uv_tcp_init(srv->loop, &srv->tcp))) {
@@ -242,20 +245,26 @@ static int listen_tcp(struct sv_server *srv, char *err, size_t errlen)
     /* With port 0 the kernel picks one; say which (tests read this line). */
     struct sockaddr_storage bound;
     int len = sizeof(bound);
-    char host[INET6_ADDRSTRLEN] = "?";
+    char host[INET6_ADDRSTRLEN + 2] = "?";
     int port = 0;
-    if (uv_tcp_getsockname(&srv->tcp, (struct sockaddr *)&bound, &len) == 0) {
-        if (bound.ss_family == AF_INET) {
-            uv_ip4_name((struct sockaddr_in *)&bound, host, sizeof(host));
-            port = ntohs(((struct sockaddr_in *)&bound)->sin_port);
-        } else {
-            uv_ip6_name((struct sockaddr_in6 *)&bound, host, sizeof(host));
-            port = ntohs(((struct sockaddr_in6 *)&bound)->sin6_port);
-        }
-    }
-    sv_info("listening on %s%s%s:%d", strchr(host, ':') ? "[" : "", host,
-            strchr(host, ':') ? "]" : "", port);
+    if (uv_tcp_getsockname(&srv->tcp, (struct sockaddr *)&bound, &len) == 0)
+        sv_server_addr_name(&bound, host, sizeof(host), &port);
+    sv_info("listening on %s:%d", host, port);
     return 0;
+}
+
+void sv_server_addr_name(const struct sockaddr_storage *ss, char *out, size_t cap, int *port)
+{
+    char host[INET6_ADDRSTRLEN] = "?";
+    if (ss->ss_family == AF_INET) {
+        uv_ip4_name((const struct sockaddr_in *)ss, host, sizeof(host));
+        *port = ntohs(((const struct sockaddr_in *)ss)->sin_port);
+        snprintf(out, cap, "%s", host);
+    } else {
+        uv_ip6_name((const struct sockaddr_in6 *)ss, host, sizeof(host));
+        *port = ntohs(((const struct sockaddr_in6 *)ss)->sin6_port);
+        snprintf(out, cap, "[%s]", host);
+    }
 }
 
 /* The token a client must present in hello: the file's first line. */
@@ -304,10 +313,10 @@ int sv_server_check_exposure(const struct sv_config *cfg, char *err, size_t errl
         return 0;
     struct sockaddr_storage ss;
     memset(&ss, 0, sizeof(ss));
-    int rc = parse_listen(cfg->listen, &ss, err, errlen);
+    int rc = sv_server_parse_listen(cfg->listen, &ss, err, errlen);
     if (rc)
         return rc;
-    if (is_loopback(&ss))
+    if (sv_server_is_loopback(&ss))
         return 0;
     snprintf(err, errlen,
              "listen = %s is reachable from other hosts, and anyone who can connect can read and "
@@ -325,6 +334,7 @@ static void close_if_open(uv_handle_t *h)
 
 static void close_listeners(struct sv_server *srv)
 {
+    sv_metrics_stop(srv);
     if (srv->tcp_open) {
         srv->tcp_open = 0;
         close_if_open((uv_handle_t *)&srv->tcp);
@@ -451,6 +461,8 @@ int sv_server_init(struct sv_server *srv, uv_loop_t *loop, const struct sv_confi
     if (cfg->listen[0] && (rc = listen_tcp(srv, err, errlen)))
         return rc;
     if (cfg->unix_socket[0] && (rc = listen_unix(srv, err, errlen)))
+        return rc;
+    if ((rc = sv_metrics_start(srv, err, errlen)))
         return rc;
     return 0;
 }

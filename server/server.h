@@ -80,10 +80,33 @@ struct sv_conn {
     int linger_open;
 };
 
+#define SV_STATUS_SLOTS 16 /* wire statuses 0..8, with room */
+/* Requests by op: saved and restored with the batch when it is replayed. */
 struct sv_op_counter {
     uint64_t count;
     uint64_t errors;
+    uint64_t by_status[SV_STATUS_SLOTS];
 };
+
+/* Latency by op (the metrics' histogram); bounds in metrics.c. */
+#define SV_LAT_BUCKETS 16
+struct sv_op_latency {
+    uint64_t buckets[SV_LAT_BUCKETS]; /* not cumulative; beyond the last: count only */
+    uint64_t count;
+    uint64_t sum_ns;
+};
+
+/* Connection-level failures, for statesrv_errors_total{kind}. */
+enum sv_conn_error {
+    SV_CERR_PROTOCOL,
+    SV_CERR_IDLE_TIMEOUT,
+    SV_CERR_HEADER_TIMEOUT,
+    SV_CERR_OUTPUT_TIMEOUT,
+    SV_CERR_ACCEPT,
+    SV_CERR_COUNT
+};
+
+struct sv_metrics;
 
 struct sv_server {
     uv_loop_t *loop;
@@ -122,6 +145,9 @@ struct sv_server {
     uint64_t commits;
     uint64_t bytes_in, bytes_out;
     struct sv_op_counter ops[SV_OP_SLOTS];
+    struct sv_op_latency lat[SV_OP_SLOTS];
+    uint64_t conn_errors[SV_CERR_COUNT];
+    struct sv_metrics *metrics; /* NULL: metrics_listen is off */
 };
 
 /* A restore to perform before serving (statesrvd --restore-from). */
@@ -140,6 +166,12 @@ int sv_server_init(struct sv_server *srv, uv_loop_t *loop, const struct sv_confi
 /* Refuses a TCP listener other hosts can reach when no auth token is set
  * (unless allow_insecure_remote). Call before opening anything. */
 int sv_server_check_exposure(const struct sv_config *cfg, char *err, size_t errlen);
+struct sockaddr_storage;
+/* HOST:PORT or [V6]:PORT (a name is resolved) into ss. 0 or SV_EINVAL. */
+int sv_server_parse_listen(const char *s, struct sockaddr_storage *ss, char *err, size_t errlen);
+int sv_server_is_loopback(const struct sockaddr_storage *ss);
+/* "1.2.3.4" or "[::1]", and the port. */
+void sv_server_addr_name(const struct sockaddr_storage *ss, char *out, size_t cap, int *port);
 /* Runs until SIGTERM/SIGINT has drained every connection. Returns the exit code. */
 int sv_server_run(struct sv_server *srv);
 void sv_server_free(struct sv_server *srv);

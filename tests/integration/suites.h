@@ -12,5 +12,6 @@ Suite *sv_suite_checkpoint(void);
 Suite *sv_suite_security(void);
 Suite *sv_suite_crash(void);
 Suite *sv_suite_example(void);
+Suite *sv_suite_metrics(void);
 
 #endif

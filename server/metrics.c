@@ -1,0 +1,594 @@
+#include "metrics.h"
+#include "checkpoint.h"
+#include "server.h"
+#include "sv_arena.h"
+#include "sv_buf.h"
+#include "sv_error.h"
+#include "sv_log.h"
+#include "sv_msg.h"
+
+#include <errno.h>
+#include <http_parser.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <uv.h>
+
+/* Upper bounds of the latency buckets, in microseconds (le="0.0001" ...). */
+static const uint64_t lat_bounds_us[SV_LAT_BUCKETS] = {
+    50,    100,   250,    500,    1000,   2500,    5000,    10000,
+    25000, 50000, 100000, 250000, 500000, 1000000, 2500000, 10000000,
+};
+
+struct http_conn {
+    uv_tcp_t tcp;
+    uv_timer_t timer;
+    http_parser parser;
+    uv_write_t write;
+    struct sv_metrics *m;
+    struct http_conn *prev, *next;
+    size_t nread;
+    char url[256];
+    size_t url_len;
+    int url_too_long;
+    int answered;
+    int open_handles; /* freed when both are closed */
+    struct sv_buf resp;
+    char rbuf[2048];
+};
+
+struct sv_metrics {
+    struct sv_server *srv;
+    uv_tcp_t listener;
+    int listening;
+    struct http_conn *conns;
+    unsigned nconns;
+    http_parser_settings settings;
+};
+
+/* --- counters -------------------------------------------------------------- */
+
+void sv_metrics_observe_n(struct sv_server *srv, unsigned op_slot, uint64_t t0_ns, uint64_t n)
+{
+    if (op_slot >= SV_OP_SLOTS)
+        return;
+    uint64_t ns = uv_hrtime() - t0_ns;
+    struct sv_op_latency *l = &srv->lat[op_slot];
+    uint64_t us = ns / 1000;
+    for (int i = 0; i < SV_LAT_BUCKETS; i++) {
+        if (us <= lat_bounds_us[i]) {
+            l->buckets[i] += n;
+            break;
+        }
+    }
+    l->count += n;
+    l->sum_ns += ns * n;
+}
+
+void sv_metrics_observe(struct sv_server *srv, unsigned op_slot, uint64_t t0_ns)
+{
+    sv_metrics_observe_n(srv, op_slot, t0_ns, 1);
+}
+
+struct stats_states {
+    ProtobufCAllocator *alloc;
+    Statesrv__V1__StateInfo **items;
+    size_t n, cap;
+};
+
+static int collect_state(void *ud, const struct sv_state_stat *st)
+{
+    struct stats_states *l = ud;
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 16;
+        Statesrv__V1__StateInfo **items =
+            l->alloc->alloc(l->alloc->allocator_data, sizeof(*items) * cap);
+        if (!items)
+            return -ENOMEM;
+        if (l->n)
+            memcpy(items, l->items, sizeof(*items) * l->n);
+        l->items = items;
+        l->cap = cap;
+    }
+    Statesrv__V1__StateInfo *si = l->alloc->alloc(l->alloc->allocator_data, sizeof(*si));
+    char *name = l->alloc->alloc(l->alloc->allocator_data, strlen(st->name) + 1);
+    if (!si || !name)
+        return -ENOMEM;
+    statesrv__v1__state_info__init(si);
+    si->name = strcpy(name, st->name);
+    si->entries = st->entries;
+    si->bytes = st->bytes;
+    l->items[l->n++] = si;
+    return 0;
+}
+
+int sv_stats_fill(struct sv_server *srv, ProtobufCAllocator *alloc, Statesrv__V1__StatsResult *r)
+{
+    struct stats_states l = {.alloc = alloc};
+    int own_txn = !sv_store_in_txn(srv->store);
+    int rc = own_txn ? sv_store_begin(srv->store) : 0;
+    if (rc)
+        return rc;
+    rc = sv_store_list_states(srv->store, collect_state, &l);
+    if (own_txn)
+        sv_store_abort(srv->store);
+    if (rc)
+        return rc;
+    Statesrv__V1__OpStats **ops = alloc->alloc(alloc->allocator_data, sizeof(*ops) * SV_OP_SLOTS);
+    Statesrv__V1__OpStats *opv = alloc->alloc(alloc->allocator_data, sizeof(*opv) * SV_OP_SLOTS);
+    if (!ops || !opv)
+        return -ENOMEM;
+    size_t nops = 0;
+    for (int i = 0; i < SV_OP_SLOTS; i++) {
+        const char *name = sv_msg_op_name((Statesrv__V1__Request__OpCase)i);
+        if (strcmp(name, "unknown") == 0)
+            continue;
+        statesrv__v1__op_stats__init(&opv[nops]);
+        opv[nops].op = (char *)name;
+        opv[nops].count = srv->ops[i].count;
+        opv[nops].errors = srv->ops[i].errors;
+        ops[nops] = &opv[nops];
+        nops++;
+    }
+    r->server_version = SV_VERSION;
+    r->uptime_seconds = (sv_now_ms() - srv->started_ms) / 1000;
+    r->connections_current = srv->nconns;
+    r->connections_total = srv->connections_total;
+    r->connections_rejected = srv->connections_rejected;
+    r->n_ops = nops;
+    r->ops = ops;
+    r->n_states = l.n;
+    r->states = l.items;
+    sv_store_usage(srv->store, &r->map_size, &r->map_used);
+    r->key_groups = sv_store_key_groups(srv->store);
+    r->commits = srv->commits;
+    r->bytes_in = srv->bytes_in;
+    r->bytes_out = srv->bytes_out;
+    sv_checkpoints_stats(srv->ckpt, alloc, r);
+    return 0;
+}
+
+/* --- exposition ------------------------------------------------------------ */
+
+struct out {
+    struct sv_buf *b;
+    int err;
+};
+
+static void put(struct out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void put(struct out *o, const char *fmt, ...)
+{
+    if (o->err)
+        return;
+    char line[512];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= sizeof(line) || sv_buf_append(o->b, line, (size_t)n))
+        o->err = -ENOMEM;
+}
+
+static void family(struct out *o, const char *name, const char *type, const char *help)
+{
+    put(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void gauge(struct out *o, const char *name, const char *help, double v)
+{
+    family(o, name, "gauge", help);
+    put(o, "%s %.15g\n", name, v);
+}
+
+static void counter(struct out *o, const char *name, const char *help, uint64_t v)
+{
+    family(o, name, "counter", help);
+    put(o, "%s %llu\n", name, (unsigned long long)v);
+}
+
+/* State names are [A-Za-z0-9_.-]: nothing to escape in a label value. */
+int sv_metrics_render(struct sv_server *srv, struct sv_buf *b)
+{
+    struct sv_arena arena;
+    sv_arena_init(&arena, 16 * 1024);
+    Statesrv__V1__StatsResult st = STATESRV__V1__STATS_RESULT__INIT;
+    int rc = sv_stats_fill(srv, &arena.pb, &st);
+    if (rc) {
+        sv_arena_free(&arena);
+        return rc;
+    }
+    struct out o = {.b = b};
+
+    family(&o, "statesrv_build_info", "gauge", "Version of this statesrvd.");
+    put(&o, "statesrv_build_info{version=\"%s\"} 1\n", SV_VERSION);
+    gauge(&o, "statesrv_uptime_seconds", "Seconds since statesrvd started.",
+          (double)(sv_now_ms() - srv->started_ms) / 1000.0);
+
+    family(&o, "statesrv_requests_total", "counter", "Requests answered, by op and status.");
+    for (unsigned i = 0; i < SV_OP_SLOTS; i++) {
+        const char *op = sv_msg_op_name((Statesrv__V1__Request__OpCase)i);
+        if (strcmp(op, "unknown") == 0)
+            continue;
+        for (int s = 0; s < SV_STATUS_SLOTS; s++) {
+            const char *status = sv_status_name(s);
+            if (srv->ops[i].by_status[s] || s == 0)
+                put(&o, "statesrv_requests_total{op=\"%s\",status=\"%s\"} %llu\n", op, status,
+                    (unsigned long long)srv->ops[i].by_status[s]);
+        }
+    }
+
+    family(&o, "statesrv_request_duration_seconds", "histogram",
+           "Time from the start of the group commit that decoded a request until its reply "
+           "was ready (after the commit); for snapshot and restore, until the job ended.");
+    for (unsigned i = 0; i < SV_OP_SLOTS; i++) {
+        const char *op = sv_msg_op_name((Statesrv__V1__Request__OpCase)i);
+        const struct sv_op_latency *l = &srv->lat[i];
+        if (strcmp(op, "unknown") == 0 || !l->count)
+            continue;
+        uint64_t cum = 0;
+        for (int k = 0; k < SV_LAT_BUCKETS; k++) {
+            cum += l->buckets[k];
+            put(&o, "statesrv_request_duration_seconds_bucket{op=\"%s\",le=\"%g\"} %llu\n", op,
+                (double)lat_bounds_us[k] / 1e6, (unsigned long long)cum);
+        }
+        put(&o, "statesrv_request_duration_seconds_bucket{op=\"%s\",le=\"+Inf\"} %llu\n", op,
+            (unsigned long long)l->count);
+        put(&o, "statesrv_request_duration_seconds_sum{op=\"%s\"} %.9f\n", op,
+            (double)l->sum_ns / 1e9);
+        put(&o, "statesrv_request_duration_seconds_count{op=\"%s\"} %llu\n", op,
+            (unsigned long long)l->count);
+    }
+
+    counter(&o, "statesrv_bytes_received_total", "Bytes read from clients.", srv->bytes_in);
+    counter(&o, "statesrv_bytes_sent_total", "Bytes written to clients.", srv->bytes_out);
+    gauge(&o, "statesrv_connections", "Open client connections.", (double)srv->nconns);
+    counter(&o, "statesrv_connections_total", "Client connections accepted.",
+            srv->connections_total);
+    counter(&o, "statesrv_connections_rejected_total",
+            "Connections refused because max_connections was reached.", srv->connections_rejected);
+
+    family(&o, "statesrv_errors_total", "counter",
+           "Requests answered with an error status, and connection-level failures, by kind.");
+    for (int s = 2; s < SV_STATUS_SLOTS; s++) { /* 0 OK, 1 NOT_FOUND: not errors */
+        const char *name = sv_status_name(s);
+        if (strcmp(name, "UNKNOWN") == 0)
+            continue;
+        uint64_t n = 0;
+        for (unsigned i = 0; i < SV_OP_SLOTS; i++)
+            n += srv->ops[i].by_status[s];
+        char kind[32];
+        size_t k = 0;
+        for (; name[k] && k < sizeof(kind) - 1; k++)
+            kind[k] = (char)(name[k] >= 'A' && name[k] <= 'Z' ? name[k] + 32 : name[k]);
+        kind[k] = '\0';
+        put(&o, "statesrv_errors_total{kind=\"%s\"} %llu\n", kind, (unsigned long long)n);
+    }
+    static const char *const cerr_kinds[SV_CERR_COUNT] = {
+        [SV_CERR_PROTOCOL] = "protocol",
+        [SV_CERR_IDLE_TIMEOUT] = "idle_timeout",
+        [SV_CERR_HEADER_TIMEOUT] = "header_timeout",
+        [SV_CERR_OUTPUT_TIMEOUT] = "output_timeout",
+        [SV_CERR_ACCEPT] = "accept",
+    };
+    for (int k = 0; k < SV_CERR_COUNT; k++)
+        put(&o, "statesrv_errors_total{kind=\"%s\"} %llu\n", cerr_kinds[k],
+            (unsigned long long)srv->conn_errors[k]);
+
+    counter(&o, "statesrv_commits_total", "LMDB write transactions committed.", st.commits);
+
+    family(&o, "statesrv_state_entries", "gauge", "Entries in each state.");
+    for (size_t i = 0; i < st.n_states; i++)
+        put(&o, "statesrv_state_entries{state=\"%s\"} %llu\n", st.states[i]->name,
+            (unsigned long long)st.states[i]->entries);
+    family(&o, "statesrv_state_bytes", "gauge", "Bytes of store pages each state occupies.");
+    for (size_t i = 0; i < st.n_states; i++)
+        put(&o, "statesrv_state_bytes{state=\"%s\"} %llu\n", st.states[i]->name,
+            (unsigned long long)st.states[i]->bytes);
+
+    gauge(&o, "statesrv_lmdb_map_size_bytes", "Current LMDB map size.", (double)st.map_size);
+    gauge(&o, "statesrv_lmdb_map_used_bytes", "LMDB map in use (up to the last page written).",
+          (double)st.map_used);
+    gauge(&o, "statesrv_key_groups", "Key groups of this store.", (double)st.key_groups);
+
+    counter(&o, "statesrv_checkpoints_total", "Checkpoints completed since start.",
+            st.checkpoints_completed);
+    counter(&o, "statesrv_checkpoint_failures_total", "Snapshots that failed since start.",
+            sv_checkpoints_failures(srv->ckpt));
+    gauge(&o, "statesrv_checkpoint_in_progress", "1 while a snapshot or restore runs.",
+          st.checkpoint_in_progress ? 1 : 0);
+    gauge(&o, "statesrv_last_checkpoint_id", "Id of the last checkpoint completed.",
+          (double)st.last_checkpoint_id);
+    gauge(&o, "statesrv_last_checkpoint_bytes", "Data file size of the last checkpoint.",
+          (double)st.last_checkpoint_bytes);
+    gauge(&o, "statesrv_last_checkpoint_duration_seconds", "How long the last checkpoint took.",
+          (double)st.last_checkpoint_duration_ms / 1000.0);
+    gauge(&o, "statesrv_last_checkpoint_timestamp_seconds",
+          "Unix time the last checkpoint completed (0: none yet).",
+          (double)st.last_checkpoint_unix_ms / 1000.0);
+    if (st.last_checkpoint_unix_ms) {
+        struct timespec now;
+        clock_gettime(CLOCK_REALTIME, &now);
+        double age = (double)now.tv_sec + (double)now.tv_nsec / 1e9 -
+                     (double)st.last_checkpoint_unix_ms / 1000.0;
+        gauge(&o, "statesrv_last_checkpoint_age_seconds",
+              "Seconds since the last checkpoint completed.", age > 0 ? age : 0);
+    }
+    counter(&o, "statesrv_restores_total", "Restores completed since start.",
+            st.restores_completed);
+    gauge(&o, "statesrv_last_restore_duration_seconds", "How long the last restore took.",
+          (double)st.last_restore_duration_ms / 1000.0);
+    sv_arena_free(&arena);
+    return o.err;
+}
+
+/* --- HTTP ------------------------------------------------------------------ */
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    struct http_conn *c = h->data;
+    if (--c->open_handles > 0)
+        return;
+    sv_buf_free(&c->resp);
+    free(c);
+}
+
+static void http_close(struct http_conn *c)
+{
+    if (uv_is_closing((uv_handle_t *)&c->tcp))
+        return;
+    struct sv_metrics *m = c->m;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        m->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    m->nconns--;
+    uv_timer_stop(&c->timer);
+    uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+    uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
+}
+
+static void on_written(uv_write_t *w, int status)
+{
+    (void)status;
+    http_close(w->data);
+}
+
+static const char *reason(int code)
+{
+    switch (code) {
+    case 200:
+        return "OK";
+    case 400:
+        return "Bad Request";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 414:
+        return "URI Too Long";
+    case 431:
+        return "Request Header Fields Too Large";
+    default:
+        return "Internal Server Error";
+    }
+}
+
+/* Queues the response and closes the connection once it is written. */
+static void respond(struct http_conn *c, int code, const char *body, int head_only)
+{
+    if (c->answered)
+        return;
+    c->answered = 1;
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    size_t blen = code == 200 ? c->resp.len : strlen(body);
+    char hdr[256];
+    int n = snprintf(hdr, sizeof(hdr),
+                     "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s"
+                     "Connection: close\r\n\r\n",
+                     code, reason(code),
+                     code == 200 ? "text/plain; version=0.0.4; charset=utf-8"
+                                 : "text/plain; charset=utf-8",
+                     blen, code == 405 ? "Allow: GET, HEAD\r\n" : "");
+    struct sv_buf *r = &c->resp;
+    if (code == 200) { /* the rendered body is already in resp */
+        /* Put the header in front of the rendered body. */
+        if (sv_buf_reserve(r, (size_t)n)) {
+            http_close(c);
+            return;
+        }
+        memmove(r->data + n, r->data, r->len);
+        memcpy(r->data, hdr, (size_t)n);
+        r->len += (size_t)n;
+        if (head_only)
+            r->len = (size_t)n;
+    } else {
+        r->len = 0;
+        if (sv_buf_append(r, hdr, (size_t)n) || (!head_only && sv_buf_append(r, body, blen))) {
+            http_close(c);
+            return;
+        }
+    }
+    uv_buf_t buf = uv_buf_init((char *)r->data, (unsigned)r->len);
+    c->write.data = c;
+    if (uv_write(&c->write, (uv_stream_t *)&c->tcp, &buf, 1, on_written))
+        http_close(c);
+}
+
+static int on_url(http_parser *p, const char *at, size_t len)
+{
+    struct http_conn *c = p->data;
+    if (c->url_len + len >= sizeof(c->url)) {
+        c->url_too_long = 1;
+        return 0;
+    }
+    memcpy(c->url + c->url_len, at, len);
+    c->url_len += len;
+    c->url[c->url_len] = '\0';
+    return 0;
+}
+
+static int on_message_complete(http_parser *p)
+{
+    struct http_conn *c = p->data;
+    struct sv_metrics *m = c->m;
+    int head = p->method == HTTP_HEAD;
+    /* Whatever follows this request is not read: pause the parser. */
+    http_parser_pause(p, 1);
+    if (c->url_too_long) {
+        respond(c, 414, "request target too long\n", head);
+        return 0;
+    }
+    size_t path_len = strcspn(c->url, "?#");
+    if (path_len != strlen("/metrics") || memcmp(c->url, "/metrics", path_len) != 0) {
+        respond(c, 404, "not found: statesrvd serves only /metrics\n", head);
+        return 0;
+    }
+    if (p->method != HTTP_GET && !head) {
+        respond(c, 405, "method not allowed: use GET\n", 0);
+        return 0;
+    }
+    c->resp.len = 0;
+    int rc = sv_metrics_render(m->srv, &c->resp);
+    if (rc) {
+        sv_warn_limited("metrics: cannot render: %s", sv_strerror(rc));
+        c->resp.len = 0;
+        respond(c, 500, "cannot render the metrics\n", head);
+        return 0;
+    }
+    respond(c, 200, "", head);
+    return 0;
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    (void)suggested;
+    struct http_conn *c = h->data;
+    *buf = uv_buf_init(c->rbuf, sizeof(c->rbuf));
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    struct http_conn *c = s->data;
+    if (nread < 0) {
+        http_close(c);
+        return;
+    }
+    if (nread == 0 || c->answered)
+        return;
+    c->nread += (size_t)nread;
+    if (c->nread > SV_METRICS_MAX_REQUEST) {
+        respond(c, 431, "request too large\n", 0);
+        return;
+    }
+    size_t done = http_parser_execute(&c->parser, &c->m->settings, buf->base, (size_t)nread);
+    enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
+    if (c->answered)
+        return;
+    if (e != HPE_OK || done != (size_t)nread) {
+        char msg[128];
+        snprintf(msg, sizeof(msg), "bad request: %s\n", http_errno_description(e));
+        respond(c, 400, msg, 0);
+    }
+}
+
+static void on_timeout(uv_timer_t *t)
+{
+    http_close(t->data);
+}
+
+static void on_connection(uv_stream_t *listener, int status)
+{
+    struct sv_metrics *m = listener->data;
+    if (status < 0) {
+        sv_warn_limited("metrics: accept on %s failed: %s", m->srv->cfg->metrics_listen,
+                        uv_strerror(status));
+        return;
+    }
+    struct http_conn *c = calloc(1, sizeof(*c));
+    if (!c)
+        return; /* the kernel keeps it queued; the next accept retries */
+    c->m = m;
+    uv_tcp_init(listener->loop, &c->tcp);
+    uv_timer_init(listener->loop, &c->timer);
+    c->tcp.data = c->timer.data = c;
+    c->open_handles = 2;
+    c->next = m->conns;
+    if (m->conns)
+        m->conns->prev = c;
+    m->conns = c;
+    m->nconns++;
+    if (uv_accept(listener, (uv_stream_t *)&c->tcp) || m->nconns > SV_METRICS_MAX_CONNS) {
+        http_close(c);
+        return;
+    }
+    http_parser_init(&c->parser, HTTP_REQUEST);
+    c->parser.data = c;
+    uv_timer_start(&c->timer, on_timeout, SV_METRICS_TIMEOUT_MS, 0);
+    if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read))
+        http_close(c);
+}
+
+int sv_metrics_start(struct sv_server *srv, char *err, size_t errlen)
+{
+    const char *addr = srv->cfg->metrics_listen;
+    if (!addr[0])
+        return 0;
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof(ss));
+    int rc = sv_server_parse_listen(addr, &ss, err, errlen);
+    if (rc)
+        return rc;
+    struct sv_metrics *m = calloc(1, sizeof(*m));
+    if (!m) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    m->srv = srv;
+    http_parser_settings_init(&m->settings);
+    m->settings.on_url = on_url;
+    m->settings.on_message_complete = on_message_complete;
+    srv->metrics = m;
+    uv_tcp_init(srv->loop, &m->listener);
+    m->listener.data = m;
+    m->listening = 1;
+    if ((rc = uv_tcp_bind(&m->listener, (struct sockaddr *)&ss, 0)) ||
+        (rc = uv_listen((uv_stream_t *)&m->listener, 64, on_connection))) {
+        snprintf(err, errlen, "cannot listen for metrics on %s: %s", addr, uv_strerror(rc));
+        return rc;
+    }
+    char name[64] = "?";
+    int port = 0;
+    struct sockaddr_storage bound;
+    int len = sizeof(bound);
+    if (uv_tcp_getsockname(&m->listener, (struct sockaddr *)&bound, &len) == 0)
+        sv_server_addr_name(&bound, name, sizeof(name), &port);
+    sv_info("metrics on http://%s:%d/metrics%s", name, port,
+            sv_server_is_loopback(&ss) ? ""
+                                       : " (not loopback: anyone who can reach it reads state "
+                                         "names and sizes)");
+    return 0;
+}
+
+static void on_listener_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+void sv_metrics_stop(struct sv_server *srv)
+{
+    struct sv_metrics *m = srv->metrics;
+    if (!m)
+        return;
+    srv->metrics = NULL;
+    while (m->conns)
+        http_close(m->conns);
+    if (m->listening)
+        uv_close((uv_handle_t *)&m->listener, on_listener_closed);
+    else
+        free(m);
+}

@@ -1,0 +1,44 @@
+/* Metrics: the server's counters, served in the Prometheus text exposition
+ * format (version 0.0.4) by a small HTTP endpoint on the server's own loop
+ * (metrics_listen), and gathered for the `stats` op.
+ *
+ * The endpoint answers GET (and HEAD) /metrics; any other path gets 404 and
+ * any other method 405. Requests are parsed with http-parser, bounded to
+ * SV_METRICS_MAX_REQUEST bytes (431 beyond), and a connection is closed
+ * SV_METRICS_TIMEOUT_MS after it was accepted, answered or not. Every
+ * response closes its connection. */
+#ifndef SV_METRICS_H
+#define SV_METRICS_H
+
+#include "statesrv.pb-c.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define SV_METRICS_MAX_REQUEST (8 * 1024)
+#define SV_METRICS_TIMEOUT_MS 10000
+#define SV_METRICS_MAX_CONNS 64
+
+struct sv_server;
+struct sv_buf;
+
+/* Listens on cfg->metrics_listen (nothing to do when it is empty). 0, or an
+ * error with a message in err. */
+int sv_metrics_start(struct sv_server *srv, char *err, size_t errlen);
+/* Closes the listener and every scrape connection (shutdown). */
+void sv_metrics_stop(struct sv_server *srv);
+
+/* Records a request's latency: t0_ns is uv_hrtime() when it was decoded. */
+void sv_metrics_observe(struct sv_server *srv, unsigned op_slot, uint64_t t0_ns);
+/* The same latency for n requests of one op (a group commit's). */
+void sv_metrics_observe_n(struct sv_server *srv, unsigned op_slot, uint64_t t0_ns, uint64_t n);
+
+/* Fills r with the server's counters, states and checkpoint figures (the
+ * `stats` op). Memory comes from alloc. Needs the store's group transaction
+ * when one is open, else opens (and aborts) one itself. 0 or an error. */
+int sv_stats_fill(struct sv_server *srv, ProtobufCAllocator *alloc, Statesrv__V1__StatsResult *r);
+
+/* Appends the whole exposition to out. 0 or an error (-ENOMEM, store). */
+int sv_metrics_render(struct sv_server *srv, struct sv_buf *out);
+
+#endif
