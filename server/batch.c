@@ -172,6 +172,7 @@ static void run_batch(struct sv_server *srv)
 
     sv_store_grow_if_needed(srv->store);
     uint64_t t0_ns = uv_hrtime();
+    srv->batch_next_first = NULL;
 redo:
     srv->nbatch = 0;
     if ((rc = sv_store_begin(srv->store))) {
@@ -293,7 +294,11 @@ redo:
                  * start the next one. */
                 c->in.pos = frame_pos;
                 nreq--;
-                srv->batch_next_first = c;
+                /* Only when this batch is the connection's first request
+                 * of the run: one that streams batches alternates with the
+                 * others instead of taking every group commit. */
+                if (conn_nreq == 1)
+                    srv->batch_next_first = c;
                 stop = 1;
                 break;
             } else {

@@ -31,7 +31,7 @@ void sv_config_defaults(struct sv_config *cfg)
     cfg->map_size = 256 * MIB;
     cfg->map_size_max = 1 * TIB;
     cfg->sync = SV_SYNC_NONE;
-    cfg->writemap = 1;
+    cfg->writemap = -1; /* auto */
     cfg->max_frame_size = 16 * MIB;
     cfg->max_value_size = 4 * MIB;
     cfg->max_batch_ops = 10000;
@@ -189,8 +189,17 @@ int sv_config_set(struct sv_config *cfg, const char *name, const char *value, ch
                           name);
     if (strcmp(name, "allow_insecure_remote") == 0)
         return set_yes_no(name, value, &cfg->allow_insecure_remote, err, errlen);
-    if (strcmp(name, "writemap") == 0)
+    if (strcmp(name, "writemap") == 0) {
+        if (strcmp(value, "auto") == 0) {
+            cfg->writemap = -1;
+            return 0;
+        }
+        if (strcmp(value, "yes") && strcmp(value, "no")) {
+            snprintf(err, errlen, "writemap = '%s': expected auto, yes or no", value);
+            return SV_EINVAL;
+        }
         return set_yes_no(name, value, &cfg->writemap, err, errlen);
+    }
     if (strcmp(name, "idle_timeout") == 0)
         return set_count(name, value, 0, 86400 * 365, &cfg->idle_timeout, err, errlen);
     if (strcmp(name, "header_timeout") == 0)

@@ -29,7 +29,7 @@ struct sv_config {
     uint64_t map_size;     /* initial LMDB map size */
     uint64_t map_size_max; /* growth stops here */
     enum sv_sync_mode sync;
-    int writemap; /* LMDB writes through its memory map (see sv_store_options) */
+    int writemap; /* LMDB writes through its map (sv_store_options); -1 auto: with sync none */
     uint32_t max_frame_size;
     uint32_t max_value_size;
     uint32_t max_batch_ops;

@@ -206,7 +206,7 @@ int main(int argc, char **argv)
         .max_states = cfg.max_states,
         .max_value_size = cfg.max_value_size,
         .sync_always = cfg.sync == SV_SYNC_ALWAYS,
-        .writemap = cfg.writemap,
+        .writemap = cfg.writemap < 0 ? cfg.sync == SV_SYNC_NONE : cfg.writemap,
         .key_groups = cfg.key_groups,
         .key_groups_set = cfg.key_groups_set,
     };

@@ -15,6 +15,8 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <time.h>
 #include <unistd.h>
 
 /* Internal databases have names no state can have ('$' is not allowed). */
@@ -27,6 +29,7 @@
 #define PATH_BUF (SV_STORE_PATH_MAX + 300) /* a path under dir */
 #define CURRENT_LINK "current"
 #define GEN_PREFIX "gen-"
+#define GROW_RETRY_MS 1000 /* after the disk refused a map growth */
 
 /* State name -> DBI, open addressing. depth says in which transaction the
  * handle was opened: 0 committed, 1 the group transaction, 2 a savepoint.
@@ -74,6 +77,7 @@ struct sv_store {
     int snapshot_active;        /* a read transaction lives in another thread */
     int writemap;               /* MDB_WRITEMAP is on: the map is backed on disk */
     int writemap_failed;        /* backing it failed at open: stay without */
+    uint64_t grow_retry_ms;     /* writemap growth failed: not before this */
     int dropped_in_txn;         /* the open transaction dropped a state */
 };
 
@@ -448,17 +452,32 @@ static void remove_stale_generations(const char *dir, uint64_t keep)
     unlink(path);
 }
 
-/* Allocates the data file's blocks up to `size` bytes, so that no page of
- * the writable map can fault on a full disk. An errno value, or 0. */
-static int back_map(struct sv_store *s, uint64_t size)
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* Allocates the data file's blocks in [from, size), so that no page of the
+ * writable map can fault on a full disk. The filesystem's free space is
+ * checked first: a posix_fallocate that fails part-way may keep what it got
+ * (ext4 does) and leave the disk full for everyone else. An errno value, or
+ * 0. */
+static int back_map(struct sv_store *s, uint64_t from, uint64_t size)
 {
     mdb_filehandle_t fd;
-    int rc = mdb_env_get_fd(s->env, &fd);
-    if (rc)
+    struct stat st;
+    struct statvfs vfs;
+    if (mdb_env_get_fd(s->env, &fd) || fstat(fd, &st))
         return EINVAL;
     if (size > (uint64_t)INT64_MAX)
         return EFBIG;
-    return posix_fallocate(fd, 0, (off_t)size);
+    uint64_t have = (uint64_t)st.st_blocks * 512;
+    uint64_t need = size > have ? size - have : 0;
+    if (fstatvfs(fd, &vfs) == 0 && (uint64_t)vfs.f_bavail * vfs.f_frsize < need)
+        return ENOSPC;
+    return posix_fallocate(fd, (off_t)from, (off_t)(size - from));
 }
 
 /* Opens the LMDB environment of generation s->gen and loads its states. */
@@ -494,7 +513,7 @@ static int env_open(struct sv_store *s, char *err, size_t errlen)
     s->writemap = (flags & MDB_WRITEMAP) != 0;
     /* Before the first write transaction: with a writable map, a page of a
      * sparse file that the disk cannot hold would be a SIGBUS. */
-    if (s->writemap && (rc = back_map(s, s->map_size)) != 0) {
+    if (s->writemap && (rc = back_map(s, 0, s->map_size)) != 0) {
         sv_warn("store: cannot allocate %llu MiB on disk for the map of %s (%s): running "
                 "without writemap (slower writes)",
                 (unsigned long long)(s->map_size >> 20), path, strerror(rc));
@@ -859,12 +878,19 @@ int sv_store_grow(struct sv_store *s)
         return SV_ENOSPACE;
     uint64_t next = s->map_size > s->map_size_max / 2 ? s->map_size_max : s->map_size * 2;
     int rc;
-    if (s->writemap && (rc = back_map(s, next)) != 0) {
+    /* After a failure, wait before asking the disk again: every group
+     * commit would otherwise retry (and on some filesystems allocate and
+     * release the free space each time). */
+    if (s->writemap && s->grow_retry_ms && mono_ms() < s->grow_retry_ms)
+        return SV_ENOSPACE;
+    if (s->writemap && (rc = back_map(s, s->map_size, next)) != 0) {
+        s->grow_retry_ms = mono_ms() + GROW_RETRY_MS;
         sv_warn_limited("store: cannot grow the map to %llu MiB: allocating it on disk failed: "
                         "%s",
                         (unsigned long long)(next >> 20), strerror(rc));
         return rc == ENOSPC || rc == EDQUOT || rc == EFBIG ? SV_ENOSPACE : -rc;
     }
+    s->grow_retry_ms = 0;
     rc = mdb_env_set_mapsize(s->env, next);
     if (rc) {
         sv_error("store: cannot grow map to %llu bytes: %s", (unsigned long long)next,

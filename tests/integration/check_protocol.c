@@ -1,10 +1,15 @@
 /* Raw wire protocol against a real statesrvd: hostile frames, bad fields,
  * pipelining, connection limits. */
 #include "harness.h"
+#include "statesrv.h"
 #include "suites.h"
 #include "sv_buf.h"
 #include "sv_frame.h"
 #include "sv_msg.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/socket.h>
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -144,6 +149,92 @@ START_TEST(pipelined_batches_are_atomic_among_other_writes)
     char cmd[256];
     snprintf(cmd, sizeof(cmd), "%s -a %s get pipe in-bad-batch", statectl_path(), srv.tcp_addr);
     ck_assert_int_ne(run_cmd(cmd, out, sizeof(out)), 0);
+}
+END_TEST
+
+/* A client streaming Batch requests (each needs a clean group transaction
+ * with writemap) must not starve another client's single put. */
+enum { STREAM_BATCHES = 20000 };
+static atomic_int stream_replies;
+
+struct stream {
+    struct sv_buf frames;
+    int fd;
+};
+
+static void *stream_send(void *arg)
+{
+    const struct stream *s = arg;
+    const uint8_t *p = s->frames.data;
+    size_t n = s->frames.len;
+    while (n) {
+        ssize_t w = send(s->fd, p, n, MSG_NOSIGNAL);
+        if (w <= 0)
+            break;
+        p += w;
+        n -= (size_t)w;
+    }
+    return NULL;
+}
+
+static void *stream_read(void *arg)
+{
+    int fd = *(int *)arg;
+    for (int i = 0; i < STREAM_BATCHES; i++) {
+        Statesrv__V1__Response *r = raw_recv(fd, 30000);
+        if (!r)
+            break;
+        statesrv__v1__response__free_unpacked(r, NULL);
+        atomic_fetch_add(&stream_replies, 1);
+    }
+    return NULL;
+}
+
+START_TEST(batch_stream_does_not_starve_others)
+{
+    struct stream s = {{0}, -1};
+    for (int i = 0; i < STREAM_BATCHES; i++) {
+        char key[32];
+        snprintf(key, sizeof(key), "b%d", i);
+        Statesrv__V1__Request req, tmp;
+        Statesrv__V1__Put bput;
+        Statesrv__V1__BatchOp bop, *bops[1] = {&bop};
+        Statesrv__V1__Batch batch;
+        put_req(&tmp, &bput, 0, key);
+        statesrv__v1__batch_op__init(&bop);
+        bop.op_case = STATESRV__V1__BATCH_OP__OP_PUT;
+        bop.put = &bput;
+        statesrv__v1__batch__init(&batch);
+        batch.n_ops = 1;
+        batch.ops = bops;
+        statesrv__v1__request__init(&req);
+        req.id = (uint64_t)i + 1;
+        req.op_case = STATESRV__V1__REQUEST__OP_BATCH;
+        req.batch = &batch;
+        ck_assert_int_eq(sv_msg_append(&s.frames, &req.base, 1 << 20), 0);
+    }
+    statesrv *a;
+    char err[256];
+    ck_assert_int_eq(statesrv_connect2(srv.tcp_addr, NULL, &a, err, sizeof(err)), STATESRV_OK);
+    s.fd = raw_connect_tcp(&srv);
+    atomic_store(&stream_replies, 0);
+    pthread_t ts, tr;
+    pthread_create(&tr, NULL, stream_read, &s.fd);
+    pthread_create(&ts, NULL, stream_send, &s);
+    while (atomic_load(&stream_replies) < 100)
+        usleep(1000);
+    statesrv_key k = {.state = "pipe", .key = "a", .key_len = 1};
+    ck_assert_int_eq(statesrv_put(a, &k, "v", 1), STATESRV_OK);
+    int when = atomic_load(&stream_replies);
+    pthread_join(ts, NULL);
+    pthread_join(tr, NULL);
+    fprintf(stderr, "batch stream: the other client's put was answered after %d of %d batches\n",
+            when, STREAM_BATCHES);
+    ck_assert_int_eq(atomic_load(&stream_replies), STREAM_BATCHES);
+    ck_assert_int_lt(when, STREAM_BATCHES * 3 / 4);
+    statesrv_close(a);
+    close(s.fd);
+    sv_buf_free(&s.frames);
 }
 END_TEST
 
@@ -548,6 +639,7 @@ Suite *sv_suite_protocol(void)
     tcase_set_timeout(tc, 60);
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, pipelined_batches_are_atomic_among_other_writes);
+    tcase_add_test(tc, batch_stream_does_not_starve_others);
     tcase_add_test(tc, oversize_frame_closes_only_that_connection);
     tcase_add_test(tc, undecodable_frame_closes);
     tcase_add_test(tc, request_without_op_closes);

@@ -474,8 +474,10 @@ START_TEST(full_disk_refuses_writes_then_recovers)
     statesrv_value_free(&v);
     ck_assert_int_eq(kill(srv.pid, 0), 0);
 
-    /* Space returns: the next write grows the map and succeeds. */
+    /* Space returns: a write grows the map and succeeds (after the 1 s the
+     * server waits before asking the disk again). */
     ck_assert_int_eq(unlink(path), 0);
+    usleep(1100 * 1000);
     int more;
     int rc = fill_until_refused(c, ok, &more);
     ck_assert_int_gt(more, 100);
