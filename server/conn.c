@@ -17,7 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define READ_CHUNK (256u * 1024)
+#define READ_CHUNK (64u * 1024) /* at most KEEP_CAP: an idle connection keeps its buffer */
 #define KEEP_CAP (64u * 1024)
 #define LINGER_MS 2000
 
