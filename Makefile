@@ -141,8 +141,9 @@ $(BUILD)/obj/%.o: %.c $(PROTO_H) | $(DEPS_STAMP)
 	@echo "  CC      $<"
 	$(Q)$(CC) $(ALL_CPPFLAGS) $(ALL_CFLAGS) -c -o $@ $<
 
-# Keep the generated sources: make would otherwise delete them as intermediates.
-.SECONDARY: $(PROTO_C)
+# Keep the generated code and the examples' objects: make would otherwise
+# delete them as intermediates, and the next make would rebuild everything.
+.SECONDARY: $(PROTO_C) $(PROTO_H) $(EXAMPLE_SRC:%.c=$(BUILD)/obj/%.o)
 
 # Generated code is not ours to keep warning-clean beyond the basics.
 $(BUILD)/obj/gen/%.pb-c.o: $(GEN)/%.pb-c.c $(PROTO_H) | $(DEPS_STAMP)
