@@ -176,7 +176,7 @@ $(STATECTL): $(BUILD)/obj/client/statectl.o $(CKPT_OBJ) $(LIB_A)
 	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(CKPT_LIBS) -pthread
 
 # The load generator: event-driven (libuv) on the wire protocol itself.
-$(BENCH_TOOL): $(BUILD)/obj/client/statesrv_bench.o $(COMMON_OBJ)
+$(BENCH_TOOL): $(BUILD)/obj/client/statesrv_bench.o $(LIB_A)
 	@echo "  LD      $@"
 	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS) -lm -lpthread
 

@@ -1493,25 +1493,6 @@ static void command_usage(FILE *f, const struct command *cmd, int full)
         fprintf(f, "\n%s\n", cmd->help);
 }
 
-/* The first line of a token file (as the server reads its auth_token_file).
- * 0, or -1 if it cannot be read or holds no token. */
-static int read_token(const char *path, char *out, size_t cap)
-{
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return -1;
-    char line[1100];
-    size_t n = 0;
-    if (fgets(line, sizeof(line), f))
-        n = strcspn(line, "\r\n");
-    fclose(f);
-    if (n == 0 || n >= cap)
-        return -1;
-    memcpy(out, line, n);
-    out[n] = '\0';
-    return 0;
-}
-
 static int usage_error(const struct ctl *x, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
@@ -1654,7 +1635,7 @@ static int parse_args(struct ctl *x, int argc, char **argv)
         } else if ((m = opt_value(a, "--token-file", argc, argv, &i, &v)) != 0) {
             if (m < 0)
                 return usage_error(x, "--token-file needs a path");
-            if (read_token(v, x->token, sizeof(x->token)))
+            if (statesrv_read_token_file(v, x->token, sizeof(x->token)))
                 return usage_error(x, "--token-file %s: cannot read a token from it", v);
         } else if ((m = opt_value(a, "--timeout", argc, argv, &i, &v)) != 0) {
             uint64_t ms;
@@ -1784,7 +1765,7 @@ int main(int argc, char **argv)
         o.io_timeout_ms = x.timeout_ms;
         o.client_name = "statectl";
         const char *tf = getenv("STATESRV_TOKEN_FILE");
-        if (!x.token[0] && tf && *tf && read_token(tf, x.token, sizeof(x.token))) {
+        if (!x.token[0] && tf && *tf && statesrv_read_token_file(tf, x.token, sizeof(x.token))) {
             errorf("STATESRV_TOKEN_FILE %s: cannot read a token from it", tf);
             ctl_free(&x);
             return EXIT_USAGE;

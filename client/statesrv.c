@@ -2020,6 +2020,33 @@ int statesrv_counter_decode(const void *data, size_t len, int64_t *out)
     return STATESRV_OK;
 }
 
+int statesrv_read_token_file(const char *path, char *out, size_t cap)
+{
+    if (!path || !out || cap < 2)
+        return STATESRV_ERR_USAGE;
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        memset(out, 0, cap);
+        return STATESRV_ERR_USAGE;
+    }
+    size_t n = 0;
+    int ch;
+    while ((ch = getc(f)) != EOF && ch != '\n' && ch != '\r') {
+        if (n + 1 >= cap) {
+            n = 0; /* too long: not a token */
+            break;
+        }
+        out[n++] = (char)ch;
+    }
+    fclose(f);
+    out[n] = '\0';
+    if (n == 0) {
+        memset(out, 0, cap);
+        return STATESRV_ERR_USAGE;
+    }
+    return STATESRV_OK;
+}
+
 uint32_t statesrv_key_group(const void *key, size_t len, uint32_t key_groups)
 {
     if (key_groups == 0 || (!key && len))

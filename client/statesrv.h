@@ -570,6 +570,15 @@ STATESRV_API int statesrv_list_next(const void *list, size_t len, size_t *offset
 /** @brief Decodes a COUNTER value. @return STATESRV_OK or STATESRV_INVALID_ARGUMENT. */
 STATESRV_API int statesrv_counter_decode(const void *data, size_t len, int64_t *out);
 
+/**
+ * @brief Reads a token file (the format of the server's auth_token_file):
+ *        the token is the first line, up to CR or LF, 1..cap-1 bytes.
+ * @param out receives the NUL-terminated token; zeroed on failure.
+ * @return STATESRV_OK, STATESRV_ERR_USAGE (NULL argument, the file cannot
+ *         be opened, or its first line is empty or longer than cap-1).
+ */
+STATESRV_API int statesrv_read_token_file(const char *path, char *out, size_t cap);
+
 /** @brief The key group the server assigns to key when none is given. */
 STATESRV_API uint32_t statesrv_key_group(const void *key, size_t len, uint32_t key_groups);
 

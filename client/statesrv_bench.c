@@ -20,6 +20,7 @@
  *
  * By default one thread runs one libuv loop; --threads T splits the
  * connections over T loops. */
+#include "statesrv.h"
 #include "statesrv.pb-c.h"
 #include "sv_error.h"
 #include "sv_frame.h"
@@ -1226,23 +1227,6 @@ static int parse_seconds(const char *s, double *out)
     return 0;
 }
 
-static int read_token(const char *path, char *out, size_t cap)
-{
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return -1;
-    char line[1100];
-    size_t n = 0;
-    if (fgets(line, sizeof(line), f))
-        n = strcspn(line, "\r\n");
-    fclose(f);
-    if (n == 0 || n >= cap)
-        return -1;
-    memcpy(out, line, n);
-    out[n] = '\0';
-    return 0;
-}
-
 static int parse_tests(const char *s)
 {
     o.ntests = 0;
@@ -1421,7 +1405,7 @@ int main(int argc, char **argv)
             o.threads = (unsigned)v;
             break;
         case O_TOKEN_FILE:
-            if (read_token(optarg, o.token, sizeof(o.token)))
+            if (statesrv_read_token_file(optarg, o.token, sizeof(o.token)))
                 bad = "--token-file: cannot read a token from it";
             break;
         case O_JSON:

@@ -80,6 +80,40 @@ START_TEST(hello_info_tcp_and_unix)
 }
 END_TEST
 
+/* Token files: the first line, CR or LF ending it; empty or too long is
+ * refused and leaves nothing behind. */
+START_TEST(token_file_reading)
+{
+    char path[128], tok[8];
+    snprintf(path, sizeof(path), "%s/tok", srv.dir);
+    const struct {
+        const char *content;
+        int rc;
+        const char *token;
+    } cases[] = {
+        {"secret\nsecond line\n", STATESRV_OK, "secret"},
+        {"abc\r\n", STATESRV_OK, "abc"},
+        {"1234567", STATESRV_OK, "1234567"},
+        {"12345678\n", STATESRV_ERR_USAGE, ""}, /* 8 bytes do not fit in 8 */
+        {"\nsecret\n", STATESRV_ERR_USAGE, ""},
+        {"", STATESRV_ERR_USAGE, ""},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        FILE *f = fopen(path, "w");
+        ck_assert_ptr_nonnull(f);
+        fputs(cases[i].content, f);
+        fclose(f);
+        memset(tok, 'x', sizeof(tok));
+        ck_assert_int_eq(statesrv_read_token_file(path, tok, sizeof(tok)), cases[i].rc);
+        ck_assert_str_eq(tok, cases[i].token);
+    }
+    memset(tok, 'x', sizeof(tok));
+    ck_assert_int_eq(statesrv_read_token_file("/nonexistent/tok", tok, sizeof(tok)),
+                     STATESRV_ERR_USAGE);
+    ck_assert_str_eq(tok, "");
+}
+END_TEST
+
 START_TEST(value_state)
 {
     statesrv_key k = K("vs", "alice", NULL), w1 = K("vs", "alice", "w1");
@@ -465,6 +499,7 @@ Suite *sv_suite_api(void)
     tcase_set_timeout(tc, 60);
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, hello_info_tcp_and_unix);
+    tcase_add_test(tc, token_file_reading);
     tcase_add_test(tc, value_state);
     tcase_add_test(tc, binary_keys_values);
     tcase_add_test(tc, list_state_append);
