@@ -627,50 +627,15 @@ static int op_clear(struct ctx *x, const Statesrv__V1__Clear *c, Statesrv__V1__R
     return 0;
 }
 
-struct state_list {
-    struct ctx *x;
-    Statesrv__V1__StateInfo **items;
-    size_t n, cap;
-};
-
-static int collect_state(void *ud, const struct sv_state_stat *st)
-{
-    struct state_list *l = ud;
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? l->cap * 2 : 16;
-        Statesrv__V1__StateInfo **n = arena(l->x, sizeof(*n) * cap);
-        if (!n)
-            return -ENOMEM;
-        if (l->n)
-            memcpy(n, l->items, sizeof(*n) * l->n);
-        l->items = n;
-        l->cap = cap;
-    }
-    Statesrv__V1__StateInfo *si = arena(l->x, sizeof(*si));
-    char *name = arena(l->x, strlen(st->name) + 1);
-    if (!si || !name)
-        return -ENOMEM;
-    statesrv__v1__state_info__init(si);
-    strcpy(name, st->name);
-    si->name = name;
-    si->entries = st->entries;
-    si->bytes = st->bytes;
-    l->items[l->n++] = si;
-    return 0;
-}
-
 static int op_list_states(struct ctx *x, Statesrv__V1__Response *resp)
 {
-    struct state_list l = {.x = x};
-    int rc = sv_store_list_states(x->store, collect_state, &l);
-    if (rc)
-        return store_fail(x, rc, NULL);
     Statesrv__V1__ListStatesResult *r = arena(x, sizeof(*r));
     if (!r)
         return -ENOMEM;
     statesrv__v1__list_states_result__init(r);
-    r->n_states = l.n;
-    r->states = l.items;
+    int rc = sv_stats_states(x->srv, &x->srv->arena.pb, &r->states, &r->n_states);
+    if (rc)
+        return store_fail(x, rc, NULL);
     resp->result_case = STATESRV__V1__RESPONSE__RESULT_LIST_STATES;
     resp->list_states = r;
     return 0;

@@ -104,7 +104,8 @@ static int collect_state(void *ud, const struct sv_state_stat *st)
     return 0;
 }
 
-int sv_stats_fill(struct sv_server *srv, ProtobufCAllocator *alloc, Statesrv__V1__StatsResult *r)
+int sv_stats_states(struct sv_server *srv, ProtobufCAllocator *alloc,
+                    Statesrv__V1__StateInfo ***items, size_t *n)
 {
     struct stats_states l = {.alloc = alloc};
     int own_txn = !sv_store_in_txn(srv->store);
@@ -114,6 +115,14 @@ int sv_stats_fill(struct sv_server *srv, ProtobufCAllocator *alloc, Statesrv__V1
     rc = sv_store_list_states(srv->store, collect_state, &l);
     if (own_txn)
         sv_store_abort(srv->store);
+    *items = l.items;
+    *n = l.n;
+    return rc;
+}
+
+int sv_stats_fill(struct sv_server *srv, ProtobufCAllocator *alloc, Statesrv__V1__StatsResult *r)
+{
+    int rc = sv_stats_states(srv, alloc, &r->states, &r->n_states);
     if (rc)
         return rc;
     Statesrv__V1__OpStats **ops = alloc->alloc(alloc->allocator_data, sizeof(*ops) * SV_OP_SLOTS);
@@ -139,8 +148,6 @@ int sv_stats_fill(struct sv_server *srv, ProtobufCAllocator *alloc, Statesrv__V1
     r->connections_rejected = srv->connections_rejected;
     r->n_ops = nops;
     r->ops = ops;
-    r->n_states = l.n;
-    r->states = l.items;
     sv_store_usage(srv->store, &r->map_size, &r->map_used);
     r->key_groups = sv_store_key_groups(srv->store);
     r->commits = srv->commits;
@@ -501,6 +508,11 @@ static void on_timeout(uv_timer_t *t)
     http_close(t->data);
 }
 
+static void on_dropped_closed(uv_handle_t *h)
+{
+    free(h);
+}
+
 static void on_connection(uv_stream_t *listener, int status)
 {
     struct sv_metrics *m = listener->data;
@@ -510,8 +522,18 @@ static void on_connection(uv_stream_t *listener, int status)
         return;
     }
     struct http_conn *c = calloc(1, sizeof(*c));
-    if (!c)
-        return; /* the kernel keeps it queued; the next accept retries */
+    if (!c) {
+        /* Accept and drop it: a listener whose connection is never
+         * accepted stops listening (libuv). */
+        uv_tcp_t *t = malloc(sizeof(*t));
+        if (t && uv_tcp_init(listener->loop, t) == 0) {
+            uv_accept(listener, (uv_stream_t *)t);
+            uv_close((uv_handle_t *)t, on_dropped_closed);
+        } else {
+            free(t);
+        }
+        return;
+    }
     c->m = m;
     uv_tcp_init(listener->loop, &c->tcp);
     uv_timer_init(listener->loop, &c->timer);

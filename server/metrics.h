@@ -33,6 +33,11 @@ void sv_metrics_observe(struct sv_server *srv, unsigned op_slot, uint64_t t0_ns)
 /* The same latency for n requests of one op (a group commit's). */
 void sv_metrics_observe_n(struct sv_server *srv, unsigned op_slot, uint64_t t0_ns, uint64_t n);
 
+/* Every state with its entry count and page bytes, from alloc. Uses the
+ * store's group transaction when one is open, else opens and aborts one. */
+int sv_stats_states(struct sv_server *srv, ProtobufCAllocator *alloc,
+                    Statesrv__V1__StateInfo ***items, size_t *n);
+
 /* Fills r with the server's counters, states and checkpoint figures (the
  * `stats` op). Memory comes from alloc. Needs the store's group transaction
  * when one is open, else opens (and aborts) one itself. 0 or an error. */

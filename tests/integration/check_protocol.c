@@ -118,6 +118,9 @@ START_TEST(pipelined_batches_are_atomic_among_other_writes)
     batch[1].n_ops = 1;
     batch[1].ops = bops + 2;
 
+    /* The cut before a batch exists only with writemap (the default with
+     * sync = none): make sure that is what runs. */
+    ck_assert(ts_log_contains(&srv, "writemap on"));
     struct sv_buf frames = {0};
     int fd = raw_connect_tcp(&srv);
     for (int i = 0; i < 5; i++)
