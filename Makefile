@@ -23,7 +23,7 @@ else
 BUILD ?= build
 SANFLAGS :=
 endif
-GEN := build/gen
+GEN := $(BUILD)/gen
 
 # Debian packages the build and the tests need. `make deps` installs the
 # missing ones with apt-get, and does nothing when all are present.
