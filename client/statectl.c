@@ -627,84 +627,206 @@ static int cmd_states(struct ctl *x)
     return 0;
 }
 
+/* A status's name as on the wire ("NOT_FOUND"), or "status_N" for one this
+ * statectl does not know. */
+static const char *status_name(int status, char *buf, size_t cap)
+{
+    const char *name = statesrv_strerror(status);
+    if (status < 0 || status >= STATESRV_ERR_USAGE || strcmp(name, "UNKNOWN") == 0) {
+        snprintf(buf, cap, "status_%d", status);
+        return buf;
+    }
+    return name;
+}
+
+/* A latency in microseconds for a person: "840us", "2.50ms", "1.20s". */
+static const char *fmt_latency(double us, char *buf, size_t cap)
+{
+    if (us < 1000)
+        snprintf(buf, cap, "%.0fus", us);
+    else if (us < 1e6)
+        snprintf(buf, cap, "%.2fms", us / 1e3);
+    else
+        snprintf(buf, cap, "%.2fs", us / 1e6);
+    return buf;
+}
+
+static void put_error_counts_json(const statesrv_error_count *e, size_t n)
+{
+    putchar('{');
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            putchar(',');
+        put_json_str(e[i].kind);
+        printf(":%" PRIu64, e[i].count);
+    }
+    putchar('}');
+}
+
+static void put_error_counts_text(const char *label, const statesrv_error_count *e, size_t n)
+{
+    printf("%s:", label);
+    for (size_t i = 0; i < n; i++)
+        printf("%s %s %" PRIu64, i ? "," : "", e[i].kind, e[i].count);
+    printf("%s\n", n ? "" : " -");
+}
+
+static void put_op_json(const statesrv_op_stats *o, const statesrv_op_detail *d)
+{
+    char buf[32];
+    printf("{\"op\":");
+    put_json_str(o->op);
+    printf(",\"count\":%" PRIu64 ",\"errors\":%" PRIu64, o->count, o->errors);
+    if (!d) {
+        putchar('}');
+        return;
+    }
+    printf(",\"statuses\":{");
+    for (size_t k = 0; k < d->n_statuses; k++) {
+        printf("%s\"%s\":%" PRIu64, k ? "," : "",
+               status_name(d->statuses[k].status, buf, sizeof(buf)), d->statuses[k].count);
+    }
+    printf("},\"latency\":{\"count\":%" PRIu64 ",\"sum_ns\":%" PRIu64, d->latency_count,
+           d->latency_sum_ns);
+    if (d->latency_count)
+        printf(",\"p50_us\":%.3f,\"p99_us\":%.3f", d->latency_p50_us, d->latency_p99_us);
+    else
+        printf(",\"p50_us\":null,\"p99_us\":null");
+    printf(",\"buckets\":[");
+    for (size_t k = 0; k < d->n_latency_buckets; k++)
+        printf("%s%" PRIu64, k ? "," : "", d->latency_buckets[k]);
+    printf("]}}");
+}
+
+static void put_stats_json(const statesrv_stats *s)
+{
+    printf("{\"server_version\":");
+    put_json_str(s->server_version);
+    printf(",\"uptime_seconds\":%" PRIu64 ",\"connections_current\":%" PRIu32
+           ",\"connections_total\":%" PRIu64 ",\"connections_rejected\":%" PRIu64
+           ",\"map_size\":%" PRIu64 ",\"map_used\":%" PRIu64 ",\"key_groups\":%" PRIu32
+           ",\"commits\":%" PRIu64 ",\"bytes_in\":%" PRIu64 ",\"bytes_out\":%" PRIu64 ",",
+           s->uptime_seconds, s->connections_current, s->connections_total, s->connections_rejected,
+           s->map_size, s->map_used, s->key_groups, s->commits, s->bytes_in, s->bytes_out);
+    printf("\"checkpoints_completed\":%" PRIu64 ",\"checkpoint_failures\":%" PRIu64
+           ",\"last_checkpoint_id\":%" PRIu64 ",\"last_checkpoint_bytes\":%" PRIu64
+           ",\"last_checkpoint_duration_ms\":%" PRIu64 ",\"last_checkpoint_unix_ms\":%" PRIu64
+           ",\"last_checkpoint_age_ms\":%" PRIu64 ",\"restores_completed\":%" PRIu64
+           ",\"last_restore_duration_ms\":%" PRIu64 ",\"checkpoint_in_progress\":",
+           s->checkpoints_completed, s->checkpoint_failures, s->last_checkpoint_id,
+           s->last_checkpoint_bytes, s->last_checkpoint_duration_ms, s->last_checkpoint_unix_ms,
+           s->last_checkpoint_age_ms, s->restores_completed, s->last_restore_duration_ms);
+    if (s->has_progress) {
+        printf("{\"kind\":");
+        put_json_str(s->progress.kind);
+        printf(",\"checkpoint_id\":%" PRIu64 ",\"entries\":%" PRIu64 ",\"bytes\":%" PRIu64
+               ",\"elapsed_ms\":%" PRIu64 "},",
+               s->progress.checkpoint_id, s->progress.entries, s->progress.bytes,
+               s->progress.elapsed_ms);
+    } else {
+        printf("null,");
+    }
+    printf("\"status_errors\":");
+    put_error_counts_json(s->status_errors, s->n_status_errors);
+    printf(",\"connection_errors\":");
+    put_error_counts_json(s->connection_errors, s->n_connection_errors);
+    printf(",\"latency_bounds_us\":[");
+    for (size_t i = 0; i < s->n_latency_bounds; i++)
+        printf("%s%" PRIu64, i ? "," : "", s->latency_bounds_us[i]);
+    printf("],\"ops\":[");
+    for (size_t i = 0; i < s->n_ops; i++) {
+        if (i)
+            putchar(',');
+        put_op_json(&s->ops[i], s->op_details ? &s->op_details[i] : NULL);
+    }
+    printf("],\"states\":[");
+    for (size_t i = 0; i < s->n_states; i++) {
+        if (i)
+            putchar(',');
+        put_state_json(&s->states[i]);
+    }
+    printf("]}\n");
+}
+
+/* Server-wide figures as "name: value" lines, then a table of the ops that
+ * were used, then the states. */
+static void put_stats_text(const statesrv_stats *s)
+{
+    printf("server_version: %s\n", s->server_version);
+    printf("uptime_seconds: %" PRIu64 "\n", s->uptime_seconds);
+    printf("connections_current: %" PRIu32 "\n", s->connections_current);
+    printf("connections_total: %" PRIu64 "\n", s->connections_total);
+    printf("connections_rejected: %" PRIu64 "\n", s->connections_rejected);
+    printf("map_size: %" PRIu64 "\n", s->map_size);
+    printf("map_used: %" PRIu64 "\n", s->map_used);
+    printf("key_groups: %" PRIu32 "\n", s->key_groups);
+    printf("commits: %" PRIu64 "\n", s->commits);
+    printf("bytes_in: %" PRIu64 "\n", s->bytes_in);
+    printf("bytes_out: %" PRIu64 "\n", s->bytes_out);
+    printf("checkpoints_completed: %" PRIu64 "\n", s->checkpoints_completed);
+    printf("checkpoint_failures: %" PRIu64 "\n", s->checkpoint_failures);
+    printf("last_checkpoint_id: %" PRIu64 "\n", s->last_checkpoint_id);
+    printf("last_checkpoint_bytes: %" PRIu64 "\n", s->last_checkpoint_bytes);
+    printf("last_checkpoint_duration_ms: %" PRIu64 "\n", s->last_checkpoint_duration_ms);
+    printf("last_checkpoint_unix_ms: %" PRIu64 "\n", s->last_checkpoint_unix_ms);
+    printf("last_checkpoint_age_ms: %" PRIu64 "\n", s->last_checkpoint_age_ms);
+    printf("restores_completed: %" PRIu64 "\n", s->restores_completed);
+    printf("last_restore_duration_ms: %" PRIu64 "\n", s->last_restore_duration_ms);
+    if (s->has_progress)
+        printf("checkpoint_in_progress: %s id %" PRIu64 " entries %" PRIu64 " bytes %" PRIu64
+               " elapsed_ms %" PRIu64 "\n",
+               s->progress.kind, s->progress.checkpoint_id, s->progress.entries, s->progress.bytes,
+               s->progress.elapsed_ms);
+    put_error_counts_text("status_errors", s->status_errors, s->n_status_errors);
+    put_error_counts_text("connection_errors", s->connection_errors, s->n_connection_errors);
+
+    int header = 0;
+    for (size_t i = 0; i < s->n_ops; i++) {
+        const statesrv_op_stats *o = &s->ops[i];
+        const statesrv_op_detail *d = s->op_details ? &s->op_details[i] : NULL;
+        if (!o->count && !(d && d->latency_count))
+            continue;
+        if (!header) {
+            printf("\n%-18s %10s %8s %9s %9s %9s  %s\n", "op", "count", "errors", "mean", "p50",
+                   "p99", "other statuses");
+            header = 1;
+        }
+        char mean[16] = "-", p50[16] = "-", p99[16] = "-", name[16];
+        if (d && d->latency_count) {
+            fmt_latency((double)d->latency_sum_ns / 1e3 / (double)d->latency_count, mean,
+                        sizeof(mean));
+            fmt_latency(d->latency_p50_us, p50, sizeof(p50));
+            fmt_latency(d->latency_p99_us, p99, sizeof(p99));
+        }
+        printf("%-18s %10" PRIu64 " %8" PRIu64 " %9s %9s %9s ", o->op, o->count, o->errors, mean,
+               p50, p99);
+        int any = 0;
+        for (size_t k = 0; d && k < d->n_statuses; k++) {
+            if (d->statuses[k].status == STATESRV_OK)
+                continue;
+            printf("%s %s %" PRIu64, any ? "," : "",
+                   status_name(d->statuses[k].status, name, sizeof(name)), d->statuses[k].count);
+            any = 1;
+        }
+        printf("%s\n", any ? "" : " -");
+    }
+    if (s->n_states)
+        putchar('\n');
+    for (size_t i = 0; i < s->n_states; i++)
+        printf("state %s: entries %" PRIu64 " bytes %" PRIu64 "\n", s->states[i].name,
+               s->states[i].entries, s->states[i].bytes);
+}
+
 static int cmd_stats(struct ctl *x)
 {
     statesrv_stats *s;
     int rc = statesrv_stats_get(x->c, &s);
     if (rc)
         return report(x, rc);
-    if (x->json) {
-        printf("{\"server_version\":");
-        put_json_str(s->server_version);
-        printf(",\"uptime_seconds\":%" PRIu64 ",\"connections_current\":%" PRIu32
-               ",\"connections_total\":%" PRIu64 ",\"connections_rejected\":%" PRIu64
-               ",\"map_size\":%" PRIu64 ",\"map_used\":%" PRIu64 ",\"key_groups\":%" PRIu32
-               ",\"commits\":%" PRIu64 ",\"bytes_in\":%" PRIu64 ",\"bytes_out\":%" PRIu64 ",",
-               s->uptime_seconds, s->connections_current, s->connections_total,
-               s->connections_rejected, s->map_size, s->map_used, s->key_groups, s->commits,
-               s->bytes_in, s->bytes_out);
-        printf("\"checkpoints_completed\":%" PRIu64 ",\"last_checkpoint_id\":%" PRIu64
-               ",\"last_checkpoint_bytes\":%" PRIu64 ",\"last_checkpoint_duration_ms\":%" PRIu64
-               ",\"last_checkpoint_unix_ms\":%" PRIu64 ",\"restores_completed\":%" PRIu64
-               ",\"last_restore_duration_ms\":%" PRIu64 ",\"checkpoint_in_progress\":",
-               s->checkpoints_completed, s->last_checkpoint_id, s->last_checkpoint_bytes,
-               s->last_checkpoint_duration_ms, s->last_checkpoint_unix_ms, s->restores_completed,
-               s->last_restore_duration_ms);
-        if (s->has_progress) {
-            printf("{\"kind\":");
-            put_json_str(s->progress.kind);
-            printf(",\"checkpoint_id\":%" PRIu64 ",\"entries\":%" PRIu64 ",\"bytes\":%" PRIu64
-                   ",\"elapsed_ms\":%" PRIu64 "},",
-                   s->progress.checkpoint_id, s->progress.entries, s->progress.bytes,
-                   s->progress.elapsed_ms);
-        } else {
-            printf("null,");
-        }
-        printf("\"ops\":[");
-        for (size_t i = 0; i < s->n_ops; i++) {
-            printf("%s{\"op\":", i ? "," : "");
-            put_json_str(s->ops[i].op);
-            printf(",\"count\":%" PRIu64 ",\"errors\":%" PRIu64 "}", s->ops[i].count,
-                   s->ops[i].errors);
-        }
-        printf("],\"states\":[");
-        for (size_t i = 0; i < s->n_states; i++) {
-            if (i)
-                putchar(',');
-            put_state_json(&s->states[i]);
-        }
-        printf("]}\n");
-    } else {
-        printf("server_version: %s\n", s->server_version);
-        printf("uptime_seconds: %" PRIu64 "\n", s->uptime_seconds);
-        printf("connections_current: %" PRIu32 "\n", s->connections_current);
-        printf("connections_total: %" PRIu64 "\n", s->connections_total);
-        printf("connections_rejected: %" PRIu64 "\n", s->connections_rejected);
-        printf("map_size: %" PRIu64 "\n", s->map_size);
-        printf("map_used: %" PRIu64 "\n", s->map_used);
-        printf("key_groups: %" PRIu32 "\n", s->key_groups);
-        printf("commits: %" PRIu64 "\n", s->commits);
-        printf("bytes_in: %" PRIu64 "\n", s->bytes_in);
-        printf("bytes_out: %" PRIu64 "\n", s->bytes_out);
-        printf("checkpoints_completed: %" PRIu64 "\n", s->checkpoints_completed);
-        printf("last_checkpoint_id: %" PRIu64 "\n", s->last_checkpoint_id);
-        printf("last_checkpoint_bytes: %" PRIu64 "\n", s->last_checkpoint_bytes);
-        printf("last_checkpoint_duration_ms: %" PRIu64 "\n", s->last_checkpoint_duration_ms);
-        printf("last_checkpoint_unix_ms: %" PRIu64 "\n", s->last_checkpoint_unix_ms);
-        printf("restores_completed: %" PRIu64 "\n", s->restores_completed);
-        printf("last_restore_duration_ms: %" PRIu64 "\n", s->last_restore_duration_ms);
-        if (s->has_progress)
-            printf("checkpoint_in_progress: %s id %" PRIu64 " entries %" PRIu64 " bytes %" PRIu64
-                   " elapsed_ms %" PRIu64 "\n",
-                   s->progress.kind, s->progress.checkpoint_id, s->progress.entries,
-                   s->progress.bytes, s->progress.elapsed_ms);
-        for (size_t i = 0; i < s->n_ops; i++)
-            printf("op %s: count %" PRIu64 " errors %" PRIu64 "\n", s->ops[i].op, s->ops[i].count,
-                   s->ops[i].errors);
-        for (size_t i = 0; i < s->n_states; i++)
-            printf("state %s: entries %" PRIu64 " bytes %" PRIu64 "\n", s->states[i].name,
-                   s->states[i].entries, s->states[i].bytes);
-    }
+    if (x->json)
+        put_stats_json(s);
+    else
+        put_stats_text(s);
     statesrv_stats_free(s);
     return 0;
 }
@@ -1373,7 +1495,14 @@ static const struct command commands[] = {
      0},
     {"states", cmd_states, 0, 0, 0, "",
      "Lists the states: name, entries and bytes, separated by tabs.", 0},
-    {"stats", cmd_stats, 0, 0, 0, "", "Prints the server's counters.", 0},
+    {"stats", cmd_stats, 0, 0, 0, "",
+     "Prints the server's counters, the numbers its /metrics endpoint serves:\n"
+     "server-wide figures as \"name: value\" lines (checkpoint_failures,\n"
+     "status_errors and connection_errors by kind among them), then one line per\n"
+     "op that was used: count, errors, mean latency, p50 and p99 (estimated from\n"
+     "the histogram), statuses other than OK; then the states. --json: all of it,\n"
+     "every op, with statuses by name and the latency histogram's buckets.",
+     0},
     {"info", cmd_info, 0, 0, 0, "", "Prints what the server announced in the handshake.", 0},
     {"snapshot", cmd_snapshot, 0, 0, OPT_ID, "[--id N]",
      "Writes a checkpoint of every state to the server's checkpoint_dir and waits\n"

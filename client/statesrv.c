@@ -1553,9 +1553,125 @@ void statesrv_stats_free(statesrv_stats *s)
 {
     if (!s)
         return;
+    for (size_t i = 0; s->op_details && i < s->n_ops; i++) {
+        free(s->op_details[i].statuses);
+        free(s->op_details[i].latency_buckets);
+    }
+    free(s->op_details);
+    free(s->latency_bounds_us);
+    free(s->status_errors);
+    free(s->connection_errors);
     free(s->ops);
     free(s->states);
     free(s);
+}
+
+/* A quantile of a latency histogram (non-cumulative buckets, the last one
+ * beyond the last bound), estimated as Prometheus' histogram_quantile()
+ * does: find the bucket whose cumulative count reaches the rank and
+ * interpolate linearly inside it, from 0 for the first; a rank beyond the
+ * last bound gives the last bound. */
+static double latency_quantile(const uint64_t *bounds, size_t nbounds, const uint64_t *buckets,
+                               uint64_t total, double q)
+{
+    if (!total || !nbounds)
+        return 0;
+    double rank = q * (double)total;
+    uint64_t cum = 0;
+    for (size_t i = 0; i < nbounds; i++) {
+        uint64_t before = cum;
+        cum += buckets[i];
+        if ((double)cum >= rank) { /* buckets[i] > 0: before < rank <= cum */
+            double lo = i ? (double)bounds[i - 1] : 0;
+            return lo + ((double)bounds[i] - lo) * ((rank - (double)before) / (double)buckets[i]);
+        }
+    }
+    return (double)bounds[nbounds - 1];
+}
+
+static void *dup_u64(const uint64_t *src, size_t n)
+{
+    uint64_t *a = malloc(sizeof(*a) * n);
+    if (a)
+        memcpy(a, src, sizeof(*a) * n);
+    return a;
+}
+
+static int copy_error_counts(statesrv *c, Statesrv__V1__ErrorCount *const *src, size_t n,
+                             statesrv_error_count **out, size_t *nout)
+{
+    if (n == 0)
+        return 0;
+    statesrv_error_count *a = calloc(n, sizeof(*a));
+    if (!a)
+        return fail(c, STATESRV_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        copy_str(a[i].kind, sizeof(a[i].kind), src[i]->kind);
+        a[i].count = src[i]->count;
+    }
+    *out = a;
+    *nout = n;
+    return 0;
+}
+
+/* One op's statuses and latency histogram, into d (owned by the stats). */
+static int copy_op_detail(statesrv *c, const Statesrv__V1__OpStats *o, const uint64_t *bounds,
+                          size_t nbounds, statesrv_op_detail *d)
+{
+    copy_str(d->op, sizeof(d->op), o->op);
+    if (o->n_statuses) {
+        d->statuses = calloc(o->n_statuses, sizeof(*d->statuses));
+        if (!d->statuses)
+            return fail(c, STATESRV_ERR_NOMEM, "out of memory");
+        for (size_t k = 0; k < o->n_statuses; k++) {
+            d->statuses[k].status = (int)o->statuses[k]->status;
+            d->statuses[k].count = o->statuses[k]->count;
+        }
+        d->n_statuses = o->n_statuses;
+    }
+    d->latency_count = o->latency_count;
+    d->latency_sum_ns = o->latency_sum_ns;
+    if (o->n_latency_buckets == 0)
+        return 0;
+    if (o->n_latency_buckets != nbounds + 1)
+        return die(c, STATESRV_ERR_PROTOCOL, "stats: op %s has %zu latency buckets for %zu bounds",
+                   d->op, o->n_latency_buckets, nbounds);
+    if (!(d->latency_buckets = dup_u64(o->latency_buckets, o->n_latency_buckets)))
+        return fail(c, STATESRV_ERR_NOMEM, "out of memory");
+    d->n_latency_buckets = o->n_latency_buckets;
+    d->latency_p50_us =
+        latency_quantile(bounds, nbounds, d->latency_buckets, d->latency_count, 0.5);
+    d->latency_p99_us =
+        latency_quantile(bounds, nbounds, d->latency_buckets, d->latency_count, 0.99);
+    return 0;
+}
+
+/* The fields statesrv_stats gained after its first release. */
+static int copy_stats_more(statesrv *c, const Statesrv__V1__StatsResult *r, statesrv_stats *s)
+{
+    size_t nb = r->n_latency_bounds_us;
+    if (nb) {
+        if (!(s->latency_bounds_us = dup_u64(r->latency_bounds_us, nb)))
+            return fail(c, STATESRV_ERR_NOMEM, "out of memory");
+        s->n_latency_bounds = nb;
+    }
+    if (s->n_ops) {
+        if (!(s->op_details = calloc(s->n_ops, sizeof(*s->op_details))))
+            return fail(c, STATESRV_ERR_NOMEM, "out of memory");
+        for (size_t i = 0; i < s->n_ops; i++) {
+            int rc = copy_op_detail(c, r->ops[i], s->latency_bounds_us, nb, &s->op_details[i]);
+            if (rc)
+                return rc;
+        }
+    }
+    int rc = copy_error_counts(c, r->status_errors, r->n_status_errors, &s->status_errors,
+                               &s->n_status_errors);
+    if (rc == 0)
+        rc = copy_error_counts(c, r->connection_errors, r->n_connection_errors,
+                               &s->connection_errors, &s->n_connection_errors);
+    s->checkpoint_failures = r->checkpoint_failures;
+    s->last_checkpoint_age_ms = r->last_checkpoint_age_ms;
+    return rc;
 }
 
 int statesrv_stats_get(statesrv *c, statesrv_stats **out)
@@ -1607,6 +1723,8 @@ int statesrv_stats_get(statesrv *c, statesrv_stats **out)
     }
     if (rc == 0 && (rc = copy_states(c, r->states, r->n_states, &s->states)) == 0)
         s->n_states = r->n_states;
+    if (rc == 0)
+        rc = copy_stats_more(c, r, s);
     s->checkpoints_completed = r->checkpoints_completed;
     s->last_checkpoint_id = r->last_checkpoint_id;
     s->last_checkpoint_bytes = r->last_checkpoint_bytes;

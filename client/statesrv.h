@@ -352,11 +352,66 @@ typedef struct statesrv_state_info {
  */
 STATESRV_API int statesrv_list_states(statesrv *c, statesrv_state_info **out, size_t *n);
 
+/**
+ * Requests of one op (statesrv_stats.ops[i]). This struct never grows (the
+ * library hands out arrays of it, and a larger element would move every
+ * element after the first for programs built against this header): the rest
+ * of an op's figures are in statesrv_stats.op_details[i].
+ */
 typedef struct statesrv_op_stats {
-    char op[24];
-    uint64_t count;
-    uint64_t errors;
+    char op[24];     /**< "get", "put", ... as on the wire and in /metrics */
+    uint64_t count;  /**< requests received (a running snapshot or restore included) */
+    uint64_t errors; /**< answered with a status other than OK and NOT_FOUND */
 } statesrv_op_stats;
+
+/** Requests of one op answered with one status. */
+typedef struct statesrv_status_count {
+    int status;     /**< a server status (enum statesrv_code); statesrv_strerror() names it */
+    uint64_t count; /**< never 0 */
+} statesrv_status_count;
+
+/** One kind of failure and how often it happened (statesrv_errors_total{kind}). */
+typedef struct statesrv_error_count {
+    char kind[24]; /**< "invalid_argument", "protocol", ... */
+    uint64_t count;
+} statesrv_error_count;
+
+/**
+ * The rest of an op's figures: statuses and latency, as /metrics exposes
+ * them (statesrv_requests_total{op,status} and the histogram
+ * statesrv_request_duration_seconds{op}). Latency runs from the start of the
+ * group commit that decoded a request until its reply was ready (snapshot
+ * and restore: until the job ended). The pointers belong to the
+ * statesrv_stats and are freed by statesrv_stats_free(). Like
+ * statesrv_op_stats, this struct never grows.
+ */
+typedef struct statesrv_op_detail {
+    char op[24]; /**< the same op as statesrv_stats.ops[i] */
+    /** Answered requests by status, ascending, only the non-zero ones (OK
+     *  included); NULL when n_statuses is 0. */
+    statesrv_status_count *statuses;
+    size_t n_statuses;
+    uint64_t latency_count;  /**< requests timed */
+    uint64_t latency_sum_ns; /**< their total latency */
+    /**
+     * Requests per latency bucket, not cumulative: latency_buckets[i] took at
+     * most statesrv_stats.latency_bounds_us[i] (and more than the bound
+     * before it); the last one, latency_buckets[n_latency_buckets - 1],
+     * took longer than the last bound. n_latency_buckets is
+     * n_latency_bounds + 1; NULL and 0 when latency_count is 0.
+     */
+    uint64_t *latency_buckets;
+    size_t n_latency_buckets;
+    /**
+     * Median and 99th percentile in microseconds, estimated from the buckets
+     * the way Prometheus' histogram_quantile() does: linear interpolation
+     * inside the bucket that holds the rank (from 0 for the first bucket);
+     * a rank beyond the last bound gives the last bound. 0 when
+     * latency_count is 0.
+     */
+    double latency_p50_us;
+    double latency_p99_us;
+} statesrv_op_detail;
 
 /** A snapshot or restore running in the server (see statesrv_stats). */
 typedef struct statesrv_checkpoint_progress {
@@ -393,10 +448,35 @@ typedef struct statesrv_stats {
     uint64_t last_restore_duration_ms;
     int has_progress; /**< 1 when a snapshot or restore runs; progress is then set */
     statesrv_checkpoint_progress progress;
+    /* Appended later: the fields above keep their offsets. From a server
+     * too old to send these: NULL arrays and zeros. */
+    /** n_ops entries: op_details[i] is the same op as ops[i]; NULL when n_ops is 0. */
+    statesrv_op_detail *op_details;
+    /** Upper bounds of the latency buckets, microseconds, ascending; NULL when 0. */
+    uint64_t *latency_bounds_us;
+    size_t n_latency_bounds;
+    /** Requests answered with an error status, summed over the ops, by
+     *  status: kind "invalid_argument" ... "no_space", zeros included. */
+    statesrv_error_count *status_errors;
+    size_t n_status_errors;
+    /** Connections the server closed for a failure, by kind: "protocol"
+     *  (bad framing, an oversized frame), "idle_timeout", "header_timeout",
+     *  "output_timeout", "accept"; zeros included. */
+    statesrv_error_count *connection_errors;
+    size_t n_connection_errors;
+    uint64_t checkpoint_failures;    /**< snapshots that failed since start */
+    uint64_t last_checkpoint_age_ms; /**< by the server's clock; 0 before the first */
 } statesrv_stats;
 
-/** @brief Server counters. @param out free with statesrv_stats_free(). */
+/**
+ * @brief Server counters: the numbers the server's Prometheus endpoint
+ *        (/metrics) serves, taken at one moment.
+ * @param out on STATESRV_OK receives the stats, with every array they point
+ *        to; free the whole with statesrv_stats_free(). NULL on failure.
+ * @note The stats request itself is counted after the figures were taken.
+ */
 STATESRV_API int statesrv_stats_get(statesrv *c, statesrv_stats **out);
+/** @brief Frees what statesrv_stats_get() returned, arrays included. NULL is ignored. */
 STATESRV_API void statesrv_stats_free(statesrv_stats *s);
 
 /* --- checkpoints ---------------------------------------------------------- */

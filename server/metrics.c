@@ -120,24 +120,119 @@ int sv_stats_states(struct sv_server *srv, ProtobufCAllocator *alloc,
     return rc;
 }
 
+/* Names of the connection-level failures (statesrv_errors_total{kind}). */
+static const char *const cerr_kinds[SV_CERR_COUNT] = {
+    [SV_CERR_PROTOCOL] = "protocol",
+    [SV_CERR_IDLE_TIMEOUT] = "idle_timeout",
+    [SV_CERR_HEADER_TIMEOUT] = "header_timeout",
+    [SV_CERR_OUTPUT_TIMEOUT] = "output_timeout",
+    [SV_CERR_ACCEPT] = "accept",
+};
+
+static void *pb_alloc(ProtobufCAllocator *alloc, size_t n)
+{
+    return alloc->alloc(alloc->allocator_data, n);
+}
+
+/* One op's statuses (the non-zero ones) and latency histogram. */
+static int fill_op(struct sv_server *srv, ProtobufCAllocator *alloc, unsigned slot,
+                   Statesrv__V1__OpStats *o)
+{
+    const struct sv_op_counter *c = &srv->ops[slot];
+    const struct sv_op_latency *l = &srv->lat[slot];
+    o->count = c->count;
+    o->errors = c->errors;
+    size_t n = 0;
+    for (int s = 0; s < SV_STATUS_SLOTS; s++)
+        n += c->by_status[s] != 0;
+    if (n) {
+        o->statuses = pb_alloc(alloc, sizeof(*o->statuses) * n);
+        Statesrv__V1__StatusCount *sc = pb_alloc(alloc, sizeof(*sc) * n);
+        if (!o->statuses || !sc)
+            return -ENOMEM;
+        for (int s = 0; s < SV_STATUS_SLOTS; s++) {
+            if (!c->by_status[s])
+                continue;
+            statesrv__v1__status_count__init(sc);
+            sc->status = (Statesrv__V1__Status)s;
+            sc->count = c->by_status[s];
+            o->statuses[o->n_statuses++] = sc++;
+        }
+    }
+    o->latency_count = l->count;
+    o->latency_sum_ns = l->sum_ns;
+    if (l->count) {
+        /* The buckets, and beyond the last bound what the buckets miss. */
+        o->latency_buckets = pb_alloc(alloc, sizeof(*o->latency_buckets) * (SV_LAT_BUCKETS + 1));
+        if (!o->latency_buckets)
+            return -ENOMEM;
+        uint64_t in_bounds = 0;
+        for (int k = 0; k < SV_LAT_BUCKETS; k++) {
+            o->latency_buckets[k] = l->buckets[k];
+            in_bounds += l->buckets[k];
+        }
+        o->latency_buckets[SV_LAT_BUCKETS] = l->count - in_bounds;
+        o->n_latency_buckets = SV_LAT_BUCKETS + 1;
+    }
+    return 0;
+}
+
+/* statesrv_errors_total{kind}: requests by error status (kind: the status
+ * name in lower case) and connection-level failures. */
+static int fill_errors(struct sv_server *srv, ProtobufCAllocator *alloc,
+                       Statesrv__V1__StatsResult *r)
+{
+    r->status_errors = pb_alloc(alloc, sizeof(*r->status_errors) * SV_STATUS_SLOTS);
+    r->connection_errors = pb_alloc(alloc, sizeof(*r->connection_errors) * SV_CERR_COUNT);
+    Statesrv__V1__ErrorCount *ev = pb_alloc(alloc, sizeof(*ev) * (SV_STATUS_SLOTS + SV_CERR_COUNT));
+    if (!r->status_errors || !r->connection_errors || !ev)
+        return -ENOMEM;
+    for (int s = SV_STATUS_INVALID_ARGUMENT; s < SV_STATUS_SLOTS;
+         s++) { /* OK, NOT_FOUND: answers */
+        const char *name = sv_status_name(s);
+        if (strcmp(name, "UNKNOWN") == 0)
+            continue;
+        size_t len = strlen(name);
+        char *kind = pb_alloc(alloc, len + 1);
+        if (!kind)
+            return -ENOMEM;
+        for (size_t k = 0; k <= len; k++)
+            kind[k] = (char)(name[k] >= 'A' && name[k] <= 'Z' ? name[k] + ('a' - 'A') : name[k]);
+        statesrv__v1__error_count__init(ev);
+        ev->kind = kind;
+        for (unsigned i = 0; i < SV_OP_SLOTS; i++)
+            ev->count += srv->ops[i].by_status[s];
+        r->status_errors[r->n_status_errors++] = ev++;
+    }
+    for (int k = 0; k < SV_CERR_COUNT; k++) {
+        statesrv__v1__error_count__init(ev);
+        ev->kind = (char *)cerr_kinds[k];
+        ev->count = srv->conn_errors[k];
+        r->connection_errors[r->n_connection_errors++] = ev++;
+    }
+    return 0;
+}
+
+/* Everything the stats op answers and /metrics exposes is gathered here
+ * once: sv_metrics_render() only formats this result. */
 int sv_stats_fill(struct sv_server *srv, ProtobufCAllocator *alloc, Statesrv__V1__StatsResult *r)
 {
     int rc = sv_stats_states(srv, alloc, &r->states, &r->n_states);
     if (rc)
         return rc;
-    Statesrv__V1__OpStats **ops = alloc->alloc(alloc->allocator_data, sizeof(*ops) * SV_OP_SLOTS);
-    Statesrv__V1__OpStats *opv = alloc->alloc(alloc->allocator_data, sizeof(*opv) * SV_OP_SLOTS);
+    Statesrv__V1__OpStats **ops = pb_alloc(alloc, sizeof(*ops) * SV_OP_SLOTS);
+    Statesrv__V1__OpStats *opv = pb_alloc(alloc, sizeof(*opv) * SV_OP_SLOTS);
     if (!ops || !opv)
         return -ENOMEM;
     size_t nops = 0;
-    for (int i = 0; i < SV_OP_SLOTS; i++) {
+    for (unsigned i = 0; i < SV_OP_SLOTS; i++) {
         const char *name = sv_msg_op_name((Statesrv__V1__Request__OpCase)i);
         if (strcmp(name, "unknown") == 0)
             continue;
         statesrv__v1__op_stats__init(&opv[nops]);
         opv[nops].op = (char *)name;
-        opv[nops].count = srv->ops[i].count;
-        opv[nops].errors = srv->ops[i].errors;
+        if ((rc = fill_op(srv, alloc, i, &opv[nops])))
+            return rc;
         ops[nops] = &opv[nops];
         nops++;
     }
@@ -148,12 +243,24 @@ int sv_stats_fill(struct sv_server *srv, ProtobufCAllocator *alloc, Statesrv__V1
     r->connections_rejected = srv->connections_rejected;
     r->n_ops = nops;
     r->ops = ops;
+    r->latency_bounds_us = (uint64_t *)lat_bounds_us; /* read only, by pack and render */
+    r->n_latency_bounds_us = SV_LAT_BUCKETS;
+    if ((rc = fill_errors(srv, alloc, r)))
+        return rc;
     sv_store_usage(srv->store, &r->map_size, &r->map_used);
     r->key_groups = sv_store_key_groups(srv->store);
     r->commits = srv->commits;
     r->bytes_in = srv->bytes_in;
     r->bytes_out = srv->bytes_out;
     sv_checkpoints_stats(srv->ckpt, alloc, r);
+    r->checkpoint_failures = sv_checkpoints_failures(srv->ckpt);
+    if (r->last_checkpoint_unix_ms) {
+        struct timespec now;
+        clock_gettime(CLOCK_REALTIME, &now);
+        uint64_t now_ms = (uint64_t)now.tv_sec * 1000 + (uint64_t)now.tv_nsec / 1000000;
+        r->last_checkpoint_age_ms =
+            now_ms > r->last_checkpoint_unix_ms ? now_ms - r->last_checkpoint_unix_ms : 0;
+    }
     return 0;
 }
 
@@ -215,38 +322,41 @@ int sv_metrics_render(struct sv_server *srv, struct sv_buf *b)
           (double)(sv_now_ms() - srv->started_ms) / 1000.0);
 
     family(&o, "statesrv_requests_total", "counter", "Requests answered, by op and status.");
-    for (unsigned i = 0; i < SV_OP_SLOTS; i++) {
-        const char *op = sv_msg_op_name((Statesrv__V1__Request__OpCase)i);
-        if (strcmp(op, "unknown") == 0)
-            continue;
-        for (int s = 0; s < SV_STATUS_SLOTS; s++) {
-            const char *status = sv_status_name(s);
-            if (srv->ops[i].by_status[s] || s == 0)
-                put(&o, "statesrv_requests_total{op=\"%s\",status=\"%s\"} %llu\n", op, status,
-                    (unsigned long long)srv->ops[i].by_status[s]);
+    for (size_t i = 0; i < st.n_ops; i++) {
+        const Statesrv__V1__OpStats *op = st.ops[i];
+        /* OK always has a sample; the others once they happened. */
+        uint64_t ok = op->n_statuses && op->statuses[0]->status == STATESRV__V1__STATUS__OK
+                          ? op->statuses[0]->count
+                          : 0;
+        put(&o, "statesrv_requests_total{op=\"%s\",status=\"OK\"} %llu\n", op->op,
+            (unsigned long long)ok);
+        for (size_t k = 0; k < op->n_statuses; k++) {
+            if (op->statuses[k]->status != STATESRV__V1__STATUS__OK)
+                put(&o, "statesrv_requests_total{op=\"%s\",status=\"%s\"} %llu\n", op->op,
+                    sv_status_name((int)op->statuses[k]->status),
+                    (unsigned long long)op->statuses[k]->count);
         }
     }
 
     family(&o, "statesrv_request_duration_seconds", "histogram",
            "Time from the start of the group commit that decoded a request until its reply "
            "was ready (after the commit); for snapshot and restore, until the job ended.");
-    for (unsigned i = 0; i < SV_OP_SLOTS; i++) {
-        const char *op = sv_msg_op_name((Statesrv__V1__Request__OpCase)i);
-        const struct sv_op_latency *l = &srv->lat[i];
-        if (strcmp(op, "unknown") == 0 || !l->count)
+    for (size_t i = 0; i < st.n_ops; i++) {
+        const Statesrv__V1__OpStats *op = st.ops[i];
+        if (!op->latency_count)
             continue;
         uint64_t cum = 0;
-        for (int k = 0; k < SV_LAT_BUCKETS; k++) {
-            cum += l->buckets[k];
-            put(&o, "statesrv_request_duration_seconds_bucket{op=\"%s\",le=\"%g\"} %llu\n", op,
-                (double)lat_bounds_us[k] / 1e6, (unsigned long long)cum);
+        for (size_t k = 0; k < st.n_latency_bounds_us && k < op->n_latency_buckets; k++) {
+            cum += op->latency_buckets[k];
+            put(&o, "statesrv_request_duration_seconds_bucket{op=\"%s\",le=\"%g\"} %llu\n", op->op,
+                (double)st.latency_bounds_us[k] / 1e6, (unsigned long long)cum);
         }
-        put(&o, "statesrv_request_duration_seconds_bucket{op=\"%s\",le=\"+Inf\"} %llu\n", op,
-            (unsigned long long)l->count);
-        put(&o, "statesrv_request_duration_seconds_sum{op=\"%s\"} %.9f\n", op,
-            (double)l->sum_ns / 1e9);
-        put(&o, "statesrv_request_duration_seconds_count{op=\"%s\"} %llu\n", op,
-            (unsigned long long)l->count);
+        put(&o, "statesrv_request_duration_seconds_bucket{op=\"%s\",le=\"+Inf\"} %llu\n", op->op,
+            (unsigned long long)op->latency_count);
+        put(&o, "statesrv_request_duration_seconds_sum{op=\"%s\"} %.9f\n", op->op,
+            (double)op->latency_sum_ns / 1e9);
+        put(&o, "statesrv_request_duration_seconds_count{op=\"%s\"} %llu\n", op->op,
+            (unsigned long long)op->latency_count);
     }
 
     counter(&o, "statesrv_bytes_received_total", "Bytes read from clients.", srv->bytes_in);
@@ -259,30 +369,12 @@ int sv_metrics_render(struct sv_server *srv, struct sv_buf *b)
 
     family(&o, "statesrv_errors_total", "counter",
            "Requests answered with an error status, and connection-level failures, by kind.");
-    for (int s = 2; s < SV_STATUS_SLOTS; s++) { /* 0 OK, 1 NOT_FOUND: not errors */
-        const char *name = sv_status_name(s);
-        if (strcmp(name, "UNKNOWN") == 0)
-            continue;
-        uint64_t n = 0;
-        for (unsigned i = 0; i < SV_OP_SLOTS; i++)
-            n += srv->ops[i].by_status[s];
-        char kind[32];
-        size_t k = 0;
-        for (; name[k] && k < sizeof(kind) - 1; k++)
-            kind[k] = (char)(name[k] >= 'A' && name[k] <= 'Z' ? name[k] + 32 : name[k]);
-        kind[k] = '\0';
-        put(&o, "statesrv_errors_total{kind=\"%s\"} %llu\n", kind, (unsigned long long)n);
-    }
-    static const char *const cerr_kinds[SV_CERR_COUNT] = {
-        [SV_CERR_PROTOCOL] = "protocol",
-        [SV_CERR_IDLE_TIMEOUT] = "idle_timeout",
-        [SV_CERR_HEADER_TIMEOUT] = "header_timeout",
-        [SV_CERR_OUTPUT_TIMEOUT] = "output_timeout",
-        [SV_CERR_ACCEPT] = "accept",
-    };
-    for (int k = 0; k < SV_CERR_COUNT; k++)
-        put(&o, "statesrv_errors_total{kind=\"%s\"} %llu\n", cerr_kinds[k],
-            (unsigned long long)srv->conn_errors[k]);
+    for (size_t i = 0; i < st.n_status_errors; i++)
+        put(&o, "statesrv_errors_total{kind=\"%s\"} %llu\n", st.status_errors[i]->kind,
+            (unsigned long long)st.status_errors[i]->count);
+    for (size_t i = 0; i < st.n_connection_errors; i++)
+        put(&o, "statesrv_errors_total{kind=\"%s\"} %llu\n", st.connection_errors[i]->kind,
+            (unsigned long long)st.connection_errors[i]->count);
 
     counter(&o, "statesrv_commits_total", "LMDB write transactions committed.", st.commits);
 
@@ -303,7 +395,7 @@ int sv_metrics_render(struct sv_server *srv, struct sv_buf *b)
     counter(&o, "statesrv_checkpoints_total", "Checkpoints completed since start.",
             st.checkpoints_completed);
     counter(&o, "statesrv_checkpoint_failures_total", "Snapshots that failed since start.",
-            sv_checkpoints_failures(srv->ckpt));
+            st.checkpoint_failures);
     gauge(&o, "statesrv_checkpoint_in_progress", "1 while a snapshot or restore runs.",
           st.checkpoint_in_progress ? 1 : 0);
     gauge(&o, "statesrv_last_checkpoint_id", "Id of the last checkpoint completed.",
@@ -315,14 +407,10 @@ int sv_metrics_render(struct sv_server *srv, struct sv_buf *b)
     gauge(&o, "statesrv_last_checkpoint_timestamp_seconds",
           "Unix time the last checkpoint completed (0: none yet).",
           (double)st.last_checkpoint_unix_ms / 1000.0);
-    if (st.last_checkpoint_unix_ms) {
-        struct timespec now;
-        clock_gettime(CLOCK_REALTIME, &now);
-        double age = (double)now.tv_sec + (double)now.tv_nsec / 1e9 -
-                     (double)st.last_checkpoint_unix_ms / 1000.0;
+    if (st.last_checkpoint_unix_ms)
         gauge(&o, "statesrv_last_checkpoint_age_seconds",
-              "Seconds since the last checkpoint completed.", age > 0 ? age : 0);
-    }
+              "Seconds since the last checkpoint completed.",
+              (double)st.last_checkpoint_age_ms / 1000.0);
     counter(&o, "statesrv_restores_total", "Restores completed since start.",
             st.restores_completed);
     gauge(&o, "statesrv_last_restore_duration_seconds", "How long the last restore took.",

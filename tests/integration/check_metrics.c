@@ -1,6 +1,7 @@
 /* The Prometheus endpoint, scraped with a real HTTP client (curl) while a
  * real statesrvd serves requests. */
 #include "harness.h"
+#include "statesrv.h"
 #include "suites.h"
 
 #include <stdio.h>
@@ -119,6 +120,241 @@ START_TEST(counters_move_with_requests)
 }
 END_TEST
 
+static char ctl_out[64 * 1024];
+
+/* Runs statectl with args; its stdout lands in ctl_out. The exit status. */
+static int ctl_capture(const char *args)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd), "%s -a %s %s", statectl_path(), srv.tcp_addr, args);
+    return run_cmd(cmd, ctl_out, sizeof(ctl_out));
+}
+
+/* Lines of body that start with prefix. */
+static int count_series(const char *body_text, const char *prefix)
+{
+    int n = 0;
+    size_t len = strlen(prefix);
+    for (const char *p = body_text; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
+        n += strncmp(p, prefix, len) == 0;
+    return n;
+}
+
+static const statesrv_op_detail *op_detail(const statesrv_stats *s, const char *op)
+{
+    for (size_t i = 0; i < s->n_ops; i++)
+        if (strcmp(s->ops[i].op, op) == 0) {
+            ck_assert_str_eq(s->op_details[i].op, op);
+            return &s->op_details[i];
+        }
+    ck_abort_msg("op %s missing from stats", op);
+    return NULL;
+}
+
+static uint64_t status_count(const statesrv_op_detail *d, int status)
+{
+    for (size_t k = 0; k < d->n_statuses; k++)
+        if (d->statuses[k].status == status)
+            return d->statuses[k].count;
+    return 0;
+}
+
+static uint64_t kind_count(const statesrv_error_count *e, size_t n, const char *kind)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(e[i].kind, kind) == 0)
+            return e[i].count;
+    ck_abort_msg("error kind %s missing from stats", kind);
+    return 0;
+}
+
+/* The line of text that starts with prefix, copied into line. */
+static int find_line(const char *text, const char *prefix, char *line, size_t cap)
+{
+    size_t len = strlen(prefix);
+    for (const char *p = text; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL) {
+        if (strncmp(p, prefix, len) == 0) {
+            size_t n = strcspn(p, "\n");
+            snprintf(line, cap, "%.*s", (int)n, p);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* The stats op (through libstatesrv and statectl, text and --json) reports
+ * what /metrics reports: statuses per op, latency histograms, errors by kind
+ * and checkpoint failures. */
+START_TEST(stats_match_metrics)
+{
+    ctl("put clicks u1 a", 0);
+    ctl("put clicks u2 b", 0);
+    ctl("get clicks nobody", 1);
+    ctl("get clicks nobody", 1);
+    ctl("put a/b k v", 1); /* INVALID_ARGUMENT */
+    ctl("snapshot", 0);
+    /* A file where snapshot 7 wants its temporary directory: the job fails. */
+    char path[256];
+    snprintf(path, sizeof(path), "%s/checkpoints/.chk-7.tmp", srv.dir);
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fclose(f);
+    ctl("snapshot --id 7", 1); /* INTERNAL */
+    int fd = raw_connect_tcp(&srv);
+    raw_send(fd, "\xff\xff\xff\xff", 4); /* a frame larger than any limit */
+    ck_assert(raw_wait_closed(fd, 5000));
+    close(fd);
+
+    statesrv *c;
+    char err[256];
+    ck_assert_int_eq(statesrv_connect2(srv.tcp_addr, NULL, &c, err, sizeof(err)), STATESRV_OK);
+    /* Nothing happens between the scrape and the stats request (which is
+     * counted after its figures were taken): every number must agree. */
+    ck_assert_int_eq(scrape("", "/metrics", body, sizeof(body)), 200);
+    statesrv_stats *s;
+    ck_assert_int_eq(statesrv_stats_get(c, &s), STATESRV_OK);
+
+    /* What was provoked. */
+    const statesrv_op_detail *get = op_detail(s, "get"), *put = op_detail(s, "put");
+    const statesrv_op_detail *snap = op_detail(s, "snapshot");
+    ck_assert_uint_eq(get->n_statuses, 1);
+    ck_assert_uint_eq(status_count(get, STATESRV_NOT_FOUND), 2);
+    ck_assert_uint_eq(put->n_statuses, 2);
+    ck_assert_uint_eq(status_count(put, STATESRV_OK), 2);
+    ck_assert_uint_eq(status_count(put, STATESRV_INVALID_ARGUMENT), 1);
+    ck_assert_uint_eq(status_count(snap, STATESRV_OK), 1);
+    ck_assert_uint_eq(status_count(snap, STATESRV_INTERNAL), 1);
+    ck_assert_uint_eq(put->latency_count, 3);
+    ck_assert_uint_eq(get->latency_count, 2);
+    ck_assert_uint_eq(snap->latency_count, 2);
+    ck_assert_uint_eq(s->checkpoint_failures, 1);
+    ck_assert_uint_eq(s->checkpoints_completed, 1);
+    ck_assert_uint_lt(s->last_checkpoint_age_ms, 60000);
+    ck_assert_uint_eq(kind_count(s->connection_errors, s->n_connection_errors, "protocol"), 1);
+    ck_assert_uint_eq(kind_count(s->connection_errors, s->n_connection_errors, "idle_timeout"), 0);
+    ck_assert_uint_eq(kind_count(s->status_errors, s->n_status_errors, "invalid_argument"), 1);
+    ck_assert_uint_eq(kind_count(s->status_errors, s->n_status_errors, "internal"), 1);
+    ck_assert_uint_eq(s->n_latency_bounds, 16);
+    for (size_t i = 0; i < s->n_ops; i++) {
+        const statesrv_op_detail *d = &s->op_details[i];
+        if (!d->latency_count) {
+            ck_assert_ptr_null(d->latency_buckets);
+            continue;
+        }
+        ck_assert_uint_eq(d->n_latency_buckets, s->n_latency_bounds + 1);
+        uint64_t total = 0;
+        for (size_t k = 0; k < d->n_latency_buckets; k++)
+            total += d->latency_buckets[k];
+        ck_assert_uint_eq(total, d->latency_count);
+        ck_assert(d->latency_p50_us > 0 && d->latency_p50_us <= d->latency_p99_us);
+        ck_assert(d->latency_p99_us <= (double)s->latency_bounds_us[s->n_latency_bounds - 1]);
+    }
+    /* The snapshot that completed took longer than any put: quantiles follow the buckets. */
+    ck_assert(snap->latency_p99_us > put->latency_p50_us);
+
+    /* Every number against /metrics, both ways. */
+    char series[256];
+    int requests = 0;
+    for (size_t i = 0; i < s->n_ops; i++) {
+        const char *op = s->ops[i].op;
+        const statesrv_op_detail *d = &s->op_details[i];
+        snprintf(series, sizeof(series), "statesrv_requests_total{op=\"%s\",status=\"OK\"}", op);
+        ck_assert_msg(sample(body, series) == (double)status_count(d, STATESRV_OK), "%s", series);
+        requests++;
+        for (size_t k = 0; k < d->n_statuses; k++) {
+            if (d->statuses[k].status == STATESRV_OK)
+                continue;
+            snprintf(series, sizeof(series), "statesrv_requests_total{op=\"%s\",status=\"%s\"}", op,
+                     statesrv_strerror(d->statuses[k].status));
+            ck_assert_msg(sample(body, series) == (double)d->statuses[k].count, "%s", series);
+            requests++;
+        }
+        snprintf(series, sizeof(series), "statesrv_request_duration_seconds_count{op=\"%s\"}", op);
+        ck_assert_msg(sample(body, series) == (d->latency_count ? (double)d->latency_count : -1),
+                      "%s", series);
+        if (!d->latency_count)
+            continue;
+        snprintf(series, sizeof(series), "statesrv_request_duration_seconds_sum{op=\"%s\"}", op);
+        double diff = sample(body, series) - (double)d->latency_sum_ns / 1e9; /* %.9f */
+        ck_assert_msg(diff < 1e-9 && diff > -1e-9, "%s", series);
+        uint64_t cum = 0;
+        for (size_t k = 0; k < s->n_latency_bounds; k++) {
+            cum += d->latency_buckets[k];
+            snprintf(series, sizeof(series),
+                     "statesrv_request_duration_seconds_bucket{op=\"%s\",le=\"%g\"}", op,
+                     (double)s->latency_bounds_us[k] / 1e6);
+            ck_assert_msg(sample(body, series) == (double)cum, "%s", series);
+        }
+        snprintf(series, sizeof(series),
+                 "statesrv_request_duration_seconds_bucket{op=\"%s\",le=\"+Inf\"}", op);
+        ck_assert_msg(sample(body, series) == (double)d->latency_count, "%s", series);
+    }
+    ck_assert_int_eq(count_series(body, "statesrv_requests_total{"), requests);
+    for (size_t i = 0; i < s->n_status_errors + s->n_connection_errors; i++) {
+        const statesrv_error_count *e = i < s->n_status_errors
+                                            ? &s->status_errors[i]
+                                            : &s->connection_errors[i - s->n_status_errors];
+        snprintf(series, sizeof(series), "statesrv_errors_total{kind=\"%s\"}", e->kind);
+        ck_assert_msg(sample(body, series) == (double)e->count, "%s", series);
+    }
+    ck_assert_int_eq(count_series(body, "statesrv_errors_total{"),
+                     (int)(s->n_status_errors + s->n_connection_errors));
+    ck_assert(sample(body, "statesrv_checkpoint_failures_total") == (double)s->checkpoint_failures);
+    ck_assert(sample(body, "statesrv_checkpoints_total") == (double)s->checkpoints_completed);
+
+    /* statectl --json: the same figures (its own hello and stats come after
+     * what is compared here). */
+    ck_assert_int_eq(ctl_capture("--json stats"), 0);
+    ck_assert_ptr_nonnull(strstr(
+        ctl_out, "{\"op\":\"get\",\"count\":2,\"errors\":0,\"statuses\":{\"NOT_FOUND\":2},"));
+    ck_assert_ptr_nonnull(strstr(ctl_out, "{\"op\":\"put\",\"count\":3,\"errors\":1,\"statuses\":"
+                                          "{\"OK\":2,\"INVALID_ARGUMENT\":1},"));
+    ck_assert_ptr_nonnull(strstr(ctl_out, "\"statuses\":{\"OK\":1,\"INTERNAL\":1}"));
+    ck_assert_ptr_nonnull(strstr(ctl_out, "\"checkpoint_failures\":1,"));
+    ck_assert_ptr_nonnull(strstr(ctl_out, "\"connection_errors\":{\"protocol\":1,"));
+    ck_assert_ptr_nonnull(strstr(ctl_out, "\"status_errors\":{\"invalid_argument\":1,"));
+    ck_assert_ptr_nonnull(strstr(ctl_out, "\"latency_bounds_us\":[50,100,250,"));
+    /* put's histogram, bucket by bucket, as libstatesrv decoded it. */
+    char want[512];
+    int n =
+        snprintf(want, sizeof(want), "\"count\":%llu,\"sum_ns\":%llu,",
+                 (unsigned long long)put->latency_count, (unsigned long long)put->latency_sum_ns);
+    n += snprintf(want + n, sizeof(want) - (size_t)n,
+                  "\"p50_us\":%.3f,\"p99_us\":%.3f,\"buckets\":[", put->latency_p50_us,
+                  put->latency_p99_us);
+    for (size_t k = 0; k < put->n_latency_buckets; k++)
+        n += snprintf(want + n, sizeof(want) - (size_t)n, "%s%llu", k ? "," : "",
+                      (unsigned long long)put->latency_buckets[k]);
+    snprintf(want + n, sizeof(want) - (size_t)n, "]");
+    ck_assert_msg(strstr(ctl_out, want), "statectl --json stats lacks %s", want);
+
+    /* statectl's text: the same, for a person. */
+    ck_assert_int_eq(ctl_capture("stats"), 0);
+    ck_assert_ptr_nonnull(strstr(ctl_out, "\ncheckpoint_failures: 1\n"));
+    ck_assert_ptr_nonnull(strstr(ctl_out, "\nconnection_errors: protocol 1, idle_timeout 0,"));
+    ck_assert_ptr_nonnull(strstr(ctl_out, "\nstatus_errors: invalid_argument 1,"));
+    ck_assert_ptr_nonnull(strstr(ctl_out, " internal 1,"));
+    char line[256], p50[16], p99[16];
+    ck_assert(find_line(ctl_out, "get ", line, sizeof(line)));
+    unsigned long long count, errors;
+    ck_assert_int_eq(sscanf(line, "get %llu %llu %*s %15s %15s", &count, &errors, p50, p99), 4);
+    ck_assert_uint_eq(count, 2);
+    ck_assert_uint_eq(errors, 0);
+    ck_assert_msg(strstr(line, "  NOT_FOUND 2"), "%s", line);
+    ck_assert(find_line(ctl_out, "put ", line, sizeof(line)));
+    ck_assert_int_eq(sscanf(line, "put %llu %llu", &count, &errors), 2);
+    ck_assert_uint_eq(count, 3);
+    ck_assert_uint_eq(errors, 1);
+    ck_assert_msg(strstr(line, "  INVALID_ARGUMENT 1"), "%s", line);
+    ck_assert(find_line(ctl_out, "snapshot ", line, sizeof(line)));
+    ck_assert_msg(strstr(line, "  INTERNAL 1"), "%s", line);
+    ck_assert(!find_line(ctl_out, "multi_get ", line, sizeof(line))); /* unused: no line */
+
+    statesrv_stats_free(s);
+    statesrv_close(c);
+}
+END_TEST
+
 START_TEST(only_get_metrics_is_served)
 {
     ck_assert_int_eq(scrape("", "/", NULL, 0), 404);
@@ -170,6 +406,7 @@ Suite *sv_suite_metrics(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, counters_move_with_requests);
+    tcase_add_test(tc, stats_match_metrics);
     tcase_add_test(tc, only_get_metrics_is_served);
     tcase_add_test(tc, bad_metrics_listen_is_refused);
     suite_add_tcase(s, tc);
