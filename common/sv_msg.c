@@ -1,10 +1,19 @@
 #include "sv_msg.h"
 #include "sv_error.h"
 #include "sv_frame.h"
+#include "sv_wire.h"
 
 int sv_msg_append(struct sv_buf *out, const ProtobufCMessage *msg, uint32_t max_frame)
 {
-    size_t n = protobuf_c_message_get_packed_size(msg);
+    /* Replies to the hot ops are packed by hand (sv_wire.h). */
+    const Statesrv__V1__Response *resp = msg->descriptor == &statesrv__v1__response__descriptor
+                                             ? (const Statesrv__V1__Response *)msg
+                                             : NULL;
+    size_t n;
+    if (!resp || !sv_wire_response_size(resp, &n)) {
+        resp = NULL;
+        n = protobuf_c_message_get_packed_size(msg);
+    }
     if (n > max_frame)
         return SV_ETOOLARGE;
     int rc = sv_buf_reserve(out, SV_FRAME_HEADER_SIZE + n);
@@ -12,7 +21,10 @@ int sv_msg_append(struct sv_buf *out, const ProtobufCMessage *msg, uint32_t max_
         return rc;
     uint8_t *p = out->data + out->len;
     sv_frame_header_put(p, (uint32_t)n);
-    protobuf_c_message_pack(msg, p + SV_FRAME_HEADER_SIZE);
+    if (resp)
+        sv_wire_response_pack(resp, p + SV_FRAME_HEADER_SIZE);
+    else
+        protobuf_c_message_pack(msg, p + SV_FRAME_HEADER_SIZE);
     out->len += SV_FRAME_HEADER_SIZE + n;
     return 0;
 }
@@ -20,6 +32,9 @@ int sv_msg_append(struct sv_buf *out, const ProtobufCMessage *msg, uint32_t max_
 int sv_msg_unpack_request(const uint8_t *p, size_t n, ProtobufCAllocator *alloc,
                           Statesrv__V1__Request **out)
 {
+    /* The hot ops are decoded by hand (sv_wire.h). */
+    if (sv_wire_request_decode(p, n, alloc, out))
+        return 0;
     Statesrv__V1__Request *req = statesrv__v1__request__unpack(alloc, n, p);
     if (!req)
         return SV_EPROTO;

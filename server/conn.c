@@ -249,6 +249,20 @@ static void finish_if_drained(struct sv_conn *c)
         sv_conn_close(c);
 }
 
+/* Every queued reply has left: account for it and, if the client was
+ * back-pressured, take its requests again. */
+static void wrote_all(struct sv_conn *c, size_t n)
+{
+    c->srv->bytes_out += n;
+    c->blocked_since_ms = 0;
+    finish_if_drained(c);
+    if (c->state == SV_CONN_OPEN) {
+        read_start(c);
+        if (sv_frame_reader_ready(&c->in) && !c->waiting)
+            sv_conn_ready(c);
+    }
+}
+
 static void on_write(uv_write_t *req, int status)
 {
     struct sv_conn *c = req->data;
@@ -261,21 +275,16 @@ static void on_write(uv_write_t *req, int status)
         sv_conn_close(c);
         return;
     }
-    c->srv->bytes_out += c->wbuf.len;
+    size_t n = c->wbuf.len;
     sv_buf_clear(&c->wbuf, KEEP_CAP);
-    if (output_ok(c))
-        c->blocked_since_ms = 0;
     if (c->out.len) {
+        c->srv->bytes_out += n;
+        if (output_ok(c))
+            c->blocked_since_ms = 0;
         sv_conn_flush(c);
         return;
     }
-    finish_if_drained(c);
-    /* Output drained: take this client's requests again. */
-    if (c->state == SV_CONN_OPEN && output_ok(c)) {
-        read_start(c);
-        if (sv_frame_reader_ready(&c->in) && !c->waiting)
-            sv_conn_ready(c);
-    }
+    wrote_all(c, n);
 }
 
 /* Replies pile up unread: take no more requests, and start the clock
@@ -299,13 +308,31 @@ void sv_conn_flush(struct sv_conn *c)
         finish_if_drained(c);
         return;
     }
-    /* Hand the accumulated replies to libuv in one write; new replies gather
-     * in the other buffer meanwhile. */
+    /* Write what the socket takes now, straight from the buffer: usually
+     * all of it, with no write request, callback or epoll change (uv_write
+     * costs an epoll_ctl per call on this libuv). */
+    int sent =
+        uv_try_write(&c->h.stream, &(uv_buf_t){.base = (char *)c->out.data, .len = c->out.len}, 1);
+    if (sent >= 0 && (size_t)sent == c->out.len) {
+        size_t n = c->out.len;
+        sv_buf_clear(&c->out, KEEP_CAP);
+        wrote_all(c, n);
+        return;
+    }
+    if (sent < 0 && sent != UV_EAGAIN) {
+        sv_debug("conn %llu (%s): write failed: %s", (unsigned long long)c->id, c->peer,
+                 uv_strerror(sent));
+        sv_conn_close(c);
+        return;
+    }
+    /* The rest goes through libuv, which waits for the socket; new replies
+     * gather in the other buffer meanwhile. */
+    size_t off = sent > 0 ? (size_t)sent : 0;
     struct sv_buf t = c->wbuf;
     c->wbuf = c->out;
     c->out = t;
     c->out.len = 0;
-    uv_buf_t b = uv_buf_init((char *)c->wbuf.data, (unsigned)c->wbuf.len);
+    uv_buf_t b = uv_buf_init((char *)c->wbuf.data + off, (unsigned)(c->wbuf.len - off));
     c->wreq.data = c;
     int rc = uv_write(&c->wreq, &c->h.stream, &b, 1, on_write);
     if (rc) {

@@ -3,7 +3,10 @@
  * Each input is the payload of one frame. It is unpacked into the server's
  * arena under the same per-request decode budget as server/batch.c, then
  * dispatched (sv_dispatch) inside an LMDB write transaction of a real store,
- * and the Response is encoded with sv_msg_append and decoded again. A
+ * and the Response is encoded with sv_msg_append and decoded again.
+ * sv_msg's hand-written fast path (common/sv_wire.c) is held to protobuf-c:
+ * a request it decodes must equal protobuf-c's decoding of the same bytes
+ * (equal packings), and every reply frame must carry protobuf-c's bytes. A
  * successful put, delete, merge or batch is read back (with get, in the same
  * transaction): the value, kind, counter or list tail must be what was
  * written, a deleted entry must be gone.
@@ -45,6 +48,7 @@
 #include "sv_log.h"
 #include "sv_msg.h"
 #include "sv_value.h"
+#include "sv_wire.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -574,6 +578,13 @@ static void encode_and_check(const Statesrv__V1__Request *req, Statesrv__V1__Res
     uint32_t n = sv_frame_header_get(out.data);
     CHECK(n == out.len - SV_FRAME_HEADER_SIZE);
     CHECK(n <= cfg.max_frame_size);
+    /* The bytes are protobuf-c's, whichever packer wrote them. */
+    CHECK(protobuf_c_message_get_packed_size(&resp->base) == n);
+    uint8_t *ref = malloc(n ? n : 1);
+    CHECK(ref != NULL);
+    CHECK(protobuf_c_message_pack(&resp->base, ref) == n);
+    CHECK(memcmp(ref, out.data + SV_FRAME_HEADER_SIZE, n) == 0);
+    free(ref);
     Statesrv__V1__Response *back;
     CHECK(sv_msg_unpack_response(out.data + SV_FRAME_HEADER_SIZE, n, NULL, &back) == 0);
     CHECK(back->id == req->id);
@@ -581,8 +592,31 @@ static void encode_and_check(const Statesrv__V1__Request *req, Statesrv__V1__Res
     statesrv__v1__response__free_unpacked(back, NULL);
 }
 
+/* When the hand decoder takes these bytes, protobuf-c decodes them to an
+ * equal message. */
+static void check_wire_decode(const uint8_t *data, size_t size)
+{
+    Statesrv__V1__Request *fast;
+    if (!sv_wire_request_decode(data, size, NULL, &fast))
+        return;
+    Statesrv__V1__Request *ref = statesrv__v1__request__unpack(NULL, size, data);
+    CHECK(ref != NULL);
+    size_t n = protobuf_c_message_get_packed_size(&ref->base);
+    CHECK(protobuf_c_message_get_packed_size(&fast->base) == n);
+    uint8_t *a = malloc(n ? n : 1), *b = malloc(n ? n : 1);
+    CHECK(a && b);
+    protobuf_c_message_pack(&ref->base, a);
+    protobuf_c_message_pack(&fast->base, b);
+    CHECK(memcmp(a, b, n) == 0);
+    free(a);
+    free(b);
+    statesrv__v1__request__free_unpacked(ref, NULL);
+    statesrv__v1__request__free_unpacked(fast, NULL);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+    check_wire_decode(data, size);
     struct sv_arena *a = &srv.arena;
     sv_arena_reset(a);
     Statesrv__V1__Request *req;

@@ -22,6 +22,7 @@ static const sv_suite_ctor suite_ctors[] = {
     sv_suite_value,
     sv_suite_common,
     sv_suite_ckpt,
+    sv_suite_wire,
     /* server/ */
     sv_suite_config,
     sv_suite_store,
