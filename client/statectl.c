@@ -787,7 +787,7 @@ static void put_stats_text(const statesrv_stats *s)
         if (!o->count && !(d && d->latency_count))
             continue;
         if (!header) {
-            printf("\n%-18s %10s %8s %9s %9s %9s  %s\n", "op", "count", "errors", "mean", "p50",
+            printf("\n%-17s %9s %7s %8s %8s %8s  %s\n", "op", "count", "errors", "mean", "p50",
                    "p99", "other statuses");
             header = 1;
         }
@@ -798,7 +798,7 @@ static void put_stats_text(const statesrv_stats *s)
             fmt_latency(d->latency_p50_us, p50, sizeof(p50));
             fmt_latency(d->latency_p99_us, p99, sizeof(p99));
         }
-        printf("%-18s %10" PRIu64 " %8" PRIu64 " %9s %9s %9s ", o->op, o->count, o->errors, mean,
+        printf("%-17s %9" PRIu64 " %7" PRIu64 " %8s %8s %8s ", o->op, o->count, o->errors, mean,
                p50, p99);
         int any = 0;
         for (size_t k = 0; d && k < d->n_statuses; k++) {
