@@ -31,6 +31,20 @@
 #define GEN_PREFIX "gen-"
 #define GROW_RETRY_MS 1000 /* after the disk refused a map growth */
 
+/* Where the map's pages are, by LMDB's rules for reusing a freed page: the
+ * pages a transaction frees are listed in the free-page database (dbi 0)
+ * under its id, and a write transaction may reuse a list only when its id is
+ * below both its own id - 1 and every reader's snapshot. */
+struct free_census {
+    int valid;
+    uint64_t last_txnid; /* the committed transaction it describes */
+    uint64_t reader_min; /* oldest reader's snapshot, or UINT64_MAX */
+    uint64_t hw;         /* pages up to the last one ever written */
+    uint64_t reusable;   /* free pages the next write transaction can take */
+    uint64_t pinned;     /* free pages a reader still keeps */
+    uint64_t recent;     /* freed by the last commit: reusable one commit later */
+};
+
 /* State name -> DBI, open addressing. depth says in which transaction the
  * handle was opened: 0 committed, 1 the group transaction, 2 a savepoint.
  * LMDB closes handles opened in a transaction that aborts, so those entries
@@ -44,6 +58,11 @@ struct state_slot {
     uint8_t len;
     MDB_dbi dbi;
     char name[SV_STATE_NAME_MAX + 1];
+    /* Space accounting (see "space" below): the write transaction that last
+     * charged this state, and how many of its leaves that transaction may
+     * still copy on write. */
+    uint64_t acct_gen;
+    uint64_t cow_left;
 };
 
 struct sv_store {
@@ -79,6 +98,21 @@ struct sv_store {
     int writemap_failed;        /* backing it failed at open: stay without */
     uint64_t grow_retry_ms;     /* writemap growth failed: not before this */
     int dropped_in_txn;         /* the open transaction dropped a state */
+
+    /* The reserve for deletes (see "space" below). */
+    uint64_t psize;
+    uint64_t acct_gen;         /* counts write transactions (and rollbacks) */
+    int acct_init;             /* acct_hw and acct_base are set for this one */
+    uint64_t acct_hw;          /* committed high-water mark, pages */
+    uint64_t acct_base;        /* pages its commit may take whatever it does */
+    uint64_t acct_est;         /* upper bound of the pages it has taken */
+    uint64_t acct_est_sp;      /* acct_est when the savepoint began */
+    int txn_freed;             /* it deleted something */
+    uint64_t txn_deficit;      /* a write was refused: the smallest shortfall, pages */
+    uint64_t bump_txnid;       /* the last commit made only to age the free list */
+    struct free_census census; /* cached by (transaction, oldest reader) */
+    uint64_t refused_txnid;    /* the last refusal came after this commit, */
+    uint64_t refused_need;     /* for a write that needed this many pages */
 };
 
 /* --- errors -------------------------------------------------------------- */
@@ -523,6 +557,12 @@ static int env_open(struct sv_store *s, char *err, size_t errlen)
         return env_open(s, err, errlen);
     }
     s->max_key = (size_t)mdb_env_get_maxkeysize(s->env);
+    MDB_stat est;
+    mdb_env_stat(s->env, &est);
+    s->psize = est.ms_psize;
+    s->census.valid = 0;
+    s->refused_txnid = 0;
+    s->bump_txnid = 0;
     int dead = 0;
     mdb_reader_check(s->env, &dead);
     if (dead)
@@ -704,6 +744,355 @@ int sv_store_sync(struct sv_store *s)
     return rc ? map_err(rc) : 0;
 }
 
+/* --- space: a reserve for deletes ----------------------------------------
+ *
+ * LMDB copies on write: a delete needs fresh pages too, and the pages a
+ * commit frees can be reused only from the second write transaction after
+ * it, and not while a reader that may still see them lives. A map filled to
+ * its last page by puts would refuse the very deletes that could empty it.
+ * So puts and merges stop at a line below the map's maximum, and the pages
+ * above it are left to deletes, clears and drops, which are never refused
+ * here.
+ *
+ * "In use" is the high-water mark minus the free pages the next write
+ * transaction may reuse. Inside a transaction LMDB does not say how many
+ * pages it has taken, so each write charges an upper bound: a copy of the
+ * leaf it changes (at most once per leaf and transaction), the branch pages
+ * of a state the first time the transaction writes to it, the growth of the
+ * tree as LMDB counts it, and new overflow pages for a large value. What the
+ * commit itself writes (the free-page and main databases, the list of the
+ * pages it frees) is charged once. A put or merge is admitted when the
+ * committed use plus the transaction's charge stays at or below the line; a
+ * refused one changes nothing and leaves the transaction usable. */
+
+#define RESERVE_PERCENT 2    /* of map_size_max, */
+#define RESERVE_MIN_PAGES 64 /* and at least this */
+#define FREE_DBI 0           /* LMDB's free-page database: dbi 0 in every environment */
+#define META_TICK_KEY "tick"
+
+/* The map's maximum in pages: map_size_max, or a larger size the data file
+ * was made with. */
+static uint64_t max_pages(const struct sv_store *s)
+{
+    uint64_t max = s->map_size_max > s->map_size ? s->map_size_max : s->map_size;
+    return max / s->psize;
+}
+
+static uint64_t reserve_pages(const struct sv_store *s)
+{
+    uint64_t r = max_pages(s) * RESERVE_PERCENT / 100;
+    return r > RESERVE_MIN_PAGES ? r : RESERVE_MIN_PAGES;
+}
+
+static uint64_t line_pages(const struct sv_store *s)
+{
+    uint64_t max = max_pages(s), r = reserve_pages(s);
+    return max > r ? max - r : 0;
+}
+
+static uint64_t tree_pages(MDB_txn *txn, MDB_dbi dbi)
+{
+    MDB_stat st;
+    if (mdb_stat(txn, dbi, &st))
+        return 0;
+    return (uint64_t)st.ms_branch_pages + st.ms_leaf_pages + st.ms_overflow_pages;
+}
+
+/* mdb_reader_list prints "pid thread txnid" per reader slot ("-" for a slot
+ * between transactions); keeps the smallest txnid. */
+static int reader_cb(const char *msg, void *ud)
+{
+    uint64_t *min = ud;
+    int pid;
+    unsigned long long thread, txnid;
+    if (sscanf(msg, "%d %llx %llu", &pid, &thread, &txnid) == 3 && txnid < *min)
+        *min = txnid;
+    return 0;
+}
+
+/* Counts the committed free pages by when they can be reused. With a write
+ * transaction open, the count is of the state it started from. */
+static int take_census(struct sv_store *s, struct free_census *c)
+{
+    uint64_t rmin = UINT64_MAX;
+    mdb_reader_list(s->env, reader_cb, &rmin);
+    MDB_envinfo info;
+    mdb_env_info(s->env, &info);
+    if (s->census.valid && s->census.last_txnid == info.me_last_txnid &&
+        s->census.reader_min == rmin) {
+        *c = s->census;
+        return 0;
+    }
+    memset(c, 0, sizeof(*c));
+    c->last_txnid = info.me_last_txnid;
+    c->reader_min = rmin;
+    c->hw = (uint64_t)info.me_last_pgno + 1;
+    /* The next write transaction is last + 1: it reuses the lists of
+     * transactions before `last`, and before the oldest reader's snapshot. */
+    uint64_t oldest = rmin < c->last_txnid ? rmin : c->last_txnid;
+    /* LMDB refuses a cursor on the free-page database in a write
+     * transaction; a read transaction sees the same committed lists. */
+    MDB_txn *rt;
+    MDB_cursor *cur;
+    int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &rt);
+    if (rc)
+        return map_err(rc);
+    if ((rc = mdb_cursor_open(rt, FREE_DBI, &cur))) {
+        mdb_txn_abort(rt);
+        return map_err(rc);
+    }
+    MDB_val k, v;
+    int mrc;
+    while ((mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
+        size_t id, n; /* key: the freeing txnid; data: a page count, then the pages */
+        if (k.mv_size != sizeof(id) || v.mv_size < sizeof(n))
+            continue;
+        memcpy(&id, k.mv_data, sizeof(id));
+        memcpy(&n, v.mv_data, sizeof(n));
+        if (id < oldest)
+            c->reusable += n;
+        else if (id >= rmin)
+            c->pinned += n;
+        else
+            c->recent += n;
+    }
+    mdb_cursor_close(cur);
+    mdb_txn_abort(rt);
+    if (mrc != MDB_NOTFOUND)
+        return map_err(mrc);
+    c->valid = 1;
+    s->census = *c;
+    return 0;
+}
+
+/* The transaction's first write sets its baseline: the committed high-water
+ * mark, and what its commit may write whatever it does (the paths of the
+ * free-page and main databases, and the free lists it may rewrite: at most
+ * their pages, plus a few). */
+static void acct_start(struct sv_store *s)
+{
+    MDB_txn *txn = cur_txn(s);
+    MDB_envinfo info;
+    MDB_dbi main_dbi;
+    mdb_env_info(s->env, &info);
+    s->acct_hw = (uint64_t)info.me_last_pgno + 1;
+    s->acct_base = 8 + tree_pages(txn, FREE_DBI);
+    if (mdb_dbi_open(txn, NULL, 0, &main_dbi) == 0)
+        s->acct_base += tree_pages(txn, main_dbi);
+    s->acct_init = 1;
+}
+
+/* Pages the transaction may take in all once `more` is charged: with the
+ * list of the pages it frees (8 bytes a page, at most one freed per page
+ * taken), twice over. */
+static uint64_t acct_need(const struct sv_store *s, uint64_t more)
+{
+    uint64_t est = s->acct_est + more;
+    return s->acct_base + est + est / 256 + 1;
+}
+
+struct charge {
+    struct state_slot *sl; /* NULL: the state does not exist yet */
+    uint64_t pages;
+    uint64_t cow_left; /* sl->cow_left once applied */
+};
+
+/* The copies `ops` changes to a state may make: its branch pages the first
+ * time in the transaction, then a leaf per op while uncopied leaves remain.
+ * Nothing changes until charge_apply. */
+static void charge_cow(struct sv_store *s, struct state_slot *sl, uint64_t ops, struct charge *ch)
+{
+    ch->sl = sl;
+    ch->pages = 0;
+    ch->cow_left = 0;
+    if (!sl) {
+        ch->pages = 3; /* a new state: its root, and its record in main */
+        return;
+    }
+    uint64_t left = sl->cow_left;
+    if (sl->acct_gen != s->acct_gen) {
+        MDB_stat st;
+        left = 0;
+        if (mdb_stat(cur_txn(s), sl->dbi, &st) == 0) {
+            ch->pages += st.ms_branch_pages;
+            left = st.ms_leaf_pages;
+        }
+    }
+    uint64_t leaves = ops < left ? ops : left;
+    ch->pages += leaves;
+    ch->cow_left = left - leaves;
+}
+
+static void charge_apply(struct sv_store *s, const struct charge *ch, uint64_t extra)
+{
+    if (ch->sl) {
+        ch->sl->acct_gen = s->acct_gen;
+        ch->sl->cow_left = ch->cow_left;
+    }
+    s->acct_est += ch->pages + extra;
+}
+
+static uint64_t grown(uint64_t before, uint64_t after)
+{
+    return after > before ? after - before : 0;
+}
+
+/* Formats a size for a message: KiB below 1 MiB, then MiB, then GiB. */
+static const char *fmt_size(char *buf, size_t cap, uint64_t bytes)
+{
+    static const char *unit[] = {"KiB", "MiB", "GiB", "TiB"};
+    uint64_t div = 1024;
+    int u = 0;
+    while (u < 3 && bytes >= div * 1024) {
+        div *= 1024;
+        u++;
+    }
+    snprintf(buf, cap, "%llu.%llu %s", (unsigned long long)(bytes / div),
+             (unsigned long long)(bytes % div * 10 / div), unit[u]);
+    return buf;
+}
+
+void sv_store_nospace_msg(struct sv_store *s, char *buf, size_t len)
+{
+    struct free_census c;
+    if (take_census(s, &c))
+        memset(&c, 0, sizeof(c));
+    uint64_t need = c.last_txnid == s->refused_txnid ? s->refused_need : 1;
+    uint64_t ps = s->psize, line = line_pages(s), used = c.hw - c.reusable;
+    char a[48], b[48], r[48], p[48];
+    int n = snprintf(buf, len,
+                     "the store is full: %s of map_size_max %s in use, and the last %s are kept "
+                     "for deletes; reads still work. Delete entries or clear states (writes work "
+                     "again once the deletes commit), or raise map_size_max and restart",
+                     fmt_size(a, sizeof(a), used * ps), fmt_size(b, sizeof(b), max_pages(s) * ps),
+                     fmt_size(r, sizeof(r), reserve_pages(s) * ps));
+    if (n < 0 || (size_t)n >= len || !c.pinned)
+        return;
+    if (used - c.pinned + need <= line)
+        snprintf(buf + n, len - (size_t)n,
+                 ". %s freed earlier cannot be reused until a read transaction ends (a "
+                 "checkpoint being written): retry when it completes",
+                 fmt_size(p, sizeof(p), c.pinned * ps));
+    else
+        snprintf(buf + n, len - (size_t)n,
+                 ". A read transaction (a checkpoint being written) also holds %s freed earlier",
+                 fmt_size(p, sizeof(p), c.pinned * ps));
+}
+
+/* Admits a put or merge of an entry of `bytes` (key, header and value) into
+ * a state, charging it; or refuses it with SV_EMAPFULL, which leaves the
+ * transaction as it was. */
+static int admit_write(struct sv_store *s, const char *state, size_t slen, size_t bytes,
+                       struct charge *ch)
+{
+    static struct sv_log_limit limit;
+    if (!s->txn)
+        return SV_EINTERNAL;
+    if (!s->acct_init)
+        acct_start(s);
+    charge_cow(s, slot_find(s, state, slen), 1, ch);
+    /* An entry too large for half a page goes to overflow pages, new ones
+     * even when it replaces one of the same size. */
+    if (bytes + 64 > s->psize / 2)
+        ch->pages += (bytes + 16 + s->psize - 1) / s->psize;
+    uint64_t need = acct_need(s, ch->pages), line = line_pages(s);
+    if (s->acct_hw + need <= line)
+        return 0; /* even with no page reusable */
+    struct free_census c;
+    if (take_census(s, &c)) {
+        memset(&c, 0, sizeof(c));
+        c.hw = s->acct_hw;
+    }
+    uint64_t used = c.hw - c.reusable;
+    if (used + need <= line)
+        return 0;
+    uint64_t deficit = used + need - line;
+    if (!s->txn_deficit || deficit < s->txn_deficit)
+        s->txn_deficit = deficit;
+    s->refused_txnid = c.last_txnid;
+    s->refused_need = need;
+    char msg[512];
+    sv_store_nospace_msg(s, msg, sizeof(msg));
+    sv_log_limited(&limit, 1, SV_LOG_WARN, "store: write refused: %s", msg);
+    return SV_EMAPFULL;
+}
+
+/* A delete is never refused, but what it takes counts against the writes
+ * after it in the transaction. `before` and `after`: the state's pages. */
+static void charge_delete(struct sv_store *s, struct state_slot *sl, uint64_t ops, uint64_t before,
+                          uint64_t after)
+{
+    struct charge ch;
+    if (!s->acct_init)
+        acct_start(s);
+    charge_cow(s, sl, ops, &ch);
+    /* The pages it frees are listed at commit, 8 bytes each. */
+    uint64_t freed = before > after ? before - after : 0;
+    charge_apply(s, &ch, grown(before, after) + freed / 256 + 1);
+    s->txn_freed = 1;
+}
+
+/* After a commit that freed pages near the line (or the end of a snapshot
+ * that kept such pages), or one in which writes were refused for want of
+ * pages the last commit freed: one more small commit, so that the next
+ * write transaction may reuse them. No transaction may be open. LMDB reuses a
+ * transaction's free list only from the second write transaction after it;
+ * without this, deletes followed by refused puts (which commit nothing)
+ * would leave the freed space out of reach. */
+static void age_free_list(struct sv_store *s, int freed, uint64_t deficit)
+{
+    if (!freed && !deficit)
+        return;
+    MDB_envinfo info;
+    mdb_env_info(s->env, &info);
+    if (!deficit && (uint64_t)info.me_last_pgno + 1 + reserve_pages(s) <= line_pages(s))
+        return; /* far from the line: the writes after it reuse the pages in time */
+    struct free_census c;
+    if (take_census(s, &c) || c.recent == 0 || c.last_txnid == s->bump_txnid)
+        return;
+    if (!freed && c.recent < deficit)
+        return; /* would not make room for the write that was refused */
+    MDB_txn *txn;
+    uint8_t be[8];
+    if (mdb_txn_begin(s->env, NULL, 0, &txn))
+        return;
+    uint64_t id = mdb_txn_id(txn);
+    for (int i = 0; i < 8; i++)
+        be[i] = (uint8_t)(id >> (56 - 8 * i));
+    MDB_val k = {strlen(META_TICK_KEY), META_TICK_KEY}, v = {sizeof(be), be};
+    int rc = mdb_put(txn, s->meta_dbi, &k, &v, 0);
+    if (rc)
+        mdb_txn_abort(txn);
+    else
+        rc = mdb_txn_commit(txn);
+    if (rc) {
+        sv_warn_limited("store: a commit to make freed pages reusable failed: %s",
+                        mdb_strerror(rc));
+        return;
+    }
+    s->bump_txnid = id;
+}
+
+int sv_store_space(struct sv_store *s, struct sv_store_space *out)
+{
+    struct free_census c;
+    int rc = take_census(s, &c);
+    if (rc)
+        return rc;
+    uint64_t ps = s->psize;
+    out->page_size = ps;
+    out->map_size = s->map_size;
+    out->map_max = max_pages(s) * ps;
+    out->reserve = reserve_pages(s) * ps;
+    out->limit = line_pages(s) * ps;
+    out->high_water = c.hw * ps;
+    out->used = (c.hw - c.reusable) * ps;
+    out->free_reusable = c.reusable * ps;
+    out->free_pinned = c.pinned * ps;
+    out->free_recent = c.recent * ps;
+    return 0;
+}
+
 /* --- transactions -------------------------------------------------------- */
 
 int sv_store_begin(struct sv_store *s)
@@ -717,6 +1106,11 @@ int sv_store_begin(struct sv_store *s)
     }
     s->txn_error = 0;
     s->txn_dirty = 0;
+    s->acct_gen++;
+    s->acct_init = 0;
+    s->acct_est = 0;
+    s->txn_freed = 0;
+    s->txn_deficit = 0;
     return 0;
 }
 
@@ -759,6 +1153,7 @@ int sv_store_commit(struct sv_store *s)
         return map_err(rc);
     }
     slots_end_level(s, 1, 1);
+    age_free_list(s, s->txn_freed, s->txn_deficit);
     return 0;
 }
 
@@ -811,6 +1206,7 @@ int sv_store_savepoint(struct sv_store *s)
 {
     if (!s->txn || s->savepoint || s->txn_error)
         return SV_EINTERNAL;
+    s->acct_est_sp = s->acct_est;
     if (s->writemap) {
         if (s->txn_dirty)
             return SV_EINTERNAL; /* see sv_store_savepoint_needs_clean_txn */
@@ -848,12 +1244,18 @@ void sv_store_rollback(struct sv_store *s)
     if (!s->savepoint)
         return;
     s->savepoint = 0;
+    /* The pages the batch took are given back; the copies made before it
+     * stay, but a state's branch pages are charged again at its next write
+     * (too much, never too little). */
+    s->acct_est = s->acct_est_sp;
+    s->acct_gen++;
     if (s->child) {
         mdb_txn_abort(s->child);
         s->child = NULL;
         slots_end_level(s, 2, 0);
         return;
     }
+    s->acct_init = 0; /* a new transaction below */
     /* Emulated: the transaction held nothing before the savepoint, so
      * discarding it and beginning afresh undoes exactly the batch. A state
      * it created had a handle of this transaction only (level 2). */
@@ -948,15 +1350,20 @@ static int put_reserve(struct sv_store *s, MDB_dbi dbi, const uint8_t *skey, siz
 int sv_store_put(struct sv_store *s, const char *state, size_t slen, const uint8_t *skey,
                  size_t sklen, enum sv_value_kind kind, const uint8_t *data, size_t len)
 {
-    MDB_dbi dbi;
-    int rc = state_dbi(s, state, slen, 1, &dbi);
+    struct charge ch;
+    int rc = admit_write(s, state, slen, sklen + sv_value_header_size(0) + len, &ch);
     if (rc)
         return rc;
+    MDB_dbi dbi;
+    if ((rc = state_dbi(s, state, slen, 1, &dbi)))
+        return rc;
+    uint64_t before = ch.sl ? tree_pages(cur_txn(s), dbi) : 0;
     uint8_t *dst;
     if ((rc = put_reserve(s, dbi, skey, sklen, kind, 0, len, &dst)))
         return rc;
     if (len)
         memcpy(dst, data, len);
+    charge_apply(s, &ch, grown(before, tree_pages(cur_txn(s), dbi)));
     return 0;
 }
 
@@ -971,12 +1378,14 @@ int sv_store_delete(struct sv_store *s, const char *state, size_t slen, const ui
     if (rc)
         return rc;
     MDB_val k = {sklen, (void *)skey};
+    uint64_t before = tree_pages(cur_txn(s), dbi);
     rc = mdb_del(write_txn(s), dbi, &k, NULL);
     if (rc == MDB_NOTFOUND)
         return 0;
     if (rc)
         return txn_fail(s, rc);
     *found = 1;
+    charge_delete(s, slot_find(s, state, slen), 1, before, tree_pages(cur_txn(s), dbi));
     return 0;
 }
 
@@ -1027,8 +1436,16 @@ int sv_store_merge(struct sv_store *s, const char *state, size_t slen, const uin
             return SV_EINVAL;
         }
     }
+    size_t entry = sklen + sv_value_header_size(old.expiry_ms) +
+                   (op == SV_MERGE_ADD_I64 ? SV_COUNTER_SIZE : old.len + sv_list_elem_size(oplen));
+    struct charge ch;
+    if ((rc = admit_write(s, state, slen, entry, &ch))) {
+        sv_store_nospace_msg(s, msg, msglen);
+        return rc;
+    }
     if (!exists && (rc = state_dbi(s, state, slen, 1, &dbi)))
         return rc;
+    uint64_t before = exists ? tree_pages(cur_txn(s), dbi) : 0;
 
     uint8_t *dst;
     if (op == SV_MERGE_ADD_I64) {
@@ -1049,6 +1466,7 @@ int sv_store_merge(struct sv_store *s, const char *state, size_t slen, const uin
         sv_i64_put(dst, sum);
         *counter = sum;
         *new_size = SV_COUNTER_SIZE;
+        charge_apply(s, &ch, grown(before, tree_pages(cur_txn(s), dbi)));
         return 0;
     }
 
@@ -1066,6 +1484,7 @@ int sv_store_merge(struct sv_store *s, const char *state, size_t slen, const uin
         sv_buf_clear(&s->scratch, 0);
     *new_size = old.len + add;
     *counter = 0;
+    charge_apply(s, &ch, grown(before, tree_pages(cur_txn(s), dbi)));
     return 0;
 }
 
@@ -1130,6 +1549,7 @@ int sv_store_delete_range(struct sv_store *s, const char *state, size_t slen, co
     if (rc)
         return rc;
     MDB_cursor *cur;
+    uint64_t before = tree_pages(cur_txn(s), dbi);
     if ((rc = mdb_cursor_open(write_txn(s), dbi, &cur)))
         return txn_fail(s, rc);
     MDB_val k, v;
@@ -1145,6 +1565,8 @@ int sv_store_delete_range(struct sv_store *s, const char *state, size_t slen, co
     mdb_cursor_close(cur);
     if (mrc && mrc != MDB_NOTFOUND)
         return txn_fail(s, mrc);
+    if (*deleted)
+        charge_delete(s, slot_find(s, state, slen), *deleted, before, tree_pages(cur_txn(s), dbi));
     return 0;
 }
 
@@ -1166,8 +1588,11 @@ int sv_store_drop_state(struct sv_store *s, const char *state, size_t slen, uint
     if (s->snapshot_active)
         return SV_EBUSY;
     struct state_slot *sl = slot_find(s, state, slen);
+    uint64_t before = (uint64_t)st.ms_branch_pages + st.ms_leaf_pages + st.ms_overflow_pages;
     if ((rc = mdb_drop(write_txn(s), dbi, 1)))
         return txn_fail(s, rc);
+    /* Its record in main is rewritten, and every page it had is listed. */
+    charge_delete(s, NULL, 1, before, 0);
     if (sl)
         slot_remove(s, sl);
     s->dropped_in_txn = 1; /* an abort must bring the state back */
@@ -1363,6 +1788,10 @@ void sv_store_snapshot_release(struct sv_store_snapshot *snap)
 void sv_store_snapshot_finished(struct sv_store *s)
 {
     s->snapshot_active = 0;
+    /* What deletes freed while it read is reusable now, but the last of it
+     * only after one more commit. */
+    if (!s->txn)
+        age_free_list(s, 1, 0);
 }
 
 /* --- restore builder ------------------------------------------------------ */

@@ -76,7 +76,17 @@ int sv_store_grow(struct sv_store *s) __attribute__((warn_unused_result));
  * full map it cannot grow. No transaction may be open. 0 or an error. */
 int sv_store_grow_if_needed(struct sv_store *s);
 
-/* Entry operations; `state` is a validated name of `slen` bytes. */
+/* Entry operations; `state` is a validated name of `slen` bytes.
+ *
+ * Near map_size_max, puts and merges are refused with SV_EMAPFULL once the
+ * pages in use would pass the limit in struct sv_store_space (map_size_max
+ * less a reserve): that refusal leaves the transaction usable
+ * (sv_store_txn_error() stays 0) and sv_store_nospace_msg() says why and what
+ * to do. Deletes, delete_range and drop_state may use the reserve, so that
+ * space can always be freed; a commit that freed pages near the limit is
+ * followed by a small one of the store's own, so that the next transaction
+ * can reuse them. An SV_EMAPFULL that does poison the transaction comes from
+ * LMDB itself (the map is full at its current size: grow and replay). */
 int sv_store_get(struct sv_store *s, const char *state, size_t slen, const uint8_t *skey,
                  size_t sklen, struct sv_value *out) __attribute__((warn_unused_result));
 int sv_store_put(struct sv_store *s, const char *state, size_t slen, const uint8_t *skey,
@@ -125,8 +135,35 @@ struct sv_state_stat {
 int sv_store_list_states(struct sv_store *s, int (*fn)(void *ud, const struct sv_state_stat *st),
                          void *ud) __attribute__((warn_unused_result));
 
-/* Map size and bytes in use. */
+/* Map size and bytes up to the last page written (the high-water mark; it
+ * does not go down when entries are deleted: see sv_store_space). */
 void sv_store_usage(struct sv_store *s, uint64_t *map_size, uint64_t *map_used);
+
+/* Where the map's space is, in bytes, by LMDB's rules for reusing freed
+ * pages (a transaction's freed pages can be reused from the second write
+ * transaction after it, and not while a reader that may see them lives). */
+struct sv_store_space {
+    uint64_t page_size;
+    uint64_t map_size;      /* current */
+    uint64_t map_max;       /* map_size_max (or a larger size the file has) */
+    uint64_t reserve;       /* kept for deletes: 2% of map_max, at least 64 pages */
+    uint64_t limit;         /* map_max - reserve: puts and merges stop here */
+    uint64_t high_water;    /* up to the last page ever written */
+    uint64_t used;          /* high_water - free_reusable */
+    uint64_t free_reusable; /* freed pages the next write transaction can reuse */
+    uint64_t free_pinned;   /* freed pages a read transaction (a snapshot) keeps */
+    uint64_t free_recent;   /* freed by the last commit: reusable one commit later */
+};
+
+/* Counts the free-page lists (a read transaction of its own; with a write
+ * transaction open, the count is of the committed state). 0 or an error. */
+int sv_store_space(struct sv_store *s, struct sv_store_space *out)
+    __attribute__((warn_unused_result));
+
+/* The message for the last put or merge refused for space (or for the
+ * current state if none was): what is in use, the reserve, what to do, and
+ * whether a read transaction holds the freed pages. Always NUL-terminated. */
+void sv_store_nospace_msg(struct sv_store *s, char *buf, size_t len);
 /* 1 when the open environment writes through its memory map. */
 int sv_store_writemap_active(const struct sv_store *s);
 

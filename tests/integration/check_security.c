@@ -366,45 +366,206 @@ START_TEST(count_limits)
 }
 END_TEST
 
+/* --- a full map --------------------------------------------------------- */
+
+#define FULL_KEYS 3000
+
+/* Keys "k<i>" of one state filled with values of vsize bytes. */
+struct fillst {
+    const char *state;
+    size_t vsize;
+    int next;              /* the next key to put */
+    char acked[FULL_KEYS]; /* 1 acknowledged, 2 deleted after that */
+    char val[16 * 1024];
+    char key[16];
+};
+
+static const char *fill_value(struct fillst *f, int i)
+{
+    memset(f->val, 'a' + i % 26, f->vsize);
+    memcpy(f->val, &i, sizeof(i));
+    return f->val;
+}
+
+static statesrv_key fill_key(struct fillst *f, int i)
+{
+    snprintf(f->key, sizeof(f->key), "k%d", i);
+    statesrv_key k = {.state = f->state, .key = f->key, .key_len = strlen(f->key)};
+    return k;
+}
+
+/* Puts keys from f->next on until the map is full: two puts in a row
+ * refused (the first refusal may want only pages the last commit freed,
+ * which the server makes reusable at once). A refused key is tried again.
+ * Returns how many puts were acknowledged. */
+static int fill_map(statesrv *c, struct fillst *f)
+{
+    int ok = 0, refused = 0;
+    while (refused < 2 && f->next < FULL_KEYS) {
+        statesrv_key k = fill_key(f, f->next);
+        int rc = statesrv_put(c, &k, fill_value(f, f->next), f->vsize);
+        if (rc == STATESRV_OK) {
+            f->acked[f->next++] = 1;
+            ok++;
+            refused = 0;
+            continue;
+        }
+        ck_assert_msg(rc == STATESRV_NO_SPACE, "put: %s", statesrv_errmsg(c));
+        ck_assert_ptr_nonnull(strstr(statesrv_errmsg(c), "map_size_max"));
+        refused++;
+    }
+    ck_assert_msg(refused == 2, "the map did not fill with %d keys", FULL_KEYS);
+    return ok;
+}
+
+/* Every acknowledged key holds its value; every deleted one is gone. */
+static void check_filled(statesrv *c, struct fillst *f)
+{
+    static char want[16 * 1024];
+    for (int i = 0; i < f->next; i++) {
+        statesrv_key k = fill_key(f, i);
+        statesrv_value v;
+        int rc = statesrv_get(c, &k, &v);
+        if (f->acked[i] == 2) {
+            ck_assert_msg(rc == STATESRV_NOT_FOUND, "%s came back", f->key);
+            continue;
+        }
+        ck_assert_msg(rc == STATESRV_OK, "%s: %s", f->key, statesrv_errmsg(c));
+        memcpy(want, fill_value(f, i), f->vsize);
+        ck_assert_uint_eq(v.len, f->vsize);
+        ck_assert(memcmp(v.data, want, f->vsize) == 0);
+        statesrv_value_free(&v);
+    }
+}
+
+static void fill_delete(statesrv *c, struct fillst *f, int i)
+{
+    statesrv_key k = fill_key(f, i);
+    int found = 0;
+    ck_assert_msg(statesrv_delete(c, &k, &found) == STATESRV_OK, "delete: %s", statesrv_errmsg(c));
+    ck_assert_int_eq(found, 1);
+    f->acked[i] = 2;
+}
+
+/* statectl against the test server; its exit status. */
+static int full_ctl(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static int full_ctl(const char *fmt, ...)
+{
+    char args[256], cmd[512], out[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof(args), fmt, ap);
+    va_end(ap);
+    snprintf(cmd, sizeof(cmd), "%s -a %s %s", statectl_path(), srv.tcp_addr, args);
+    return run_cmd(cmd, out, sizeof(out));
+}
+
+/* A map at map_size_max refuses puts with NO_SPACE and keeps serving reads.
+ * Deleting (statectl del, delete, clear of a key, a batch of deletes) makes
+ * room without a restart: the next put succeeds and nothing acknowledged is
+ * lost. Raising map_size_max with a restart is the other way out. Values of
+ * 16 KiB sit in pages of their own, so each delete frees pages. */
 START_TEST(full_map_refuses_writes_then_recovers)
 {
+    static struct fillst f;
+    memset(&f, 0, sizeof(f));
+    f.state = "fill";
+    f.vsize = 16 * 1024;
     start_with("map_size = 1M\nmap_size_max = 2M\n");
     statesrv *c;
     char err[256];
     ck_assert_int_eq(statesrv_connect2(srv.tcp_addr, NULL, &c, err, sizeof(err)), STATESRV_OK);
-    static char val[16 * 1024];
-    memset(val, 'z', sizeof(val));
-    char key[16];
-    int rc = STATESRV_OK, i;
-    for (i = 0; i < 1000 && rc == STATESRV_OK; i++) {
-        snprintf(key, sizeof(key), "k%d", i);
-        statesrv_key k = {.state = "fill", .key = key, .key_len = strlen(key)};
-        rc = statesrv_put(c, &k, val, sizeof(val));
-    }
-    ck_assert_int_eq(rc, STATESRV_NO_SPACE);
-    ck_assert_ptr_nonnull(strstr(statesrv_errmsg(c), "map_size_max"));
+    ck_assert_int_gt(fill_map(c, &f), 20);
+    ck_assert_ptr_nonnull(strstr(statesrv_errmsg(c), "the store is full"));
     /* Reads still work, and the connection is fine. */
-    statesrv_key k0 = {.state = "fill", .key = "k0", .key_len = 2};
-    statesrv_value v;
-    ck_assert_int_eq(statesrv_get(c, &k0, &v), STATESRV_OK);
-    ck_assert_uint_eq(v.len, sizeof(val));
-    statesrv_value_free(&v);
+    check_filled(c, &f);
+
+    /* Free space: statectl del, delete, clear of a key, a batch. */
+    ck_assert_int_eq(full_ctl("del fill k0"), 0);
+    ck_assert_int_eq(full_ctl("del fill k1"), 0);
+    f.acked[0] = f.acked[1] = 2;
+    for (int i = 2; i < 6; i++)
+        fill_delete(c, &f, i);
+    statesrv_key k = fill_key(&f, 6);
+    uint64_t deleted = 0;
+    ck_assert_int_eq(statesrv_clear(c, &k, &deleted), STATESRV_OK);
+    ck_assert_uint_eq(deleted, 1);
+    f.acked[6] = 2;
+    statesrv_batch *b = statesrv_batch_new();
+    for (int i = 7; i < 12; i++) {
+        k = fill_key(&f, i); /* the batch copies the key */
+        ck_assert_int_eq(statesrv_batch_delete(b, &k), STATESRV_OK);
+        f.acked[i] = 2;
+    }
+    ck_assert_msg(statesrv_batch_commit(c, b) == STATESRV_OK, "batch: %s", statesrv_errmsg(c));
+    statesrv_batch_free(b);
+
+    /* The very next put succeeds, then more until the map is full again. */
+    k = fill_key(&f, f.next);
+    ck_assert_msg(statesrv_put(c, &k, fill_value(&f, f.next), f.vsize) == STATESRV_OK,
+                  "put after deletes: %s", statesrv_errmsg(c));
+    f.acked[f.next++] = 1;
+    ck_assert_int_ge(fill_map(c, &f), 3);
+    check_filled(c, &f);
     statesrv_close(c);
-    /* Space returns (a larger map_size_max): writes work again, and
-     * nothing acknowledged was lost. */
+
+    /* Space returns another way (a larger map_size_max): writes work again,
+     * and nothing acknowledged was lost. */
     ck_assert_int_eq(ts_stop(&srv), 0);
-    FILE *f = fopen(srv.conf, "w");
-    fprintf(f, "map_size = 1M\nmap_size_max = 16M\n");
-    fclose(f);
+    FILE *fp = fopen(srv.conf, "w");
+    fprintf(fp, "map_size = 1M\nmap_size_max = 16M\n");
+    fclose(fp);
     ts_restart(&srv, ts_config_args(&srv));
     ck_assert_int_eq(statesrv_connect2(srv.tcp_addr, NULL, &c, err, sizeof(err)), STATESRV_OK);
-    snprintf(key, sizeof(key), "k%d", i + 1);
-    statesrv_key k = {.state = "fill", .key = key, .key_len = strlen(key)};
-    ck_assert_int_eq(statesrv_put(c, &k, val, sizeof(val)), STATESRV_OK);
-    snprintf(key, sizeof(key), "k%d", i - 2);
-    k.key_len = strlen(key);
-    ck_assert_int_eq(statesrv_get(c, &k, &v), STATESRV_OK); /* the last acknowledged one */
-    statesrv_value_free(&v);
+    k = fill_key(&f, f.next);
+    ck_assert_int_eq(statesrv_put(c, &k, fill_value(&f, f.next), f.vsize), STATESRV_OK);
+    f.acked[f.next++] = 1;
+    check_filled(c, &f);
+    statesrv_close(c);
+}
+END_TEST
+
+/* A map filled with 1000-byte values (3 to a page: every allocation is one
+ * page, so the puts leave no free page behind) where only deletes come in
+ * keeps working: a batch of 40 deletes spread over as many pages (each
+ * copied on write: more pages than one commit leaves spare, fewer than the
+ * reserve), single deletes, statectl clear of a key and of the whole state.
+ * None is refused, and puts work after. */
+START_TEST(full_map_only_deletes_keep_working)
+{
+    static struct fillst f;
+    memset(&f, 0, sizeof(f));
+    f.state = "small";
+    f.vsize = 1000;
+    start_with("map_size = 1M\nmap_size_max = 2M\n");
+    statesrv *c;
+    char err[256];
+    ck_assert_int_eq(statesrv_connect2(srv.tcp_addr, NULL, &c, err, sizeof(err)), STATESRV_OK);
+    int n = fill_map(c, &f);
+    ck_assert_int_gt(n, 300);
+
+    statesrv_batch *b = statesrv_batch_new();
+    for (int i = 0; i < 40; i++) {
+        statesrv_key k = fill_key(&f, i * (n / 40));
+        ck_assert_int_eq(statesrv_batch_delete(b, &k), STATESRV_OK);
+        f.acked[i * (n / 40)] = 2;
+    }
+    ck_assert_msg(statesrv_batch_commit(c, b) == STATESRV_OK, "batch of deletes: %s",
+                  statesrv_errmsg(c));
+    statesrv_batch_free(b);
+    for (int i = 0; i < 20; i++)
+        fill_delete(c, &f, i * (n / 40) + 1);
+    ck_assert_int_eq(full_ctl("clear small k2"), 0);
+    f.acked[2] = 2;
+    check_filled(c, &f);
+    ck_assert_int_eq(full_ctl("clear small --all"), 0);
+    ck_assert_int_eq(full_ctl("get small k3 2>/dev/null"), 1);
+    for (int i = 0; i < f.next; i++)
+        f.acked[i] = 2;
+    /* Space is back for puts; nothing acknowledged was lost. */
+    ck_assert_int_ge(fill_map(c, &f), 300);
+    check_filled(c, &f);
     statesrv_close(c);
 }
 END_TEST
@@ -580,6 +741,7 @@ Suite *sv_suite_security(void)
     tcase_add_test(tc, client_that_never_reads_is_cut_off);
     tcase_add_test(tc, count_limits);
     tcase_add_test(tc, full_map_refuses_writes_then_recovers);
+    tcase_add_test(tc, full_map_only_deletes_keep_working);
     tcase_add_test(tc, full_disk_refuses_writes_then_recovers);
     tcase_add_test(tc, writemap_falls_back_when_disk_is_short);
     tcase_add_test(tc, out_of_descriptors_is_survived);

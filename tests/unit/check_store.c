@@ -500,6 +500,278 @@ START_TEST(map_full_then_grow)
 }
 END_TEST
 
+/* --- a full map: the reserve for deletes ---------------------------------- */
+
+#define BIG 8192 /* a value in overflow pages of its own: a delete frees them */
+
+static void big_value(uint8_t *v, int i)
+{
+    memset(v, 'a' + i % 26, BIG);
+    memcpy(v, &i, sizeof(i));
+}
+
+/* Puts value i under key "k<i>" of `state`; SV_EMAPFULL as the store says. */
+static int put_big(struct sv_store *s, const char *state, int i)
+{
+    static uint8_t v[BIG];
+    uint8_t sk[64];
+    char k[16];
+    snprintf(k, sizeof(k), "k%d", i);
+    big_value(v, i);
+    return sv_store_put(s, state, strlen(state), sk, key(sk, k, ""), SV_KIND_RAW, v, BIG);
+}
+
+static int del_big(struct sv_store *s, const char *state, int i)
+{
+    uint8_t sk[64];
+    char k[16];
+    int found = 0;
+    snprintf(k, sizeof(k), "k%d", i);
+    int rc = sv_store_delete(s, state, strlen(state), sk, key(sk, k, ""), &found);
+    ck_assert(rc != 0 || found);
+    return rc;
+}
+
+/* 1 if key "k<i>" holds value i, 0 if it is missing. */
+static int has_big(struct sv_store *s, const char *state, int i)
+{
+    static uint8_t want[BIG];
+    uint8_t sk[64];
+    char k[16];
+    struct sv_value v;
+    snprintf(k, sizeof(k), "k%d", i);
+    int rc = sv_store_get(s, state, strlen(state), sk, key(sk, k, ""), &v);
+    if (rc == SV_ENOTFOUND)
+        return 0;
+    ck_assert_int_eq(rc, 0);
+    big_value(want, i);
+    ck_assert_uint_eq(v.len, BIG);
+    ck_assert(memcmp(v.data, want, BIG) == 0);
+    return 1;
+}
+
+/* Puts keys from..from+limit in transactions of `group`, the way the server
+ * does: a refused put (SV_EMAPFULL with the transaction still good) ends its
+ * transaction, which commits the puts before it; an LMDB map-full (the
+ * transaction poisoned) grows the map and replays the transaction. The map
+ * is full when two transactions in a row are refused their first put (one
+ * refusal may want only the pages the last commit freed, which the store
+ * makes reusable at once). Returns how many puts were acknowledged. */
+static int fill(struct sv_store *s, const char *state, int from, int limit, int group)
+{
+    int done = 0, refused = 0, grows = 0;
+    while (refused < 2 && done < limit) {
+        ck_assert_int_eq(sv_store_begin(s), 0);
+        int n = 0, rc = 0;
+        for (; n < group && done + n < limit; n++) {
+            rc = put_big(s, state, from + done + n);
+            if (rc)
+                break;
+        }
+        if (rc == SV_EMAPFULL && sv_store_txn_error(s)) {
+            sv_store_abort(s);
+            ck_assert_int_lt(grows++, 10);
+            ck_assert_msg(sv_store_grow(s) == 0,
+                          "LMDB's map filled up to map_size_max: the reserve was used by puts");
+            continue;
+        }
+        if (rc) {
+            ck_assert_int_eq(rc, SV_EMAPFULL);
+            ck_assert_int_eq(sv_store_txn_error(s), 0); /* a refusal does not poison */
+            refused = n ? 1 : refused + 1;
+        } else {
+            refused = 0;
+        }
+        ck_assert_int_eq(sv_store_commit(s), 0);
+        done += n;
+    }
+    ck_assert_msg(refused == 2, "the map never filled");
+    return done;
+}
+
+static struct sv_store_options small_map(int writemap)
+{
+    struct sv_store_options o = opts();
+    o.map_size = 1u << 20;
+    o.map_size_max = 2u << 20;
+    o.writemap = writemap;
+    return o;
+}
+
+static struct sv_store_space space(struct sv_store *s)
+{
+    struct sv_store_space sp;
+    ck_assert_int_eq(sv_store_space(s, &sp), 0);
+    return sp;
+}
+
+/* Filled to map_size_max by puts, the store refuses further puts below the
+ * maximum; deletes then commit, the next puts succeed without a restart, and
+ * every acknowledged value is intact. With writemap off (_i 0) and on. */
+START_TEST(full_map_deletes_make_room)
+{
+    struct sv_store_options o = small_map(_i);
+    struct sv_store *s = open_store(&o);
+    ck_assert_int_eq(sv_store_writemap_active(s), _i);
+    int n = fill(s, "big", 0, 400, 4);
+    struct sv_store_space full = space(s);
+    ck_assert_uint_eq(full.map_size, 2u << 20);
+    ck_assert_uint_le(full.used, full.limit);
+    ck_assert_uint_ge(full.reserve, 64 * full.page_size);
+    ck_assert_uint_eq(full.limit + full.reserve, full.map_max);
+    ck_assert_int_gt(n, 20);
+    char msg[512];
+    sv_store_nospace_msg(s, msg, sizeof(msg));
+    ck_assert_msg(strstr(msg, "map_size_max") && strstr(msg, "Delete entries") &&
+                      strstr(msg, "reads still work"),
+                  "%s", msg);
+    ck_assert_ptr_null(strstr(msg, "read transaction")); /* nothing holds pages */
+
+    /* Puts stay refused, merges too, each leaving the transaction usable;
+     * reads work. */
+    ck_assert_int_eq(sv_store_begin(s), 0);
+    ck_assert_int_eq(put_big(s, "big", n), SV_EMAPFULL);
+    ck_assert_int_eq(put_big(s, "other", 0), SV_EMAPFULL); /* no new state either */
+    uint8_t sk[64];
+    size_t skl = key(sk, "list", "");
+    int64_t counter;
+    size_t size;
+    static uint8_t elem[BIG];
+    ck_assert_int_eq(sv_store_merge(s, "big", 3, sk, skl, SV_MERGE_APPEND, elem, sizeof(elem),
+                                    &counter, &size, msg, sizeof(msg)),
+                     SV_EMAPFULL);
+    ck_assert_msg(strstr(msg, "map_size_max"), "%s", msg);
+    ck_assert_int_eq(sv_store_txn_error(s), 0);
+    ck_assert(has_big(s, "big", 0) && has_big(s, "big", n - 1));
+    ck_assert_int_eq(sv_store_commit(s), 0);
+
+    /* Deletes use the reserve. */
+    ck_assert_int_eq(sv_store_begin(s), 0);
+    for (int i = 0; i < 12; i++)
+        ck_assert_int_eq(del_big(s, "big", i * 2), 0);
+    ck_assert_int_eq(sv_store_txn_error(s), 0);
+    ck_assert_int_eq(sv_store_commit(s), 0);
+    struct sv_store_space after = space(s);
+    ck_assert_uint_lt(after.used + 24 * after.page_size, full.used); /* 12 values, 3 pages each */
+    ck_assert_uint_gt(after.free_reusable, 0);
+
+    /* The very next transaction puts again, until the map is full again. */
+    int more = fill(s, "big", n, 400, 1);
+    ck_assert_int_ge(more, 4);
+    ck_assert_uint_le(space(s).used, full.limit);
+
+    /* Nothing acknowledged was lost, nothing deleted came back. */
+    ck_assert_int_eq(sv_store_begin(s), 0);
+    for (int i = 0; i < n + more; i++)
+        ck_assert_int_eq(has_big(s, "big", i), !(i < 24 && i % 2 == 0));
+    sv_store_abort(s);
+    sv_store_close(s);
+}
+END_TEST
+
+/* A full map where only deletes come in: a transaction of deletes spread
+ * over many leaves (each copied: more pages than the commit's slack, fewer
+ * than the reserve), one delete per transaction, a range, a dropped state;
+ * none is refused, and puts work after. */
+START_TEST(full_map_only_deletes)
+{
+    struct sv_store_options o = small_map(_i);
+    struct sv_store *s = open_store(&o);
+    /* Small entries over about 80 leaves: their deletes copy leaves and free
+     * no page. */
+    char k[16], v[200];
+    memset(v, 'v', sizeof(v) - 1);
+    v[sizeof(v) - 1] = '\0';
+    for (int t = 0; t < 10; t++) {
+        ck_assert_int_eq(sv_store_begin(s), 0);
+        for (int i = t * 100; i < t * 100 + 100; i++) {
+            snprintf(k, sizeof(k), "s%d", i);
+            put(s, "small", k, "", v);
+        }
+        ck_assert_int_eq(sv_store_commit(s), 0);
+    }
+    int n = fill(s, "big", 0, 400, 2);
+    ck_assert_int_eq(sv_store_begin(s), 0);
+    for (int i = 0; i < 40; i++) {
+        uint8_t sk[64];
+        int found = 0;
+        snprintf(k, sizeof(k), "s%d", i * 25 + 1);
+        ck_assert_int_eq(sv_store_delete(s, "small", 5, sk, key(sk, k, ""), &found), 0);
+        ck_assert_int_eq(found, 1);
+    }
+    ck_assert_int_eq(sv_store_txn_error(s), 0);
+    ck_assert_int_eq(sv_store_commit(s), 0);
+    for (int i = 0; i < 40; i++) {
+        ck_assert_int_eq(sv_store_begin(s), 0);
+        uint8_t sk[64];
+        int found = 0;
+        snprintf(k, sizeof(k), "s%d", i * 25 + 13);
+        ck_assert_int_eq(sv_store_delete(s, "small", 5, sk, key(sk, k, ""), &found), 0);
+        ck_assert_int_eq(found, 1);
+        ck_assert_int_eq(sv_store_txn_error(s), 0);
+        ck_assert_int_eq(sv_store_commit(s), 0);
+    }
+    ck_assert_int_eq(sv_store_begin(s), 0);
+    uint64_t deleted = 0;
+    uint8_t hi[2] = {0, 32}; /* stored keys start with the key group, 2 bytes big-endian */
+    ck_assert_int_eq(sv_store_delete_range(s, "small", 5, NULL, 0, hi, 2, &deleted), 0);
+    ck_assert_uint_gt(deleted, 0);
+    ck_assert_int_eq(sv_store_txn_error(s), 0);
+    ck_assert_int_eq(sv_store_commit(s), 0);
+    ck_assert_int_eq(sv_store_begin(s), 0);
+    ck_assert_int_eq(sv_store_drop_state(s, "small", 5, &deleted), 0);
+    ck_assert_uint_gt(deleted, 100);
+    ck_assert_int_eq(sv_store_commit(s), 0);
+    for (int i = 0; i < 20; i++) {
+        ck_assert_int_eq(sv_store_begin(s), 0);
+        ck_assert_int_eq(del_big(s, "big", i), 0);
+        ck_assert_int_eq(sv_store_commit(s), 0);
+    }
+    /* The space is back for puts. */
+    ck_assert_int_ge(fill(s, "big", n, 400, 1), 20);
+    ck_assert_int_eq(sv_store_begin(s), 0);
+    ck_assert(!has_big(s, "big", 0) && has_big(s, "big", n - 1) && has_big(s, "big", 20));
+    sv_store_abort(s);
+    sv_store_close(s);
+}
+END_TEST
+
+/* Pages freed while a snapshot's read transaction lives cannot be reused
+ * until it ends: puts stay refused and the message says why; once the
+ * snapshot ends they succeed. */
+START_TEST(full_map_snapshot_holds_freed_pages)
+{
+    struct sv_store_options o = small_map(_i);
+    struct sv_store *s = open_store(&o);
+    int n = fill(s, "big", 0, 400, 4);
+    struct sv_store_snapshot *snap;
+    ck_assert_int_eq(sv_store_snapshot_begin(s, &snap), 0);
+    ck_assert_int_eq(sv_store_begin(s), 0);
+    for (int i = 0; i < 12; i++)
+        ck_assert_int_eq(del_big(s, "big", i), 0);
+    ck_assert_int_eq(sv_store_commit(s), 0);
+    ck_assert_uint_gt(space(s).free_pinned, 20 * 4096);
+    for (int attempt = 0; attempt < 3; attempt++) {
+        ck_assert_int_eq(sv_store_begin(s), 0);
+        ck_assert_int_eq(put_big(s, "big", n), SV_EMAPFULL);
+        ck_assert_int_eq(sv_store_commit(s), 0);
+    }
+    char msg[512];
+    sv_store_nospace_msg(s, msg, sizeof(msg));
+    ck_assert_msg(strstr(msg, "until a read transaction ends"), "%s", msg);
+    sv_store_snapshot_release(snap);
+    sv_store_snapshot_finished(s);
+    ck_assert_int_eq(space(s).free_pinned, 0);
+    ck_assert_int_eq(sv_store_begin(s), 0);
+    ck_assert_int_eq(put_big(s, "big", n), 0);
+    ck_assert_int_eq(sv_store_commit(s), 0);
+    ck_assert_int_eq(sv_store_begin(s), 0);
+    ck_assert(has_big(s, "big", n) && has_big(s, "big", 12) && !has_big(s, "big", 11));
+    sv_store_abort(s);
+    sv_store_close(s);
+}
+END_TEST
+
 static int count_entry(void *ud, const uint8_t *skey, size_t sklen, const struct sv_value *v)
 {
     (void)skey;
@@ -619,6 +891,9 @@ Suite *sv_suite_store(void)
     tcase_add_test(tc, map_full_then_grow);
     tcase_add_test(tc, list_states_hides_internal);
     tcase_add_test(tc, aborted_drop_keeps_the_state_counted);
+    tcase_add_loop_test(tc, full_map_deletes_make_room, 0, 2);
+    tcase_add_loop_test(tc, full_map_only_deletes, 0, 2);
+    tcase_add_loop_test(tc, full_map_snapshot_holds_freed_pages, 0, 2);
     suite_add_tcase(s, tc);
     return s;
 }
