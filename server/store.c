@@ -101,18 +101,20 @@ struct sv_store {
 
     /* The reserve for deletes (see "space" below). */
     uint64_t psize;
-    uint64_t acct_gen;         /* counts write transactions (and rollbacks) */
-    int acct_init;             /* acct_hw and acct_base are set for this one */
-    uint64_t acct_hw;          /* committed high-water mark, pages */
-    uint64_t acct_base;        /* pages its commit may take whatever it does */
-    uint64_t acct_est;         /* upper bound of the pages it has taken */
-    uint64_t acct_est_sp;      /* acct_est when the savepoint began */
-    int txn_freed;             /* it deleted something */
-    uint64_t txn_deficit;      /* a write was refused: the smallest shortfall, pages */
-    uint64_t bump_txnid;       /* the last commit made only to age the free list */
-    struct free_census census; /* cached by (transaction, oldest reader) */
-    uint64_t refused_txnid;    /* the last refusal came after this commit, */
-    uint64_t refused_need;     /* for a write that needed this many pages */
+    uint64_t acct_gen;              /* counts write transactions (and rollbacks) */
+    int acct_init;                  /* acct_hw and acct_base are set for this one */
+    int acct_counted;               /* acct_census is set for this one */
+    struct free_census acct_census; /* the free lists it started from */
+    uint64_t acct_hw;               /* committed high-water mark, pages */
+    uint64_t acct_base;             /* pages its commit may take whatever it does */
+    uint64_t acct_est;              /* upper bound of the pages it has taken */
+    uint64_t acct_est_sp;           /* acct_est when the savepoint began */
+    int txn_freed;                  /* it deleted something */
+    uint64_t txn_deficit;           /* a write was refused: the smallest shortfall, pages */
+    uint64_t bump_txnid;            /* the last commit made only to age the free list */
+    struct free_census census;      /* cached by (transaction, oldest reader) */
+    uint64_t refused_txnid;         /* the last refusal came after this commit, */
+    uint64_t refused_need;          /* for a write that needed this many pages */
 };
 
 /* --- errors -------------------------------------------------------------- */
@@ -998,18 +1000,23 @@ static int admit_write(struct sv_store *s, const char *state, size_t slen, size_
     uint64_t need = acct_need(s, ch->pages), line = line_pages(s);
     if (s->acct_hw + need <= line)
         return 0; /* even with no page reusable */
-    struct free_census c;
-    if (take_census(s, &c)) {
-        memset(&c, 0, sizeof(c));
-        c.hw = s->acct_hw;
+    /* Counted once per transaction: nothing it does changes what it
+     * started from, and a snapshot begins only between transactions. */
+    struct free_census *c = &s->acct_census;
+    if (!s->acct_counted) {
+        if (take_census(s, c)) {
+            memset(c, 0, sizeof(*c));
+            c->hw = s->acct_hw;
+        }
+        s->acct_counted = 1;
     }
-    uint64_t used = c.hw - c.reusable;
+    uint64_t used = c->hw - c->reusable;
     if (used + need <= line)
         return 0;
     uint64_t deficit = used + need - line;
     if (!s->txn_deficit || deficit < s->txn_deficit)
         s->txn_deficit = deficit;
-    s->refused_txnid = c.last_txnid;
+    s->refused_txnid = c->last_txnid;
     s->refused_need = need;
     char msg[512];
     sv_store_nospace_msg(s, msg, sizeof(msg));
@@ -1052,6 +1059,8 @@ static void age_free_list(struct sv_store *s, int freed, uint64_t deficit)
         return;
     if (!freed && c.recent < deficit)
         return; /* would not make room for the write that was refused */
+    if (!deficit && c.hw - c.reusable + reserve_pages(s) <= line_pages(s))
+        return; /* writes are far from refused: their commits age the pages */
     MDB_txn *txn;
     uint8_t be[8];
     if (mdb_txn_begin(s->env, NULL, 0, &txn))
@@ -1108,6 +1117,7 @@ int sv_store_begin(struct sv_store *s)
     s->txn_dirty = 0;
     s->acct_gen++;
     s->acct_init = 0;
+    s->acct_counted = 0;
     s->acct_est = 0;
     s->txn_freed = 0;
     s->txn_deficit = 0;
@@ -1256,6 +1266,7 @@ void sv_store_rollback(struct sv_store *s)
         return;
     }
     s->acct_init = 0; /* a new transaction below */
+    s->acct_counted = 0;
     /* Emulated: the transaction held nothing before the savepoint, so
      * discarding it and beginning afresh undoes exactly the batch. A state
      * it created had a handle of this transaction only (level 2). */
