@@ -164,8 +164,11 @@ static void answer_commit_failure(struct sv_server *srv, int err)
 static void run_batch(struct sv_server *srv)
 {
     const struct sv_config *cfg = srv->cfg;
+    /* A replay counts again: counters go back with the rewind. */
     struct sv_op_counter saved_ops[SV_OP_SLOTS];
+    uint64_t saved_cerr[SV_CERR_COUNT];
     memcpy(saved_ops, srv->ops, sizeof(saved_ops));
+    memcpy(saved_cerr, srv->conn_errors, sizeof(saved_cerr));
     uint64_t poison_seq = 0;
     int poison_err = 0;
     int rc;
@@ -267,7 +270,7 @@ redo:
                 break;
             }
             if (seq == poison_seq) {
-                char msg[160];
+                char msg[512];
                 uint64_t map_size, map_used;
                 sv_store_usage(srv->store, &map_size, &map_used);
                 if (poison_err == SV_ENOSPACE && map_size < cfg->map_size_max)
@@ -276,9 +279,7 @@ redo:
                              "still work",
                              (unsigned long long)(map_size >> 20));
                 else if (poison_err == SV_ENOSPACE)
-                    snprintf(msg, sizeof(msg),
-                             "the store is full (map_size_max = %llu bytes); reads still work",
-                             (unsigned long long)cfg->map_size_max);
+                    sv_store_nospace_msg(srv->store, msg, sizeof(msg));
                 else if (poison_err == SV_EBUSY)
                     snprintf(msg, sizeof(msg),
                              "the store map is full and cannot grow while a checkpoint is "
@@ -308,6 +309,7 @@ redo:
                     sv_store_abort(srv->store);
                     batch_rewind(srv);
                     memcpy(srv->ops, saved_ops, sizeof(saved_ops));
+                    memcpy(srv->conn_errors, saved_cerr, sizeof(saved_cerr));
                     int grown = terr == SV_EMAPFULL ? sv_store_grow(srv->store) : terr;
                     if (grown == 0)
                         goto redo;
@@ -352,6 +354,7 @@ redo:
         if (sv_store_grow(srv->store) == 0) {
             batch_rewind(srv);
             memcpy(srv->ops, saved_ops, sizeof(saved_ops));
+            memcpy(srv->conn_errors, saved_cerr, sizeof(saved_cerr));
             goto redo;
         }
         rc = SV_ENOSPACE;

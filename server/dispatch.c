@@ -123,9 +123,11 @@ static int store_fail(struct ctx *x, int rc, const struct addr *a)
     if (rc == SV_ENOSPACE && a)
         return fail(x, rc, "cannot create state '%.*s': max_states (%u) reached", (int)a->slen,
                     a->state, x->cfg->max_states);
-    if (rc == SV_EMAPFULL)
-        return fail(x, SV_ENOSPACE, "the store is full (map_size_max = %llu bytes)",
-                    (unsigned long long)x->cfg->map_size_max);
+    if (rc == SV_EMAPFULL) {
+        char msg[sizeof(x->msg)];
+        sv_store_nospace_msg(x->store, msg, sizeof(msg));
+        return fail(x, SV_ENOSPACE, "%s", msg);
+    }
     return fail(x, rc, "store: %s", sv_strerror(rc));
 }
 

@@ -4,9 +4,11 @@
 #include "statesrv.h"
 #include "suites.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 static struct ts srv;
@@ -399,6 +401,67 @@ START_TEST(bad_metrics_listen_is_refused)
 }
 END_TEST
 
+/* A batch replayed after the map grew counts each request and each
+ * connection error once. The server is stopped while a malformed frame
+ * (connection A) and a put that needs a larger map (connection B) arrive,
+ * so one batch holds both: the malformed frame is answered first, then the
+ * put meets MDB_MAP_FULL, the map grows and the batch runs again. */
+START_TEST(replayed_batch_counts_once)
+{
+    struct ts big = {0};
+    ts_start_with_config(&big, "map_size = 1M\n");
+    statesrv *c;
+    char err[256];
+    ck_assert_int_eq(statesrv_connect2(big.tcp_addr, NULL, &c, err, sizeof(err)), STATESRV_OK);
+    /* 60% of the map in use: below the 80% at which it grows early. */
+    static uint8_t value[500 * 1024];
+    memset(value, 'v', sizeof(value));
+    for (int i = 0; i < 3; i++) {
+        char key[8];
+        snprintf(key, sizeof(key), "f%d", i);
+        statesrv_key k = {.state = "big", .key = key, .key_len = strlen(key)};
+        ck_assert_int_eq(statesrv_put(c, &k, value, 200 * 1024), STATESRV_OK);
+    }
+    ck_assert(!ts_log_contains(&big, "map grown"));
+    /* Unix sockets queue what is sent in the receiver at once: both frames
+     * are there, whole, when the server wakes. */
+    int a = raw_connect_unix(&big), b = raw_connect_unix(&big);
+    int sndbuf = 4 << 20;
+    ck_assert_int_eq(setsockopt(b, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf)), 0);
+    Statesrv__V1__Put put = STATESRV__V1__PUT__INIT;
+    put.state = pb_str("big");
+    put.key = pb_str("k");
+    put.value.data = value;
+    put.value.len = sizeof(value);
+    Statesrv__V1__Request req = STATESRV__V1__REQUEST__INIT;
+    req.id = 1;
+    req.op_case = STATESRV__V1__REQUEST__OP_PUT;
+    req.put = &put;
+    ck_assert_int_eq(kill(big.pid, SIGSTOP), 0);
+    raw_send(a, "\x00\x00\x00\x02\xff\xff", 6); /* not a Request */
+    usleep(20000);
+    raw_send_msg(b, &req.base);
+    usleep(20000);
+    ck_assert_int_eq(kill(big.pid, SIGCONT), 0);
+    Statesrv__V1__Response *r = raw_recv(b, 10000);
+    ck_assert_ptr_nonnull(r);
+    ck_assert_int_eq(r->status, STATESRV__V1__STATUS__OK);
+    statesrv__v1__response__free_unpacked(r, NULL);
+    ck_assert(raw_wait_closed(a, 5000));
+    close(a);
+    close(b);
+    ck_assert(ts_log_contains(&big, "map grown"));
+
+    statesrv_stats *s;
+    ck_assert_int_eq(statesrv_stats_get(c, &s), STATESRV_OK);
+    ck_assert_uint_eq(kind_count(s->connection_errors, s->n_connection_errors, "protocol"), 1);
+    ck_assert_uint_eq(status_count(op_detail(s, "put"), STATESRV_OK), 4);
+    statesrv_stats_free(s);
+    statesrv_close(c);
+    ts_cleanup(&big);
+}
+END_TEST
+
 Suite *sv_suite_metrics(void)
 {
     Suite *s = suite_create("metrics");
@@ -407,6 +470,7 @@ Suite *sv_suite_metrics(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, counters_move_with_requests);
     tcase_add_test(tc, stats_match_metrics);
+    tcase_add_test(tc, replayed_batch_counts_once);
     tcase_add_test(tc, only_get_metrics_is_served);
     tcase_add_test(tc, bad_metrics_listen_is_refused);
     suite_add_tcase(s, tc);
