@@ -704,10 +704,12 @@ static void put_stats_json(const statesrv_stats *s)
     put_json_str(s->server_version);
     printf(",\"uptime_seconds\":%" PRIu64 ",\"connections_current\":%" PRIu32
            ",\"connections_total\":%" PRIu64 ",\"connections_rejected\":%" PRIu64
-           ",\"map_size\":%" PRIu64 ",\"map_used\":%" PRIu64 ",\"key_groups\":%" PRIu32
+           ",\"map_size\":%" PRIu64 ",\"map_used\":%" PRIu64 ",\"map_in_use\":%" PRIu64
+           ",\"map_limit\":%" PRIu64 ",\"map_free_pinned\":%" PRIu64 ",\"key_groups\":%" PRIu32
            ",\"commits\":%" PRIu64 ",\"bytes_in\":%" PRIu64 ",\"bytes_out\":%" PRIu64 ",",
            s->uptime_seconds, s->connections_current, s->connections_total, s->connections_rejected,
-           s->map_size, s->map_used, s->key_groups, s->commits, s->bytes_in, s->bytes_out);
+           s->map_size, s->map_used, s->map_in_use, s->map_limit, s->map_free_pinned, s->key_groups,
+           s->commits, s->bytes_in, s->bytes_out);
     printf("\"checkpoints_completed\":%" PRIu64 ",\"checkpoint_failures\":%" PRIu64
            ",\"last_checkpoint_id\":%" PRIu64 ",\"last_checkpoint_bytes\":%" PRIu64
            ",\"last_checkpoint_duration_ms\":%" PRIu64 ",\"last_checkpoint_unix_ms\":%" PRIu64
@@ -759,6 +761,9 @@ static void put_stats_text(const statesrv_stats *s)
     printf("connections_rejected: %" PRIu64 "\n", s->connections_rejected);
     printf("map_size: %" PRIu64 "\n", s->map_size);
     printf("map_used: %" PRIu64 "\n", s->map_used);
+    printf("map_in_use: %" PRIu64 "\n", s->map_in_use);
+    printf("map_limit: %" PRIu64 "\n", s->map_limit);
+    printf("map_free_pinned: %" PRIu64 "\n", s->map_free_pinned);
     printf("key_groups: %" PRIu32 "\n", s->key_groups);
     printf("commits: %" PRIu64 "\n", s->commits);
     printf("bytes_in: %" PRIu64 "\n", s->bytes_in);

@@ -1671,6 +1671,9 @@ static int copy_stats_more(statesrv *c, const Statesrv__V1__StatsResult *r, stat
                                &s->connection_errors, &s->n_connection_errors);
     s->checkpoint_failures = r->checkpoint_failures;
     s->last_checkpoint_age_ms = r->last_checkpoint_age_ms;
+    s->map_in_use = r->map_in_use;
+    s->map_limit = r->map_limit;
+    s->map_free_pinned = r->map_free_pinned;
     return rc;
 }
 

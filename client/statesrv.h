@@ -428,8 +428,8 @@ typedef struct statesrv_stats {
     uint32_t connections_current;
     uint64_t connections_total;
     uint64_t connections_rejected;
-    uint64_t map_size;
-    uint64_t map_used;
+    uint64_t map_size; /**< the map's current size (it grows up to map_size_max) */
+    uint64_t map_used; /**< high-water mark: deletes do not lower it (see map_in_use) */
     uint32_t key_groups;
     uint64_t commits;
     uint64_t bytes_in;
@@ -466,6 +466,20 @@ typedef struct statesrv_stats {
     size_t n_connection_errors;
     uint64_t checkpoint_failures;    /**< snapshots that failed since start */
     uint64_t last_checkpoint_age_ms; /**< by the server's clock; 0 before the first */
+    /**
+     * Where the store's map stands, in bytes, as of the last commit.
+     * map_used above is the high-water mark (up to the last page ever
+     * written): deletes do not lower it. map_in_use is that mark less the
+     * freed pages the next write can reuse; puts and merges get
+     * STATESRV_NO_SPACE once it would pass map_limit (map_size_max less a
+     * reserve kept for deletes, which are never refused for space). All three
+     * 0 from a server too old to send them.
+     */
+    uint64_t map_in_use;
+    uint64_t map_limit;
+    /** Freed pages (counted in map_in_use) that a checkpoint being written
+     *  keeps from reuse until it completes. */
+    uint64_t map_free_pinned;
 } statesrv_stats;
 
 /**

@@ -248,6 +248,16 @@ int sv_stats_fill(struct sv_server *srv, ProtobufCAllocator *alloc, Statesrv__V1
     if ((rc = fill_errors(srv, alloc, r)))
         return rc;
     sv_store_usage(srv->store, &r->map_size, &r->map_used);
+    /* The free-page census reads the last commit in a read transaction of
+     * its own: beside the group transaction when the stats op runs inside
+     * one (LMDB allows a read transaction next to the write transaction),
+     * alone for a scrape. Either way the figures are the committed ones. */
+    struct sv_store_space sp;
+    if ((rc = sv_store_space(srv->store, &sp)))
+        return rc;
+    r->map_in_use = sp.used;
+    r->map_limit = sp.limit;
+    r->map_free_pinned = sp.free_pinned;
     r->key_groups = sv_store_key_groups(srv->store);
     r->commits = srv->commits;
     r->bytes_in = srv->bytes_in;
@@ -388,8 +398,21 @@ int sv_metrics_render(struct sv_server *srv, struct sv_buf *b)
             (unsigned long long)st.states[i]->bytes);
 
     gauge(&o, "statesrv_lmdb_map_size_bytes", "Current LMDB map size.", (double)st.map_size);
-    gauge(&o, "statesrv_lmdb_map_used_bytes", "LMDB map in use (up to the last page written).",
+    gauge(&o, "statesrv_lmdb_map_used_bytes",
+          "High-water mark of the LMDB map: bytes up to the last page ever written (deletes do "
+          "not lower it).",
           (double)st.map_used);
+    gauge(&o, "statesrv_lmdb_map_in_use_bytes",
+          "LMDB map in use: the high-water mark less the freed pages the next write can reuse.",
+          (double)st.map_in_use);
+    gauge(&o, "statesrv_lmdb_map_limit_bytes",
+          "Puts and merges get NO_SPACE once the map in use would pass this: map_size_max less "
+          "the reserve kept for deletes.",
+          (double)st.map_limit);
+    gauge(&o, "statesrv_lmdb_map_free_pinned_bytes",
+          "Freed pages a read transaction (a checkpoint being written) keeps from reuse; counted "
+          "in use.",
+          (double)st.map_free_pinned);
     gauge(&o, "statesrv_key_groups", "Key groups of this store.", (double)st.key_groups);
 
     counter(&o, "statesrv_checkpoints_total", "Checkpoints completed since start.",

@@ -38,12 +38,13 @@ void sv_metrics_observe_n(struct sv_server *srv, unsigned op_slot, uint64_t t0_n
 int sv_stats_states(struct sv_server *srv, ProtobufCAllocator *alloc,
                     Statesrv__V1__StateInfo ***items, size_t *n);
 
-/* Fills r with the server's counters, states and checkpoint figures (the
- * `stats` op): everything /metrics exposes, which sv_metrics_render() takes
- * from this result, so the two cannot disagree. Memory comes from alloc
- * (r->latency_bounds_us points at a static table). Needs the store's group
- * transaction when one is open, else opens (and aborts) one itself. 0 or an
- * error. */
+/* Fills r with the server's counters, states, map space and checkpoint
+ * figures (the `stats` op): everything /metrics exposes, which
+ * sv_metrics_render() takes from this result, so the two cannot disagree.
+ * Memory comes from alloc (r->latency_bounds_us points at a static table).
+ * Needs the store's group transaction when one is open, else opens (and
+ * aborts) one itself; the map space comes from a read transaction of its own
+ * (sv_store_space), so it is the last commit's. 0 or an error. */
 int sv_stats_fill(struct sv_server *srv, ProtobufCAllocator *alloc, Statesrv__V1__StatsResult *r);
 
 /* Appends the whole exposition to out. 0 or an error (-ENOMEM, store). */

@@ -13,42 +13,59 @@
 
 static struct ts srv;
 static int metrics_port;
+static struct ts full; /* a second server, for tests that need their own map */
+
+/* The metrics port of a server started with metrics_listen = 127.0.0.1:0:
+ * it says where it listens ("metrics on http://127.0.0.1:PORT/metrics"). */
+static int metrics_port_of(const struct ts *t)
+{
+    FILE *f = fopen(t->log, "r");
+    ck_assert_ptr_nonnull(f);
+    char line[512];
+    int port = 0;
+    while (fgets(line, sizeof(line), f)) {
+        const char *p = strstr(line, "metrics on http://127.0.0.1:");
+        if (p)
+            port = atoi(p + strlen("metrics on http://127.0.0.1:"));
+    }
+    fclose(f);
+    ck_assert_int_gt(port, 0);
+    return port;
+}
 
 static void setup(void)
 {
     ts_start_with_config(&srv, "metrics_listen = 127.0.0.1:0\n");
-    /* The server says where it listens: "metrics on http://127.0.0.1:PORT/metrics". */
-    FILE *f = fopen(srv.log, "r");
-    ck_assert_ptr_nonnull(f);
-    char line[512];
-    metrics_port = 0;
-    while (fgets(line, sizeof(line), f)) {
-        const char *p = strstr(line, "metrics on http://127.0.0.1:");
-        if (p)
-            metrics_port = atoi(p + strlen("metrics on http://127.0.0.1:"));
-    }
-    fclose(f);
-    ck_assert_int_gt(metrics_port, 0);
+    metrics_port = metrics_port_of(&srv);
 }
 
 static void teardown(void)
 {
     ts_cleanup(&srv);
+    ts_cleanup(&full);
+    memset(&full, 0, sizeof(full));
 }
 
-/* Scrapes path with curl; returns the HTTP status, body in out. */
-static int scrape(const char *opts, const char *path, char *out, size_t outlen)
+/* Scrapes path on server t's metrics port with curl; returns the HTTP
+ * status, body in out. */
+static int scrape_at(const struct ts *t, int port, const char *opts, const char *path, char *out,
+                     size_t outlen)
 {
     char cmd[12 * 1024], code[16];
     snprintf(cmd, sizeof(cmd),
-             "curl -s -m 5 %s -o %s/scrape -w '%%{http_code}' http://127.0.0.1:%d%s", opts, srv.dir,
-             metrics_port, path);
+             "curl -s -m 5 %s -o %s/scrape -w '%%{http_code}' http://127.0.0.1:%d%s", opts, t->dir,
+             port, path);
     ck_assert_int_eq(run_cmd(cmd, code, sizeof(code)), 0);
     if (out) {
-        snprintf(cmd, sizeof(cmd), "cat %s/scrape", srv.dir);
+        snprintf(cmd, sizeof(cmd), "cat %s/scrape", t->dir);
         ck_assert_int_eq(run_cmd(cmd, out, outlen), 0);
     }
     return atoi(code);
+}
+
+static int scrape(const char *opts, const char *path, char *out, size_t outlen)
+{
+    return scrape_at(&srv, metrics_port, opts, path, out, outlen);
 }
 
 /* The value of the sample whose line starts with `series` (name and
@@ -124,12 +141,18 @@ END_TEST
 
 static char ctl_out[64 * 1024];
 
-/* Runs statectl with args; its stdout lands in ctl_out. The exit status. */
-static int ctl_capture(const char *args)
+/* Runs statectl against server t with args; its stdout lands in ctl_out.
+ * The exit status. */
+static int ctl_capture_at(const struct ts *t, const char *args)
 {
     char cmd[512];
-    snprintf(cmd, sizeof(cmd), "%s -a %s %s", statectl_path(), srv.tcp_addr, args);
+    snprintf(cmd, sizeof(cmd), "%s -a %s %s", statectl_path(), t->tcp_addr, args);
     return run_cmd(cmd, ctl_out, sizeof(ctl_out));
+}
+
+static int ctl_capture(const char *args)
+{
+    return ctl_capture_at(&srv, args);
 }
 
 /* Lines of body that start with prefix. */
@@ -303,6 +326,19 @@ START_TEST(stats_match_metrics)
                      (int)(s->n_status_errors + s->n_connection_errors));
     ck_assert(sample(body, "statesrv_checkpoint_failures_total") == (double)s->checkpoint_failures);
     ck_assert(sample(body, "statesrv_checkpoints_total") == (double)s->checkpoints_completed);
+    /* The map's figures (no write between the two: the same last commit). */
+    ck_assert(sample(body, "statesrv_lmdb_map_used_bytes") == (double)s->map_used);
+    ck_assert(sample(body, "statesrv_lmdb_map_in_use_bytes") == (double)s->map_in_use);
+    ck_assert(sample(body, "statesrv_lmdb_map_limit_bytes") == (double)s->map_limit);
+    ck_assert(sample(body, "statesrv_lmdb_map_free_pinned_bytes") == (double)s->map_free_pinned);
+    ck_assert(strstr(body, "# TYPE statesrv_lmdb_map_in_use_bytes gauge\n"));
+    ck_assert(strstr(body, "# TYPE statesrv_lmdb_map_limit_bytes gauge\n"));
+    ck_assert_uint_gt(s->map_in_use, 0);
+    ck_assert_uint_le(s->map_in_use, s->map_used);
+    /* The default map_size_max (1 TiB) less its reserve: 2% of its pages
+     * (LMDB's pages are the system's). */
+    uint64_t psize = (uint64_t)sysconf(_SC_PAGESIZE);
+    ck_assert_uint_eq(s->map_limit, (1ULL << 40) - (1ULL << 40) / psize * 2 / 100 * psize);
 
     /* statectl --json: the same figures (its own hello and stats come after
      * what is compared here). */
@@ -316,6 +352,12 @@ START_TEST(stats_match_metrics)
     ck_assert_ptr_nonnull(strstr(ctl_out, "\"connection_errors\":{\"protocol\":1,"));
     ck_assert_ptr_nonnull(strstr(ctl_out, "\"status_errors\":{\"invalid_argument\":1,"));
     ck_assert_ptr_nonnull(strstr(ctl_out, "\"latency_bounds_us\":[50,100,250,"));
+    char map[256];
+    snprintf(map, sizeof(map),
+             "\"map_used\":%llu,\"map_in_use\":%llu,\"map_limit\":%llu,\"map_free_pinned\":%llu,",
+             (unsigned long long)s->map_used, (unsigned long long)s->map_in_use,
+             (unsigned long long)s->map_limit, (unsigned long long)s->map_free_pinned);
+    ck_assert_msg(strstr(ctl_out, map), "statectl --json stats lacks %s", map);
     /* put's histogram, bucket by bucket, as libstatesrv decoded it. */
     char want[512];
     int n =
@@ -336,6 +378,10 @@ START_TEST(stats_match_metrics)
     ck_assert_ptr_nonnull(strstr(ctl_out, "\nconnection_errors: protocol 1, idle_timeout 0,"));
     ck_assert_ptr_nonnull(strstr(ctl_out, "\nstatus_errors: invalid_argument 1,"));
     ck_assert_ptr_nonnull(strstr(ctl_out, " internal 1,"));
+    snprintf(map, sizeof(map), "\nmap_in_use: %llu\nmap_limit: %llu\nmap_free_pinned: %llu\n",
+             (unsigned long long)s->map_in_use, (unsigned long long)s->map_limit,
+             (unsigned long long)s->map_free_pinned);
+    ck_assert_msg(strstr(ctl_out, map), "statectl stats lacks %s", map);
     char line[256], p50[16], p99[16];
     ck_assert(find_line(ctl_out, "get ", line, sizeof(line)));
     unsigned long long count, errors;
@@ -353,6 +399,128 @@ START_TEST(stats_match_metrics)
     ck_assert(!find_line(ctl_out, "multi_get ", line, sizeof(line))); /* unused: no line */
 
     statesrv_stats_free(s);
+    statesrv_close(c);
+}
+END_TEST
+
+/* Puts 16 KiB values (overflow pages of their own) under keys "k<from>"...
+ * until two puts in a row are refused with NO_SPACE (the first refusal may
+ * want only pages the last commit freed). The number of keys stored. */
+static int fill_map(statesrv *c, int from)
+{
+    static char val[16 * 1024];
+    memset(val, 'm', sizeof(val));
+    int i = from, refused = 0;
+    while (refused < 2 && i < from + 1000) {
+        char key[16];
+        snprintf(key, sizeof(key), "k%d", i);
+        statesrv_key k = {.state = "fill", .key = key, .key_len = strlen(key)};
+        int rc = statesrv_put(c, &k, val, sizeof(val));
+        if (rc == STATESRV_OK) {
+            i++;
+            refused = 0;
+            continue;
+        }
+        ck_assert_msg(rc == STATESRV_NO_SPACE, "put: %s", statesrv_errmsg(c));
+        refused++;
+    }
+    ck_assert_msg(refused == 2, "the map did not fill");
+    return i - from;
+}
+
+struct map_figs {
+    uint64_t used, in_use, limit, pinned;
+};
+
+/* The map's figures of a server, by libstatesrv, checked against /metrics
+ * scraped just before (nothing is written in between). */
+static struct map_figs map_figures(const struct ts *t, int port, statesrv *c)
+{
+    ck_assert_int_eq(scrape_at(t, port, "", "/metrics", body, sizeof(body)), 200);
+    statesrv_stats *s;
+    ck_assert_int_eq(statesrv_stats_get(c, &s), STATESRV_OK);
+    struct map_figs f = {s->map_used, s->map_in_use, s->map_limit, s->map_free_pinned};
+    statesrv_stats_free(s);
+    ck_assert(sample(body, "statesrv_lmdb_map_used_bytes") == (double)f.used);
+    ck_assert(sample(body, "statesrv_lmdb_map_in_use_bytes") == (double)f.in_use);
+    ck_assert(sample(body, "statesrv_lmdb_map_limit_bytes") == (double)f.limit);
+    ck_assert(sample(body, "statesrv_lmdb_map_free_pinned_bytes") == (double)f.pinned);
+    return f;
+}
+
+/* A full map (map_size_max 2 MiB): map_in_use is close to map_limit, the
+ * line where puts stop. Deleting most entries lowers map_in_use (and puts
+ * work again), while map_used, the high-water mark, stays where it was:
+ * an operator alerting on map_in_use / map_limit sees the room come back. */
+START_TEST(map_in_use_falls_after_deletes)
+{
+    ts_start_with_config(&full, "metrics_listen = 127.0.0.1:0\nmap_size = 1M\nmap_size_max = 2M\n");
+    int port = metrics_port_of(&full);
+    statesrv *c;
+    char err[256];
+    ck_assert_int_eq(statesrv_connect2(full.tcp_addr, NULL, &c, err, sizeof(err)), STATESRV_OK);
+
+    struct map_figs empty = map_figures(&full, port, c);
+    uint64_t psize = (uint64_t)sysconf(_SC_PAGESIZE);
+    /* 2 MiB less the reserve: 2% of its pages, at least 64 of them. */
+    uint64_t reserve = (2u << 20) / psize * 2 / 100;
+    reserve = (reserve > 64 ? reserve : 64) * psize;
+    ck_assert_uint_eq(empty.limit, (2u << 20) - reserve);
+    ck_assert_uint_lt(empty.in_use, empty.limit / 4);
+
+    int n = fill_map(c, 0);
+    ck_assert_int_gt(n, 40);
+    struct map_figs filled = map_figures(&full, port, c);
+    ck_assert_uint_eq(filled.limit, empty.limit);
+    /* Refused: what is in use plus what one more value may take (its
+     * pages, the copies and what the commit writes) passes the line. */
+    ck_assert_uint_le(filled.in_use, filled.limit);
+    ck_assert_uint_gt(filled.in_use, filled.limit - 32 * psize);
+    ck_assert_uint_ge(filled.used, filled.in_use);
+    ck_assert_uint_eq(filled.pinned, 0);
+
+    /* Delete all but the last 5 keys: one batch, and a clear of a key. */
+    statesrv_batch *b = statesrv_batch_new();
+    for (int i = 0; i < n - 6; i++) {
+        char key[16];
+        snprintf(key, sizeof(key), "k%d", i);
+        statesrv_key k = {.state = "fill", .key = key, .key_len = strlen(key)};
+        ck_assert_int_eq(statesrv_batch_delete(b, &k), STATESRV_OK);
+    }
+    ck_assert_msg(statesrv_batch_commit(c, b) == STATESRV_OK, "batch: %s", statesrv_errmsg(c));
+    statesrv_batch_free(b);
+    char key[16];
+    snprintf(key, sizeof(key), "k%d", n - 6);
+    statesrv_key k = {.state = "fill", .key = key, .key_len = strlen(key)};
+    uint64_t deleted = 0;
+    ck_assert_int_eq(statesrv_clear(c, &k, &deleted), STATESRV_OK);
+    ck_assert_uint_eq(deleted, 1);
+    /* A couple of puts: they take freed pages, not new ones. */
+    static char val[16 * 1024];
+    memset(val, 'n', sizeof(val));
+    for (int i = 0; i < 2; i++) {
+        snprintf(key, sizeof(key), "again%d", i);
+        statesrv_key nk = {.state = "fill", .key = key, .key_len = strlen(key)};
+        ck_assert_msg(statesrv_put(c, &nk, val, sizeof(val)) == STATESRV_OK, "put: %s",
+                      statesrv_errmsg(c));
+    }
+    struct map_figs after = map_figures(&full, port, c);
+    ck_assert_uint_eq(after.limit, filled.limit);
+    ck_assert_uint_ge(after.used, filled.used); /* the high-water mark stays */
+    ck_assert_msg(after.in_use < filled.in_use / 3,
+                  "map_in_use %llu after deleting %d of %d values (full: %llu)",
+                  (unsigned long long)after.in_use, n - 5, n, (unsigned long long)filled.in_use);
+    ck_assert_uint_eq(after.pinned, 0);
+
+    /* statectl shows the same. */
+    ck_assert_int_eq(ctl_capture_at(&full, "stats"), 0);
+    char want[128];
+    snprintf(want, sizeof(want), "\nmap_in_use: %llu\nmap_limit: %llu\n",
+             (unsigned long long)after.in_use, (unsigned long long)after.limit);
+    ck_assert_msg(strstr(ctl_out, want), "statectl stats lacks %s", want);
+
+    /* And the room is real: puts fill it again. */
+    ck_assert_int_gt(fill_map(c, 1000), n / 2);
     statesrv_close(c);
 }
 END_TEST
@@ -471,6 +639,7 @@ Suite *sv_suite_metrics(void)
     tcase_add_test(tc, counters_move_with_requests);
     tcase_add_test(tc, stats_match_metrics);
     tcase_add_test(tc, replayed_batch_counts_once);
+    tcase_add_test(tc, map_in_use_falls_after_deletes);
     tcase_add_test(tc, only_get_metrics_is_served);
     tcase_add_test(tc, bad_metrics_listen_is_refused);
     suite_add_tcase(s, tc);
