@@ -15,6 +15,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1427,14 +1428,72 @@ out:
 
 /* --- iteration ------------------------------------------------------------- */
 
+/* An iterator reads ahead: a thread of its own loads the next block (reads,
+ * checks, decompresses it) while the caller consumes the current one, so a
+ * restore decompresses on one core and builds the store on another. Blocks
+ * pass between them through ITER_SLOTS slots, in index order. A range of a
+ * single block is loaded in the caller's thread. */
+#define ITER_SLOTS 2
+
 struct sv_ckpt_iter {
     struct sv_ckpt_reader *r;
-    size_t next, end; /* index records still to read */
-    struct blockbuf b;
-    size_t pos;
+    /* The loader's (the thread's, once it runs). */
+    size_t next, end; /* index records still to load */
     struct sv_buf prev;
+    /* Shared, under mu. */
+    struct blockbuf slot[ITER_SLOTS];
+    int full[ITER_SLOTS]; /* loaded, not yet consumed */
+    int loader_done;      /* no more blocks: loader_rc is 0 or the error */
+    int loader_rc;
+    int stop;
+    /* The caller's. */
+    size_t cur; /* the slot it reads */
+    size_t pos; /* in that slot */
+    int holding;
     int err;
+    int threaded;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
 };
+
+/* Loads the next block into slot i; 1 when there was none. */
+static int load_slot(struct sv_ckpt_iter *it, size_t i)
+{
+    if (it->next >= it->end)
+        return 1;
+    int rc = block_load(it->r, &it->r->idx[it->next], &it->slot[i], &it->prev, NULL, NULL);
+    if (rc)
+        return rc;
+    it->next++;
+    return 0;
+}
+
+static void *loader_main(void *arg)
+{
+    struct sv_ckpt_iter *it = arg;
+    for (size_t i = 0;; i = (i + 1) % ITER_SLOTS) {
+        pthread_mutex_lock(&it->mu);
+        while (it->full[i] && !it->stop)
+            pthread_cond_wait(&it->cv, &it->mu);
+        int stop = it->stop;
+        pthread_mutex_unlock(&it->mu);
+        if (stop)
+            return NULL;
+        int rc = load_slot(it, i); /* slot i is the loader's while not full */
+        pthread_mutex_lock(&it->mu);
+        if (rc == 0) {
+            it->full[i] = 1;
+        } else {
+            it->loader_done = 1;
+            it->loader_rc = rc == 1 ? 0 : rc;
+        }
+        pthread_cond_broadcast(&it->cv);
+        pthread_mutex_unlock(&it->mu);
+        if (rc)
+            return NULL;
+    }
+}
 
 /* The first index record at or after (state, kg). */
 static size_t idx_lower_bound(const struct sv_ckpt_reader *r, uint32_t state, uint32_t kg)
@@ -1467,8 +1526,41 @@ int sv_ckpt_iter_open(struct sv_ckpt_reader *r, size_t state_idx, uint32_t kg_fi
     while (it->end < r->n_idx && r->idx[it->end].state == state_idx &&
            r->idx[it->end].kg <= kg_last)
         it->end++;
+    if (it->end - it->next >= 2 && pthread_mutex_init(&it->mu, NULL) == 0) {
+        if (pthread_cond_init(&it->cv, NULL) == 0) {
+            if (pthread_create(&it->thread, NULL, loader_main, it) == 0)
+                it->threaded = 1;
+            else
+                pthread_cond_destroy(&it->cv);
+        }
+        if (!it->threaded)
+            pthread_mutex_destroy(&it->mu);
+    }
     *out = it;
     return 0;
+}
+
+/* Makes it->cur a loaded slot: 1, 0 at the end, or an error. */
+static int next_slot(struct sv_ckpt_iter *it)
+{
+    if (!it->threaded) {
+        int rc = load_slot(it, 0);
+        return rc == 0 ? 1 : rc == 1 ? 0 : rc;
+    }
+    pthread_mutex_lock(&it->mu);
+    if (it->holding) {
+        it->full[it->cur] = 0;
+        it->cur = (it->cur + 1) % ITER_SLOTS;
+        it->holding = 0;
+        pthread_cond_broadcast(&it->cv);
+    }
+    while (!it->full[it->cur] && !it->loader_done)
+        pthread_cond_wait(&it->cv, &it->mu);
+    /* The loader fills the slots in order: an empty one here is the end. */
+    int rc = it->full[it->cur] ? 1 : it->loader_rc;
+    it->holding = rc == 1;
+    pthread_mutex_unlock(&it->mu);
+    return rc;
 }
 
 int sv_ckpt_iter_next(struct sv_ckpt_iter *it, const uint8_t **skey, size_t *sklen,
@@ -1476,19 +1568,19 @@ int sv_ckpt_iter_next(struct sv_ckpt_iter *it, const uint8_t **skey, size_t *skl
 {
     if (it->err)
         return it->err;
-    while (it->pos >= it->b.len) {
-        if (it->next >= it->end)
-            return 0;
-        int rc = block_load(it->r, &it->r->idx[it->next], &it->b, &it->prev, NULL, NULL);
-        if (rc) {
+    /* A slot is the caller's to read only while it holds it (threaded); an
+     * empty block is passed over. */
+    while (!(it->threaded ? it->holding : 1) || it->pos >= it->slot[it->cur].len) {
+        int rc = next_slot(it);
+        if (rc <= 0) {
             it->err = rc;
             return rc;
         }
-        it->next++;
         it->pos = 0;
     }
+    const struct blockbuf *b = &it->slot[it->cur];
     /* The block was checked entry by entry when it was loaded. */
-    size_t used = entry_parse(it->b.data + it->pos, it->b.len - it->pos, skey, sklen, value, vlen);
+    size_t used = entry_parse(b->data + it->pos, b->len - it->pos, skey, sklen, value, vlen);
     if (!used) {
         it->err = rerr(it->r, SV_EINTERNAL, "%s: iteration lost its place", it->r->data_path);
         return it->err;
@@ -1501,7 +1593,17 @@ void sv_ckpt_iter_close(struct sv_ckpt_iter *it)
 {
     if (!it)
         return;
-    blockbuf_free(&it->b);
+    if (it->threaded) {
+        pthread_mutex_lock(&it->mu);
+        it->stop = 1;
+        pthread_cond_broadcast(&it->cv);
+        pthread_mutex_unlock(&it->mu);
+        pthread_join(it->thread, NULL);
+        pthread_cond_destroy(&it->cv);
+        pthread_mutex_destroy(&it->mu);
+    }
+    for (size_t i = 0; i < ITER_SLOTS; i++)
+        blockbuf_free(&it->slot[i]);
     sv_buf_free(&it->prev);
     free(it);
 }

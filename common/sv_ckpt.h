@@ -138,8 +138,10 @@ int sv_ckpt_verify(struct sv_ckpt_reader *r, void (*progress)(void *ud, uint64_t
 /* Entries of state number state_idx (into manifest states) in key groups
  * first..last, in stored-key order, reading only their blocks. Each block is
  * checksummed and checked as it is read. SV_EINVAL for a state_idx out of
- * range or first > last. The iterator holds one block of its own and must be
- * closed before r. */
+ * range or first > last. The iterator reads ahead: a thread of its own loads
+ * and checks the next block while the caller reads the current one (at most
+ * two blocks in memory). Use one iterator of a reader at a time, and close it
+ * before r. */
 struct sv_ckpt_iter;
 int sv_ckpt_iter_open(struct sv_ckpt_reader *r, size_t state_idx, uint32_t kg_first,
                       uint32_t kg_last, struct sv_ckpt_iter **out)

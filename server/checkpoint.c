@@ -19,7 +19,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -27,6 +29,10 @@
 #define TMP_PREFIX ".chk-"
 #define PATH_LEN 4352
 #define CANCEL_CHECK_EVERY 4096
+/* Snapshots run below the event loop's priority: on a machine whose cores
+ * are all busy the loop keeps answering at its usual latency, and the
+ * snapshot takes the time left over. */
+#define SNAPSHOT_NICE 10
 
 enum job_kind { JOB_SNAPSHOT, JOB_RESTORE };
 
@@ -434,6 +440,18 @@ static const char *io_reason(int rc)
     return rc == -ENOSPC || rc == -EFBIG || rc == -EDQUOT ? "the disk is full" : sv_strerror(rc);
 }
 
+/* Lowers the calling thread's priority (Linux: nice is per thread). An
+ * unprivileged thread cannot raise it again, so a thread-pool thread keeps
+ * it: the pool runs only checkpoint jobs. Best effort. */
+static void lower_priority(void)
+{
+    pid_t tid = (pid_t)syscall(SYS_gettid);
+    errno = 0;
+    int nice = getpriority(PRIO_PROCESS, (id_t)tid);
+    if (errno == 0 && nice < SNAPSHOT_NICE)
+        (void)setpriority(PRIO_PROCESS, (id_t)tid, SNAPSHOT_NICE);
+}
+
 /* Worker thread. */
 static void snapshot_work(uv_work_t *w)
 {
@@ -442,6 +460,7 @@ static void snapshot_work(uv_work_t *w)
     const struct sv_config *cfg = ck->cfg;
     char err[512] = "";
     int rc;
+    lower_priority();
     if (mkdir(j->tmpdir, 0750)) {
         rc = -errno;
         job_fail(j, rc, "cannot create %s: %s", j->tmpdir, strerror(errno));
