@@ -226,14 +226,14 @@ $(BUILD)/bench/%: $(BUILD)/obj/tests/bench/%.o $(LIB_A)
 	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(shell pkg-config --libs libprotobuf-c 2>/dev/null || echo -lprotobuf-c)
 
 # statesrvd and Redis side by side (tests/bench/bench.sh; QUICK=1 for a
-# short run). Redis comes from Debian's redis-server and redis-tools.
+# short run, PARTS=1 or PARTS=2 for one half of the table). Redis comes from Debian's redis-server and redis-tools.
 DEB_PKGS_BENCH := redis-server redis-tools
 DEPS_BENCH_STAMP := build/.deps-bench-ok
 $(DEPS_BENCH_STAMP): Makefile | $(DEPS_STAMP)
 	$(call install_pkgs,$(DEB_PKGS_BENCH),bench)
 
 bench: all $(BENCH_TOOL) | $(DEPS_BENCH_STAMP)
-	$(Q)QUICK=$(QUICK) STATESRVD=$(abspath $(STATESRVD)) STATECTL=$(abspath $(STATECTL)) \
+	$(Q)QUICK=$(QUICK) PARTS="$(or $(PARTS),1 2)" STATESRVD=$(abspath $(STATESRVD)) STATECTL=$(abspath $(STATECTL)) \
 	    STATESRV_BENCH=$(abspath $(BENCH_TOOL)) tests/bench/bench.sh
 
 # Write throughput before, during and after a snapshot (docs/benchmarks.md).
