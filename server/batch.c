@@ -362,6 +362,8 @@ redo:
     if (rc) {
         sv_error("batch of %zu request(s) failed to commit: %s", nreq, sv_strerror(rc));
         sv_checkpoints_drop_queued(srv->ckpt); /* its request is answered below */
+        /* Re-answering counts each malformed frame again. */
+        memcpy(srv->conn_errors, saved_cerr, sizeof(saved_cerr));
         answer_commit_failure(srv, rc);
     } else {
         srv->commits++;

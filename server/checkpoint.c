@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -441,8 +442,8 @@ static const char *io_reason(int rc)
 }
 
 /* Lowers the calling thread's priority (Linux: nice is per thread). An
- * unprivileged thread cannot raise it again, so a thread-pool thread keeps
- * it: the pool runs only checkpoint jobs. Best effort. */
+ * unprivileged thread cannot raise it again: only a thread of the snapshot's
+ * own calls it (see snapshot_work). Best effort. */
 static void lower_priority(void)
 {
     pid_t tid = (pid_t)syscall(SYS_gettid);
@@ -452,15 +453,13 @@ static void lower_priority(void)
         (void)setpriority(PRIO_PROCESS, (id_t)tid, SNAPSHOT_NICE);
 }
 
-/* Worker thread. */
-static void snapshot_work(uv_work_t *w)
+/* The snapshot itself, at SNAPSHOT_NICE. */
+static void snapshot_run(struct job *j)
 {
-    struct job *j = w->data;
     struct sv_checkpoints *ck = j->ck;
     const struct sv_config *cfg = ck->cfg;
     char err[512] = "";
     int rc;
-    lower_priority();
     if (mkdir(j->tmpdir, 0750)) {
         rc = -errno;
         job_fail(j, rc, "cannot create %s: %s", j->tmpdir, strerror(errno));
@@ -523,6 +522,25 @@ out:
     if (j->rc)
         sv_fs_rm_rf(j->tmpdir);
     j->duration_ms = sv_now_ms() - j->started_ms;
+}
+
+static void *snapshot_thread(void *arg)
+{
+    lower_priority();
+    snapshot_run(arg);
+    return NULL;
+}
+
+/* Worker thread (libuv's pool, shared with restores): the snapshot runs on
+ * a thread of its own, so that only that thread's priority is lowered. */
+static void snapshot_work(uv_work_t *w)
+{
+    struct job *j = w->data;
+    pthread_t t;
+    if (pthread_create(&t, NULL, snapshot_thread, j) == 0)
+        pthread_join(t, NULL);
+    else
+        snapshot_run(j); /* at the pool's priority */
 }
 
 /* --- restore -------------------------------------------------------------- */

@@ -29,7 +29,7 @@ const char *sv_conn_state_name(enum sv_conn_state st)
 
 size_t sv_conn_output(const struct sv_conn *c)
 {
-    return c->out.len + c->wbuf.len;
+    return c->out.len + c->wbuf.len - c->wsent;
 }
 
 void sv_conn_ready(struct sv_conn *c)
@@ -277,6 +277,7 @@ static void on_write(uv_write_t *req, int status)
     }
     size_t n = c->wbuf.len;
     sv_buf_clear(&c->wbuf, KEEP_CAP);
+    c->wsent = 0;
     if (c->out.len) {
         c->srv->bytes_out += n;
         if (output_ok(c))
@@ -332,6 +333,7 @@ void sv_conn_flush(struct sv_conn *c)
     c->wbuf = c->out;
     c->out = t;
     c->out.len = 0;
+    c->wsent = off;
     uv_buf_t b = uv_buf_init((char *)c->wbuf.data + off, (unsigned)(c->wbuf.len - off));
     c->wreq.data = c;
     int rc = uv_write(&c->wreq, &c->h.stream, &b, 1, on_write);

@@ -55,6 +55,7 @@ struct sv_conn {
     struct sv_frame_reader in;
     struct sv_buf out;  /* replies not yet handed to libuv */
     struct sv_buf wbuf; /* replies being written */
+    size_t wsent;       /* of wbuf, already sent before uv_write took the rest */
     uv_write_t wreq;
     int writing;
     int reading;
