@@ -16,9 +16,11 @@
  * seeded once (committed): states holding RAW, LIST and COUNTER values,
  * several namespaces, explicit key groups and values big enough that
  * multi_get and scan meet max_frame_size; 18 states of max_states = 19; and a
- * 1 MiB map filled to within 8 KiB, so that a large write meets
- * MDB_MAP_FULL and poisons the transaction (as in the server, the request is
- * then not answered: batch.c would grow the map and replay). checkpoint_dir
+ * 1 MiB map (map_size_max 1 MiB) filled until the store refuses a put, so
+ * that a large write meets the refusal (NO_SPACE, the transaction still
+ * usable) and a delete may use the reserve kept for deletes; a write that
+ * still meets LMDB's MDB_MAP_FULL poisons the transaction (as in the server,
+ * the request is then not answered: batch.c would grow the map and replay). checkpoint_dir
  * holds chk-1, a real checkpoint, so list_checkpoints, snapshot-id clashes
  * and restore sources resolve.
  *
@@ -199,9 +201,10 @@ static void seed_store(void)
     CHECK(sv_store_commit(srv.store) == 0);
     sv_arena_reset(&srv.arena);
 
-    /* Fill the map, one 4000-byte value per transaction, until 8 KiB of it
-     * are left (with LMDB's free pages, small writes still fit; two 4000-byte
-     * values do not). */
+    /* Fill the map, one 4000-byte value per transaction, until the store
+     * refuses a put (it keeps a reserve below map_size_max for deletes) or
+     * 8 KiB are left: large writes then meet the refusal, deletes the
+     * reserve. */
     int n = 0;
     for (;; n++) {
         uint64_t size, used;
@@ -214,7 +217,12 @@ static void seed_store(void)
         uint8_t sk[64];
         size_t skl =
             sv_skey_encode(sk, sv_key_group_of(key, strlen(key), 128), key, strlen(key), "", 0);
-        CHECK(sv_store_put(srv.store, "filler", 6, sk, skl, SV_KIND_RAW, big, 4000) == 0);
+        int rc = sv_store_put(srv.store, "filler", 6, sk, skl, SV_KIND_RAW, big, 4000);
+        if (rc == SV_EMAPFULL) {
+            sv_store_abort(srv.store);
+            break;
+        }
+        CHECK(rc == 0);
         CHECK(sv_store_commit(srv.store) == 0);
     }
     if (verbose) {
