@@ -26,6 +26,8 @@
 #include <xxhash.h>
 #include <zstd.h>
 
+#define ERRMSG_LEN 512 /* a writer's or reader's error message */
+
 /* --- layout ---------------------------------------------------------------- */
 
 #define DATA_MAGIC "SVCKDAT1"
@@ -468,7 +470,7 @@ struct sv_ckpt_writer {
     uint64_t prog_entries, prog_bytes;
 
     int err; /* sticky: the first failure */
-    char errmsg[512];
+    char errmsg[ERRMSG_LEN];
 };
 
 /* Records the writer's first failure (later calls return it) and returns rc. */
@@ -978,18 +980,20 @@ struct sv_ckpt_reader {
     struct idx_rec *idx;
     size_t n_idx;
     struct blockbuf blk; /* verify's */
-    char errmsg[512];
+    char errmsg[ERRMSG_LEN];
 };
 
-__attribute__((format(printf, 3, 4))) static int rerr(struct sv_ckpt_reader *r, int rc,
-                                                      const char *fmt, ...)
+/* Formats an error message into msg (ERRMSG_LEN bytes); returns rc. */
+__attribute__((format(printf, 3, 4))) static int berr(char *msg, int rc, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(r->errmsg, sizeof(r->errmsg), fmt, ap);
+    vsnprintf(msg, ERRMSG_LEN, fmt, ap);
     va_end(ap);
     return rc;
 }
+
+#define rerr(r, ...) berr((r)->errmsg, __VA_ARGS__)
 
 static void blockbuf_free(struct blockbuf *b)
 {
@@ -1265,51 +1269,52 @@ const char *sv_ckpt_errmsg(const struct sv_ckpt_reader *r)
  * b->data/len is the raw payload, *prev holds the block's last key, and
  * *kv_bytes (may be NULL) the bytes of its keys and values. If fh is not
  * NULL the block's bytes are fed to it (verify's whole-file checksum). */
-static int block_load(struct sv_ckpt_reader *r, const struct idx_rec *x, struct blockbuf *b,
-                      struct sv_buf *prev, uint64_t *kv_bytes, XXH3_state_t *fh)
+static int block_load(struct sv_ckpt_reader *r, char *msg, const struct idx_rec *x,
+                      struct blockbuf *b, struct sv_buf *prev, uint64_t *kv_bytes, XXH3_state_t *fh)
 {
     size_t n = BLOCK_HEADER_SIZE + (size_t)x->stored;
     b->io.len = 0;
     b->data = NULL;
     b->len = 0;
     if (sv_buf_reserve(&b->io, n))
-        return rerr(r, -ENOMEM, BLOCK_FMT "out of memory", BLOCK_ARGS(r, x));
+        return berr(msg, -ENOMEM, BLOCK_FMT "out of memory", BLOCK_ARGS(r, x));
     int rc = pread_full(r->fd, b->io.data, n, x->offset);
     if (rc)
-        return rerr(r, rc, BLOCK_FMT "read: %s", BLOCK_ARGS(r, x), sv_strerror(rc));
+        return berr(msg, rc, BLOCK_FMT "read: %s", BLOCK_ARGS(r, x), sv_strerror(rc));
     if (fh)
         XXH3_64bits_update(fh, b->io.data, n);
     const uint8_t *h = b->io.data;
     if (memcmp(h, BLOCK_MAGIC, 4) != 0)
-        return rerr(r, SV_ECORRUPT, BLOCK_FMT "block header: bad magic", BLOCK_ARGS(r, x));
+        return berr(msg, SV_ECORRUPT, BLOCK_FMT "block header: bad magic", BLOCK_ARGS(r, x));
     if (XXH3_64bits(h, BLOCK_HEADER_HASHED) != get64(h + 36))
-        return rerr(r, SV_ECORRUPT, BLOCK_FMT "block header: checksum mismatch", BLOCK_ARGS(r, x));
+        return berr(msg, SV_ECORRUPT, BLOCK_FMT "block header: checksum mismatch",
+                    BLOCK_ARGS(r, x));
     if (get32(h + 4) != x->state || get32(h + 8) != x->kg || get32(h + 12) != x->entries ||
         get32(h + 16) != x->raw || get32(h + 20) != x->stored || h[24] != x->comp || h[25] ||
         h[26] || h[27])
-        return rerr(r, SV_ECORRUPT, BLOCK_FMT "block header does not match the index",
+        return berr(msg, SV_ECORRUPT, BLOCK_FMT "block header does not match the index",
                     BLOCK_ARGS(r, x));
     const uint8_t *payload = h + BLOCK_HEADER_SIZE;
     if (XXH3_64bits(payload, x->stored) != get64(h + 28))
-        return rerr(r, SV_ECORRUPT, BLOCK_FMT "payload checksum mismatch", BLOCK_ARGS(r, x));
+        return berr(msg, SV_ECORRUPT, BLOCK_FMT "payload checksum mismatch", BLOCK_ARGS(r, x));
 
     if (x->comp == COMP_ZSTD) {
         if (!b->dctx && !(b->dctx = ZSTD_createDCtx()))
-            return rerr(r, -ENOMEM, BLOCK_FMT "out of memory", BLOCK_ARGS(r, x));
+            return berr(msg, -ENOMEM, BLOCK_FMT "out of memory", BLOCK_ARGS(r, x));
         /* x->raw <= SV_CKPT_BLOCK_RAW_MAX was checked with the index. */
         b->raw.len = 0;
         if (sv_buf_reserve(&b->raw, x->raw ? x->raw : 1))
-            return rerr(r, -ENOMEM, BLOCK_FMT "out of memory for %u bytes", BLOCK_ARGS(r, x),
+            return berr(msg, -ENOMEM, BLOCK_FMT "out of memory for %u bytes", BLOCK_ARGS(r, x),
                         (unsigned)x->raw);
         if (ZSTD_findFrameCompressedSize(payload, x->stored) != x->stored)
-            return rerr(r, SV_ECORRUPT, BLOCK_FMT "payload is not one zstd frame",
+            return berr(msg, SV_ECORRUPT, BLOCK_FMT "payload is not one zstd frame",
                         BLOCK_ARGS(r, x));
         size_t got = ZSTD_decompressDCtx(b->dctx, b->raw.data, x->raw, payload, x->stored);
         if (ZSTD_isError(got))
-            return rerr(r, SV_ECORRUPT, BLOCK_FMT "zstd: %s", BLOCK_ARGS(r, x),
+            return berr(msg, SV_ECORRUPT, BLOCK_FMT "zstd: %s", BLOCK_ARGS(r, x),
                         ZSTD_getErrorName(got));
         if (got != x->raw)
-            return rerr(r, SV_ECORRUPT, BLOCK_FMT "decompressed to %zu bytes, not %u",
+            return berr(msg, SV_ECORRUPT, BLOCK_FMT "decompressed to %zu bytes, not %u",
                         BLOCK_ARGS(r, x), got, (unsigned)x->raw);
         b->data = b->raw.data;
     } else {
@@ -1327,16 +1332,16 @@ static int block_load(struct sv_ckpt_reader *r, const struct idx_rec *x, struct 
         size_t used = entry_parse(b->data + off, b->len - off, &k, &kl, &v, &vl);
         struct sv_skey sk;
         if (!used)
-            return rerr(r, SV_ECORRUPT, BLOCK_FMT "entry %llu: bad framing", BLOCK_ARGS(r, x),
+            return berr(msg, SV_ECORRUPT, BLOCK_FMT "entry %llu: bad framing", BLOCK_ARGS(r, x),
                         (unsigned long long)count);
         if (sv_skey_decode(k, kl, &sk) != 0)
-            return rerr(r, SV_ECORRUPT, BLOCK_FMT "entry %llu: not a stored key", BLOCK_ARGS(r, x),
-                        (unsigned long long)count);
+            return berr(msg, SV_ECORRUPT, BLOCK_FMT "entry %llu: not a stored key",
+                        BLOCK_ARGS(r, x), (unsigned long long)count);
         if (sk.kg != x->kg)
-            return rerr(r, SV_ECORRUPT, BLOCK_FMT "entry %llu: key group %u", BLOCK_ARGS(r, x),
+            return berr(msg, SV_ECORRUPT, BLOCK_FMT "entry %llu: key group %u", BLOCK_ARGS(r, x),
                         (unsigned long long)count, (unsigned)sk.kg);
         if (lk && skey_cmp(lk, lkl, k, kl) >= 0)
-            return rerr(r, SV_ECORRUPT, BLOCK_FMT "entry %llu: keys not strictly increasing",
+            return berr(msg, SV_ECORRUPT, BLOCK_FMT "entry %llu: keys not strictly increasing",
                         BLOCK_ARGS(r, x), (unsigned long long)count);
         lk = k;
         lkl = kl;
@@ -1345,11 +1350,11 @@ static int block_load(struct sv_ckpt_reader *r, const struct idx_rec *x, struct 
         off += used;
     }
     if (count != x->entries)
-        return rerr(r, SV_ECORRUPT, BLOCK_FMT "%llu entries, the index says %u", BLOCK_ARGS(r, x),
+        return berr(msg, SV_ECORRUPT, BLOCK_FMT "%llu entries, the index says %u", BLOCK_ARGS(r, x),
                     (unsigned long long)count, (unsigned)x->entries);
     prev->len = 0;
     if (sv_buf_append(prev, lk, lkl))
-        return rerr(r, -ENOMEM, BLOCK_FMT "out of memory", BLOCK_ARGS(r, x));
+        return berr(msg, -ENOMEM, BLOCK_FMT "out of memory", BLOCK_ARGS(r, x));
     if (kv_bytes)
         *kv_bytes = kv;
     return 0;
@@ -1374,7 +1379,7 @@ int sv_ckpt_verify(struct sv_ckpt_reader *r, void (*progress)(void *ud, uint64_t
         if (i == 0 || x->state != r->idx[i - 1].state)
             prev.len = 0;
         uint64_t bytes;
-        rc = block_load(r, x, &r->blk, &prev, &bytes, fh);
+        rc = block_load(r, r->errmsg, x, &r->blk, &prev, &bytes, fh);
         if (rc)
             goto out;
         kv[x->state] += bytes;
@@ -1445,6 +1450,7 @@ struct sv_ckpt_iter {
     int full[ITER_SLOTS]; /* loaded, not yet consumed */
     int loader_done;      /* no more blocks: loader_rc is 0 or the error */
     int loader_rc;
+    char errmsg[ERRMSG_LEN]; /* the loader's error */
     int stop;
     /* The caller's. */
     size_t cur; /* the slot it reads */
@@ -1462,7 +1468,10 @@ static int load_slot(struct sv_ckpt_iter *it, size_t i)
 {
     if (it->next >= it->end)
         return 1;
-    int rc = block_load(it->r, &it->r->idx[it->next], &it->slot[i], &it->prev, NULL, NULL);
+    /* The loader thread keeps its message apart: the caller's thread copies
+     * it into the reader when it takes the error (next_slot). */
+    char *msg = it->threaded ? it->errmsg : it->r->errmsg;
+    int rc = block_load(it->r, msg, &it->r->idx[it->next], &it->slot[i], &it->prev, NULL, NULL);
     if (rc)
         return rc;
     it->next++;
@@ -1528,10 +1537,11 @@ int sv_ckpt_iter_open(struct sv_ckpt_reader *r, size_t state_idx, uint32_t kg_fi
         it->end++;
     if (it->end - it->next >= 2 && pthread_mutex_init(&it->mu, NULL) == 0) {
         if (pthread_cond_init(&it->cv, NULL) == 0) {
-            if (pthread_create(&it->thread, NULL, loader_main, it) == 0)
-                it->threaded = 1;
-            else
+            it->threaded = 1; /* before the thread starts: it reads it */
+            if (pthread_create(&it->thread, NULL, loader_main, it) != 0) {
+                it->threaded = 0;
                 pthread_cond_destroy(&it->cv);
+            }
         }
         if (!it->threaded)
             pthread_mutex_destroy(&it->mu);
@@ -1559,6 +1569,8 @@ static int next_slot(struct sv_ckpt_iter *it)
     /* The loader fills the slots in order: an empty one here is the end. */
     int rc = it->full[it->cur] ? 1 : it->loader_rc;
     it->holding = rc == 1;
+    if (rc < 0)
+        memcpy(it->r->errmsg, it->errmsg, sizeof(it->errmsg));
     pthread_mutex_unlock(&it->mu);
     return rc;
 }
