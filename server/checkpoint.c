@@ -486,14 +486,19 @@ static void snapshot_run(struct job *j)
         if ((rc = sv_ckpt_writer_state(x.w, sv_store_snapshot_state(j->snap, i))) == 0)
             rc = sv_store_snapshot_scan(j->snap, i, snap_add, &x);
     }
-    /* Every entry is in the writer: end the read transaction before the
-     * slow part (the last block, fsync), so LMDB can reuse pages sooner. */
+    /* Every entry is in the writer; the rest (the last block, fsync) needs
+     * no store. */
     sv_store_snapshot_release(j->snap);
     j->snap = NULL;
     if (rc) {
         sv_ckpt_writer_abort(x.w);
         if (rc == SV_EUNAVAIL)
             job_fail(j, rc, "the snapshot was cancelled: the server is shutting down");
+        else if (rc == SV_EMAPFULL)
+            job_fail(j, rc,
+                     "the snapshot was abandoned: the store filled up while it ran, and a "
+                     "delete needed the room that keeping entries as of the snapshot would "
+                     "take; take it again once there is room");
         else /* the writer refusing our input is our bug, not the client's */
             job_fail(j, rc == SV_EINVAL ? SV_EINTERNAL : rc, "writing %s failed: %s", j->tmpdir,
                      io_reason(rc));
@@ -827,8 +832,10 @@ static void job_done(uv_work_t *w, int status)
         ck->last_duration_ms = j->duration_ms;
         ck->last_unix_ms = wall_ms();
         sv_info("checkpoint %" PRIu64 " complete: %" PRIu64 " entries, %" PRIu64
-                " bytes in %s, %" PRIu64 " ms",
-                j->id, j->manifest.entries, j->manifest.data_bytes, j->dir, j->duration_ms);
+                " bytes in %s, %" PRIu64 " ms; %" PRIu64 " entries written meanwhile were kept "
+                "as of the cut",
+                j->id, j->manifest.entries, j->manifest.data_bytes, j->dir, j->duration_ms,
+                sv_store_snapshot_kept(srv->store));
         Statesrv__V1__SnapshotResult *r = sv_arena_alloc(&srv->arena, sizeof(*r));
         if (r) {
             statesrv__v1__snapshot_result__init(r);

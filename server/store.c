@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <lmdb.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +22,13 @@
 
 /* Internal databases have names no state can have ('$' is not allowed). */
 #define META_DB "$meta"
+/* Entries as they were at a running snapshot's cut (see "snapshots"). */
+#define PRE_DB "$pre"
+#define PRE_PREFIX 2 /* a $pre key: the state's index in the snapshot (BE), the stored key */
+#define PRE_ABSENT 0 /* a $pre value: a tag, then the stored value if PRE_PRESENT */
+#define PRE_PRESENT 1
+#define SNAP_CHUNK 1024 /* entries a snapshot reads per read transaction */
+#define SKEY_CAP 1024   /* > any stored key: LMDB's limit is 511 by default */
 #define META_FORMAT_KEY "format"
 #define META_KEY_GROUPS_KEY "key_groups"
 #define META_KG_RANGE_KEY "kg_range"
@@ -93,7 +101,7 @@ struct sv_store {
     uint64_t gen;
     struct sv_store_options opts;
     uint32_t kg_first, kg_last; /* key-group range this store covers */
-    int snapshot_active;        /* a read transaction lives in another thread */
+    int snapshot_active;        /* a snapshot runs (begun, not yet finished) */
     int writemap;               /* MDB_WRITEMAP is on: the map is backed on disk */
     int writemap_failed;        /* backing it failed at open: stay without */
     uint64_t grow_retry_ms;     /* writemap growth failed: not before this */
@@ -115,6 +123,22 @@ struct sv_store {
     struct free_census census;      /* cached by (transaction, oldest reader) */
     uint64_t refused_txnid;         /* the last refusal came after this commit, */
     uint64_t refused_need;          /* for a write that needed this many pages */
+
+    /* The running snapshot (see "snapshots"). pre_dbi and snap_idx belong to
+     * the loop thread; snap_mu guards what the snapshot has read so far,
+     * published by its thread: states before pos_state are read whole, and
+     * of state pos_state every key <= pos_key (nothing if pos_len is 0). */
+    MDB_dbi pre_dbi;
+    struct state_slot pre_slot; /* $pre's space accounting (not in the table) */
+    uint16_t *snap_idx; /* by DBI: 1 + the state's index in the snapshot, 0 = not in it */
+    size_t snap_ndbi;
+    uint64_t snap_saved; /* entries kept as of the cut by this snapshot */
+    int pre_stale;       /* $pre may hold entries of an ended snapshot */
+    pthread_mutex_t snap_mu;
+    int snap_broken; /* a delete needed the room: the snapshot gives way */
+    size_t pos_state;
+    size_t pos_len;
+    uint8_t pos_key[SKEY_CAP];
 };
 
 /* --- errors -------------------------------------------------------------- */
@@ -317,6 +341,14 @@ static int meta_init(struct sv_store *s, const struct sv_store_options *o, char 
     rc = mdb_dbi_open(txn, META_DB, MDB_CREATE, &s->meta_dbi);
     if (rc)
         goto fail;
+    /* A snapshot that never finished (a crash) may have left entries. */
+    MDB_stat pst;
+    if ((rc = mdb_dbi_open(txn, PRE_DB, MDB_CREATE, &s->pre_dbi)) ||
+        (rc = mdb_stat(txn, s->pre_dbi, &pst)) ||
+        (pst.ms_entries && (rc = mdb_drop(txn, s->pre_dbi, 0))))
+        goto fail;
+    memset(&s->pre_slot, 0, sizeof(s->pre_slot));
+    s->pre_slot.dbi = s->pre_dbi;
 
     MDB_val k = {strlen(META_KEY_GROUPS_KEY), META_KEY_GROUPS_KEY}, v;
     rc = mdb_get(txn, s->meta_dbi, &k, &v);
@@ -528,9 +560,10 @@ static int env_open(struct sv_store *s, char *err, size_t errlen)
         s->env = NULL;
         return map_err(rc);
     }
-    /* $meta, max_states states, and one spare: LMDB needs a free handle slot
-     * even to find out that a name does not exist (else MDB_DBS_FULL). */
-    mdb_env_set_maxdbs(s->env, o->max_states + 2);
+    /* $meta, $pre, max_states states, and one spare: LMDB needs a free
+     * handle slot even to find out that a name does not exist (else
+     * MDB_DBS_FULL). */
+    mdb_env_set_maxdbs(s->env, o->max_states + 3);
     mdb_env_set_mapsize(s->env, s->map_size ? s->map_size : o->map_size);
     unsigned flags = MDB_NOTLS | MDB_NORDAHEAD;
     if (!o->sync_always)
@@ -559,6 +592,8 @@ static int env_open(struct sv_store *s, char *err, size_t errlen)
         return env_open(s, err, errlen);
     }
     s->max_key = (size_t)mdb_env_get_maxkeysize(s->env);
+    if (s->max_key + PRE_PREFIX > SKEY_CAP)
+        s->max_key = SKEY_CAP - PRE_PREFIX;
     MDB_stat est;
     mdb_env_stat(s->env, &est);
     s->psize = est.ms_psize;
@@ -611,6 +646,7 @@ int sv_store_open(const struct sv_store_options *o, struct sv_store **out, char 
         return -ENOMEM;
     }
     s->lock_fd = -1;
+    pthread_mutex_init(&s->snap_mu, NULL);
     s->opts = *o;
     s->opts.dir = s->dir;
     s->max_states = o->max_states;
@@ -722,6 +758,8 @@ void sv_store_close(struct sv_store *s)
         close(s->lock_fd);
     sv_buf_free(&s->scratch);
     free(s->slots);
+    free(s->snap_idx);
+    pthread_mutex_destroy(&s->snap_mu);
     free(s);
 }
 
@@ -737,7 +775,8 @@ uint32_t sv_store_key_groups(const struct sv_store *s)
 
 size_t sv_store_max_key_size(const struct sv_store *s)
 {
-    return s->max_key;
+    /* Room for $pre's prefix: any key may have to be kept as of a cut. */
+    return s->max_key - PRE_PREFIX;
 }
 
 int sv_store_sync(struct sv_store *s)
@@ -984,15 +1023,14 @@ void sv_store_nospace_msg(struct sv_store *s, char *buf, size_t len)
 /* Admits a put or merge of an entry of `bytes` (key, header and value) into
  * a state, charging it; or refuses it with SV_EMAPFULL, which leaves the
  * transaction as it was. */
-static int admit_write(struct sv_store *s, const char *state, size_t slen, size_t bytes,
-                       struct charge *ch)
+static int admit_slot(struct sv_store *s, struct state_slot *sl, size_t bytes, struct charge *ch)
 {
     static struct sv_log_limit limit;
     if (!s->txn)
         return SV_EINTERNAL;
     if (!s->acct_init)
         acct_start(s);
-    charge_cow(s, slot_find(s, state, slen), 1, ch);
+    charge_cow(s, sl, 1, ch);
     /* An entry too large for half a page goes to overflow pages, new ones
      * even when it replaces one of the same size. */
     if (bytes + 64 > s->psize / 2)
@@ -1022,6 +1060,12 @@ static int admit_write(struct sv_store *s, const char *state, size_t slen, size_
     sv_store_nospace_msg(s, msg, sizeof(msg));
     sv_log_limited(&limit, 1, SV_LOG_WARN, "store: write refused: %s", msg);
     return SV_EMAPFULL;
+}
+
+static int admit_write(struct sv_store *s, const char *state, size_t slen, size_t bytes,
+                       struct charge *ch)
+{
+    return admit_slot(s, slot_find(s, state, slen), bytes, ch);
 }
 
 /* A delete is never refused, but what it takes counts against the writes
@@ -1343,6 +1387,93 @@ int sv_store_get(struct sv_store *s, const char *state, size_t slen, const uint8
     return sv_value_parse(v.mv_data, v.mv_size, out);
 }
 
+/* --- snapshots: the cut ---------------------------------------------------
+ *
+ * A snapshot does not hold one read transaction while it streams: LMDB could
+ * not reuse any page freed meanwhile, the file would grow by every page the
+ * writes copied, and LMDB's oldest-first reuse of that pool would leave
+ * writes slower long after the snapshot. Instead it reads in chunks of
+ * SNAP_CHUNK entries, each in a short read transaction, and the cut is the
+ * commit it began after. The first write after the cut to an entry the
+ * snapshot has not read yet first copies the entry as it was at the cut (or
+ * that it was absent) into $pre, in the same transaction; the snapshot
+ * merges $pre into what it reads. Every chunk thus sees, for every key it has
+ * not read, either the value at the cut or that value in $pre. */
+
+static int skey_cmp(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
+{
+    int c = memcmp(a, b, alen < blen ? alen : blen);
+    return c ? c : (alen > blen) - (alen < blen);
+}
+
+/* Whether the running snapshot still has to read (dbi, skey); its index. */
+static int snap_unread(struct sv_store *s, MDB_dbi dbi, const uint8_t *skey, size_t sklen,
+                       size_t *idx)
+{
+    if (!s->snapshot_active || dbi >= s->snap_ndbi || !s->snap_idx[dbi])
+        return 0;
+    size_t i = s->snap_idx[dbi] - 1u;
+    pthread_mutex_lock(&s->snap_mu);
+    int unread = !s->snap_broken && (i > s->pos_state ||
+                 (i == s->pos_state &&
+                  (!s->pos_len || skey_cmp(skey, sklen, s->pos_key, s->pos_len) > 0)));
+    pthread_mutex_unlock(&s->snap_mu);
+    *idx = i;
+    return unread;
+}
+
+/* Before a write to (dbi, skey): keeps the entry as it is now, which is as
+ * it was at the cut unless it was kept already. A missing entry is kept as
+ * absent only if absent_too (a delete of a missing key changes nothing). */
+static int keep_for_snapshot(struct sv_store *s, MDB_dbi dbi, const uint8_t *skey, size_t sklen,
+                             int absent_too)
+{
+    size_t i;
+    if (!snap_unread(s, dbi, skey, sklen, &i))
+        return 0;
+    if (sklen + PRE_PREFIX > s->max_key)
+        return SV_EBUSY; /* longer than keys may be now: from an older version */
+    uint8_t kb[SKEY_CAP];
+    kb[0] = (uint8_t)(i >> 8);
+    kb[1] = (uint8_t)i;
+    memcpy(kb + PRE_PREFIX, skey, sklen);
+    MDB_val pk = {sklen + PRE_PREFIX, kb}, k = {sklen, (void *)skey}, v;
+    int rc = mdb_get(cur_txn(s), s->pre_dbi, &pk, &v);
+    if (rc != MDB_NOTFOUND)
+        return rc ? map_err(rc) : 0; /* kept already */
+    rc = mdb_get(cur_txn(s), dbi, &k, &v);
+    if (rc && rc != MDB_NOTFOUND)
+        return map_err(rc);
+    if (rc && !absent_too)
+        return 0;
+    uint8_t tag = rc ? PRE_ABSENT : PRE_PRESENT;
+    struct charge ch;
+    size_t bytes = pk.mv_size + 1 + (tag == PRE_PRESENT ? v.mv_size : 0);
+    if ((rc = admit_slot(s, &s->pre_slot, bytes, &ch))) {
+        if (absent_too)
+            return rc; /* a put or merge: refused alone, as at a full map */
+        /* A delete is never refused: the snapshot gives way (it fails). */
+        sv_warn("store: the store is full and a delete needs the room that keeping the entry "
+                "for the running snapshot would take: the snapshot is abandoned");
+        pthread_mutex_lock(&s->snap_mu);
+        s->snap_broken = 1;
+        pthread_mutex_unlock(&s->snap_mu);
+        return 0;
+    }
+    uint64_t before = tree_pages(cur_txn(s), s->pre_dbi);
+    /* Copied out first: the value sits on a page mdb_put may reuse. */
+    s->scratch.len = 0;
+    if ((rc = sv_buf_append(&s->scratch, &tag, 1)) ||
+        (tag == PRE_PRESENT && (rc = sv_buf_append(&s->scratch, v.mv_data, v.mv_size))))
+        return rc;
+    MDB_val pv = {s->scratch.len, s->scratch.data};
+    if ((rc = mdb_put(write_txn(s), s->pre_dbi, &pk, &pv, 0)))
+        return txn_fail(s, rc);
+    charge_apply(s, &ch, grown(before, tree_pages(cur_txn(s), s->pre_dbi)));
+    s->snap_saved++;
+    return 0;
+}
+
 /* Reserves space for a value of `len` bytes with a header and returns where
  * the bytes go. */
 static int put_reserve(struct sv_store *s, MDB_dbi dbi, const uint8_t *skey, size_t sklen,
@@ -1368,6 +1499,8 @@ int sv_store_put(struct sv_store *s, const char *state, size_t slen, const uint8
     MDB_dbi dbi;
     if ((rc = state_dbi(s, state, slen, 1, &dbi)))
         return rc;
+    if ((rc = keep_for_snapshot(s, dbi, skey, sklen, 1)))
+        return rc;
     uint64_t before = ch.sl ? tree_pages(cur_txn(s), dbi) : 0;
     uint8_t *dst;
     if ((rc = put_reserve(s, dbi, skey, sklen, kind, 0, len, &dst)))
@@ -1387,6 +1520,8 @@ int sv_store_delete(struct sv_store *s, const char *state, size_t slen, const ui
     if (rc == SV_ENOTFOUND)
         return 0;
     if (rc)
+        return rc;
+    if ((rc = keep_for_snapshot(s, dbi, skey, sklen, 0)))
         return rc;
     MDB_val k = {sklen, (void *)skey};
     uint64_t before = tree_pages(cur_txn(s), dbi);
@@ -1415,6 +1550,9 @@ int sv_store_merge(struct sv_store *s, const char *state, size_t slen, const uin
     int rc = state_dbi(s, state, slen, 0, &dbi);
     int exists = rc == 0;
     if (rc && rc != SV_ENOTFOUND)
+        return rc;
+    /* Before reading the old value: keeping it writes, which may move it. */
+    if (exists && (rc = keep_for_snapshot(s, dbi, skey, sklen, 1)))
         return rc;
     MDB_val k = {sklen, (void *)skey}, v;
     struct sv_value old = {.kind = want, .data = NULL, .len = 0};
@@ -1566,6 +1704,12 @@ int sv_store_delete_range(struct sv_store *s, const char *state, size_t slen, co
     MDB_val k, v;
     int mrc = range_first(cur, lo, lolen, &k, &v);
     while (mrc == 0 && below(&k, hi, hilen)) {
+        if ((rc = keep_for_snapshot(s, dbi, k.mv_data, k.mv_size, 0))) {
+            /* Half a clear must not commit. */
+            if (*deleted && !s->txn_error)
+                s->txn_error = rc;
+            break;
+        }
         if ((mrc = mdb_cursor_del(cur, 0)))
             break;
         (*deleted)++;
@@ -1574,6 +1718,8 @@ int sv_store_delete_range(struct sv_store *s, const char *state, size_t slen, co
         mrc = range_first(cur, lo, lolen, &k, &v);
     }
     mdb_cursor_close(cur);
+    if (rc)
+        return rc;
     if (mrc && mrc != MDB_NOTFOUND)
         return txn_fail(s, mrc);
     if (*deleted)
@@ -1679,18 +1825,56 @@ struct snap_state {
 };
 
 struct sv_store_snapshot {
-    MDB_txn *txn;
+    struct sv_store *s;
+    MDB_txn *txn; /* reset between chunks */
     size_t n;
     struct snap_state *states;
+    /* What the scan of the current state has read: $pre's key of the last
+     * entry (index, stored key); plen 0 = nothing yet. */
+    uint8_t pos[SKEY_CAP];
+    size_t plen;
 };
+
+/* Publishes what the snapshot has read: states before `state` whole, and of
+ * `state` every key <= key (none if klen is 0). */
+static int snap_publish(struct sv_store *s, size_t state, const uint8_t *key, size_t klen)
+{
+    pthread_mutex_lock(&s->snap_mu);
+    s->pos_state = state;
+    s->pos_len = klen;
+    if (klen)
+        memcpy(s->pos_key, key, klen);
+    int broken = s->snap_broken;
+    pthread_mutex_unlock(&s->snap_mu);
+    return broken ? SV_EMAPFULL : 0;
+}
+
+/* Empties $pre in a transaction of its own. */
+static int pre_clear(struct sv_store *s)
+{
+    MDB_txn *txn;
+    MDB_stat st;
+    int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+    if (rc)
+        return map_err(rc);
+    if ((rc = mdb_stat(txn, s->pre_dbi, &st)) || !st.ms_entries) {
+        mdb_txn_abort(txn);
+        return map_err(rc);
+    }
+    if ((rc = mdb_drop(txn, s->pre_dbi, 0))) {
+        mdb_txn_abort(txn);
+        return map_err(rc);
+    }
+    return map_err(mdb_txn_commit(txn));
+}
 
 int sv_store_snapshot_begin(struct sv_store *s, struct sv_store_snapshot **out)
 {
     *out = NULL;
     if (s->txn || s->snapshot_active)
         return SV_EBUSY;
-    /* While the snapshot's reader lives the map cannot grow, and every page
-     * written meanwhile is a new one: start with at least half the map free.
+    /* The map cannot grow while the snapshot's thread may be reading, and
+     * entries kept as of the cut take room: start with half the map free.
      * A failure to grow is not the snapshot's: writes get NO_SPACE if the
      * map does fill up. */
     uint64_t size, used;
@@ -1698,11 +1882,17 @@ int sv_store_snapshot_begin(struct sv_store *s, struct sv_store_snapshot **out)
     if (used > size / 2 && s->map_size < s->map_size_max && sv_store_grow(s) != 0)
         sv_info("store: snapshot starts with the map %llu%% full",
                 (unsigned long long)(used * 100 / size));
+    int rc;
+    if (s->pre_stale) {
+        if ((rc = pre_clear(s)))
+            return rc;
+        s->pre_stale = 0;
+    }
     struct sv_store_snapshot *snap = calloc(1, sizeof(*snap));
     if (!snap)
         return -ENOMEM;
-    int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &snap->txn);
-    if (rc) {
+    snap->s = s;
+    if ((rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &snap->txn))) {
         free(snap);
         return map_err(rc);
     }
@@ -1712,6 +1902,7 @@ int sv_store_snapshot_begin(struct sv_store *s, struct sv_store_snapshot **out)
     snap->states = calloc(cap, sizeof(*snap->states));
     MDB_dbi main_dbi;
     MDB_cursor *cur = NULL;
+    MDB_dbi top = 0;
     if (!snap->states) {
         rc = -ENOMEM;
         goto fail;
@@ -1727,7 +1918,7 @@ int sv_store_snapshot_begin(struct sv_store *s, struct sv_store_snapshot **out)
         if (!sv_state_name_valid(k.mv_data, k.mv_size))
             continue;
         struct state_slot *sl = slot_find(s, k.mv_data, k.mv_size);
-        if (!sl || sl->depth != 0 || snap->n == cap) {
+        if (!sl || sl->depth != 0 || snap->n == cap || snap->n >= UINT16_MAX) {
             sv_error("snapshot: state '%.*s' has no committed handle", (int)k.mv_size,
                      (const char *)k.mv_data);
             rc = SV_EINTERNAL;
@@ -1735,6 +1926,8 @@ int sv_store_snapshot_begin(struct sv_store *s, struct sv_store_snapshot **out)
         }
         memcpy(snap->states[snap->n].name, sl->name, sl->len + 1);
         snap->states[snap->n].dbi = sl->dbi;
+        if (sl->dbi > top)
+            top = sl->dbi;
         snap->n++;
     }
     mdb_cursor_close(cur);
@@ -1743,6 +1936,20 @@ int sv_store_snapshot_begin(struct sv_store *s, struct sv_store_snapshot **out)
         rc = map_err(mrc);
         goto fail;
     }
+    uint16_t *idx = calloc((size_t)top + 1, sizeof(*idx));
+    if (!idx) {
+        rc = -ENOMEM;
+        goto fail;
+    }
+    for (size_t i = 0; i < snap->n; i++)
+        idx[snap->states[i].dbi] = (uint16_t)(i + 1);
+    free(s->snap_idx);
+    s->snap_idx = idx;
+    s->snap_ndbi = (size_t)top + 1;
+    s->snap_saved = 0;
+    s->snap_broken = 0;
+    (void)snap_publish(s, 0, NULL, 0);
+    mdb_txn_reset(snap->txn); /* the cut holds without it: see "the cut" */
     s->snapshot_active = 1;
     *out = snap;
     return 0;
@@ -1765,25 +1972,109 @@ const char *sv_store_snapshot_state(const struct sv_store_snapshot *snap, size_t
     return i < snap->n ? snap->states[i].name : NULL;
 }
 
+/* Positions cur at the first entry after key (klen 0: at the first entry
+ * at or after key, which is then a prefix). */
+static int seek_after(MDB_cursor *cur, const uint8_t *key, size_t klen, size_t prefix, MDB_val *k,
+                      MDB_val *v)
+{
+    k->mv_size = klen;
+    k->mv_data = (void *)key;
+    if (!klen)
+        return mdb_cursor_get(cur, k, v, MDB_FIRST);
+    int rc = mdb_cursor_get(cur, k, v, MDB_SET_RANGE);
+    if (rc == 0 && k->mv_size == klen && memcmp(k->mv_data, key, klen) == 0 && klen > prefix)
+        rc = mdb_cursor_get(cur, k, v, MDB_NEXT);
+    return rc;
+}
+
+/* Reads up to SNAP_CHUNK entries of state i after snap->pos in one read
+ * transaction, merging $pre in: an entry kept there is the one at the cut. */
+static int scan_chunk(struct sv_store_snapshot *snap, size_t i, sv_store_raw_fn fn, void *ud,
+                      int *done)
+{
+    struct sv_store *s = snap->s;
+    MDB_cursor *lc = NULL, *pc = NULL;
+    int rc = mdb_txn_renew(snap->txn);
+    if (rc)
+        return map_err(rc);
+    if ((rc = mdb_cursor_open(snap->txn, snap->states[i].dbi, &lc)) ||
+        (rc = mdb_cursor_open(snap->txn, s->pre_dbi, &pc))) {
+        rc = map_err(rc);
+        goto out;
+    }
+    MDB_val lk, lv, pk, pv;
+    size_t plen = snap->plen;
+    int lrc = seek_after(lc, snap->pos + PRE_PREFIX, plen ? plen - PRE_PREFIX : 0, 0, &lk, &lv);
+    /* $pre with nothing read yet: at the bare prefix, which sorts first. */
+    int prc = seek_after(pc, snap->pos, plen ? plen : PRE_PREFIX, PRE_PREFIX, &pk, &pv);
+    const uint8_t *last = NULL;
+    size_t lastlen = 0;
+    for (size_t n = 0; n < SNAP_CHUNK && !rc; n++) {
+        int have_l = lrc == 0;
+        int have_p = prc == 0 && pk.mv_size > PRE_PREFIX && memcmp(pk.mv_data, snap->pos, PRE_PREFIX) == 0;
+        if (!have_l && !have_p) {
+            *done = 1;
+            break;
+        }
+        const uint8_t *pkey = have_p ? (const uint8_t *)pk.mv_data + PRE_PREFIX : NULL;
+        size_t pklen = have_p ? pk.mv_size - PRE_PREFIX : 0;
+        int c = !have_p ? -1 : !have_l ? 1 : skey_cmp(lk.mv_data, lk.mv_size, pkey, pklen);
+        if (c < 0) {
+            last = lk.mv_data;
+            lastlen = lk.mv_size;
+            rc = fn(ud, lk.mv_data, lk.mv_size, lv.mv_data, lv.mv_size);
+            lrc = mdb_cursor_get(lc, &lk, &lv, MDB_NEXT);
+            continue;
+        }
+        const uint8_t *pval = pv.mv_data;
+        if (pv.mv_size < 1 || pval[0] > PRE_PRESENT) {
+            sv_error("snapshot: a kept entry of state '%s' is corrupt", snap->states[i].name);
+            rc = SV_ECORRUPT;
+            break;
+        }
+        last = pkey;
+        lastlen = pklen;
+        if (pval[0] == PRE_PRESENT)
+            rc = fn(ud, pkey, pklen, pval + 1, pv.mv_size - 1);
+        prc = mdb_cursor_get(pc, &pk, &pv, MDB_NEXT);
+        if (c == 0) /* the live entry is newer than the cut */
+            lrc = mdb_cursor_get(lc, &lk, &lv, MDB_NEXT);
+    }
+    if (!rc && lrc && lrc != MDB_NOTFOUND)
+        rc = map_err(lrc);
+    if (!rc && prc && prc != MDB_NOTFOUND)
+        rc = map_err(prc);
+    if (last) {
+        memcpy(snap->pos + PRE_PREFIX, last, lastlen);
+        snap->plen = PRE_PREFIX + lastlen;
+    }
+out:
+    if (lc)
+        mdb_cursor_close(lc);
+    if (pc)
+        mdb_cursor_close(pc);
+    mdb_txn_reset(snap->txn);
+    return rc;
+}
+
 int sv_store_snapshot_scan(struct sv_store_snapshot *snap, size_t i, sv_store_raw_fn fn, void *ud)
 {
     if (i >= snap->n)
         return SV_EINVAL;
-    MDB_cursor *cur;
-    int rc = mdb_cursor_open(snap->txn, snap->states[i].dbi, &cur);
-    if (rc)
-        return map_err(rc);
-    MDB_val k, v;
-    int mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
-    rc = 0;
-    while (mrc == 0) {
-        if ((rc = fn(ud, k.mv_data, k.mv_size, v.mv_data, v.mv_size)))
-            break;
-        mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    struct sv_store *s = snap->s;
+    snap->pos[0] = (uint8_t)(i >> 8);
+    snap->pos[1] = (uint8_t)i;
+    snap->plen = 0;
+    int done = 0, rc = 0;
+    while (!done && !rc) {
+        rc = scan_chunk(snap, i, fn, ud, &done);
+        /* Only now: every key up to pos is in the checkpoint, so a write to
+         * one of them need not be kept any more. */
+        if (!rc && !done && snap->plen)
+            rc = snap_publish(s, i, snap->pos + PRE_PREFIX, snap->plen - PRE_PREFIX);
     }
-    if (!rc && mrc != MDB_NOTFOUND)
-        rc = map_err(mrc);
-    mdb_cursor_close(cur);
+    if (!rc)
+        rc = snap_publish(s, i + 1, NULL, 0);
     return rc < 0 ? rc : 0;
 }
 
@@ -1796,9 +2087,21 @@ void sv_store_snapshot_release(struct sv_store_snapshot *snap)
     free(snap);
 }
 
+uint64_t sv_store_snapshot_kept(const struct sv_store *s)
+{
+    return s->snap_saved;
+}
+
 void sv_store_snapshot_finished(struct sv_store *s)
 {
     s->snapshot_active = 0;
+    free(s->snap_idx);
+    s->snap_idx = NULL;
+    s->snap_ndbi = 0;
+    /* The entries kept as of the cut are not needed any more. */
+    s->pre_stale = s->txn || pre_clear(s) != 0;
+    if (s->pre_stale)
+        sv_warn("store: entries kept for the snapshot stay until the next one begins");
     /* What deletes freed while it read is reusable now, but the last of it
      * only after one more commit. */
     if (!s->txn)

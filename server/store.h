@@ -173,30 +173,38 @@ int sv_store_sync(struct sv_store *s);
 /* The key-group range this store covers (all of them unless a restore with
  * a range made it). */
 void sv_store_kg_range(const struct sv_store *s, uint32_t *first, uint32_t *last);
-/* Whether a snapshot's read transaction is alive (map growth and dropping
- * states wait for it to end). */
+/* Whether a snapshot runs (map growth and dropping states wait for it to
+ * end). */
 int sv_store_snapshot_active(const struct sv_store *s);
 
-/* --- snapshots: a read transaction handed to a worker thread --------------
+/* --- snapshots: a consistent cut read by a worker thread ------------------
  *
  * Begin on the loop thread with no transaction open (right after a commit):
- * the snapshot then holds exactly the committed state. Scan it from one other
- * thread; release it there; then call sv_store_snapshot_finished() on the
- * loop thread. While it lives the map cannot grow and states cannot be
- * dropped (both return SV_EBUSY). */
+ * the snapshot then holds exactly the committed state, the cut. Scan it from
+ * one other thread; release it there; then call sv_store_snapshot_finished()
+ * on the loop thread. The scan reads in short read transactions; a write
+ * meanwhile to an entry it has not read yet first keeps the entry as it was
+ * at the cut (in the same transaction), so the scan still returns the cut.
+ * While a snapshot runs the map cannot grow and states cannot be dropped
+ * (both SV_EBUSY); a write to a key longer than max_key_size (possible only
+ * in data written by an older version) that would have to be kept is refused
+ * with SV_EBUSY. */
 struct sv_store_snapshot;
 
 int sv_store_snapshot_begin(struct sv_store *s, struct sv_store_snapshot **out)
     __attribute__((warn_unused_result));
 size_t sv_store_snapshot_nstates(const struct sv_store_snapshot *snap);
 const char *sv_store_snapshot_state(const struct sv_store_snapshot *snap, size_t i);
-/* Calls fn with every entry of state i in stored-key order; value is the
- * stored value, header included. fn returns 0 to go on or an error. */
+/* Calls fn with every entry of state i, as at the cut, in stored-key order;
+ * value is the stored value, header included, valid only during the call.
+ * fn returns 0 to go on or an error. States are scanned in order, each once. */
 typedef int (*sv_store_raw_fn)(void *ud, const uint8_t *skey, size_t sklen, const uint8_t *value,
                                size_t vlen);
 int sv_store_snapshot_scan(struct sv_store_snapshot *snap, size_t i, sv_store_raw_fn fn, void *ud)
     __attribute__((warn_unused_result));
 void sv_store_snapshot_release(struct sv_store_snapshot *snap);
+/* Entries the running (or last) snapshot kept as of its cut (loop thread). */
+uint64_t sv_store_snapshot_kept(const struct sv_store *s);
 void sv_store_snapshot_finished(struct sv_store *s);
 
 /* --- restore: a new generation built beside the live one ------------------
