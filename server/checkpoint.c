@@ -496,9 +496,9 @@ static void snapshot_run(struct job *j)
             job_fail(j, rc, "the snapshot was cancelled: the server is shutting down");
         else if (rc == SV_EMAPFULL)
             job_fail(j, rc,
-                     "the snapshot was abandoned: the store filled up while it ran, and a "
-                     "delete needed the room that keeping entries as of the snapshot would "
-                     "take; take it again once there is room");
+                     "the snapshot was abandoned: entries written while it ran could not be "
+                     "copied as of its start (see the log; the data disk may be full); the "
+                     "writes were applied; take it again");
         else /* the writer refusing our input is our bug, not the client's */
             job_fail(j, rc == SV_EINVAL ? SV_EINTERNAL : rc, "writing %s failed: %s", j->tmpdir,
                      io_reason(rc));

@@ -22,11 +22,12 @@
 
 /* Internal databases have names no state can have ('$' is not allowed). */
 #define META_DB "$meta"
-/* Entries as they were at a running snapshot's cut (see "snapshots"). */
-#define PRE_DB "$pre"
-#define PRE_PREFIX 2 /* a $pre key: the state's index in the snapshot (BE), the stored key */
-#define PRE_ABSENT 0 /* a $pre value: a tag, then the stored value if PRE_PRESENT */
-#define PRE_PRESENT 1
+/* Entries as they were at a running snapshot's cut (see "snapshots"): an
+ * environment of its own beside the generations, removed when it ends. */
+#define KEEP_FILE "snapshot-keep.mdb"
+#define KEEP_PREFIX 2 /* a key: the state's index in the snapshot (BE), the stored key */
+#define KEEP_ABSENT 0 /* a value: a tag, then the stored value if KEEP_PRESENT */
+#define KEEP_PRESENT 1
 #define SNAP_CHUNK 1024 /* entries a snapshot reads per read transaction */
 #define SKEY_CAP 1024   /* > any stored key: LMDB's limit is 511 by default */
 #define META_FORMAT_KEY "format"
@@ -124,22 +125,27 @@ struct sv_store {
     uint64_t refused_txnid;         /* the last refusal came after this commit, */
     uint64_t refused_need;          /* for a write that needed this many pages */
 
-    /* The running snapshot (see "snapshots"). pre_dbi and snap_idx belong to
-     * the loop thread; snap_mu guards what the snapshot has read so far,
-     * published by its thread: states before pos_state are read whole, and
-     * of state pos_state every key <= pos_key (nothing if pos_len is 0). */
-    MDB_dbi pre_dbi;
-    struct state_slot pre_slot; /* $pre's space accounting (not in the table) */
+    /* The running snapshot (see "snapshots"). The keep environment's write
+     * side and snap_idx belong to the loop thread; snap_mu guards what the
+     * snapshot has read so far, published by its thread (states before
+     * pos_state are read whole, and of state pos_state every key <= pos_key,
+     * nothing if pos_len is 0), and snap_broken. */
+    MDB_env *keep_env;
+    MDB_dbi keep_dbi;
+    MDB_txn *keep_txn;  /* alongside the group transaction, committed first */
     uint16_t *snap_idx; /* by DBI: 1 + the state's index in the snapshot, 0 = not in it */
     size_t snap_ndbi;
     uint64_t snap_saved; /* entries kept as of the cut by this snapshot */
-    int pre_stale;       /* $pre may hold entries of an ended snapshot */
     pthread_mutex_t snap_mu;
-    int snap_broken; /* a delete needed the room: the snapshot gives way */
+    int snap_broken; /* an entry could not be kept: the snapshot fails */
     size_t pos_state;
     size_t pos_len;
     uint8_t pos_key[SKEY_CAP];
 };
+
+static void keep_commit(struct sv_store *s);
+static void keep_abort(struct sv_store *s);
+static void keep_close(struct sv_store *s);
 
 /* --- errors -------------------------------------------------------------- */
 
@@ -341,14 +347,6 @@ static int meta_init(struct sv_store *s, const struct sv_store_options *o, char 
     rc = mdb_dbi_open(txn, META_DB, MDB_CREATE, &s->meta_dbi);
     if (rc)
         goto fail;
-    /* A snapshot that never finished (a crash) may have left entries. */
-    MDB_stat pst;
-    if ((rc = mdb_dbi_open(txn, PRE_DB, MDB_CREATE, &s->pre_dbi)) ||
-        (rc = mdb_stat(txn, s->pre_dbi, &pst)) ||
-        (pst.ms_entries && (rc = mdb_drop(txn, s->pre_dbi, 0))))
-        goto fail;
-    memset(&s->pre_slot, 0, sizeof(s->pre_slot));
-    s->pre_slot.dbi = s->pre_dbi;
 
     MDB_val k = {strlen(META_KEY_GROUPS_KEY), META_KEY_GROUPS_KEY}, v;
     rc = mdb_get(txn, s->meta_dbi, &k, &v);
@@ -560,10 +558,9 @@ static int env_open(struct sv_store *s, char *err, size_t errlen)
         s->env = NULL;
         return map_err(rc);
     }
-    /* $meta, $pre, max_states states, and one spare: LMDB needs a free
-     * handle slot even to find out that a name does not exist (else
-     * MDB_DBS_FULL). */
-    mdb_env_set_maxdbs(s->env, o->max_states + 3);
+    /* $meta, max_states states, and one spare: LMDB needs a free handle slot
+     * even to find out that a name does not exist (else MDB_DBS_FULL). */
+    mdb_env_set_maxdbs(s->env, o->max_states + 2);
     mdb_env_set_mapsize(s->env, s->map_size ? s->map_size : o->map_size);
     unsigned flags = MDB_NOTLS | MDB_NORDAHEAD;
     if (!o->sync_always)
@@ -592,8 +589,8 @@ static int env_open(struct sv_store *s, char *err, size_t errlen)
         return env_open(s, err, errlen);
     }
     s->max_key = (size_t)mdb_env_get_maxkeysize(s->env);
-    if (s->max_key + PRE_PREFIX > SKEY_CAP)
-        s->max_key = SKEY_CAP - PRE_PREFIX;
+    if (s->max_key + KEEP_PREFIX > SKEY_CAP)
+        s->max_key = SKEY_CAP - KEEP_PREFIX;
     MDB_stat est;
     mdb_env_stat(s->env, &est);
     s->psize = est.ms_psize;
@@ -733,6 +730,7 @@ int sv_store_open(const struct sv_store_options *o, struct sv_store **out, char 
         goto fail;
     /* Only once the current generation is known good. */
     remove_stale_generations(s->dir, s->gen);
+    keep_close(s); /* a snapshot's copies from before a crash */
     sv_info("store: %s open (generation %" PRIu64 "): %zu state(s), key_groups %u, map %llu "
             "MiB, sync %s, writemap %s",
             o->dir, s->gen, s->used, s->key_groups, (unsigned long long)(s->map_size >> 20),
@@ -754,6 +752,8 @@ void sv_store_close(struct sv_store *s)
         mdb_env_sync(s->env, 1);
         mdb_env_close(s->env);
     }
+    if (s->keep_env)
+        keep_close(s);
     if (s->lock_fd >= 0)
         close(s->lock_fd);
     sv_buf_free(&s->scratch);
@@ -775,8 +775,8 @@ uint32_t sv_store_key_groups(const struct sv_store *s)
 
 size_t sv_store_max_key_size(const struct sv_store *s)
 {
-    /* Room for $pre's prefix: any key may have to be kept as of a cut. */
-    return s->max_key - PRE_PREFIX;
+    /* Room for the keep prefix: any key may have to be kept as of a cut. */
+    return s->max_key - KEEP_PREFIX;
 }
 
 int sv_store_sync(struct sv_store *s)
@@ -1012,25 +1012,27 @@ void sv_store_nospace_msg(struct sv_store *s, char *buf, size_t len)
     if (used - c.pinned + need <= line)
         snprintf(buf + n, len - (size_t)n,
                  ". %s freed earlier cannot be reused until a read transaction ends (a "
-                 "checkpoint being written): retry when it completes",
+                 "checkpoint reading a chunk, for milliseconds): retry",
                  fmt_size(p, sizeof(p), c.pinned * ps));
     else
         snprintf(buf + n, len - (size_t)n,
-                 ". A read transaction (a checkpoint being written) also holds %s freed earlier",
+                 ". A read transaction (a checkpoint reading a chunk) also holds %s freed "
+                 "earlier",
                  fmt_size(p, sizeof(p), c.pinned * ps));
 }
 
 /* Admits a put or merge of an entry of `bytes` (key, header and value) into
  * a state, charging it; or refuses it with SV_EMAPFULL, which leaves the
  * transaction as it was. */
-static int admit_slot(struct sv_store *s, struct state_slot *sl, size_t bytes, struct charge *ch)
+static int admit_write(struct sv_store *s, const char *state, size_t slen, size_t bytes,
+                       struct charge *ch)
 {
     static struct sv_log_limit limit;
     if (!s->txn)
         return SV_EINTERNAL;
     if (!s->acct_init)
         acct_start(s);
-    charge_cow(s, sl, 1, ch);
+    charge_cow(s, slot_find(s, state, slen), 1, ch);
     /* An entry too large for half a page goes to overflow pages, new ones
      * even when it replaces one of the same size. */
     if (bytes + 64 > s->psize / 2)
@@ -1060,12 +1062,6 @@ static int admit_slot(struct sv_store *s, struct state_slot *sl, size_t bytes, s
     sv_store_nospace_msg(s, msg, sizeof(msg));
     sv_log_limited(&limit, 1, SV_LOG_WARN, "store: write refused: %s", msg);
     return SV_EMAPFULL;
-}
-
-static int admit_write(struct sv_store *s, const char *state, size_t slen, size_t bytes,
-                       struct charge *ch)
-{
-    return admit_slot(s, slot_find(s, state, slen), bytes, ch);
 }
 
 /* A delete is never refused, but what it takes counts against the writes
@@ -1196,6 +1192,7 @@ int sv_store_commit(struct sv_store *s)
     }
     int dropped = s->dropped_in_txn;
     s->dropped_in_txn = 0;
+    keep_commit(s); /* first: a snapshot that sees a change sees its copy */
     int rc = mdb_txn_commit(s->txn);
     s->txn = NULL;
     if (rc) {
@@ -1242,6 +1239,7 @@ static void reload_states(struct sv_store *s)
 
 void sv_store_abort(struct sv_store *s)
 {
+    keep_abort(s);
     if (s->savepoint)
         sv_store_rollback(s);
     if (s->txn) {
@@ -1396,9 +1394,18 @@ int sv_store_get(struct sv_store *s, const char *state, size_t slen, const uint8
  * SNAP_CHUNK entries, each in a short read transaction, and the cut is the
  * commit it began after. The first write after the cut to an entry the
  * snapshot has not read yet first copies the entry as it was at the cut (or
- * that it was absent) into $pre, in the same transaction; the snapshot
- * merges $pre into what it reads. Every chunk thus sees, for every key it has
- * not read, either the value at the cut or that value in $pre. */
+ * that it was absent) into the keep environment; the snapshot merges those
+ * copies into what it reads.
+ *
+ * The keep environment is a file of its own (KEEP_FILE), so the copies never
+ * become free pages of the store: the file is removed when the snapshot
+ * ends. Its transaction commits just before the group transaction, and a
+ * chunk opens its read transaction on it just after the one on the store: a
+ * chunk that sees a change also sees the copy. A copy whose change then
+ * aborted holds the value the store still has, so it is harmless. If a copy
+ * cannot be made (its file full, an I/O error), the write still happens and
+ * the snapshot fails: a checkpoint can be taken again, a write is the
+ * client's. */
 
 static int skey_cmp(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
 {
@@ -1414,12 +1421,26 @@ static int snap_unread(struct sv_store *s, MDB_dbi dbi, const uint8_t *skey, siz
         return 0;
     size_t i = s->snap_idx[dbi] - 1u;
     pthread_mutex_lock(&s->snap_mu);
-    int unread = !s->snap_broken && (i > s->pos_state ||
-                 (i == s->pos_state &&
-                  (!s->pos_len || skey_cmp(skey, sklen, s->pos_key, s->pos_len) > 0)));
+    int unread =
+        !s->snap_broken &&
+        (i > s->pos_state ||
+         (i == s->pos_state && (!s->pos_len || skey_cmp(skey, sklen, s->pos_key, s->pos_len) > 0)));
     pthread_mutex_unlock(&s->snap_mu);
     *idx = i;
     return unread;
+}
+
+/* The snapshot cannot be the cut any more: it fails at its next chunk. */
+static void snap_break(struct sv_store *s, const char *why, int rc)
+{
+    sv_warn("store: the running snapshot is abandoned: %s: %s", why, mdb_strerror(rc));
+    if (s->keep_txn) {
+        mdb_txn_abort(s->keep_txn);
+        s->keep_txn = NULL;
+    }
+    pthread_mutex_lock(&s->snap_mu);
+    s->snap_broken = 1;
+    pthread_mutex_unlock(&s->snap_mu);
 }
 
 /* Before a write to (dbi, skey): keeps the entry as it is now, which is as
@@ -1431,46 +1452,116 @@ static int keep_for_snapshot(struct sv_store *s, MDB_dbi dbi, const uint8_t *ske
     size_t i;
     if (!snap_unread(s, dbi, skey, sklen, &i))
         return 0;
-    if (sklen + PRE_PREFIX > s->max_key)
+    if (sklen + KEEP_PREFIX > s->max_key)
         return SV_EBUSY; /* longer than keys may be now: from an older version */
+    int rc;
+    if (!s->keep_txn && (rc = mdb_txn_begin(s->keep_env, NULL, 0, &s->keep_txn))) {
+        s->keep_txn = NULL;
+        snap_break(s, "cannot begin a transaction to keep entries", rc);
+        return 0;
+    }
     uint8_t kb[SKEY_CAP];
     kb[0] = (uint8_t)(i >> 8);
     kb[1] = (uint8_t)i;
-    memcpy(kb + PRE_PREFIX, skey, sklen);
-    MDB_val pk = {sklen + PRE_PREFIX, kb}, k = {sklen, (void *)skey}, v;
-    int rc = mdb_get(cur_txn(s), s->pre_dbi, &pk, &v);
-    if (rc != MDB_NOTFOUND)
-        return rc ? map_err(rc) : 0; /* kept already */
+    memcpy(kb + KEEP_PREFIX, skey, sklen);
+    MDB_val pk = {sklen + KEEP_PREFIX, kb}, k = {sklen, (void *)skey}, v;
+    rc = mdb_get(s->keep_txn, s->keep_dbi, &pk, &v);
+    if (rc == 0)
+        return 0; /* kept already */
+    if (rc != MDB_NOTFOUND) {
+        snap_break(s, "cannot read the kept entries", rc);
+        return 0;
+    }
     rc = mdb_get(cur_txn(s), dbi, &k, &v);
     if (rc && rc != MDB_NOTFOUND)
         return map_err(rc);
     if (rc && !absent_too)
         return 0;
-    uint8_t tag = rc ? PRE_ABSENT : PRE_PRESENT;
-    struct charge ch;
-    size_t bytes = pk.mv_size + 1 + (tag == PRE_PRESENT ? v.mv_size : 0);
-    if ((rc = admit_slot(s, &s->pre_slot, bytes, &ch))) {
-        if (absent_too)
-            return rc; /* a put or merge: refused alone, as at a full map */
-        /* A delete is never refused: the snapshot gives way (it fails). */
-        sv_warn("store: the store is full and a delete needs the room that keeping the entry "
-                "for the running snapshot would take: the snapshot is abandoned");
-        pthread_mutex_lock(&s->snap_mu);
-        s->snap_broken = 1;
-        pthread_mutex_unlock(&s->snap_mu);
+    uint8_t tag = rc ? KEEP_ABSENT : KEEP_PRESENT;
+    MDB_val pv = {1 + (tag == KEEP_PRESENT ? v.mv_size : 0), NULL};
+    if ((rc = mdb_put(s->keep_txn, s->keep_dbi, &pk, &pv, MDB_RESERVE))) {
+        snap_break(s, "cannot keep an entry", rc);
         return 0;
     }
-    uint64_t before = tree_pages(cur_txn(s), s->pre_dbi);
-    /* Copied out first: the value sits on a page mdb_put may reuse. */
-    s->scratch.len = 0;
-    if ((rc = sv_buf_append(&s->scratch, &tag, 1)) ||
-        (tag == PRE_PRESENT && (rc = sv_buf_append(&s->scratch, v.mv_data, v.mv_size))))
-        return rc;
-    MDB_val pv = {s->scratch.len, s->scratch.data};
-    if ((rc = mdb_put(write_txn(s), s->pre_dbi, &pk, &pv, 0)))
-        return txn_fail(s, rc);
-    charge_apply(s, &ch, grown(before, tree_pages(cur_txn(s), s->pre_dbi)));
+    uint8_t *dst = pv.mv_data;
+    dst[0] = tag;
+    if (tag == KEEP_PRESENT && v.mv_size)
+        memcpy(dst + 1, v.mv_data, v.mv_size);
     s->snap_saved++;
+    return 0;
+}
+
+/* Commits the copies the group transaction made, before it commits. */
+static void keep_commit(struct sv_store *s)
+{
+    if (!s->keep_txn)
+        return;
+    int rc = mdb_txn_commit(s->keep_txn);
+    s->keep_txn = NULL;
+    if (rc)
+        snap_break(s, "cannot commit the kept entries", rc);
+}
+
+static void keep_abort(struct sv_store *s)
+{
+    if (s->keep_txn) {
+        mdb_txn_abort(s->keep_txn);
+        s->keep_txn = NULL;
+    }
+}
+
+static void keep_path(const struct sv_store *s, char *out, size_t cap, int lock)
+{
+    snprintf(out, cap, "%.4000s/" KEEP_FILE "%s", s->dir, lock ? "-lock" : "");
+}
+
+/* Closes the keep environment and removes its files (also leftovers). */
+static void keep_close(struct sv_store *s)
+{
+    keep_abort(s);
+    if (s->keep_env) {
+        mdb_env_close(s->keep_env);
+        s->keep_env = NULL;
+    }
+    char path[PATH_BUF];
+    for (int lock = 0; lock < 2; lock++) {
+        keep_path(s, path, sizeof(path), lock);
+        if (unlink(path) && errno != ENOENT)
+            sv_warn("store: cannot remove %s: %s", path, strerror(errno));
+    }
+}
+
+/* A fresh, empty keep environment. Not synced: it is never read after a
+ * restart. Its map may take as much as the store may. */
+static int keep_open(struct sv_store *s)
+{
+    keep_close(s);
+    char path[PATH_BUF];
+    keep_path(s, path, sizeof(path), 0);
+    MDB_txn *txn;
+    uint64_t size = s->opts.keep_map_size ? s->opts.keep_map_size : s->map_size_max;
+    int rc = mdb_env_create(&s->keep_env);
+    if (rc) {
+        s->keep_env = NULL;
+        return map_err(rc);
+    }
+    if ((rc = mdb_env_set_mapsize(s->keep_env, size)) ||
+        (rc = mdb_env_open(s->keep_env, path, MDB_NOSUBDIR | MDB_NOSYNC | MDB_NOTLS | MDB_NORDAHEAD,
+                           0600)) ||
+        (rc = mdb_txn_begin(s->keep_env, NULL, 0, &txn))) {
+        sv_error("store: cannot create %s: %s", path, mdb_strerror(rc));
+        keep_close(s);
+        return map_err(rc);
+    }
+    if ((rc = mdb_dbi_open(txn, NULL, 0, &s->keep_dbi))) {
+        mdb_txn_abort(txn);
+        keep_close(s);
+        return map_err(rc);
+    }
+    if ((rc = mdb_txn_commit(txn))) {
+        keep_close(s);
+        return map_err(rc);
+    }
     return 0;
 }
 
@@ -1826,10 +1917,11 @@ struct snap_state {
 
 struct sv_store_snapshot {
     struct sv_store *s;
-    MDB_txn *txn; /* reset between chunks */
+    MDB_txn *txn;      /* on the store, reset between chunks */
+    MDB_txn *keep_txn; /* on the keep environment, likewise */
     size_t n;
     struct snap_state *states;
-    /* What the scan of the current state has read: $pre's key of the last
+    /* What the scan of the current state has read: the keep key of the last
      * entry (index, stored key); plen 0 = nothing yet. */
     uint8_t pos[SKEY_CAP];
     size_t plen;
@@ -1849,25 +1941,6 @@ static int snap_publish(struct sv_store *s, size_t state, const uint8_t *key, si
     return broken ? SV_EMAPFULL : 0;
 }
 
-/* Empties $pre in a transaction of its own. */
-static int pre_clear(struct sv_store *s)
-{
-    MDB_txn *txn;
-    MDB_stat st;
-    int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
-    if (rc)
-        return map_err(rc);
-    if ((rc = mdb_stat(txn, s->pre_dbi, &st)) || !st.ms_entries) {
-        mdb_txn_abort(txn);
-        return map_err(rc);
-    }
-    if ((rc = mdb_drop(txn, s->pre_dbi, 0))) {
-        mdb_txn_abort(txn);
-        return map_err(rc);
-    }
-    return map_err(mdb_txn_commit(txn));
-}
-
 int sv_store_snapshot_begin(struct sv_store *s, struct sv_store_snapshot **out)
 {
     *out = NULL;
@@ -1883,16 +1956,23 @@ int sv_store_snapshot_begin(struct sv_store *s, struct sv_store_snapshot **out)
         sv_info("store: snapshot starts with the map %llu%% full",
                 (unsigned long long)(used * 100 / size));
     int rc;
-    if (s->pre_stale) {
-        if ((rc = pre_clear(s)))
-            return rc;
-        s->pre_stale = 0;
-    }
     struct sv_store_snapshot *snap = calloc(1, sizeof(*snap));
     if (!snap)
         return -ENOMEM;
     snap->s = s;
+    if ((rc = keep_open(s))) {
+        free(snap);
+        return rc;
+    }
+    if ((rc = mdb_txn_begin(s->keep_env, NULL, MDB_RDONLY, &snap->keep_txn))) {
+        keep_close(s);
+        free(snap);
+        return map_err(rc);
+    }
+    mdb_txn_reset(snap->keep_txn);
     if ((rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &snap->txn))) {
+        mdb_txn_abort(snap->keep_txn);
+        keep_close(s);
         free(snap);
         return map_err(rc);
     }
@@ -1957,6 +2037,8 @@ fail:
     if (cur)
         mdb_cursor_close(cur);
     mdb_txn_abort(snap->txn);
+    mdb_txn_abort(snap->keep_txn);
+    keep_close(s);
     free(snap->states);
     free(snap);
     return rc;
@@ -1988,36 +2070,42 @@ static int seek_after(MDB_cursor *cur, const uint8_t *key, size_t klen, size_t p
 }
 
 /* Reads up to SNAP_CHUNK entries of state i after snap->pos in one read
- * transaction, merging $pre in: an entry kept there is the one at the cut. */
+ * transaction, merging the kept copies in: a copy is the entry at the cut. */
 static int scan_chunk(struct sv_store_snapshot *snap, size_t i, sv_store_raw_fn fn, void *ud,
                       int *done)
 {
     struct sv_store *s = snap->s;
     MDB_cursor *lc = NULL, *pc = NULL;
+    /* The store first, then the copies: see "the cut". */
     int rc = mdb_txn_renew(snap->txn);
     if (rc)
         return map_err(rc);
+    if ((rc = mdb_txn_renew(snap->keep_txn))) {
+        mdb_txn_reset(snap->txn);
+        return map_err(rc);
+    }
     if ((rc = mdb_cursor_open(snap->txn, snap->states[i].dbi, &lc)) ||
-        (rc = mdb_cursor_open(snap->txn, s->pre_dbi, &pc))) {
+        (rc = mdb_cursor_open(snap->keep_txn, s->keep_dbi, &pc))) {
         rc = map_err(rc);
         goto out;
     }
     MDB_val lk, lv, pk, pv;
     size_t plen = snap->plen;
-    int lrc = seek_after(lc, snap->pos + PRE_PREFIX, plen ? plen - PRE_PREFIX : 0, 0, &lk, &lv);
-    /* $pre with nothing read yet: at the bare prefix, which sorts first. */
-    int prc = seek_after(pc, snap->pos, plen ? plen : PRE_PREFIX, PRE_PREFIX, &pk, &pv);
+    int lrc = seek_after(lc, snap->pos + KEEP_PREFIX, plen ? plen - KEEP_PREFIX : 0, 0, &lk, &lv);
+    /* Copies, with nothing read yet: at the bare prefix, which sorts first. */
+    int prc = seek_after(pc, snap->pos, plen ? plen : KEEP_PREFIX, KEEP_PREFIX, &pk, &pv);
     const uint8_t *last = NULL;
     size_t lastlen = 0;
     for (size_t n = 0; n < SNAP_CHUNK && !rc; n++) {
         int have_l = lrc == 0;
-        int have_p = prc == 0 && pk.mv_size > PRE_PREFIX && memcmp(pk.mv_data, snap->pos, PRE_PREFIX) == 0;
+        int have_p =
+            prc == 0 && pk.mv_size > KEEP_PREFIX && memcmp(pk.mv_data, snap->pos, KEEP_PREFIX) == 0;
         if (!have_l && !have_p) {
             *done = 1;
             break;
         }
-        const uint8_t *pkey = have_p ? (const uint8_t *)pk.mv_data + PRE_PREFIX : NULL;
-        size_t pklen = have_p ? pk.mv_size - PRE_PREFIX : 0;
+        const uint8_t *pkey = have_p ? (const uint8_t *)pk.mv_data + KEEP_PREFIX : NULL;
+        size_t pklen = have_p ? pk.mv_size - KEEP_PREFIX : 0;
         int c = !have_p ? -1 : !have_l ? 1 : skey_cmp(lk.mv_data, lk.mv_size, pkey, pklen);
         if (c < 0) {
             last = lk.mv_data;
@@ -2027,14 +2115,14 @@ static int scan_chunk(struct sv_store_snapshot *snap, size_t i, sv_store_raw_fn 
             continue;
         }
         const uint8_t *pval = pv.mv_data;
-        if (pv.mv_size < 1 || pval[0] > PRE_PRESENT) {
+        if (pv.mv_size < 1 || pval[0] > KEEP_PRESENT) {
             sv_error("snapshot: a kept entry of state '%s' is corrupt", snap->states[i].name);
             rc = SV_ECORRUPT;
             break;
         }
         last = pkey;
         lastlen = pklen;
-        if (pval[0] == PRE_PRESENT)
+        if (pval[0] == KEEP_PRESENT)
             rc = fn(ud, pkey, pklen, pval + 1, pv.mv_size - 1);
         prc = mdb_cursor_get(pc, &pk, &pv, MDB_NEXT);
         if (c == 0) /* the live entry is newer than the cut */
@@ -2045,14 +2133,15 @@ static int scan_chunk(struct sv_store_snapshot *snap, size_t i, sv_store_raw_fn 
     if (!rc && prc && prc != MDB_NOTFOUND)
         rc = map_err(prc);
     if (last) {
-        memcpy(snap->pos + PRE_PREFIX, last, lastlen);
-        snap->plen = PRE_PREFIX + lastlen;
+        memcpy(snap->pos + KEEP_PREFIX, last, lastlen);
+        snap->plen = KEEP_PREFIX + lastlen;
     }
 out:
     if (lc)
         mdb_cursor_close(lc);
     if (pc)
         mdb_cursor_close(pc);
+    mdb_txn_reset(snap->keep_txn);
     mdb_txn_reset(snap->txn);
     return rc;
 }
@@ -2071,7 +2160,7 @@ int sv_store_snapshot_scan(struct sv_store_snapshot *snap, size_t i, sv_store_ra
         /* Only now: every key up to pos is in the checkpoint, so a write to
          * one of them need not be kept any more. */
         if (!rc && !done && snap->plen)
-            rc = snap_publish(s, i, snap->pos + PRE_PREFIX, snap->plen - PRE_PREFIX);
+            rc = snap_publish(s, i, snap->pos + KEEP_PREFIX, snap->plen - KEEP_PREFIX);
     }
     if (!rc)
         rc = snap_publish(s, i + 1, NULL, 0);
@@ -2083,6 +2172,7 @@ void sv_store_snapshot_release(struct sv_store_snapshot *snap)
     if (!snap)
         return;
     mdb_txn_abort(snap->txn);
+    mdb_txn_abort(snap->keep_txn);
     free(snap->states);
     free(snap);
 }
@@ -2098,10 +2188,9 @@ void sv_store_snapshot_finished(struct sv_store *s)
     free(s->snap_idx);
     s->snap_idx = NULL;
     s->snap_ndbi = 0;
-    /* The entries kept as of the cut are not needed any more. */
-    s->pre_stale = s->txn || pre_clear(s) != 0;
-    if (s->pre_stale)
-        sv_warn("store: entries kept for the snapshot stay until the next one begins");
+    /* The copies are not needed any more: their file goes, and with it
+     * their pages (never free pages of the store). */
+    keep_close(s);
     /* What deletes freed while it read is reusable now, but the last of it
      * only after one more commit. */
     if (!s->txn)

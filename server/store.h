@@ -36,6 +36,9 @@ struct sv_store_options {
     int writemap;
     uint32_t key_groups;
     int key_groups_set; /* refuse a directory recorded with another value */
+    /* Map size of a snapshot's keep environment (0: map_size_max); tests
+     * set it small to see a snapshot give way. */
+    uint64_t keep_map_size;
 };
 
 /* Opens (creating if needed) the store in o->dir. 0 or an error with a
@@ -183,12 +186,14 @@ int sv_store_snapshot_active(const struct sv_store *s);
  * the snapshot then holds exactly the committed state, the cut. Scan it from
  * one other thread; release it there; then call sv_store_snapshot_finished()
  * on the loop thread. The scan reads in short read transactions; a write
- * meanwhile to an entry it has not read yet first keeps the entry as it was
- * at the cut (in the same transaction), so the scan still returns the cut.
+ * meanwhile to an entry it has not read yet first copies the entry as it was
+ * at the cut into a file of the snapshot's own (<dir>/snapshot-keep.mdb,
+ * removed when it finishes), so the scan still returns the cut. If a copy
+ * cannot be made the write goes ahead and the scan fails with SV_EMAPFULL.
  * While a snapshot runs the map cannot grow and states cannot be dropped
  * (both SV_EBUSY); a write to a key longer than max_key_size (possible only
- * in data written by an older version) that would have to be kept is refused
- * with SV_EBUSY. */
+ * in data written by an older version) that would have to be copied is
+ * refused with SV_EBUSY. */
 struct sv_store_snapshot;
 
 int sv_store_snapshot_begin(struct sv_store *s, struct sv_store_snapshot **out)

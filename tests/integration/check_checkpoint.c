@@ -108,6 +108,19 @@ static void load(int fd, const char *state, int from, int n, const char *tag, si
     }
 }
 
+static void del_kv(int fd, const char *state, const char *key)
+{
+    Statesrv__V1__Request req = STATESRV__V1__REQUEST__INIT;
+    Statesrv__V1__Delete del = STATESRV__V1__DELETE__INIT;
+    del.state = pb_str(state);
+    del.key = bin(key, strlen(key));
+    req.op_case = STATESRV__V1__REQUEST__OP_DELETE;
+    req.delete_ = &del;
+    Statesrv__V1__Response *r = call(fd, &req, 5000);
+    ck_assert_msg(r->status == 0, "delete %s/%s: %s", state, key, r->message);
+    statesrv__v1__response__free_unpacked(r, NULL);
+}
+
 /* The value of state/key, or NULL (caller frees). */
 static char *get_val(int fd, const char *state, const char *key)
 {
@@ -347,6 +360,39 @@ START_TEST(round_trip_restores_exactly_the_snapshot)
 }
 END_TEST
 
+/* The i-th change to "big" during the snapshot: an overwrite, a delete or a
+ * new key, spread over the key space (7919 is prime to 150000). */
+static void change_big(int fd, int i)
+{
+    char key[32], val[32];
+    snprintf(key, sizeof(key), "k%d", (int)((long)i * 7919 % 150000));
+    snprintf(val, sizeof(val), "new%d", i);
+    if (i % 3 == 0) {
+        put_kv(fd, "big", key, val, 0, 0);
+    } else if (i % 3 == 1) {
+        del_kv(fd, "big", key);
+    } else {
+        snprintf(key, sizeof(key), "n%d", i);
+        put_kv(fd, "big", key, val, 0, 0);
+    }
+}
+
+/* Whether change i shows in the restored "big". */
+static int big_change_in(int fd, int i)
+{
+    char key[32], val[32];
+    snprintf(key, sizeof(key), "k%d", (int)((long)i * 7919 % 150000));
+    snprintf(val, sizeof(val), "new%d", i);
+    if (i % 3 == 2)
+        snprintf(key, sizeof(key), "n%d", i);
+    char *v = get_val(fd, "big", key);
+    int in = i % 3 == 1 ? v == NULL : v && strcmp(v, val) == 0;
+    if (!in && i % 3 == 0)
+        ck_assert_msg(v && strncmp(v, "v", 1) == 0, "big/%s has %s", key, v ? v : "nothing");
+    free(v);
+    return in;
+}
+
 START_TEST(snapshot_is_consistent_under_concurrent_writes)
 {
     ts_start(&srv, NULL);
@@ -375,6 +421,7 @@ START_TEST(snapshot_is_consistent_under_concurrent_writes)
     while (!r && now_ms() < deadline) {
         snprintf(key, sizeof(key), "w%d", acked);
         put_kv(b, "seq", key, "x", 0, 0);
+        change_big(b, acked);
         acked++;
         struct timeval tv = {0, 0};
         fd_set rs;
@@ -405,7 +452,24 @@ START_TEST(snapshot_is_consistent_under_concurrent_writes)
         snprintf(key, sizeof(key), "w%d", i);
         ck_assert_msg(get_val(a, "seq", key) == NULL, "%s present after a gap at w%d", key, k);
     }
-    ck_assert_int_eq(count_entries(a, "big", NULL, 0), 150000);
+    /* Change i of "big" followed w<i>: in for i < k - 1, out for i >= k (the
+     * cut may fall between w<k-1> and its change). */
+    long want = 150000, edge = 0;
+    for (int i = before; i < after; i++) {
+        long delta = i % 3 == 1 ? -1 : i % 3 == 2 ? 1 : 0;
+        if (i == k - 1) {
+            edge = delta; /* either way */
+            continue;
+        }
+        int in = big_change_in(a, i);
+        ck_assert_msg(in == (i < k), "change %d of big is %s the checkpoint, cut at w%d", i,
+                      in ? "in" : "not in", k);
+        if (i < k)
+            want += delta;
+    }
+    long got = count_entries(a, "big", NULL, 0);
+    ck_assert_msg(got == want || got == want + edge, "big has %ld entries, want %ld or %ld", got,
+                  want, want + edge);
     close(a);
     close(b);
 }

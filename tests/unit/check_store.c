@@ -743,19 +743,27 @@ static int count_raw(void *ud, const uint8_t *skey, size_t sklen, const uint8_t 
     return 0;
 }
 
-/* A snapshot holds no read transaction between chunks, so pages deletes
- * free are reusable at once. On a full map, a delete that needs the room
- * keeping the entry for the snapshot would take is not refused: the
- * snapshot gives way and fails, and puts work again right away. */
-START_TEST(full_map_snapshot_gives_way_to_deletes)
+static int keep_file_exists(void)
+{
+    char path[128];
+    struct stat st;
+    snprintf(path, sizeof(path), "%s/snapshot-keep.mdb", dir);
+    return stat(path, &st) == 0;
+}
+
+/* A snapshot holds no read transaction between chunks, and keeps its copies
+ * in a file of its own: on a full map, pages deletes free are reusable at
+ * once, the snapshot still returns the cut, and its file goes when it ends. */
+START_TEST(full_map_snapshot_keeps_copies_beside)
 {
     struct sv_store_options o = small_map(_i);
     struct sv_store *s = open_store(&o);
     int n = fill(s, "big", 0, 400, 4);
     struct sv_store_snapshot *snap;
     ck_assert_int_eq(sv_store_snapshot_begin(s, &snap), 0);
+    ck_assert(keep_file_exists());
     ck_assert_int_eq(sv_store_begin(s), 0);
-    ck_assert_int_eq(put_big(s, "big", 0), SV_EMAPFULL); /* cannot keep the old value */
+    ck_assert_int_eq(put_big(s, "big", 0), SV_EMAPFULL);
     for (int i = 0; i < 12; i++)
         ck_assert_int_eq(del_big(s, "big", i), 0);
     ck_assert_int_eq(sv_store_commit(s), 0);
@@ -764,17 +772,49 @@ START_TEST(full_map_snapshot_gives_way_to_deletes)
     ck_assert_int_eq(put_big(s, "big", n), 0);
     ck_assert_int_eq(sv_store_commit(s), 0);
     size_t seen = 0;
-    ck_assert_int_eq(sv_store_snapshot_scan(snap, 0, count_raw, &seen), SV_EMAPFULL);
+    ck_assert_int_eq(sv_store_snapshot_scan(snap, 0, count_raw, &seen), 0);
+    ck_assert_uint_eq(seen, (size_t)n); /* the cut: the 12 deleted in, the new one not */
+    ck_assert_uint_eq(sv_store_snapshot_kept(s), 13); /* 12 deleted, 1 absent */
     sv_store_snapshot_release(snap);
     sv_store_snapshot_finished(s);
+    ck_assert(!keep_file_exists());
     ck_assert_int_eq(sv_store_begin(s), 0);
     ck_assert(has_big(s, "big", n) && has_big(s, "big", 12) && !has_big(s, "big", 11));
     sv_store_abort(s);
-    /* The next snapshot is whole. */
+    sv_store_close(s);
+}
+END_TEST
+
+static void load_ab(struct sv_store *s);
+
+/* When copies cannot be made (here their file is too small), writes still
+ * succeed and the snapshot fails; the next one is whole. */
+START_TEST(snapshot_gives_way_when_copies_fail)
+{
+    struct sv_store_options o = opts();
+    o.map_size = 64u << 20;
+    o.keep_map_size = 64u << 10;
+    struct sv_store *s = open_store(&o);
+    load_ab(s);
+    struct sv_store_snapshot *snap;
+    ck_assert_int_eq(sv_store_snapshot_begin(s, &snap), 0);
+    ck_assert_int_eq(sv_store_begin(s), 0);
+    uint64_t deleted = 0;
+    ck_assert_int_eq(sv_store_delete_range(s, "a", 1, NULL, 0, NULL, 0, &deleted), 0);
+    ck_assert_int_eq(sv_store_commit(s), 0);
+    ck_assert_uint_eq(deleted, 2300);
+    size_t seen = 0;
+    ck_assert_int_eq(sv_store_snapshot_scan(snap, 0, count_raw, &seen), SV_EMAPFULL);
+    sv_store_snapshot_release(snap);
+    sv_store_snapshot_finished(s);
+    ck_assert(!keep_file_exists());
     ck_assert_int_eq(sv_store_snapshot_begin(s, &snap), 0);
     seen = 0;
     ck_assert_int_eq(sv_store_snapshot_scan(snap, 0, count_raw, &seen), 0);
-    ck_assert_uint_eq(seen, (size_t)(n + 1 - 12));
+    ck_assert_uint_eq(seen, 0);
+    seen = 0;
+    ck_assert_int_eq(sv_store_snapshot_scan(snap, 1, count_raw, &seen), 0);
+    ck_assert_uint_eq(seen, 1000);
     sv_store_snapshot_release(snap);
     sv_store_snapshot_finished(s);
     sv_store_close(s);
@@ -1082,8 +1122,8 @@ START_TEST(snapshot_returns_the_cut_under_writes)
 }
 END_TEST
 
-/* A snapshot that never finished (as after a crash) leaves entries kept as
- * of its cut; the next open empties them, so the next snapshot is exact. */
+/* A snapshot that never finished: closing removes its copies, and a copy
+ * file left by a crash is removed at open; the next snapshot is exact. */
 START_TEST(unfinished_snapshot_leaves_nothing_behind)
 {
     struct sv_store_options o = opts();
@@ -1098,7 +1138,15 @@ START_TEST(unfinished_snapshot_leaves_nothing_behind)
     sv_store_snapshot_release(snap);
     sv_store_close(s); /* without finishing */
     entries_free(&x.got);
+    ck_assert(!keep_file_exists());
+    char path[128];
+    snprintf(path, sizeof(path), "%s/snapshot-keep.mdb", dir);
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs("left by a crash", f);
+    fclose(f);
     s = open_store(&o);
+    ck_assert(!keep_file_exists());
     snapshot_under_writes(s, 4);
     sv_store_close(s);
 }
@@ -1127,7 +1175,8 @@ Suite *sv_suite_store(void)
     tcase_add_test(tc, aborted_drop_keeps_the_state_counted);
     tcase_add_loop_test(tc, full_map_deletes_make_room, 0, 2);
     tcase_add_loop_test(tc, full_map_only_deletes, 0, 2);
-    tcase_add_loop_test(tc, full_map_snapshot_gives_way_to_deletes, 0, 2);
+    tcase_add_loop_test(tc, full_map_snapshot_keeps_copies_beside, 0, 2);
+    tcase_add_test(tc, snapshot_gives_way_when_copies_fail);
     tcase_add_loop_test(tc, snapshot_returns_the_cut_under_writes, 0, 2);
     tcase_add_test(tc, unfinished_snapshot_leaves_nothing_behind);
     suite_add_tcase(s, tc);
