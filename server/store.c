@@ -1012,7 +1012,7 @@ void sv_store_nospace_msg(struct sv_store *s, char *buf, size_t len)
     if (used - c.pinned + need <= line)
         snprintf(buf + n, len - (size_t)n,
                  ". %s freed earlier cannot be reused until a read transaction ends (a "
-                 "checkpoint reading a chunk, for milliseconds): retry",
+                 "checkpoint reading a chunk): retry",
                  fmt_size(p, sizeof(p), c.pinned * ps));
     else
         snprintf(buf + n, len - (size_t)n,
@@ -1532,14 +1532,22 @@ static void keep_close(struct sv_store *s)
 }
 
 /* A fresh, empty keep environment. Not synced: it is never read after a
- * restart. Its map may take as much as the store may. */
+ * restart. Its map is the store's current one (at least 64 MiB, at most
+ * map_size_max): the copies are at most the entries at the cut, plus a
+ * marker per key created meanwhile; if they outgrow it the snapshot fails.
+ * Not map_size_max itself: address space may be limited (RLIMIT_AS,
+ * valgrind). */
 static int keep_open(struct sv_store *s)
 {
     keep_close(s);
     char path[PATH_BUF];
     keep_path(s, path, sizeof(path), 0);
     MDB_txn *txn;
-    uint64_t size = s->opts.keep_map_size ? s->opts.keep_map_size : s->map_size_max;
+    uint64_t size = s->map_size > (64ull << 20) ? s->map_size : (64ull << 20);
+    if (size > s->map_size_max)
+        size = s->map_size_max;
+    if (s->opts.keep_map_size)
+        size = s->opts.keep_map_size;
     int rc = mdb_env_create(&s->keep_env);
     if (rc) {
         s->keep_env = NULL;
@@ -1547,13 +1555,17 @@ static int keep_open(struct sv_store *s)
     }
     if ((rc = mdb_env_set_mapsize(s->keep_env, size)) ||
         (rc = mdb_env_open(s->keep_env, path, MDB_NOSUBDIR | MDB_NOSYNC | MDB_NOTLS | MDB_NORDAHEAD,
-                           0600)) ||
+                           0640)) ||
         (rc = mdb_txn_begin(s->keep_env, NULL, 0, &txn))) {
         sv_error("store: cannot create %s: %s", path, mdb_strerror(rc));
         keep_close(s);
         return map_err(rc);
     }
-    if ((rc = mdb_dbi_open(txn, NULL, 0, &s->keep_dbi))) {
+    /* Empty even if an old file could not be removed: stale copies would be
+     * taken for the cut. */
+    MDB_stat st;
+    if ((rc = mdb_dbi_open(txn, NULL, 0, &s->keep_dbi)) || (rc = mdb_stat(txn, s->keep_dbi, &st)) ||
+        (st.ms_entries && (rc = mdb_drop(txn, s->keep_dbi, 0)))) {
         mdb_txn_abort(txn);
         keep_close(s);
         return map_err(rc);
@@ -1642,7 +1654,8 @@ int sv_store_merge(struct sv_store *s, const char *state, size_t slen, const uin
     int exists = rc == 0;
     if (rc && rc != SV_ENOTFOUND)
         return rc;
-    /* Before reading the old value: keeping it writes, which may move it. */
+    /* Copied before anything is checked: a copy of the current entry is
+     * harmless even if the merge is then refused. */
     if (exists && (rc = keep_for_snapshot(s, dbi, skey, sklen, 1)))
         return rc;
     MDB_val k = {sklen, (void *)skey}, v;
@@ -1947,7 +1960,8 @@ int sv_store_snapshot_begin(struct sv_store *s, struct sv_store_snapshot **out)
     if (s->txn || s->snapshot_active)
         return SV_EBUSY;
     /* The map cannot grow while the snapshot's thread may be reading, and
-     * entries kept as of the cut take room: start with half the map free.
+     * pages the writes meanwhile take must fit: start with half the map
+     * free.
      * A failure to grow is not the snapshot's: writes get NO_SPACE if the
      * map does fill up. */
     uint64_t size, used;
@@ -1999,8 +2013,9 @@ int sv_store_snapshot_begin(struct sv_store *s, struct sv_store_snapshot **out)
             continue;
         struct state_slot *sl = slot_find(s, k.mv_data, k.mv_size);
         if (!sl || sl->depth != 0 || snap->n == cap || snap->n >= UINT16_MAX) {
-            sv_error("snapshot: state '%.*s' has no committed handle", (int)k.mv_size,
-                     (const char *)k.mv_data);
+            sv_error("snapshot: state '%.*s' has no committed handle or is beyond the %u "
+                     "a snapshot can hold",
+                     (int)k.mv_size, (const char *)k.mv_data, (unsigned)UINT16_MAX);
             rc = SV_EINTERNAL;
             goto fail;
         }
@@ -2132,7 +2147,9 @@ static int scan_chunk(struct sv_store_snapshot *snap, size_t i, sv_store_raw_fn 
         rc = map_err(lrc);
     if (!rc && prc && prc != MDB_NOTFOUND)
         rc = map_err(prc);
-    if (last) {
+    if (last && lastlen > sizeof(snap->pos) - KEEP_PREFIX) {
+        rc = SV_EINTERNAL; /* an LMDB built for longer keys than SKEY_CAP */
+    } else if (last) {
         memcpy(snap->pos + KEEP_PREFIX, last, lastlen);
         snap->plen = KEEP_PREFIX + lastlen;
     }
@@ -2151,6 +2168,12 @@ int sv_store_snapshot_scan(struct sv_store_snapshot *snap, size_t i, sv_store_ra
     if (i >= snap->n)
         return SV_EINVAL;
     struct sv_store *s = snap->s;
+    /* In order, each once: the writes copy by the published position. */
+    pthread_mutex_lock(&s->snap_mu);
+    int in_order = s->pos_state == i && s->pos_len == 0;
+    pthread_mutex_unlock(&s->snap_mu);
+    if (!in_order)
+        return SV_EINVAL;
     snap->pos[0] = (uint8_t)(i >> 8);
     snap->pos[1] = (uint8_t)i;
     snap->plen = 0;
@@ -2164,6 +2187,11 @@ int sv_store_snapshot_scan(struct sv_store_snapshot *snap, size_t i, sv_store_ra
     }
     if (!rc)
         rc = snap_publish(s, i + 1, NULL, 0);
+    /* Whatever failed after a copy could not be made, that is the cause. */
+    pthread_mutex_lock(&s->snap_mu);
+    if (rc && s->snap_broken)
+        rc = SV_EMAPFULL;
+    pthread_mutex_unlock(&s->snap_mu);
     return rc < 0 ? rc : 0;
 }
 

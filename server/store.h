@@ -36,8 +36,9 @@ struct sv_store_options {
     int writemap;
     uint32_t key_groups;
     int key_groups_set; /* refuse a directory recorded with another value */
-    /* Map size of a snapshot's keep environment (0: map_size_max); tests
-     * set it small to see a snapshot give way. */
+    /* Map size of a snapshot's keep environment (0: the store's current
+     * map size, at least 64 MiB); tests set it small to see a snapshot give
+     * way. */
     uint64_t keep_map_size;
 };
 

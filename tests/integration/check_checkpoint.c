@@ -435,6 +435,9 @@ START_TEST(snapshot_is_consistent_under_concurrent_writes)
     ck_assert_msg(r->status == 0, "snapshot: %s", r->message);
     statesrv__v1__response__free_unpacked(r, NULL);
     ck_assert_int_gt(after, before); /* writes were served during the snapshot */
+    /* ... and some changed entries the snapshot had not read yet. */
+    ck_assert(ts_log_contains(&srv, "entries written meanwhile were kept"));
+    ck_assert(!ts_log_contains(&srv, " 0 entries written meanwhile were kept"));
 
     /* Restore it: the "seq" state must be a gap-free prefix w0..wk with
      * before <= k+1 <= after. */

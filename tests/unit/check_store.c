@@ -994,6 +994,11 @@ static void random_writes(struct sv_store *s, unsigned *seed, int nops)
 {
     static const char *const nss[] = {"", "n1", "n2"};
     ck_assert_int_eq(sv_store_begin(s), 0);
+    /* One transaction in three runs in a savepoint (a batch's), rolled back
+     * or released: its copies stay and must still be the cut. */
+    int sp = rand_r(seed) % 3 == 0;
+    if (sp)
+        ck_assert_int_eq(sv_store_savepoint(s), 0);
     for (int i = 0; i < nops; i++) {
         const char *state = rand_r(seed) % 2 ? "a" : "b";
         char k[16], v[32];
@@ -1030,6 +1035,10 @@ static void random_writes(struct sv_store *s, unsigned *seed, int nops)
             put(s, state, k, "", v);
         }
     }
+    if (sp && rand_r(seed) % 2)
+        sv_store_rollback(s);
+    else if (sp)
+        ck_assert_int_eq(sv_store_release(s), 0);
     if (rand_r(seed) % 5 == 0)
         sv_store_abort(s);
     else
