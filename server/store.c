@@ -2069,17 +2069,16 @@ const char *sv_store_snapshot_state(const struct sv_store_snapshot *snap, size_t
     return i < snap->n ? snap->states[i].name : NULL;
 }
 
-/* Positions cur at the first entry after key (klen 0: at the first entry
- * at or after key, which is then a prefix). */
-static int seek_after(MDB_cursor *cur, const uint8_t *key, size_t klen, size_t prefix, MDB_val *k,
-                      MDB_val *v)
+/* Positions cur at the first entry >= key, or > key with after (klen 0:
+ * at the first entry). */
+static int seek(MDB_cursor *cur, const uint8_t *key, size_t klen, int after, MDB_val *k, MDB_val *v)
 {
     k->mv_size = klen;
     k->mv_data = (void *)key;
     if (!klen)
         return mdb_cursor_get(cur, k, v, MDB_FIRST);
     int rc = mdb_cursor_get(cur, k, v, MDB_SET_RANGE);
-    if (rc == 0 && k->mv_size == klen && memcmp(k->mv_data, key, klen) == 0 && klen > prefix)
+    if (rc == 0 && after && k->mv_size == klen && memcmp(k->mv_data, key, klen) == 0)
         rc = mdb_cursor_get(cur, k, v, MDB_NEXT);
     return rc;
 }
@@ -2106,9 +2105,10 @@ static int scan_chunk(struct sv_store_snapshot *snap, size_t i, sv_store_raw_fn 
     }
     MDB_val lk, lv, pk, pv;
     size_t plen = snap->plen;
-    int lrc = seek_after(lc, snap->pos + KEEP_PREFIX, plen ? plen - KEEP_PREFIX : 0, 0, &lk, &lv);
-    /* Copies, with nothing read yet: at the bare prefix, which sorts first. */
-    int prc = seek_after(pc, snap->pos, plen ? plen : KEEP_PREFIX, KEEP_PREFIX, &pk, &pv);
+    /* After what was read; with nothing read yet, the store's first entry
+     * and the copies' bare prefix of state i (which sorts first). */
+    int lrc = seek(lc, snap->pos + KEEP_PREFIX, plen ? plen - KEEP_PREFIX : 0, 1, &lk, &lv);
+    int prc = seek(pc, snap->pos, plen ? plen : KEEP_PREFIX, plen != 0, &pk, &pv);
     const uint8_t *last = NULL;
     size_t lastlen = 0;
     for (size_t n = 0; n < SNAP_CHUNK && !rc; n++) {
