@@ -345,10 +345,7 @@ static void reply(struct job *j, Statesrv__V1__Response *resp)
     if (j->t0_ns) { /* its request was counted when dispatched; its status is known now */
         unsigned slot = j->kind == JOB_SNAPSHOT ? STATESRV__V1__REQUEST__OP_SNAPSHOT
                                                 : STATESRV__V1__REQUEST__OP_RESTORE;
-        if ((unsigned)resp->status < SV_STATUS_SLOTS)
-            srv->ops[slot].by_status[resp->status]++;
-        if (resp->status != STATESRV__V1__STATUS__OK)
-            srv->ops[slot].errors++;
+        sv_metrics_count_status(srv, slot, (enum sv_status)resp->status);
         sv_metrics_observe(srv, slot, j->t0_ns);
         j->t0_ns = 0;
     }
@@ -357,17 +354,7 @@ static void reply(struct job *j, Statesrv__V1__Response *resp)
         return;
     j->waiter = NULL;
     resp->id = j->req_id;
-    if (sv_msg_append(&c->out, &resp->base, srv->cfg->max_frame_size)) {
-        sv_conn_close(c);
-        return;
-    }
-    c->waiting = 0;
-    sv_conn_flush(c);
-    /* Requests that queued up behind this one run in the next batch. */
-    if (c->state == SV_CONN_OPEN && sv_frame_reader_ready(&c->in))
-        sv_conn_ready(c);
-    else if (c->state == SV_CONN_OPEN && (c->eof || srv->stopping))
-        sv_conn_drain(c);
+    sv_conn_reply_deferred(c, resp);
 }
 
 static void reply_error(struct job *j, int rc, const char *msg)

@@ -27,6 +27,12 @@ const char *sv_conn_state_name(enum sv_conn_state st)
     return st < SV_CONN_STATE_MAX ? names[st] : "?";
 }
 
+const char *sv_conn_fate_name(enum sv_conn_fate f)
+{
+    static const char *const names[SV_FATE_MAX] = {"serve", "await", "drain", "close"};
+    return f < SV_FATE_MAX ? names[f] : "?";
+}
+
 size_t sv_conn_output(const struct sv_conn *c)
 {
     return c->out.len + c->wbuf.len - c->wsent;
@@ -137,7 +143,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         if (c->state != SV_CONN_OPEN)
             return; /* discarded */
         sv_frame_reader_produced(&c->in, (size_t)nread);
-        if (sv_frame_reader_ready(&c->in) && !c->waiting)
+        if (sv_frame_reader_ready(&c->in) && c->fate != SV_FATE_AWAIT)
             sv_conn_ready(c);
         /* Input back-pressure: a client far ahead of us waits in the kernel. */
         if (c->in.len - c->in.pos > (size_t)c->srv->cfg->max_frame_size + 2 * READ_CHUNK &&
@@ -152,7 +158,8 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         read_stop(c);
         if (c->state == SV_CONN_LINGER) {
             sv_conn_close(c);
-        } else if (c->state == SV_CONN_OPEN && !sv_frame_reader_ready(&c->in) && !c->waiting) {
+        } else if (c->state == SV_CONN_OPEN && !sv_frame_reader_ready(&c->in) &&
+                   c->fate != SV_FATE_AWAIT) {
             /* Nothing left to answer: finish writing, then close. Requests
              * still buffered (a back-pressured client) are answered first;
              * the batch drains the connection after the last. */
@@ -258,7 +265,7 @@ static void wrote_all(struct sv_conn *c, size_t n)
     finish_if_drained(c);
     if (c->state == SV_CONN_OPEN) {
         read_start(c);
-        if (sv_frame_reader_ready(&c->in) && !c->waiting)
+        if (sv_frame_reader_ready(&c->in) && c->fate != SV_FATE_AWAIT)
             sv_conn_ready(c);
     }
 }
@@ -357,6 +364,22 @@ void sv_conn_drain(struct sv_conn *c)
     if (!c->eof)
         read_start(c); /* keep reading, to discard */
     sv_conn_flush(c);
+}
+
+void sv_conn_reply_deferred(struct sv_conn *c, Statesrv__V1__Response *resp)
+{
+    struct sv_server *srv = c->srv;
+    if (sv_msg_append(&c->out, &resp->base, srv->cfg->max_frame_size)) {
+        sv_conn_close(c);
+        return;
+    }
+    c->fate = SV_FATE_SERVE;
+    sv_conn_flush(c);
+    /* Requests that queued up behind this one run in the next batch. */
+    if (c->state == SV_CONN_OPEN && sv_frame_reader_ready(&c->in))
+        sv_conn_ready(c);
+    else if (c->state == SV_CONN_OPEN && (c->eof || srv->stopping))
+        sv_conn_drain(c);
 }
 
 void sv_conn_fail(struct sv_conn *c, enum sv_status status, const char *msg)
@@ -480,7 +503,7 @@ void sv_conn_sweep(struct sv_server *srv, uint64_t now)
             sv_conn_close(c);
             continue;
         }
-        if (c->waiting || c->on_ready)
+        if (c->fate == SV_FATE_AWAIT || c->on_ready)
             continue;
         int partial = c->in.len > c->in.pos;
         if (partial && quiet > (uint64_t)cfg->header_timeout * 1000) {

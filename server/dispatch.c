@@ -149,7 +149,7 @@ static int op_hello(struct ctx *x, const Statesrv__V1__Hello *h, Statesrv__V1__R
         if (!token_equal(h->auth_token.data, h->auth_token.len, srv->token, srv->token_len)) {
             sv_warn_limited("conn %llu (%s): hello with a wrong auth token; closing",
                             (unsigned long long)x->conn->id, x->conn->peer);
-            x->conn->close_after = 1;
+            x->conn->fate = SV_FATE_DRAIN; /* this reply is the last */
             return fail(x, SV_EUNAUTH, "invalid auth token");
         }
         x->conn->authed = 1;
@@ -801,13 +801,9 @@ done:;
     srv->ops[slot].count++;
     if (deferred)
         return SV_DISPATCH_DEFERRED; /* its status is counted when the job replies */
-    unsigned status = rc ? (unsigned)sv_error_status(rc) : 0;
-    if (status < SV_STATUS_SLOTS)
-        srv->ops[slot].by_status[status]++;
+    sv_metrics_count_status(srv, slot, rc ? sv_error_status(rc) : SV_STATUS_OK);
     if (rc == 0)
         return SV_DISPATCH_REPLY;
-    if (rc != SV_ENOTFOUND) /* a miss is an answer, not an error */
-        srv->ops[slot].errors++;
     resp->result_case = STATESRV__V1__RESPONSE__RESULT__NOT_SET;
     resp->status = (Statesrv__V1__Status)sv_error_status(rc);
     if (!x.msg[0])

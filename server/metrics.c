@@ -67,6 +67,15 @@ void sv_metrics_observe_n(struct sv_server *srv, unsigned op_slot, uint64_t t0_n
     l->sum_ns += ns * n;
 }
 
+void sv_metrics_count_status(struct sv_server *srv, unsigned op_slot, enum sv_status status)
+{
+    struct sv_op_counter *o = &srv->ops[op_slot < SV_OP_SLOTS ? op_slot : 0];
+    if ((unsigned)status < SV_STATUS_SLOTS)
+        o->by_status[status]++;
+    if (status != SV_STATUS_OK && status != SV_STATUS_NOT_FOUND)
+        o->errors++;
+}
+
 void sv_metrics_observe(struct sv_server *srv, unsigned op_slot, uint64_t t0_ns)
 {
     sv_metrics_observe_n(srv, op_slot, t0_ns, 1);

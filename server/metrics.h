@@ -11,6 +11,7 @@
 #define SV_METRICS_H
 
 #include "statesrv.pb-c.h"
+#include "sv_error.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -28,6 +29,9 @@ int sv_metrics_start(struct sv_server *srv, char *err, size_t errlen);
 /* Closes the listener and every scrape connection (shutdown). */
 void sv_metrics_stop(struct sv_server *srv);
 
+/* Counts a request's status for its op: by status, and as an error unless
+ * OK or NOT_FOUND (a miss is an answer). */
+void sv_metrics_count_status(struct sv_server *srv, unsigned op_slot, enum sv_status status);
 /* Records a request's latency: t0_ns is uv_hrtime() when it was decoded. */
 void sv_metrics_observe(struct sv_server *srv, unsigned op_slot, uint64_t t0_ns);
 /* The same latency for n requests of one op (a group commit's). */

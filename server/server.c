@@ -380,7 +380,7 @@ static void on_stop_timeout(uv_timer_t *t)
     for (struct sv_conn *c = srv->all_head; c; c = c->all_next) {
         /* Replies still owed are lost: say so in the exit status. A
          * connection only lingering for its peer's EOF loses nothing. */
-        if (sv_conn_output(c) || sv_frame_reader_ready(&c->in) || c->waiting)
+        if (sv_conn_output(c) || sv_frame_reader_ready(&c->in) || c->fate == SV_FATE_AWAIT)
             srv->exit_code = 1;
         sv_conn_close(c);
     }
@@ -402,7 +402,7 @@ static void begin_shutdown(struct sv_server *srv, int signum)
         if (c->state != SV_CONN_OPEN)
             continue;
         sv_conn_stop_reading(c);
-        if (sv_frame_reader_ready(&c->in) || c->waiting)
+        if (sv_frame_reader_ready(&c->in) || c->fate == SV_FATE_AWAIT)
             continue; /* the batch (or the job) says goodbye after the last reply */
         sv_conn_fail(c, SV_STATUS_UNAVAILABLE, "server is shutting down");
     }

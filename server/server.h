@@ -37,6 +37,19 @@ enum sv_conn_state {
 
 const char *sv_conn_state_name(enum sv_conn_state st);
 
+/* What an open connection does once the replies it has been given leave.
+ * DRAIN and CLOSE are decided inside a group commit and carried out when it
+ * ends (batch.c); AWAIT lasts until the checkpoint job replies. */
+enum sv_conn_fate {
+    SV_FATE_SERVE, /* take its next requests */
+    SV_FATE_AWAIT, /* a checkpoint job owes it a reply; its next requests wait */
+    SV_FATE_DRAIN, /* its last reply is an error (framing, authentication): write, then close */
+    SV_FATE_CLOSE, /* not even that error could be queued: close at once */
+    SV_FATE_MAX
+};
+
+const char *sv_conn_fate_name(enum sv_conn_fate f);
+
 struct sv_server;
 
 struct sv_conn {
@@ -65,10 +78,8 @@ struct sv_conn {
     size_t in_mark;
     size_t out_mark;
     int in_batch;
-    int fatal;                 /* the batch answered a framing error: drain after commit */
-    int waiting;               /* a checkpoint job owes this connection a reply */
+    enum sv_conn_fate fate;
     int authed;                /* hello carried the token (always 1 without auth) */
-    int close_after;           /* a reply refused authentication: drain after it */
     uint64_t last_read_ms;     /* for idle_timeout and header_timeout */
     uint64_t blocked_since_ms; /* output over the limit since; 0: not */
 
@@ -186,6 +197,9 @@ void sv_conn_accept(struct sv_server *srv, uv_stream_t *listener, int is_unix);
 void sv_conn_flush(struct sv_conn *c);
 void sv_conn_drain(struct sv_conn *c); /* flush what is queued, then close */
 void sv_conn_close(struct sv_conn *c); /* at once */
+/* A checkpoint job's reply to the request c waits on (resp->id set by the
+ * caller): queued and written, and c takes requests again. */
+void sv_conn_reply_deferred(struct sv_conn *c, Statesrv__V1__Response *resp);
 /* Queues one connection-level error (id 0) after the pending replies, then
  * drains. */
 void sv_conn_fail(struct sv_conn *c, enum sv_status status, const char *msg);

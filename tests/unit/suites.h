@@ -20,5 +20,7 @@ Suite *sv_suite_wire(void);
 /* server/ */
 Suite *sv_suite_config(void);
 Suite *sv_suite_store(void);
+Suite *sv_suite_batch(void);
+Suite *sv_suite_dispatch(void);
 
 #endif
