@@ -131,7 +131,10 @@ static int append_error(struct sv_conn *c, uint64_t id, int err, const char *msg
     Statesrv__V1__Response r = STATESRV__V1__RESPONSE__INIT;
     r.id = id;
     r.status = (Statesrv__V1__Status)sv_error_status(err);
-    r.message = (char *)msg;
+    char text[1024];
+    snprintf(text, sizeof(text), "%s", msg);
+    sv_msg_scrub_utf8(text);
+    r.message = text;
     return sv_msg_append(&c->out, &r.base, UINT32_MAX);
 }
 

@@ -361,7 +361,10 @@ static void reply_error(struct job *j, int rc, const char *msg)
 {
     Statesrv__V1__Response r = STATESRV__V1__RESPONSE__INIT;
     r.status = (Statesrv__V1__Status)sv_error_status(rc);
-    r.message = (char *)msg;
+    char text[1024];
+    snprintf(text, sizeof(text), "%s", msg);
+    sv_msg_scrub_utf8(text);
+    r.message = text;
     reply(j, &r);
 }
 

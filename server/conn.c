@@ -2,11 +2,18 @@
  * orderly close.
  *
  * States: OPEN reads and answers. DRAINING (after a framing error, EOF or
- * shutdown) answers nothing new, discards input, and once every queued reply
- * is written shuts the write side down. LINGER keeps discarding input until
- * the peer's EOF or a short timeout, so the kernel never turns unread input
- * into a reset that would destroy the error reply in flight. CLOSING waits
- * for libuv to release the handles; memory goes in the last close callback. */
+ * shutdown) answers nothing new and reads nothing (its input buffer is
+ * freed); once every queued reply is written it shuts the write side down,
+ * and if that takes longer than output_timeout it is closed. LINGER discards
+ * input until the peer's EOF, LINGER_MS or LINGER_MAX_BYTES, so the kernel
+ * does not turn unread input into a reset that would destroy the error reply
+ * in flight. CLOSING waits for libuv to release the handles; memory goes in
+ * the last close callback.
+ *
+ * Every connection has a deadline for what it owes: a whole frame within
+ * header_timeout of its first byte, with auth the token within
+ * header_timeout of connecting, its replies read within output_timeout. While
+ * the server itself stops reading (back-pressure) no client clock runs. */
 #include "checkpoint.h"
 #include "server.h"
 #include "sv_error.h"
@@ -20,6 +27,7 @@
 #define READ_CHUNK (64u * 1024) /* at most KEEP_CAP: an idle connection keeps its buffer */
 #define KEEP_CAP (64u * 1024)
 #define LINGER_MS 2000
+#define LINGER_MAX_BYTES (4u * 1024 * 1024) /* discarded while lingering, then close */
 
 const char *sv_conn_state_name(enum sv_conn_state st)
 {
@@ -94,6 +102,12 @@ static int output_ok(const struct sv_conn *c)
     return sv_conn_output(c) <= c->srv->cfg->max_output_buffer;
 }
 
+/* A client this far ahead waits in the kernel until its frames are taken. */
+static int input_full(const struct sv_conn *c)
+{
+    return c->in.len - c->in.pos > (size_t)c->srv->cfg->max_frame_size + 2 * READ_CHUNK;
+}
+
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     struct sv_conn *c = h->data;
@@ -128,9 +142,20 @@ static void read_start(struct sv_conn *c)
     if (c->srv->stopping && c->state == SV_CONN_OPEN)
         return;
     if (!c->reading && !c->eof && c->state != SV_CONN_CLOSING) {
-        if (uv_read_start(&c->h.stream, on_alloc, on_read) == 0)
+        if (uv_read_start(&c->h.stream, on_alloc, on_read) == 0) {
             c->reading = 1;
+            /* The client's clocks ran not while we did not read. */
+            c->last_read_ms = sv_now_ms();
+            c->frame_since_ms = 0;
+        }
     }
+}
+
+/* Reads again once neither its input nor its output is over the limit. */
+static void take_more(struct sv_conn *c)
+{
+    if (c->state == SV_CONN_OPEN && output_ok(c) && !input_full(c))
+        read_start(c);
 }
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
@@ -138,16 +163,27 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     struct sv_conn *c = s->data;
     (void)buf;
     if (nread > 0) {
+        uint64_t now = sv_now_ms();
         c->srv->bytes_in += (uint64_t)nread;
-        c->last_read_ms = sv_now_ms();
-        if (c->state != SV_CONN_OPEN)
-            return; /* discarded */
+        c->last_read_ms = now;
+        if (c->state != SV_CONN_OPEN) {
+            /* Lingering: discarded, up to a bound. */
+            c->discarded += (uint64_t)nread;
+            if (c->discarded > LINGER_MAX_BYTES)
+                sv_conn_close(c);
+            return;
+        }
         sv_frame_reader_produced(&c->in, (size_t)nread);
-        if (sv_frame_reader_ready(&c->in) && c->fate != SV_FATE_AWAIT)
+        int ready = sv_frame_reader_ready(&c->in);
+        if (ready)
+            c->frame_since_ms = 0;
+        else if (!c->frame_since_ms)
+            c->frame_since_ms = now; /* the first bytes of a frame */
+        if (ready && c->fate != SV_FATE_AWAIT)
             sv_conn_ready(c);
-        /* Input back-pressure: a client far ahead of us waits in the kernel. */
-        if (c->in.len - c->in.pos > (size_t)c->srv->cfg->max_frame_size + 2 * READ_CHUNK &&
-            sv_frame_reader_ready(&c->in))
+        /* Input back-pressure: a client far ahead of us waits in the kernel
+         * until the batch has taken its frames (take_more). */
+        if (ready && input_full(c))
             read_stop(c);
         return;
     }
@@ -203,10 +239,27 @@ static void on_handle_closed(uv_handle_t *h)
     sv_server_conn_gone(srv);
 }
 
+/* It no longer counts as a connection waiting to authenticate. */
+static void preauth_done(struct sv_conn *c)
+{
+    if (c->preauth) {
+        c->preauth = 0;
+        c->srv->npreauth--;
+    }
+}
+
+void sv_conn_authenticated(struct sv_conn *c)
+{
+    c->authed = 1;
+    c->in.max_frame = c->srv->cfg->max_frame_size;
+    preauth_done(c);
+}
+
 void sv_conn_close(struct sv_conn *c)
 {
     if (c->state == SV_CONN_CLOSING)
         return;
+    preauth_done(c);
     c->state = SV_CONN_CLOSING;
     sv_conn_unready(c);
     if (c->srv->ckpt)
@@ -232,6 +285,7 @@ static void on_shutdown(uv_shutdown_t *req, int status)
         return;
     }
     c->state = SV_CONN_LINGER;
+    c->discarded = 0;
     if (uv_timer_init(c->srv->loop, &c->linger) == 0) {
         c->linger.data = c;
         c->linger_open = 1;
@@ -264,7 +318,7 @@ static void wrote_all(struct sv_conn *c, size_t n)
     c->blocked_since_ms = 0;
     finish_if_drained(c);
     if (c->state == SV_CONN_OPEN) {
-        read_start(c);
+        take_more(c);
         if (sv_frame_reader_ready(&c->in) && c->fate != SV_FATE_AWAIT)
             sv_conn_ready(c);
     }
@@ -287,8 +341,16 @@ static void on_write(uv_write_t *req, int status)
     c->wsent = 0;
     if (c->out.len) {
         c->srv->bytes_out += n;
-        if (output_ok(c))
+        if (output_ok(c)) {
             c->blocked_since_ms = 0;
+            /* Below the limit again: take its requests while the rest
+             * is written (a client that reads its replies is never cut off
+             * by waiting for all of them). */
+            take_more(c);
+            if (c->state == SV_CONN_OPEN && sv_frame_reader_ready(&c->in) &&
+                c->fate != SV_FATE_AWAIT)
+                sv_conn_ready(c);
+        }
         sv_conn_flush(c);
         return;
     }
@@ -313,6 +375,8 @@ void sv_conn_flush(struct sv_conn *c)
          * also while a write is in flight. */
         if (!output_ok(c))
             note_backpressure(c);
+        else
+            take_more(c);
         finish_if_drained(c);
         return;
     }
@@ -353,6 +417,8 @@ void sv_conn_flush(struct sv_conn *c)
     c->writing = 1;
     if (!output_ok(c))
         note_backpressure(c);
+    else
+        take_more(c);
 }
 
 void sv_conn_drain(struct sv_conn *c)
@@ -360,9 +426,17 @@ void sv_conn_drain(struct sv_conn *c)
     if (c->state != SV_CONN_OPEN)
         return;
     c->state = SV_CONN_DRAINING;
+    c->drain_since_ms = sv_now_ms();
+    preauth_done(c);
     sv_conn_unready(c);
-    if (!c->eof)
-        read_start(c); /* keep reading, to discard */
+    /* Nothing more is read until the replies are out (lingering reads and
+     * drops a bounded amount); the input already answered goes now. */
+    read_stop(c);
+    if (!c->in_batch) {
+        uint32_t max = c->in.max_frame;
+        sv_frame_reader_free(&c->in);
+        sv_frame_reader_init(&c->in, max);
+    }
     sv_conn_flush(c);
 }
 
@@ -386,7 +460,10 @@ void sv_conn_fail(struct sv_conn *c, enum sv_status status, const char *msg)
 {
     Statesrv__V1__Response r = STATESRV__V1__RESPONSE__INIT;
     r.status = (Statesrv__V1__Status)status;
-    r.message = (char *)msg;
+    char text[512];
+    snprintf(text, sizeof(text), "%s", msg);
+    sv_msg_scrub_utf8(text);
+    r.message = text;
     if (sv_msg_append(&c->out, &r.base, UINT32_MAX)) {
         sv_conn_close(c);
         return;
@@ -418,6 +495,32 @@ static void peer_name(struct sv_conn *c, int is_unix)
     snprintf(c->peer, sizeof(c->peer), "%s:%d", host, port);
 }
 
+static uint32_t preauth_cap(const struct sv_server *srv)
+{
+    uint32_t cap = srv->cfg->max_connections / 2;
+    return cap ? cap : 1;
+}
+
+/* Closes the longest-waiting connection that has not authenticated (other
+ * than keep). 1 if there was one. */
+static int evict_oldest_preauth(struct sv_server *srv, struct sv_conn *keep)
+{
+    struct sv_conn *oldest = NULL;
+    for (struct sv_conn *c = srv->all_head; c; c = c->all_next)
+        if (c != keep && c->preauth && c->state == SV_CONN_OPEN &&
+            (!oldest || c->accepted_ms <= oldest->accepted_ms))
+            oldest = c;
+    if (!oldest)
+        return 0;
+    srv->conn_errors[SV_CERR_PREAUTH_EVICTED]++;
+    sv_warn_limited("conn %llu (%s): not authenticated after %llu ms; closed to make room",
+                    (unsigned long long)oldest->id, oldest->peer,
+                    (unsigned long long)(sv_now_ms() - oldest->accepted_ms));
+    sv_conn_fail(oldest, SV_STATUS_UNAVAILABLE,
+                 "closed to make room for other clients: send hello with the token first");
+    return 1;
+}
+
 void sv_conn_accept(struct sv_server *srv, uv_stream_t *listener, int is_unix)
 {
     struct sv_conn *c = calloc(1, sizeof(*c));
@@ -437,7 +540,7 @@ void sv_conn_accept(struct sv_server *srv, uv_stream_t *listener, int is_unix)
     /* Until hello carries the token only small frames are read. */
     c->authed = srv->token_len == 0;
     sv_frame_reader_init(&c->in, c->authed ? srv->cfg->max_frame_size : SV_PREAUTH_MAX_FRAME);
-    c->last_read_ms = sv_now_ms();
+    c->accepted_ms = c->last_read_ms = sv_now_ms();
     c->all_next = srv->all_head;
     if (srv->all_head)
         srv->all_head->all_prev = c;
@@ -455,7 +558,17 @@ void sv_conn_accept(struct sv_server *srv, uv_stream_t *listener, int is_unix)
     peer_name(c, is_unix);
     srv->connections_total++;
 
-    if (srv->nconns > srv->cfg->max_connections) {
+    int over = srv->nconns > srv->cfg->max_connections;
+    if (!c->authed) {
+        c->preauth = 1;
+        srv->npreauth++;
+        /* Connections that have not authenticated may hold at most half the
+         * slots, and a newcomer takes the slot of the oldest of them rather
+         * than be refused: silent clients cannot lock out the token's holders. */
+        if ((over || srv->npreauth > preauth_cap(srv)) && evict_oldest_preauth(srv, c))
+            over = 0;
+    }
+    if (over) {
         srv->connections_rejected++;
         sv_warn_limited("conn %llu (%s): rejected, max_connections (%u) reached",
                         (unsigned long long)c->id, c->peer, srv->cfg->max_connections);
@@ -479,23 +592,37 @@ void sv_conn_stop_reading(struct sv_conn *c)
 }
 
 /* Runs every half second. A connection is closed when it
- * - sits in the middle of a frame with no input for header_timeout (a client
- *   that sent half a request and went silent),
+ * - has not finished a frame within header_timeout of its first byte (half a
+ *   request, or one trickled a byte at a time),
+ * - with auth, has not authenticated within header_timeout of connecting,
  * - has sent nothing for idle_timeout (if set) and is owed nothing,
  * - has left more than max_output_buffer of replies unread for
- *   output_timeout (it sends but never reads).
- * The first two get an id-0 error first; the third could not read it. */
+ *   output_timeout (it sends but never reads),
+ * - is draining (it had an error) and its replies have not all left within
+ *   output_timeout.
+ * Those the server does not read from (back-pressure) are not timed for
+ * their input. The first three get an id-0 error first; the others could not
+ * read it. */
 void sv_conn_sweep(struct sv_server *srv, uint64_t now)
 {
     const struct sv_config *cfg = srv->cfg;
+    uint64_t header_ms = (uint64_t)cfg->header_timeout * 1000;
+    uint64_t output_ms = (uint64_t)cfg->output_timeout * 1000;
     struct sv_conn *next;
     for (struct sv_conn *c = srv->all_head; c; c = next) {
         next = c->all_next;
+        if (c->state == SV_CONN_DRAINING && now - c->drain_since_ms > output_ms) {
+            srv->conn_errors[SV_CERR_DRAIN_TIMEOUT]++;
+            sv_warn_limited("conn %llu (%s): %zu bytes of replies still unread %u s after it "
+                            "ended; closing",
+                            (unsigned long long)c->id, c->peer, sv_conn_output(c),
+                            cfg->output_timeout);
+            sv_conn_close(c);
+            continue;
+        }
         if (c->state != SV_CONN_OPEN)
             continue;
-        uint64_t quiet = now - c->last_read_ms;
-        if (c->blocked_since_ms &&
-            now - c->blocked_since_ms > (uint64_t)cfg->output_timeout * 1000) {
+        if (c->blocked_since_ms && now - c->blocked_since_ms > output_ms) {
             srv->conn_errors[SV_CERR_OUTPUT_TIMEOUT]++;
             sv_warn_limited("conn %llu (%s): %zu bytes of replies unread for %u s; closing",
                             (unsigned long long)c->id, c->peer, sv_conn_output(c),
@@ -503,16 +630,31 @@ void sv_conn_sweep(struct sv_server *srv, uint64_t now)
             sv_conn_close(c);
             continue;
         }
-        if (c->fate == SV_FATE_AWAIT || c->on_ready)
+        if (c->fate == SV_FATE_AWAIT || c->on_ready || c->in_batch)
             continue;
+        if (!c->reading) {
+            c->frame_since_ms = 0; /* our silence, not the client's */
+            continue;
+        }
+        if (c->preauth && now - c->accepted_ms > header_ms) {
+            srv->conn_errors[SV_CERR_AUTH_TIMEOUT]++;
+            sv_warn_limited("conn %llu (%s): no hello with the token within %u s; closing",
+                            (unsigned long long)c->id, c->peer, cfg->header_timeout);
+            sv_conn_fail(c, SV_STATUS_UNAUTHENTICATED,
+                         "authentication timed out: send hello with the token within "
+                         "header_timeout");
+            continue;
+        }
         int partial = c->in.len > c->in.pos;
-        if (partial && quiet > (uint64_t)cfg->header_timeout * 1000) {
+        if (partial && !c->frame_since_ms)
+            c->frame_since_ms = now;
+        if (partial && now - c->frame_since_ms > header_ms) {
             srv->conn_errors[SV_CERR_HEADER_TIMEOUT]++;
-            sv_warn_limited("conn %llu (%s): half a frame and no input for %u s; closing",
+            sv_warn_limited("conn %llu (%s): a frame not whole after %u s; closing",
                             (unsigned long long)c->id, c->peer, cfg->header_timeout);
             sv_conn_fail(c, SV_STATUS_UNAVAILABLE, "timed out in the middle of a frame");
         } else if (!partial && cfg->idle_timeout && !sv_conn_output(c) &&
-                   quiet > (uint64_t)cfg->idle_timeout * 1000) {
+                   now - c->last_read_ms > (uint64_t)cfg->idle_timeout * 1000) {
             srv->conn_errors[SV_CERR_IDLE_TIMEOUT]++;
             sv_info("conn %llu (%s): idle for %u s; closing", (unsigned long long)c->id, c->peer,
                     cfg->idle_timeout);

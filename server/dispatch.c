@@ -152,12 +152,13 @@ static int op_hello(struct ctx *x, const Statesrv__V1__Hello *h, Statesrv__V1__R
             x->conn->fate = SV_FATE_DRAIN; /* this reply is the last */
             return fail(x, SV_EUNAUTH, "invalid auth token");
         }
-        x->conn->authed = 1;
-        x->conn->in.max_frame = x->cfg->max_frame_size;
+        sv_conn_authenticated(x->conn);
     }
     if (h->protocol_version != 0 && h->protocol_version != SV_PROTOCOL_VERSION)
         return fail(x, SV_EINVAL, "protocol version %u is not supported; this server speaks %u",
                     h->protocol_version, SV_PROTOCOL_VERSION);
+    if (h->client_name && strnlen(h->client_name, 129) > 128)
+        return fail(x, SV_EINVAL, "client_name has more than 128 bytes");
     if (h->client_name && *h->client_name)
         printable(h->client_name, strnlen(h->client_name, 128), x->conn->client_name,
                   sizeof(x->conn->client_name));
@@ -563,7 +564,9 @@ static int op_scan(struct ctx *x, const Statesrv__V1__Scan *s, Statesrv__V1__Res
          * must lie inside this scan's range. */
         const uint8_t *c = s->cursor.data;
         size_t clen = s->cursor.len - 1;
+        struct sv_skey ck;
         if (c[0] != CURSOR_VERSION || clen == 0 || clen > SKEY_BUF ||
+            sv_skey_decode(c + 1, clen, &ck) || ck.kg >= groups ||
             keycmp(c + 1, clen, lo, lolen) < 0 || (has_hi && keycmp(c + 1, clen, hi, hilen) >= 0))
             return fail(x, SV_EINVAL, "cursor does not belong to this scan");
         memcpy(lo, c + 1, clen);
@@ -808,6 +811,7 @@ done:;
     resp->status = (Statesrv__V1__Status)sv_error_status(rc);
     if (!x.msg[0])
         snprintf(x.msg, sizeof(x.msg), "%s", sv_strerror(rc));
+    sv_msg_scrub_utf8(x.msg);
     char *m = sv_arena_alloc(&srv->arena, strlen(x.msg) + 1);
     resp->message = m ? strcpy(m, x.msg) : (char *)"out of memory";
     return SV_DISPATCH_REPLY;

@@ -136,6 +136,9 @@ static const char *const cerr_kinds[SV_CERR_COUNT] = {
     [SV_CERR_HEADER_TIMEOUT] = "header_timeout",
     [SV_CERR_OUTPUT_TIMEOUT] = "output_timeout",
     [SV_CERR_ACCEPT] = "accept",
+    [SV_CERR_AUTH_TIMEOUT] = "auth_timeout",
+    [SV_CERR_DRAIN_TIMEOUT] = "drain_timeout",
+    [SV_CERR_PREAUTH_EVICTED] = "preauth_evicted",
 };
 
 static void *pb_alloc(ProtobufCAllocator *alloc, size_t n)

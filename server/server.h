@@ -80,8 +80,13 @@ struct sv_conn {
     int in_batch;
     enum sv_conn_fate fate;
     int authed;                /* hello carried the token (always 1 without auth) */
-    uint64_t last_read_ms;     /* for idle_timeout and header_timeout */
+    int preauth;               /* counted in srv->npreauth: open, token not yet given */
+    uint64_t accepted_ms;      /* the handshake's deadline runs from here */
+    uint64_t last_read_ms;     /* for idle_timeout */
+    uint64_t frame_since_ms;   /* the incomplete frame at the tail began; 0: none */
     uint64_t blocked_since_ms; /* output over the limit since; 0: not */
+    uint64_t drain_since_ms;   /* DRAINING since */
+    uint64_t discarded;        /* bytes read and dropped while lingering */
 
     struct sv_conn *ready_prev, *ready_next;
     int on_ready;
@@ -115,6 +120,9 @@ enum sv_conn_error {
     SV_CERR_HEADER_TIMEOUT,
     SV_CERR_OUTPUT_TIMEOUT,
     SV_CERR_ACCEPT,
+    SV_CERR_AUTH_TIMEOUT,
+    SV_CERR_DRAIN_TIMEOUT,
+    SV_CERR_PREAUTH_EVICTED,
     SV_CERR_COUNT
 };
 
@@ -144,6 +152,7 @@ struct sv_server {
     struct sv_conn *ready_head, *ready_tail;
     struct sv_conn *all_head;
     uint32_t nconns;
+    uint32_t npreauth; /* open connections that have not authenticated (auth on) */
     uint64_t next_conn_id;
 
     struct sv_conn **batch; /* connections in the current batch */
@@ -206,9 +215,13 @@ void sv_conn_fail(struct sv_conn *c, enum sv_status status, const char *msg);
 void sv_conn_ready(struct sv_conn *c);       /* queue for the next batch */
 void sv_conn_ready_first(struct sv_conn *c); /* ... at the head of the queue */
 void sv_conn_unready(struct sv_conn *c);
+/* hello carried the right token: full-size frames from now on. */
+void sv_conn_authenticated(struct sv_conn *c);
 /* Shutdown: take no new requests from this connection. */
 void sv_conn_stop_reading(struct sv_conn *c);
-/* Closes connections past idle_timeout, header_timeout or output_timeout. */
+/* Closes connections past their deadlines: idle_timeout, header_timeout
+ * (a whole frame, and with auth the handshake), output_timeout (unread
+ * replies, also while draining). */
 void sv_conn_sweep(struct sv_server *srv, uint64_t now_ms);
 /* Before authentication a client may send only small frames. */
 #define SV_PREAUTH_MAX_FRAME 4096u

@@ -13,5 +13,6 @@ Suite *sv_suite_security(void);
 Suite *sv_suite_crash(void);
 Suite *sv_suite_example(void);
 Suite *sv_suite_metrics(void);
+Suite *sv_suite_hostile(void);
 
 #endif
