@@ -9,6 +9,7 @@
 #include "sv_keys.h"
 #include "sv_log.h"
 #include "sv_msg.h"
+#include "sv_value.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -613,6 +614,39 @@ static int plan_state(struct job *j, struct restore_src *src, size_t nsrc, const
 
 /* Copies state `name` from the planned sources into the builder, key groups
  * in order, one contiguous run per source at a time. */
+/* Whether a restored entry is one the server could have stored itself: a
+ * stored key the store can hold, in the key groups being read, and a value
+ * whose header and framing a put or merge would have written. Checksums only
+ * say the file is what its writer wrote; a forged or foreign checkpoint must
+ * not plant values that every later read answers INTERNAL. 0, or SV_EINVAL
+ * with why filled. */
+static int check_entry(const struct job *j, uint32_t kg_lo, uint32_t kg_hi, const uint8_t *sk,
+                       size_t skl, const uint8_t *v, size_t vl, char *why, size_t cap)
+{
+    const struct sv_config *cfg = j->ck->srv->cfg;
+    size_t max_key = sv_store_max_key_size(j->ck->srv->store);
+    struct sv_skey key;
+    struct sv_value val;
+    if (skl > max_key)
+        snprintf(why, cap, "a stored key of %zu bytes (at most %zu)", skl, max_key);
+    else if (sv_skey_decode(sk, skl, &key) || key.key_len == 0)
+        snprintf(why, cap, "a stored key that is not a key group, key and namespace");
+    else if (key.kg < kg_lo || key.kg > kg_hi)
+        snprintf(why, cap, "a key of key group %u filed under key groups %u-%u", key.kg, kg_lo,
+                 kg_hi);
+    else if (sv_value_parse(v, vl, &val))
+        snprintf(why, cap, "a stored value of %zu bytes whose header is not valid", vl);
+    else if (val.len > cfg->max_value_size)
+        snprintf(why, cap, "a %s value of %zu bytes, over max_value_size (%u): raise it to restore",
+                 sv_value_kind_name(val.kind), val.len, cfg->max_value_size);
+    else if (sv_value_check_kind(val.kind, val.data, val.len))
+        snprintf(why, cap, "a %s value of %zu bytes that is not well-formed for its kind",
+                 sv_value_kind_name(val.kind), val.len);
+    else
+        return 0;
+    return SV_EINVAL;
+}
+
 static int load_state(struct job *j, struct restore_src *src, const char *name,
                       const uint16_t *owner)
 {
@@ -638,7 +672,11 @@ static int load_state(struct job *j, struct restore_src *src, const char *name,
         const uint8_t *sk, *v;
         size_t skl, vl;
         uint64_t n = 0;
+        char why[160];
         while ((rc = sv_ckpt_iter_next(it, &sk, &skl, &v, &vl)) == 1) {
+            if ((rc = check_entry(j, j->first + (uint32_t)i, j->first + (uint32_t)k, sk, skl, v, vl,
+                                  why, sizeof(why))))
+                break;
             if ((rc = sv_store_builder_put(j->builder, sk, skl, v, vl)))
                 break;
             j->restored_entries++;
@@ -652,6 +690,12 @@ static int load_state(struct job *j, struct restore_src *src, const char *name,
         sv_ckpt_iter_close(it);
         if (rc == SV_EUNAVAIL)
             return job_fail(j, rc, "the restore was cancelled: the server is shutting down");
+        if (rc == SV_EINVAL)
+            return job_fail(j, rc,
+                            "restore: %s: state '%s', key groups %u-%u, entry %llu: %s; "
+                            "nothing was restored",
+                            s->path, name, j->first + (unsigned)i, j->first + (unsigned)k,
+                            (unsigned long long)n + 1, why);
         if (rc < 0)
             return job_fail(j, rc, "restore: reading %s or writing the new store failed: %s%s%s",
                             s->path, sv_strerror(rc), rc == SV_ECORRUPT ? ": " : "",

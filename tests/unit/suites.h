@@ -22,5 +22,6 @@ Suite *sv_suite_config(void);
 Suite *sv_suite_store(void);
 Suite *sv_suite_batch(void);
 Suite *sv_suite_dispatch(void);
+Suite *sv_suite_restore(void);
 
 #endif
