@@ -340,10 +340,18 @@ static int take_all(struct sv_server *srv, struct batch_run *b)
 
 /* The commit failed: every request of the batch was lost. Re-answer each of
  * them (the frames are still in the readers) with the error. */
-static void answer_commit_failure(struct sv_server *srv, int err)
+static void answer_commit_failure(struct sv_server *srv, int err, int map_full)
 {
-    char msg[160];
-    snprintf(msg, sizeof(msg), "commit failed (%s); the request was not applied", sv_strerror(err));
+    char msg[200];
+    if (map_full)
+        sv_store_nospace_msg(srv->store, msg, sizeof(msg));
+    else if (err == SV_ENOSPACE)
+        snprintf(msg, sizeof(msg),
+                 "commit failed: the disk holding the store is full; the request was not "
+                 "applied (reads still work; free space on the data directory's filesystem)");
+    else
+        snprintf(msg, sizeof(msg), "commit failed (%s); the request was not applied",
+                 sv_strerror(err));
     /* Nothing was applied, so a retry is safe (UNAVAILABLE), unless the
      * store is full. */
     if (sv_error_status(err) != SV_STATUS_NO_SPACE)
@@ -474,14 +482,15 @@ static void run_batch(struct sv_server *srv)
             continue;
         break;
     }
-    if (rc == SV_EMAPFULL)
+    int map_full = rc == SV_EMAPFULL; /* and it cannot grow */
+    if (map_full)
         rc = SV_ENOSPACE;
     if (rc) {
         sv_error("batch of %zu request(s) failed to commit: %s", b.nreq, sv_strerror(rc));
         sv_checkpoints_drop_queued(srv->ckpt); /* its request is answered below */
         /* Re-answering counts each malformed frame again. */
         memcpy(srv->conn_errors, b.saved_cerr, sizeof(b.saved_cerr));
-        answer_commit_failure(srv, rc);
+        answer_commit_failure(srv, rc, map_full);
     } else {
         srv->commits++;
         /* A snapshot taken now holds exactly the acknowledged writes. */

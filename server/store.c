@@ -546,6 +546,28 @@ static int back_map(struct sv_store *s, uint64_t from, uint64_t size)
     return posix_fallocate(fd, (off_t)from, (off_t)(size - from));
 }
 
+/* Whether a write to env that failed with rc failed because the disk is
+ * full: without writemap LMDB writes its pages with pwrite, and one cut
+ * short by a full disk comes back as EIO, not ENOSPC. Then the filesystem
+ * has (next to) nothing left. */
+static int disk_full(MDB_env *env, int rc)
+{
+    if (rc != EIO && rc != ENOSPC)
+        return 0;
+    mdb_filehandle_t fd;
+    struct statvfs vfs;
+    if (!env || mdb_env_get_fd(env, &fd) || fstatvfs(fd, &vfs))
+        return rc == ENOSPC;
+    uint64_t blocks = geteuid() == 0 ? vfs.f_bfree : vfs.f_bavail;
+    return rc == ENOSPC || blocks * vfs.f_frsize < ((uint64_t)1 << 20);
+}
+
+/* map_err for writes to env: a full disk is SV_ENOSPACE. */
+static int write_err(MDB_env *env, int rc)
+{
+    return disk_full(env, rc) ? SV_ENOSPACE : map_err(rc);
+}
+
 /* Opens the LMDB environment of generation s->gen and loads its states. */
 static int env_open(struct sv_store *s, char *err, size_t errlen)
 {
@@ -1201,7 +1223,7 @@ int sv_store_commit(struct sv_store *s)
         sv_error("store: commit failed: %s", mdb_strerror(rc));
         if (dropped)
             reload_states(s); /* the drop did not happen */
-        return map_err(rc);
+        return write_err(s->env, rc);
     }
     slots_end_level(s, 1, 1);
     age_free_list(s, s->txn_freed, s->txn_deficit);
@@ -2293,15 +2315,16 @@ int sv_store_builder_open(struct sv_store *s, uint64_t size_hint, uint32_t kg_fi
     return 0;
 lmdb_fail:
     snprintf(err, errlen, "cannot create the new store in %s: %s", b->path, mdb_strerror(rc));
+    rc = write_err(b->env, rc);
     sv_store_builder_free(b);
-    return map_err(rc);
+    return rc;
 }
 
 int sv_store_builder_state(struct sv_store_builder *b, const char *name)
 {
     int rc = mdb_dbi_open(b->txn, name, MDB_CREATE, &b->dbi);
     if (rc)
-        return map_err(rc);
+        return write_err(b->env, rc);
     b->has_dbi = 1;
     return 0;
 }
@@ -2316,13 +2339,13 @@ int sv_store_builder_put(struct sv_store_builder *b, const uint8_t *skey, size_t
     if (rc == MDB_KEYEXIST)
         return SV_ECORRUPT; /* input out of order */
     if (rc)
-        return map_err(rc);
+        return write_err(b->env, rc);
     b->pending_bytes += sklen + vlen;
     if (++b->pending >= BUILDER_COMMIT_EVERY || b->pending_bytes >= BUILDER_COMMIT_BYTES) {
         /* Bounded transactions keep the dirty-page list (memory) small. */
         if ((rc = mdb_txn_commit(b->txn))) {
             b->txn = NULL;
-            return map_err(rc);
+            return write_err(b->env, rc);
         }
         b->pending_bytes = 0;
         /* No transaction is open: the map may grow here (small entries
@@ -2339,13 +2362,13 @@ int sv_store_builder_put(struct sv_store_builder *b, const uint8_t *skey, size_t
                 next *= 2;
             if ((rc = mdb_env_set_mapsize(b->env, next))) {
                 b->txn = NULL;
-                return map_err(rc);
+                return write_err(b->env, rc);
             }
             b->map_size = next;
         }
         if ((rc = mdb_txn_begin(b->env, NULL, 0, &b->txn))) {
             b->txn = NULL;
-            return map_err(rc);
+            return write_err(b->env, rc);
         }
         b->pending = 0;
     }
@@ -2357,12 +2380,15 @@ int sv_store_builder_finish(struct sv_store_builder *b, char *err, size_t errlen
     int rc = mdb_txn_commit(b->txn);
     b->txn = NULL;
     if (rc) {
-        snprintf(err, errlen, "restore: commit of the new store failed: %s", mdb_strerror(rc));
-        return map_err(rc);
+        int e = write_err(b->env, rc);
+        snprintf(err, errlen, "restore: commit of the new store failed: %s",
+                 e == SV_ENOSPACE ? "the disk holding the data directory is full"
+                                  : mdb_strerror(rc));
+        return e;
     }
     if ((rc = mdb_env_sync(b->env, 1))) {
         snprintf(err, errlen, "restore: sync of the new store failed: %s", mdb_strerror(rc));
-        return map_err(rc);
+        return write_err(b->env, rc);
     }
     mdb_env_close(b->env);
     b->env = NULL;

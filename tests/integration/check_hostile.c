@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -482,6 +483,119 @@ START_TEST(out_of_range_fields_are_refused)
 }
 END_TEST
 
+/* The smaller ones: without writemap (sync = always, writemap = no) a full
+ * disk surfaced as UNAVAILABLE "commit failed (Input/output error)". */
+START_TEST(a_full_disk_without_writemap_answers_no_space)
+{
+    ts_start(&srv, NULL);
+    ck_assert_int_eq(ts_stop(&srv), 0);
+    char mnt[256], conf[300];
+    snprintf(mnt, sizeof(mnt), "%s/data", srv.dir);
+    if (mount("tmpfs", mnt, "tmpfs", 0, "size=6m")) {
+        fprintf(stderr,
+                "a_full_disk_without_writemap_answers_no_space: SKIPPED (cannot mount a "
+                "tmpfs: %s)\n",
+                strerror(errno));
+        return;
+    }
+    snprintf(conf, sizeof(conf), "%s/disk.conf", srv.dir);
+    FILE *f = fopen(conf, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "map_size = 64M\nmap_size_max = 1G\nsync = always\nwritemap = no\n");
+    fclose(f);
+    const char *extra[] = {"--config", conf, NULL};
+    ts_restart(&srv, extra);
+    statesrv *c;
+    char err[256];
+    ck_assert_int_eq(statesrv_connect2(srv.unix_addr, NULL, &c, err, sizeof(err)), STATESRV_OK);
+    static char val[16 * 1024];
+    memset(val, 'd', sizeof(val));
+    int rc = STATESRV_OK, i;
+    for (i = 0; i < 2000 && rc == STATESRV_OK; i++) {
+        char key[16];
+        snprintf(key, sizeof(key), "k%d", i);
+        statesrv_key k = {.state = "fill", .key = key, .key_len = strlen(key)};
+        rc = statesrv_put(c, &k, val, sizeof(val));
+    }
+    fprintf(stderr, "hostile/full_disk_no_writemap: refused after %d puts: %s: %s\n", i,
+            statesrv_strerror(rc), statesrv_errmsg(c));
+    ck_assert_int_eq(rc, STATESRV_NO_SPACE);
+    ck_assert_ptr_nonnull(strstr(statesrv_errmsg(c), "disk"));
+    statesrv_key k0 = {.state = "fill", .key = "k0", .key_len = 2};
+    statesrv_value v;
+    ck_assert_int_eq(statesrv_get(c, &k0, &v), STATESRV_OK);
+    statesrv_value_free(&v);
+    statesrv_close(c);
+    ck_assert_int_eq(ts_stop(&srv), 0);
+    umount(mnt);
+}
+END_TEST
+
+/* ... and a restore into a data directory whose disk is full answered
+ * INTERNAL. */
+START_TEST(a_restore_into_a_full_disk_answers_no_space)
+{
+    ts_start(&srv, NULL);
+    ck_assert_int_eq(ts_stop(&srv), 0);
+    char mnt[256], conf[300], filler[300];
+    snprintf(mnt, sizeof(mnt), "%s/data", srv.dir);
+    if (mount("tmpfs", mnt, "tmpfs", 0, "size=24m")) {
+        fprintf(stderr, "a_restore_into_a_full_disk_answers_no_space: SKIPPED (cannot mount a "
+                        "tmpfs: %s)\n",
+                strerror(errno));
+        return;
+    }
+    snprintf(conf, sizeof(conf), "%s/disk.conf", srv.dir);
+    FILE *f = fopen(conf, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "map_size = 1M\nmap_size_max = 1G\nwritemap = no\n");
+    fclose(f);
+    const char *extra[] = {"--config", conf, NULL};
+    ts_restart(&srv, extra);
+    statesrv *c;
+    char err[256];
+    ck_assert_int_eq(statesrv_connect2(srv.unix_addr, NULL, &c, err, sizeof(err)), STATESRV_OK);
+    static char val[16 * 1024];
+    memset(val, 'r', sizeof(val));
+    for (int i = 0; i < 300; i++) { /* ~5 MB */
+        char key[16];
+        snprintf(key, sizeof(key), "k%d", i);
+        statesrv_key k = {.state = "big", .key = key, .key_len = strlen(key)};
+        ck_assert_int_eq(statesrv_put(c, &k, val, sizeof(val)), STATESRV_OK);
+    }
+    statesrv_checkpoint_info *info;
+    ck_assert_int_eq(statesrv_snapshot(c, 0, 0, &info), STATESRV_OK);
+    char id[24];
+    snprintf(id, sizeof(id), "%llu", (unsigned long long)info->id);
+    statesrv_checkpoint_info_free(info);
+    /* Leave about 1 MiB free: the new generation cannot be built. */
+    snprintf(filler, sizeof(filler), "%s/filler", mnt);
+    int fd = open(filler, O_WRONLY | O_CREAT, 0600);
+    ck_assert_int_ge(fd, 0);
+    static char mib[1 << 20];
+    memset(mib, 'f', sizeof(mib));
+    while (write(fd, mib, sizeof(mib)) == (ssize_t)sizeof(mib))
+        ;
+    ck_assert_int_eq(ftruncate(fd, lseek(fd, 0, SEEK_CUR) - (1 << 20)), 0);
+    close(fd);
+    const char *src[] = {id};
+    int rc = statesrv_restore(c, src, 1, 0, 0, 0, NULL);
+    fprintf(stderr, "hostile/restore_full_disk: %s: %s\n", statesrv_strerror(rc),
+            statesrv_errmsg(c));
+    ck_assert_int_eq(rc, STATESRV_NO_SPACE);
+    statesrv_key k0 = {.state = "big", .key = "k0", .key_len = 2};
+    statesrv_value v;
+    ck_assert_int_eq(statesrv_get(c, &k0, &v), STATESRV_OK);
+    statesrv_value_free(&v);
+    /* Space returns: the same restore works. */
+    ck_assert_int_eq(unlink(filler), 0);
+    ck_assert_int_eq(statesrv_restore(c, src, 1, 0, 0, 0, NULL), STATESRV_OK);
+    statesrv_close(c);
+    ck_assert_int_eq(ts_stop(&srv), 0);
+    umount(mnt);
+}
+END_TEST
+
 Suite *sv_suite_hostile(void)
 {
     Suite *s = suite_create("hostile");
@@ -495,6 +609,8 @@ Suite *sv_suite_hostile(void)
     tcase_add_test(tc, a_frame_trickled_a_byte_at_a_time_is_cut_off);
     tcase_add_test(tc, every_message_is_valid_utf8);
     tcase_add_test(tc, out_of_range_fields_are_refused);
+    tcase_add_test(tc, a_full_disk_without_writemap_answers_no_space);
+    tcase_add_test(tc, a_restore_into_a_full_disk_answers_no_space);
     suite_add_tcase(s, tc);
     return s;
 }
