@@ -45,6 +45,7 @@ final class Connection {
     static final int FRAME_SLACK = 64 * 1024;
 
     private static final int WRITE_GATHER_BYTES = 256 * 1024;
+    private static final long WRITE_FAILURE_GRACE_MS = 500;
     private static final AtomicInteger SEQ = new AtomicInteger();
     private static final ScheduledExecutorService TIMER = newTimer();
 
@@ -91,6 +92,7 @@ final class Connection {
     // Guarded by lock.
     private long nextId = 1;
     private StatesrvException failure;
+    private boolean failureSeen; // some future has failed with it
     private boolean closing;
 
     private volatile long lastReadNanos = System.nanoTime();
@@ -306,6 +308,13 @@ final class Connection {
     }
 
     private StatesrvException refusalLocked() {
+        if (failure != null && !failureSeen) {
+            // The server's reason arrived while nothing was pending (e.g. it refused the
+            // connection at once): the first request to come gets it, as a pending one would.
+            failureSeen = true;
+            return new StatesrvException(
+                    failure.status(), failure.detail(), true, failure.getCause());
+        }
         if (failure != null) {
             Status s = failure.status().isServerStatus() ? Status.IO_ERROR : failure.status();
             return new StatesrvException(
@@ -356,7 +365,11 @@ final class Connection {
         } catch (InterruptedException e) {
             fail(new StatesrvException(Status.IO_ERROR, "writer interrupted", true, e));
         } catch (IOException e) {
-            fail(ioFailure("write", e));
+            // A server that ends the connection sends its reason first (an id-0 frame, e.g.
+            // UNAVAILABLE when it is full) and may close before our write: let the reader take
+            // that frame, or the end of the stream, before this failure stands.
+            StatesrvException f = ioFailure("write", e);
+            TIMER.schedule(() -> fail(f), WRITE_FAILURE_GRACE_MS, TimeUnit.MILLISECONDS);
         }
     }
 
@@ -535,6 +548,7 @@ final class Connection {
                 return;
             }
             failure = e;
+            failureSeen = !pending.isEmpty() || e.status() == Status.CLOSED;
             failed = new ArrayList<>(pending);
             pending.clear();
             outbox.clear();
