@@ -7,6 +7,7 @@
 #   make install    install under PREFIX (/usr/local), staged by DESTDIR; make uninstall
 #   make test-install  install into temp dirs, build and run a pkg-config client, uninstall
 #   make SANITIZE=address,undefined test    the same under ASan/UBSan (in build/sanitize)
+#   make test-java  build statesrvd, then build and test the Java client (client/, Maven) against it
 #   make fuzz       build the libFuzzer targets (clang) in build/fuzz
 #   make fuzz-smoke run each fuzz target FUZZ_SECONDS (default 60) over its seed corpus
 #   make V=1        show full commands
@@ -89,7 +90,8 @@ DEPS_STAMP := build/.deps-ok
 DEPS_DEV_STAMP := build/.deps-dev-ok
 
 .PHONY: all deps deps-dev test test-unit test-integration test-valgrind run clean format format-check \
-        bench bench-snapshot fuzz fuzz-smoke fuzz-corpus install uninstall test-install test-docs
+        bench bench-snapshot fuzz fuzz-smoke fuzz-corpus install uninstall test-install test-docs \
+        test-java deps-java
 .DEFAULT_GOAL := all
 
 all: $(STATESRVD) $(STATECTL) $(LIB_A) $(LIB_SO) $(BENCH_TOOL) $(EXAMPLES)
@@ -218,6 +220,34 @@ test-integration: $(INTEG_BIN) $(STATESRVD) $(STATECTL) $(EXAMPLES)
 test-valgrind: $(INTEG_BIN) $(STATESRVD) $(STATECTL) | $(DEPS_DEV_STAMP)
 	$(Q)SV_TEST_SLOW=1 STATESRVD=$(abspath tests/tools/valgrind-statesrvd) STATESRVD_REAL=$(abspath $(STATESRVD)) \
 	    STATECTL=$(abspath $(STATECTL)) EXAMPLES_DIR=$(abspath $(BUILD)/examples) $(INTEG_BIN)
+
+# --- Java client (client/; never part of `make test`) ----------------------
+# A Maven build: the parent client/pom.xml pins every version; Maven fetches
+# protoc, protobuf-java, JUnit, AssertJ and google-java-format from Maven
+# Central into ~/.m2. The JDK and Maven come from Debian (`make deps-java`).
+# Outputs land in build/java/<artifactId>. `verify` compiles (protobuf code
+# generated from proto/), runs the JUnit suites against $(STATESRVD) and
+# checks the format (fix with `mvn -f client/pom.xml spotless:apply`).
+DEB_PKGS_JAVA := openjdk-17-jdk-headless maven
+DEPS_JAVA_STAMP := build/.deps-java-ok
+MVN ?= mvn
+MVN_FLAGS ?= -B -q
+JAVA_REPORTS := build/java/statesrv-client/surefire-reports
+
+$(DEPS_JAVA_STAMP): Makefile | $(DEPS_STAMP)
+	$(call install_pkgs,$(DEB_PKGS_JAVA),deps-java)
+
+deps-java: $(DEPS_JAVA_STAMP)
+
+# Maven is quiet on success: the last line sums the Surefire reports.
+test-java: $(STATESRVD) | $(DEPS_JAVA_STAMP)
+	$(Q)rm -rf $(JAVA_REPORTS)
+	$(Q)rc=0; $(MVN) $(MVN_FLAGS) -f client/pom.xml verify -Dstatesrvd=$(abspath $(STATESRVD)) || rc=$$?; \
+	cat $(JAVA_REPORTS)/TEST-*.xml 2>/dev/null | grep -o '<testsuite [^>]*' | \
+	  awk '{ for (i = 1; i <= NF; i++) if (split($$i, kv, "=") == 2) { gsub(/"/, "", kv[2]); n[kv[1]] += kv[2] } } \
+	       END { f = n["failures"] + n["errors"]; \
+	             printf "java: %d passed, %d failed, %d skipped\n", n["tests"] - f - n["skipped"], f, n["skipped"] }'; \
+	exit $$rc
 
 # --- benchmarks (never part of `make test`) -------------------------------
 $(BUILD)/bench/%: $(BUILD)/obj/tests/bench/%.o $(LIB_A)

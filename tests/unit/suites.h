@@ -16,6 +16,7 @@ Suite *sv_suite_value(void);
 Suite *sv_suite_common(void);
 Suite *sv_suite_ckpt(void);
 Suite *sv_suite_wire(void);
+Suite *sv_suite_vectors(void);
 
 /* server/ */
 Suite *sv_suite_config(void);
