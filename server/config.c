@@ -3,9 +3,11 @@
 #include "sv_error.h"
 #include "sv_keys.h"
 
+#include <assert.h>
 #include <ctype.h>
 #include <errno.h>
 #include <ini.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,34 +17,6 @@
 #define MIB (1024ull * KIB)
 #define GIB (1024ull * MIB)
 #define TIB (1024ull * GIB)
-
-void sv_config_defaults(struct sv_config *cfg)
-{
-    memset(cfg, 0, sizeof(*cfg));
-    snprintf(cfg->listen, sizeof(cfg->listen), "127.0.0.1:7420");
-    cfg->unix_socket_mode = 0600;
-    snprintf(cfg->data_dir, sizeof(cfg->data_dir), "/var/lib/statesrvd/data");
-    snprintf(cfg->checkpoint_dir, sizeof(cfg->checkpoint_dir), "/var/lib/statesrvd/checkpoints");
-    cfg->checkpoint_retain = 3;
-    cfg->checkpoint_compression = SV_CKPT_COMPRESS_ZSTD;
-    cfg->checkpoint_compression_level = 1;
-    cfg->key_groups = SV_KEY_GROUPS_DEFAULT;
-    cfg->max_states = 256;
-    cfg->map_size = 256 * MIB;
-    cfg->map_size_max = 1 * TIB;
-    cfg->sync = SV_SYNC_NONE;
-    cfg->writemap = -1; /* auto */
-    cfg->max_frame_size = 16 * MIB;
-    cfg->max_value_size = 4 * MIB;
-    cfg->max_batch_ops = 10000;
-    cfg->max_scan_limit = 10000;
-    cfg->max_connections = 1024;
-    cfg->max_output_buffer = 64 * MIB;
-    cfg->idle_timeout = 0;
-    cfg->header_timeout = 10;
-    cfg->output_timeout = 30;
-    cfg->log_level = SV_LOG_INFO;
-}
 
 int sv_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
 {
@@ -83,59 +57,6 @@ int sv_parse_size(const char *s, uint64_t *out)
     return SV_EINVAL;
 }
 
-static int set_string(char *dst, size_t cap, const char *value, char *err, size_t errlen,
-                      const char *name)
-{
-    size_t n = strlen(value);
-    if (n >= cap) {
-        snprintf(err, errlen, "%s is too long (at most %zu bytes)", name, cap - 1);
-        return SV_EINVAL;
-    }
-    memcpy(dst, value, n + 1);
-    return 0;
-}
-
-/* A size setting bounded to [min, max]; stores into a u32 or u64. */
-static int set_size(const char *name, const char *value, uint64_t min, uint64_t max, void *dst,
-                    int is32, char *err, size_t errlen)
-{
-    uint64_t v;
-    if (sv_parse_size(value, &v) || v < min || v > max) {
-        snprintf(err, errlen,
-                 "%s = '%s': expected a size between %llu and %llu bytes (suffixes K, M, G, T)",
-                 name, value, (unsigned long long)min, (unsigned long long)max);
-        return SV_EINVAL;
-    }
-    if (is32)
-        *(uint32_t *)dst = (uint32_t)v;
-    else
-        *(uint64_t *)dst = v;
-    return 0;
-}
-
-static int set_count(const char *name, const char *value, uint64_t min, uint64_t max, uint32_t *dst,
-                     char *err, size_t errlen)
-{
-    uint64_t v;
-    if (sv_parse_u64(value, min, max, &v)) {
-        snprintf(err, errlen, "%s = '%s': expected a whole number between %llu and %llu", name,
-                 value, (unsigned long long)min, (unsigned long long)max);
-        return SV_EINVAL;
-    }
-    *dst = (uint32_t)v;
-    return 0;
-}
-
-static int set_yes_no(const char *name, const char *value, int *dst, char *err, size_t errlen)
-{
-    if (strcmp(value, "yes") == 0 || strcmp(value, "no") == 0) {
-        *dst = value[0] == 'y';
-        return 0;
-    }
-    snprintf(err, errlen, "%s = '%s': expected yes or no", name, value);
-    return SV_EINVAL;
-}
-
 /* HOST:PORT or [V6]:PORT; the host is resolved when the server binds. */
 static int check_listen(const char *v)
 {
@@ -148,150 +69,313 @@ static int check_listen(const char *v)
     return sv_parse_u64(colon + 1, 0, 65535, &port);
 }
 
+/* --- the settings ----------------------------------------------------------
+ *
+ * One row per setting: its name, how its value is read, where it goes, its
+ * bounds, its default (written as the file would write it, and applied at
+ * start through the same parser) and one line of what it does. The parser,
+ * the defaults and `statesrvd --settings` (which tests/tools/check-man.sh
+ * compares with docs/configuration.md) all read this table. */
+
+enum setting_type {
+    T_STRING,   /* any text that fits */
+    T_NONEMPTY, /* text, not empty */
+    T_LISTEN,   /* HOST:PORT or [V6]:PORT, or empty */
+    T_SIZE32,   /* a size with suffixes, into a uint32_t */
+    T_SIZE64,   /* ... into a uint64_t */
+    T_COUNT,    /* a whole number, into a uint32_t */
+    T_YES_NO,   /* yes or no, into an int */
+    T_CHOICE,   /* one of `choices`, into an int */
+    T_CUSTOM,   /* parse() */
+};
+
+struct choice {
+    const char *name;
+    int value;
+};
+
+struct setting {
+    const char *name;
+    enum setting_type type;
+    size_t offset, size;          /* the field in struct sv_config */
+    uint64_t min, max;            /* T_SIZE*, T_COUNT */
+    const struct choice *choices; /* T_CHOICE: ends with a NULL name */
+    int (*parse)(struct sv_config *cfg, const char *name, const char *value, char *err,
+                 size_t errlen); /* T_CUSTOM */
+    const char *def;
+    const char *doc;
+};
+
+#define FIELD(f) offsetof(struct sv_config, f), sizeof(((struct sv_config *)0)->f)
+
+static const struct choice sync_choices[] = {
+    {"none", SV_SYNC_NONE}, {"always", SV_SYNC_ALWAYS}, {NULL, 0}};
+static const struct choice writemap_choices[] = {{"auto", -1}, {"yes", 1}, {"no", 0}, {NULL, 0}};
+static const struct choice compression_choices[] = {
+    {"zstd", SV_CKPT_COMPRESS_ZSTD}, {"none", SV_CKPT_COMPRESS_NONE}, {NULL, 0}};
+
+static int parse_level(struct sv_config *cfg, const char *name, const char *value, char *err,
+                       size_t errlen)
+{
+    (void)name;
+    if (sv_log_parse_level(value, &cfg->log_level)) {
+        snprintf(err, errlen, "log_level = '%s': expected debug, info, warn or error", value);
+        return SV_EINVAL;
+    }
+    return 0;
+}
+
+static int parse_zstd_level(struct sv_config *cfg, const char *name, const char *value, char *err,
+                            size_t errlen)
+{
+    (void)name;
+    char *end;
+    errno = 0;
+    long v = strtol(value, &end, 10);
+    if (!*value || *end || errno || v < -7 || v > 19) {
+        snprintf(err, errlen,
+                 "checkpoint_compression_level = '%s': expected a zstd level from -7 (fastest) "
+                 "to 19",
+                 value);
+        return SV_EINVAL;
+    }
+    cfg->checkpoint_compression_level = (int)v;
+    return 0;
+}
+
+static int parse_mode(struct sv_config *cfg, const char *name, const char *value, char *err,
+                      size_t errlen)
+{
+    (void)name;
+    char *end;
+    errno = 0;
+    unsigned long m = strtoul(value, &end, 8);
+    if (!*value || *end || errno || m > 0777) {
+        snprintf(err, errlen, "unix_socket_mode = '%s': expected an octal mode such as 0600",
+                 value);
+        return SV_EINVAL;
+    }
+    cfg->unix_socket_mode = (unsigned)m;
+    return 0;
+}
+
+/* In the order of docs/configuration.md's table. */
+static const struct setting settings[] = {
+    {"listen", T_LISTEN, FIELD(listen), 0, 0, NULL, NULL, "127.0.0.1:7420",
+     "TCP address to listen on (HOST:PORT), or empty for none"},
+    {"unix_socket", T_STRING, FIELD(unix_socket), 0, 0, NULL, NULL, "",
+     "path of a Unix socket to listen on, or empty for none"},
+    {"unix_socket_mode", T_CUSTOM, FIELD(unix_socket_mode), 0, 0777, NULL, parse_mode, "0600",
+     "file mode of the Unix socket (octal)"},
+    {"max_frame_size", T_SIZE32, FIELD(max_frame_size), 4 * KIB, 1 * GIB, NULL, NULL, "16M",
+     "largest frame read or written"},
+    {"max_value_size", T_SIZE32, FIELD(max_value_size), 1, 1 * GIB, NULL, NULL, "4M",
+     "largest value a put or merge may store"},
+    {"max_batch_ops", T_COUNT, FIELD(max_batch_ops), 1, 1000000, NULL, NULL, "10000",
+     "most items in one batch or multi_get"},
+    {"max_scan_limit", T_COUNT, FIELD(max_scan_limit), 1, 1000000, NULL, NULL, "10000",
+     "most entries in one scan page"},
+    {"max_connections", T_COUNT, FIELD(max_connections), 1, 1000000, NULL, NULL, "1024",
+     "connections served at once"},
+    /* uv_buf_t lengths are unsigned int: stay well below 4 GiB. */
+    {"max_output_buffer", T_SIZE64, FIELD(max_output_buffer), 64 * KIB, 2 * GIB, NULL, NULL, "64M",
+     "unwritten replies per connection before it is no longer read"},
+    {"max_states", T_COUNT, FIELD(max_states), 1, 32000, NULL, NULL, "256",
+     "most named states in the store"},
+    {"data_dir", T_NONEMPTY, FIELD(data_dir), 0, 0, NULL, NULL, "/var/lib/statesrvd/data",
+     "where the store lives"},
+    {"key_groups", T_COUNT, FIELD(key_groups), 1, SV_KEY_GROUPS_MAX, NULL, NULL, "128",
+     "key groups of a new store (the job's max parallelism)"},
+    {"map_size", T_SIZE64, FIELD(map_size), 1 * MIB, 1ull << 48, NULL, NULL, "256M",
+     "initial size of the store's map"},
+    {"map_size_max", T_SIZE64, FIELD(map_size_max), 1 * MIB, 1ull << 48, NULL, NULL, "1T",
+     "the map grows up to this"},
+    {"writemap", T_CHOICE, FIELD(writemap), 0, 0, writemap_choices, NULL, "auto",
+     "write through the map (auto: with sync = none)"},
+    {"sync", T_CHOICE, FIELD(sync), 0, 0, sync_choices, NULL, "none",
+     "flush each commit to disk before replying (always) or not (none)"},
+    {"checkpoint_dir", T_NONEMPTY, FIELD(checkpoint_dir), 0, 0, NULL, NULL,
+     "/var/lib/statesrvd/checkpoints", "where snapshots write checkpoints"},
+    {"checkpoint_retain", T_COUNT, FIELD(checkpoint_retain), 1, 100000, NULL, NULL, "3",
+     "completed checkpoints kept"},
+    {"checkpoint_compression", T_CHOICE, FIELD(checkpoint_compression), 0, 0, compression_choices,
+     NULL, "zstd", "compression of checkpoint blocks"},
+    {"checkpoint_compression_level", T_CUSTOM, FIELD(checkpoint_compression_level), 0, 0, NULL,
+     parse_zstd_level, "1", "zstd level, -7 (fastest) to 19"},
+    {"restore_roots", T_STRING, FIELD(restore_roots), 0, 0, NULL, NULL, "",
+     "':'-separated directories restore may read checkpoints from"},
+    {"auth_token_file", T_STRING, FIELD(auth_token_file), 0, 0, NULL, NULL, "",
+     "file whose first line is the token clients must send, or empty for none"},
+    {"allow_insecure_remote", T_YES_NO, FIELD(allow_insecure_remote), 0, 0, NULL, NULL, "no",
+     "accept a listen address other hosts reach without auth_token_file"},
+    {"idle_timeout", T_COUNT, FIELD(idle_timeout), 0, 86400 * 365, NULL, NULL, "0",
+     "seconds without a request before a connection is closed (0: never)"},
+    {"header_timeout", T_COUNT, FIELD(header_timeout), 1, 3600, NULL, NULL, "10",
+     "seconds a frame may take, and with auth the handshake"},
+    {"output_timeout", T_COUNT, FIELD(output_timeout), 1, 86400, NULL, NULL, "30",
+     "seconds replies may stay unread over max_output_buffer"},
+    {"log_level", T_CUSTOM, FIELD(log_level), 0, 0, NULL, parse_level, "info",
+     "debug, info, warn or error"},
+    {"metrics_listen", T_LISTEN, FIELD(metrics_listen), 0, 0, NULL, NULL, "",
+     "HTTP address of /metrics (HOST:PORT), or empty for off"},
+};
+
+static const struct setting *find_setting(const char *name)
+{
+    for (size_t i = 0; i < sizeof(settings) / sizeof(settings[0]); i++)
+        if (strcmp(settings[i].name, name) == 0)
+            return &settings[i];
+    return NULL;
+}
+
+static int set_text(const struct setting *st, char *dst, const char *value, char *err,
+                    size_t errlen)
+{
+    size_t n = strlen(value);
+    if (st->type == T_NONEMPTY && n == 0) {
+        snprintf(err, errlen, "%s must not be empty", st->name);
+        return SV_EINVAL;
+    }
+    if (st->type == T_LISTEN && n && check_listen(value)) {
+        snprintf(err, errlen,
+                 "%s = '%s': expected HOST:PORT with a port from 0 to 65535 (e.g. %s), or "
+                 "empty for none",
+                 st->name, value, strcmp(st->name, "listen") ? "127.0.0.1:9464" : "127.0.0.1:7420");
+        return SV_EINVAL;
+    }
+    if (n >= st->size) {
+        snprintf(err, errlen, "%s is too long (at most %zu bytes)", st->name, st->size - 1);
+        return SV_EINVAL;
+    }
+    memcpy(dst, value, n + 1);
+    return 0;
+}
+
 int sv_config_set(struct sv_config *cfg, const char *name, const char *value, char *err,
                   size_t errlen)
 {
-    if (strcmp(name, "listen") == 0) {
-        if (*value && check_listen(value)) {
+    const struct setting *st = find_setting(name);
+    if (!st) {
+        snprintf(err, errlen, "unknown setting '%s'", name);
+        return SV_EINVAL;
+    }
+    void *dst = (char *)cfg + st->offset;
+    uint64_t v;
+    switch (st->type) {
+    case T_STRING:
+    case T_NONEMPTY:
+    case T_LISTEN:
+        return set_text(st, dst, value, err, errlen);
+    case T_SIZE32:
+    case T_SIZE64:
+        if (sv_parse_size(value, &v) || v < st->min || v > st->max) {
             snprintf(err, errlen,
-                     "listen = '%s': expected HOST:PORT with a port from 0 to 65535 "
-                     "(e.g. 127.0.0.1:7420 or [::1]:7420), or empty for none",
-                     value);
+                     "%s = '%s': expected a size between %llu and %llu bytes (suffixes K, M, G, "
+                     "T)",
+                     name, value, (unsigned long long)st->min, (unsigned long long)st->max);
             return SV_EINVAL;
         }
-        return set_string(cfg->listen, sizeof(cfg->listen), value, err, errlen, name);
-    }
-    if (strcmp(name, "metrics_listen") == 0) {
-        if (*value && check_listen(value)) {
-            snprintf(err, errlen,
-                     "metrics_listen = '%s': expected HOST:PORT with a port from 0 to 65535 "
-                     "(e.g. 127.0.0.1:9464), or empty for none",
-                     value);
-            return SV_EINVAL;
-        }
-        return set_string(cfg->metrics_listen, sizeof(cfg->metrics_listen), value, err, errlen,
-                          name);
-    }
-    if (strcmp(name, "unix_socket") == 0)
-        return set_string(cfg->unix_socket, sizeof(cfg->unix_socket), value, err, errlen, name);
-    if (strcmp(name, "data_dir") == 0) {
-        if (!*value) {
-            snprintf(err, errlen, "data_dir must not be empty");
-            return SV_EINVAL;
-        }
-        return set_string(cfg->data_dir, sizeof(cfg->data_dir), value, err, errlen, name);
-    }
-    if (strcmp(name, "checkpoint_dir") == 0)
-        return set_string(cfg->checkpoint_dir, sizeof(cfg->checkpoint_dir), value, err, errlen,
-                          name);
-    if (strcmp(name, "auth_token_file") == 0)
-        return set_string(cfg->auth_token_file, sizeof(cfg->auth_token_file), value, err, errlen,
-                          name);
-    if (strcmp(name, "allow_insecure_remote") == 0)
-        return set_yes_no(name, value, &cfg->allow_insecure_remote, err, errlen);
-    if (strcmp(name, "writemap") == 0) {
-        if (strcmp(value, "auto") == 0) {
-            cfg->writemap = -1;
-            return 0;
-        }
-        if (strcmp(value, "yes") && strcmp(value, "no")) {
-            snprintf(err, errlen, "writemap = '%s': expected auto, yes or no", value);
-            return SV_EINVAL;
-        }
-        return set_yes_no(name, value, &cfg->writemap, err, errlen);
-    }
-    if (strcmp(name, "idle_timeout") == 0)
-        return set_count(name, value, 0, 86400 * 365, &cfg->idle_timeout, err, errlen);
-    if (strcmp(name, "header_timeout") == 0)
-        return set_count(name, value, 1, 3600, &cfg->header_timeout, err, errlen);
-    if (strcmp(name, "output_timeout") == 0)
-        return set_count(name, value, 1, 86400, &cfg->output_timeout, err, errlen);
-    if (strcmp(name, "checkpoint_retain") == 0)
-        return set_count(name, value, 1, 100000, &cfg->checkpoint_retain, err, errlen);
-    if (strcmp(name, "checkpoint_compression") == 0) {
-        if (strcmp(value, "zstd") == 0) {
-            cfg->checkpoint_compression = SV_CKPT_COMPRESS_ZSTD;
-        } else if (strcmp(value, "none") == 0) {
-            cfg->checkpoint_compression = SV_CKPT_COMPRESS_NONE;
-        } else {
-            snprintf(err, errlen, "checkpoint_compression = '%s': expected zstd or none", value);
-            return SV_EINVAL;
-        }
+        if (st->type == T_SIZE32)
+            *(uint32_t *)dst = (uint32_t)v;
+        else
+            *(uint64_t *)dst = v;
         return 0;
-    }
-    if (strcmp(name, "checkpoint_compression_level") == 0) {
-        char *end;
-        errno = 0;
-        long v = strtol(value, &end, 10);
-        if (!*value || *end || errno || v < -7 || v > 19) {
-            snprintf(err, errlen,
-                     "checkpoint_compression_level = '%s': expected a zstd level from -7 "
-                     "(fastest) to 19",
-                     value);
+    case T_COUNT:
+        if (sv_parse_u64(value, st->min, st->max, &v)) {
+            snprintf(err, errlen, "%s = '%s': expected a whole number between %llu and %llu", name,
+                     value, (unsigned long long)st->min, (unsigned long long)st->max);
             return SV_EINVAL;
         }
-        cfg->checkpoint_compression_level = (int)v;
-        return 0;
-    }
-    if (strcmp(name, "restore_roots") == 0)
-        return set_string(cfg->restore_roots, sizeof(cfg->restore_roots), value, err, errlen, name);
-    if (strcmp(name, "unix_socket_mode") == 0) {
-        char *end;
-        errno = 0;
-        unsigned long m = strtoul(value, &end, 8);
-        if (!*value || *end || errno || m > 0777) {
-            snprintf(err, errlen, "unix_socket_mode = '%s': expected an octal mode such as 0600",
-                     value);
-            return SV_EINVAL;
-        }
-        cfg->unix_socket_mode = (unsigned)m;
-        return 0;
-    }
-    if (strcmp(name, "key_groups") == 0) {
-        int rc = set_count(name, value, 1, SV_KEY_GROUPS_MAX, &cfg->key_groups, err, errlen);
-        if (rc == 0)
+        *(uint32_t *)dst = (uint32_t)v;
+        if (strcmp(name, "key_groups") == 0)
             cfg->key_groups_set = 1;
-        return rc;
-    }
-    if (strcmp(name, "max_states") == 0)
-        return set_count(name, value, 1, 32000, &cfg->max_states, err, errlen);
-    if (strcmp(name, "map_size") == 0)
-        return set_size(name, value, 1 * MIB, 1ull << 48, &cfg->map_size, 0, err, errlen);
-    if (strcmp(name, "map_size_max") == 0)
-        return set_size(name, value, 1 * MIB, 1ull << 48, &cfg->map_size_max, 0, err, errlen);
-    if (strcmp(name, "max_frame_size") == 0)
-        return set_size(name, value, 4 * KIB, 1 * GIB, &cfg->max_frame_size, 1, err, errlen);
-    if (strcmp(name, "max_value_size") == 0)
-        return set_size(name, value, 1, 1 * GIB, &cfg->max_value_size, 1, err, errlen);
-    if (strcmp(name, "max_output_buffer") == 0)
-        /* uv_buf_t lengths are unsigned int: stay well below 4 GiB. */
-        return set_size(name, value, 64 * KIB, 2 * GIB, &cfg->max_output_buffer, 0, err, errlen);
-    if (strcmp(name, "max_batch_ops") == 0)
-        return set_count(name, value, 1, 1000000, &cfg->max_batch_ops, err, errlen);
-    if (strcmp(name, "max_scan_limit") == 0)
-        return set_count(name, value, 1, 1000000, &cfg->max_scan_limit, err, errlen);
-    if (strcmp(name, "max_connections") == 0)
-        return set_count(name, value, 1, 1000000, &cfg->max_connections, err, errlen);
-    if (strcmp(name, "sync") == 0) {
-        if (strcmp(value, "none") == 0) {
-            cfg->sync = SV_SYNC_NONE;
-        } else if (strcmp(value, "always") == 0) {
-            cfg->sync = SV_SYNC_ALWAYS;
-        } else {
-            snprintf(err, errlen, "sync = '%s': expected none or always", value);
+        return 0;
+    case T_YES_NO:
+        if (strcmp(value, "yes") && strcmp(value, "no")) {
+            snprintf(err, errlen, "%s = '%s': expected yes or no", name, value);
             return SV_EINVAL;
         }
+        *(int *)dst = value[0] == 'y';
         return 0;
-    }
-    if (strcmp(name, "log_level") == 0) {
-        if (sv_log_parse_level(value, &cfg->log_level)) {
-            snprintf(err, errlen, "log_level = '%s': expected debug, info, warn or error", value);
-            return SV_EINVAL;
+    case T_CHOICE: {
+        char names[64] = "";
+        for (const struct choice *c = st->choices; c->name; c++) {
+            if (strcmp(c->name, value) == 0) {
+                *(int *)dst = c->value;
+                return 0;
+            }
+            snprintf(names + strlen(names), sizeof(names) - strlen(names), "%s%s",
+                     c == st->choices ? ""
+                     : c[1].name      ? ", "
+                                      : " or ",
+                     c->name);
         }
-        return 0;
+        snprintf(err, errlen, "%s = '%s': expected %s", name, value, names);
+        return SV_EINVAL;
     }
-    snprintf(err, errlen, "unknown setting '%s'", name);
+    case T_CUSTOM:
+        return st->parse(cfg, name, value, err, errlen);
+    }
     return SV_EINVAL;
+}
+
+void sv_config_defaults(struct sv_config *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    char err[256];
+    for (size_t i = 0; i < sizeof(settings) / sizeof(settings[0]); i++) {
+        int rc = sv_config_set(cfg, settings[i].name, settings[i].def, err, sizeof(err));
+        assert(rc == 0 && "a default the parser refuses");
+        (void)rc;
+    }
+    cfg->key_groups_set = 0; /* the default is not a choice: the data directory's wins */
+}
+
+/* The sizes as the docs write them: 4K, 16M, 1T. */
+static void size_text(uint64_t v, char *out, size_t cap)
+{
+    static const char units[] = "KMGT";
+    int u = -1;
+    while (u < 3 && v >= 1024 && v % 1024 == 0) {
+        v /= 1024;
+        u++;
+    }
+    if (u < 0)
+        snprintf(out, cap, "%llu", (unsigned long long)v);
+    else
+        snprintf(out, cap, "%llu%c", (unsigned long long)v, units[u]);
+}
+
+void sv_config_print_settings(FILE *f)
+{
+    for (size_t i = 0; i < sizeof(settings) / sizeof(settings[0]); i++) {
+        const struct setting *st = &settings[i];
+        char range[96] = "", lo[24], hi[24];
+        switch (st->type) {
+        case T_SIZE32:
+        case T_SIZE64:
+            size_text(st->min, lo, sizeof(lo));
+            size_text(st->max, hi, sizeof(hi));
+            snprintf(range, sizeof(range), "%s..%s", lo, hi);
+            break;
+        case T_COUNT:
+            snprintf(range, sizeof(range), "%llu..%llu", (unsigned long long)st->min,
+                     (unsigned long long)st->max);
+            break;
+        case T_YES_NO:
+            snprintf(range, sizeof(range), "yes|no");
+            break;
+        case T_CHOICE:
+            for (const struct choice *c = st->choices; c->name; c++)
+                snprintf(range + strlen(range), sizeof(range) - strlen(range), "%s%s",
+                         c == st->choices ? "" : "|", c->name);
+            break;
+        default:
+            snprintf(range, sizeof(range), "-");
+            break;
+        }
+        fprintf(f, "%s\t%s\t%s\t%s\n", st->name, st->def, range, st->doc);
+    }
 }
 
 struct load_ctx {

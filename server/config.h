@@ -7,6 +7,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #define SV_PATH_MAX 4096
 
@@ -55,6 +56,10 @@ int sv_config_load(struct sv_config *cfg, const char *path, char *err, size_t er
  * SV_EINVAL with a reason in err. Used for the file and for flags. */
 int sv_config_set(struct sv_config *cfg, const char *name, const char *value, char *err,
                   size_t errlen);
+
+/* Prints every setting, one per line: name, default, range or values ("-"
+ * for text), and what it does, separated by tabs (statesrvd --settings). */
+void sv_config_print_settings(FILE *f);
 
 /* Cross-setting checks once everything is read. 0 or SV_EINVAL + err. */
 int sv_config_validate(const struct sv_config *cfg, char *err, size_t errlen);

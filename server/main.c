@@ -41,6 +41,7 @@ static void usage(FILE *f)
             "      --metrics-listen HOST:PORT  serve Prometheus metrics at\n"
             "                           http://HOST:PORT/metrics (default: off)\n"
             "      --log-level LEVEL    debug, info, warn or error\n"
+            "      --settings           list every setting: name, default, range, what it does\n"
             "  -h, --help               show this help\n"
             "  -V, --version            show the version\n"
             "\n"
@@ -55,7 +56,8 @@ int main(int argc, char **argv)
         OPT_LOG_LEVEL,
         OPT_RESTORE_FROM,
         OPT_RESTORE_KG,
-        OPT_METRICS_LISTEN
+        OPT_METRICS_LISTEN,
+        OPT_SETTINGS
     };
     static const struct option opts[] = {
         {"config", required_argument, NULL, 'c'},
@@ -69,6 +71,7 @@ int main(int argc, char **argv)
         {"metrics-listen", required_argument, NULL, OPT_METRICS_LISTEN},
         {"restore-from", required_argument, NULL, OPT_RESTORE_FROM},
         {"restore-key-groups", required_argument, NULL, OPT_RESTORE_KG},
+        {"settings", no_argument, NULL, OPT_SETTINGS},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
@@ -136,6 +139,9 @@ int main(int argc, char **argv)
             restore.last = b;
             break;
         }
+        case OPT_SETTINGS:
+            sv_config_print_settings(stdout);
+            return 0;
         case 'h':
             usage(stdout);
             return 0;

@@ -9,10 +9,11 @@
 #    mandb/whatis index), and is plain ASCII (use groff escapes).
 # 2. Cross-checks against the sources, so the docs cannot silently fall
 #    behind:
-#    - every setting parsed in server/config.c (`strcmp(name, "key")`) is an
-#      entry of statesrvd.conf(5) (`.BI "key = "...`) and a `### \`key\``
-#      heading of docs/configuration.md, and every setting documented there
-#      is parsed by config.c;
+#    - every setting of server/config.c's table (`statesrvd --settings`) is
+#      an entry of statesrvd.conf(5) (`.BI "key = "...`) and a `### \`key\``
+#      heading of docs/configuration.md, every setting documented there is
+#      in the table, and the default and range in configuration.md's summary
+#      table are the code's;
 #    - every long option of statesrvd (server/main.c) is in statesrvd(8);
 #    - every environment variable the server or statectl reads is in their
 #      page;
@@ -93,25 +94,51 @@ for page in $pages; do
 done
 
 # --- 2. cross-checks -------------------------------------------------------
-# Settings: server/config.c is the truth.
-grep -o 'strcmp(name, "[a-z_0-9]*")' server/config.c | sed 's/.*"\(.*\)".*/\1/' |
-    sort -u >"$TMP/code-settings"
-[ -s "$TMP/code-settings" ] || fail "found no settings in server/config.c (did the parser change shape?)"
+# Settings: the table in server/config.c is the truth, as `statesrvd
+# --settings` prints it (name, default, range, what it does).
+STATESRVD_BIN=${STATESRVD:-${SV_BUILD:-build}/statesrvd}
+[ -x "$STATESRVD_BIN" ] || fail "no $STATESRVD_BIN to ask for its settings (run make first)"
+"$STATESRVD_BIN" --settings >"$TMP/settings" 2>/dev/null ||
+    fail "$STATESRVD_BIN --settings failed"
+cut -f1 "$TMP/settings" | sort -u >"$TMP/code-settings"
+[ -s "$TMP/code-settings" ] || fail "statesrvd --settings listed no settings"
 sed -n 's/^\.B[IR]\{0,1\} "\([a-z_0-9]*\) = .*/\1/p' "$CONF_MAN" | sort -u >"$TMP/man-settings"
 sed -n 's/^### `\([a-z_0-9]*\)`$/\1/p' "$CONF_MD" | sort -u >"$TMP/md-settings"
 for k in $(comm -23 "$TMP/code-settings" "$TMP/man-settings"); do
-    fail "setting '$k' is parsed in server/config.c but missing from $CONF_MAN"
+    fail "setting '$k' is in server/config.c's table but missing from $CONF_MAN"
 done
 for k in $(comm -23 "$TMP/code-settings" "$TMP/md-settings"); do
-    fail "setting '$k' is parsed in server/config.c but has no '### \`$k\`' in $CONF_MD"
+    fail "setting '$k' is in server/config.c's table but has no '### \`$k\`' in $CONF_MD"
 done
 for k in $(comm -13 "$TMP/code-settings" "$TMP/man-settings"); do
-    fail "setting '$k' is documented in $CONF_MAN but not parsed in server/config.c"
+    fail "setting '$k' is documented in $CONF_MAN but not in server/config.c's table"
 done
 for k in $(comm -13 "$TMP/code-settings" "$TMP/md-settings"); do
-    fail "setting '$k' is documented in $CONF_MD but not parsed in server/config.c"
+    fail "setting '$k' is documented in $CONF_MD but not in server/config.c's table"
 done
-echo "check-man: $(wc -l <"$TMP/code-settings") settings in server/config.c," \
+# The summary table of docs/configuration.md gives each default and range:
+# the first `quoted` word of the default cell (or "empty"), and the range up
+# to its first space or comma where the code has one (a..b).
+while IFS= read -r line; do
+    name=$(printf '%s\n' "$line" | cut -f1)
+    def=$(printf '%s\n' "$line" | cut -f2)
+    range=$(printf '%s\n' "$line" | cut -f3)
+    row=$(grep -F "| [\`$name\`](#$name) |" "$CONF_MD" | head -1)
+    [ -n "$row" ] || { fail "setting '$name' has no row in the table of $CONF_MD"; continue; }
+    mdef=$(printf '%s\n' "$row" | awk -F'|' '{print $3}')
+    case "$mdef" in
+    *empty*) mdef="" ;;
+    *) mdef=$(printf '%s\n' "$mdef" | sed -n 's/^[^`]*`\([^`]*\)`.*/\1/p') ;;
+    esac
+    [ "$mdef" = "$def" ] || fail "setting '$name': default '$def' in the code, '$mdef' in $CONF_MD"
+    case "$range" in
+    *..*)
+        mrange=$(printf '%s\n' "$row" | awk -F'|' '{print $4}' | sed 's/^ *//; s/[ ,].*//')
+        [ "$mrange" = "$range" ] || fail "setting '$name': range $range in the code, '$mrange' in $CONF_MD"
+        ;;
+    esac
+done <"$TMP/settings"
+echo "check-man: $(wc -l <"$TMP/code-settings") settings in server/config.c's table," \
     "$(wc -l <"$TMP/man-settings") in $CONF_MAN, $(wc -l <"$TMP/md-settings") in $CONF_MD"
 
 # In man sources a '-' is written '\-'; compare with that form.
