@@ -75,8 +75,10 @@ CKPT_OBJ := $(CKPT_SRC:%.c=$(BUILD)/obj/%.o)
 SERVER_OBJ := $(SERVER_SRC:%.c=$(BUILD)/obj/%.o)
 CLIENT_LIB_OBJ := $(CLIENT_LIB_SRC:%.c=$(BUILD)/obj/%.o)
 
-UNIT_SRC := $(wildcard tests/unit/*.c)
-INTEG_SRC := $(wildcard tests/integration/*.c)
+# tests/common/: helpers both suites use (crafted checkpoint files).
+TEST_COMMON_SRC := $(wildcard tests/common/*.c)
+UNIT_SRC := $(wildcard tests/unit/*.c) $(TEST_COMMON_SRC)
+INTEG_SRC := $(wildcard tests/integration/*.c) $(TEST_COMMON_SRC)
 
 STATESRVD := $(BUILD)/statesrvd
 STATECTL := $(BUILD)/statectl
@@ -195,12 +197,12 @@ $(UNIT_BIN): $(UNIT_SRC:%.c=$(BUILD)/obj/%.o) $(SERVER_OBJ) $(CKPT_OBJ) $(COMMON
 	@echo "  LD      $@"
 	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS) $(CHECK_LIBS) -lpthread
 
-$(INTEG_BIN): $(INTEG_SRC:%.c=$(BUILD)/obj/%.o) $(LIB_A)
+$(INTEG_BIN): $(INTEG_SRC:%.c=$(BUILD)/obj/%.o) $(CKPT_OBJ) $(LIB_A)
 	@mkdir -p $(@D)
 	@echo "  LD      $@"
 	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS) $(CHECK_LIBS) -lpthread
 
-$(BUILD)/obj/tests/%.o: ALL_CPPFLAGS += -Iserver -Itests
+$(BUILD)/obj/tests/%.o: ALL_CPPFLAGS += -Iserver -Itests -Itests/common
 
 # `all` too: after `make test` every artifact the README names exists.
 test: all test-unit test-integration test-docs test-install

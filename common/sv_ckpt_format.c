@@ -597,6 +597,11 @@ int sv_ckpt_entries_check(const uint8_t *raw, const struct sv_ckpt_block_info *x
         if (sv_skey_decode(k, kl, &sk) != 0)
             return fail(SV_ECORRUPT, why, whylen, BLOCK_FMT "entry %llu: not a stored key",
                         BLOCK_ARGS(x), (unsigned long long)count);
+        if (kl > SV_CKPT_SKEY_MAX)
+            return fail(SV_ECORRUPT, why, whylen,
+                        BLOCK_FMT "entry %llu: a stored key of %zu bytes, longer than a store "
+                                  "can hold (%u)",
+                        BLOCK_ARGS(x), (unsigned long long)count, kl, SV_CKPT_SKEY_MAX);
         if (sk.kg != x->kg)
             return fail(SV_ECORRUPT, why, whylen, BLOCK_FMT "entry %llu: key group %u",
                         BLOCK_ARGS(x), (unsigned long long)count, (unsigned)sk.kg);

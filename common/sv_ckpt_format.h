@@ -27,6 +27,12 @@
 #define SV_CKPT_BLOCK_SIZE_DEFAULT (256u * 1024)
 /* A reader refuses blocks claiming more than this uncompressed. */
 #define SV_CKPT_BLOCK_RAW_MAX (1100u * 1024 * 1024)
+/* The longest stored key an entry may have: LMDB's key size limit (511 in
+ * its default build, which statesrvd uses), so no store holds a longer one
+ * and a restore could not put one in. New writes are held to 509 (the store
+ * keeps 2 bytes for a snapshot's copies); 510-511 bytes can come from data
+ * directories of earlier builds and still restore. */
+#define SV_CKPT_SKEY_MAX 511u
 
 /* Layout (docs/checkpoint-format.md). */
 #define SV_CKPT_DATA_HEADER_SIZE 16u
@@ -181,9 +187,10 @@ size_t sv_ckpt_entry_put(uint8_t *out, const uint8_t *skey, size_t sklen, const 
 size_t sv_ckpt_entry_parse(const uint8_t *p, size_t n, const uint8_t **skey, size_t *sklen,
                            const uint8_t **value, size_t *vlen);
 /* Checks every entry of the raw payload of block x: framing to exactly
- * x->raw bytes, stored keys that decode, carry x->kg and strictly increase, also from *prev (the
- * last key before this block in the same state, or empty), and x->entries of them. On success *prev
- * holds the block's last key and *kv_bytes (may be NULL) the bytes of its keys and values. */
+ * x->raw bytes, stored keys that decode, are at most SV_CKPT_SKEY_MAX bytes, carry x->kg and
+ * strictly increase, also from *prev (the last key before this block in the same state, or empty),
+ * and x->entries of them. On success *prev holds the block's last key and *kv_bytes (may be NULL)
+ * the bytes of its keys and values. */
 int sv_ckpt_entries_check(const uint8_t *raw, const struct sv_ckpt_block_info *x,
                           struct sv_buf *prev, uint64_t *kv_bytes, char *why, size_t whylen)
     __attribute__((warn_unused_result));

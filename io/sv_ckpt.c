@@ -378,6 +378,9 @@ int sv_ckpt_writer_add(struct sv_ckpt_writer *w, const uint8_t *skey, size_t skl
     if (sv_skey_decode(skey, sklen, &k) != 0)
         return werr(w, SV_EINVAL, "state %s, entry %llu: not a stored key", s->name,
                     (unsigned long long)s->entries);
+    if (sklen > SV_CKPT_SKEY_MAX)
+        return werr(w, SV_EINVAL, "state %s, entry %llu: a stored key of %zu bytes is above %u",
+                    s->name, (unsigned long long)s->entries, sklen, SV_CKPT_SKEY_MAX);
     if (k.kg >= w->key_groups || k.kg < w->kg_first || k.kg > w->kg_last)
         return werr(w, SV_EINVAL, "state %s, entry %llu: key group %u outside %u..%u", s->name,
                     (unsigned long long)s->entries, (unsigned)k.kg, (unsigned)w->kg_first,
@@ -628,24 +631,46 @@ static void blockbuf_free(struct blockbuf *b)
     sv_ckpt_block_decoder_free(&b->dec);
 }
 
+/* Opens a checkpoint file for reading: a regular file, never a symbolic
+ * link (that could lead out of the directory a server confined the source
+ * to), a FIFO or a device (whose open or read can block for ever: the server
+ * lists checkpoints on its event loop). O_NONBLOCK makes the open of a FIFO
+ * return at once; it changes nothing for a regular file. *fd and *st on
+ * success; SV_ECORRUPT for a file of the wrong kind, or -errno. */
+static int open_regular(struct sv_ckpt_reader *r, const char *path, int *fd, struct stat *st)
+{
+    *fd = open(path, O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC);
+    if (*fd < 0) {
+        int rc = -errno;
+        if (rc == -ELOOP)
+            return rerr(r, SV_ECORRUPT,
+                        "%s: a symbolic link (checkpoint files must be regular files)", path);
+        return rerr(r, rc, "%s: %s", path, sv_strerror(rc));
+    }
+    int rc = 0;
+    if (fstat(*fd, st) != 0) {
+        rc = -errno;
+        rerr(r, rc, "%s: %s", path, sv_strerror(rc));
+    } else if (!S_ISREG(st->st_mode)) {
+        rc = rerr(r, SV_ECORRUPT, "%s: not a regular file", path);
+    }
+    if (rc) {
+        close(*fd);
+        *fd = -1;
+    }
+    return rc;
+}
+
 /* Reads the MANIFEST into r->m. */
 static int read_manifest(struct sv_ckpt_reader *r)
 {
-    int fd = open(r->manifest_path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        int rc = -errno;
-        return rerr(r, rc, "%s: %s", r->manifest_path, sv_strerror(rc));
-    }
-    uint8_t *buf = NULL;
-    int rc = 0;
+    int fd;
     struct stat st;
-    if (fstat(fd, &st) != 0) {
-        rc = -errno;
-        rerr(r, rc, "%s: %s", r->manifest_path, sv_strerror(rc));
-        goto out;
-    }
-    if (!S_ISREG(st.st_mode) || st.st_size < (off_t)SV_CKPT_MANIFEST_OVERHEAD ||
-        st.st_size > (off_t)SV_CKPT_MANIFEST_MAX) {
+    int rc = open_regular(r, r->manifest_path, &fd, &st);
+    if (rc)
+        return rc;
+    uint8_t *buf = NULL;
+    if (st.st_size < (off_t)SV_CKPT_MANIFEST_OVERHEAD || st.st_size > (off_t)SV_CKPT_MANIFEST_MAX) {
         rc = rerr(r, SV_ECORRUPT, "%s: MANIFEST: not a regular file of %u..%u bytes",
                   r->manifest_path, SV_CKPT_MANIFEST_OVERHEAD, SV_CKPT_MANIFEST_MAX);
         goto out;
@@ -677,18 +702,10 @@ static int read_data_meta(struct sv_ckpt_reader *r)
 {
     const struct sv_ckpt_manifest *m = &r->m;
     const char *path = r->data_path;
-    r->fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (r->fd < 0) {
-        int rc = -errno;
-        return rerr(r, rc, "%s: %s", path, sv_strerror(rc));
-    }
     struct stat st;
-    if (fstat(r->fd, &st) != 0) {
-        int rc = -errno;
-        return rerr(r, rc, "%s: %s", path, sv_strerror(rc));
-    }
-    if (!S_ISREG(st.st_mode))
-        return rerr(r, SV_ECORRUPT, "%s: not a regular file", path);
+    int rc = open_regular(r, path, &r->fd, &st);
+    if (rc)
+        return rc;
     r->size = (uint64_t)st.st_size;
     if (r->size != m->data_bytes)
         return rerr(r, SV_ECORRUPT,
@@ -699,7 +716,7 @@ static int read_data_meta(struct sv_ckpt_reader *r)
                     (unsigned long long)r->size);
 
     char why[WHY_LEN];
-    int rc = pread_full(r->fd, r->header, SV_CKPT_DATA_HEADER_SIZE, 0);
+    rc = pread_full(r->fd, r->header, SV_CKPT_DATA_HEADER_SIZE, 0);
     if (rc)
         return rerr(r, rc, "%s: data header: read: %s", path, sv_strerror(rc));
     if ((rc = sv_ckpt_data_header_check(r->header, why, sizeof(why))))

@@ -61,10 +61,10 @@ int sv_ckpt_writer_open(const char *dir, const struct sv_ckpt_writer_options *o,
  * Errors from _state and _add are sticky: every later call, and finish,
  * returns the first one, and finish's err names it. */
 int sv_ckpt_writer_state(struct sv_ckpt_writer *w, const char *name);
-/* Adds one entry of the current state: skey is a stored key (its first two
- * bytes are the key group, which must be within kg_first..kg_last), strictly
- * increasing within the state; value is the stored value (header included).
- * SV_EINVAL for any of that not holding, SV_ETOOLARGE for an entry above
+/* Adds one entry of the current state: skey is a stored key of at most
+ * SV_CKPT_SKEY_MAX bytes (its first two bytes are the key group, which must
+ * be within kg_first..kg_last), strictly increasing within the state; value is the stored value
+ * (header included). SV_EINVAL for any of that not holding, SV_ETOOLARGE for an entry above
  * SV_CKPT_BLOCK_RAW_MAX. */
 int sv_ckpt_writer_add(struct sv_ckpt_writer *w, const uint8_t *skey, size_t sklen,
                        const uint8_t *value, size_t vlen);

@@ -2,6 +2,7 @@
  * directory: round trips, ranged reads, the byte layout, every kind of
  * corruption a reader must catch, and a writer running out of space. */
 #include "checkpoint.pb-c.h"
+#include "craft_ckpt.h"
 #include "suites.h"
 #include "sv_be.h"
 #include "sv_ckpt.h"
@@ -1233,6 +1234,120 @@ START_TEST(full_disk_fails_cleanly)
 }
 END_TEST
 
+/* --- hostile files ---------------------------------------------------------- */
+
+static const char *const hostile_file_names[] = {SV_CKPT_MANIFEST_FILE, SV_CKPT_DATA_FILE};
+
+/* Opens d expecting SV_ECORRUPT with a message naming `file` and `why`. */
+static void open_refused(const char *d, const char *file, const char *why)
+{
+    struct sv_ckpt_reader *r = (struct sv_ckpt_reader *)1;
+    char err[512] = "";
+    int rc = sv_ckpt_open(d, &r, err, sizeof(err));
+    ck_assert_msg(rc == SV_ECORRUPT, "rc %d (%s)", rc, err);
+    ck_assert_ptr_null(r);
+    ck_assert_msg(strstr(err, path_in(d, file)) && strstr(err, why), "\"%s\" lacks %s and \"%s\"",
+                  err, file, why);
+}
+
+/* A FIFO in place of MANIFEST or data is refused at once: opening one for
+ * reading used to block until a writer came (the server lists checkpoints
+ * on its loop thread), which the case's 5 s timeout would catch. */
+START_TEST(fifo_is_refused_without_blocking)
+{
+    make_tiny_set();
+    const char *d = subdir("fifo");
+    struct sv_ckpt_writer_options o = std_opts(SV_CKPT_COMPRESS_NONE);
+    write_set(d, &o, NULL);
+    const char *name = hostile_file_names[_i];
+    ck_assert_int_eq(unlink(path_in(d, name)), 0);
+    ck_assert_int_eq(mkfifo(path_in(d, name), 0644), 0);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    open_refused(d, name, "not a regular file");
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    ck_assert_int_lt(t1.tv_sec - t0.tv_sec, 2);
+}
+END_TEST
+
+/* MANIFEST or data as a symbolic link to the same file of an identical,
+ * valid checkpoint elsewhere: refused, though following it would verify (a
+ * link may lead out of the directory a server confined a source to). */
+START_TEST(symlinked_file_is_refused)
+{
+    make_tiny_set();
+    struct sv_ckpt_writer_options o = std_opts(SV_CKPT_COMPRESS_NONE);
+    char d[128], other[128];
+    snprintf(d, sizeof(d), "%.100s", subdir("victim"));
+    snprintf(other, sizeof(other), "%.100s", subdir("elsewhere"));
+    write_set(d, &o, NULL);
+    write_set(other, &o, NULL);
+    const char *name = hostile_file_names[_i];
+    char target[200];
+    snprintf(target, sizeof(target), "%s", path_in(other, name));
+    ck_assert_int_eq(unlink(path_in(d, name)), 0);
+    ck_assert_int_eq(symlink(target, path_in(d, name)), 0);
+    /* The link's target is a good file: the same checkpoint verifies. */
+    struct sv_ckpt_reader *r = open_ok(other);
+    char err[512];
+    ck_assert_int_eq(verify(r, err, sizeof(err)), 0);
+    sv_ckpt_close(r);
+    open_refused(d, name, "symbolic link");
+}
+END_TEST
+
+/* A stored key longer than any store holds (LMDB's 511 bytes): the writer
+ * will not write one, and a crafted file with one fails verify and
+ * iteration, naming the data file; 511 bytes still verify. */
+START_TEST(stored_key_longer_than_a_store_holds_is_refused)
+{
+    static const size_t lens[] = {SV_CKPT_SKEY_MAX, SV_CKPT_SKEY_MAX + 1, 600};
+    size_t len = lens[_i];
+    uint8_t sk[700], key[700];
+    memset(key, 'k', sizeof(key));
+    size_t klen = len - 2 - sv_varint_size(len); /* close enough: adjusted below */
+    while (sv_skey_size(klen, 0) < len)
+        klen++;
+    while (sv_skey_size(klen, 0) > len)
+        klen--;
+    ck_assert_uint_eq(sv_skey_size(klen, 0), len);
+    size_t skl = sv_skey_encode(sk, 5, key, klen, NULL, 0);
+    const uint8_t v[] = {1, 0, 'v'};
+
+    struct sv_ckpt_writer_options o = std_opts(SV_CKPT_COMPRESS_NONE);
+    struct sv_ckpt_writer *w;
+    char err[512] = "";
+    ck_assert_int_eq(sv_ckpt_writer_open(subdir("writer"), &o, &w, err, sizeof(err)), 0);
+    ck_assert_int_eq(sv_ckpt_writer_state(w, "s"), 0);
+    ck_assert_int_eq(sv_ckpt_writer_add(w, sk, skl, v, sizeof(v)),
+                     len <= SV_CKPT_SKEY_MAX ? 0 : SV_EINVAL);
+    sv_ckpt_writer_abort(w);
+
+    const char *d = subdir("crafted");
+    craft_ckpt_one_entry(d, 64, sk, skl, v, sizeof(v));
+    struct sv_ckpt_reader *r = open_ok(d);
+    int rc = verify(r, err, sizeof(err));
+    struct sv_ckpt_iter *it;
+    ck_assert_int_eq(sv_ckpt_iter_open(r, 0, 0, 63, &it), 0);
+    const uint8_t *k, *val;
+    size_t kl, vl;
+    int irc = sv_ckpt_iter_next(it, &k, &kl, &val, &vl);
+    sv_ckpt_iter_close(it);
+    if (len <= SV_CKPT_SKEY_MAX) {
+        ck_assert_msg(rc == 0, "verify: %s", err);
+        ck_assert_int_eq(irc, 1);
+        ck_assert_uint_eq(kl, skl);
+    } else {
+        ck_assert_int_eq(rc, SV_ECORRUPT);
+        ck_assert_msg(strstr(err, path_in(d, SV_CKPT_DATA_FILE)) &&
+                          strstr(err, "longer than a store can hold"),
+                      "got: %s", err);
+        ck_assert_int_eq(irc, SV_ECORRUPT);
+    }
+    sv_ckpt_close(r);
+}
+END_TEST
+
 Suite *sv_suite_ckpt(void)
 {
     Suite *s = suite_create("ckpt");
@@ -1255,5 +1370,14 @@ Suite *sv_suite_ckpt(void)
     tcase_add_loop_test(tc, hostile_contents_are_caught, 0, (int)N_ELEMS(hostile));
     tcase_add_loop_test(tc, full_disk_fails_cleanly, 0, 2);
     suite_add_tcase(s, tc);
+
+    /* Short timeout: a file that blocks the reader must fail fast. */
+    TCase *th = tcase_create("hostile files");
+    tcase_set_timeout(th, 5);
+    tcase_add_checked_fixture(th, setup, teardown);
+    tcase_add_loop_test(th, fifo_is_refused_without_blocking, 0, 2);
+    tcase_add_loop_test(th, symlinked_file_is_refused, 0, 2);
+    tcase_add_loop_test(th, stored_key_longer_than_a_store_holds_is_refused, 0, 3);
+    suite_add_tcase(s, th);
     return s;
 }
