@@ -113,9 +113,8 @@ int sv_ckpt_manifest_encode(const struct sv_ckpt_manifest *m, uint8_t **out, siz
     if (!buf)
         goto out;
     memcpy(buf, MANIFEST_MAGIC, 8);
-    sv_be32_put(buf + 8, (uint32_t)body);
     statesrv__v1__checkpoint_manifest__pack(&pm, buf + 12);
-    sv_be64_put(buf + 12 + body, XXH3_64bits(buf + 12, body));
+    sv_ckpt_manifest_seal(buf, body + SV_CKPT_MANIFEST_OVERHEAD);
     *out = buf;
     *outlen = body + SV_CKPT_MANIFEST_OVERHEAD;
     rc = 0;
@@ -230,6 +229,21 @@ int sv_ckpt_manifest_decode(const uint8_t *p, size_t n, struct sv_ckpt_manifest 
     if (rc)
         sv_ckpt_manifest_free(m);
     return rc;
+}
+
+const uint8_t *sv_ckpt_manifest_body(const uint8_t *p, size_t n, size_t *body_len)
+{
+    if (n < SV_CKPT_MANIFEST_OVERHEAD)
+        return NULL;
+    *body_len = n - SV_CKPT_MANIFEST_OVERHEAD;
+    return p + 12;
+}
+
+void sv_ckpt_manifest_seal(uint8_t *p, size_t n)
+{
+    size_t body = n - SV_CKPT_MANIFEST_OVERHEAD;
+    sv_be32_put(p + 8, (uint32_t)body);
+    sv_be64_put(p + 12 + body, XXH3_64bits(p + 12, body));
 }
 
 /* --- data file: header, footer, index -------------------------------------- */
@@ -438,7 +452,17 @@ void sv_ckpt_block_encoder_free(struct sv_ckpt_block_encoder *e)
     sv_buf_free(&e->cbuf);
 }
 
-static void block_header_put(uint8_t *p, const struct sv_ckpt_block_info *x, uint64_t payload_xxh3)
+void sv_ckpt_block_header_get(const uint8_t *p, struct sv_ckpt_block_info *x)
+{
+    x->state = sv_be32_get(p + 4);
+    x->kg = sv_be32_get(p + 8);
+    x->entries = sv_be32_get(p + 12);
+    x->raw = sv_be32_get(p + 16);
+    x->stored = sv_be32_get(p + 20);
+    x->comp = p[24];
+}
+
+void sv_ckpt_block_header_put(uint8_t *p, const struct sv_ckpt_block_info *x, uint64_t payload_xxh3)
 {
     memcpy(p, BLOCK_MAGIC, 4);
     sv_be32_put(p + 4, x->state);
@@ -474,7 +498,7 @@ int sv_ckpt_block_encode(struct sv_ckpt_block_encoder *e, struct sv_ckpt_block_i
             x->comp = COMP_ZSTD;
         }
     }
-    block_header_put(hdr, x, XXH3_64bits(*payload, x->stored));
+    sv_ckpt_block_header_put(hdr, x, XXH3_64bits(*payload, x->stored));
     return 0;
 }
 
@@ -521,9 +545,10 @@ int sv_ckpt_block_decode(struct sv_ckpt_block_decoder *d, const struct sv_ckpt_b
     if (XXH3_64bits(p, BLOCK_HEADER_HASHED) != sv_be64_get(p + 36))
         return fail(SV_ECORRUPT, why, whylen, BLOCK_FMT "block header: checksum mismatch",
                     BLOCK_ARGS(x));
-    if (sv_be32_get(p + 4) != x->state || sv_be32_get(p + 8) != x->kg ||
-        sv_be32_get(p + 12) != x->entries || sv_be32_get(p + 16) != x->raw ||
-        sv_be32_get(p + 20) != x->stored || p[24] != x->comp || p[25] || p[26] || p[27])
+    struct sv_ckpt_block_info h;
+    sv_ckpt_block_header_get(p, &h);
+    if (h.state != x->state || h.kg != x->kg || h.entries != x->entries || h.raw != x->raw ||
+        h.stored != x->stored || h.comp != x->comp || p[25] || p[26] || p[27])
         return fail(SV_ECORRUPT, why, whylen, BLOCK_FMT "block header does not match the index",
                     BLOCK_ARGS(x));
     const uint8_t *payload = p + SV_CKPT_BLOCK_HEADER_SIZE;

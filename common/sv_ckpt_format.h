@@ -109,6 +109,14 @@ int sv_ckpt_manifest_encode(const struct sv_ckpt_manifest *m, uint8_t **out, siz
 int sv_ckpt_manifest_decode(const uint8_t *p, size_t n, struct sv_ckpt_manifest *m, char *why,
                             size_t whylen) __attribute__((warn_unused_result));
 
+/* The body (the packed CheckpointManifest) of a MANIFEST image of n bytes,
+ * as its size says, unchecked; NULL if n is below SV_CKPT_MANIFEST_OVERHEAD.
+ * For tools that edit an image; readers use sv_ckpt_manifest_decode. */
+const uint8_t *sv_ckpt_manifest_body(const uint8_t *p, size_t n, size_t *body_len);
+/* Rewrites the length field and checksum of the MANIFEST image of n bytes
+ * (at least SV_CKPT_MANIFEST_OVERHEAD) to match its body. */
+void sv_ckpt_manifest_seal(uint8_t *p, size_t n);
+
 /* --- data file: header, footer, index -------------------------------------- */
 
 void sv_ckpt_data_header_put(uint8_t *out);
@@ -135,6 +143,13 @@ int sv_ckpt_index_decode(const uint8_t *p, const struct sv_ckpt_footer *f,
                          char *why, size_t whylen) __attribute__((warn_unused_result));
 
 /* --- blocks ---------------------------------------------------------------- */
+
+/* The fields of the block header at p as they stand, unchecked (offset is
+ * left alone), and a header for x with its payload's checksum and its own:
+ * for tools that inspect or repair files. Readers use sv_ckpt_block_decode. */
+void sv_ckpt_block_header_get(const uint8_t *p, struct sv_ckpt_block_info *x);
+void sv_ckpt_block_header_put(uint8_t *out, const struct sv_ckpt_block_info *x,
+                              uint64_t payload_xxh3);
 
 /* Makes a block of a raw payload: compresses it (zstd, when asked and when
  * that makes it smaller), fills the header. One per writer; reusable. */
