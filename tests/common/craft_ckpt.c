@@ -19,6 +19,26 @@ static void write_file(const char *dir, const char *name, const uint8_t *p, size
     ck_assert_int_eq(fclose(f), 0);
 }
 
+void craft_manifest(struct sv_ckpt_manifest *m, struct sv_ckpt_state *st, uint32_t key_groups,
+                    const uint8_t *data, size_t size, int c)
+{
+    *m = (struct sv_ckpt_manifest){
+        .format_version = SV_CKPT_FORMAT_VERSION,
+        .checkpoint_id = 1,
+        .server_version = "crafted",
+        .key_groups = key_groups,
+        .kg_last = key_groups - 1,
+        .entries = st->entries,
+        .raw_bytes = st->raw_bytes,
+        .data_bytes = size,
+        .data_xxh3 = XXH3_64bits(data, size),
+        .compression = (enum sv_ckpt_compression)c,
+        .blocks = st->blocks,
+        .n_states = 1,
+        .states = st,
+    };
+}
+
 void craft_ckpt_one_entry(const char *dir, uint32_t key_groups, const uint8_t *skey, size_t sklen,
                           const uint8_t *value, size_t vlen)
 {
@@ -56,22 +76,8 @@ void craft_ckpt_one_entry(const char *dir, uint32_t key_groups, const uint8_t *s
                                .kg_min = x.kg,
                                .kg_max = x.kg,
                                .blocks = 1};
-    struct sv_ckpt_manifest m = {
-        .format_version = SV_CKPT_FORMAT_VERSION,
-        .checkpoint_id = 1,
-        .server_version = "crafted",
-        .key_groups = key_groups,
-        .kg_first = 0,
-        .kg_last = key_groups - 1,
-        .entries = 1,
-        .raw_bytes = sklen + vlen,
-        .data_bytes = size,
-        .data_xxh3 = XXH3_64bits(d, size),
-        .compression = SV_CKPT_COMPRESS_NONE,
-        .blocks = 1,
-        .n_states = 1,
-        .states = &st,
-    };
+    struct sv_ckpt_manifest m;
+    craft_manifest(&m, &st, key_groups, d, size, SV_CKPT_COMPRESS_NONE);
     uint8_t *img;
     size_t n;
     ck_assert_int_eq(sv_ckpt_manifest_encode(&m, &img, &n), 0);
