@@ -47,18 +47,21 @@ CHECK_LIBS = $(shell pkg-config --libs check 2>/dev/null || echo -lcheck)
 WARNFLAGS := -std=c11 -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
              -Wformat=2 -Werror
 OPTFLAGS ?= -O2 -g
-ALL_CPPFLAGS = -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -I$(GEN) -Icommon -Iclient $(CPPFLAGS)
+ALL_CPPFLAGS = -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -I$(GEN) -Icommon -Iio -Iclient $(CPPFLAGS)
 ALL_CFLAGS = $(WARNFLAGS) $(OPTFLAGS) $(SANFLAGS) -fPIC -MMD -MP $(PKG_CFLAGS) $(CFLAGS)
 ALL_LDFLAGS = $(SANFLAGS) $(LDFLAGS)
 
 LIB_SOVERSION := 0
 LIB_VERSION := 0.1.0
 
-# The checkpoint file module does file I/O and needs zstd and xxhash: it is
-# linked into statesrvd, statectl and the unit tests, never into libstatesrv.
-# (The generated checkpoint.pb-c code needs only protobuf-c, and the wire
-# protocol embeds CheckpointManifest, so that does go into the library.)
-CKPT_SRC := common/sv_ckpt.c
+# Checkpoints: the format (common/sv_ckpt_format.c, no I/O) and the file
+# reader/writer with the filesystem helpers it uses (io/). They need zstd and
+# xxhash and are linked into statesrvd, statectl and the tests, never into
+# libstatesrv. io/ is its own directory because both statesrvd and statectl
+# link it: it may do file I/O, which common/ does not, and it is not server
+# code. (The generated checkpoint.pb-c code needs only protobuf-c, and the
+# wire protocol embeds CheckpointManifest, so that does go into the library.)
+CKPT_SRC := common/sv_ckpt_format.c $(wildcard io/*.c)
 COMMON_SRC := $(filter-out $(CKPT_SRC),$(wildcard common/*.c))
 SERVER_SRC := $(filter-out server/main.c,$(wildcard server/*.c))
 CLIENT_LIB_SRC := client/statesrv.c
@@ -73,8 +76,10 @@ CKPT_OBJ := $(CKPT_SRC:%.c=$(BUILD)/obj/%.o)
 SERVER_OBJ := $(SERVER_SRC:%.c=$(BUILD)/obj/%.o)
 CLIENT_LIB_OBJ := $(CLIENT_LIB_SRC:%.c=$(BUILD)/obj/%.o)
 
-UNIT_SRC := $(wildcard tests/unit/*.c)
-INTEG_SRC := $(wildcard tests/integration/*.c)
+# tests/common/: helpers both suites use (crafted checkpoint files).
+TEST_COMMON_SRC := $(wildcard tests/common/*.c)
+UNIT_SRC := $(wildcard tests/unit/*.c) $(TEST_COMMON_SRC)
+INTEG_SRC := $(wildcard tests/integration/*.c) $(TEST_COMMON_SRC)
 
 STATESRVD := $(BUILD)/statesrvd
 STATECTL := $(BUILD)/statectl
@@ -194,12 +199,12 @@ $(UNIT_BIN): $(UNIT_SRC:%.c=$(BUILD)/obj/%.o) $(SERVER_OBJ) $(CKPT_OBJ) $(COMMON
 	@echo "  LD      $@"
 	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS) $(CHECK_LIBS) -lpthread
 
-$(INTEG_BIN): $(INTEG_SRC:%.c=$(BUILD)/obj/%.o) $(LIB_A)
+$(INTEG_BIN): $(INTEG_SRC:%.c=$(BUILD)/obj/%.o) $(CKPT_OBJ) $(LIB_A)
 	@mkdir -p $(@D)
 	@echo "  LD      $@"
 	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS) $(CHECK_LIBS) -lpthread
 
-$(BUILD)/obj/tests/%.o: ALL_CPPFLAGS += -Iserver -Itests
+$(BUILD)/obj/tests/%.o: ALL_CPPFLAGS += -Iserver -Itests -Itests/common
 
 # `all` too: after `make test` every artifact the README names exists.
 test: all test-unit test-integration test-docs test-install

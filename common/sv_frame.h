@@ -9,6 +9,8 @@
 #ifndef SV_FRAME_H
 #define SV_FRAME_H
 
+#include "sv_be.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -16,15 +18,12 @@
 
 static inline void sv_frame_header_put(uint8_t *p, uint32_t n)
 {
-    p[0] = (uint8_t)(n >> 24);
-    p[1] = (uint8_t)(n >> 16);
-    p[2] = (uint8_t)(n >> 8);
-    p[3] = (uint8_t)n;
+    sv_be32_put(p, n);
 }
 
 static inline uint32_t sv_frame_header_get(const uint8_t *p)
 {
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
+    return sv_be32_get(p);
 }
 
 struct sv_frame_reader {

@@ -1,4 +1,5 @@
 #include "sv_keys.h"
+#include "sv_be.h"
 #include "sv_error.h"
 
 #include <string.h>
@@ -114,8 +115,7 @@ size_t sv_skey_size(size_t key_len, size_t ns_len)
 
 size_t sv_skey_prefix(uint8_t *out, uint32_t kg, const void *key, size_t key_len)
 {
-    out[0] = (uint8_t)(kg >> 8);
-    out[1] = (uint8_t)kg;
+    sv_be16_put(out, (uint16_t)kg);
     size_t n = 2 + sv_varint_put(out + 2, key_len);
     if (key_len)
         memcpy(out + n, key, key_len);
@@ -140,7 +140,7 @@ int sv_skey_decode(const uint8_t *p, size_t n, struct sv_skey *out)
     if (vn < 0 || klen == 0 || klen > n - 2 - (size_t)vn)
         return SV_ECORRUPT;
     size_t off = 2 + (size_t)vn;
-    out->kg = (uint32_t)p[0] << 8 | p[1];
+    out->kg = sv_be16_get(p);
     out->key = p + off;
     out->key_len = (size_t)klen;
     out->ns = p + off + klen;

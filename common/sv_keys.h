@@ -8,6 +8,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #define SV_STATE_NAME_MAX 64u
 #define SV_KEY_GROUPS_MAX 32768u
@@ -47,5 +48,13 @@ struct sv_skey {
 
 /* Splits a stored key. 0, or SV_ECORRUPT if it is not one. */
 int sv_skey_decode(const uint8_t *p, size_t n, struct sv_skey *out);
+
+/* Stored keys in LMDB's order (its default comparator): bytewise, a key
+ * before every longer key it is a prefix of. <0, 0 or >0 like memcmp. */
+static inline int sv_skey_cmp(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
+{
+    int c = memcmp(a, b, alen < blen ? alen : blen);
+    return c ? c : (alen > blen) - (alen < blen);
+}
 
 #endif

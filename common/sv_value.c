@@ -1,4 +1,5 @@
 #include "sv_value.h"
+#include "sv_be.h"
 #include "sv_error.h"
 #include "sv_keys.h"
 
@@ -29,8 +30,7 @@ size_t sv_value_header_put(uint8_t *out, enum sv_value_kind kind, uint64_t expir
     out[1] = (uint8_t)kind;
     if (!expiry_ms)
         return 2;
-    for (int i = 0; i < 8; i++)
-        out[2 + i] = (uint8_t)(expiry_ms >> (56 - 8 * i));
+    sv_be64_put(out + 2, expiry_ms);
     return 10;
 }
 
@@ -43,8 +43,7 @@ int sv_value_parse(const uint8_t *p, size_t n, struct sv_value *out)
     if (p[0] & SV_VALUE_HAS_EXPIRY) {
         if (n < 10)
             return SV_ECORRUPT;
-        for (int i = 0; i < 8; i++)
-            out->expiry_ms = out->expiry_ms << 8 | p[2 + i];
+        out->expiry_ms = sv_be64_get(p + 2);
         hdr = 10;
     }
     out->kind = (enum sv_value_kind)p[1];
@@ -102,15 +101,10 @@ size_t sv_list_elem_put(uint8_t *out, const void *elem, size_t elem_len)
 
 void sv_i64_put(uint8_t *out, int64_t v)
 {
-    uint64_t u = (uint64_t)v;
-    for (int i = 0; i < 8; i++)
-        out[i] = (uint8_t)(u >> (56 - 8 * i));
+    sv_be64_put(out, (uint64_t)v);
 }
 
 int64_t sv_i64_get(const uint8_t *p)
 {
-    uint64_t u = 0;
-    for (int i = 0; i < 8; i++)
-        u = u << 8 | p[i];
-    return (int64_t)u; /* two's complement on every platform we build for */
+    return (int64_t)sv_be64_get(p); /* two's complement on every platform we build for */
 }

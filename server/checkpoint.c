@@ -725,7 +725,12 @@ static void restore_work(uv_work_t *w)
     for (size_t i = 0; i < j->nsources; i++) {
         src[i].path = j->sources[i];
         if ((rc = sv_ckpt_open(j->sources[i], &src[i].r, err, sizeof(err)))) {
-            job_fail(j, rc == SV_ECORRUPT ? SV_EINVAL : rc, "restore: %s", err);
+            /* A bad or missing file is the request's fault, not the server's. */
+            job_fail(j,
+                     rc == SV_ECORRUPT                 ? SV_EINVAL
+                     : rc == -ENOENT || rc == -ENOTDIR ? SV_ENOTFOUND
+                                                       : rc,
+                     "restore: %s", err);
             goto out;
         }
         nsrc++;
@@ -1022,6 +1027,13 @@ static int resolve_source(struct sv_checkpoints *ck, const char *s, char **out, 
     if (!allowed) {
         snprintf(msg, msglen, "restore source %.200s is outside checkpoint_dir and restore_roots",
                  s);
+        return SV_EINVAL;
+    }
+    /* A checkpoint is a directory; anything else is the client's mistake,
+     * answered here (stat does not open: a FIFO cannot block it). */
+    struct stat st;
+    if (stat(real, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        snprintf(msg, msglen, "restore source %.200s is not a checkpoint directory", s);
         return SV_EINVAL;
     }
     *out = strdup(real);

@@ -1,5 +1,5 @@
 #include "config.h"
-#include "sv_ckpt.h"
+#include "sv_ckpt_format.h"
 #include "sv_error.h"
 #include "sv_keys.h"
 

@@ -1,5 +1,6 @@
 #include "store.h"
 #include "fsutil.h"
+#include "sv_be.h"
 #include "sv_buf.h"
 #include "sv_error.h"
 #include "sv_keys.h"
@@ -328,10 +329,8 @@ static int state_dbi(struct sv_store *s, const char *state, size_t slen, int cre
 static int put_kg_range(MDB_txn *txn, MDB_dbi meta, uint32_t first, uint32_t last)
 {
     uint8_t be[8];
-    for (int i = 0; i < 4; i++) {
-        be[i] = (uint8_t)(first >> (24 - 8 * i));
-        be[4 + i] = (uint8_t)(last >> (24 - 8 * i));
-    }
+    sv_be32_put(be, first);
+    sv_be32_put(be + 4, last);
     MDB_val k = {strlen(META_KG_RANGE_KEY), META_KG_RANGE_KEY}, v = {8, be};
     return mdb_put(txn, meta, &k, &v, 0);
 }
@@ -351,8 +350,8 @@ static int meta_init(struct sv_store *s, const struct sv_store_options *o, char 
     MDB_val k = {strlen(META_KEY_GROUPS_KEY), META_KEY_GROUPS_KEY}, v;
     rc = mdb_get(txn, s->meta_dbi, &k, &v);
     if (rc == MDB_NOTFOUND) {
-        uint8_t be[4] = {(uint8_t)(o->key_groups >> 24), (uint8_t)(o->key_groups >> 16),
-                         (uint8_t)(o->key_groups >> 8), (uint8_t)o->key_groups};
+        uint8_t be[4];
+        sv_be32_put(be, o->key_groups);
         v.mv_size = 4;
         v.mv_data = be;
         if ((rc = mdb_put(txn, s->meta_dbi, &k, &v, 0)))
@@ -374,7 +373,7 @@ static int meta_init(struct sv_store *s, const struct sv_store_options *o, char 
             return SV_ECORRUPT;
         }
         const uint8_t *p = v.mv_data;
-        uint32_t kg = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+        uint32_t kg = sv_be32_get(p);
         if (kg < 1 || kg > SV_KEY_GROUPS_MAX) {
             snprintf(err, errlen, "%s: corrupt metadata (key_groups = %u)", o->dir, kg);
             mdb_txn_abort(txn);
@@ -396,8 +395,7 @@ static int meta_init(struct sv_store *s, const struct sv_store_options *o, char 
     MDB_val rk = {strlen(META_KG_RANGE_KEY), META_KG_RANGE_KEY}, rv;
     if (mdb_get(txn, s->meta_dbi, &rk, &rv) == 0 && rv.mv_size == 8) {
         const uint8_t *p = rv.mv_data;
-        uint32_t a = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-        uint32_t b = (uint32_t)p[4] << 24 | (uint32_t)p[5] << 16 | (uint32_t)p[6] << 8 | p[7];
+        uint32_t a = sv_be32_get(p), b = sv_be32_get(p + 4);
         if (a <= b && b < s->key_groups) {
             s->kg_first = a;
             s->kg_last = b;
@@ -1429,12 +1427,6 @@ int sv_store_get(struct sv_store *s, const char *state, size_t slen, const uint8
  * the snapshot fails: a checkpoint can be taken again, a write is the
  * client's. */
 
-static int skey_cmp(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
-{
-    int c = memcmp(a, b, alen < blen ? alen : blen);
-    return c ? c : (alen > blen) - (alen < blen);
-}
-
 /* Whether the running snapshot still has to read (dbi, skey); its index. */
 static int snap_unread(struct sv_store *s, MDB_dbi dbi, const uint8_t *skey, size_t sklen,
                        size_t *idx)
@@ -1443,10 +1435,10 @@ static int snap_unread(struct sv_store *s, MDB_dbi dbi, const uint8_t *skey, siz
         return 0;
     size_t i = s->snap_idx[dbi] - 1u;
     pthread_mutex_lock(&s->snap_mu);
-    int unread =
-        !s->snap_broken &&
-        (i > s->pos_state ||
-         (i == s->pos_state && (!s->pos_len || skey_cmp(skey, sklen, s->pos_key, s->pos_len) > 0)));
+    int unread = !s->snap_broken &&
+                 (i > s->pos_state ||
+                  (i == s->pos_state &&
+                   (!s->pos_len || sv_skey_cmp(skey, sklen, s->pos_key, s->pos_len) > 0)));
     pthread_mutex_unlock(&s->snap_mu);
     *idx = i;
     return unread;
@@ -1483,8 +1475,7 @@ static int keep_for_snapshot(struct sv_store *s, MDB_dbi dbi, const uint8_t *ske
         return 0;
     }
     uint8_t kb[SKEY_CAP];
-    kb[0] = (uint8_t)(i >> 8);
-    kb[1] = (uint8_t)i;
+    sv_be16_put(kb, (uint16_t)i);
     memcpy(kb + KEEP_PREFIX, skey, sklen);
     MDB_val pk = {sklen + KEEP_PREFIX, kb}, k = {sklen, (void *)skey}, v;
     rc = mdb_get(s->keep_txn, s->keep_dbi, &pk, &v);
@@ -2143,7 +2134,7 @@ static int scan_chunk(struct sv_store_snapshot *snap, size_t i, sv_store_raw_fn 
         }
         const uint8_t *pkey = have_p ? (const uint8_t *)pk.mv_data + KEEP_PREFIX : NULL;
         size_t pklen = have_p ? pk.mv_size - KEEP_PREFIX : 0;
-        int c = !have_p ? -1 : !have_l ? 1 : skey_cmp(lk.mv_data, lk.mv_size, pkey, pklen);
+        int c = !have_p ? -1 : !have_l ? 1 : sv_skey_cmp(lk.mv_data, lk.mv_size, pkey, pklen);
         if (c < 0) {
             last = lk.mv_data;
             lastlen = lk.mv_size;
@@ -2196,8 +2187,7 @@ int sv_store_snapshot_scan(struct sv_store_snapshot *snap, size_t i, sv_store_ra
     pthread_mutex_unlock(&s->snap_mu);
     if (!in_order)
         return SV_EINVAL;
-    snap->pos[0] = (uint8_t)(i >> 8);
-    snap->pos[1] = (uint8_t)i;
+    sv_be16_put(snap->pos, (uint16_t)i);
     snap->plen = 0;
     int done = 0, rc = 0;
     while (!done && !rc) {
@@ -2302,8 +2292,8 @@ int sv_store_builder_open(struct sv_store *s, uint64_t size_hint, uint32_t kg_fi
         (rc = mdb_txn_begin(b->env, NULL, 0, &b->txn)))
         goto lmdb_fail;
     MDB_dbi meta;
-    uint8_t be[4] = {(uint8_t)(s->key_groups >> 24), (uint8_t)(s->key_groups >> 16),
-                     (uint8_t)(s->key_groups >> 8), (uint8_t)s->key_groups};
+    uint8_t be[4];
+    sv_be32_put(be, s->key_groups);
     uint8_t fmt[4] = {0, 0, 0, STORE_FORMAT};
     MDB_val kk = {strlen(META_KEY_GROUPS_KEY), META_KEY_GROUPS_KEY}, kv = {4, be};
     MDB_val fk = {strlen(META_FORMAT_KEY), META_FORMAT_KEY}, fv = {4, fmt};

@@ -1,4 +1,5 @@
-/* libFuzzer target: the checkpoint reader (common/sv_ckpt.c).
+/* libFuzzer target: the checkpoint format's parsers (common/sv_ckpt_format.c)
+ * on buffers, and the file reader (io/sv_ckpt.c) on the same bytes.
  *
  * Input layout:
  *   u8       flags (below)
@@ -7,20 +8,29 @@
  *   L bytes  MANIFEST
  *   rest     data
  *
- * Both files are written into a directory made once per process (mkdtemp),
- * then sv_ckpt_open, sv_ckpt_verify and an iteration of every state over
- * several key-group ranges (the whole range, the manifest's, random ones,
- * invalid ones) run on it. It must never crash, hang or leak; every entry an
- * iterator hands out must be a stored key in the range asked for, in strictly
- * increasing order; and once verify has passed, iteration must not fail, and
- * must yield exactly the manifest's entries and bytes per state and the
- * index's per-key-group counts.
+ * First the parsers run on the buffers directly, as a reader must chain
+ * them: sv_ckpt_manifest_decode, sv_ckpt_data_header_check,
+ * sv_ckpt_footer_decode, sv_ckpt_index_decode, then sv_ckpt_block_decode and
+ * sv_ckpt_entries_check of every block, the per-state byte counts and the
+ * whole-file XXH3. Then both files are written into a directory made once
+ * per process (mkdtemp) and sv_ckpt_open, sv_ckpt_verify and an iteration of
+ * every state over several key-group ranges (the whole range, the
+ * manifest's, random ones, invalid ones) run on it. It must never crash,
+ * hang or leak; the reader must agree with the parsers (it passes exactly
+ * when they do, with the same reason behind the file's path); every entry an
+ * iterator hands out must be a stored key in the range asked for, in
+ * strictly increasing order; and once verify has passed, iteration must not
+ * fail, and must yield exactly the manifest's entries and bytes per state
+ * and the index's per-key-group counts.
  *
  * Checksums would stop a mutation at the first XXH3, so flags can repair them
- * after mutation (a fixed-up input still exercises every structural check
- * behind the checksums). Seeds are real checkpoints from the writer. */
+ * after mutation, through the format module's own encoders (a fixed-up input
+ * still exercises the structural checks behind the checksums). Seeds are real
+ * checkpoints from the writer. */
 #include "checkpoint.pb-c.h"
+#include "sv_be.h"
 #include "sv_ckpt.h"
+#include "sv_ckpt_format.h"
 #include "sv_error.h"
 #include "sv_keys.h"
 
@@ -62,10 +72,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define DATA_IS_DIR 0x40u
 #define ITER_FIRST 0x80u /* iterate before verifying, as well as after */
 
-#define HDR 6u
-#define DATA_HEADER 16u
-#define BLOCK_HEADER 44u
-#define FOOTER 40u
+#define HDR 6u /* of the fuzz input: flags, seed, L */
 #define MAX_STATES_ITERATED 64
 #define MAX_RANGE_COUNTED 512u /* ranges up to this many key groups are cross-checked */
 
@@ -98,92 +105,144 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     return 0;
 }
 
-static uint32_t get32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-    return (uint64_t)get32(p) << 32 | get32(p + 4);
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-    put32(p, (uint32_t)(v >> 32));
-    put32(p + 4, (uint32_t)v);
-}
-
 /* --- checksum repair ------------------------------------------------------ */
 
-/* Where the footer says the index starts, if that is inside the file. */
-static uint64_t index_offset(const uint8_t *d, size_t n)
+/* The data file's footer, if it decodes (a file whose footer does not is
+ * refused there, repaired or not). */
+static int footer_of(const uint8_t *d, size_t n, struct sv_ckpt_footer *f)
 {
-    uint64_t ioff = get64(d + n - FOOTER);
-    return ioff >= DATA_HEADER && ioff <= n - FOOTER ? ioff : n - FOOTER;
+    return n >= SV_CKPT_DATA_HEADER_SIZE + SV_CKPT_FOOTER_SIZE &&
+           sv_ckpt_footer_decode(d + n - SV_CKPT_FOOTER_SIZE, n, f, NULL, 0) == 0;
 }
 
+/* Re-seals every block header in the chain from the first block to the
+ * index (or the footer), whatever its fields say. */
 static void fix_blocks(uint8_t *d, size_t n)
 {
-    uint64_t end = index_offset(d, n);
-    uint64_t off = DATA_HEADER;
-    while (off + BLOCK_HEADER <= end) {
+    struct sv_ckpt_footer f;
+    uint64_t end = footer_of(d, n, &f) ? f.index_offset : n - SV_CKPT_FOOTER_SIZE;
+    uint64_t off = SV_CKPT_DATA_HEADER_SIZE;
+    while (off + SV_CKPT_BLOCK_HEADER_SIZE <= end) {
         uint8_t *h = d + off;
-        uint32_t stored = get32(h + 20);
-        if (stored > end - off - BLOCK_HEADER)
+        struct sv_ckpt_block_info x;
+        sv_ckpt_block_header_get(h, &x);
+        if (x.stored > end - off - SV_CKPT_BLOCK_HEADER_SIZE)
             break;
-        put64(h + 28, XXH3_64bits(h + BLOCK_HEADER, stored));
-        put64(h + 36, XXH3_64bits(h, 36));
-        off += BLOCK_HEADER + stored;
+        sv_ckpt_block_header_put(h, &x, XXH3_64bits(h + SV_CKPT_BLOCK_HEADER_SIZE, x.stored));
+        off += SV_CKPT_BLOCK_HEADER_SIZE + x.stored;
     }
 }
 
 static void fix_index(uint8_t *d, size_t n)
 {
-    uint8_t *f = d + n - FOOTER;
-    uint64_t ioff = get64(f), ilen = get64(f + 8);
-    if (ioff <= n - FOOTER && ilen <= n - FOOTER - ioff)
-        put64(f + 24, XXH3_64bits(d + ioff, (size_t)ilen));
+    struct sv_ckpt_footer f;
+    if (!footer_of(d, n, &f))
+        return;
+    f.index_xxh3 = XXH3_64bits(d + f.index_offset, (size_t)f.index_len);
+    sv_ckpt_footer_put(d + n - SV_CKPT_FOOTER_SIZE, &f);
 }
 
 /* Rewrites the manifest body with data_bytes and data_xxh3 matching the data
  * file. *m is replaced by a new malloc'd image (same magic and trailer). */
 static void fix_manifest_data(uint8_t **m, size_t *mlen, const uint8_t *d, size_t dlen)
 {
-    if (*mlen < 20)
+    size_t blen;
+    const uint8_t *b = sv_ckpt_manifest_body(*m, *mlen, &blen);
+    if (!b)
         return;
-    Statesrv__V1__CheckpointManifest *pm =
-        statesrv__v1__checkpoint_manifest__unpack(NULL, *mlen - 20, *m + 12);
+    Statesrv__V1__CheckpointManifest *pm = statesrv__v1__checkpoint_manifest__unpack(NULL, blen, b);
     if (!pm)
         return;
     pm->data_bytes = dlen;
     pm->data_xxh3 = XXH3_64bits(d, dlen);
     size_t body = statesrv__v1__checkpoint_manifest__get_packed_size(pm);
-    uint8_t *n = malloc(body + 20);
+    size_t head = (size_t)(b - *m);
+    size_t nlen = body + SV_CKPT_MANIFEST_OVERHEAD;
+    uint8_t *n = malloc(nlen);
     CHECK(n != NULL);
-    memcpy(n, *m, 12);
-    statesrv__v1__checkpoint_manifest__pack(pm, n + 12);
-    memcpy(n + 12 + body, *m + *mlen - 8, 8);
+    memcpy(n, *m, head);
+    statesrv__v1__checkpoint_manifest__pack(pm, n + head);
+    memcpy(n + nlen - (*mlen - head - blen), b + blen, *mlen - head - blen);
     statesrv__v1__checkpoint_manifest__free_unpacked(pm, NULL);
     free(*m);
     *m = n;
-    *mlen = body + 20;
+    *mlen = nlen;
 }
 
 static void fix_manifest(uint8_t *m, size_t n)
 {
-    if (n < 20)
+    if (n >= SV_CKPT_MANIFEST_OVERHEAD)
+        sv_ckpt_manifest_seal(m, n);
+}
+
+/* --- the parsers on buffers --------------------------------------------------- */
+
+/* What the parsers say of the two buffers: 0, or the first failure with its
+ * reason in why. The checks a file reader adds (file type, sizes against
+ * the MANIFEST) come first, as the reader makes them. */
+static int parse_buffers(const uint8_t *m, size_t mlen, const uint8_t *d, size_t dlen, char *why,
+                         size_t whylen)
+{
+    struct sv_ckpt_manifest man;
+    struct sv_ckpt_block_info *idx = NULL;
+    struct sv_ckpt_block_decoder dec = {SV_BUF_INIT, NULL};
+    struct sv_buf prev = SV_BUF_INIT;
+    uint64_t *kv = NULL;
+    snprintf(why, whylen, "file checks");
+    if (mlen < SV_CKPT_MANIFEST_OVERHEAD)
+        return SV_ECORRUPT;
+    int rc = sv_ckpt_manifest_decode(m, mlen, &man, why, whylen);
+    if (rc)
+        return rc;
+    snprintf(why, whylen, "file checks");
+    rc = SV_ECORRUPT;
+    if (dlen != man.data_bytes || dlen < SV_CKPT_DATA_HEADER_SIZE + SV_CKPT_FOOTER_SIZE)
+        goto out;
+    struct sv_ckpt_footer f;
+    if ((rc = sv_ckpt_data_header_check(d, why, whylen)) ||
+        (rc = sv_ckpt_footer_decode(d + dlen - SV_CKPT_FOOTER_SIZE, dlen, &f, why, whylen)) ||
+        (rc = sv_ckpt_index_decode(d + f.index_offset, &f, &man, &idx, why, whylen)))
+        goto out;
+    kv = calloc(man.n_states ? man.n_states : 1, sizeof(*kv));
+    CHECK(kv != NULL);
+    for (size_t i = 0; i < f.index_count; i++) {
+        const struct sv_ckpt_block_info *x = &idx[i];
+        const uint8_t *raw;
+        uint64_t bytes;
+        if (i == 0 || x->state != idx[i - 1].state)
+            prev.len = 0;
+        if ((rc = sv_ckpt_block_decode(&dec, x, d + x->offset, &raw, why, whylen)) ||
+            (rc = sv_ckpt_entries_check(raw, x, &prev, &bytes, why, whylen)))
+            goto out;
+        kv[x->state] += bytes;
+    }
+    snprintf(why, whylen, "sums");
+    rc = SV_ECORRUPT;
+    for (size_t i = 0; i < man.n_states; i++)
+        if (kv[i] != man.states[i].raw_bytes)
+            goto out;
+    if (XXH3_64bits(d, dlen) != man.data_xxh3)
+        goto out;
+    rc = 0;
+out:
+    free(kv);
+    free(idx);
+    sv_buf_free(&prev);
+    sv_ckpt_block_decoder_free(&dec);
+    sv_ckpt_manifest_free(&man);
+    return rc;
+}
+
+/* The reader's message for a failure the parsers gave as why: the same
+ * reason with a path in front (the file checks and the sums are worded by
+ * the reader alone). */
+static void check_same_reason(const char *err, const char *why)
+{
+    if (strcmp(why, "file checks") == 0 || strcmp(why, "sums") == 0)
         return;
-    put32(m + 8, (uint32_t)(n - 20));
-    put64(m + n - 8, XXH3_64bits(m + 12, n - 20));
+    const char *tail = strstr(err, ": ");
+    if (!tail || strcmp(tail + 2, why) != 0)
+        DIE("the reader says \"%s\", the parsers \"%s\"", err, why);
 }
 
 /* --- files ------------------------------------------------------------------ */
@@ -214,14 +273,6 @@ static uint32_t rng(uint32_t *s)
     return *s = x;
 }
 
-static int skey_cmp(const uint8_t *a, size_t an, const uint8_t *b, size_t bn)
-{
-    int c = memcmp(a, b, an < bn ? an : bn);
-    if (c)
-        return c;
-    return an < bn ? -1 : an > bn;
-}
-
 /* Iterates state s over first..last and checks what comes out. verified: the
  * checkpoint passed sv_ckpt_verify. */
 static void iterate(struct sv_ckpt_reader *r, size_t s, uint32_t first, uint32_t last, int verified)
@@ -247,7 +298,7 @@ static void iterate(struct sv_ckpt_reader *r, size_t s, uint32_t first, uint32_t
         CHECK(sk.kg >= first && sk.kg <= last);
         CHECK(sk.kg >= m->kg_first && sk.kg <= m->kg_last);
         if (have_prev)
-            CHECK(skey_cmp(prev, prevlen, k, kl) < 0);
+            CHECK(sv_skey_cmp(prev, prevlen, k, kl) < 0);
         /* Every byte handed out is readable (ASan checks the bounds). */
         for (size_t i = 0; i < kl; i++)
             sink ^= k[i];
@@ -332,7 +383,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     unsigned flags = data[0];
     uint32_t seed = (uint32_t)data[1] * 2654435761u + 1u;
-    size_t mlen = get32(data + 2);
+    size_t mlen = sv_be32_get(data + 2);
     if (mlen > size - HDR)
         mlen = size - HDR;
     size_t dlen = size - HDR - mlen;
@@ -341,7 +392,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memcpy(m, data + HDR, mlen);
     memcpy(d, data + HDR + mlen, dlen);
 
-    if (dlen >= DATA_HEADER + FOOTER) {
+    if (dlen >= SV_CKPT_DATA_HEADER_SIZE + SV_CKPT_FOOTER_SIZE) {
         if (flags & FIX_BLOCKS)
             fix_blocks(d, dlen);
         if (flags & FIX_INDEX)
@@ -351,6 +402,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fix_manifest_data(&m, &mlen, d, dlen);
     if (flags & FIX_MANIFEST)
         fix_manifest(m, mlen);
+
+    char why[512];
+    int prc = flags & (NO_MANIFEST | NO_DATA | DATA_IS_DIR)
+                  ? SV_ECORRUPT
+                  : parse_buffers(m, mlen, d, dlen, why, sizeof(why));
 
     unlink(manifest_path);
     unlink(data_path);
@@ -373,6 +429,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         CHECK(rc < 0 && r == NULL && err[0]);
         if (verbose)
             fprintf(stderr, "fuzz_ckpt: open: %s\n", err);
+        if (!(flags & (NO_MANIFEST | NO_DATA | DATA_IS_DIR))) {
+            if (prc == 0)
+                DIE("the parsers pass what the reader refuses: %s", err);
+            check_same_reason(err, why);
+        }
         return 0;
     }
     CHECK(r != NULL);
@@ -389,6 +450,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         CHECK(rc < 0 && err[0]);
     else
         CHECK(prog.calls > 0 && prog.last == man->data_bytes);
+    if ((rc == 0) != (prc == 0))
+        DIE("verify: %s, the parsers: %s", rc ? err : "ok", prc ? why : "ok");
+    if (rc)
+        check_same_reason(err, why);
     if (verbose)
         fprintf(stderr, "fuzz_ckpt: %zu state(s), verify: %s\n", man->n_states, rc ? err : "ok");
     iterate_all(r, &seed, rc == 0);

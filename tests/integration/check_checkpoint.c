@@ -1,6 +1,7 @@
 /* Checkpoints against real statesrvd processes and real files: snapshot,
  * restore, rescaling, corruption, crashes, confinement, retention. Driven
  * over the raw protocol so each step is explicit. */
+#include "craft_ckpt.h"
 #include "harness.h"
 #include "suites.h"
 #include "sv_frame.h"
@@ -1143,6 +1144,137 @@ START_TEST(missing_generation_refuses_to_start)
 }
 END_TEST
 
+/* --- hostile checkpoint files -------------------------------------------- */
+
+/* list_checkpoints on a second connection: answered within 5 s. Returns the
+ * number of checkpoints listed. */
+static size_t list_promptly(void)
+{
+    int fd = raw_connect_tcp(&srv);
+    Statesrv__V1__Request req = STATESRV__V1__REQUEST__INIT;
+    Statesrv__V1__ListCheckpoints lc = STATESRV__V1__LIST_CHECKPOINTS__INIT;
+    req.op_case = STATESRV__V1__REQUEST__OP_LIST_CHECKPOINTS;
+    req.list_checkpoints = &lc;
+    Statesrv__V1__Response *r = call(fd, &req, 5000);
+    ck_assert_msg(r->status == 0, "list: %s", r->message);
+    size_t n = r->list_checkpoints->n_checkpoints;
+    statesrv__v1__response__free_unpacked(r, NULL);
+    close(fd);
+    return n;
+}
+
+/* A server whose state s holds k = "live", and its checkpoint 1 with k = first. */
+static int start_with_checkpoint_1(const char *first)
+{
+    ts_start(&srv, NULL);
+    int fd = raw_connect_tcp(&srv);
+    put_kv(fd, "s", "k", first, 0, 0);
+    snapshot_ok(fd, 1);
+    put_kv(fd, "s", "k", "live", 0, 0);
+    return fd;
+}
+
+/* The live state is still what start_with_checkpoint_1 left. */
+static void live_state_intact(int fd)
+{
+    char *v = get_val(fd, "s", "k");
+    ck_assert_str_eq(v, "live");
+    free(v);
+}
+
+/* A FIFO as a checkpoint's MANIFEST or data: listing skips it at once (it
+ * used to freeze the loop until someone opened the FIFO), a restore from it
+ * is refused (it used to hang, and every later job got BUSY), and snapshots
+ * go on working. */
+START_TEST(fifo_in_a_checkpoint_is_refused_and_blocks_nothing)
+{
+    int fd = start_with_checkpoint_1("old");
+    const char *files[] = {"MANIFEST", "data"};
+    for (int i = 0; i < 2; i++) {
+        sh("cp -a %s/checkpoints/chk-1 %s/checkpoints/chk-%d", srv.dir, srv.dir, 52 + i);
+        sh("rm %s/checkpoints/chk-%d/%s && mkfifo %s/checkpoints/chk-%d/%s", srv.dir, 52 + i,
+           files[i], srv.dir, 52 + i, files[i]);
+    }
+    ck_assert_uint_eq(list_promptly(), 1);
+    for (int i = 0; i < 2; i++) {
+        char id[16];
+        snprintf(id, sizeof(id), "%d", 52 + i);
+        const char *src[] = {id};
+        expect_status(restore(fd, src, 1, 0, 0, 0), STATESRV__V1__STATUS__INVALID_ARGUMENT,
+                      "not a regular file");
+    }
+    live_state_intact(fd);
+    snapshot_ok(fd, 2);
+    const char *src[] = {"2"};
+    restore_ok(fd, src, 1, 0, 0, 0);
+    live_state_intact(fd); /* checkpoint 2 holds the live value */
+    ck_assert_uint_ge(list_promptly(), 1);
+    ck_assert(path_exists("%s/checkpoints/chk-2/MANIFEST", srv.dir));
+    close(fd);
+}
+END_TEST
+
+/* chk-60..62/{MANIFEST,data} as links to a good checkpoint outside
+ * checkpoint_dir and restore_roots: refused, and the live state stays. */
+START_TEST(symlinked_checkpoint_files_are_refused)
+{
+    int fd = start_with_checkpoint_1("old");
+    sh("mkdir -p %s/outside && cp -a %s/checkpoints/chk-1 %s/outside/", srv.dir, srv.dir, srv.dir);
+    const char *files[] = {"MANIFEST", "data"};
+    for (int i = 0; i < 3; i++) { /* MANIFEST, data, both */
+        int id = 60 + i;
+        sh("cp -a %s/checkpoints/chk-1 %s/checkpoints/chk-%d", srv.dir, srv.dir, id);
+        for (int f = 0; f < 2; f++)
+            if (i == 2 || i == f)
+                sh("ln -sf %s/outside/chk-1/%s %s/checkpoints/chk-%d/%s", srv.dir, files[f],
+                   srv.dir, id, files[f]);
+        char ids[16];
+        snprintf(ids, sizeof(ids), "%d", id);
+        const char *src[] = {ids};
+        expect_status(restore(fd, src, 1, 0, 0, 0), STATESRV__V1__STATUS__INVALID_ARGUMENT,
+                      "symbolic link");
+        live_state_intact(fd);
+    }
+    close(fd);
+}
+END_TEST
+
+/* Sources that are not checkpoints answer INVALID_ARGUMENT or NOT_FOUND, not
+ * INTERNAL: a regular file, a directory without MANIFEST, and a checkpoint
+ * holding a 600-byte stored key (no store can hold it). */
+START_TEST(bad_restore_sources_are_the_clients_error)
+{
+    int fd = start_with_checkpoint_1("old");
+    char p[512];
+    snprintf(p, sizeof(p), "%s/checkpoints/chk-1/data", srv.dir);
+    const char *file[] = {p};
+    expect_status(restore(fd, file, 1, 0, 0, 0), STATESRV__V1__STATUS__INVALID_ARGUMENT,
+                  "not a checkpoint directory");
+    sh("mkdir %s/checkpoints/chk-70", srv.dir);
+    const char *empty[] = {"70"};
+    expect_status(restore(fd, empty, 1, 0, 0, 0), STATESRV__V1__STATUS__NOT_FOUND, "MANIFEST");
+
+    uint8_t sk[700], key[600];
+    memset(key, 'k', sizeof(key));
+    size_t skl = sv_skey_encode(sk, 3, key, 596, NULL, 0);
+    ck_assert_uint_eq(skl, 600);
+    const uint8_t v[] = {1, 0, 'v'};
+    snprintf(p, sizeof(p), "%s/checkpoints/chk-71", srv.dir);
+    sh("mkdir %s", p);
+    craft_ckpt_one_entry(p, SV_KEY_GROUPS_DEFAULT, sk, skl, v, sizeof(v));
+    const char *longkey[] = {"71"};
+    Statesrv__V1__Response *r = restore(fd, longkey, 1, 0, 0, 0);
+    ck_assert_msg(r->status == STATESRV__V1__STATUS__INVALID_ARGUMENT, "status %d (%s)", r->status,
+                  r->message);
+    ck_assert_msg(strstr(r->message, "chk-71/data") &&
+                      strstr(r->message, "longer than a store can hold"),
+                  "message: %s", r->message);
+    statesrv__v1__response__free_unpacked(r, NULL);
+    live_state_intact(fd);
+    close(fd);
+}
+END_TEST
+
 Suite *sv_suite_checkpoint(void)
 {
     Suite *s = suite_create("checkpoint");
@@ -1167,6 +1299,9 @@ Suite *sv_suite_checkpoint(void)
     tcase_add_test(tc, waiting_connection_does_not_spin_the_loop);
     tcase_add_test(tc, retention_keeps_the_new_checkpoint_and_ids_survive_leftovers);
     tcase_add_test(tc, missing_generation_refuses_to_start);
+    tcase_add_test(tc, fifo_in_a_checkpoint_is_refused_and_blocks_nothing);
+    tcase_add_test(tc, symlinked_checkpoint_files_are_refused);
+    tcase_add_test(tc, bad_restore_sources_are_the_clients_error);
     suite_add_tcase(s, tc);
     return s;
 }

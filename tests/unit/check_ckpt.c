@@ -1,8 +1,10 @@
-/* Checkpoint files (common/sv_ckpt.c) on real files in a temporary
+/* Checkpoint files (io/sv_ckpt.c) on real files in a temporary
  * directory: round trips, ranged reads, the byte layout, every kind of
  * corruption a reader must catch, and a writer running out of space. */
 #include "checkpoint.pb-c.h"
+#include "craft_ckpt.h"
 #include "suites.h"
+#include "sv_be.h"
 #include "sv_ckpt.h"
 #include "sv_error.h"
 #include "sv_keys.h"
@@ -87,28 +89,6 @@ static int exists(const char *path)
 {
     struct stat st;
     return stat(path, &st) == 0;
-}
-
-static uint32_t be32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-static uint64_t be64(const uint8_t *p)
-{
-    return (uint64_t)be32(p) << 32 | be32(p + 4);
-}
-
-static void put_be64(uint8_t *p, uint64_t v)
-{
-    for (int i = 7; i >= 0; i--, v >>= 8)
-        p[i] = (uint8_t)v;
-}
-
-static void put_be32(uint8_t *p, uint32_t v)
-{
-    for (int i = 3; i >= 0; i--, v >>= 8)
-        p[i] = (uint8_t)v;
 }
 
 /* --- a test data set ------------------------------------------------------ */
@@ -502,36 +482,36 @@ START_TEST(format_pinned)
     ck_assert_mem_eq(p, "SVCKDAT1\0\0\0\1\0\0\0\0", 16);
     const uint8_t *b = p + 16;
     ck_assert_mem_eq(b, "SVBK", 4);
-    ck_assert_uint_eq(be32(b + 4), 0);                /* state */
-    ck_assert_uint_eq(be32(b + 8), 1);                /* key group */
-    ck_assert_uint_eq(be32(b + 12), 1);               /* entries */
-    ck_assert_uint_eq(be32(b + 16), sizeof(payload)); /* raw */
-    ck_assert_uint_eq(be32(b + 20), sizeof(payload)); /* stored */
-    ck_assert_mem_eq(b + 24, "\0\0\0\0", 4);          /* compression none, reserved */
-    ck_assert_uint_eq(be64(b + 28), XXH3_64bits(b + 44, sizeof(payload)));
-    ck_assert_uint_eq(be64(b + 36), XXH3_64bits(b, 36));
+    ck_assert_uint_eq(sv_be32_get(b + 4), 0);                /* state */
+    ck_assert_uint_eq(sv_be32_get(b + 8), 1);                /* key group */
+    ck_assert_uint_eq(sv_be32_get(b + 12), 1);               /* entries */
+    ck_assert_uint_eq(sv_be32_get(b + 16), sizeof(payload)); /* raw */
+    ck_assert_uint_eq(sv_be32_get(b + 20), sizeof(payload)); /* stored */
+    ck_assert_mem_eq(b + 24, "\0\0\0\0", 4);                 /* compression none, reserved */
+    ck_assert_uint_eq(sv_be64_get(b + 28), XXH3_64bits(b + 44, sizeof(payload)));
+    ck_assert_uint_eq(sv_be64_get(b + 36), XXH3_64bits(b, 36));
     ck_assert_mem_eq(b + 44, payload, sizeof(payload));
     const uint8_t *x = b + 44 + sizeof(payload);
     uint64_t ioff = (uint64_t)(x - p);
-    ck_assert_uint_eq(be32(x), 0);
-    ck_assert_uint_eq(be32(x + 4), 1);
-    ck_assert_uint_eq(be64(x + 8), 16);
-    ck_assert_uint_eq(be32(x + 16), sizeof(payload));
-    ck_assert_uint_eq(be32(x + 20), sizeof(payload));
-    ck_assert_uint_eq(be32(x + 24), 1);
+    ck_assert_uint_eq(sv_be32_get(x), 0);
+    ck_assert_uint_eq(sv_be32_get(x + 4), 1);
+    ck_assert_uint_eq(sv_be64_get(x + 8), 16);
+    ck_assert_uint_eq(sv_be32_get(x + 16), sizeof(payload));
+    ck_assert_uint_eq(sv_be32_get(x + 20), sizeof(payload));
+    ck_assert_uint_eq(sv_be32_get(x + 24), 1);
     ck_assert_mem_eq(x + 28, "\0\0\0\0", 4);
     const uint8_t *f = x + 32;
-    ck_assert_uint_eq(be64(f), ioff);
-    ck_assert_uint_eq(be64(f + 8), 32);
-    ck_assert_uint_eq(be64(f + 16), 1);
-    ck_assert_uint_eq(be64(f + 24), XXH3_64bits(x, 32));
+    ck_assert_uint_eq(sv_be64_get(f), ioff);
+    ck_assert_uint_eq(sv_be64_get(f + 8), 32);
+    ck_assert_uint_eq(sv_be64_get(f + 16), 1);
+    ck_assert_uint_eq(sv_be64_get(f + 24), XXH3_64bits(x, 32));
     ck_assert_mem_eq(f + 32, "SVCKEND1", 8);
 
     size_t mn;
     uint8_t *mp = slurp(path_in(d, "MANIFEST"), &mn);
     ck_assert_mem_eq(mp, "SVCKMAN1", 8);
-    ck_assert_uint_eq(be32(mp + 8), mn - 20);
-    ck_assert_uint_eq(be64(mp + mn - 8), XXH3_64bits(mp + 12, mn - 20));
+    ck_assert_uint_eq(sv_be32_get(mp + 8), mn - 20);
+    ck_assert_uint_eq(sv_be64_get(mp + mn - 8), XXH3_64bits(mp + 12, mn - 20));
     Statesrv__V1__CheckpointManifest *pm =
         statesrv__v1__checkpoint_manifest__unpack(NULL, mn - 20, mp + 12);
     ck_assert_ptr_nonnull(pm);
@@ -562,12 +542,12 @@ static size_t read_index(const char *d, struct rec *out, size_t max)
     size_t n;
     uint8_t *p = slurp(path_in(d, "data"), &n);
     const uint8_t *f = p + n - 40;
-    uint64_t ioff = be64(f), count = be64(f + 16);
+    uint64_t ioff = sv_be64_get(f), count = sv_be64_get(f + 16);
     ck_assert_uint_le(count, max);
     for (size_t i = 0; i < count; i++) {
         const uint8_t *x = p + ioff + 32 * i;
-        out[i] = (struct rec){be32(x),      be32(x + 4),  be64(x + 8),
-                              be32(x + 16), be32(x + 20), be32(x + 24)};
+        out[i] = (struct rec){sv_be32_get(x),      sv_be32_get(x + 4),  sv_be64_get(x + 8),
+                              sv_be32_get(x + 16), sv_be32_get(x + 20), sv_be32_get(x + 24)};
     }
     free(p);
     return (size_t)count;
@@ -824,9 +804,9 @@ static void manifest_edit(const char *d, void (*edit)(Statesrv__V1__CheckpointMa
     uint8_t *q = malloc(body + 20);
     ck_assert_ptr_nonnull(q);
     memcpy(q, "SVCKMAN1", 8);
-    put_be32(q + 8, (uint32_t)body);
+    sv_be32_put(q + 8, (uint32_t)body);
     statesrv__v1__checkpoint_manifest__pack(pm, q + 12);
-    put_be64(q + 12 + body, XXH3_64bits(q + 12, body));
+    sv_be64_put(q + 12 + body, XXH3_64bits(q + 12, body));
     spit(path_in(d, "MANIFEST"), q, body + 20);
     statesrv__v1__checkpoint_manifest__free_unpacked(pm, NULL);
     free(q);
@@ -848,13 +828,13 @@ static void reseal(const char *d)
     size_t n;
     uint8_t *p = slurp(path_in(d, "data"), &n);
     uint8_t *f = p + n - 40;
-    uint64_t ioff = be64(f), ilen = be64(f + 8);
+    uint64_t ioff = sv_be64_get(f), ilen = sv_be64_get(f + 8);
     for (uint64_t x = ioff; x < ioff + ilen; x += 32) {
-        uint8_t *h = p + be64(p + x + 8);
-        put_be64(h + 28, XXH3_64bits(h + 44, be32(h + 20)));
-        put_be64(h + 36, XXH3_64bits(h, 36));
+        uint8_t *h = p + sv_be64_get(p + x + 8);
+        sv_be64_put(h + 28, XXH3_64bits(h + 44, sv_be32_get(h + 20)));
+        sv_be64_put(h + 36, XXH3_64bits(h, 36));
     }
-    put_be64(f + 24, XXH3_64bits(p + ioff, ilen));
+    sv_be64_put(f + 24, XXH3_64bits(p + ioff, ilen));
     spit(path_in(d, "data"), p, n);
     uint64_t v[2] = {n, XXH3_64bits(p, n)};
     manifest_edit(d, set_data_sum, v);
@@ -910,7 +890,7 @@ START_TEST(damage_is_caught)
     uint8_t *p = slurp(path, &n);
     struct rec recs[512];
     read_index(d, recs, N_ELEMS(recs));
-    uint64_t ioff = be64(p + n - 40);
+    uint64_t ioff = sv_be64_get(p + n - 40);
     long off = damage[_i].off < 0 ? (long)n + damage[_i].off : damage[_i].off;
     switch (damage[_i].special) {
     case 0:
@@ -967,7 +947,7 @@ START_TEST(every_flipped_byte_is_caught)
     char path[160];
     snprintf(path, sizeof(path), "%s/data", d);
     uint8_t *p = slurp(path, &n);
-    uint64_t ioff = be64(p + n - 40);
+    uint64_t ioff = sv_be64_get(p + n - 40);
     for (size_t i = 0; i < n; i++) {
         const char *part = NULL;
         if (i < 16)
@@ -1101,7 +1081,7 @@ START_TEST(hostile_contents_are_caught)
     char path[160];
     snprintf(path, sizeof(path), "%s/data", d);
     uint8_t *p = slurp(path, &n);
-    uint64_t ioff = be64(p + n - 40);
+    uint64_t ioff = sv_be64_get(p + n - 40);
     /* Block 0 is alpha, key group 1: u00010 "", u00010 "ns1", u00011 "".
      * Each entry: varint(skl) skey varint(vl) value, with skey = kg(2)
      * varint(6) "u00010" ns. */
@@ -1146,19 +1126,19 @@ START_TEST(hostile_contents_are_caught)
     }
     case 5:
         /* ... and the MANIFEST counts one more entry too (below). */
-        put_be32(p + recs[0].offset + 12, 4);
-        put_be32(x0 + 24, 4);
+        sv_be32_put(p + recs[0].offset + 12, 4);
+        sv_be32_put(x0 + 24, 4);
         break;
     case 6:
-        put_be32(x0 + 20, 0xffffffffu);
+        sv_be32_put(x0 + 20, 0xffffffffu);
         break;
     case 7:
-        put_be32(x0 + 16, 0x7fffffffu);
+        sv_be32_put(x0 + 16, 0x7fffffffu);
         break;
     case 8:
         /* Swap the key groups of records 0 and 1. */
-        put_be32(x0 + 4, recs[1].kg);
-        put_be32(x0 + 32 + 4, recs[0].kg);
+        sv_be32_put(x0 + 4, recs[1].kg);
+        sv_be32_put(x0 + 32 + 4, recs[0].kg);
         break;
     case 9:
         both = 0;
@@ -1176,8 +1156,8 @@ START_TEST(hostile_contents_are_caught)
             if (p[recs[i].offset + 24] == 1)
                 z = i;
         ck_assert_uint_lt(z, nrec);
-        put_be32(p + recs[z].offset + 16, recs[z].raw + 1);
-        put_be32(p + ioff + 32 * z + 20, recs[z].raw + 1);
+        sv_be32_put(p + recs[z].offset + 16, recs[z].raw + 1);
+        sv_be32_put(p + ioff + 32 * z + 20, recs[z].raw + 1);
         break;
     }
     }
@@ -1254,6 +1234,120 @@ START_TEST(full_disk_fails_cleanly)
 }
 END_TEST
 
+/* --- hostile files ---------------------------------------------------------- */
+
+static const char *const hostile_file_names[] = {SV_CKPT_MANIFEST_FILE, SV_CKPT_DATA_FILE};
+
+/* Opens d expecting SV_ECORRUPT with a message naming `file` and `why`. */
+static void open_refused(const char *d, const char *file, const char *why)
+{
+    struct sv_ckpt_reader *r = (struct sv_ckpt_reader *)1;
+    char err[512] = "";
+    int rc = sv_ckpt_open(d, &r, err, sizeof(err));
+    ck_assert_msg(rc == SV_ECORRUPT, "rc %d (%s)", rc, err);
+    ck_assert_ptr_null(r);
+    ck_assert_msg(strstr(err, path_in(d, file)) && strstr(err, why), "\"%s\" lacks %s and \"%s\"",
+                  err, file, why);
+}
+
+/* A FIFO in place of MANIFEST or data is refused at once: opening one for
+ * reading used to block until a writer came (the server lists checkpoints
+ * on its loop thread), which the case's 5 s timeout would catch. */
+START_TEST(fifo_is_refused_without_blocking)
+{
+    make_tiny_set();
+    const char *d = subdir("fifo");
+    struct sv_ckpt_writer_options o = std_opts(SV_CKPT_COMPRESS_NONE);
+    write_set(d, &o, NULL);
+    const char *name = hostile_file_names[_i];
+    ck_assert_int_eq(unlink(path_in(d, name)), 0);
+    ck_assert_int_eq(mkfifo(path_in(d, name), 0644), 0);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    open_refused(d, name, "not a regular file");
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    ck_assert_int_lt(t1.tv_sec - t0.tv_sec, 2);
+}
+END_TEST
+
+/* MANIFEST or data as a symbolic link to the same file of an identical,
+ * valid checkpoint elsewhere: refused, though following it would verify (a
+ * link may lead out of the directory a server confined a source to). */
+START_TEST(symlinked_file_is_refused)
+{
+    make_tiny_set();
+    struct sv_ckpt_writer_options o = std_opts(SV_CKPT_COMPRESS_NONE);
+    char d[128], other[128];
+    snprintf(d, sizeof(d), "%.100s", subdir("victim"));
+    snprintf(other, sizeof(other), "%.100s", subdir("elsewhere"));
+    write_set(d, &o, NULL);
+    write_set(other, &o, NULL);
+    const char *name = hostile_file_names[_i];
+    char target[200];
+    snprintf(target, sizeof(target), "%s", path_in(other, name));
+    ck_assert_int_eq(unlink(path_in(d, name)), 0);
+    ck_assert_int_eq(symlink(target, path_in(d, name)), 0);
+    /* The link's target is a good file: the same checkpoint verifies. */
+    struct sv_ckpt_reader *r = open_ok(other);
+    char err[512];
+    ck_assert_int_eq(verify(r, err, sizeof(err)), 0);
+    sv_ckpt_close(r);
+    open_refused(d, name, "symbolic link");
+}
+END_TEST
+
+/* A stored key longer than any store holds (LMDB's 511 bytes): the writer
+ * will not write one, and a crafted file with one fails verify and
+ * iteration, naming the data file; 511 bytes still verify. */
+START_TEST(stored_key_longer_than_a_store_holds_is_refused)
+{
+    static const size_t lens[] = {SV_CKPT_SKEY_MAX, SV_CKPT_SKEY_MAX + 1, 600};
+    size_t len = lens[_i];
+    uint8_t sk[700], key[700];
+    memset(key, 'k', sizeof(key));
+    size_t klen = len - 2 - sv_varint_size(len); /* close enough: adjusted below */
+    while (sv_skey_size(klen, 0) < len)
+        klen++;
+    while (sv_skey_size(klen, 0) > len)
+        klen--;
+    ck_assert_uint_eq(sv_skey_size(klen, 0), len);
+    size_t skl = sv_skey_encode(sk, 5, key, klen, NULL, 0);
+    const uint8_t v[] = {1, 0, 'v'};
+
+    struct sv_ckpt_writer_options o = std_opts(SV_CKPT_COMPRESS_NONE);
+    struct sv_ckpt_writer *w;
+    char err[512] = "";
+    ck_assert_int_eq(sv_ckpt_writer_open(subdir("writer"), &o, &w, err, sizeof(err)), 0);
+    ck_assert_int_eq(sv_ckpt_writer_state(w, "s"), 0);
+    ck_assert_int_eq(sv_ckpt_writer_add(w, sk, skl, v, sizeof(v)),
+                     len <= SV_CKPT_SKEY_MAX ? 0 : SV_EINVAL);
+    sv_ckpt_writer_abort(w);
+
+    const char *d = subdir("crafted");
+    craft_ckpt_one_entry(d, 64, sk, skl, v, sizeof(v));
+    struct sv_ckpt_reader *r = open_ok(d);
+    int rc = verify(r, err, sizeof(err));
+    struct sv_ckpt_iter *it;
+    ck_assert_int_eq(sv_ckpt_iter_open(r, 0, 0, 63, &it), 0);
+    const uint8_t *k, *val;
+    size_t kl, vl;
+    int irc = sv_ckpt_iter_next(it, &k, &kl, &val, &vl);
+    sv_ckpt_iter_close(it);
+    if (len <= SV_CKPT_SKEY_MAX) {
+        ck_assert_msg(rc == 0, "verify: %s", err);
+        ck_assert_int_eq(irc, 1);
+        ck_assert_uint_eq(kl, skl);
+    } else {
+        ck_assert_int_eq(rc, SV_ECORRUPT);
+        ck_assert_msg(strstr(err, path_in(d, SV_CKPT_DATA_FILE)) &&
+                          strstr(err, "longer than a store can hold"),
+                      "got: %s", err);
+        ck_assert_int_eq(irc, SV_ECORRUPT);
+    }
+    sv_ckpt_close(r);
+}
+END_TEST
+
 Suite *sv_suite_ckpt(void)
 {
     Suite *s = suite_create("ckpt");
@@ -1276,5 +1370,14 @@ Suite *sv_suite_ckpt(void)
     tcase_add_loop_test(tc, hostile_contents_are_caught, 0, (int)N_ELEMS(hostile));
     tcase_add_loop_test(tc, full_disk_fails_cleanly, 0, 2);
     suite_add_tcase(s, tc);
+
+    /* Short timeout: a file that blocks the reader must fail fast. */
+    TCase *th = tcase_create("hostile files");
+    tcase_set_timeout(th, 5);
+    tcase_add_checked_fixture(th, setup, teardown);
+    tcase_add_loop_test(th, fifo_is_refused_without_blocking, 0, 2);
+    tcase_add_loop_test(th, symlinked_file_is_refused, 0, 2);
+    tcase_add_loop_test(th, stored_key_longer_than_a_store_holds_is_refused, 0, 3);
+    suite_add_tcase(s, th);
     return s;
 }

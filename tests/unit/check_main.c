@@ -21,6 +21,7 @@ static const sv_suite_ctor suite_ctors[] = {
     sv_suite_keys,
     sv_suite_value,
     sv_suite_common,
+    sv_suite_ckpt_format,
     sv_suite_ckpt,
     sv_suite_wire,
     sv_suite_vectors,

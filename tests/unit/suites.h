@@ -15,6 +15,7 @@ Suite *sv_suite_keys(void);
 Suite *sv_suite_value(void);
 Suite *sv_suite_common(void);
 Suite *sv_suite_ckpt(void);
+Suite *sv_suite_ckpt_format(void);
 Suite *sv_suite_wire(void);
 Suite *sv_suite_vectors(void);
 

@@ -11,9 +11,12 @@
  * same way, so a key-group range of one state is a contiguous run of blocks:
  * a reader seeks to it and reads nothing else.
  *
- * Unlike the rest of common/, this module does file I/O: it is shared by the
- * server (snapshot, restore) and statectl's offline tools. It never holds more
- * than one block and the index in memory.
+ * This is the file side: it opens, reads, writes and fsyncs, and runs the
+ * iterator's read-ahead thread. The bytes themselves are encoded and checked
+ * by the format module (common/sv_ckpt_format.h, no I/O). It lives in io/,
+ * beside fsutil, because both statesrvd (snapshot, restore) and statectl's
+ * offline tools link it, and libstatesrv must not. It never holds more than
+ * one block and the index in memory (the iterator: two blocks).
  *
  * Errors: 0 or a negative code — -errno for I/O (ENOSPC, EIO from fsync, ...),
  * SV_ECORRUPT for anything in a file that is not as it must be, SV_EINVAL for
@@ -27,48 +30,10 @@
 #ifndef SV_CKPT_H
 #define SV_CKPT_H
 
+#include "sv_ckpt_format.h"
+
 #include <stddef.h>
 #include <stdint.h>
-
-#define SV_CKPT_FORMAT_VERSION 1u
-#define SV_CKPT_DATA_FILE "data"
-#define SV_CKPT_MANIFEST_FILE "MANIFEST"
-#define SV_CKPT_BLOCK_SIZE_DEFAULT (256u * 1024)
-/* A reader refuses blocks claiming more than this uncompressed. */
-#define SV_CKPT_BLOCK_RAW_MAX (1100u * 1024 * 1024)
-
-enum sv_ckpt_compression { SV_CKPT_COMPRESS_NONE = 0, SV_CKPT_COMPRESS_ZSTD = 1 };
-
-struct sv_ckpt_state {
-    char name[65];
-    uint64_t entries;
-    uint64_t raw_bytes;
-    uint32_t kg_min, kg_max; /* meaningful when entries > 0 */
-    uint64_t blocks;
-};
-
-/* What a MANIFEST says. states is owned by whoever filled the struct (the
- * writer's finish or the reader) and freed with sv_ckpt_manifest_free(). */
-struct sv_ckpt_manifest {
-    uint32_t format_version;
-    uint64_t checkpoint_id;
-    uint64_t created_unix_ms;
-    char server_version[32];
-    uint32_t key_groups;
-    uint32_t kg_first, kg_last;
-    uint64_t entries;
-    uint64_t raw_bytes;
-    uint64_t data_bytes;
-    uint64_t data_xxh3;
-    enum sv_ckpt_compression compression;
-    int compression_level;
-    uint64_t blocks;
-    uint64_t duration_ms;
-    size_t n_states;
-    struct sv_ckpt_state *states;
-};
-
-void sv_ckpt_manifest_free(struct sv_ckpt_manifest *m);
 
 /* --- writer ---------------------------------------------------------------- */
 
@@ -96,10 +61,10 @@ int sv_ckpt_writer_open(const char *dir, const struct sv_ckpt_writer_options *o,
  * Errors from _state and _add are sticky: every later call, and finish,
  * returns the first one, and finish's err names it. */
 int sv_ckpt_writer_state(struct sv_ckpt_writer *w, const char *name);
-/* Adds one entry of the current state: skey is a stored key (its first two
- * bytes are the key group, which must be within kg_first..kg_last), strictly
- * increasing within the state; value is the stored value (header included).
- * SV_EINVAL for any of that not holding, SV_ETOOLARGE for an entry above
+/* Adds one entry of the current state: skey is a stored key of at most
+ * SV_CKPT_SKEY_MAX bytes (its first two bytes are the key group, which must
+ * be within kg_first..kg_last), strictly increasing within the state; value is the stored value
+ * (header included). SV_EINVAL for any of that not holding, SV_ETOOLARGE for an entry above
  * SV_CKPT_BLOCK_RAW_MAX. */
 int sv_ckpt_writer_add(struct sv_ckpt_writer *w, const uint8_t *skey, size_t sklen,
                        const uint8_t *value, size_t vlen);

@@ -1,12 +1,13 @@
 /* Checkpoint files: the streaming writer and the verifying reader.
  *
- * The byte layout is specified in docs/checkpoint-format.md; the constants and
- * the put/get helpers below are the only place that encodes it. Everything a
- * reader takes from a file is treated as hostile: each length, offset and
- * count is checked against the file size, SV_CKPT_BLOCK_RAW_MAX and the other
- * parts (index, footer, MANIFEST) before anything is allocated or read. */
+ * The bytes are the format module's (common/sv_ckpt_format.h): this file
+ * only moves them between it and the disk (open, read, write, fsync, the
+ * read-ahead thread), checks what only a file has (its type and size), and
+ * prefixes each reason with the file's path. Everything a reader takes from
+ * a file is treated as hostile; the format module checks each length,
+ * offset and count before anything is allocated or read. */
 #include "sv_ckpt.h"
-#include "checkpoint.pb-c.h"
+#include "fsutil.h"
 #include "sv_buf.h"
 #include "sv_error.h"
 #include "sv_keys.h"
@@ -27,141 +28,11 @@
 #include <zstd.h>
 
 #define ERRMSG_LEN 512 /* a writer's or reader's error message */
-
-/* --- layout ---------------------------------------------------------------- */
-
-#define DATA_MAGIC "SVCKDAT1"
-#define DATA_HEADER_SIZE 16u
-#define BLOCK_MAGIC "SVBK"
-#define BLOCK_HEADER_SIZE 44u
-#define BLOCK_HEADER_HASHED 36u /* the header checksum covers bytes 0..35 */
-#define INDEX_RECORD_SIZE 32u
-#define FOOTER_MAGIC "SVCKEND1"
-#define FOOTER_SIZE 40u
-#define MANIFEST_MAGIC "SVCKMAN1"
-#define MANIFEST_OVERHEAD 20u /* magic, length, checksum */
-#define MANIFEST_MAX (64u << 20)
 #define MANIFEST_TMP "MANIFEST.tmp"
-/* The smallest entry: varint(3), a 3-byte stored key, varint(0). */
-#define ENTRY_MIN 5u
-/* Per entry, the two varints take 2..20 bytes. */
-#define ENTRY_OVERHEAD_MIN 2u
-#define ENTRY_OVERHEAD_MAX 20u
 
 #define OUT_BUF_SIZE (1u << 20)
 #define READ_CHUNK (1u << 20)
 #define PROGRESS_EVERY (16u << 20)
-
-/* Block compression byte values (on disk, same numbers as the enum). */
-#define COMP_NONE 0u
-#define COMP_ZSTD 1u
-
-static void put32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-    put32(p, (uint32_t)(v >> 32));
-    put32(p + 4, (uint32_t)v);
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-    return (uint64_t)get32(p) << 32 | get32(p + 4);
-}
-
-struct block_header {
-    uint32_t state;
-    uint32_t kg;
-    uint32_t entries;
-    uint32_t raw;
-    uint32_t stored;
-    uint8_t comp;
-    uint64_t payload_xxh3;
-};
-
-/* One index record, decoded. The block it describes starts at offset. */
-struct idx_rec {
-    uint64_t offset;
-    uint32_t state;
-    uint32_t kg;
-    uint32_t stored;
-    uint32_t raw;
-    uint32_t entries;
-    uint8_t comp;
-};
-
-static void block_header_put(uint8_t *p, const struct block_header *h)
-{
-    memcpy(p, BLOCK_MAGIC, 4);
-    put32(p + 4, h->state);
-    put32(p + 8, h->kg);
-    put32(p + 12, h->entries);
-    put32(p + 16, h->raw);
-    put32(p + 20, h->stored);
-    p[24] = h->comp;
-    p[25] = p[26] = p[27] = 0;
-    put64(p + 28, h->payload_xxh3);
-    put64(p + 36, XXH3_64bits(p, BLOCK_HEADER_HASHED));
-}
-
-static void idx_rec_put(uint8_t *p, const struct idx_rec *x)
-{
-    put32(p, x->state);
-    put32(p + 4, x->kg);
-    put64(p + 8, x->offset);
-    put32(p + 16, x->stored);
-    put32(p + 20, x->raw);
-    put32(p + 24, x->entries);
-    p[28] = x->comp;
-    p[29] = p[30] = p[31] = 0;
-}
-
-/* Stored keys sort as LMDB's default comparator does: bytewise, and a key
- * before every longer key it is a prefix of. */
-static int skey_cmp(const uint8_t *a, size_t an, const uint8_t *b, size_t bn)
-{
-    int c = memcmp(a, b, an < bn ? an : bn);
-    if (c)
-        return c;
-    return an < bn ? -1 : an > bn;
-}
-
-static size_t entry_size(size_t sklen, size_t vlen)
-{
-    return sv_varint_size(sklen) + sklen + sv_varint_size(vlen) + vlen;
-}
-
-/* Splits the entry at p[0..n): bytes it takes, or 0 if it is not one. */
-static size_t entry_parse(const uint8_t *p, size_t n, const uint8_t **k, size_t *kl,
-                          const uint8_t **v, size_t *vl)
-{
-    uint64_t len;
-    int vn = sv_varint_get(p, n, &len);
-    if (vn < 0 || len > n - (size_t)vn)
-        return 0;
-    size_t off = (size_t)vn;
-    *k = p + off;
-    *kl = (size_t)len;
-    off += (size_t)len;
-    vn = sv_varint_get(p + off, n - off, &len);
-    if (vn < 0 || len > n - off - (size_t)vn)
-        return 0;
-    off += (size_t)vn;
-    *v = p + off;
-    *vl = (size_t)len;
-    return off + (size_t)len;
-}
 
 static int write_all(int fd, const uint8_t *p, size_t n)
 {
@@ -222,214 +93,6 @@ static void copy_err(char *err, size_t errlen, const char *msg)
         snprintf(err, errlen, "%s", msg);
 }
 
-void sv_ckpt_manifest_free(struct sv_ckpt_manifest *m)
-{
-    if (!m)
-        return;
-    free(m->states);
-    m->states = NULL;
-    m->n_states = 0;
-}
-
-/* --- MANIFEST encoding ----------------------------------------------------- */
-
-static const char *compression_name(enum sv_ckpt_compression c)
-{
-    return c == SV_CKPT_COMPRESS_ZSTD ? "zstd" : "none";
-}
-
-/* Packs m as a MANIFEST file image (magic, length, body, checksum) into a
- * new buffer. 0, SV_ETOOLARGE (over MANIFEST_MAX) or -ENOMEM. */
-static int manifest_encode(const struct sv_ckpt_manifest *m, uint8_t **out, size_t *outlen)
-{
-    Statesrv__V1__CheckpointManifest pm = STATESRV__V1__CHECKPOINT_MANIFEST__INIT;
-    Statesrv__V1__CheckpointStateInfo *infos =
-        calloc(m->n_states ? m->n_states : 1, sizeof(*infos));
-    Statesrv__V1__CheckpointStateInfo **ptrs = calloc(m->n_states ? m->n_states : 1, sizeof(*ptrs));
-    int rc = -ENOMEM;
-    if (!infos || !ptrs)
-        goto out;
-    for (size_t i = 0; i < m->n_states; i++) {
-        const struct sv_ckpt_state *s = &m->states[i];
-        Statesrv__V1__CheckpointStateInfo init = STATESRV__V1__CHECKPOINT_STATE_INFO__INIT;
-        infos[i] = init;
-        infos[i].name = (char *)s->name;
-        infos[i].entries = s->entries;
-        infos[i].raw_bytes = s->raw_bytes;
-        infos[i].kg_min = s->kg_min;
-        infos[i].kg_max = s->kg_max;
-        infos[i].blocks = s->blocks;
-        ptrs[i] = &infos[i];
-    }
-    pm.format_version = m->format_version;
-    pm.checkpoint_id = m->checkpoint_id;
-    pm.created_unix_ms = m->created_unix_ms;
-    pm.server_version = (char *)m->server_version;
-    pm.key_groups = m->key_groups;
-    pm.kg_first = m->kg_first;
-    pm.kg_last = m->kg_last;
-    pm.entries = m->entries;
-    pm.raw_bytes = m->raw_bytes;
-    pm.data_bytes = m->data_bytes;
-    pm.data_xxh3 = m->data_xxh3;
-    pm.compression = (char *)compression_name(m->compression);
-    pm.compression_level = m->compression_level;
-    pm.n_states = m->n_states;
-    pm.states = ptrs;
-    pm.blocks = m->blocks;
-    pm.duration_ms = m->duration_ms;
-
-    size_t body = statesrv__v1__checkpoint_manifest__get_packed_size(&pm);
-    if (body > MANIFEST_MAX - MANIFEST_OVERHEAD) {
-        rc = SV_ETOOLARGE;
-        goto out;
-    }
-    uint8_t *buf = malloc(body + MANIFEST_OVERHEAD);
-    if (!buf)
-        goto out;
-    memcpy(buf, MANIFEST_MAGIC, 8);
-    put32(buf + 8, (uint32_t)body);
-    statesrv__v1__checkpoint_manifest__pack(&pm, buf + 12);
-    put64(buf + 12 + body, XXH3_64bits(buf + 12, body));
-    *out = buf;
-    *outlen = body + MANIFEST_OVERHEAD;
-    rc = 0;
-out:
-    free(infos);
-    free(ptrs);
-    return rc;
-}
-
-/* Adds b to *a unless that overflows; 0 or -1. */
-static int add_u64(uint64_t *a, uint64_t b)
-{
-    if (*a > UINT64_MAX - b)
-        return -1;
-    *a += b;
-    return 0;
-}
-
-/* Decodes and checks a MANIFEST file image into m. 0, SV_ECORRUPT (reason
- * in why) or -ENOMEM. */
-static int manifest_decode(const uint8_t *p, size_t n, struct sv_ckpt_manifest *m, char *why,
-                           size_t whylen)
-{
-    memset(m, 0, sizeof(*m));
-    if (n < MANIFEST_OVERHEAD) {
-        snprintf(why, whylen, "too short (%zu bytes)", n);
-        return SV_ECORRUPT;
-    }
-    if (memcmp(p, MANIFEST_MAGIC, 8) != 0) {
-        snprintf(why, whylen, "bad magic");
-        return SV_ECORRUPT;
-    }
-    uint32_t body = get32(p + 8);
-    if ((uint64_t)body != n - MANIFEST_OVERHEAD) {
-        snprintf(why, whylen, "length field says %u bytes, the file holds %zu", (unsigned)body,
-                 n - MANIFEST_OVERHEAD);
-        return SV_ECORRUPT;
-    }
-    if (XXH3_64bits(p + 12, body) != get64(p + 12 + body)) {
-        snprintf(why, whylen, "checksum mismatch");
-        return SV_ECORRUPT;
-    }
-    Statesrv__V1__CheckpointManifest *pm =
-        statesrv__v1__checkpoint_manifest__unpack(NULL, body, p + 12);
-    if (!pm) {
-        snprintf(why, whylen, "body is not a CheckpointManifest");
-        return SV_ECORRUPT;
-    }
-    int rc = SV_ECORRUPT;
-    if (pm->format_version != SV_CKPT_FORMAT_VERSION) {
-        snprintf(why, whylen, "format version %u is not supported (this reader knows %u)",
-                 (unsigned)pm->format_version, SV_CKPT_FORMAT_VERSION);
-        goto out;
-    }
-    m->format_version = pm->format_version;
-    m->checkpoint_id = pm->checkpoint_id;
-    m->created_unix_ms = pm->created_unix_ms;
-    if (strlen(pm->server_version) >= sizeof(m->server_version)) {
-        snprintf(why, whylen, "server_version too long");
-        goto out;
-    }
-    snprintf(m->server_version, sizeof(m->server_version), "%s", pm->server_version);
-    m->key_groups = pm->key_groups;
-    m->kg_first = pm->kg_first;
-    m->kg_last = pm->kg_last;
-    if (m->key_groups == 0 || m->key_groups > SV_KEY_GROUPS_MAX || m->kg_first > m->kg_last ||
-        m->kg_last >= m->key_groups) {
-        snprintf(why, whylen, "key groups %u..%u of %u are not a valid range",
-                 (unsigned)m->kg_first, (unsigned)m->kg_last, (unsigned)m->key_groups);
-        goto out;
-    }
-    m->entries = pm->entries;
-    m->raw_bytes = pm->raw_bytes;
-    m->data_bytes = pm->data_bytes;
-    m->data_xxh3 = pm->data_xxh3;
-    if (strcmp(pm->compression, "zstd") == 0) {
-        m->compression = SV_CKPT_COMPRESS_ZSTD;
-    } else if (strcmp(pm->compression, "none") == 0) {
-        m->compression = SV_CKPT_COMPRESS_NONE;
-    } else {
-        snprintf(why, whylen, "unknown compression \"%.32s\"", pm->compression);
-        goto out;
-    }
-    m->compression_level = pm->compression_level;
-    m->blocks = pm->blocks;
-    m->duration_ms = pm->duration_ms;
-
-    if (pm->n_states) {
-        m->states = calloc(pm->n_states, sizeof(*m->states));
-        if (!m->states) {
-            rc = -ENOMEM;
-            goto out;
-        }
-    }
-    m->n_states = pm->n_states;
-    uint64_t entries = 0, raw = 0, blocks = 0;
-    for (size_t i = 0; i < pm->n_states; i++) {
-        const Statesrv__V1__CheckpointStateInfo *si = pm->states[i];
-        struct sv_ckpt_state *s = &m->states[i];
-        size_t nl = strlen(si->name);
-        if (!sv_state_name_valid(si->name, nl)) {
-            snprintf(why, whylen, "state %zu: invalid name", i);
-            goto out;
-        }
-        memcpy(s->name, si->name, nl + 1);
-        if (i > 0 && strcmp(m->states[i - 1].name, s->name) >= 0) {
-            snprintf(why, whylen, "state %zu (%s): names not in increasing order", i, s->name);
-            goto out;
-        }
-        s->entries = si->entries;
-        s->raw_bytes = si->raw_bytes;
-        s->kg_min = si->kg_min;
-        s->kg_max = si->kg_max;
-        s->blocks = si->blocks;
-        int bad = s->entries ? (s->kg_min > s->kg_max || s->kg_min < m->kg_first ||
-                                s->kg_max > m->kg_last || s->blocks == 0 || s->blocks > s->entries)
-                             : (s->blocks != 0 || s->raw_bytes != 0);
-        if (bad) {
-            snprintf(why, whylen, "state %s: inconsistent counts or key groups", s->name);
-            goto out;
-        }
-        if (add_u64(&entries, s->entries) || add_u64(&raw, s->raw_bytes) ||
-            add_u64(&blocks, s->blocks)) {
-            snprintf(why, whylen, "state totals overflow");
-            goto out;
-        }
-    }
-    if (entries != m->entries || raw != m->raw_bytes || blocks != m->blocks) {
-        snprintf(why, whylen, "totals do not match the sum of the states");
-        goto out;
-    }
-    rc = 0;
-out:
-    statesrv__v1__checkpoint_manifest__free_unpacked(pm, NULL);
-    if (rc)
-        sv_ckpt_manifest_free(m);
-    return rc;
-}
-
 /* --- writer ---------------------------------------------------------------- */
 
 struct sv_ckpt_writer {
@@ -454,12 +117,11 @@ struct sv_ckpt_writer {
 
     /* The block being filled. */
     struct sv_buf raw;
-    struct sv_buf cbuf;
-    ZSTD_CCtx *cctx;
+    struct sv_ckpt_block_encoder enc;
     uint32_t blk_kg;
     uint32_t blk_entries;
 
-    struct sv_buf index; /* INDEX_RECORD_SIZE-byte records */
+    struct sv_buf index; /* SV_CKPT_INDEX_RECORD_SIZE-byte records */
     struct sv_buf lastkey;
     int have_last;
 
@@ -526,52 +188,26 @@ static int flush_block(struct sv_ckpt_writer *w)
 {
     if (!w->blk_entries)
         return 0;
-    const uint8_t *payload = w->raw.data;
-    size_t stored = w->raw.len;
-    uint8_t comp = COMP_NONE;
-    if (w->compression == SV_CKPT_COMPRESS_ZSTD) {
-        size_t bound = ZSTD_compressBound(w->raw.len);
-        w->cbuf.len = 0;
-        if (sv_buf_reserve(&w->cbuf, bound))
-            return werr(w, -ENOMEM, "%s: out of memory", w->data_path);
-        size_t c =
-            ZSTD_compressCCtx(w->cctx, w->cbuf.data, bound, w->raw.data, w->raw.len, w->level);
-        if (ZSTD_isError(c))
-            return werr(w, SV_EINTERNAL, "%s: zstd: %s", w->data_path, ZSTD_getErrorName(c));
-        /* A block zstd cannot shrink is stored as it is. */
-        if (c < w->raw.len) {
-            payload = w->cbuf.data;
-            stored = c;
-            comp = COMP_ZSTD;
-        }
-    }
-    struct block_header h = {
+    struct sv_ckpt_block_info x = {
+        .offset = w->offset,
         .state = (uint32_t)(w->n_states - 1),
         .kg = w->blk_kg,
         .entries = w->blk_entries,
         .raw = (uint32_t)w->raw.len,
-        .stored = (uint32_t)stored,
-        .comp = comp,
-        .payload_xxh3 = XXH3_64bits(payload, stored),
     };
-    struct idx_rec x = {
-        .offset = w->offset,
-        .state = h.state,
-        .kg = h.kg,
-        .stored = h.stored,
-        .raw = h.raw,
-        .entries = h.entries,
-        .comp = comp,
-    };
-    uint8_t hdr[BLOCK_HEADER_SIZE];
-    block_header_put(hdr, &h);
-    if (sv_buf_reserve(&w->index, INDEX_RECORD_SIZE))
+    uint8_t hdr[SV_CKPT_BLOCK_HEADER_SIZE];
+    const uint8_t *payload;
+    char why[256];
+    int rc = sv_ckpt_block_encode(&w->enc, &x, w->raw.data, hdr, &payload, why, sizeof(why));
+    if (rc)
+        return werr(w, rc, "%s: %s", w->data_path, why);
+    if (sv_buf_reserve(&w->index, SV_CKPT_INDEX_RECORD_SIZE))
         return werr(w, -ENOMEM, "%s: out of memory", w->data_path);
-    idx_rec_put(w->index.data + w->index.len, &x);
-    w->index.len += INDEX_RECORD_SIZE;
-    int rc = out_write(w, hdr, sizeof(hdr));
+    sv_ckpt_index_put(w->index.data + w->index.len, &x);
+    w->index.len += SV_CKPT_INDEX_RECORD_SIZE;
+    rc = out_write(w, hdr, sizeof(hdr));
     if (!rc)
-        rc = out_write(w, payload, stored);
+        rc = out_write(w, payload, x.stored);
     if (rc)
         return rc;
     w->states[w->n_states - 1].blocks++;
@@ -579,7 +215,7 @@ static int flush_block(struct sv_ckpt_writer *w)
     w->blk_entries = 0;
     /* Keep the usual block buffer; drop one grown for a single huge entry. */
     sv_buf_clear(&w->raw, 2 * w->block_size + 4096);
-    sv_buf_clear(&w->cbuf, 2 * w->block_size + 4096);
+    sv_buf_clear(&w->enc.cbuf, 2 * w->block_size + 4096);
     return 0;
 }
 
@@ -674,10 +310,8 @@ int sv_ckpt_writer_open(const char *dir, const struct sv_ckpt_writer_options *o,
     w->data_path = path_join(dir, SV_CKPT_DATA_FILE);
     w->out = malloc(OUT_BUF_SIZE);
     w->hash = XXH3_createState();
-    if (w->compression == SV_CKPT_COMPRESS_ZSTD)
-        w->cctx = ZSTD_createCCtx();
-    if (!w->dir || !w->data_path || !w->out || !w->hash ||
-        (w->compression == SV_CKPT_COMPRESS_ZSTD && !w->cctx)) {
+    int enc_rc = sv_ckpt_block_encoder_init(&w->enc, w->compression, w->level);
+    if (!w->dir || !w->data_path || !w->out || !w->hash || enc_rc) {
         copy_err(err, errlen, "out of memory");
         rc = -ENOMEM;
         goto fail;
@@ -690,10 +324,8 @@ int sv_ckpt_writer_open(const char *dir, const struct sv_ckpt_writer_options *o,
             snprintf(err, errlen, "%s: %s", w->data_path, sv_strerror(rc));
         goto fail;
     }
-    uint8_t hdr[DATA_HEADER_SIZE];
-    memcpy(hdr, DATA_MAGIC, 8);
-    put32(hdr + 8, SV_CKPT_FORMAT_VERSION);
-    put32(hdr + 12, 0);
+    uint8_t hdr[SV_CKPT_DATA_HEADER_SIZE];
+    sv_ckpt_data_header_put(hdr);
     rc = out_write(w, hdr, sizeof(hdr)); /* buffered: cannot fail */
     if (rc)
         goto fail;
@@ -746,18 +378,21 @@ int sv_ckpt_writer_add(struct sv_ckpt_writer *w, const uint8_t *skey, size_t skl
     if (sv_skey_decode(skey, sklen, &k) != 0)
         return werr(w, SV_EINVAL, "state %s, entry %llu: not a stored key", s->name,
                     (unsigned long long)s->entries);
+    if (sklen > SV_CKPT_SKEY_MAX)
+        return werr(w, SV_EINVAL, "state %s, entry %llu: a stored key of %zu bytes is above %u",
+                    s->name, (unsigned long long)s->entries, sklen, SV_CKPT_SKEY_MAX);
     if (k.kg >= w->key_groups || k.kg < w->kg_first || k.kg > w->kg_last)
         return werr(w, SV_EINVAL, "state %s, entry %llu: key group %u outside %u..%u", s->name,
                     (unsigned long long)s->entries, (unsigned)k.kg, (unsigned)w->kg_first,
                     (unsigned)w->kg_last);
-    if (w->have_last && skey_cmp(w->lastkey.data, w->lastkey.len, skey, sklen) >= 0)
+    if (w->have_last && sv_skey_cmp(w->lastkey.data, w->lastkey.len, skey, sklen) >= 0)
         return werr(w, SV_EINVAL, "state %s, entry %llu: stored keys not strictly increasing",
                     s->name, (unsigned long long)s->entries);
     if (sklen > SV_CKPT_BLOCK_RAW_MAX || vlen > SV_CKPT_BLOCK_RAW_MAX ||
-        entry_size(sklen, vlen) > SV_CKPT_BLOCK_RAW_MAX)
+        sv_ckpt_entry_size(sklen, vlen) > SV_CKPT_BLOCK_RAW_MAX)
         return werr(w, SV_ETOOLARGE, "state %s, entry %llu: %zu bytes is above the block limit",
                     s->name, (unsigned long long)s->entries, sklen + vlen);
-    size_t esz = entry_size(sklen, vlen);
+    size_t esz = sv_ckpt_entry_size(sklen, vlen);
     int rc;
     if (w->blk_entries && (k.kg != w->blk_kg || w->raw.len + esz > w->block_size)) {
         rc = flush_block(w);
@@ -766,14 +401,7 @@ int sv_ckpt_writer_add(struct sv_ckpt_writer *w, const uint8_t *skey, size_t skl
     }
     if (sv_buf_reserve(&w->raw, esz))
         return werr(w, -ENOMEM, "out of memory");
-    uint8_t *p = w->raw.data + w->raw.len;
-    p += sv_varint_put(p, sklen);
-    memcpy(p, skey, sklen);
-    p += sklen;
-    p += sv_varint_put(p, vlen);
-    if (vlen)
-        memcpy(p, value, vlen);
-    w->raw.len += esz;
+    w->raw.len += sv_ckpt_entry_put(w->raw.data + w->raw.len, skey, sklen, value, vlen);
     w->blk_kg = k.kg;
     w->blk_entries++;
 
@@ -812,12 +440,14 @@ static int finish_data(struct sv_ckpt_writer *w)
     int rc = flush_block(w);
     if (rc)
         return rc;
-    uint8_t footer[FOOTER_SIZE];
-    put64(footer, w->offset);
-    put64(footer + 8, w->index.len);
-    put64(footer + 16, w->index.len / INDEX_RECORD_SIZE);
-    put64(footer + 24, XXH3_64bits(w->index.data, w->index.len));
-    memcpy(footer + 32, FOOTER_MAGIC, 8);
+    struct sv_ckpt_footer f = {
+        .index_offset = w->offset,
+        .index_len = w->index.len,
+        .index_count = w->index.len / SV_CKPT_INDEX_RECORD_SIZE,
+        .index_xxh3 = XXH3_64bits(w->index.data, w->index.len),
+    };
+    uint8_t footer[SV_CKPT_FOOTER_SIZE];
+    sv_ckpt_footer_put(footer, &f);
     if (w->index.len && (rc = out_write(w, w->index.data, w->index.len)) != 0)
         return rc;
     if ((rc = out_write(w, footer, sizeof(footer))) != 0 || (rc = out_flush(w)) != 0)
@@ -875,9 +505,7 @@ static int write_manifest(struct sv_ckpt_writer *w, const uint8_t *img, size_t n
         goto out;
     }
     renamed = 1;
-    fd = open(w->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0 || fsync(fd) != 0) {
-        rc = -errno;
+    if ((rc = sv_fs_fsync_dir(w->dir)) != 0) {
         werr(w, rc, "%s: fsync directory: %s", w->dir, sv_strerror(rc));
         goto out;
     }
@@ -921,7 +549,7 @@ int sv_ckpt_writer_finish(struct sv_ckpt_writer *w, struct sv_ckpt_manifest *m, 
     if (!rc) {
         uint8_t *img = NULL;
         size_t n = 0;
-        rc = manifest_encode(&mf, &img, &n);
+        rc = sv_ckpt_manifest_encode(&mf, &img, &n);
         if (rc)
             rc = werr(w, rc, "MANIFEST: cannot encode: %s", sv_strerror(rc));
         else
@@ -948,9 +576,8 @@ void sv_ckpt_writer_abort(struct sv_ckpt_writer *w)
     free(w->data_path);
     free(w->out);
     XXH3_freeState(w->hash);
-    ZSTD_freeCCtx(w->cctx);
+    sv_ckpt_block_encoder_free(&w->enc);
     sv_buf_free(&w->raw);
-    sv_buf_free(&w->cbuf);
     sv_buf_free(&w->index);
     sv_buf_free(&w->lastkey);
     free(w->states);
@@ -959,12 +586,12 @@ void sv_ckpt_writer_abort(struct sv_ckpt_writer *w)
 
 /* --- reader ---------------------------------------------------------------- */
 
-/* One block in memory: the bytes as read (header + stored payload) and, for
- * a compressed block, the payload decompressed. data/len is the raw payload. */
+/* One block in memory: the bytes as read (header + stored payload), the
+ * decoder that holds a compressed block's payload decompressed, and data/len,
+ * the raw payload. */
 struct blockbuf {
     struct sv_buf io;
-    struct sv_buf raw;
-    ZSTD_DCtx *dctx;
+    struct sv_ckpt_block_decoder dec;
     const uint8_t *data;
     size_t len;
 };
@@ -975,13 +602,16 @@ struct sv_ckpt_reader {
     int fd;
     uint64_t size;
     struct sv_ckpt_manifest m;
-    uint8_t header[DATA_HEADER_SIZE];
+    uint8_t header[SV_CKPT_DATA_HEADER_SIZE];
     uint64_t index_offset;
-    struct idx_rec *idx;
+    struct sv_ckpt_block_info *idx;
     size_t n_idx;
     struct blockbuf blk; /* verify's */
     char errmsg[ERRMSG_LEN];
 };
+
+/* A reason from the format module, before the path is put in front. */
+#define WHY_LEN (ERRMSG_LEN - 128)
 
 /* Formats an error message into msg (ERRMSG_LEN bytes); returns rc. */
 __attribute__((format(printf, 3, 4))) static int berr(char *msg, int rc, const char *fmt, ...)
@@ -998,31 +628,51 @@ __attribute__((format(printf, 3, 4))) static int berr(char *msg, int rc, const c
 static void blockbuf_free(struct blockbuf *b)
 {
     sv_buf_free(&b->io);
-    sv_buf_free(&b->raw);
-    ZSTD_freeDCtx(b->dctx);
-    b->dctx = NULL;
+    sv_ckpt_block_decoder_free(&b->dec);
+}
+
+/* Opens a checkpoint file for reading: a regular file, never a symbolic
+ * link (that could lead out of the directory a server confined the source
+ * to), a FIFO or a device (whose open or read can block for ever: the server
+ * lists checkpoints on its event loop). O_NONBLOCK makes the open of a FIFO
+ * return at once; it changes nothing for a regular file. *fd and *st on
+ * success; SV_ECORRUPT for a file of the wrong kind, or -errno. */
+static int open_regular(struct sv_ckpt_reader *r, const char *path, int *fd, struct stat *st)
+{
+    *fd = open(path, O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC);
+    if (*fd < 0) {
+        int rc = -errno;
+        if (rc == -ELOOP)
+            return rerr(r, SV_ECORRUPT,
+                        "%s: a symbolic link (checkpoint files must be regular files)", path);
+        return rerr(r, rc, "%s: %s", path, sv_strerror(rc));
+    }
+    int rc = 0;
+    if (fstat(*fd, st) != 0) {
+        rc = -errno;
+        rerr(r, rc, "%s: %s", path, sv_strerror(rc));
+    } else if (!S_ISREG(st->st_mode)) {
+        rc = rerr(r, SV_ECORRUPT, "%s: not a regular file", path);
+    }
+    if (rc) {
+        close(*fd);
+        *fd = -1;
+    }
+    return rc;
 }
 
 /* Reads the MANIFEST into r->m. */
 static int read_manifest(struct sv_ckpt_reader *r)
 {
-    int fd = open(r->manifest_path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        int rc = -errno;
-        return rerr(r, rc, "%s: %s", r->manifest_path, sv_strerror(rc));
-    }
-    uint8_t *buf = NULL;
-    int rc = 0;
+    int fd;
     struct stat st;
-    if (fstat(fd, &st) != 0) {
-        rc = -errno;
-        rerr(r, rc, "%s: %s", r->manifest_path, sv_strerror(rc));
-        goto out;
-    }
-    if (!S_ISREG(st.st_mode) || st.st_size < (off_t)MANIFEST_OVERHEAD ||
-        st.st_size > (off_t)MANIFEST_MAX) {
+    int rc = open_regular(r, r->manifest_path, &fd, &st);
+    if (rc)
+        return rc;
+    uint8_t *buf = NULL;
+    if (st.st_size < (off_t)SV_CKPT_MANIFEST_OVERHEAD || st.st_size > (off_t)SV_CKPT_MANIFEST_MAX) {
         rc = rerr(r, SV_ECORRUPT, "%s: MANIFEST: not a regular file of %u..%u bytes",
-                  r->manifest_path, MANIFEST_OVERHEAD, MANIFEST_MAX);
+                  r->manifest_path, SV_CKPT_MANIFEST_OVERHEAD, SV_CKPT_MANIFEST_MAX);
         goto out;
     }
     size_t n = (size_t)st.st_size;
@@ -1036,10 +686,10 @@ static int read_manifest(struct sv_ckpt_reader *r)
         rerr(r, rc, "%s: read: %s", r->manifest_path, sv_strerror(rc));
         goto out;
     }
-    char why[256];
-    rc = manifest_decode(buf, n, &r->m, why, sizeof(why));
+    char why[WHY_LEN];
+    rc = sv_ckpt_manifest_decode(buf, n, &r->m, why, sizeof(why));
     if (rc)
-        rerr(r, rc, "%s: MANIFEST: %s", r->manifest_path, why);
+        rerr(r, rc, "%s: %s", r->manifest_path, why);
 out:
     free(buf);
     close(fd);
@@ -1052,158 +702,47 @@ static int read_data_meta(struct sv_ckpt_reader *r)
 {
     const struct sv_ckpt_manifest *m = &r->m;
     const char *path = r->data_path;
-    r->fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (r->fd < 0) {
-        int rc = -errno;
-        return rerr(r, rc, "%s: %s", path, sv_strerror(rc));
-    }
     struct stat st;
-    if (fstat(r->fd, &st) != 0) {
-        int rc = -errno;
-        return rerr(r, rc, "%s: %s", path, sv_strerror(rc));
-    }
-    if (!S_ISREG(st.st_mode))
-        return rerr(r, SV_ECORRUPT, "%s: not a regular file", path);
+    int rc = open_regular(r, path, &r->fd, &st);
+    if (rc)
+        return rc;
     r->size = (uint64_t)st.st_size;
     if (r->size != m->data_bytes)
         return rerr(r, SV_ECORRUPT,
                     "%s: data file size: %llu bytes, MANIFEST says %llu (truncated or extended)",
                     path, (unsigned long long)r->size, (unsigned long long)m->data_bytes);
-    if (r->size < DATA_HEADER_SIZE + FOOTER_SIZE)
+    if (r->size < SV_CKPT_DATA_HEADER_SIZE + SV_CKPT_FOOTER_SIZE)
         return rerr(r, SV_ECORRUPT, "%s: data file size: %llu bytes is too short", path,
                     (unsigned long long)r->size);
 
-    int rc = pread_full(r->fd, r->header, DATA_HEADER_SIZE, 0);
+    char why[WHY_LEN];
+    rc = pread_full(r->fd, r->header, SV_CKPT_DATA_HEADER_SIZE, 0);
     if (rc)
         return rerr(r, rc, "%s: data header: read: %s", path, sv_strerror(rc));
-    if (memcmp(r->header, DATA_MAGIC, 8) != 0)
-        return rerr(r, SV_ECORRUPT, "%s: data header: bad magic", path);
-    if (get32(r->header + 8) != SV_CKPT_FORMAT_VERSION)
-        return rerr(r, SV_ECORRUPT, "%s: data header: format version %u is not supported", path,
-                    (unsigned)get32(r->header + 8));
-    if (get32(r->header + 12) != 0)
-        return rerr(r, SV_ECORRUPT, "%s: data header: unknown flags %#x", path,
-                    (unsigned)get32(r->header + 12));
+    if ((rc = sv_ckpt_data_header_check(r->header, why, sizeof(why))))
+        return rerr(r, rc, "%s: %s", path, why);
 
-    uint8_t f[FOOTER_SIZE];
-    uint64_t foot_off = r->size - FOOTER_SIZE;
-    rc = pread_full(r->fd, f, FOOTER_SIZE, foot_off);
+    uint8_t fb[SV_CKPT_FOOTER_SIZE];
+    rc = pread_full(r->fd, fb, SV_CKPT_FOOTER_SIZE, r->size - SV_CKPT_FOOTER_SIZE);
     if (rc)
         return rerr(r, rc, "%s: footer: read: %s", path, sv_strerror(rc));
-    if (memcmp(f + 32, FOOTER_MAGIC, 8) != 0)
-        return rerr(r, SV_ECORRUPT, "%s: footer: bad magic", path);
-    uint64_t ioff = get64(f), ilen = get64(f + 8), icount = get64(f + 16);
-    if (icount > foot_off / INDEX_RECORD_SIZE || ilen != icount * INDEX_RECORD_SIZE)
-        return rerr(r, SV_ECORRUPT, "%s: footer: index count %llu does not fit index length %llu",
-                    path, (unsigned long long)icount, (unsigned long long)ilen);
-    if (ioff < DATA_HEADER_SIZE || ioff > foot_off || foot_off - ioff != ilen)
-        return rerr(r, SV_ECORRUPT,
-                    "%s: footer: index at %llu (+%llu) does not end where the footer starts (%llu)",
-                    path, (unsigned long long)ioff, (unsigned long long)ilen,
-                    (unsigned long long)foot_off);
-    if (icount != m->blocks)
-        return rerr(r, SV_ECORRUPT, "%s: footer: %llu blocks, MANIFEST says %llu", path,
-                    (unsigned long long)icount, (unsigned long long)m->blocks);
-    r->index_offset = ioff;
+    struct sv_ckpt_footer f;
+    if ((rc = sv_ckpt_footer_decode(fb, r->size, &f, why, sizeof(why))))
+        return rerr(r, rc, "%s: %s", path, why);
+    r->index_offset = f.index_offset;
 
-    /* ilen < file size, so this allocation is bounded by what is on disk. */
-    uint8_t *raw = malloc(ilen ? (size_t)ilen : 1);
-    r->idx = calloc(icount ? (size_t)icount : 1, sizeof(*r->idx));
-    if (!raw || !r->idx) {
-        free(raw);
+    /* The index is shorter than the file, so this allocation is bounded by
+     * what is on disk. */
+    uint8_t *raw = malloc(f.index_len ? (size_t)f.index_len : 1);
+    if (!raw)
         return rerr(r, -ENOMEM, "%s: index: out of memory", path);
-    }
-    rc = pread_full(r->fd, raw, (size_t)ilen, ioff);
-    if (rc) {
-        free(raw);
-        return rerr(r, rc, "%s: index: read: %s", path, sv_strerror(rc));
-    }
-    if (XXH3_64bits(raw, (size_t)ilen) != get64(f + 24)) {
-        free(raw);
-        return rerr(r, SV_ECORRUPT, "%s: index: checksum does not match the footer's", path);
-    }
-
-    /* Per-state sums, to compare with the manifest. */
-    struct sv_ckpt_state *sum = calloc(m->n_states ? m->n_states : 1, sizeof(*sum));
-    if (!sum) {
-        free(raw);
-        return rerr(r, -ENOMEM, "%s: index: out of memory", path);
-    }
-    rc = 0;
-    uint64_t expect = DATA_HEADER_SIZE;
-    for (size_t i = 0; i < (size_t)icount; i++) {
-        const uint8_t *p = raw + i * INDEX_RECORD_SIZE;
-        struct idx_rec *x = &r->idx[i];
-        x->state = get32(p);
-        x->kg = get32(p + 4);
-        x->offset = get64(p + 8);
-        x->stored = get32(p + 16);
-        x->raw = get32(p + 20);
-        x->entries = get32(p + 24);
-        x->comp = p[28];
-        const char *bad = NULL;
-        if (p[29] || p[30] || p[31])
-            bad = "reserved bytes are not zero";
-        else if (x->state >= m->n_states)
-            bad = "state out of range";
-        else if (x->kg < m->kg_first || x->kg > m->kg_last)
-            bad = "key group outside the checkpoint's range";
-        else if (i > 0 && (x->state < r->idx[i - 1].state ||
-                           (x->state == r->idx[i - 1].state && x->kg < r->idx[i - 1].kg)))
-            bad = "not sorted by (state, key group)";
-        else if (x->offset != expect)
-            bad = "offset is not where the previous block ends";
-        else if (x->entries == 0 || x->raw > SV_CKPT_BLOCK_RAW_MAX ||
-                 x->raw / ENTRY_MIN < x->entries)
-            bad = "entry count or raw length out of bounds";
-        else if (x->comp == COMP_NONE ? x->stored != x->raw
-                 : x->comp == COMP_ZSTD
-                     ? x->stored == 0 || x->stored > ZSTD_COMPRESSBOUND((uint64_t)x->raw)
-                     : 1)
-            bad = "bad compression or stored length";
-        else if (x->stored > ioff - x->offset || ioff - x->offset - x->stored < BLOCK_HEADER_SIZE)
-            bad = "block runs past the index";
-        if (bad) {
-            rc = rerr(r, SV_ECORRUPT, "%s: index: record %zu (block at offset %llu): %s", path, i,
-                      (unsigned long long)x->offset, bad);
-            goto out;
-        }
-        expect = x->offset + BLOCK_HEADER_SIZE + x->stored;
-        struct sv_ckpt_state *s = &sum[x->state];
-        if (!s->entries || x->kg < s->kg_min)
-            s->kg_min = x->kg;
-        if (!s->entries || x->kg > s->kg_max)
-            s->kg_max = x->kg;
-        if (add_u64(&s->entries, x->entries) || add_u64(&s->raw_bytes, x->raw)) {
-            rc = rerr(r, SV_ECORRUPT, "%s: index: record %zu: totals overflow", path, i);
-            goto out;
-        }
-        s->blocks++;
-    }
-    if (expect != ioff) {
-        rc = rerr(r, SV_ECORRUPT, "%s: index: blocks end at %llu but the index starts at %llu",
-                  path, (unsigned long long)expect, (unsigned long long)ioff);
-        goto out;
-    }
-    for (size_t i = 0; i < m->n_states; i++) {
-        const struct sv_ckpt_state *ms = &m->states[i], *s = &sum[i];
-        /* raw_bytes counts keys and values; the index's raw lengths add the
-         * two varints of each entry. */
-        int bad = s->entries != ms->entries || s->blocks != ms->blocks ||
-                  (s->entries && (s->kg_min != ms->kg_min || s->kg_max != ms->kg_max)) ||
-                  ms->raw_bytes > s->raw_bytes - ENTRY_OVERHEAD_MIN * s->entries ||
-                  ms->raw_bytes + ENTRY_OVERHEAD_MAX * s->entries < s->raw_bytes;
-        if (bad) {
-            rc = rerr(r, SV_ECORRUPT,
-                      "%s: index: state %s: blocks, entries, sizes or key groups differ from "
-                      "the MANIFEST",
-                      path, ms->name);
-            goto out;
-        }
-    }
-    r->n_idx = (size_t)icount;
-out:
-    free(sum);
+    rc = pread_full(r->fd, raw, (size_t)f.index_len, f.index_offset);
+    if (rc)
+        rerr(r, rc, "%s: index: read: %s", path, sv_strerror(rc));
+    else if ((rc = sv_ckpt_index_decode(raw, &f, m, &r->idx, why, sizeof(why))))
+        rerr(r, rc, "%s: %s", path, why);
+    else
+        r->n_idx = (size_t)f.index_count;
     free(raw);
     return rc;
 }
@@ -1257,106 +796,37 @@ const char *sv_ckpt_errmsg(const struct sv_ckpt_reader *r)
     return r->errmsg;
 }
 
-#define BLOCK_FMT "%s: block at offset %llu (state %u, key group %u): "
-#define BLOCK_ARGS(r, x)                                                                           \
-    (r)->data_path, (unsigned long long)(x)->offset, (unsigned)(x)->state, (unsigned)(x)->kg
-
-/* Reads block x into b and checks it: header checksum, agreement with the
- * index, payload checksum, decompression to exactly the raw length, and
- * every entry (framing to exactly the raw length, stored keys that decode,
- * carry the block's key group and strictly increase, also from *prev, the
- * last key before this block in the same state, or empty). On success
- * b->data/len is the raw payload, *prev holds the block's last key, and
- * *kv_bytes (may be NULL) the bytes of its keys and values. If fh is not
- * NULL the block's bytes are fed to it (verify's whole-file checksum). */
-static int block_load(struct sv_ckpt_reader *r, char *msg, const struct idx_rec *x,
+/* Reads block x into b and checks it and its entries (sv_ckpt_block_decode,
+ * sv_ckpt_entries_check, with *prev the last key before this block in the
+ * same state, or empty). On success b->data/len is the raw payload, *prev
+ * holds the block's last key, and *kv_bytes (may be NULL) the bytes of its
+ * keys and values. If fh is not NULL the block's bytes are fed to it
+ * (verify's whole-file checksum). */
+static int block_load(struct sv_ckpt_reader *r, char *msg, const struct sv_ckpt_block_info *x,
                       struct blockbuf *b, struct sv_buf *prev, uint64_t *kv_bytes, XXH3_state_t *fh)
 {
-    size_t n = BLOCK_HEADER_SIZE + (size_t)x->stored;
+    size_t n = SV_CKPT_BLOCK_HEADER_SIZE + (size_t)x->stored;
+    char why[WHY_LEN];
     b->io.len = 0;
     b->data = NULL;
     b->len = 0;
     if (sv_buf_reserve(&b->io, n))
-        return berr(msg, -ENOMEM, BLOCK_FMT "out of memory", BLOCK_ARGS(r, x));
+        return berr(
+            msg, -ENOMEM, "%s: block at offset %llu (state %u, key group %u): out of memory",
+            r->data_path, (unsigned long long)x->offset, (unsigned)x->state, (unsigned)x->kg);
     int rc = pread_full(r->fd, b->io.data, n, x->offset);
     if (rc)
-        return berr(msg, rc, BLOCK_FMT "read: %s", BLOCK_ARGS(r, x), sv_strerror(rc));
+        return berr(msg, rc, "%s: block at offset %llu (state %u, key group %u): read: %s",
+                    r->data_path, (unsigned long long)x->offset, (unsigned)x->state,
+                    (unsigned)x->kg, sv_strerror(rc));
     if (fh)
         XXH3_64bits_update(fh, b->io.data, n);
-    const uint8_t *h = b->io.data;
-    if (memcmp(h, BLOCK_MAGIC, 4) != 0)
-        return berr(msg, SV_ECORRUPT, BLOCK_FMT "block header: bad magic", BLOCK_ARGS(r, x));
-    if (XXH3_64bits(h, BLOCK_HEADER_HASHED) != get64(h + 36))
-        return berr(msg, SV_ECORRUPT, BLOCK_FMT "block header: checksum mismatch",
-                    BLOCK_ARGS(r, x));
-    if (get32(h + 4) != x->state || get32(h + 8) != x->kg || get32(h + 12) != x->entries ||
-        get32(h + 16) != x->raw || get32(h + 20) != x->stored || h[24] != x->comp || h[25] ||
-        h[26] || h[27])
-        return berr(msg, SV_ECORRUPT, BLOCK_FMT "block header does not match the index",
-                    BLOCK_ARGS(r, x));
-    const uint8_t *payload = h + BLOCK_HEADER_SIZE;
-    if (XXH3_64bits(payload, x->stored) != get64(h + 28))
-        return berr(msg, SV_ECORRUPT, BLOCK_FMT "payload checksum mismatch", BLOCK_ARGS(r, x));
-
-    if (x->comp == COMP_ZSTD) {
-        if (!b->dctx && !(b->dctx = ZSTD_createDCtx()))
-            return berr(msg, -ENOMEM, BLOCK_FMT "out of memory", BLOCK_ARGS(r, x));
-        /* x->raw <= SV_CKPT_BLOCK_RAW_MAX was checked with the index. */
-        b->raw.len = 0;
-        if (sv_buf_reserve(&b->raw, x->raw ? x->raw : 1))
-            return berr(msg, -ENOMEM, BLOCK_FMT "out of memory for %u bytes", BLOCK_ARGS(r, x),
-                        (unsigned)x->raw);
-        if (ZSTD_findFrameCompressedSize(payload, x->stored) != x->stored)
-            return berr(msg, SV_ECORRUPT, BLOCK_FMT "payload is not one zstd frame",
-                        BLOCK_ARGS(r, x));
-        size_t got = ZSTD_decompressDCtx(b->dctx, b->raw.data, x->raw, payload, x->stored);
-        if (ZSTD_isError(got))
-            return berr(msg, SV_ECORRUPT, BLOCK_FMT "zstd: %s", BLOCK_ARGS(r, x),
-                        ZSTD_getErrorName(got));
-        if (got != x->raw)
-            return berr(msg, SV_ECORRUPT, BLOCK_FMT "decompressed to %zu bytes, not %u",
-                        BLOCK_ARGS(r, x), got, (unsigned)x->raw);
-        b->data = b->raw.data;
-    } else {
-        b->data = payload;
-    }
+    const uint8_t *data;
+    if ((rc = sv_ckpt_block_decode(&b->dec, x, b->io.data, &data, why, sizeof(why))) ||
+        (rc = sv_ckpt_entries_check(data, x, prev, kv_bytes, why, sizeof(why))))
+        return berr(msg, rc, "%s: %s", r->data_path, why);
+    b->data = data;
     b->len = x->raw;
-
-    /* Every entry, before any is handed out. */
-    const uint8_t *lk = prev->len ? prev->data : NULL;
-    size_t lkl = prev->len;
-    uint64_t count = 0, kv = 0;
-    for (size_t off = 0; off < b->len;) {
-        const uint8_t *k, *v;
-        size_t kl, vl;
-        size_t used = entry_parse(b->data + off, b->len - off, &k, &kl, &v, &vl);
-        struct sv_skey sk;
-        if (!used)
-            return berr(msg, SV_ECORRUPT, BLOCK_FMT "entry %llu: bad framing", BLOCK_ARGS(r, x),
-                        (unsigned long long)count);
-        if (sv_skey_decode(k, kl, &sk) != 0)
-            return berr(msg, SV_ECORRUPT, BLOCK_FMT "entry %llu: not a stored key",
-                        BLOCK_ARGS(r, x), (unsigned long long)count);
-        if (sk.kg != x->kg)
-            return berr(msg, SV_ECORRUPT, BLOCK_FMT "entry %llu: key group %u", BLOCK_ARGS(r, x),
-                        (unsigned long long)count, (unsigned)sk.kg);
-        if (lk && skey_cmp(lk, lkl, k, kl) >= 0)
-            return berr(msg, SV_ECORRUPT, BLOCK_FMT "entry %llu: keys not strictly increasing",
-                        BLOCK_ARGS(r, x), (unsigned long long)count);
-        lk = k;
-        lkl = kl;
-        count++;
-        kv += kl + vl;
-        off += used;
-    }
-    if (count != x->entries)
-        return berr(msg, SV_ECORRUPT, BLOCK_FMT "%llu entries, the index says %u", BLOCK_ARGS(r, x),
-                    (unsigned long long)count, (unsigned)x->entries);
-    prev->len = 0;
-    if (sv_buf_append(prev, lk, lkl))
-        return berr(msg, -ENOMEM, BLOCK_FMT "out of memory", BLOCK_ARGS(r, x));
-    if (kv_bytes)
-        *kv_bytes = kv;
     return 0;
 }
 
@@ -1372,10 +842,10 @@ int sv_ckpt_verify(struct sv_ckpt_reader *r, void (*progress)(void *ud, uint64_t
         goto out;
     }
     XXH3_64bits_reset(fh);
-    XXH3_64bits_update(fh, r->header, DATA_HEADER_SIZE);
+    XXH3_64bits_update(fh, r->header, SV_CKPT_DATA_HEADER_SIZE);
     uint64_t next_report = PROGRESS_EVERY;
     for (size_t i = 0; i < r->n_idx; i++) {
-        const struct idx_rec *x = &r->idx[i];
+        const struct sv_ckpt_block_info *x = &r->idx[i];
         if (i == 0 || x->state != r->idx[i - 1].state)
             prev.len = 0;
         uint64_t bytes;
@@ -1510,7 +980,7 @@ static size_t idx_lower_bound(const struct sv_ckpt_reader *r, uint32_t state, ui
     size_t lo = 0, hi = r->n_idx;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        const struct idx_rec *x = &r->idx[mid];
+        const struct sv_ckpt_block_info *x = &r->idx[mid];
         if (x->state < state || (x->state == state && x->kg < kg))
             lo = mid + 1;
         else
@@ -1592,7 +1062,8 @@ int sv_ckpt_iter_next(struct sv_ckpt_iter *it, const uint8_t **skey, size_t *skl
     }
     const struct blockbuf *b = &it->slot[it->cur];
     /* The block was checked entry by entry when it was loaded. */
-    size_t used = entry_parse(b->data + it->pos, b->len - it->pos, skey, sklen, value, vlen);
+    size_t used =
+        sv_ckpt_entry_parse(b->data + it->pos, b->len - it->pos, skey, sklen, value, vlen);
     if (!used) {
         it->err = rerr(it->r, SV_EINTERNAL, "%s: iteration lost its place", it->r->data_path);
         return it->err;
