@@ -41,10 +41,14 @@ int main(void)
         printf("powerloss: skipped: %s\n", why);
         return 0;
     }
+    char reg[64];
+    snprintf(reg, sizeof(reg), "/tmp/plm-registry.%ld", (long)getpid());
+    setenv("PLM_REGISTRY", reg, 1);
     SRunner *sr = srunner_create(sv_suite_plfs());
     srunner_add_suite(sr, sv_suite_powerloss());
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);
+    plm_sweep(reg);
     return failed ? 1 : 0;
 }

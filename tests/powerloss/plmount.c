@@ -74,6 +74,13 @@ int plm_mount(struct plm *m, const char *entries, char *err, size_t errlen)
         mkdir(m->mnt, 0755);
     }
     m->entries = entries;
+    /* The runner removes what a test killed by a failure or its timeout left. */
+    const char *reg = getenv("PLM_REGISTRY");
+    FILE *rf = reg ? fopen(reg, "a") : NULL;
+    if (rf) {
+        fprintf(rf, "%s\n", m->dir);
+        fclose(rf);
+    }
     char opt[32];
     snprintf(opt, sizeof(opt), "entries=%s", entries);
     pid_t pid = fork();
@@ -192,6 +199,26 @@ int plm_unmount(struct plm *m)
     }
     m->pid = 0;
     return rc;
+}
+
+void plm_sweep(const char *registry)
+{
+    FILE *f = fopen(registry, "r");
+    char dir[128], path[160], cmd[200];
+    while (f && fgets(dir, sizeof(dir), f)) {
+        dir[strcspn(dir, "\n")] = '\0';
+        if (strncmp(dir, "/tmp/pl", 7) != 0 || access(dir, F_OK))
+            continue; /* cleaned up by its test */
+        plm_path(path, sizeof(path), dir, "mnt");
+        if (umount2(path, MNT_DETACH) == 0)
+            fprintf(stderr, "powerloss: unmounted %s, left by a failed test\n", path);
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+        if (system(cmd) != 0)
+            fprintf(stderr, "powerloss: cannot remove %s\n", dir);
+    }
+    if (f)
+        fclose(f);
+    unlink(registry);
 }
 
 void plm_cleanup(struct plm *m)

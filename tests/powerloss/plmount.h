@@ -29,6 +29,9 @@ int plm_unmount(struct plm *m);
 long long plm_stat(const struct plm *m, const char *name);
 /* Unmounts if mounted and removes the temp dir. */
 void plm_cleanup(struct plm *m);
+/* Unmounts and removes every temp dir listed in the registry file (the
+ * env PLM_REGISTRY, one line per plm_mount) that its test left. */
+void plm_sweep(const char *registry);
 /* fsync of a directory (or file) by path: 0 or -errno. */
 int plm_fsync_path(const char *path);
 /* dir/name into out. */
