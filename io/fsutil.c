@@ -8,6 +8,27 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+/* Creates one directory; when it is new, its entry is made durable by an
+ * fsync of the parent (a power loss must not take back a directory that
+ * later files were synced into). 0 or -errno. */
+static int mkdir_durable(char *path)
+{
+    if (mkdir(path, 0750)) {
+        if (errno == EEXIST)
+            return 0;
+        return -errno;
+    }
+    char *slash = strrchr(path, '/');
+    if (!slash)
+        return sv_fs_fsync_dir(".");
+    if (slash == path)
+        return sv_fs_fsync_dir("/");
+    *slash = '\0';
+    int rc = sv_fs_fsync_dir(path);
+    *slash = '/';
+    return rc;
+}
+
 int sv_fs_mkdir_p(const char *path)
 {
     char tmp[4096];
@@ -15,17 +36,16 @@ int sv_fs_mkdir_p(const char *path)
     if (n == 0 || n >= sizeof(tmp))
         return -ENAMETOOLONG;
     memcpy(tmp, path, n + 1);
+    int rc;
     for (char *p = tmp + 1; *p; p++) {
         if (*p != '/')
             continue;
         *p = '\0';
-        if (mkdir(tmp, 0750) && errno != EEXIST)
-            return -errno;
+        if ((rc = mkdir_durable(tmp)))
+            return rc;
         *p = '/';
     }
-    if (mkdir(tmp, 0750) && errno != EEXIST)
-        return -errno;
-    return 0;
+    return mkdir_durable(tmp);
 }
 
 int sv_fs_rm_rf(const char *path)

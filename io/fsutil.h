@@ -2,7 +2,8 @@
 #ifndef SV_FSUTIL_H
 #define SV_FSUTIL_H
 
-/* mkdir -p with mode 0750 for what it creates. */
+/* mkdir -p with mode 0750 for what it creates; each new directory's entry
+ * is fsynced into its parent. */
 int sv_fs_mkdir_p(const char *path);
 /* rm -rf; a missing path is success. Does not follow symlinks. */
 int sv_fs_rm_rf(const char *path);

@@ -593,6 +593,15 @@ static int env_open(struct sv_store *s, char *err, size_t errlen)
         s->env = NULL;
         return map_err(rc);
     }
+    /* LMDB has just created data.mdb and lock.mdb in a new generation:
+     * their entries must be durable before any commit that relies on them
+     * (ext4 and xfs do that with the first fdatasync; POSIX does not). */
+    if ((rc = sv_fs_fsync_dir(path))) {
+        snprintf(err, errlen, "cannot fsync %s: %s", path, strerror(-rc));
+        mdb_env_close(s->env);
+        s->env = NULL;
+        return rc;
+    }
     MDB_envinfo info;
     mdb_env_info(s->env, &info);
     s->map_size = info.me_mapsize; /* LMDB keeps a larger size recorded in the file */
