@@ -540,8 +540,9 @@ START_TEST(a_restore_into_a_full_disk_answers_no_space)
     char mnt[256], conf[300], filler[300];
     snprintf(mnt, sizeof(mnt), "%s/data", srv.dir);
     if (mount("tmpfs", mnt, "tmpfs", 0, "size=24m")) {
-        fprintf(stderr, "a_restore_into_a_full_disk_answers_no_space: SKIPPED (cannot mount a "
-                        "tmpfs: %s)\n",
+        fprintf(stderr,
+                "a_restore_into_a_full_disk_answers_no_space: SKIPPED (cannot mount a "
+                "tmpfs: %s)\n",
                 strerror(errno));
         return;
     }
