@@ -24,6 +24,7 @@
 #include "statesrv.pb-c.h"
 #include "sv_error.h"
 #include "sv_frame.h"
+#include "sv_keys.h"
 #include "sv_msg.h"
 
 #include <errno.h>
@@ -178,27 +179,6 @@ static double hist_quantile(const struct hist *h, double q)
 
 /* --- request encoding ------------------------------------------------------ */
 
-static size_t put_varint(uint8_t *p, uint64_t v)
-{
-    size_t n = 0;
-    while (v >= 0x80) {
-        p[n++] = (uint8_t)(v | 0x80);
-        v >>= 7;
-    }
-    p[n++] = (uint8_t)v;
-    return n;
-}
-
-static size_t varint_len(uint64_t v)
-{
-    size_t n = 1;
-    while (v >= 0x80) {
-        v >>= 7;
-        n++;
-    }
-    return n;
-}
-
 static void format_key(uint8_t *p, uint64_t k)
 {
     memcpy(p, "key:", 4);
@@ -267,8 +247,8 @@ static void make_state_fields(void)
 static size_t max_request_size(void)
 {
     size_t sub =
-        (STATE_NAME_MAX + 2) + (2 + KEY_LEN) + 1 + varint_len(o.value_size) + o.value_size + 16;
-    return SV_FRAME_HEADER_SIZE + 1 + 10 + 1 + varint_len(sub) + sub;
+        (STATE_NAME_MAX + 2) + (2 + KEY_LEN) + 1 + sv_varint_size(o.value_size) + o.value_size + 16;
+    return SV_FRAME_HEADER_SIZE + 1 + 10 + 1 + sv_varint_size(sub) + sub;
 }
 
 /* Encodes one request frame at p; returns its size. */
@@ -279,17 +259,17 @@ static size_t encode_request(uint8_t *p, enum op op, uint64_t id, uint64_t key)
     size_t sub = sf->len + 2 + KEY_LEN;
     size_t vlen_len = 0;
     if (op == OP_PUT) {
-        vlen_len = varint_len(o.value_size);
+        vlen_len = sv_varint_size(o.value_size);
         sub += 1 + vlen_len + o.value_size;
     } else if (op == OP_MERGE) {
         sub += 2 + 2 + 8; /* op = ADD_I64, operand = 8 bytes */
     }
     size_t n = SV_FRAME_HEADER_SIZE;
     p[n++] = 0x08; /* Request.id */
-    n += put_varint(p + n, id);
+    n += sv_varint_put(p + n, id);
     unsigned field = op == OP_GET ? REQ_GET : op == OP_PUT ? REQ_PUT : REQ_MERGE;
     p[n++] = (uint8_t)(field << 3 | 2);
-    n += put_varint(p + n, sub);
+    n += sv_varint_put(p + n, sub);
     memcpy(p + n, sf->bytes, sf->len);
     n += sf->len;
     p[n++] = 0x12; /* key */
@@ -298,7 +278,7 @@ static size_t encode_request(uint8_t *p, enum op op, uint64_t id, uint64_t key)
     n += KEY_LEN;
     if (op == OP_PUT) {
         p[n++] = 0x2a; /* Put.value, field 5 */
-        n += put_varint(p + n, o.value_size);
+        n += sv_varint_put(p + n, o.value_size);
         fill_value(p + n, o.value_size, key);
         n += o.value_size;
     } else if (op == OP_MERGE) {

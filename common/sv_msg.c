@@ -56,46 +56,6 @@ int sv_msg_unpack_response(const uint8_t *p, size_t n, ProtobufCAllocator *alloc
     return 0;
 }
 
-const char *sv_msg_op_name(Statesrv__V1__Request__OpCase op)
-{
-    switch (op) {
-    case STATESRV__V1__REQUEST__OP_HELLO:
-        return "hello";
-    case STATESRV__V1__REQUEST__OP_PING:
-        return "ping";
-    case STATESRV__V1__REQUEST__OP_GET:
-        return "get";
-    case STATESRV__V1__REQUEST__OP_MULTI_GET:
-        return "multi_get";
-    case STATESRV__V1__REQUEST__OP_PUT:
-        return "put";
-    case STATESRV__V1__REQUEST__OP_DELETE:
-        return "delete";
-    case STATESRV__V1__REQUEST__OP_MERGE:
-        return "merge";
-    case STATESRV__V1__REQUEST__OP_BATCH:
-        return "batch";
-    case STATESRV__V1__REQUEST__OP_SCAN:
-        return "scan";
-    case STATESRV__V1__REQUEST__OP_CLEAR:
-        return "clear";
-    case STATESRV__V1__REQUEST__OP_LIST_STATES:
-        return "list_states";
-    case STATESRV__V1__REQUEST__OP_STATS:
-        return "stats";
-    case STATESRV__V1__REQUEST__OP_SNAPSHOT:
-        return "snapshot";
-    case STATESRV__V1__REQUEST__OP_LIST_CHECKPOINTS:
-        return "list_checkpoints";
-    case STATESRV__V1__REQUEST__OP_DELETE_CHECKPOINT:
-        return "delete_checkpoint";
-    case STATESRV__V1__REQUEST__OP_RESTORE:
-        return "restore";
-    default:
-        return "unknown";
-    }
-}
-
 /* The length of the well-formed UTF-8 sequence at s, or 0. */
 static size_t utf8_seq(const unsigned char *s)
 {

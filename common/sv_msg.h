@@ -32,7 +32,4 @@ int sv_msg_unpack_response(const uint8_t *p, size_t n, ProtobufCAllocator *alloc
  * truncated) becomes '?'. Messages quote what clients and files sent. */
 void sv_msg_scrub_utf8(char *s);
 
-/* "get", "put", ... for a Request op case; "unknown" otherwise. */
-const char *sv_msg_op_name(Statesrv__V1__Request__OpCase op);
-
 #endif

@@ -385,7 +385,7 @@ static void observe_latency(struct sv_server *srv, const struct batch_run *b, ui
 {
     for (unsigned i = 0; i < SV_OP_SLOTS; i++) {
         uint64_t n = srv->ops[i].count - b->saved_ops[i].count;
-        if (!n || i == STATESRV__V1__REQUEST__OP_SNAPSHOT || i == STATESRV__V1__REQUEST__OP_RESTORE)
+        if (!n || sv_op_is_job(i))
             continue;
         sv_metrics_observe_n(srv, i, t0_ns, n);
     }

@@ -142,8 +142,9 @@ static int token_equal(const uint8_t *given, size_t glen, const char *token, siz
     return d == 0;
 }
 
-static int op_hello(struct ctx *x, const Statesrv__V1__Hello *h, Statesrv__V1__Response *resp)
+static int op_hello(struct ctx *x, const Statesrv__V1__Request *req, Statesrv__V1__Response *resp)
 {
+    const Statesrv__V1__Hello *h = req->hello;
     struct sv_server *srv = x->srv;
     if (srv->token_len && !x->conn->authed) {
         if (!token_equal(h->auth_token.data, h->auth_token.len, srv->token, srv->token_len)) {
@@ -181,8 +182,9 @@ static int op_hello(struct ctx *x, const Statesrv__V1__Hello *h, Statesrv__V1__R
     return 0;
 }
 
-static int op_ping(struct ctx *x, Statesrv__V1__Response *resp)
+static int op_ping(struct ctx *x, const Statesrv__V1__Request *req, Statesrv__V1__Response *resp)
 {
+    (void)req;
     static Statesrv__V1__PingResult pong = STATESRV__V1__PING_RESULT__INIT;
     (void)x;
     resp->result_case = STATESRV__V1__RESPONSE__RESULT_PING;
@@ -190,8 +192,9 @@ static int op_ping(struct ctx *x, Statesrv__V1__Response *resp)
     return 0;
 }
 
-static int op_get(struct ctx *x, const Statesrv__V1__Get *g, Statesrv__V1__Response *resp)
+static int op_get(struct ctx *x, const Statesrv__V1__Request *req, Statesrv__V1__Response *resp)
 {
+    const Statesrv__V1__Get *g = req->get;
     struct addr a;
     int rc =
         resolve(x, g->state, g->key, g->namespace_, g->key_group_opt_case != 0, g->key_group, &a);
@@ -215,9 +218,10 @@ static int op_get(struct ctx *x, const Statesrv__V1__Get *g, Statesrv__V1__Respo
     return 0;
 }
 
-static int op_multi_get(struct ctx *x, const Statesrv__V1__MultiGet *m,
+static int op_multi_get(struct ctx *x, const Statesrv__V1__Request *req,
                         Statesrv__V1__Response *resp)
 {
+    const Statesrv__V1__MultiGet *m = req->multi_get;
     if (m->n_gets > x->cfg->max_batch_ops)
         return fail(x, SV_ETOOLARGE, "multi_get has %zu items; max_batch_ops is %u", m->n_gets,
                     x->cfg->max_batch_ops);
@@ -345,8 +349,9 @@ static int do_merge(struct ctx *x, const Statesrv__V1__Merge *m, int64_t *counte
     return rc;
 }
 
-static int op_put(struct ctx *x, const Statesrv__V1__Put *p, Statesrv__V1__Response *resp)
+static int op_put(struct ctx *x, const Statesrv__V1__Request *req, Statesrv__V1__Response *resp)
 {
+    const Statesrv__V1__Put *p = req->put;
     static Statesrv__V1__PutResult ok = STATESRV__V1__PUT_RESULT__INIT;
     int rc = do_put(x, p);
     if (rc)
@@ -356,8 +361,9 @@ static int op_put(struct ctx *x, const Statesrv__V1__Put *p, Statesrv__V1__Respo
     return 0;
 }
 
-static int op_delete(struct ctx *x, const Statesrv__V1__Delete *d, Statesrv__V1__Response *resp)
+static int op_delete(struct ctx *x, const Statesrv__V1__Request *req, Statesrv__V1__Response *resp)
 {
+    const Statesrv__V1__Delete *d = req->delete_;
     int found = 0;
     int rc = do_delete(x, d, &found);
     if (rc)
@@ -372,8 +378,9 @@ static int op_delete(struct ctx *x, const Statesrv__V1__Delete *d, Statesrv__V1_
     return 0;
 }
 
-static int op_merge(struct ctx *x, const Statesrv__V1__Merge *m, Statesrv__V1__Response *resp)
+static int op_merge(struct ctx *x, const Statesrv__V1__Request *req, Statesrv__V1__Response *resp)
 {
+    const Statesrv__V1__Merge *m = req->merge;
     int64_t counter = 0;
     size_t size = 0;
     int rc = do_merge(x, m, &counter, &size);
@@ -404,8 +411,9 @@ static const char *batch_op_name(const Statesrv__V1__BatchOp *op)
     }
 }
 
-static int op_batch(struct ctx *x, const Statesrv__V1__Batch *b, Statesrv__V1__Response *resp)
+static int op_batch(struct ctx *x, const Statesrv__V1__Request *req, Statesrv__V1__Response *resp)
 {
+    const Statesrv__V1__Batch *b = req->batch;
     if (b->n_ops > x->cfg->max_batch_ops)
         return fail(x, SV_ETOOLARGE, "batch has %zu ops; max_batch_ops is %u", b->n_ops,
                     x->cfg->max_batch_ops);
@@ -517,8 +525,9 @@ static int scan_cb(void *ud, const uint8_t *skey, size_t sklen, const struct sv_
     return 0;
 }
 
-static int op_scan(struct ctx *x, const Statesrv__V1__Scan *s, Statesrv__V1__Response *resp)
+static int op_scan(struct ctx *x, const Statesrv__V1__Request *req, Statesrv__V1__Response *resp)
 {
+    const Statesrv__V1__Scan *s = req->scan;
     char name[SV_STATE_NAME_MAX + 1];
     int rc = check_state(x, s->state, name);
     if (rc)
@@ -597,8 +606,9 @@ static int op_scan(struct ctx *x, const Statesrv__V1__Scan *s, Statesrv__V1__Res
     return 0;
 }
 
-static int op_clear(struct ctx *x, const Statesrv__V1__Clear *c, Statesrv__V1__Response *resp)
+static int op_clear(struct ctx *x, const Statesrv__V1__Request *req, Statesrv__V1__Response *resp)
 {
+    const Statesrv__V1__Clear *c = req->clear;
     char name[SV_STATE_NAME_MAX + 1];
     int rc = check_state(x, c->state, name);
     if (rc)
@@ -632,8 +642,10 @@ static int op_clear(struct ctx *x, const Statesrv__V1__Clear *c, Statesrv__V1__R
     return 0;
 }
 
-static int op_list_states(struct ctx *x, Statesrv__V1__Response *resp)
+static int op_list_states(struct ctx *x, const Statesrv__V1__Request *req,
+                          Statesrv__V1__Response *resp)
 {
+    (void)req;
     Statesrv__V1__ListStatesResult *r = arena(x, sizeof(*r));
     if (!r)
         return -ENOMEM;
@@ -646,8 +658,9 @@ static int op_list_states(struct ctx *x, Statesrv__V1__Response *resp)
     return 0;
 }
 
-static int op_stats(struct ctx *x, Statesrv__V1__Response *resp)
+static int op_stats(struct ctx *x, const Statesrv__V1__Request *req, Statesrv__V1__Response *resp)
 {
+    (void)req;
     Statesrv__V1__StatsResult *r = arena(x, sizeof(*r));
     if (!r)
         return -ENOMEM;
@@ -660,15 +673,20 @@ static int op_stats(struct ctx *x, Statesrv__V1__Response *resp)
     return 0;
 }
 
-static int op_snapshot(struct ctx *x, const Statesrv__V1__Snapshot *s)
+static int op_snapshot(struct ctx *x, const Statesrv__V1__Request *req,
+                       Statesrv__V1__Response *resp)
 {
+    const Statesrv__V1__Snapshot *s = req->snapshot;
+    (void)resp;
     return sv_checkpoints_queue_snapshot(x->srv->ckpt, x->conn, x->req_id,
                                          s->id_opt_case == STATESRV__V1__SNAPSHOT__ID_OPT_ID, s->id,
                                          x->msg, sizeof(x->msg));
 }
 
-static int op_restore(struct ctx *x, const Statesrv__V1__Restore *r)
+static int op_restore(struct ctx *x, const Statesrv__V1__Request *req, Statesrv__V1__Response *resp)
 {
+    const Statesrv__V1__Restore *r = req->restore;
+    (void)resp;
     int has_range = r->range_opt_case == STATESRV__V1__RESTORE__RANGE_OPT_KEY_GROUPS;
     if (r->n_sources > SV_RESTORE_MAX_SOURCES)
         return fail(x, SV_EINVAL, "restore takes at most %d sources", SV_RESTORE_MAX_SOURCES);
@@ -695,8 +713,10 @@ static int op_restore(struct ctx *x, const Statesrv__V1__Restore *r)
                                         sizeof(x->msg));
 }
 
-static int op_list_checkpoints(struct ctx *x, Statesrv__V1__Response *resp)
+static int op_list_checkpoints(struct ctx *x, const Statesrv__V1__Request *req,
+                               Statesrv__V1__Response *resp)
 {
+    (void)req;
     Statesrv__V1__ListCheckpointsResult *r = arena(x, sizeof(*r));
     if (!r)
         return -ENOMEM;
@@ -710,9 +730,10 @@ static int op_list_checkpoints(struct ctx *x, Statesrv__V1__Response *resp)
     return 0;
 }
 
-static int op_delete_checkpoint(struct ctx *x, const Statesrv__V1__DeleteCheckpoint *d,
+static int op_delete_checkpoint(struct ctx *x, const Statesrv__V1__Request *req,
                                 Statesrv__V1__Response *resp)
 {
+    const Statesrv__V1__DeleteCheckpoint *d = req->delete_checkpoint;
     static Statesrv__V1__DeleteCheckpointResult ok = STATESRV__V1__DELETE_CHECKPOINT_RESULT__INIT;
     int rc = sv_checkpoints_delete(x->srv->ckpt, d->id, x->msg, sizeof(x->msg));
     if (rc)
@@ -723,11 +744,52 @@ static int op_delete_checkpoint(struct ctx *x, const Statesrv__V1__DeleteCheckpo
 }
 
 /* Ops that change the state, refused while a restore replaces it. */
-static int is_write(Statesrv__V1__Request__OpCase op)
+/* --- the ops ------------------------------------------------------------- */
+
+#define OP_WRITES 1u /* changes state: refused while a restore replaces it */
+#define OP_JOB 2u    /* answered later by a checkpoint job (DEFERRED when queued) */
+
+struct op {
+    const char *name; /* in logs, stats and /metrics */
+    int (*run)(struct ctx *x, const Statesrv__V1__Request *req, Statesrv__V1__Response *resp);
+    unsigned flags;
+};
+
+/* Every op the server answers, by Request op case. */
+static const struct op ops[SV_OP_SLOTS] = {
+    [STATESRV__V1__REQUEST__OP_HELLO] = {"hello", op_hello, 0},
+    [STATESRV__V1__REQUEST__OP_PING] = {"ping", op_ping, 0},
+    [STATESRV__V1__REQUEST__OP_GET] = {"get", op_get, 0},
+    [STATESRV__V1__REQUEST__OP_MULTI_GET] = {"multi_get", op_multi_get, 0},
+    [STATESRV__V1__REQUEST__OP_PUT] = {"put", op_put, OP_WRITES},
+    [STATESRV__V1__REQUEST__OP_DELETE] = {"delete", op_delete, OP_WRITES},
+    [STATESRV__V1__REQUEST__OP_MERGE] = {"merge", op_merge, OP_WRITES},
+    [STATESRV__V1__REQUEST__OP_BATCH] = {"batch", op_batch, OP_WRITES},
+    [STATESRV__V1__REQUEST__OP_SCAN] = {"scan", op_scan, 0},
+    [STATESRV__V1__REQUEST__OP_CLEAR] = {"clear", op_clear, OP_WRITES},
+    [STATESRV__V1__REQUEST__OP_LIST_STATES] = {"list_states", op_list_states, 0},
+    [STATESRV__V1__REQUEST__OP_STATS] = {"stats", op_stats, 0},
+    [STATESRV__V1__REQUEST__OP_SNAPSHOT] = {"snapshot", op_snapshot, OP_JOB},
+    [STATESRV__V1__REQUEST__OP_LIST_CHECKPOINTS] = {"list_checkpoints", op_list_checkpoints, 0},
+    [STATESRV__V1__REQUEST__OP_DELETE_CHECKPOINT] = {"delete_checkpoint", op_delete_checkpoint, 0},
+    [STATESRV__V1__REQUEST__OP_RESTORE] = {"restore", op_restore, OP_JOB},
+};
+
+static const struct op *op_of(unsigned slot)
 {
-    return op == STATESRV__V1__REQUEST__OP_PUT || op == STATESRV__V1__REQUEST__OP_DELETE ||
-           op == STATESRV__V1__REQUEST__OP_MERGE || op == STATESRV__V1__REQUEST__OP_BATCH ||
-           op == STATESRV__V1__REQUEST__OP_CLEAR;
+    return slot < SV_OP_SLOTS && ops[slot].run ? &ops[slot] : NULL;
+}
+
+const char *sv_op_name(unsigned slot)
+{
+    const struct op *o = op_of(slot);
+    return o ? o->name : "unknown";
+}
+
+int sv_op_is_job(unsigned slot)
+{
+    const struct op *o = op_of(slot);
+    return o && (o->flags & OP_JOB);
 }
 
 int sv_dispatch(struct sv_server *srv, struct sv_conn *c, const Statesrv__V1__Request *req,
@@ -738,67 +800,19 @@ int sv_dispatch(struct sv_server *srv, struct sv_conn *c, const Statesrv__V1__Re
     int deferred = 0;
     statesrv__v1__response__init(resp);
     resp->id = req->id;
-    if (is_write(req->op_case) && sv_checkpoints_restoring(srv->ckpt)) {
+    const struct op *op = op_of((unsigned)req->op_case);
+    if (!op) {
+        rc = fail(&x, SV_EINVAL, "unknown op");
+        goto done;
+    }
+    if ((op->flags & OP_WRITES) && sv_checkpoints_restoring(srv->ckpt)) {
         rc = fail(&x, SV_EBUSY,
                   "a restore is replacing the state; writes are refused until it "
                   "completes (reads see the old state)");
         goto done;
     }
-    switch (req->op_case) {
-    case STATESRV__V1__REQUEST__OP_HELLO:
-        rc = op_hello(&x, req->hello, resp);
-        break;
-    case STATESRV__V1__REQUEST__OP_PING:
-        rc = op_ping(&x, resp);
-        break;
-    case STATESRV__V1__REQUEST__OP_GET:
-        rc = op_get(&x, req->get, resp);
-        break;
-    case STATESRV__V1__REQUEST__OP_MULTI_GET:
-        rc = op_multi_get(&x, req->multi_get, resp);
-        break;
-    case STATESRV__V1__REQUEST__OP_PUT:
-        rc = op_put(&x, req->put, resp);
-        break;
-    case STATESRV__V1__REQUEST__OP_DELETE:
-        rc = op_delete(&x, req->delete_, resp);
-        break;
-    case STATESRV__V1__REQUEST__OP_MERGE:
-        rc = op_merge(&x, req->merge, resp);
-        break;
-    case STATESRV__V1__REQUEST__OP_BATCH:
-        rc = op_batch(&x, req->batch, resp);
-        break;
-    case STATESRV__V1__REQUEST__OP_SCAN:
-        rc = op_scan(&x, req->scan, resp);
-        break;
-    case STATESRV__V1__REQUEST__OP_CLEAR:
-        rc = op_clear(&x, req->clear, resp);
-        break;
-    case STATESRV__V1__REQUEST__OP_LIST_STATES:
-        rc = op_list_states(&x, resp);
-        break;
-    case STATESRV__V1__REQUEST__OP_STATS:
-        rc = op_stats(&x, resp);
-        break;
-    case STATESRV__V1__REQUEST__OP_SNAPSHOT:
-        rc = op_snapshot(&x, req->snapshot);
-        deferred = rc == 0;
-        break;
-    case STATESRV__V1__REQUEST__OP_RESTORE:
-        rc = op_restore(&x, req->restore);
-        deferred = rc == 0;
-        break;
-    case STATESRV__V1__REQUEST__OP_LIST_CHECKPOINTS:
-        rc = op_list_checkpoints(&x, resp);
-        break;
-    case STATESRV__V1__REQUEST__OP_DELETE_CHECKPOINT:
-        rc = op_delete_checkpoint(&x, req->delete_checkpoint, resp);
-        break;
-    default:
-        rc = fail(&x, SV_EINVAL, "unknown op");
-        break;
-    }
+    rc = op->run(&x, req, resp);
+    deferred = rc == 0 && (op->flags & OP_JOB);
 done:;
     unsigned slot = (unsigned)req->op_case < SV_OP_SLOTS ? (unsigned)req->op_case : 0;
     srv->ops[slot].count++;

@@ -238,7 +238,7 @@ int sv_stats_fill(struct sv_server *srv, ProtobufCAllocator *alloc, Statesrv__V1
         return -ENOMEM;
     size_t nops = 0;
     for (unsigned i = 0; i < SV_OP_SLOTS; i++) {
-        const char *name = sv_msg_op_name((Statesrv__V1__Request__OpCase)i);
+        const char *name = sv_op_name(i);
         if (strcmp(name, "unknown") == 0)
             continue;
         statesrv__v1__op_stats__init(&opv[nops]);

@@ -235,6 +235,10 @@ void sv_batch_run_all(struct sv_server *srv);
  * filled with status, message and result (allocated in srv->arena). Returns
  * SV_DISPATCH_DEFERRED when a checkpoint job will answer later instead (the
  * connection then waits). */
+/* The op's name ("get", "put", ...; "unknown" for none), and whether a
+ * checkpoint job answers it (snapshot, restore), from dispatch.c's op table. */
+const char *sv_op_name(unsigned op_slot);
+int sv_op_is_job(unsigned op_slot);
 #define SV_DISPATCH_REPLY 0
 #define SV_DISPATCH_DEFERRED 1
 int sv_dispatch(struct sv_server *srv, struct sv_conn *c, const Statesrv__V1__Request *req,

@@ -136,7 +136,7 @@ static void seed_dispatch(Statesrv__V1__Request *req)
     Statesrv__V1__Response resp;
     CHECK(sv_dispatch(&srv, &conn, req, &resp) == SV_DISPATCH_REPLY);
     if (resp.status != 0)
-        DIE("seeding %s: %s", sv_msg_op_name(req->op_case), resp.message);
+        DIE("seeding %s: %s", sv_op_name((unsigned)req->op_case), resp.message);
 }
 
 static void seed_put(const char *state, const char *key, const char *ns, int kg,
@@ -644,9 +644,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int terr = sv_store_txn_error(srv.store);
     if (verbose && terr)
         fprintf(stderr, "fuzz_request: %s id %llu: transaction failed: %s\n",
-                sv_msg_op_name(req->op_case), (unsigned long long)req->id, sv_strerror(terr));
+                sv_op_name((unsigned)req->op_case), (unsigned long long)req->id, sv_strerror(terr));
     else if (verbose)
-        fprintf(stderr, "fuzz_request: %s id %llu: %s%s%s\n", sv_msg_op_name(req->op_case),
+        fprintf(stderr, "fuzz_request: %s id %llu: %s%s%s\n", sv_op_name((unsigned)req->op_case),
                 (unsigned long long)req->id,
                 d == SV_DISPATCH_DEFERRED ? "queued"
                 : resp.status             ? sv_status_name(resp.status)

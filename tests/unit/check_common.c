@@ -443,38 +443,6 @@ START_TEST(test_msg_rejects_garbage)
 }
 END_TEST
 
-START_TEST(test_msg_op_names)
-{
-    static const struct {
-        Statesrv__V1__Request__OpCase op;
-        const char *name;
-    } ops[] = {
-        {STATESRV__V1__REQUEST__OP_HELLO, "hello"},
-        {STATESRV__V1__REQUEST__OP_PING, "ping"},
-        {STATESRV__V1__REQUEST__OP_GET, "get"},
-        {STATESRV__V1__REQUEST__OP_MULTI_GET, "multi_get"},
-        {STATESRV__V1__REQUEST__OP_PUT, "put"},
-        {STATESRV__V1__REQUEST__OP_DELETE, "delete"},
-        {STATESRV__V1__REQUEST__OP_MERGE, "merge"},
-        {STATESRV__V1__REQUEST__OP_BATCH, "batch"},
-        {STATESRV__V1__REQUEST__OP_SCAN, "scan"},
-        {STATESRV__V1__REQUEST__OP_CLEAR, "clear"},
-        {STATESRV__V1__REQUEST__OP_LIST_STATES, "list_states"},
-        {STATESRV__V1__REQUEST__OP_STATS, "stats"},
-    };
-    for (size_t i = 0; i < N_ELEMS(ops); i++) {
-        ck_assert_str_eq(sv_msg_op_name(ops[i].op), ops[i].name);
-        /* The name is the proto field name of that oneof member. */
-        const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field(
-            &statesrv__v1__request__descriptor, (unsigned)ops[i].op);
-        ck_assert_ptr_nonnull(f);
-        ck_assert_str_eq(f->name, ops[i].name);
-    }
-    ck_assert_str_eq(sv_msg_op_name(STATESRV__V1__REQUEST__OP__NOT_SET), "unknown");
-    ck_assert_str_eq(sv_msg_op_name((Statesrv__V1__Request__OpCase)29), "unknown");
-}
-END_TEST
-
 /* --- sv_error ----------------------------------------------------------- */
 
 /* Written out by hand rather than generated from SV_ERRORS, so that a change
@@ -721,7 +689,6 @@ Suite *sv_suite_common(void)
     tcase_add_test(tc, test_msg_unpack_request);
     tcase_add_test(tc, test_msg_request_without_op);
     tcase_add_loop_test(tc, test_msg_rejects_garbage, 0, (int)N_ELEMS(garbage));
-    tcase_add_test(tc, test_msg_op_names);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("error");

@@ -135,6 +135,30 @@ START_TEST(a_snapshot_is_deferred_and_its_status_waits_for_the_job)
 }
 END_TEST
 
+/* The op table answers every op of the protocol, under the proto's own
+ * field name (the name stats and /metrics use). */
+START_TEST(every_op_of_the_protocol_has_a_name_and_an_answer)
+{
+    start();
+    const ProtobufCMessageDescriptor *d = &statesrv__v1__request__descriptor;
+    unsigned n = 0;
+    for (unsigned i = 0; i < d->n_fields; i++) {
+        const ProtobufCFieldDescriptor *f = &d->fields[i];
+        if (f->id == 1)
+            continue; /* the request id */
+        ck_assert_uint_lt(f->id, SV_OP_SLOTS);
+        ck_assert_str_eq(sv_op_name(f->id), f->name);
+        n++;
+    }
+    ck_assert_uint_ge(n, 16);
+    ck_assert_str_eq(sv_op_name(STATESRV__V1__REQUEST__OP__NOT_SET), "unknown");
+    ck_assert_str_eq(sv_op_name(SV_OP_SLOTS + 3), "unknown");
+    ck_assert(sv_op_is_job(STATESRV__V1__REQUEST__OP_SNAPSHOT));
+    ck_assert(sv_op_is_job(STATESRV__V1__REQUEST__OP_RESTORE));
+    ck_assert(!sv_op_is_job(STATESRV__V1__REQUEST__OP_PUT));
+}
+END_TEST
+
 Suite *sv_suite_dispatch(void)
 {
     Suite *s = suite_create("dispatch");
@@ -147,6 +171,7 @@ Suite *sv_suite_dispatch(void)
     tcase_add_test(tc, a_request_without_an_op_is_refused);
     tcase_add_test(tc, a_wrong_token_makes_the_reply_the_last);
     tcase_add_test(tc, a_snapshot_is_deferred_and_its_status_waits_for_the_job);
+    tcase_add_test(tc, every_op_of_the_protocol_has_a_name_and_an_answer);
     suite_add_tcase(s, tc);
     return s;
 }
