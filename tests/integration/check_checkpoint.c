@@ -28,13 +28,6 @@ static void teardown(void)
     ts_cleanup(&srv);
 }
 
-static long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
-
 static ProtobufCBinaryData bin(const char *s, size_t n)
 {
     ProtobufCBinaryData b = {n, (uint8_t *)s};
@@ -418,8 +411,8 @@ START_TEST(snapshot_is_consistent_under_concurrent_writes)
     sreq.id = next_id++;
     raw_send_msg(a, &sreq.base);
     Statesrv__V1__Response *r = NULL;
-    long deadline = now_ms() + 60000;
-    while (!r && now_ms() < deadline) {
+    long deadline = ts_now_ms() + 60000;
+    while (!r && ts_now_ms() < deadline) {
         snprintf(key, sizeof(key), "w%d", acked);
         put_kv(b, "seq", key, "x", 0, 0);
         change_big(b, acked);
@@ -486,7 +479,7 @@ START_TEST(loop_answers_during_snapshot)
     int a = raw_connect_tcp(&srv), c = raw_connect_tcp(&srv);
     load(a, "big", 0, 200000, "x", 100);
     send_snapshot(a);
-    long worst = 0, probes = 0, t0 = now_ms();
+    long worst = 0, probes = 0, t0 = ts_now_ms();
     for (;;) {
         struct timeval tv = {0, 0};
         fd_set rs;
@@ -494,21 +487,21 @@ START_TEST(loop_answers_during_snapshot)
         FD_SET(a, &rs);
         if (select(a + 1, &rs, NULL, NULL, &tv) > 0)
             break;
-        long t = now_ms();
+        long t = ts_now_ms();
         char *v = get_val(c, "big", "k12345");
         ck_assert_ptr_nonnull(v);
         free(v);
-        long dt = now_ms() - t;
+        long dt = ts_now_ms() - t;
         worst = dt > worst ? dt : worst;
         probes++;
-        ck_assert_int_lt(now_ms() - t0, 60000);
+        ck_assert_int_lt(ts_now_ms() - t0, 60000);
     }
     Statesrv__V1__Response *r = raw_recv(a, 5000);
     ck_assert_int_eq(r->status, 0);
     statesrv__v1__response__free_unpacked(r, NULL);
     fprintf(stderr,
             "loop_answers_during_snapshot: %ld GETs during a %ld ms snapshot, worst %ld ms\n",
-            probes, now_ms() - t0, worst);
+            probes, ts_now_ms() - t0, worst);
     ck_assert_int_ge(probes, 5);
     /* Under valgrind (SV_TEST_SLOW) threads take turns: only a loose bound. */
     ck_assert_int_lt(worst, getenv("SV_TEST_SLOW") ? 5000 : 200);
@@ -1082,7 +1075,7 @@ START_TEST(waiting_connection_does_not_spin_the_loop)
     preq.op_case = STATESRV__V1__REQUEST__OP_PING;
     preq.ping = &ping;
     preq.id = next_id++;
-    long cpu0 = loop_cpu_ms(srv.pid), t0 = now_ms();
+    long cpu0 = loop_cpu_ms(srv.pid), t0 = ts_now_ms();
     send_snapshot(a);
     usleep(50000); /* the ping arrives while the snapshot runs */
     raw_send_msg(a, &preq.base);
@@ -1092,7 +1085,7 @@ START_TEST(waiting_connection_does_not_spin_the_loop)
     r = raw_recv(a, 5000); /* the ping, answered after the snapshot */
     ck_assert_uint_eq(r->id, preq.id);
     statesrv__v1__response__free_unpacked(r, NULL);
-    long cpu = loop_cpu_ms(srv.pid) - cpu0, wall = now_ms() - t0;
+    long cpu = loop_cpu_ms(srv.pid) - cpu0, wall = ts_now_ms() - t0;
     uint64_t during = commits(b) - before;
     fprintf(stderr, "waiting_connection: loop thread used %ld ms of CPU in %ld ms, %llu commits\n",
             cpu, wall, (unsigned long long)during);

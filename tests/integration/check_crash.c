@@ -27,13 +27,6 @@ static void teardown(void)
     ts_cleanup(&srv);
 }
 
-static long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
-
 static int stop_requested(const char *stopfile)
 {
     return access(stopfile, F_OK) == 0;
@@ -48,8 +41,8 @@ static void writer(int n, const char *addr, const char *ackpath, const char *sto
         _exit(2);
     statesrv_options o = {.connect_timeout_ms = 500, .io_timeout_ms = 2000};
     statesrv *c = NULL;
-    long deadline = now_ms() + 60000;
-    for (long i = 0; !stop_requested(stopfile) && now_ms() < deadline;) {
+    long deadline = ts_now_ms() + 60000;
+    for (long i = 0; !stop_requested(stopfile) && ts_now_ms() < deadline;) {
         if (!c && statesrv_connect(addr, &o, &c) != STATESRV_OK) {
             c = NULL;
             usleep(20000);
@@ -87,8 +80,8 @@ static void snapshotter(const char *addr, const char *stopfile)
 {
     statesrv_options o = {.connect_timeout_ms = 500, .io_timeout_ms = 2000, .job_timeout_ms = 5000};
     statesrv *c = NULL;
-    long deadline = now_ms() + 60000;
-    while (!stop_requested(stopfile) && now_ms() < deadline) {
+    long deadline = ts_now_ms() + 60000;
+    while (!stop_requested(stopfile) && ts_now_ms() < deadline) {
         if (!c && statesrv_connect(addr, &o, &c) != STATESRV_OK) {
             c = NULL;
             usleep(50000);

@@ -44,13 +44,6 @@ static size_t line_end[RECORDS];
 static long words_before[RECORDS + 1]; /* words in records [0, i) */
 static char *expected;
 
-static long now_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec * 1000L + t.tv_nsec / 1000000L;
-}
-
 static void teardown(void)
 {
     if (worker > 0) {
@@ -299,9 +292,9 @@ static int run_until_failure_point(const char *addr)
 {
     int fd = spawn_worker(addr, "crash.out");
     ck_assert_int_eq(feed(fd, 0, line_end[KILL_AT - 1]), 0);
-    long deadline = now_ms() + 10000, total = -1;
+    long deadline = ts_now_ms() + 10000, total = -1;
     int checkpointed = 0;
-    while (now_ms() < deadline && !(checkpointed && total == words_before[KILL_AT])) {
+    while (ts_now_ms() < deadline && !(checkpointed && total == words_before[KILL_AT])) {
         usleep(10000);
         checkpointed = file_contains("crash.out.err", "checkpoint 2 at record 1000");
         total = live_total(addr);
@@ -316,9 +309,9 @@ static int run_until_failure_point(const char *addr)
 
 static int wait_worker(int timeout_ms)
 {
-    long deadline = now_ms() + timeout_ms;
+    long deadline = ts_now_ms() + timeout_ms;
     int status;
-    while (now_ms() < deadline) {
+    while (ts_now_ms() < deadline) {
         if (waitpid(worker, &status, WNOHANG) == worker) {
             worker = 0;
             return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);

@@ -33,35 +33,6 @@ static void teardown(void)
     token_path[0] = '\0';
 }
 
-static long now_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec * 1000L + t.tv_nsec / 1000000L;
-}
-
-static void start_with(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static void start_with(const char *fmt, ...)
-{
-    char text[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(text, sizeof(text), fmt, ap);
-    va_end(ap);
-    ts_start_with_config(&srv, text);
-}
-
-static void write_token(const char *token)
-{
-    snprintf(token_path, sizeof(token_path), "/tmp/svit-htoken-%d", (int)getpid());
-    int fd = open(token_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    ck_assert_int_ge(fd, 0);
-    ck_assert_int_eq(write(fd, token, strlen(token)), (ssize_t)strlen(token));
-    ck_assert_int_eq(write(fd, "\n", 1), 1);
-    close(fd);
-}
-
 /* A client of the library, with the token when one is set. */
 static statesrv *client(void)
 {
@@ -152,9 +123,9 @@ static int stuck_client(void)
 /* Waits (bounded) until the server holds at most `want` other connections. */
 static unsigned wait_connections(unsigned want, int timeout_ms)
 {
-    long end = now_ms() + timeout_ms;
+    long end = ts_now_ms() + timeout_ms;
     unsigned n;
-    while ((n = other_connections()) > want && now_ms() < end)
+    while ((n = other_connections()) > want && ts_now_ms() < end)
         usleep(200 * 1000);
     return n;
 }
@@ -165,7 +136,7 @@ static unsigned wait_connections(unsigned want, int timeout_ms)
  * frame (closed at once) — and never a read. */
 START_TEST(connections_ended_with_replies_unread_go_away_with_their_memory)
 {
-    start_with("header_timeout = 1\noutput_timeout = 2\n");
+    ts_start_with_configf(&srv, "header_timeout = 1\noutput_timeout = 2\n");
     put_big(4u << 20);
     long rss0 = proc_rss_kib(srv.pid);
     static uint8_t buf[64 * 64];
@@ -187,9 +158,9 @@ START_TEST(connections_ended_with_replies_unread_go_away_with_their_memory)
     }
     usleep(1500 * 1000);
     long rss_stuck = proc_rss_kib(srv.pid);
-    long t0 = now_ms();
+    long t0 = ts_now_ms();
     unsigned left = wait_connections(0, 8000);
-    long waited = now_ms() - t0;
+    long waited = ts_now_ms() - t0;
     long rss_after = proc_rss_kib(srv.pid);
     fprintf(stderr,
             "hostile/ended_unread: RSS %ld KiB at start, %ld with 4 stuck clients, %ld after; "
@@ -200,16 +171,16 @@ START_TEST(connections_ended_with_replies_unread_go_away_with_their_memory)
     for (int i = 0; i < 4; i++)
         close(fds[i]);
     /* Nothing is owed any more: SIGTERM is quick and clean. */
-    long s0 = now_ms();
+    long s0 = ts_now_ms();
     ck_assert_int_eq(ts_stop(&srv), 0);
-    ck_assert_int_lt(now_ms() - s0, 5000);
+    ck_assert_int_lt(ts_now_ms() - s0, 5000);
 }
 END_TEST
 
 /* Report 2: that connection read and dropped input without limit. */
 START_TEST(a_connection_ended_for_an_error_stops_reading)
 {
-    start_with("output_timeout = 10\n");
+    ts_start_with_configf(&srv, "output_timeout = 10\n");
     put_big(4u << 20);
     static uint8_t buf[64 * 64];
     int fd = stuck_client();
@@ -225,8 +196,8 @@ START_TEST(a_connection_ended_for_an_error_stops_reading)
     static uint8_t junk[64 * 1024];
     memset(junk, 0xAB, sizeof(junk));
     uint64_t sent = 0;
-    long end = now_ms() + 3000;
-    while (now_ms() < end) {
+    long end = ts_now_ms() + 3000;
+    while (ts_now_ms() < end) {
         ssize_t s = send(fd, junk, sizeof(junk), MSG_NOSIGNAL);
         if (s > 0)
             sent += (uint64_t)s;
@@ -274,8 +245,9 @@ static void *send_all(void *arg)
  * sent. */
 START_TEST(a_client_far_ahead_that_reads_later_gets_every_reply)
 {
-    start_with("max_frame_size = 1M\nmax_value_size = 512K\nmax_output_buffer = 64M\n"
-               "header_timeout = 1\n");
+    ts_start_with_configf(&srv,
+                          "max_frame_size = 1M\nmax_value_size = 512K\nmax_output_buffer = 64M\n"
+                          "header_timeout = 1\n");
     enum { N = 300000 };
     static uint8_t reqs[N * 24];
     size_t len = 0;
@@ -286,10 +258,10 @@ START_TEST(a_client_far_ahead_that_reads_later_gets_every_reply)
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
     struct sender s = {.fd = fd, .buf = reqs, .len = len};
     pthread_t t;
-    long t0 = now_ms();
+    long t0 = ts_now_ms();
     ck_assert_int_eq(pthread_create(&t, NULL, send_all, &s), 0);
     pthread_join(t, NULL);
-    long sent_ms = now_ms() - t0;
+    long sent_ms = ts_now_ms() - t0;
     ck_assert_msg(s.err == 0, "sending stopped after %ld ms: %s", sent_ms, strerror(s.err));
     uint64_t got = 0;
     Statesrv__V1__Response *r;
@@ -311,17 +283,18 @@ END_TEST
  * ever. */
 START_TEST(silent_clients_cannot_lock_out_the_token_holder)
 {
-    write_token("open-sesame");
-    start_with("auth_token_file = %s\nmax_connections = 16\nheader_timeout = 2\n", token_path);
+    ts_write_token(token_path, sizeof(token_path), "open-sesame");
+    ts_start_with_configf(&srv, "auth_token_file = %s\nmax_connections = 16\nheader_timeout = 2\n",
+                          token_path);
     int silent[16];
     for (int i = 0; i < 16; i++)
         silent[i] = raw_connect_unix(&srv);
     usleep(200 * 1000);
     /* All 16 slots are held: the token's holder still gets in. */
-    long t0 = now_ms();
+    long t0 = ts_now_ms();
     statesrv *c = client();
     ck_assert_int_eq(statesrv_ping(c), STATESRV_OK);
-    fprintf(stderr, "hostile/lockout: in after %ld ms with 16 silent clients\n", now_ms() - t0);
+    fprintf(stderr, "hostile/lockout: in after %ld ms with 16 silent clients\n", ts_now_ms() - t0);
     /* The silent ones are told and closed after header_timeout. */
     int told = 0, closed = 0;
     for (int i = 0; i < 16; i++) {
@@ -343,27 +316,27 @@ END_TEST
 
 START_TEST(a_frame_trickled_a_byte_at_a_time_is_cut_off)
 {
-    start_with("header_timeout = 1\n");
+    ts_start_with_configf(&srv, "header_timeout = 1\n");
     uint8_t frame[64];
     size_t n = get_frame(1, "some-key-of-a-few-bytes", frame, sizeof(frame));
     int fd = raw_connect_unix(&srv);
-    long t0 = now_ms();
+    long t0 = ts_now_ms();
     int cut = 0;
     for (size_t i = 0; i + 1 < n && !cut; i++) {
         if (send(fd, frame + i, 1, MSG_NOSIGNAL) != 1)
             break;
         struct pollfd p = {.fd = fd, .events = POLLIN};
         cut = poll(&p, 1, 250) == 1;
-        if (now_ms() - t0 > 8000)
+        if (ts_now_ms() - t0 > 8000)
             break;
     }
-    ck_assert_msg(cut, "still open after %ld ms of a byte every 250 ms", now_ms() - t0);
+    ck_assert_msg(cut, "still open after %ld ms of a byte every 250 ms", ts_now_ms() - t0);
     Statesrv__V1__Response *r = raw_recv(fd, 2000);
     ck_assert_ptr_nonnull(r);
     ck_assert_int_eq(r->id, 0);
     ck_assert_ptr_nonnull(strstr(r->message, "middle of a frame"));
     statesrv__v1__response__free_unpacked(r, NULL);
-    long took = now_ms() - t0;
+    long took = ts_now_ms() - t0;
     fprintf(stderr, "hostile/slowloris: cut off after %ld ms\n", took);
     ck_assert_int_lt(took, 3000);
     close(fd);
@@ -401,7 +374,7 @@ static int utf8_valid(const char *str)
  * Response.message. */
 START_TEST(every_message_is_valid_utf8)
 {
-    start_with("header_timeout = 5\n");
+    ts_start_with_configf(&srv, "header_timeout = 5\n");
     static const char *const sources[] = {"\xff", "chk-\xc0\xaf", "\xed\xa0\x80x", "ok\xf4\x90"};
     int fd = raw_connect_unix(&srv);
     for (size_t i = 0; i < sizeof(sources) / sizeof(sources[0]); i++) {
@@ -444,7 +417,7 @@ static Statesrv__V1__Response *scan_with_cursor(int fd, const uint8_t *cur, size
  * last key group or shorter than any stored key. */
 START_TEST(out_of_range_fields_are_refused)
 {
-    start_with("key_groups = 128\n");
+    ts_start_with_configf(&srv, "key_groups = 128\n");
     int fd = raw_connect_unix(&srv);
     char name[200];
     memset(name, 'n', sizeof(name) - 1);
@@ -487,24 +460,9 @@ END_TEST
  * disk surfaced as UNAVAILABLE "commit failed (Input/output error)". */
 START_TEST(a_full_disk_without_writemap_answers_no_space)
 {
-    ts_start(&srv, NULL);
-    ck_assert_int_eq(ts_stop(&srv), 0);
-    char mnt[256], conf[300];
-    snprintf(mnt, sizeof(mnt), "%s/data", srv.dir);
-    if (mount("tmpfs", mnt, "tmpfs", 0, "size=6m")) {
-        fprintf(stderr,
-                "a_full_disk_without_writemap_answers_no_space: SKIPPED (cannot mount a "
-                "tmpfs: %s)\n",
-                strerror(errno));
+    if (ts_start_on_tmpfs(&srv, "6m",
+                          "map_size = 64M\nmap_size_max = 1G\nsync = always\nwritemap = no\n"))
         return;
-    }
-    snprintf(conf, sizeof(conf), "%s/disk.conf", srv.dir);
-    FILE *f = fopen(conf, "w");
-    ck_assert_ptr_nonnull(f);
-    fprintf(f, "map_size = 64M\nmap_size_max = 1G\nsync = always\nwritemap = no\n");
-    fclose(f);
-    const char *extra[] = {"--config", conf, NULL};
-    ts_restart(&srv, extra);
     statesrv *c;
     char err[256];
     ck_assert_int_eq(statesrv_connect2(srv.unix_addr, NULL, &c, err, sizeof(err)), STATESRV_OK);
@@ -527,7 +485,7 @@ START_TEST(a_full_disk_without_writemap_answers_no_space)
     statesrv_value_free(&v);
     statesrv_close(c);
     ck_assert_int_eq(ts_stop(&srv), 0);
-    umount(mnt);
+    ts_unmount_data(&srv);
 }
 END_TEST
 
@@ -535,24 +493,9 @@ END_TEST
  * INTERNAL. */
 START_TEST(a_restore_into_a_full_disk_answers_no_space)
 {
-    ts_start(&srv, NULL);
-    ck_assert_int_eq(ts_stop(&srv), 0);
-    char mnt[256], conf[300], filler[300];
-    snprintf(mnt, sizeof(mnt), "%s/data", srv.dir);
-    if (mount("tmpfs", mnt, "tmpfs", 0, "size=24m")) {
-        fprintf(stderr,
-                "a_restore_into_a_full_disk_answers_no_space: SKIPPED (cannot mount a "
-                "tmpfs: %s)\n",
-                strerror(errno));
+    if (ts_start_on_tmpfs(&srv, "24m", "map_size = 1M\nmap_size_max = 1G\nwritemap = no\n"))
         return;
-    }
-    snprintf(conf, sizeof(conf), "%s/disk.conf", srv.dir);
-    FILE *f = fopen(conf, "w");
-    ck_assert_ptr_nonnull(f);
-    fprintf(f, "map_size = 1M\nmap_size_max = 1G\nwritemap = no\n");
-    fclose(f);
-    const char *extra[] = {"--config", conf, NULL};
-    ts_restart(&srv, extra);
+    char filler[300];
     statesrv *c;
     char err[256];
     ck_assert_int_eq(statesrv_connect2(srv.unix_addr, NULL, &c, err, sizeof(err)), STATESRV_OK);
@@ -570,7 +513,7 @@ START_TEST(a_restore_into_a_full_disk_answers_no_space)
     snprintf(id, sizeof(id), "%llu", (unsigned long long)info->id);
     statesrv_checkpoint_info_free(info);
     /* Leave about 1 MiB free: the new generation cannot be built. */
-    snprintf(filler, sizeof(filler), "%s/filler", mnt);
+    snprintf(filler, sizeof(filler), "%s/data/filler", srv.dir);
     int fd = open(filler, O_WRONLY | O_CREAT, 0600);
     ck_assert_int_ge(fd, 0);
     static char mib[1 << 20];
@@ -593,7 +536,7 @@ START_TEST(a_restore_into_a_full_disk_answers_no_space)
     ck_assert_int_eq(statesrv_restore(c, src, 1, 0, 0, 0, NULL), STATESRV_OK);
     statesrv_close(c);
     ck_assert_int_eq(ts_stop(&srv), 0);
-    umount(mnt);
+    ts_unmount_data(&srv);
 }
 END_TEST
 

@@ -29,26 +29,7 @@ static void teardown(void)
     token_path[0] = '\0';
 }
 
-static long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
-
 /* Starts a server with these config lines. */
-static void start_with(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static void start_with(const char *fmt, ...)
-{
-    char text[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(text, sizeof(text), fmt, ap);
-    va_end(ap);
-    ts_start_with_config(&srv, text);
-}
-
 static Statesrv__V1__Response *send_hello(int fd, const char *token)
 {
     Statesrv__V1__Request req = STATESRV__V1__REQUEST__INIT;
@@ -81,20 +62,10 @@ static void expect(Statesrv__V1__Response *r, Statesrv__V1__Status st, const cha
     statesrv__v1__response__free_unpacked(r, NULL);
 }
 
-static void write_token(const char *token)
-{
-    snprintf(token_path, sizeof(token_path), "/tmp/svit-token-%d", (int)getpid());
-    int fd = open(token_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    ck_assert_int_ge(fd, 0);
-    ck_assert_int_eq(write(fd, token, strlen(token)), (ssize_t)strlen(token));
-    ck_assert_int_eq(write(fd, "\n", 1), 1);
-    close(fd);
-}
-
 START_TEST(auth_token_required)
 {
-    write_token("correct horse battery staple");
-    start_with("auth_token_file = %s\n", token_path);
+    ts_write_token(token_path, sizeof(token_path), "correct horse battery staple");
+    ts_start_with_configf(&srv, "auth_token_file = %s\n", token_path);
 
     /* Anything but hello first: refused, then closed. */
     int fd = raw_connect_tcp(&srv);
@@ -181,7 +152,7 @@ END_TEST
 
 START_TEST(half_frame_times_out_memory_bounded)
 {
-    start_with("header_timeout = 1\n");
+    ts_start_with_configf(&srv, "header_timeout = 1\n");
     long rss0 = proc_rss_kib(srv.pid);
     /* Fifty clients announce 1 MiB frames, send 64 KiB of each, go silent. */
     enum { N = 50 };
@@ -195,9 +166,9 @@ START_TEST(half_frame_times_out_memory_bounded)
         raw_send(fds[i], chunk, sizeof(chunk));
     }
     int live = raw_connect_tcp(&srv);
-    long deadline = now_ms() + 8000, peak = 0;
+    long deadline = ts_now_ms() + 8000, peak = 0;
     int closed = 0;
-    while (now_ms() < deadline && closed < N) {
+    while (ts_now_ms() < deadline && closed < N) {
         long rss = proc_rss_kib(srv.pid);
         peak = rss > peak ? rss : peak;
         send_ping(live, 1);
@@ -228,7 +199,7 @@ END_TEST
 
 START_TEST(idle_timeout_closes_only_idle)
 {
-    start_with("idle_timeout = 1\n");
+    ts_start_with_configf(&srv, "idle_timeout = 1\n");
     int idle = raw_connect_tcp(&srv), busy = raw_connect_tcp(&srv);
     for (int i = 0; i < 12; i++) { /* ~2.4 s of activity on `busy` */
         send_ping(busy, (uint64_t)i + 1);
@@ -249,8 +220,9 @@ END_TEST
 
 START_TEST(client_that_never_reads_is_cut_off)
 {
-    start_with("max_frame_size = 64K\nmax_value_size = 60K\nmax_output_buffer = 64K\n"
-               "output_timeout = 1\n");
+    ts_start_with_configf(&srv,
+                          "max_frame_size = 64K\nmax_value_size = 60K\nmax_output_buffer = 64K\n"
+                          "output_timeout = 1\n");
     int w = raw_connect_tcp(&srv);
     static char val[60000];
     memset(val, 'x', sizeof(val));
@@ -283,9 +255,9 @@ START_TEST(client_that_never_reads_is_cut_off)
     size_t n = protobuf_c_message_pack(&req.base, frame + 4);
     sv_frame_header_put(frame, (uint32_t)n);
     long rss0 = proc_rss_kib(srv.pid), peak = rss0, sent = 0;
-    long deadline = now_ms() + 10000;
+    long deadline = ts_now_ms() + 10000;
     int cut = 0;
-    while (now_ms() < deadline && !cut) {
+    while (ts_now_ms() < deadline && !cut) {
         ssize_t s = send(fd, frame, n + 4, MSG_NOSIGNAL);
         if (s > 0) {
             sent++;
@@ -321,7 +293,7 @@ END_TEST
 
 START_TEST(count_limits)
 {
-    start_with("max_batch_ops = 100\nmax_scan_limit = 10\n");
+    ts_start_with_configf(&srv, "max_batch_ops = 100\nmax_scan_limit = 10\n");
     statesrv *c;
     char err[256];
     ck_assert_int_eq(statesrv_connect2(srv.tcp_addr, NULL, &c, err, sizeof(err)), STATESRV_OK);
@@ -472,7 +444,7 @@ START_TEST(full_map_refuses_writes_then_recovers)
     memset(&f, 0, sizeof(f));
     f.state = "fill";
     f.vsize = 16 * 1024;
-    start_with("map_size = 1M\nmap_size_max = 2M\n");
+    ts_start_with_configf(&srv, "map_size = 1M\nmap_size_max = 2M\n");
     statesrv *c;
     char err[256];
     ck_assert_int_eq(statesrv_connect2(srv.tcp_addr, NULL, &c, err, sizeof(err)), STATESRV_OK);
@@ -542,7 +514,7 @@ START_TEST(full_map_only_deletes_keep_working)
     memset(&f, 0, sizeof(f));
     f.state = "small";
     f.vsize = 1000;
-    start_with("map_size = 1M\nmap_size_max = 2M\n");
+    ts_start_with_configf(&srv, "map_size = 1M\nmap_size_max = 2M\n");
     statesrv *c;
     char err[256];
     ck_assert_int_eq(statesrv_connect2(srv.tcp_addr, NULL, &c, err, sizeof(err)), STATESRV_OK);
@@ -602,13 +574,8 @@ START_TEST(full_disk_refuses_writes_then_recovers)
     ck_assert_int_eq(ts_stop(&srv), 0);
     char mnt[256], path[300], conf[300];
     snprintf(mnt, sizeof(mnt), "%s/data", srv.dir);
-    if (mount("tmpfs", mnt, "tmpfs", 0, "size=24m")) {
-        fprintf(stderr,
-                "full_disk_refuses_writes_then_recovers: SKIPPED (cannot mount a tmpfs: "
-                "%s)\n",
-                strerror(errno));
+    if (ts_mount_data_tmpfs(&srv, "24m"))
         return;
-    }
     snprintf(path, sizeof(path), "%s/filler", mnt);
     FILE *f = fopen(path, "w");
     ck_assert_ptr_nonnull(f);
@@ -662,23 +629,8 @@ END_TEST
  * writemap, says so, and works. */
 START_TEST(writemap_falls_back_when_disk_is_short)
 {
-    ts_start(&srv, NULL);
-    ck_assert_int_eq(ts_stop(&srv), 0);
-    char mnt[256], conf[300];
-    snprintf(mnt, sizeof(mnt), "%s/data", srv.dir);
-    if (mount("tmpfs", mnt, "tmpfs", 0, "size=8m")) {
-        fprintf(stderr,
-                "writemap_falls_back_when_disk_is_short: SKIPPED (cannot mount a "
-                "tmpfs: %s)\n",
-                strerror(errno));
+    if (ts_start_on_tmpfs(&srv, "8m", "map_size = 16M\n"))
         return;
-    }
-    snprintf(conf, sizeof(conf), "%s/disk.conf", srv.dir);
-    FILE *f = fopen(conf, "w");
-    fprintf(f, "map_size = 16M\n");
-    fclose(f);
-    const char *extra[] = {"--config", conf, NULL};
-    ts_restart(&srv, extra);
     ck_assert(ts_log_contains(&srv, "running without writemap"));
     ck_assert(ts_log_contains(&srv, "writemap off"));
     statesrv *c;
@@ -691,7 +643,7 @@ START_TEST(writemap_falls_back_when_disk_is_short)
     statesrv_value_free(&v);
     statesrv_close(c);
     ck_assert_int_eq(ts_stop(&srv), 0);
-    umount(mnt);
+    ts_unmount_data(&srv);
 }
 END_TEST
 

@@ -8,9 +8,11 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -150,6 +152,68 @@ void ts_start_with_config(struct ts *s, const char *text)
     fputs(text, f);
     fclose(f);
     ts_restart(s, ts_config_args(s));
+}
+
+void ts_start_with_configf(struct ts *s, const char *fmt, ...)
+{
+    char text[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof(text), fmt, ap);
+    va_end(ap);
+    ts_start_with_config(s, text);
+}
+
+void ts_write_token(char *path, size_t cap, const char *token)
+{
+    static unsigned seq;
+    snprintf(path, cap, "/tmp/svit-token-%d-%u", (int)getpid(), seq++);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(write(fd, token, strlen(token)), (ssize_t)strlen(token));
+    ck_assert_int_eq(write(fd, "\n", 1), 1);
+    close(fd);
+}
+
+int ts_mount_data_tmpfs(struct ts *s, const char *size)
+{
+    char mnt[256], opts[64];
+    snprintf(mnt, sizeof(mnt), "%s/data", s->dir);
+    snprintf(opts, sizeof(opts), "size=%s", size);
+    if (mount("tmpfs", mnt, "tmpfs", 0, opts)) {
+        fprintf(stderr, "SKIPPED: cannot mount a tmpfs on %s: %s\n", mnt, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+int ts_start_on_tmpfs(struct ts *s, const char *size, const char *conf_text)
+{
+    ts_start(s, NULL);
+    ck_assert_int_eq(ts_stop(s), 0);
+    if (ts_mount_data_tmpfs(s, size))
+        return -1;
+    snprintf(s->conf, sizeof(s->conf), "%s/test.conf", s->dir);
+    FILE *f = fopen(s->conf, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs(conf_text, f);
+    fclose(f);
+    ts_restart(s, ts_config_args(s));
+    return 0;
+}
+
+void ts_unmount_data(struct ts *s)
+{
+    char mnt[256];
+    snprintf(mnt, sizeof(mnt), "%s/data", s->dir);
+    umount(mnt);
+}
+
+long ts_now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec * 1000L + t.tv_nsec / 1000000L;
 }
 
 void ts_start(struct ts *s, const char *const *extra)

@@ -28,6 +28,22 @@ void ts_start(struct ts *s, const char *const *extra);
  * ts_restart(s, ts_config_args(s)) restarts with it. */
 void ts_start_with_config(struct ts *s, const char *text);
 const char *const *ts_config_args(struct ts *s);
+/* ts_start_with_config with the text formatted printf-style. */
+void ts_start_with_configf(struct ts *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* Writes an auth token file (mode 0600) holding token and a newline; its
+ * path goes to path (cap bytes). Remove it with unlink. */
+void ts_write_token(char *path, size_t cap, const char *token);
+/* Mounts a tmpfs of `size` ("24m") over s->dir/data (the server stopped).
+ * 0, or -1 when no tmpfs can be mounted here (the test should skip). */
+int ts_mount_data_tmpfs(struct ts *s, const char *size);
+/* Starts a server whose data directory is a fresh tmpfs of `size`, with
+ * these config lines. 0, or -1 when no tmpfs can be mounted (skip the
+ * test). Unmount with ts_unmount_data after stopping the server. */
+int ts_start_on_tmpfs(struct ts *s, const char *size, const char *conf_text);
+void ts_unmount_data(struct ts *s);
+/* A monotonic clock in milliseconds. */
+long ts_now_ms(void);
 /* Starts again in the same dir (after ts_stop/ts_kill). */
 void ts_restart(struct ts *s, const char *const *extra);
 /* Runs statesrvd in s->dir to completion with the given flags (expecting it
