@@ -85,6 +85,22 @@ static int check_state(struct ctx *x, ProtobufCBinaryData state, char out[SV_STA
                 printable((const char *)state.data, n > 64 ? 64 : n, buf, sizeof(buf)));
 }
 
+/* After a restore of a key-group range the store serves only that range: a
+ * key elsewhere is misrouted. A write could not be checkpointed, and a read
+ * would answer NOT_FOUND for state that lives on another sidecar, so both
+ * are refused. */
+static int check_owned(struct ctx *x, const struct addr *a)
+{
+    uint32_t first, last;
+    sv_store_kg_range(x->store, &first, &last);
+    if (a->kg >= first && a->kg <= last)
+        return 0;
+    return fail(x, SV_EINVAL,
+                "key group %u is not served here: this store holds key groups %u-%u (restored "
+                "for that range)",
+                a->kg, first, last);
+}
+
 static int resolve(struct ctx *x, ProtobufCBinaryData state, ProtobufCBinaryData key,
                    ProtobufCBinaryData ns, int has_kg, uint32_t kg, struct addr *a)
 {
@@ -109,7 +125,7 @@ static int resolve(struct ctx *x, ProtobufCBinaryData state, ProtobufCBinaryData
     a->kg = has_kg ? kg : sv_key_group_of(key.data, key.len, groups);
     a->sklen = sv_skey_encode(a->skey, a->kg, key.data, key.len, ns.data, ns.len);
     a->prefix_len = a->sklen - ns.len;
-    return 0;
+    return check_owned(x, a);
 }
 
 static void *arena(struct ctx *x, size_t n)
@@ -270,27 +286,13 @@ static int op_multi_get(struct ctx *x, const Statesrv__V1__Request *req,
     return 0;
 }
 
-/* After a restore of a key-group range the store serves only that range;
- * a write elsewhere is a misrouted key (and could not be checkpointed). */
-static int check_owned(struct ctx *x, const struct addr *a)
-{
-    uint32_t first, last;
-    sv_store_kg_range(x->store, &first, &last);
-    if (a->kg >= first && a->kg <= last)
-        return 0;
-    return fail(x, SV_EINVAL,
-                "key group %u is not served here: this store holds key groups %u-%u (restored "
-                "for that range)",
-                a->kg, first, last);
-}
-
 /* Shared by put and batch put. */
 static int do_put(struct ctx *x, const Statesrv__V1__Put *p)
 {
     struct addr a;
     int rc =
         resolve(x, p->state, p->key, p->namespace_, p->key_group_opt_case != 0, p->key_group, &a);
-    if (rc || (rc = check_owned(x, &a)))
+    if (rc)
         return rc;
     if ((unsigned)p->kind >= SV_KIND_MAX)
         return fail(x, SV_EINVAL, "unknown value kind %d", (int)p->kind);
@@ -314,7 +316,7 @@ static int do_delete(struct ctx *x, const Statesrv__V1__Delete *d, int *found)
     struct addr a;
     int rc =
         resolve(x, d->state, d->key, d->namespace_, d->key_group_opt_case != 0, d->key_group, &a);
-    if (rc || (rc = check_owned(x, &a)))
+    if (rc)
         return rc;
     rc = sv_store_delete(x->store, a.state, a.slen, a.skey, a.sklen, found);
     return rc ? store_fail(x, rc, &a) : 0;
@@ -325,7 +327,7 @@ static int do_merge(struct ctx *x, const Statesrv__V1__Merge *m, int64_t *counte
     struct addr a;
     int rc =
         resolve(x, m->state, m->key, m->namespace_, m->key_group_opt_case != 0, m->key_group, &a);
-    if (rc || (rc = check_owned(x, &a)))
+    if (rc)
         return rc;
     enum sv_merge_op op;
     switch (m->op) {

@@ -660,6 +660,15 @@ static void rescale(const uint32_t (*old)[2], int nold, const uint32_t (*neu)[2]
             req.put = &put;
             expect_status(call(fd, &req, 5000), STATESRV__V1__STATUS__INVALID_ARGUMENT,
                           "not served here");
+            /* A read is refused the same way: NOT_FOUND would hide that
+             * the state lives on another sidecar. */
+            Statesrv__V1__Get get = STATESRV__V1__GET__INIT;
+            get.state = pb_str("st");
+            get.key = bin(key, strlen(key));
+            req.op_case = STATESRV__V1__REQUEST__OP_GET;
+            req.get = &get;
+            expect_status(call(fd, &req, 5000), STATESRV__V1__STATUS__INVALID_ARGUMENT,
+                          "not served here");
             break;
         }
         /* Its next checkpoint records the new range. */
