@@ -13,7 +13,9 @@
 #      an entry of statesrvd.conf(5) (`.BI "key = "...`) and a `### \`key\``
 #      heading of docs/configuration.md, every setting documented there is
 #      in the table, and the default and range in configuration.md's summary
-#      table are the code's;
+#      table are the code's
+#      conf/statesrvd.conf names every setting, and each line it sets holds
+#      the code's default;
 #    - every long option of statesrvd (server/main.c) is in statesrvd(8);
 #    - every environment variable the server or statectl reads is in their
 #      page;
@@ -116,6 +118,24 @@ done
 for k in $(comm -13 "$TMP/code-settings" "$TMP/md-settings"); do
     fail "setting '$k' is documented in $CONF_MD but not in server/config.c's table"
 done
+# The sample config lists every setting (`name = value`, or `# name = value`
+# for one left unset on purpose), each active line with the code's default.
+SAMPLE_CONF=conf/statesrvd.conf
+sed -n 's/^#\{0,1\} *\([a-z_0-9]*\) =.*/\1/p' "$SAMPLE_CONF" | sort -u >"$TMP/conf-settings"
+for k in $(comm -23 "$TMP/code-settings" "$TMP/conf-settings"); do
+    fail "setting '$k' is in server/config.c's table but missing from $SAMPLE_CONF"
+done
+for k in $(comm -13 "$TMP/code-settings" "$TMP/conf-settings"); do
+    fail "setting '$k' is in $SAMPLE_CONF but not in server/config.c's table"
+done
+grep '^[a-z_0-9]* =' "$SAMPLE_CONF" >"$TMP/conf-active"
+while IFS= read -r line; do
+    k=${line%% =*}
+    v=$(printf '%s\n' "$line" | sed 's/^[^=]*= *//; s/ *;.*$//; s/ *$//')
+    d=$(awk -F'\t' -v k="$k" '$1 == k { print $2 }' "$TMP/settings")
+    [ "$v" = "$d" ] || fail "$SAMPLE_CONF sets $k = '$v'; the default is '$d'"
+done <"$TMP/conf-active"
+echo "check-man: $(wc -l <"$TMP/conf-settings") settings in $SAMPLE_CONF"
 # The summary table of docs/configuration.md gives each default and range:
 # the first `quoted` word of the default cell (or "empty"), and the range up
 # to its first space or comma where the code has one (a..b).
