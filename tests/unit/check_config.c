@@ -53,7 +53,9 @@ START_TEST(sample_config_loads)
     int rc = sv_config_load(&cfg, "conf/statesrvd.conf", err, sizeof(err));
     ck_assert_msg(rc == 0, "conf/statesrvd.conf: %s", err);
     ck_assert_int_eq(sv_config_validate(&cfg, err, sizeof(err)), 0);
-    ck_assert_int_eq(cfg.key_groups_set, 1);
+    /* key_groups is left unset: an existing directory's value is used. */
+    ck_assert_int_eq(cfg.key_groups_set, 0);
+    ck_assert_uint_eq(cfg.key_groups, 128);
 }
 END_TEST
 
