@@ -163,6 +163,15 @@ static int op_hello(struct ctx *x, const Statesrv__V1__Request *req, Statesrv__V
     const Statesrv__V1__Hello *h = req->hello;
     struct sv_server *srv = x->srv;
     if (srv->token_len && !x->conn->authed) {
+        if (h->auth_token.len == 0) {
+            sv_warn_limited("conn %llu (%s): hello without an auth token; closing",
+                            (unsigned long long)x->conn->id, x->conn->peer);
+            x->conn->fate = SV_FATE_DRAIN; /* this reply is the last */
+            return fail(x, SV_EUNAUTH,
+                        "no auth token was sent, and this server requires one (auth_token_file): "
+                        "send it in hello (statectl --token-file or STATESRV_TOKEN_FILE, "
+                        "statesrv_options.auth_token)");
+        }
         if (!token_equal(h->auth_token.data, h->auth_token.len, srv->token, srv->token_len)) {
             sv_warn_limited("conn %llu (%s): hello with a wrong auth token; closing",
                             (unsigned long long)x->conn->id, x->conn->peer);

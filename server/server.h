@@ -106,7 +106,7 @@ struct sv_op_counter {
 };
 
 /* Latency by op (the metrics' histogram); bounds in metrics.c. */
-#define SV_LAT_BUCKETS 16
+#define SV_LAT_BUCKETS 21
 struct sv_op_latency {
     uint64_t buckets[SV_LAT_BUCKETS]; /* not cumulative; beyond the last: count only */
     uint64_t count;

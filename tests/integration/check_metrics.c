@@ -259,7 +259,13 @@ START_TEST(stats_match_metrics)
     ck_assert_uint_eq(kind_count(s->connection_errors, s->n_connection_errors, "idle_timeout"), 0);
     ck_assert_uint_eq(kind_count(s->status_errors, s->n_status_errors, "invalid_argument"), 1);
     ck_assert_uint_eq(kind_count(s->status_errors, s->n_status_errors, "internal"), 1);
-    ck_assert_uint_eq(s->n_latency_bounds, 16);
+    /* Buckets resolve a few microseconds (a loopback get) up to seconds (a
+     * snapshot), no bound more than 2.5 times the one before. */
+    ck_assert_uint_eq(s->n_latency_bounds, 21);
+    ck_assert_uint_le(s->latency_bounds_us[0], 5);
+    ck_assert_uint_ge(s->latency_bounds_us[s->n_latency_bounds - 1], 10000000);
+    for (size_t i = 1; i < s->n_latency_bounds; i++)
+        ck_assert_uint_le(s->latency_bounds_us[i] * 2, s->latency_bounds_us[i - 1] * 5);
     for (size_t i = 0; i < s->n_ops; i++) {
         const statesrv_op_detail *d = &s->op_details[i];
         if (!d->latency_count) {
@@ -351,7 +357,7 @@ START_TEST(stats_match_metrics)
     ck_assert_ptr_nonnull(strstr(ctl_out, "\"checkpoint_failures\":1,"));
     ck_assert_ptr_nonnull(strstr(ctl_out, "\"connection_errors\":{\"protocol\":1,"));
     ck_assert_ptr_nonnull(strstr(ctl_out, "\"status_errors\":{\"invalid_argument\":1,"));
-    ck_assert_ptr_nonnull(strstr(ctl_out, "\"latency_bounds_us\":[50,100,250,"));
+    ck_assert_ptr_nonnull(strstr(ctl_out, "\"latency_bounds_us\":[2,5,10,25,50,100,"));
     char map[256];
     snprintf(map, sizeof(map),
              "\"map_used\":%llu,\"map_in_use\":%llu,\"map_limit\":%llu,\"map_free_pinned\":%llu,",

@@ -107,8 +107,17 @@ START_TEST(a_wrong_token_makes_the_reply_the_last)
     Statesrv__V1__Response resp;
     dispatch(sv_req_hello(1, "sesam"), &resp);
     ck_assert_int_eq(resp.status, STATESRV__V1__STATUS__UNAUTHENTICATED);
+    ck_assert_str_eq(resp.message, "invalid auth token");
     ck_assert_int_eq(conn.fate, SV_FATE_DRAIN);
     ck_assert_int_eq(conn.authed, 0);
+
+    /* None at all is said as such, with how to send one. */
+    conn.fate = SV_FATE_SERVE;
+    dispatch(sv_req_hello(2, NULL), &resp);
+    ck_assert_int_eq(resp.status, STATESRV__V1__STATUS__UNAUTHENTICATED);
+    ck_assert_ptr_nonnull(strstr(resp.message, "no auth token was sent"));
+    ck_assert_ptr_nonnull(strstr(resp.message, "--token-file"));
+    ck_assert_int_eq(conn.fate, SV_FATE_DRAIN);
 
     conn.fate = SV_FATE_SERVE;
     dispatch(sv_req_hello(2, "sesame"), &resp);
