@@ -200,7 +200,8 @@ int main(int argc, char **argv)
     }
     sv_log_set_level(cfg.log_level);
     signal(SIGPIPE, SIG_IGN);
-    if (sv_server_check_exposure(&cfg, err, sizeof(err))) {
+    if (sv_server_check_exposure(&cfg, err, sizeof(err)) ||
+        sv_server_probe_listen(&cfg, err, sizeof(err))) {
         fprintf(stderr, "statesrvd: %s\n", err);
         return 1;
     }

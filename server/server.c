@@ -307,6 +307,29 @@ static void on_sweep(uv_timer_t *t)
     sv_conn_sweep(srv, sv_now_ms());
 }
 
+int sv_server_probe_listen(const struct sv_config *cfg, char *err, size_t errlen)
+{
+    if (!cfg->listen[0])
+        return 0;
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof(ss));
+    int rc = sv_server_parse_listen(cfg->listen, &ss, err, errlen);
+    if (rc)
+        return rc;
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return 0; /* the real bind will say */
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)); /* as libuv binds */
+    socklen_t len =
+        ss.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+    rc = bind(fd, (struct sockaddr *)&ss, len) ? -errno : 0;
+    close(fd);
+    if (rc)
+        snprintf(err, errlen, "listen %s: %s", cfg->listen, strerror(-rc));
+    return rc;
+}
+
 int sv_server_check_exposure(const struct sv_config *cfg, char *err, size_t errlen)
 {
     if (!cfg->listen[0] || cfg->auth_token_file[0] || cfg->allow_insecure_remote)

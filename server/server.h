@@ -187,6 +187,10 @@ int sv_server_init(struct sv_server *srv, uv_loop_t *loop, const struct sv_confi
 /* Refuses a TCP listener other hosts can reach when no auth token is set
  * (unless allow_insecure_remote). Call before opening anything. */
 int sv_server_check_exposure(const struct sv_config *cfg, char *err, size_t errlen);
+/* Binds the TCP listen address once and lets it go, so that a port in use
+ * is refused before the data directory is created or opened. 0 or -errno
+ * with err filled. */
+int sv_server_probe_listen(const struct sv_config *cfg, char *err, size_t errlen);
 struct sockaddr_storage;
 /* HOST:PORT or [V6]:PORT (a name is resolved) into ss. 0 or SV_EINVAL. */
 int sv_server_parse_listen(const char *s, struct sockaddr_storage *ss, char *err, size_t errlen);

@@ -204,6 +204,25 @@ START_TEST(config_error_names_file_and_line)
 }
 END_TEST
 
+/* A port in use is refused before anything is created on disk. */
+START_TEST(a_port_in_use_is_refused_before_the_data_directory_is_made)
+{
+    ts_start(&srv, NULL);
+    struct ts other;
+    memset(&other, 0, sizeof(other));
+    snprintf(other.dir, sizeof(other.dir), "/tmp/svit-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(other.dir));
+    snprintf(other.log, sizeof(other.log), "%s/statesrvd.log", other.dir);
+    const char *extra[] = {"--listen", srv.tcp_addr, NULL};
+    ck_assert_int_eq(ts_run_expect_exit(&other, extra), 1);
+    ck_assert(ts_log_contains(&other, "already in use"));
+    char data[128];
+    snprintf(data, sizeof(data), "%s/data", other.dir);
+    ck_assert_int_ne(access(data, F_OK), 0);
+    ts_cleanup(&other);
+}
+END_TEST
+
 START_TEST(second_server_on_same_dir_refused)
 {
     ts_start(&srv, NULL);
@@ -247,6 +266,7 @@ Suite *sv_suite_lifecycle(void)
     tcase_add_test(tc, key_groups_mismatch_refused);
     tcase_add_test(tc, config_error_names_file_and_line);
     tcase_add_test(tc, second_server_on_same_dir_refused);
+    tcase_add_test(tc, a_port_in_use_is_refused_before_the_data_directory_is_made);
     tcase_add_test(tc, usage_and_version);
     suite_add_tcase(s, tc);
     return s;

@@ -32,13 +32,6 @@ const char *statectl_path(void)
     return p ? p : "build/statectl";
 }
 
-static long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
-
 int ts_log_contains(const struct ts *s, const char *text)
 {
     FILE *f = fopen(s->log, "r");
@@ -93,8 +86,8 @@ static pid_t spawn(struct ts *s, const char *const *extra, int with_listen)
 /* Waits for "listening on 127.0.0.1:PORT" in the log. */
 static void wait_ready(struct ts *s)
 {
-    long deadline = now_ms() + 10000;
-    while (now_ms() < deadline) {
+    long deadline = ts_now_ms() + 10000;
+    while (ts_now_ms() < deadline) {
         FILE *f = fopen(s->log, "r");
         char line[2048];
         int ready = 0;
@@ -227,9 +220,9 @@ void ts_start(struct ts *s, const char *const *extra)
 
 static int wait_exit(pid_t pid, int timeout_ms)
 {
-    long deadline = now_ms() + timeout_ms;
+    long deadline = ts_now_ms() + timeout_ms;
     int status;
-    while (now_ms() < deadline) {
+    while (ts_now_ms() < deadline) {
         pid_t r = waitpid(pid, &status, WNOHANG);
         if (r == pid)
             return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
@@ -347,7 +340,7 @@ static int read_full(int fd, uint8_t *p, size_t n, long deadline)
 {
     while (n) {
         struct pollfd pfd = {.fd = fd, .events = POLLIN};
-        long left = deadline - now_ms();
+        long left = deadline - ts_now_ms();
         if (left <= 0)
             return -1;
         int pr = poll(&pfd, 1, (int)left);
@@ -371,7 +364,7 @@ static int read_full(int fd, uint8_t *p, size_t n, long deadline)
 
 Statesrv__V1__Response *raw_recv(int fd, int timeout_ms)
 {
-    long deadline = now_ms() + timeout_ms;
+    long deadline = ts_now_ms() + timeout_ms;
     uint8_t hdr[4];
     int rc = read_full(fd, hdr, 4, deadline);
     if (rc == 1)
@@ -390,7 +383,7 @@ Statesrv__V1__Response *raw_recv(int fd, int timeout_ms)
 
 int raw_wait_closed(int fd, int timeout_ms)
 {
-    long deadline = now_ms() + timeout_ms;
+    long deadline = ts_now_ms() + timeout_ms;
     uint8_t junk[4096];
     for (;;) {
         int rc = read_full(fd, junk, 1, deadline);
