@@ -12,6 +12,7 @@
 #include "sv_error.h"
 #include "sv_keys.h"
 #include "sv_msg.h" /* SV_VERSION */
+#include "sv_utf8.h"
 #include "sv_value.h"
 
 #include <errno.h>
@@ -134,48 +135,20 @@ static void put_hex(const void *p, size_t n)
     }
 }
 
-/* Length of the valid UTF-8 sequence starting at p (2..4), or 0. */
-static size_t utf8_seq(const unsigned char *p, size_t n)
-{
-    size_t len;
-    uint32_t cp;
-    if (p[0] >= 0xc2 && p[0] <= 0xdf) {
-        len = 2;
-        cp = p[0] & 0x1f;
-    } else if (p[0] >= 0xe0 && p[0] <= 0xef) {
-        len = 3;
-        cp = p[0] & 0x0f;
-    } else if (p[0] >= 0xf0 && p[0] <= 0xf4) {
-        len = 4;
-        cp = p[0] & 0x07;
-    } else {
-        return 0;
-    }
-    if (n < len)
-        return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((p[i] & 0xc0) != 0x80)
-            return 0;
-        cp = cp << 6 | (p[i] & 0x3f);
-    }
-    /* Overlong forms, UTF-16 surrogates and code points past U+10FFFF. */
-    if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) || cp > 0x10ffff ||
-        (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    return len;
-}
-
-/* A JSON string. Bytes that are not printable ASCII or valid UTF-8 become
- * \u00XX escapes; with --hex the string holds the hex of the bytes. */
+/* Bytes as JSON: a string when they are valid UTF-8 (exactly those bytes:
+ * control characters as \u00XX escapes of themselves), else an object
+ * {"hex":"..."}, so that a byte 0xff and the character U+00FF can be told
+ * apart; with --hex always a string of the hex of the bytes. */
 static void put_json_bytes(const struct ctl *x, const void *data, size_t n)
 {
     const unsigned char *p = data;
-    putchar('"');
-    if (x->hex) {
+    if (x->hex || !sv_utf8_valid(p, n)) {
+        fputs(x->hex ? "\"" : "{\"hex\":\"", stdout);
         put_hex(p, n);
-        putchar('"');
+        fputs(x->hex ? "\"" : "\"}", stdout);
         return;
     }
+    putchar('"');
     for (size_t i = 0; i < n;) {
         unsigned char ch = p[i];
         if (ch == '"' || ch == '\\') {
@@ -190,7 +163,7 @@ static void put_json_bytes(const struct ctl *x, const void *data, size_t n)
         } else if (ch >= 0x20 && ch < 0x7f) {
             putchar(ch);
         } else if (ch >= 0x80) {
-            size_t len = utf8_seq(p + i, n - i);
+            size_t len = sv_utf8_seq(p + i, n - i);
             if (len) {
                 fwrite(p + i, 1, len, stdout);
                 i += len;
@@ -227,8 +200,8 @@ static void put_text_field(const struct ctl *x, const void *data, size_t n)
             fputs("\\\\", stdout);
         } else if (ch >= 0x20 && ch < 0x7f) {
             putchar(ch);
-        } else if (ch >= 0x80 && utf8_seq(p + i, n - i)) {
-            size_t len = utf8_seq(p + i, n - i);
+        } else if (ch >= 0x80 && sv_utf8_seq(p + i, n - i)) {
+            size_t len = sv_utf8_seq(p + i, n - i);
             fwrite(p + i, 1, len, stdout);
             i += len;
             continue;

@@ -27,9 +27,4 @@ int sv_msg_unpack_request(const uint8_t *p, size_t n, ProtobufCAllocator *alloc,
 int sv_msg_unpack_response(const uint8_t *p, size_t n, ProtobufCAllocator *alloc,
                            Statesrv__V1__Response **out) __attribute__((warn_unused_result));
 
-/* Makes s valid UTF-8 in place, as a proto3 string must be: every byte that
- * is not part of a well-formed sequence (overlong, surrogate, past U+10FFFF,
- * truncated) becomes '?'. Messages quote what clients and files sent. */
-void sv_msg_scrub_utf8(char *s);
-
 #endif

@@ -21,6 +21,7 @@
 #include "sv_keys.h"
 #include "sv_log.h"
 #include "sv_msg.h"
+#include "sv_utf8.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -133,7 +134,7 @@ static int append_error(struct sv_conn *c, uint64_t id, int err, const char *msg
     r.status = (Statesrv__V1__Status)sv_error_status(err);
     char text[1024];
     snprintf(text, sizeof(text), "%s", msg);
-    sv_msg_scrub_utf8(text);
+    sv_utf8_scrub(text);
     r.message = text;
     return sv_msg_append(&c->out, &r.base, UINT32_MAX);
 }

@@ -9,6 +9,7 @@
 #include "sv_keys.h"
 #include "sv_log.h"
 #include "sv_msg.h"
+#include "sv_utf8.h"
 #include "sv_value.h"
 
 #include <dirent.h>
@@ -364,7 +365,7 @@ static void reply_error(struct job *j, int rc, const char *msg)
     r.status = (Statesrv__V1__Status)sv_error_status(rc);
     char text[1024];
     snprintf(text, sizeof(text), "%s", msg);
-    sv_msg_scrub_utf8(text);
+    sv_utf8_scrub(text);
     r.message = text;
     reply(j, &r);
 }

@@ -19,6 +19,7 @@
 #include "sv_error.h"
 #include "sv_log.h"
 #include "sv_msg.h"
+#include "sv_utf8.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -462,7 +463,7 @@ void sv_conn_fail(struct sv_conn *c, enum sv_status status, const char *msg)
     r.status = (Statesrv__V1__Status)status;
     char text[512];
     snprintf(text, sizeof(text), "%s", msg);
-    sv_msg_scrub_utf8(text);
+    sv_utf8_scrub(text);
     r.message = text;
     if (sv_msg_append(&c->out, &r.base, UINT32_MAX)) {
         sv_conn_close(c);

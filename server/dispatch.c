@@ -8,6 +8,7 @@
 #include "sv_keys.h"
 #include "sv_log.h"
 #include "sv_msg.h"
+#include "sv_utf8.h"
 #include "sv_value.h"
 
 #include <stdarg.h>
@@ -836,7 +837,7 @@ done:;
     resp->status = (Statesrv__V1__Status)sv_error_status(rc);
     if (!x.msg[0])
         snprintf(x.msg, sizeof(x.msg), "%s", sv_strerror(rc));
-    sv_msg_scrub_utf8(x.msg);
+    sv_utf8_scrub(x.msg);
     char *m = sv_arena_alloc(&srv->arena, strlen(x.msg) + 1);
     resp->message = m ? strcpy(m, x.msg) : (char *)"out of memory";
     return SV_DISPATCH_REPLY;

@@ -83,6 +83,16 @@ START_TEST(json_and_hex)
     ck_assert_int_eq(ctl("--json states"), 0);
     ck_assert_ptr_nonnull(strstr(out, "\"name\":\"j\""));
     ck_assert_int_eq(ctl("--hex get bin zz 2>/dev/null"), 2); /* not hex */
+    /* A byte 0xff and the character U+00FF (c3 bf) are told apart: bytes
+     * that are not UTF-8 come as {"hex":...}. */
+    ck_assert_int_eq(ctl("--hex put bin 01 ff"), 0);
+    ck_assert_int_eq(ctl("--hex put bin 02 c3bf"), 0);
+    ck_assert_int_eq(ctl("--json get bin $(printf '\\001')"), 0);
+    ck_assert_ptr_nonnull(strstr(out, "\"value\":{\"hex\":\"ff\"}"));
+    ck_assert_int_eq(ctl("--json get bin $(printf '\\002')"), 0);
+    ck_assert_ptr_nonnull(strstr(out, "\"value\":\"\xc3\xbf\""));
+    ck_assert_int_eq(ctl("--json scan bin"), 0);
+    ck_assert_ptr_nonnull(strstr(out, "\"key\":{\"hex\":\"00ff\"}"));
 }
 END_TEST
 

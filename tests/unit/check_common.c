@@ -7,6 +7,7 @@
 #include "sv_frame.h"
 #include "sv_log.h"
 #include "sv_msg.h"
+#include "sv_utf8.h"
 
 #include <errno.h>
 #include <stdint.h>
@@ -443,6 +444,43 @@ START_TEST(test_msg_rejects_garbage)
 }
 END_TEST
 
+/* --- sv_utf8 ------------------------------------------------------------ */
+
+START_TEST(test_utf8)
+{
+    static const struct {
+        const char *bytes;
+        int valid;
+        const char *scrubbed;
+    } cases[] = {
+        {"plain", 1, "plain"},
+        {"\xc3\xbf and \xe2\x82\xac and \xf0\x9f\x98\x80", 1,
+         "\xc3\xbf and \xe2\x82\xac and \xf0\x9f\x98\x80"},
+        {"\xff", 0, "?"},
+        {"a\xc0\xaf"
+         "b",
+         0, "a??b"}, /* overlong '/' */
+        {"\xed\xa0\x80"
+         "x",
+         0, "???x"},                         /* a UTF-16 surrogate */
+        {"ok\xf4\x90\x80\x80", 0, "ok????"}, /* past U+10FFFF */
+        {"cut\xe2\x82", 0, "cut??"},         /* truncated */
+        {"\xe0\x80\x80", 0, "???"},          /* overlong NUL */
+    };
+    for (size_t i = 0; i < N_ELEMS(cases); i++) {
+        const char *b = cases[i].bytes;
+        ck_assert_int_eq(sv_utf8_valid((const uint8_t *)b, strlen(b)), cases[i].valid);
+        char buf[64];
+        snprintf(buf, sizeof(buf), "%s", b);
+        sv_utf8_scrub(buf);
+        ck_assert_str_eq(buf, cases[i].scrubbed);
+        ck_assert(sv_utf8_valid((const uint8_t *)buf, strlen(buf)));
+    }
+    ck_assert_uint_eq(sv_utf8_seq((const uint8_t *)"\xc3", 1), 0);
+    ck_assert_uint_eq(sv_utf8_seq((const uint8_t *)"\xc3\xbf", 2), 2);
+}
+END_TEST
+
 /* --- sv_error ----------------------------------------------------------- */
 
 /* Written out by hand rather than generated from SV_ERRORS, so that a change
@@ -672,6 +710,7 @@ Suite *sv_suite_common(void)
     tcase_add_test(tc, test_buf_append);
     tcase_add_test(tc, test_buf_reserve);
     tcase_add_test(tc, test_buf_clear);
+    tcase_add_test(tc, test_utf8);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("arena");
