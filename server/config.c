@@ -346,6 +346,64 @@ static void size_text(uint64_t v, char *out, size_t cap)
         snprintf(out, cap, "%llu%c", (unsigned long long)v, units[u]);
 }
 
+/* One setting's current value in cfg, as the file would write it. */
+static void value_text(const struct sv_config *cfg, const struct setting *st, char *out, size_t cap)
+{
+    const void *src = (const char *)cfg + st->offset;
+    switch (st->type) {
+    case T_STRING:
+    case T_NONEMPTY:
+    case T_LISTEN:
+        snprintf(out, cap, "%s", (const char *)src);
+        return;
+    case T_SIZE32:
+        size_text(*(const uint32_t *)src, out, cap);
+        return;
+    case T_SIZE64:
+        size_text(*(const uint64_t *)src, out, cap);
+        return;
+    case T_COUNT:
+        snprintf(out, cap, "%u", *(const uint32_t *)src);
+        return;
+    case T_YES_NO:
+        snprintf(out, cap, "%s", *(const int *)src ? "yes" : "no");
+        return;
+    case T_CHOICE:
+        for (const struct choice *c = st->choices; c->name; c++)
+            if (c->value == *(const int *)src) {
+                snprintf(out, cap, "%s", c->name);
+                return;
+            }
+        snprintf(out, cap, "?");
+        return;
+    case T_CUSTOM:
+        if (st->parse == parse_mode)
+            snprintf(out, cap, "%04o", cfg->unix_socket_mode);
+        else if (st->parse == parse_level)
+            snprintf(out, cap, "%s",
+                     cfg->log_level == SV_LOG_DEBUG  ? "debug"
+                     : cfg->log_level == SV_LOG_INFO ? "info"
+                     : cfg->log_level == SV_LOG_WARN ? "warn"
+                                                     : "error");
+        else
+            snprintf(out, cap, "%d", cfg->checkpoint_compression_level);
+        return;
+    }
+}
+
+void sv_config_print_effective(const struct sv_config *cfg, FILE *f)
+{
+    for (size_t i = 0; i < sizeof(settings) / sizeof(settings[0]); i++) {
+        char v[SV_PATH_MAX];
+        value_text(cfg, &settings[i], v, sizeof(v));
+        if (strcmp(settings[i].name, "key_groups") == 0 && !cfg->key_groups_set)
+            fprintf(f, "# key_groups = %s (not set: an existing data directory's value is used)\n",
+                    v);
+        else
+            fprintf(f, "%s =%s%s\n", settings[i].name, v[0] ? " " : "", v);
+    }
+}
+
 void sv_config_print_settings(FILE *f)
 {
     for (size_t i = 0; i < sizeof(settings) / sizeof(settings[0]); i++) {

@@ -61,6 +61,10 @@ int sv_config_set(struct sv_config *cfg, const char *name, const char *value, ch
  * for text), and what it does, separated by tabs (statesrvd --settings). */
 void sv_config_print_settings(FILE *f);
 
+/* Prints every setting's value in cfg as `name = value` lines a config file
+ * would hold (statesrvd --check-config). */
+void sv_config_print_effective(const struct sv_config *cfg, FILE *f);
+
 /* Cross-setting checks once everything is read. 0 or SV_EINVAL + err. */
 int sv_config_validate(const struct sv_config *cfg, char *err, size_t errlen);
 

@@ -41,6 +41,8 @@ static void usage(FILE *f)
             "      --metrics-listen HOST:PORT  serve Prometheus metrics at\n"
             "                           http://HOST:PORT/metrics (default: off)\n"
             "      --log-level LEVEL    debug, info, warn or error\n"
+            "      --check-config       read and check the configuration (file and flags),\n"
+            "                           print the settings in effect, and exit: 0 if valid\n"
             "      --settings           list every setting: name, default, range, what it does\n"
             "  -h, --help               show this help\n"
             "  -V, --version            show the version\n"
@@ -57,7 +59,8 @@ int main(int argc, char **argv)
         OPT_RESTORE_FROM,
         OPT_RESTORE_KG,
         OPT_METRICS_LISTEN,
-        OPT_SETTINGS
+        OPT_SETTINGS,
+        OPT_CHECK_CONFIG
     };
     static const struct option opts[] = {
         {"config", required_argument, NULL, 'c'},
@@ -72,12 +75,14 @@ int main(int argc, char **argv)
         {"restore-from", required_argument, NULL, OPT_RESTORE_FROM},
         {"restore-key-groups", required_argument, NULL, OPT_RESTORE_KG},
         {"settings", no_argument, NULL, OPT_SETTINGS},
+        {"check-config", no_argument, NULL, OPT_CHECK_CONFIG},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
     };
     /* Flags win over the file whatever their order: collect them first. */
     const char *config_path = NULL;
+    int check_only = 0;
     struct {
         const char *name, *value;
     } overrides[64];
@@ -139,6 +144,9 @@ int main(int argc, char **argv)
             restore.last = b;
             break;
         }
+        case OPT_CHECK_CONFIG:
+            check_only = 1;
+            break;
         case OPT_SETTINGS:
             sv_config_print_settings(stdout);
             return 0;
@@ -200,8 +208,18 @@ int main(int argc, char **argv)
     }
     sv_log_set_level(cfg.log_level);
     signal(SIGPIPE, SIG_IGN);
-    if (sv_server_check_exposure(&cfg, err, sizeof(err)) ||
-        sv_server_probe_listen(&cfg, err, sizeof(err))) {
+    if (sv_server_check_exposure(&cfg, err, sizeof(err))) {
+        fprintf(stderr, "statesrvd: %s\n", err);
+        return 1;
+    }
+    if (check_only) {
+        /* Like nginx -t: nothing is bound, opened or created. */
+        sv_config_print_effective(&cfg, stdout);
+        fprintf(stderr, "statesrvd: the configuration%s%s is valid\n", config_path ? " in " : "",
+                config_path ? config_path : "");
+        return 0;
+    }
+    if (sv_server_probe_listen(&cfg, err, sizeof(err))) {
         fprintf(stderr, "statesrvd: %s\n", err);
         return 1;
     }

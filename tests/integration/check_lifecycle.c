@@ -223,6 +223,50 @@ START_TEST(a_port_in_use_is_refused_before_the_data_directory_is_made)
 }
 END_TEST
 
+/* --check-config reads and checks, prints what is in effect (which reads
+ * back the same), creates nothing, and names a bad line. */
+START_TEST(check_config_prints_the_settings_in_effect_and_creates_nothing)
+{
+    char dir[64], conf[128], again[128], cmd[512];
+    snprintf(dir, sizeof(dir), "/tmp/svit-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(conf, sizeof(conf), "%s/a.conf", dir);
+    snprintf(again, sizeof(again), "%s/b.conf", dir);
+    FILE *f = fopen(conf, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "max_states = 64\nsync = always\nmax_frame_size = 1M\nmax_value_size = 512K\n");
+    fclose(f);
+    static char out[8192], out2[8192];
+    snprintf(cmd, sizeof(cmd), "%s --check-config -c %s -d %s/data 2>/dev/null", statesrvd_path(),
+             conf, dir);
+    ck_assert_int_eq(run_cmd(cmd, out, sizeof(out)), 0);
+    ck_assert_ptr_nonnull(strstr(out, "\nmax_states = 64\n"));
+    ck_assert_ptr_nonnull(strstr(out, "\nsync = always\n"));
+    ck_assert_ptr_nonnull(strstr(out, "\nmax_frame_size = 1M\n"));
+    ck_assert_ptr_nonnull(strstr(out, "\nunix_socket =\n"));
+    char data[128];
+    snprintf(data, sizeof(data), "%s/data", dir);
+    ck_assert_int_ne(access(data, F_OK), 0);
+    /* What it prints is a configuration that reads back the same. */
+    f = fopen(again, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs(out, f);
+    fclose(f);
+    snprintf(cmd, sizeof(cmd), "%s --check-config -c %s 2>/dev/null", statesrvd_path(), again);
+    ck_assert_int_eq(run_cmd(cmd, out2, sizeof(out2)), 0);
+    ck_assert_str_eq(out2, out);
+    /* A bad value: exit 1, the file and line named. */
+    f = fopen(conf, "w");
+    fprintf(f, "# ok\nmax_states = lots\n");
+    fclose(f);
+    snprintf(cmd, sizeof(cmd), "%s --check-config -c %s 2>&1", statesrvd_path(), conf);
+    ck_assert_int_eq(run_cmd(cmd, out, sizeof(out)), 1);
+    ck_assert_ptr_nonnull(strstr(out, "a.conf:2: max_states = 'lots'"));
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+END_TEST
+
 START_TEST(second_server_on_same_dir_refused)
 {
     ts_start(&srv, NULL);
@@ -267,6 +311,7 @@ Suite *sv_suite_lifecycle(void)
     tcase_add_test(tc, config_error_names_file_and_line);
     tcase_add_test(tc, second_server_on_same_dir_refused);
     tcase_add_test(tc, a_port_in_use_is_refused_before_the_data_directory_is_made);
+    tcase_add_test(tc, check_config_prints_the_settings_in_effect_and_creates_nothing);
     tcase_add_test(tc, usage_and_version);
     suite_add_tcase(s, tc);
     return s;
