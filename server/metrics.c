@@ -7,13 +7,16 @@
 #include "sv_log.h"
 #include "sv_msg.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <http_parser.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 #include <uv.h>
 
 /* Upper bounds of the latency buckets, in microseconds (le="2e-06" ...):
@@ -328,6 +331,59 @@ static void counter(struct out *o, const char *name, const char *help, uint64_t 
     put(o, "%s %llu\n", name, (unsigned long long)v);
 }
 
+static void counter_f(struct out *o, const char *name, const char *help, double v)
+{
+    family(o, name, "counter", help);
+    put(o, "%s %.9g\n", name, v);
+}
+
+/* Open descriptors of this process, by /proc/self/fd; -1 if unknown. */
+static long open_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    if (!d)
+        return -1;
+    long n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n - 1; /* the directory's own descriptor */
+}
+
+/* The process_* metrics of the Prometheus client conventions. */
+static void put_process(struct out *o, const struct sv_server *srv)
+{
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) == 0)
+        counter_f(o, "process_cpu_seconds_total", "User and system CPU time spent in seconds.",
+                  (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+                      (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6);
+    long page = sysconf(_SC_PAGESIZE);
+    FILE *f = fopen("/proc/self/statm", "r");
+    unsigned long vm, rss;
+    if (f && fscanf(f, "%lu %lu", &vm, &rss) == 2 && page > 0) {
+        gauge(o, "process_resident_memory_bytes", "Resident memory size in bytes.",
+              (double)rss * (double)page);
+        gauge(o, "process_virtual_memory_bytes", "Virtual memory size in bytes.",
+              (double)vm * (double)page);
+    }
+    if (f)
+        fclose(f);
+    long fds = open_fds();
+    if (fds >= 0)
+        gauge(o, "process_open_fds", "Number of open file descriptors.", (double)fds);
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+        gauge(o, "process_max_fds", "Maximum number of open file descriptors.",
+              (double)rl.rlim_cur);
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    double up = (double)(sv_now_ms() - srv->started_ms) / 1000.0;
+    gauge(o, "process_start_time_seconds", "Start time of the process since unix epoch in seconds.",
+          (double)now.tv_sec + (double)now.tv_nsec / 1e9 - up);
+}
+
 /* State names are [A-Za-z0-9_.-]: nothing to escape in a label value. */
 int sv_metrics_render(struct sv_server *srv, struct sv_buf *b)
 {
@@ -453,6 +509,7 @@ int sv_metrics_render(struct sv_server *srv, struct sv_buf *b)
             st.restores_completed);
     gauge(&o, "statesrv_last_restore_duration_seconds", "How long the last restore took.",
           (double)st.last_restore_duration_ms / 1000.0);
+    put_process(&o, srv);
     sv_arena_free(&arena);
     return o.err;
 }
@@ -506,6 +563,8 @@ static const char *reason(int code)
         return "URI Too Long";
     case 431:
         return "Request Header Fields Too Large";
+    case 503:
+        return "Service Unavailable";
     default:
         return "Internal Server Error";
     }
@@ -518,17 +577,18 @@ static void respond(struct http_conn *c, int code, const char *body, int head_on
         return;
     c->answered = 1;
     uv_read_stop((uv_stream_t *)&c->tcp);
-    size_t blen = code == 200 ? c->resp.len : strlen(body);
+    int rendered = code == 200 && !*body; /* /metrics: the body is already in resp */
+    size_t blen = rendered ? c->resp.len : strlen(body);
     char hdr[256];
     int n = snprintf(hdr, sizeof(hdr),
                      "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s"
                      "Connection: close\r\n\r\n",
                      code, reason(code),
-                     code == 200 ? "text/plain; version=0.0.4; charset=utf-8"
-                                 : "text/plain; charset=utf-8",
+                     rendered ? "text/plain; version=0.0.4; charset=utf-8"
+                              : "text/plain; charset=utf-8",
                      blen, code == 405 ? "Allow: GET, HEAD\r\n" : "");
     struct sv_buf *r = &c->resp;
-    if (code == 200) { /* the rendered body is already in resp */
+    if (rendered) {
         /* Put the header in front of the rendered body. */
         if (sv_buf_reserve(r, (size_t)n)) {
             http_close(c);
@@ -565,6 +625,26 @@ static int on_url(http_parser *p, const char *at, size_t len)
     return 0;
 }
 
+/* Whether the server should not be sent traffic now, and why: a restore
+ * is replacing the state (writes get BUSY), it is shutting down, or puts
+ * have (next to) no room left in the map. */
+static int not_ready(struct sv_server *srv, char *why, size_t cap)
+{
+    struct sv_store_space sp;
+    if (srv->stopping)
+        snprintf(why, cap, "not ready: shutting down\n");
+    else if (sv_checkpoints_restoring(srv->ckpt))
+        snprintf(why, cap, "not ready: a restore is replacing the state\n");
+    else if (sv_store_space(srv->store, &sp) == 0 && sp.used + 64 * sp.page_size > sp.limit)
+        snprintf(why, cap,
+                 "not ready: the store is full (%llu of %llu MiB in use): delete entries or "
+                 "raise map_size_max\n",
+                 (unsigned long long)(sp.used >> 20), (unsigned long long)(sp.limit >> 20));
+    else
+        return 0;
+    return 1;
+}
+
 static int on_message_complete(http_parser *p)
 {
     struct http_conn *c = p->data;
@@ -577,12 +657,28 @@ static int on_message_complete(http_parser *p)
         return 0;
     }
     size_t path_len = strcspn(c->url, "?#");
-    if (path_len != strlen("/metrics") || memcmp(c->url, "/metrics", path_len) != 0) {
-        respond(c, 404, "not found: statesrvd serves only /metrics\n", head);
+#define IS_PATH(lit) (path_len == strlen(lit) && memcmp(c->url, lit, path_len) == 0)
+    int metrics = IS_PATH("/metrics"), health = IS_PATH("/healthz"), ready = IS_PATH("/readyz");
+#undef IS_PATH
+    if (!metrics && !health && !ready) {
+        respond(c, 404, "not found: statesrvd serves /metrics, /healthz and /readyz\n", head);
         return 0;
     }
     if (p->method != HTTP_GET && !head) {
         respond(c, 405, "method not allowed: use GET\n", 0);
+        return 0;
+    }
+    if (health) {
+        /* Answered by the event loop itself: a loop that answers is alive. */
+        respond(c, 200, "ok\n", head);
+        return 0;
+    }
+    if (ready) {
+        char why[160];
+        if (not_ready(m->srv, why, sizeof(why)))
+            respond(c, 503, why, head);
+        else
+            respond(c, 200, "ready\n", head);
         return 0;
     }
     c->resp.len = 0;

@@ -2,7 +2,9 @@
  * format (version 0.0.4) by a small HTTP endpoint on the server's own loop
  * (metrics_listen), and gathered for the `stats` op.
  *
- * The endpoint answers GET (and HEAD) /metrics; any other path gets 404 and
+ * The endpoint answers GET (and HEAD) /metrics, /healthz (200 while the loop
+ * answers) and /readyz (503 with the reason while a restore runs, during
+ * shutdown, or while the store is full); any other path gets 404 and
  * any other method 405. Requests are parsed with http-parser, bounded to
  * SV_METRICS_MAX_REQUEST bytes (431 beyond), and a connection is closed
  * SV_METRICS_TIMEOUT_MS after it was accepted, answered or not. Every

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -484,6 +485,11 @@ START_TEST(map_in_use_falls_after_deletes)
     ck_assert_uint_gt(filled.in_use, filled.limit - 32 * psize);
     ck_assert_uint_ge(filled.used, filled.in_use);
     ck_assert_uint_eq(filled.pinned, 0);
+    /* A store that refuses puts is not ready for traffic. */
+    char rbody[512];
+    ck_assert_int_eq(scrape_at(&full, port, "", "/readyz", rbody, sizeof(rbody)), 503);
+    ck_assert_msg(strstr(rbody, "the store is full"), "readyz: %s", rbody);
+    ck_assert_int_eq(scrape_at(&full, port, "", "/healthz", NULL, 0), 200);
 
     /* Delete all but the last 5 keys: one batch, and a clear of a key. */
     statesrv_batch *b = statesrv_batch_new();
@@ -517,6 +523,7 @@ START_TEST(map_in_use_falls_after_deletes)
                   "map_in_use %llu after deleting %d of %d values (full: %llu)",
                   (unsigned long long)after.in_use, n - 5, n, (unsigned long long)filled.in_use);
     ck_assert_uint_eq(after.pinned, 0);
+    ck_assert_int_eq(scrape_at(&full, port, "", "/readyz", NULL, 0), 200);
 
     /* statectl shows the same. */
     ck_assert_int_eq(ctl_capture_at(&full, "stats"), 0);
@@ -536,6 +543,25 @@ START_TEST(only_get_metrics_is_served)
     ck_assert_int_eq(scrape("", "/", NULL, 0), 404);
     ck_assert_int_eq(scrape("", "/metrics/x", NULL, 0), 404);
     ck_assert_int_eq(scrape("", "/metrics?name=x", NULL, 0), 200);
+    /* Liveness and readiness beside the metrics. */
+    ck_assert_int_eq(scrape("", "/healthz", body, sizeof(body)), 200);
+    ck_assert_str_eq(body, "ok\n");
+    ck_assert_int_eq(scrape("", "/readyz", body, sizeof(body)), 200);
+    ck_assert_str_eq(body, "ready\n");
+    ck_assert_int_eq(scrape("-X POST", "/readyz", NULL, 0), 405);
+    /* The process_* metrics of the Prometheus conventions. */
+    ck_assert_int_eq(scrape("", "/metrics", body, sizeof(body)), 200);
+    double rss = sample(body, "process_resident_memory_bytes");
+    long rss_kib = proc_rss_kib(srv.pid);
+    ck_assert_msg(rss > rss_kib * 1024.0 / 2 && rss < rss_kib * 1024.0 * 2, "rss %g vs %ld KiB",
+                  rss, rss_kib);
+    ck_assert(sample(body, "process_open_fds") >= 4); /* std*, listeners, the loop */
+    ck_assert(sample(body, "process_max_fds") >= sample(body, "process_open_fds"));
+    ck_assert(sample(body, "process_cpu_seconds_total") >= 0);
+    double start = sample(body, "process_start_time_seconds");
+    ck_assert_msg(start > (double)time(NULL) - 600 && start <= (double)time(NULL) + 1,
+                  "start time %f", start);
+    ck_assert_ptr_nonnull(strstr(body, "# TYPE process_cpu_seconds_total counter\n"));
     ck_assert_int_eq(scrape("-X POST", "/metrics", body, sizeof(body)), 405);
     ck_assert(strstr(body, "GET"));
     ck_assert_int_eq(scrape("-X DELETE", "/metrics", NULL, 0), 405);
