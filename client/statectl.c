@@ -44,6 +44,7 @@ enum {
 enum {
     CMD_OFFLINE = 1 << 0,   /* works on files: no connection */
     CMD_TEXT_ARGS = 1 << 1, /* positional arguments are text even with --hex */
+    CMD_STATE_KEY = 1 << 2, /* STATE [KEY ...]: checked before anything is sent */
 };
 
 /* restore takes up to this many sources, as many as the server accepts. */
@@ -478,6 +479,31 @@ static int cmd_merge(struct ctl *x)
     return 0;
 }
 
+/* Whether the server holds a state of this name: 1, 0, or -1 with the error
+ * reported. */
+static int state_exists(struct ctl *x, const char *name)
+{
+    statesrv_state_info *st;
+    size_t n;
+    int rc = statesrv_list_states(x->c, &st, &n);
+    if (rc) {
+        report(x, rc);
+        return -1;
+    }
+    int found = 0;
+    for (size_t i = 0; i < n && !found; i++)
+        found = strcmp(st[i].name, name) == 0;
+    statesrv_free(st);
+    return found;
+}
+
+/* Exit status 1 (not found) for a command whose state does not exist. */
+static int no_such_state(struct ctl *x, const char *name)
+{
+    errorf("%s: NOT_FOUND: no state '%s'", x->cmd->name, name);
+    return EXIT_NOTFOUND;
+}
+
 static int cmd_scan(struct ctl *x)
 {
     statesrv_scan_options o;
@@ -547,6 +573,15 @@ static int cmd_scan(struct ctl *x)
     if (x->json)
         printf("],\"complete\":%s}\n", complete ? "true" : "false");
     statesrv_scan_close(s);
+    /* Nothing at all: say whether the state itself is missing (exit 1, as
+     * get of a missing entry), or merely empty in this range (exit 0). */
+    if (status == 0 && printed == 0) {
+        int e = state_exists(x, x->pos[0].text);
+        if (e < 0)
+            return EXIT_ERROR;
+        if (!e)
+            return no_such_state(x, x->pos[0].text);
+    }
     return status;
 }
 
@@ -567,6 +602,14 @@ static int cmd_clear(struct ctl *x)
         printf("{\"deleted\":%" PRIu64 "}\n", deleted);
     else
         printf("%" PRIu64 "\n", deleted);
+    /* Nothing deleted: exit 1 when the state does not exist (as for get). */
+    if (deleted == 0) {
+        int e = state_exists(x, x->pos[0].text);
+        if (e < 0)
+            return EXIT_ERROR;
+        if (!e)
+            return no_such_state(x, x->pos[0].text);
+    }
     return 0;
 }
 
@@ -1447,30 +1490,30 @@ static const struct command commands[] = {
      "Prints one value: RAW as it is, a COUNTER as a decimal number, a LIST one\n"
      "element per line; each followed by a newline. Exits 1 if the entry does not\n"
      "exist.",
-     0},
+     CMD_STATE_KEY},
     {"put", cmd_put, 3, 3, OPT_NS | OPT_KEY_GROUP, "STATE KEY VALUE [-n NS] [--key-group N]",
-     "Writes a RAW value, replacing any previous one.", 0},
+     "Writes a RAW value, replacing any previous one.", CMD_STATE_KEY},
     {"del", cmd_del, 2, 2, OPT_NS | OPT_KEY_GROUP, "STATE KEY [-n NS] [--key-group N]",
      "Deletes one entry. Prints nothing (JSON: {\"found\":BOOL}); exits 1 if the\n"
      "entry did not exist.",
-     0},
+     CMD_STATE_KEY},
     {"merge", cmd_merge, 3, 3, OPT_NS | OPT_KEY_GROUP | OPT_MERGE,
      "STATE KEY OPERAND --append|--add [-n NS] [--key-group N]",
      "--append adds OPERAND as one element to a LIST value. --add adds the decimal\n"
      "int64 OPERAND to a COUNTER value and prints the new value. Both create the\n"
      "value when it is absent.",
-     0},
+     CMD_STATE_KEY},
     {"scan", cmd_scan, 1, 1, OPT_SCAN | OPT_KG_RANGE | OPT_KEY_GROUP,
      "STATE [--key K [--key-group N]] [--key-groups A-B] [--limit N]",
      "Prints entries in stored order, one per line: key group, key, namespace,\n"
      "kind and value, separated by tabs (bytes that are not printable are\n"
      "escaped; LIST values print as a JSON array). --key: every namespace of one\n"
      "key. --key-groups: key groups A to B inclusive. --limit: at most N entries.",
-     0},
+     CMD_STATE_KEY},
     {"clear", cmd_clear, 1, 2, OPT_KEY_GROUP | OPT_ALL, "STATE KEY [--key-group N] | STATE --all",
      "Deletes every namespace of KEY, or with --all drops the whole state. Prints\n"
      "the number of entries deleted.",
-     0},
+     CMD_STATE_KEY},
     {"states", cmd_states, 0, 0, 0, "",
      "Lists the states: name, entries and bytes, separated by tabs.", 0},
     {"stats", cmd_stats, 0, 0, 0, "",
@@ -1836,6 +1879,12 @@ static int parse_args(struct ctl *x, int argc, char **argv)
         if (decode_arg(x, &x->pos[i], what[i]))
             return EXIT_USAGE;
     }
+    if ((cmd->flags & CMD_STATE_KEY) && x->npos >= 1 &&
+        !sv_state_name_valid(x->pos[0].text, strlen(x->pos[0].text)))
+        return usage_error(x, "'%s' is not a state name: 1 to 64 of A-Z a-z 0-9 _ . -",
+                           x->pos[0].text);
+    if ((cmd->flags & CMD_STATE_KEY) && x->npos >= 2 && x->pos[1].len == 0)
+        return usage_error(x, "the key must not be empty");
     if (x->has_ns && decode_arg(x, &x->ns, "namespace"))
         return EXIT_USAGE;
     if (x->has_scan_key && decode_arg(x, &x->scan_key, "key"))

@@ -61,8 +61,19 @@ START_TEST(put_get_del_exit_codes)
     /* Usage errors: 2. Server-side refusals and connection failures: 3. */
     ck_assert_int_eq(ctl("get users 2>/dev/null"), 2);
     ck_assert_int_eq(ctl("frobnicate 2>/dev/null"), 2);
-    ck_assert_int_eq(ctl("get 'bad/name' k 2>&1"), 3);
+    /* A bad state name or an empty key is the caller's mistake: 2, before
+     * anything is sent. The server's own refusals: 3. */
+    ck_assert_int_eq(ctl("get 'bad/name' k 2>&1"), 2);
+    ck_assert_ptr_nonnull(strstr(out, "not a state name"));
+    ck_assert_int_eq(ctl("put users '' v 2>&1"), 2);
+    ck_assert_ptr_nonnull(strstr(out, "key must not be empty"));
+    ck_assert_int_eq(ctl("put users k v --key-group 4096 2>&1"), 3);
     ck_assert_ptr_nonnull(strstr(out, "INVALID_ARGUMENT"));
+    /* 1: what the command names does not exist: an entry, or a state. */
+    ck_assert_int_eq(ctl("scan no-such-state 2>&1"), 1);
+    ck_assert_ptr_nonnull(strstr(out, "no state 'no-such-state'"));
+    ck_assert_int_eq(ctl("clear no-such-state --all 2>/dev/null"), 1);
+    ck_assert_int_eq(ctl("scan users --key-groups 0-0 2>/dev/null"), 0); /* empty range: 0 */
     char cmd[512];
     snprintf(cmd, sizeof(cmd), "%s -a 127.0.0.1:1 ping 2>&1", statectl_path());
     ck_assert_int_eq(run_cmd(cmd, out, sizeof(out)), 3);
