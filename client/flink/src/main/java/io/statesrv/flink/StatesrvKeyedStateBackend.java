@@ -1,7 +1,6 @@
 package io.statesrv.flink;
 
 import io.statesrv.client.Batch;
-import io.statesrv.client.BlockingClient;
 import io.statesrv.client.Entry;
 import io.statesrv.client.ScanSpec;
 import io.statesrv.client.StateKey;
@@ -89,7 +88,7 @@ public class StatesrvKeyedStateBackend<K> extends AbstractKeyedStateBackend<K> {
 
     private final StatesrvProcess server;
     private final StatesrvClient client;
-    private final BlockingClient db;
+    private final StatesrvDb db;
     private final int maxBatchOps;
     private final UUID backendUid = UUID.randomUUID();
     private final LinkedHashMap<String, StateInfo> states;
@@ -131,7 +130,7 @@ public class StatesrvKeyedStateBackend<K> extends AbstractKeyedStateBackend<K> {
                 keyContext);
         this.server = server;
         this.client = client;
-        this.db = client.blocking();
+        this.db = new StatesrvDb(client);
         this.maxBatchOps = Math.max(1, client.info().maxBatchOps());
         this.states = restoredStates;
         this.priorityQueues =
@@ -151,7 +150,7 @@ public class StatesrvKeyedStateBackend<K> extends AbstractKeyedStateBackend<K> {
 
     // --- addressing ----------------------------------------------------------------------
 
-    BlockingClient db() {
+    StatesrvDb db() {
         return db;
     }
 
@@ -490,8 +489,9 @@ public class StatesrvKeyedStateBackend<K> extends AbstractKeyedStateBackend<K> {
             lastKey = key;
             lastNs = ns;
             try {
+                K k = deserializeKey(key, in);
                 in.setBuffer(ns);
-                out.add(Tuple2.of(deserializeKey(key, in), nss.deserialize(in)));
+                out.add(Tuple2.of(k, nss.deserialize(in)));
             } catch (IOException ex) {
                 throw new FlinkRuntimeException("cannot deserialize a namespace of " + state, ex);
             }

@@ -210,7 +210,7 @@ final class StatesrvKeyedStateBackendBuilder<K> {
         }
         KeyGroupRange r = p.getKeyGroupRange();
         RestoreResult res =
-                client.blocking().restore(sources, r.getStartKeyGroup(), r.getEndKeyGroup());
+                new StatesrvDb(client).restore(sources, r.getStartKeyGroup(), r.getEndKeyGroup());
         for (int i = 0; i < n; i++) {
             StatesrvProcess.deleteQuietly(server.restoreDir().resolve(Integer.toString(i)));
         }

@@ -80,4 +80,10 @@ class StatesrvStateBackendTest extends StateBackendTestBase<StatesrvStateBackend
     protected boolean supportsAsynchronousSnapshots() {
         return true;
     }
+
+    /** Every read deserializes a fresh object, as with RocksDB (whose test says the same). */
+    @Override
+    protected boolean isSafeToReuseKVState() {
+        return true;
+    }
 }
