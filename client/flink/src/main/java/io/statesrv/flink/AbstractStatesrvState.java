@@ -33,7 +33,8 @@ abstract class AbstractStatesrvState<K, N, V> implements InternalKvState<K, N, V
     N currentNamespace;
     byte[] nsPrefix;
 
-    AbstractStatesrvState(StatesrvKeyedStateBackend<K> backend, StatesrvKeyedStateBackend.StateInfo info) {
+    AbstractStatesrvState(
+            StatesrvKeyedStateBackend<K> backend, StatesrvKeyedStateBackend.StateInfo info) {
         this.backend = backend;
         this.info = info;
     }
@@ -97,8 +98,7 @@ abstract class AbstractStatesrvState<K, N, V> implements InternalKvState<K, N, V
             in.setBuffer(bytes);
             return s.deserialize(in);
         } catch (IOException e) {
-            throw new FlinkRuntimeException(
-                    "cannot deserialize the value of " + info.flinkName, e);
+            throw new FlinkRuntimeException("cannot deserialize the value of " + info.flinkName, e);
         }
     }
 
@@ -113,7 +113,8 @@ abstract class AbstractStatesrvState<K, N, V> implements InternalKvState<K, N, V
             TypeSerializer<K> safeKeySerializer,
             TypeSerializer<N> safeNamespaceSerializer)
             throws Exception {
-        StateKey k = queryKey(serializedKeyAndNamespace, safeKeySerializer, safeNamespaceSerializer);
+        StateKey k =
+                queryKey(serializedKeyAndNamespace, safeKeySerializer, safeNamespaceSerializer);
         return getBytes(k);
     }
 
@@ -128,9 +129,7 @@ abstract class AbstractStatesrvState<K, N, V> implements InternalKvState<K, N, V
         DataOutputSerializer o = new DataOutputSerializer(64);
         safeKeySerializer.serialize(kn.f0, o);
         byte[] key = o.getCopyOfBuffer();
-        int kg =
-                KeyGroupRangeAssignment.assignToKeyGroup(
-                        kn.f0, backend.getNumberOfKeyGroups());
+        int kg = KeyGroupRangeAssignment.assignToKeyGroup(kn.f0, backend.getNumberOfKeyGroups());
         byte[] ns =
                 StatesrvKeyedStateBackend.namespacePrefix(
                         kn.f1, safeNamespaceSerializer, new DataOutputSerializer(32));

@@ -6,8 +6,8 @@ import java.nio.charset.StandardCharsets;
 /**
  * statesrvd state names for Flink state names. statesrvd takes 1..64 bytes of {@code
  * [A-Za-z0-9_.-]}; Flink takes any string. The name is the readable part of the Flink name with
- * every other character replaced, cut to 48 bytes, then '-' and 8 hex digits of a hash of the
- * whole Flink name: deterministic, so a restore finds the same state without a mapping table.
+ * every other character replaced, cut to 48 bytes, then '-' and 8 hex digits of a hash of the whole
+ * Flink name: deterministic, so a restore finds the same state without a mapping table.
  */
 final class StateNames {
     private StateNames() {}

@@ -17,10 +17,10 @@ import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionException;
 
 /**
- * The client calls the backend makes, waiting for each reply <em>uninterruptibly</em> (as a
- * RocksDB call does): Flink interrupts a task thread to cancel it, and a state access must then
- * not fail half-way with a misleading error. Every wait is still bounded by the client's I/O
- * timeout (job timeout for snapshot and restore).
+ * The client calls the backend makes, waiting for each reply <em>uninterruptibly</em> (as a RocksDB
+ * call does): Flink interrupts a task thread to cancel it, and a state access must then not fail
+ * half-way with a misleading error. Every wait is still bounded by the client's I/O timeout (job
+ * timeout for snapshot and restore).
  */
 final class StatesrvDb {
     private final StatesrvClient c;
@@ -80,8 +80,7 @@ final class StatesrvDb {
             Throwable t = e.getCause() != null ? e.getCause() : e;
             if (t instanceof StatesrvException se) {
                 // With the caller's stack; the original (the reader thread's) is the cause.
-                throw new StatesrvException(
-                        se.status(), se.detail(), se.isConnectionError(), se);
+                throw new StatesrvException(se.status(), se.detail(), se.isConnectionError(), se);
             }
             throw new StatesrvException(Status.INTERNAL, "unexpected: " + t, false, t);
         }

@@ -37,20 +37,20 @@ import org.apache.flink.runtime.query.TaskKvStateRegistry;
 import org.apache.flink.runtime.state.AbstractKeyedStateBackend;
 import org.apache.flink.runtime.state.CheckpointStreamFactory;
 import org.apache.flink.runtime.state.HeapPriorityQueuesManager;
+import org.apache.flink.runtime.state.InternalKeyContext;
 import org.apache.flink.runtime.state.KeyGroupedInternalPriorityQueue;
 import org.apache.flink.runtime.state.Keyed;
 import org.apache.flink.runtime.state.KeyedStateHandle;
 import org.apache.flink.runtime.state.PriorityComparable;
 import org.apache.flink.runtime.state.RegisteredKeyValueStateBackendMetaInfo;
 import org.apache.flink.runtime.state.SavepointResources;
+import org.apache.flink.runtime.state.SnapshotExecutionType;
 import org.apache.flink.runtime.state.SnapshotResult;
 import org.apache.flink.runtime.state.SnapshotStrategyRunner;
-import org.apache.flink.runtime.state.SnapshotExecutionType;
 import org.apache.flink.runtime.state.StateSnapshotTransformer.StateSnapshotTransformFactory;
 import org.apache.flink.runtime.state.StreamCompressionDecorator;
 import org.apache.flink.runtime.state.heap.HeapPriorityQueueElement;
 import org.apache.flink.runtime.state.heap.HeapPriorityQueueSetFactory;
-import org.apache.flink.runtime.state.InternalKeyContext;
 import org.apache.flink.runtime.state.metrics.LatencyTrackingStateConfig;
 import org.apache.flink.runtime.state.ttl.TtlTimeProvider;
 import org.apache.flink.util.FlinkRuntimeException;
@@ -60,8 +60,8 @@ import org.slf4j.LoggerFactory;
 
 /**
  * A keyed state backend whose state lives in its own statesrvd child process ({@link
- * StatesrvProcess}), reached over a Unix socket; every state access is a request on one
- * connection, so each sees every earlier write of the task. Built (and restored) by {@link
+ * StatesrvProcess}), reached over a Unix socket; every state access is a request on one connection,
+ * so each sees every earlier write of the task. Built (and restored) by {@link
  * StatesrvKeyedStateBackendBuilder}; checkpoints by {@link StatesrvSnapshotStrategy}.
  *
  * <p>Key groups: statesrvd runs with {@code key_groups} = the job's max parallelism, and every
@@ -96,6 +96,7 @@ public class StatesrvKeyedStateBackend<K> extends AbstractKeyedStateBackend<K> {
     private final StatesrvSnapshotStrategy<K> snapshotStrategy;
     private final SnapshotStrategyRunner<KeyedStateHandle, StatesrvSnapshotStrategy.Resources>
             snapshotRunner;
+
     /** Flink checkpoint id -> local statesrvd checkpoint id, for retention. */
     private final TreeMap<Long, Long> localCheckpoints = new TreeMap<>();
 
@@ -602,7 +603,8 @@ public class StatesrvKeyedStateBackend<K> extends AbstractKeyedStateBackend<K> {
                 db.deleteCheckpoint(id);
             } catch (StatesrvException e) {
                 if (e.status() != Status.NOT_FOUND) { // checkpoint_retain took it already
-                    LOG.warn("could not delete local statesrvd checkpoint {}: {}", id, e.toString());
+                    LOG.warn(
+                            "could not delete local statesrvd checkpoint {}: {}", id, e.toString());
                 }
             }
         }

@@ -19,7 +19,8 @@ import org.apache.flink.util.Preconditions;
 final class StatesrvListState<K, N, V> extends AbstractStatesrvState<K, N, List<V>>
         implements InternalListState<K, N, V> {
 
-    StatesrvListState(StatesrvKeyedStateBackend<K> backend, StatesrvKeyedStateBackend.StateInfo info) {
+    StatesrvListState(
+            StatesrvKeyedStateBackend<K> backend, StatesrvKeyedStateBackend.StateInfo info) {
         super(backend, info);
     }
 
@@ -132,7 +133,8 @@ final class StatesrvListState<K, N, V> extends AbstractStatesrvState<K, N, List<
             TypeSerializer<N> safeNamespaceSerializer,
             TypeSerializer<List<V>> safeValueSerializer)
             throws Exception {
-        byte[] b = getForQuery(serializedKeyAndNamespace, safeKeySerializer, safeNamespaceSerializer);
+        byte[] b =
+                getForQuery(serializedKeyAndNamespace, safeKeySerializer, safeNamespaceSerializer);
         if (b == null) {
             return null;
         }

@@ -25,7 +25,8 @@ final class StatesrvMapState<K, N, UK, UV> extends AbstractStatesrvState<K, N, M
         implements InternalMapState<K, N, UK, UV> {
     private final DataOutputSerializer ukOut = new DataOutputSerializer(64);
 
-    StatesrvMapState(StatesrvKeyedStateBackend<K> backend, StatesrvKeyedStateBackend.StateInfo info) {
+    StatesrvMapState(
+            StatesrvKeyedStateBackend<K> backend, StatesrvKeyedStateBackend.StateInfo info) {
         super(backend, info);
     }
 
@@ -142,7 +143,9 @@ final class StatesrvMapState<K, N, UK, UV> extends AbstractStatesrvState<K, N, M
         b.apply();
     }
 
-    /** The current (key, namespace)'s entries as read now; remove() and setValue() write through. */
+    /**
+     * The current (key, namespace)'s entries as read now; remove() and setValue() write through.
+     */
     private <T> Iterator<T> iterate(Function<Map.Entry<UK, UV>, T> view) {
         byte[] prefix = currentPrefix();
         List<Entry> all = backend.scanNamespace(info.serverName, prefix);
@@ -152,7 +155,8 @@ final class StatesrvMapState<K, N, UK, UV> extends AbstractStatesrvState<K, N, M
             byte[] ns = e.namespace();
             UK k =
                     deserialize(
-                            Arrays.copyOfRange(ns, prefix.length, ns.length), ms.getKeySerializer());
+                            Arrays.copyOfRange(ns, prefix.length, ns.length),
+                            ms.getKeySerializer());
             entries.add(new StatesrvMapEntry(entry(ns), k, e.value().data()));
         }
         return new Iterator<T>() {
@@ -245,7 +249,8 @@ final class StatesrvMapState<K, N, UK, UV> extends AbstractStatesrvState<K, N, M
             TypeSerializer<N> safeNamespaceSerializer,
             TypeSerializer<Map<UK, UV>> safeValueSerializer)
             throws Exception {
-        StateKey k = queryKey(serializedKeyAndNamespace, safeKeySerializer, safeNamespaceSerializer);
+        StateKey k =
+                queryKey(serializedKeyAndNamespace, safeKeySerializer, safeNamespaceSerializer);
         byte[] prefix = k.namespace();
         MapSerializer<UK, UV> ms = (MapSerializer<UK, UV>) safeValueSerializer;
         List<Entry> all = backend.scanNamespace(k, prefix);

@@ -31,6 +31,17 @@ import org.slf4j.LoggerFactory;
 final class StatesrvProcess implements AutoCloseable {
     private static final Logger LOG = LoggerFactory.getLogger(StatesrvProcess.class);
 
+    /**
+     * statesrvd runs under a small shell that holds the read end of a pipe from this JVM: when the
+     * pipe closes — {@link #close()}, or the JVM dying, even by SIGKILL — it sends statesrvd
+     * SIGTERM (a clean stop). So a TaskManager that crashes never leaves a statesrvd behind. The
+     * shell exits with statesrvd's status when statesrvd exits by itself.
+     */
+    private static final String WATCHDOG =
+            "exec 3<&0; \"$@\" </dev/null & pid=$!;"
+                    + " (cat <&3 >/dev/null; kill -TERM $pid 2>/dev/null) </dev/null &"
+                    + " wait $pid; rc=$?; exit $rc";
+
     /** sun_path is 108 bytes on Linux; leave room for the terminating NUL. */
     private static final int MAX_SOCKET_PATH = 100;
 
@@ -52,8 +63,8 @@ final class StatesrvProcess implements AutoCloseable {
      * Creates {@code workDir} and starts statesrvd in it with {@code keyGroups} key groups; returns
      * when it is ready to serve.
      *
-     * @throws IOException if it cannot be started or is not ready within the start timeout (its
-     *     log is in the message)
+     * @throws IOException if it cannot be started or is not ready within the start timeout (its log
+     *     is in the message)
      */
     static StatesrvProcess start(
             String binary,
@@ -70,12 +81,20 @@ final class StatesrvProcess implements AutoCloseable {
             socketDir = Files.createTempDirectory(Path.of("/tmp"), "statesrv-");
             socket = socketDir.resolve("sock");
         }
+        // statesrvd's config parser takes lines of at most 199 bytes (server bug, see
+        // docs/flink.md): the directories go on the command line, and a long restore root is
+        // reached through a short symlink.
+        String restoreRoot = workDir.resolve("restore").toAbsolutePath().toString();
+        if (restoreRoot.length() > 150) {
+            if (socketDir == null) {
+                socketDir = Files.createTempDirectory(Path.of("/tmp"), "statesrv-");
+            }
+            Path link = socketDir.resolve("restore");
+            Files.createSymbolicLink(link, workDir.resolve("restore").toAbsolutePath());
+            restoreRoot = link.toString();
+        }
         List<String> conf = new ArrayList<>(cfg.extraConfig);
-        conf.add("listen = ");
-        conf.add("unix_socket = " + socket.toAbsolutePath());
-        conf.add("data_dir = " + workDir.resolve("data").toAbsolutePath());
-        conf.add("checkpoint_dir = " + workDir.resolve("checkpoints").toAbsolutePath());
-        conf.add("restore_roots = " + workDir.resolve("restore").toAbsolutePath());
+        conf.add("restore_roots = " + restoreRoot);
         conf.add("key_groups = " + keyGroups);
         conf.add("checkpoint_retain = " + cfg.localCheckpointsRetained);
         conf.add("map_size = " + cfg.mapSize);
@@ -91,8 +110,24 @@ final class StatesrvProcess implements AutoCloseable {
 
         Path log = workDir.resolve("statesrvd.log");
         Process p =
-                new ProcessBuilder(binary, "--config", confFile.toAbsolutePath().toString())
+                new ProcessBuilder(
+                                "/bin/sh",
+                                "-c",
+                                WATCHDOG,
+                                "statesrvd-watchdog",
+                                binary,
+                                "--config",
+                                confFile.toAbsolutePath().toString(),
+                                "--listen",
+                                "",
+                                "--unix",
+                                socket.toAbsolutePath().toString(),
+                                "--data-dir",
+                                workDir.resolve("data").toAbsolutePath().toString(),
+                                "--checkpoint-dir",
+                                workDir.resolve("checkpoints").toAbsolutePath().toString())
                         .directory(workDir.toFile())
+                        .redirectInput(ProcessBuilder.Redirect.PIPE)
                         .redirectErrorStream(true)
                         .redirectOutput(log.toFile())
                         .start();
@@ -163,15 +198,23 @@ final class StatesrvProcess implements AutoCloseable {
     @Override
     public void close() {
         if (process.isAlive()) {
-            process.destroy();
             try {
-                if (!process.waitFor(10, TimeUnit.SECONDS)) {
-                    LOG.warn("statesrvd (pid {}) ignored SIGTERM for 10 s; killing", pid());
-                    process.destroyForcibly();
+                process.getOutputStream().close(); // the watchdog's cue: SIGTERM to statesrvd
+            } catch (IOException e) {
+                LOG.debug("closing the watchdog's pipe: {}", e.toString());
+            }
+            boolean interrupted = false;
+            try {
+                if (!process.waitFor(15, TimeUnit.SECONDS)) {
+                    LOG.warn("statesrvd under pid {} did not stop in 15 s; killing it", pid());
+                    killAll();
                     process.waitFor(10, TimeUnit.SECONDS);
                 }
             } catch (InterruptedException e) {
-                process.destroyForcibly();
+                killAll();
+                interrupted = true;
+            }
+            if (interrupted) {
                 Thread.currentThread().interrupt();
             }
         }
@@ -179,6 +222,11 @@ final class StatesrvProcess implements AutoCloseable {
         if (socketDir != null) {
             deleteQuietly(socketDir);
         }
+    }
+
+    private void killAll() {
+        process.descendants().forEach(ProcessHandle::destroyForcibly);
+        process.destroyForcibly();
     }
 
     static void deleteQuietly(Path dir) {

@@ -39,10 +39,10 @@ import org.apache.flink.runtime.state.metainfo.StateMetaInfoSnapshot;
  * <p><b>Asynchronous part</b> (Flink's snapshot thread): every file of the local checkpoint
  * directory (MANIFEST, data) is copied into Flink's checkpoint storage through the {@link
  * CheckpointStreamFactory}, and the meta data written as one more stream. The result is an {@link
- * IncrementalRemoteKeyedStateHandle} (a type Flink's checkpoint metadata already knows, so
- * retained checkpoints, rescaling and NO_CLAIM restores work unchanged): the backend's key-group
- * range, the files as private state (each checkpoint is a complete copy; nothing is shared
- * between checkpoints) and the meta data handle.
+ * IncrementalRemoteKeyedStateHandle} (a type Flink's checkpoint metadata already knows, so retained
+ * checkpoints, rescaling and NO_CLAIM restores work unchanged): the backend's key-group range, the
+ * files as private state (each checkpoint is a complete copy; nothing is shared between
+ * checkpoints) and the meta data handle.
  */
 final class StatesrvSnapshotStrategy<K>
         implements SnapshotStrategy<KeyedStateHandle, StatesrvSnapshotStrategy.Resources> {

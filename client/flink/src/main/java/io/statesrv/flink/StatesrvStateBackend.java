@@ -36,8 +36,7 @@ import org.apache.flink.runtime.state.OperatorStateBackend;
  * <p>Native savepoints are supported; canonical savepoints are not (yet).
  */
 @PublicEvolving
-public class StatesrvStateBackend extends AbstractStateBackend
-        implements ConfigurableStateBackend {
+public class StatesrvStateBackend extends AbstractStateBackend implements ConfigurableStateBackend {
     private static final long serialVersionUID = 1L;
 
     // Unset (null) settings take the configuration's value, then the option's default.
@@ -87,8 +86,7 @@ public class StatesrvStateBackend extends AbstractStateBackend
                         : config.get(StatesrvOptions.MAX_VALUE_SIZE).getBytes();
         this.maxStates = pick(original.maxStates, config, StatesrvOptions.MAX_STATES);
         this.extraConfig = pick(original.extraConfig, config, StatesrvOptions.EXTRA_CONFIG);
-        this.latencyTrackingConfigBuilder =
-                original.latencyTrackingConfigBuilder.configure(config);
+        this.latencyTrackingConfigBuilder = original.latencyTrackingConfigBuilder.configure(config);
         if (localCheckpointsRetained < 2) {
             throw new IllegalConfigurationException(
                     StatesrvOptions.LOCAL_CHECKPOINTS_RETAINED.key()
@@ -176,11 +174,9 @@ public class StatesrvStateBackend extends AbstractStateBackend
                 b.pickLocalDir(env)
                         .resolve(
                                 "statesrv-"
-                                        + parameters.getJobID()
-                                        + "-"
                                         + sanitize(parameters.getOperatorIdentifier())
                                         + "-"
-                                        + UUID.randomUUID());
+                                        + UUID.randomUUID().toString().substring(0, 8));
         StatesrvProcess.StatesrvConfigValues cfg =
                 new StatesrvProcess.StatesrvConfigValues(
                         b.localCheckpointsRetained,
@@ -227,14 +223,13 @@ public class StatesrvStateBackend extends AbstractStateBackend
         if (dirs.isEmpty()) {
             dirs.add(System.getProperty("java.io.tmpdir"));
         }
-        return Path.of(dirs.get(ThreadLocalRandom.current().nextInt(dirs.size())))
-                .toAbsolutePath();
+        return Path.of(dirs.get(ThreadLocalRandom.current().nextInt(dirs.size()))).toAbsolutePath();
     }
 
     /** Operator identifiers hold '(', ' ', '/' ...: keep a readable, safe file name. */
     private static String sanitize(String s) {
         String t = s.replaceAll("[^A-Za-z0-9_.-]", "_");
-        return t.length() > 40 ? t.substring(0, 40) : t;
+        return t.length() > 24 ? t.substring(0, 24) : t;
     }
 
     @Override

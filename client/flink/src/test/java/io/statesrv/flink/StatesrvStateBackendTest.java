@@ -21,9 +21,9 @@ import org.junit.jupiter.api.io.TempDir;
 /**
  * Flink's own keyed-state backend suite ({@code StateBackendTestBase} from flink-runtime's
  * test-jar) against the statesrv backend, with real statesrvd child processes, once with the
- * JobManager's in-memory checkpoint storage and once with files, as Flink runs it for its
- * HashMap and RocksDB backends. Cases that cannot hold for this backend are overridden below
- * with the reason.
+ * JobManager's in-memory checkpoint storage and once with files, as Flink runs it for its HashMap
+ * and RocksDB backends. Cases that cannot hold for this backend are overridden below with the
+ * reason.
  */
 @ExtendWith(ParameterizedTestExtension.class)
 class StatesrvStateBackendTest extends StateBackendTestBase<StatesrvStateBackend> {
