@@ -7,7 +7,8 @@
 #   make install    install under PREFIX (/usr/local), staged by DESTDIR; make uninstall
 #   make test-install  install into temp dirs, build and run a pkg-config client, uninstall
 #   make SANITIZE=address,undefined test    the same under ASan/UBSan (in build/sanitize)
-#   make test-java  build statesrvd, then build and test the Java client (client/, Maven) against it
+#   make test-java  build statesrvd, then build and test the Java client and the Flink state
+#                   backend (client/java, client/flink; Maven) against it
 #   make test-powerloss  statesrvd on a FUSE filesystem that drops unsynced writes (tests/powerloss)
 #   make fuzz       build the libFuzzer targets (clang) in build/fuzz
 #   make fuzz-smoke run each fuzz target FUZZ_SECONDS (default 60) over its seed corpus
@@ -232,13 +233,15 @@ test-valgrind: $(INTEG_BIN) $(STATESRVD) $(STATECTL) | $(DEPS_DEV_STAMP)
 # protoc, protobuf-java, JUnit, AssertJ and google-java-format from Maven
 # Central into ~/.m2. The JDK and Maven come from Debian (`make deps-java`).
 # Outputs land in build/java/<artifactId>. `verify` compiles (protobuf code
-# generated from proto/), runs the JUnit suites against $(STATESRVD) and
+# generated from proto/), runs the JUnit suites against $(STATESRVD) (the
+# client's, then the Flink backend's: Flink's StateBackendTestBase and
+# MiniCluster jobs; Flink 1.20 comes from Maven Central too) and
 # checks the format (fix with `mvn -f client/pom.xml spotless:apply`).
 DEB_PKGS_JAVA := openjdk-17-jdk-headless maven
 DEPS_JAVA_STAMP := build/.deps-java-ok
 MVN ?= mvn
 MVN_FLAGS ?= -B -q
-JAVA_REPORTS := build/java/statesrv-client/surefire-reports
+JAVA_REPORTS := build/java/statesrv-client/surefire-reports build/java/statesrv-flink/surefire-reports
 
 $(DEPS_JAVA_STAMP): Makefile | $(DEPS_STAMP)
 	$(call install_pkgs,$(DEB_PKGS_JAVA),deps-java)
@@ -249,7 +252,7 @@ deps-java: $(DEPS_JAVA_STAMP)
 test-java: $(STATESRVD) | $(DEPS_JAVA_STAMP)
 	$(Q)rm -rf $(JAVA_REPORTS)
 	$(Q)rc=0; $(MVN) $(MVN_FLAGS) -f client/pom.xml verify -Dstatesrvd=$(abspath $(STATESRVD)) || rc=$$?; \
-	cat $(JAVA_REPORTS)/TEST-*.xml 2>/dev/null | grep -o '<testsuite [^>]*' | \
+	cat $(addsuffix /TEST-*.xml,$(JAVA_REPORTS)) 2>/dev/null | grep -o '<testsuite [^>]*' | \
 	  awk '{ for (i = 1; i <= NF; i++) if (split($$i, kv, "=") == 2) { gsub(/"/, "", kv[2]); n[kv[1]] += kv[2] } } \
 	       END { f = n["failures"] + n["errors"]; \
 	             printf "java: %d passed, %d failed, %d skipped\n", n["tests"] - f - n["skipped"], f, n["skipped"] }'; \

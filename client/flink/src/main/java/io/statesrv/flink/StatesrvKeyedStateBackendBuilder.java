@@ -1,0 +1,245 @@
+package io.statesrv.flink;
+
+import io.statesrv.client.RestoreResult;
+import io.statesrv.client.StatesrvClient;
+import io.statesrv.client.StatesrvConfig;
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.OutputStream;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import org.apache.flink.api.common.typeutils.TypeSerializer;
+import org.apache.flink.api.common.typeutils.TypeSerializerSchemaCompatibility;
+import org.apache.flink.core.fs.CloseableRegistry;
+import org.apache.flink.core.memory.DataInputViewStreamWrapper;
+import org.apache.flink.runtime.state.AbstractStateBackend;
+import org.apache.flink.runtime.state.BackendBuildingException;
+import org.apache.flink.runtime.state.IncrementalKeyedStateHandle.HandleAndLocalPath;
+import org.apache.flink.runtime.state.IncrementalRemoteKeyedStateHandle;
+import org.apache.flink.runtime.state.InternalKeyContextImpl;
+import org.apache.flink.runtime.state.KeyGroupRange;
+import org.apache.flink.runtime.state.KeyedBackendSerializationProxy;
+import org.apache.flink.runtime.state.KeyedStateHandle;
+import org.apache.flink.runtime.state.RegisteredKeyValueStateBackendMetaInfo;
+import org.apache.flink.runtime.state.StateBackend;
+import org.apache.flink.runtime.state.StateSerializerProvider;
+import org.apache.flink.runtime.state.StreamStateHandle;
+import org.apache.flink.runtime.state.metainfo.StateMetaInfoSnapshot;
+import org.apache.flink.runtime.state.metrics.LatencyTrackingStateConfig;
+import org.apache.flink.util.IOUtils;
+import org.apache.flink.util.StateMigrationException;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * Starts the backend's statesrvd, connects, and restores it when Flink hands over state: every
+ * handle's files are downloaded into the server's restore root, then one statesrvd {@code restore}
+ * merges them, taking only this subtask's key-group range (so 4 old subtasks → 2 new ones, or 2 →
+ * 3, is one request per new subtask). The handles' meta data restore the states' registrations,
+ * checked against the new serializers when the operator asks for each state.
+ */
+final class StatesrvKeyedStateBackendBuilder<K> {
+    private static final Logger LOG =
+            LoggerFactory.getLogger(StatesrvKeyedStateBackendBuilder.class);
+
+    private final StateBackend.KeyedStateBackendParameters<K> p;
+    private final String binary;
+    private final Path workDir;
+    private final StatesrvProcess.StatesrvConfigValues cfg;
+    private final Duration startTimeout;
+    private final Duration requestTimeout;
+    private final Duration checkpointTimeout;
+    private final LatencyTrackingStateConfig latencyTracking;
+
+    StatesrvKeyedStateBackendBuilder(
+            StateBackend.KeyedStateBackendParameters<K> p,
+            String binary,
+            Path workDir,
+            StatesrvProcess.StatesrvConfigValues cfg,
+            Duration startTimeout,
+            Duration requestTimeout,
+            Duration checkpointTimeout,
+            LatencyTrackingStateConfig latencyTracking) {
+        this.p = p;
+        this.binary = binary;
+        this.workDir = workDir;
+        this.cfg = cfg;
+        this.startTimeout = startTimeout;
+        this.requestTimeout = requestTimeout;
+        this.checkpointTimeout = checkpointTimeout;
+        this.latencyTracking = latencyTracking;
+    }
+
+    StatesrvKeyedStateBackend<K> build() throws BackendBuildingException {
+        int keyGroups = p.getNumberOfKeyGroups();
+        if (keyGroups < 1 || keyGroups > 32768) {
+            throw new BackendBuildingException(
+                    "statesrvd takes 1..32768 key groups; the job's max parallelism is "
+                            + keyGroups);
+        }
+        CloseableRegistry cancelRegistry = new CloseableRegistry();
+        StatesrvProcess server = null;
+        StatesrvClient client = null;
+        try {
+            server = StatesrvProcess.start(binary, workDir, keyGroups, cfg, startTimeout);
+            client =
+                    StatesrvClient.connect(
+                            StatesrvConfig.builder()
+                                    .address(server.address())
+                                    .clientName("flink " + p.getOperatorIdentifier())
+                                    .connectTimeout(startTimeout)
+                                    .ioTimeout(requestTimeout)
+                                    .jobTimeout(checkpointTimeout)
+                                    .build());
+            if (client.info().keyGroups() != keyGroups) {
+                throw new BackendBuildingException(
+                        "statesrvd serves "
+                                + client.info().keyGroups()
+                                + " key groups, the job's max parallelism is "
+                                + keyGroups
+                                + ": they must be equal");
+            }
+            StateSerializerProvider<K> keySerializer =
+                    StateSerializerProvider.fromNewRegisteredSerializer(p.getKeySerializer());
+            LinkedHashMap<String, StatesrvKeyedStateBackend.StateInfo> states =
+                    new LinkedHashMap<>();
+            restore(server, client, keySerializer, states, cancelRegistry);
+            ClassLoader cl = p.getEnv().getUserCodeClassLoader().asClassLoader();
+            return new StatesrvKeyedStateBackend<>(
+                    p.getKvStateRegistry(),
+                    keySerializer.currentSchemaSerializer(),
+                    cl,
+                    p.getEnv().getExecutionConfig(),
+                    p.getTtlTimeProvider(),
+                    latencyTracking,
+                    cancelRegistry,
+                    AbstractStateBackend.getCompressionDecorator(p.getEnv().getExecutionConfig()),
+                    new InternalKeyContextImpl<>(p.getKeyGroupRange(), keyGroups),
+                    server,
+                    client,
+                    states,
+                    checkpointTimeout);
+        } catch (Exception e) {
+            String log = server == null ? "" : "\nstatesrvd log:\n" + server.logTail();
+            IOUtils.closeQuietly(cancelRegistry);
+            if (client != null) {
+                client.close();
+            }
+            if (server != null) {
+                server.close();
+            }
+            if (e instanceof BackendBuildingException b) {
+                throw b;
+            }
+            throw new BackendBuildingException(
+                    "Failed to build the statesrv keyed state backend: " + e + log, e);
+        }
+    }
+
+    private void restore(
+            StatesrvProcess server,
+            StatesrvClient client,
+            StateSerializerProvider<K> keySerializer,
+            LinkedHashMap<String, StatesrvKeyedStateBackend.StateInfo> states,
+            CloseableRegistry cancelRegistry)
+            throws Exception {
+        List<IncrementalRemoteKeyedStateHandle> handles = new ArrayList<>();
+        for (KeyedStateHandle h : p.getStateHandles()) {
+            if (h == null) {
+                continue;
+            }
+            if (!(h instanceof IncrementalRemoteKeyedStateHandle r)) {
+                throw new BackendBuildingException(
+                        "The statesrv backend restores its own checkpoints and native savepoints"
+                                + " only, not a "
+                                + h.getClass().getSimpleName()
+                                + " (a canonical savepoint or another backend's checkpoint).");
+            }
+            handles.add(r);
+        }
+        if (handles.isEmpty()) {
+            return;
+        }
+        long start = System.nanoTime();
+        boolean keyChecked = false;
+        List<String> sources = new ArrayList<>();
+        int n = 0;
+        for (IncrementalRemoteKeyedStateHandle h : handles) {
+            KeyedBackendSerializationProxy<K> proxy = readMeta(h.getMetaDataStateHandle());
+            if (!keyChecked) {
+                TypeSerializer<K> current = keySerializer.currentSchemaSerializer();
+                TypeSerializerSchemaCompatibility<K> c =
+                        keySerializer.setPreviousSerializerSnapshotForRestoredState(
+                                proxy.getKeySerializerSnapshot());
+                if (c.isCompatibleAfterMigration() || c.isIncompatible()) {
+                    throw new StateMigrationException(
+                            "The new key serializer ("
+                                    + current
+                                    + ") must be compatible with the previous key serializer ("
+                                    + keySerializer.previousSchemaSerializer()
+                                    + ").");
+                }
+                keyChecked = true;
+            }
+            for (StateMetaInfoSnapshot s : proxy.getStateMetaInfoSnapshots()) {
+                if (s.getBackendStateType() != StateMetaInfoSnapshot.BackendStateType.KEY_VALUE
+                        || states.containsKey(s.getName())) {
+                    continue;
+                }
+                states.put(
+                        s.getName(),
+                        new StatesrvKeyedStateBackend.StateInfo(
+                                s.getName(), new RegisteredKeyValueStateBackendMetaInfo<>(s)));
+            }
+            Path dir =
+                    server.restoreDir()
+                            .resolve(Integer.toString(n++))
+                            .resolve("chk-" + h.getCheckpointId());
+            Files.createDirectories(dir);
+            for (HandleAndLocalPath f : h.getPrivateState()) {
+                download(f.getHandle(), dir.resolve(f.getLocalPath()), cancelRegistry);
+            }
+            for (HandleAndLocalPath f : h.getSharedState()) {
+                download(f.getHandle(), dir.resolve(f.getLocalPath()), cancelRegistry);
+            }
+            sources.add(dir.toAbsolutePath().toString());
+        }
+        KeyGroupRange r = p.getKeyGroupRange();
+        RestoreResult res =
+                new StatesrvDb(client).restore(sources, r.getStartKeyGroup(), r.getEndKeyGroup());
+        for (int i = 0; i < n; i++) {
+            StatesrvProcess.deleteQuietly(server.restoreDir().resolve(Integer.toString(i)));
+        }
+        LOG.info(
+                "restored {} entries in {} states, key groups {}-{}, from {} checkpoint(s) in {} ms",
+                res.entries(),
+                res.states(),
+                res.kgFirst(),
+                res.kgLast(),
+                handles.size(),
+                (System.nanoTime() - start) / 1_000_000);
+    }
+
+    private KeyedBackendSerializationProxy<K> readMeta(StreamStateHandle h) throws IOException {
+        ClassLoader cl = p.getEnv().getUserCodeClassLoader().asClassLoader();
+        KeyedBackendSerializationProxy<K> proxy = new KeyedBackendSerializationProxy<>(cl);
+        try (InputStream in = h.openInputStream()) {
+            proxy.read(new DataInputViewStreamWrapper(in));
+        }
+        return proxy;
+    }
+
+    private static void download(StreamStateHandle h, Path target, CloseableRegistry registry)
+            throws IOException {
+        try (InputStream in = h.openInputStream();
+                OutputStream out = Files.newOutputStream(target)) {
+            registry.registerCloseable(in);
+            in.transferTo(out);
+            registry.unregisterCloseable(in);
+        }
+    }
+}

@@ -1,0 +1,89 @@
+package io.statesrv.flink;
+
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.Arrays;
+import java.util.List;
+import org.apache.flink.configuration.Configuration;
+import org.apache.flink.runtime.state.CheckpointStorage;
+import org.apache.flink.runtime.state.ConfigurableStateBackend;
+import org.apache.flink.runtime.state.StateBackendTestBase;
+import org.apache.flink.runtime.state.storage.FileSystemCheckpointStorage;
+import org.apache.flink.runtime.state.storage.JobManagerCheckpointStorage;
+import org.apache.flink.testutils.junit.extensions.parameterized.Parameter;
+import org.apache.flink.testutils.junit.extensions.parameterized.ParameterizedTestExtension;
+import org.apache.flink.testutils.junit.extensions.parameterized.Parameters;
+import org.apache.flink.util.function.SupplierWithException;
+import org.junit.jupiter.api.extension.ExtendWith;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * Flink's own keyed-state backend suite ({@code StateBackendTestBase} from flink-runtime's
+ * test-jar) against the statesrv backend, with real statesrvd child processes, once with the
+ * JobManager's in-memory checkpoint storage and once with files, as Flink runs it for its HashMap
+ * and RocksDB backends. Cases that cannot hold for this backend are overridden below with the
+ * reason.
+ */
+@ExtendWith(ParameterizedTestExtension.class)
+class StatesrvStateBackendTest extends StateBackendTestBase<StatesrvStateBackend> {
+    @TempDir private static Path tempFolder;
+
+    @Parameter public SupplierWithException<CheckpointStorage, IOException> storageSupplier;
+
+    @Parameters(name = "storage={0}")
+    public static List<Object[]> modes() {
+        return Arrays.asList(
+                new Object[][] {
+                    {
+                        (SupplierWithException<CheckpointStorage, IOException>)
+                                JobManagerCheckpointStorage::new
+                    },
+                    {
+                        (SupplierWithException<CheckpointStorage, IOException>)
+                                () ->
+                                        new FileSystemCheckpointStorage(
+                                                Files.createTempDirectory(tempFolder, "chk")
+                                                        .toUri()
+                                                        .toString())
+                    }
+                });
+    }
+
+    static String statesrvd() {
+        String p = System.getProperty("statesrvd");
+        if (p == null) {
+            throw new IllegalStateException("system property statesrvd (make test-flink sets it)");
+        }
+        return p;
+    }
+
+    @Override
+    protected ConfigurableStateBackend getStateBackend() throws IOException {
+        return new StatesrvStateBackend()
+                .setStatesrvdBinary(statesrvd())
+                .setLocalDirectories(Files.createTempDirectory(tempFolder, "sv").toString())
+                .configure(new Configuration(), getClass().getClassLoader());
+    }
+
+    @Override
+    protected CheckpointStorage getCheckpointStorage() throws Exception {
+        return storageSupplier.get();
+    }
+
+    @Override
+    protected boolean isSerializerPresenceRequiredOnRestore() {
+        return false;
+    }
+
+    @Override
+    protected boolean supportsAsynchronousSnapshots() {
+        return true;
+    }
+
+    /** Every read deserializes a fresh object, as with RocksDB (whose test says the same). */
+    @Override
+    protected boolean isSafeToReuseKVState() {
+        return true;
+    }
+}
