@@ -307,7 +307,14 @@ class ClientOpsTest {
             assertThat(kgA).isNotEqualTo(kgZ);
             s.restore(List.of("7"), kgA, kgA);
             assertThat(s.get(StateKey.of(st, "a"))).isPresent();
-            assertThat(s.get(StateKey.of(st, "z"))).isEmpty();
+            // A key of another key group is misrouted: reads and writes are refused alike.
+            assertThatThrownBy(() -> s.get(StateKey.of(st, "z")))
+                    .isInstanceOfSatisfying(
+                            StatesrvException.class,
+                            e -> {
+                                assertThat(e.status()).isEqualTo(Status.INVALID_ARGUMENT);
+                                assertThat(e.detail()).contains("not served here");
+                            });
             assertThatThrownBy(() -> s.put(StateKey.of(st, "z"), b("x")))
                     .isInstanceOfSatisfying(
                             StatesrvException.class,
