@@ -13,6 +13,8 @@
 #include <string.h>
 #include <strings.h>
 
+/* libinih's INI_MAX_LINE: a line (its newline included) must be shorter. */
+#define CONFIG_LINE_MAX 199 /* so at most 198 bytes before the newline */
 #define KIB 1024ull
 #define MIB (1024ull * KIB)
 #define GIB (1024ull * MIB)
@@ -467,6 +469,30 @@ int sv_config_load(struct sv_config *cfg, const char *path, char *err, size_t er
         snprintf(err, errlen, "%s: %s", path, strerror(e));
         return -e;
     }
+    /* libinih reads at most INI_MAX_LINE (200) bytes of a line, and would
+     * report the rest of a longer one as a syntax error on the next line. */
+    char buf[256];
+    int lineno = 1;
+    size_t len = 0;
+    while (fgets(buf, sizeof(buf), f)) {
+        size_t n = strlen(buf);
+        len += n;
+        if (n && buf[n - 1] != '\n' && !feof(f))
+            continue; /* more of the same line */
+        size_t content = len - (n && buf[n - 1] == '\n');
+        if (content >= CONFIG_LINE_MAX) {
+            fclose(f);
+            snprintf(err, errlen,
+                     "%s:%d: the line is %zu bytes; lines are limited to %d (the parser's limit): "
+                     "use a shorter path (a symbolic link) or give it as a flag (--data-dir, "
+                     "--checkpoint-dir, --unix)",
+                     path, lineno, content, CONFIG_LINE_MAX - 1);
+            return SV_EINVAL;
+        }
+        len = 0;
+        lineno++;
+    }
+    rewind(f);
     struct load_ctx ctx = {.cfg = cfg};
     int line = ini_parse_file(f, ini_cb, &ctx);
     fclose(f);

@@ -44,6 +44,41 @@ START_TEST(defaults_are_valid)
 }
 END_TEST
 
+/* libinih reads lines of at most 198 bytes: one that long loads whole, a
+ * longer one is refused naming its line (not "syntax error" on the next). */
+START_TEST(long_lines_are_refused_by_name)
+{
+    char conf_path[] = "/tmp/svconf-XXXXXX";
+    int fd = mkstemp(conf_path);
+    ck_assert_int_ge(fd, 0);
+    for (int extra = 0; extra <= 1; extra++) {
+        char value[256];
+        size_t vlen = 198 - strlen("data_dir = ") + (size_t)extra;
+        memset(value, 'd', vlen);
+        value[0] = '/';
+        value[vlen] = '\0';
+        FILE *f = fopen(conf_path, "w");
+        ck_assert_ptr_nonnull(f);
+        fprintf(f, "# a comment\ndata_dir = %s\nmax_states = 7\n", value);
+        fclose(f);
+        struct sv_config cfg;
+        char err[512] = "";
+        sv_config_defaults(&cfg);
+        int rc = sv_config_load(&cfg, conf_path, err, sizeof(err));
+        if (!extra) {
+            ck_assert_msg(rc == 0, "%s", err);
+            ck_assert_str_eq(cfg.data_dir, value);
+            ck_assert_uint_eq(cfg.max_states, 7);
+        } else {
+            ck_assert_int_eq(rc, SV_EINVAL);
+            ck_assert_msg(strstr(err, ":2: the line is 199 bytes"), "%s", err);
+        }
+    }
+    close(fd);
+    unlink(conf_path);
+}
+END_TEST
+
 START_TEST(sample_config_loads)
 {
     /* The shipped sample must always be accepted as is. */
@@ -191,6 +226,7 @@ Suite *sv_suite_config(void)
     tcase_set_timeout(tc, 10);
     tcase_add_test(tc, defaults_are_valid);
     tcase_add_test(tc, sample_config_loads);
+    tcase_add_test(tc, long_lines_are_refused_by_name);
     tcase_add_test(tc, values_parse);
     tcase_add_loop_test(tc, bad_file_refused, 0, (int)(sizeof(bad_files) / sizeof(bad_files[0])));
     tcase_add_test(tc, missing_file);
