@@ -34,6 +34,11 @@
 #define META_FORMAT_KEY "format"
 #define META_KEY_GROUPS_KEY "key_groups"
 #define META_KG_RANGE_KEY "kg_range"
+/* Change tracking (see "changes"): the entries changed since a checkpoint's
+ * cut, for an incremental checkpoint. */
+#define CHANGES_DB "$changes"
+#define META_CHG_BASE_KEY "chg_base"   /* the checkpoint they are changes since; absent: none */
+#define META_CHG_EPOCH_KEY "chg_epoch" /* the epoch writes record (u64 BE) */
 #define STORE_FORMAT 1u
 #define SV_STORE_PATH_MAX 4200
 #define PATH_BUF (SV_STORE_PATH_MAX + 300) /* a path under dir */
@@ -152,6 +157,14 @@ struct sv_store {
     int txn_error;
     int dropped_in_txn; /* it dropped a state */
     struct sv_buf scratch;
+
+    /* Change tracking (see "changes"): on while a checkpoint's cut is the
+     * base to track from (chg_base), or a snapshot runs that will be. */
+    MDB_dbi chg_dbi;
+    int track;
+    uint64_t chg_base;
+    uint64_t chg_epoch;
+    struct state_slot chg_slot; /* for the space accounting of its tree */
 
     struct store_acct acct;
     struct store_snap snap;
@@ -418,6 +431,21 @@ static int meta_init(struct sv_store *s, const struct sv_store_options *o, char 
         }
     }
 
+    /* The change set, and what it is relative to. */
+    if ((rc = mdb_dbi_open(txn, CHANGES_DB, MDB_CREATE, &s->chg_dbi)))
+        goto fail;
+    s->chg_base = s->chg_epoch = 0;
+    MDB_val ck = {strlen(META_CHG_BASE_KEY), META_CHG_BASE_KEY}, cv;
+    if (mdb_get(txn, s->meta_dbi, &ck, &cv) == 0 && cv.mv_size == 8)
+        s->chg_base = sv_be64_get(cv.mv_data);
+    ck.mv_size = strlen(META_CHG_EPOCH_KEY);
+    ck.mv_data = META_CHG_EPOCH_KEY;
+    if (mdb_get(txn, s->meta_dbi, &ck, &cv) == 0 && cv.mv_size == 8)
+        s->chg_epoch = sv_be64_get(cv.mv_data);
+    s->track = s->chg_base != 0;
+    memset(&s->chg_slot, 0, sizeof(s->chg_slot));
+    s->chg_slot.dbi = s->chg_dbi;
+
     /* Open every existing state, so the table knows how many there are. */
     MDB_dbi main_dbi;
     MDB_cursor *cur;
@@ -596,7 +624,7 @@ static int env_open(struct sv_store *s, char *err, size_t errlen)
     }
     /* $meta, max_states states, and one spare: LMDB needs a free handle slot
      * even to find out that a name does not exist (else MDB_DBS_FULL). */
-    mdb_env_set_maxdbs(s->env, o->max_states + 2);
+    mdb_env_set_maxdbs(s->env, o->max_states + 3);
     mdb_env_set_mapsize(s->env, s->map_size ? s->map_size : o->map_size);
     unsigned flags = MDB_NOTLS | MDB_NORDAHEAD;
     if (!o->sync_always)
@@ -981,6 +1009,8 @@ struct charge {
     struct state_slot *sl; /* NULL: the state does not exist yet */
     uint64_t pages;
     uint64_t cow_left; /* sl->cow_left once applied */
+    int chg;           /* the write is tracked: a leaf of the change set too */
+    uint64_t chg_left; /* chg_slot.cow_left once applied */
 };
 
 /* The copies `ops` changes to a state may make: its branch pages the first
@@ -1009,11 +1039,29 @@ static void charge_cow(struct sv_store *s, struct state_slot *sl, uint64_t ops, 
     ch->cow_left = left - leaves;
 }
 
+/* With tracking on, `ops` writes also put a key each into the change set:
+ * its leaves, copied on write like a state's, and room for it to grow. */
+static void charge_track(struct sv_store *s, uint64_t ops, struct charge *ch)
+{
+    ch->chg = 0;
+    if (!s->track)
+        return;
+    struct charge t;
+    charge_cow(s, &s->chg_slot, ops, &t);
+    ch->chg = 1;
+    ch->chg_left = t.cow_left;
+    ch->pages += t.pages + ops / 16 + 1;
+}
+
 static void charge_apply(struct sv_store *s, const struct charge *ch, uint64_t extra)
 {
     if (ch->sl) {
         ch->sl->acct_gen = s->acct.gen;
         ch->sl->cow_left = ch->cow_left;
+    }
+    if (ch->chg) {
+        s->chg_slot.acct_gen = s->acct.gen;
+        s->chg_slot.cow_left = ch->chg_left;
     }
     s->acct.est += ch->pages + extra;
 }
@@ -1078,6 +1126,7 @@ static int admit_write(struct sv_store *s, const char *state, size_t slen, size_
     if (!s->acct.init)
         acct_start(s);
     charge_cow(s, slot_find(s, state, slen), 1, ch);
+    charge_track(s, 1, ch);
     /* An entry too large for half a page goes to overflow pages, new ones
      * even when it replaces one of the same size. */
     if (bytes + 64 > s->psize / 2)
@@ -1118,6 +1167,7 @@ static void charge_delete(struct sv_store *s, struct state_slot *sl, uint64_t op
     if (!s->acct.init)
         acct_start(s);
     charge_cow(s, sl, ops, &ch);
+    charge_track(s, ops, &ch);
     /* The pages it frees are listed at commit, 8 bytes each. */
     uint64_t freed = before > after ? before - after : 0;
     charge_apply(s, &ch, grown(before, after) + freed / 256 + 1);
@@ -1430,6 +1480,111 @@ int sv_store_get(struct sv_store *s, const char *state, size_t slen, const uint8
     return sv_value_parse(v.mv_data, v.mv_size, out);
 }
 
+/* --- changes --------------------------------------------------------------
+ *
+ * While tracking is on, every write that changes an entry records its key
+ * in the change set ($changes), in the same transaction as the change: a
+ * change and its record commit together or not at all, so a restart (clean
+ * or not) knows every change since the base checkpoint. A key is the state
+ * name, a 0 byte (no name has one) and the stored key; its value the epoch
+ * of the last change (u64 BE). The name and the 0 byte alone mark the state
+ * reset: it was dropped, or had a key too long to record (the next
+ * checkpoint copies the whole state). Records are a superset: a key may be
+ * recorded and not changed, never changed and not recorded.
+ *
+ * A snapshot's cut splits the set by epoch: it begins a new epoch, reads
+ * every record it finds (those of the new epoch too: harmless), and when its
+ * checkpoint is written sv_store_changes_done removes the records of the
+ * epochs before the cut, in one transaction with the new base. */
+
+/* Records that (state, skey) changed; skey NULL: the whole state (reset). */
+static int track_change(struct sv_store *s, const char *state, size_t slen, const uint8_t *skey,
+                        size_t sklen)
+{
+    if (!s->track)
+        return 0;
+    uint8_t kb[SKEY_CAP];
+    size_t n = slen + 1 + sklen;
+    if (!skey || n > s->max_key)
+        n = slen + 1; /* reset */
+    memcpy(kb, state, slen);
+    kb[slen] = 0;
+    if (n > slen + 1)
+        memcpy(kb + slen + 1, skey, sklen);
+    uint8_t be[8];
+    sv_be64_put(be, s->chg_epoch);
+    MDB_val k = {n, kb}, v = {sizeof(be), be};
+    int rc = mdb_put(write_txn(s), s->chg_dbi, &k, &v, 0);
+    return rc ? txn_fail(s, rc) : 0;
+}
+
+static int meta_put_u64(MDB_txn *txn, MDB_dbi meta, const char *key, uint64_t val)
+{
+    uint8_t be[8];
+    sv_be64_put(be, val);
+    MDB_val k = {strlen(key), (void *)key}, v = {sizeof(be), be};
+    return mdb_put(txn, meta, &k, &v, 0);
+}
+
+int sv_store_changes_done(struct sv_store *s, uint64_t epoch, uint64_t checkpoint_id)
+{
+    if (s->txn)
+        return SV_EINTERNAL;
+    MDB_txn *txn;
+    MDB_cursor *cur;
+    int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+    if (rc)
+        return map_err(rc);
+    if ((rc = mdb_cursor_open(txn, s->chg_dbi, &cur))) {
+        mdb_txn_abort(txn);
+        return map_err(rc);
+    }
+    MDB_val k, v;
+    uint64_t removed = 0, kept = 0;
+    uint8_t kb[SKEY_CAP];
+    int mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+    while (mrc == 0) {
+        if (v.mv_size == 8 && sv_be64_get(v.mv_data) > epoch) {
+            kept++; /* changed after the cut: for the next checkpoint */
+            mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+            continue;
+        }
+        size_t kl = k.mv_size < sizeof(kb) ? k.mv_size : sizeof(kb);
+        memcpy(kb, k.mv_data, kl);
+        if ((mrc = mdb_cursor_del(cur, 0)))
+            break;
+        removed++;
+        /* Seek again, as delete_range does: the cursor's place after a
+         * delete is not to be trusted when the tree empties. */
+        k.mv_size = kl;
+        k.mv_data = kb;
+        mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    }
+    mdb_cursor_close(cur);
+    if (mrc != MDB_NOTFOUND) {
+        mdb_txn_abort(txn);
+        return map_err(mrc);
+    }
+    if ((rc = meta_put_u64(txn, s->meta_dbi, META_CHG_BASE_KEY, checkpoint_id)) ||
+        (rc = meta_put_u64(txn, s->meta_dbi, META_CHG_EPOCH_KEY, s->chg_epoch))) {
+        mdb_txn_abort(txn);
+        return write_err(s->env, rc);
+    }
+    if ((rc = mdb_txn_commit(txn)))
+        return write_err(s->env, rc);
+    s->chg_base = checkpoint_id;
+    s->track = 1;
+    sv_debug("store: changes before checkpoint %" PRIu64 "'s cut cleared (%" PRIu64
+             " records; %" PRIu64 " since)",
+             checkpoint_id, removed, kept);
+    return 0;
+}
+
+uint64_t sv_store_changes_base(const struct sv_store *s)
+{
+    return s->chg_base;
+}
+
 /* Reserves space for a value of `len` bytes with a header and returns where
  * the bytes go. */
 static int put_reserve(struct sv_store *s, MDB_dbi dbi, const uint8_t *skey, size_t sklen,
@@ -1463,6 +1618,8 @@ int sv_store_put(struct sv_store *s, const char *state, size_t slen, const uint8
         return rc;
     if (len)
         memcpy(dst, data, len);
+    if ((rc = track_change(s, state, slen, skey, sklen)))
+        return rc;
     charge_apply(s, &ch, grown(before, tree_pages(cur_txn(s), dbi)));
     return 0;
 }
@@ -1487,6 +1644,8 @@ int sv_store_delete(struct sv_store *s, const char *state, size_t slen, const ui
     if (rc)
         return txn_fail(s, rc);
     *found = 1;
+    if ((rc = track_change(s, state, slen, skey, sklen)))
+        return rc;
     charge_delete(s, slot_find(s, state, slen), 1, before, tree_pages(cur_txn(s), dbi));
     return 0;
 }
@@ -1561,6 +1720,8 @@ int sv_store_merge(struct sv_store *s, const char *state, size_t slen, const uin
                               &dst)))
             return rc;
         sv_i64_put(dst, sum);
+        if ((rc = track_change(s, state, slen, skey, sklen)))
+            return rc;
         *counter = sum;
         *new_size = SV_COUNTER_SIZE;
         charge_apply(s, &ch, grown(before, tree_pages(cur_txn(s), dbi)));
@@ -1577,6 +1738,8 @@ int sv_store_merge(struct sv_store *s, const char *state, size_t slen, const uin
     if (old.len)
         memcpy(dst, s->scratch.data, old.len);
     sv_list_elem_put(dst + old.len, operand, oplen);
+    if ((rc = track_change(s, state, slen, skey, sklen)))
+        return rc;
     if (s->scratch.cap > 1024 * 1024)
         sv_buf_clear(&s->scratch, 0);
     *new_size = old.len + add;
@@ -1658,6 +1821,10 @@ int sv_store_delete_range(struct sv_store *s, const char *state, size_t slen, co
                 s->txn_error = rc;
             break;
         }
+        /* Recorded first: k is the cursor's entry, gone after the delete. A
+         * failure poisons the transaction, so nothing half-done commits. */
+        if ((rc = track_change(s, state, slen, k.mv_data, k.mv_size)))
+            break;
         if ((mrc = mdb_cursor_del(cur, 0)))
             break;
         (*deleted)++;
@@ -1696,6 +1863,8 @@ int sv_store_drop_state(struct sv_store *s, const char *state, size_t slen, uint
     uint64_t before = (uint64_t)st.ms_branch_pages + st.ms_leaf_pages + st.ms_overflow_pages;
     if ((rc = mdb_drop(write_txn(s), dbi, 1)))
         return txn_fail(s, rc);
+    if ((rc = track_change(s, state, slen, NULL, 0)))
+        return rc;
     /* Its record in main is rewritten, and every page it had is listed. */
     charge_delete(s, NULL, 1, before, 0);
     if (sl)
@@ -1957,6 +2126,7 @@ static int keep_open(struct sv_store *s)
 struct snap_state {
     char name[SV_STATE_NAME_MAX + 1];
     MDB_dbi dbi;
+    uint64_t entries; /* at the cut */
 };
 
 struct sv_store_snapshot {
@@ -1969,6 +2139,10 @@ struct sv_store_snapshot {
      * entry (index, stored key); plen 0 = nothing yet. */
     uint8_t pos[SKEY_CAP];
     size_t plen;
+    /* The change set at the cut: the checkpoint it is relative to (0: none)
+     * and the last epoch before the cut. */
+    uint64_t chg_base;
+    uint64_t chg_epoch;
 };
 
 /* Publishes what the snapshot has read: states before `state` whole, and of
@@ -2052,6 +2226,12 @@ int sv_store_snapshot_begin(struct sv_store *s, struct sv_store_snapshot **out)
         }
         memcpy(snap->states[snap->n].name, sl->name, sl->len + 1);
         snap->states[snap->n].dbi = sl->dbi;
+        MDB_stat st;
+        if ((rc = mdb_stat(snap->txn, sl->dbi, &st))) {
+            rc = map_err(rc);
+            goto fail;
+        }
+        snap->states[snap->n].entries = st.ms_entries;
         if (sl->dbi > top)
             top = sl->dbi;
         snap->n++;
@@ -2077,6 +2257,12 @@ int sv_store_snapshot_begin(struct sv_store *s, struct sv_store_snapshot **out)
     (void)snap_publish(s, 0, NULL, 0);
     mdb_txn_reset(snap->txn); /* the cut holds without it: see "the cut" */
     s->snap.active = 1;
+    /* From the cut on, changes belong to the next checkpoint: a new epoch,
+     * tracked even if there was no base (this snapshot becomes one). */
+    snap->chg_base = s->chg_base;
+    snap->chg_epoch = s->chg_epoch;
+    s->chg_epoch++;
+    s->track = 1;
     *out = snap;
     return 0;
 fail:
@@ -2194,7 +2380,141 @@ out:
     return rc;
 }
 
+typedef int (*chunk_fn)(struct sv_store_snapshot *snap, size_t i, sv_store_raw_fn fn, void *ud,
+                        int *done);
+
+static int snapshot_scan(struct sv_store_snapshot *snap, size_t i, chunk_fn chunk,
+                         sv_store_raw_fn fn, void *ud);
+
 int sv_store_snapshot_scan(struct sv_store_snapshot *snap, size_t i, sv_store_raw_fn fn, void *ud)
+{
+    return snapshot_scan(snap, i, scan_chunk, fn, ud);
+}
+
+/* Reads up to SNAP_CHUNK change records of state i after snap->pos in one
+ * read transaction, and calls fn with each key's entry at the cut: the kept
+ * copy if there is one (the key was written since), else the store's; an
+ * absent entry as a tombstone (an empty value). */
+static int changes_chunk(struct sv_store_snapshot *snap, size_t i, sv_store_raw_fn fn, void *ud,
+                         int *done)
+{
+    struct sv_store *s = snap->s;
+    MDB_cursor *cc = NULL;
+    int rc = mdb_txn_renew(snap->txn);
+    if (rc)
+        return map_err(rc);
+    if ((rc = mdb_txn_renew(snap->keep_txn))) {
+        mdb_txn_reset(snap->txn);
+        return map_err(rc);
+    }
+    uint8_t key[SKEY_CAP], kb[SKEY_CAP];
+    const char *name = snap->states[i].name;
+    size_t nl = strlen(name), plen = snap->plen;
+    memcpy(key, name, nl);
+    key[nl] = 0;
+    size_t klen = nl + 1;
+    if (plen) {
+        memcpy(key + klen, snap->pos + KEEP_PREFIX, plen - KEEP_PREFIX);
+        klen += plen - KEEP_PREFIX;
+    }
+    const uint8_t *last = NULL;
+    size_t lastlen = 0;
+    MDB_val k, v;
+    if ((rc = mdb_cursor_open(snap->txn, s->chg_dbi, &cc))) {
+        rc = map_err(rc);
+        goto out;
+    }
+    /* After what was read; the reset mark (the bare prefix) is not a key. */
+    int mrc = seek(cc, key, klen, 1, &k, &v);
+    for (size_t n = 0; n < SNAP_CHUNK && !rc; n++) {
+        if (mrc || k.mv_size <= nl + 1 || memcmp(k.mv_data, key, nl + 1) != 0) {
+            *done = 1;
+            break;
+        }
+        const uint8_t *sk = (const uint8_t *)k.mv_data + nl + 1;
+        size_t skl = k.mv_size - nl - 1;
+        sv_be16_put(kb, (uint16_t)i);
+        memcpy(kb + KEEP_PREFIX, sk, skl);
+        MDB_val pk = {skl + KEEP_PREFIX, kb}, pv, lk = {skl, (void *)sk}, lv;
+        int prc = mdb_get(snap->keep_txn, s->snap.keep_dbi, &pk, &pv);
+        if (prc == 0) {
+            const uint8_t *p = pv.mv_data;
+            if (pv.mv_size < 1 || p[0] > KEEP_PRESENT) {
+                rc = SV_ECORRUPT;
+                break;
+            }
+            rc = fn(ud, sk, skl, p + 1, p[0] == KEEP_PRESENT ? pv.mv_size - 1 : 0);
+        } else if (prc != MDB_NOTFOUND) {
+            rc = map_err(prc);
+        } else if ((prc = mdb_get(snap->txn, snap->states[i].dbi, &lk, &lv)) == 0) {
+            rc = fn(ud, sk, skl, lv.mv_data, lv.mv_size);
+        } else if (prc == MDB_NOTFOUND) {
+            rc = fn(ud, sk, skl, (const uint8_t *)"", 0); /* deleted */
+        } else {
+            rc = map_err(prc);
+        }
+        last = sk;
+        lastlen = skl;
+        mrc = mdb_cursor_get(cc, &k, &v, MDB_NEXT);
+    }
+    if (!rc && mrc && mrc != MDB_NOTFOUND)
+        rc = map_err(mrc);
+    if (!rc && last) {
+        memcpy(snap->pos + KEEP_PREFIX, last, lastlen);
+        snap->plen = KEEP_PREFIX + lastlen;
+    }
+out:
+    if (cc)
+        mdb_cursor_close(cc);
+    mdb_txn_reset(snap->keep_txn);
+    mdb_txn_reset(snap->txn);
+    return rc;
+}
+
+int sv_store_snapshot_scan_changes(struct sv_store_snapshot *snap, size_t i, sv_store_raw_fn fn,
+                                   void *ud)
+{
+    return snapshot_scan(snap, i, changes_chunk, fn, ud);
+}
+
+int sv_store_snapshot_reset(struct sv_store_snapshot *snap, size_t i, int *reset)
+{
+    *reset = 0;
+    if (i >= snap->n)
+        return SV_EINVAL;
+    int rc = mdb_txn_renew(snap->txn);
+    if (rc)
+        return map_err(rc);
+    uint8_t key[SV_STATE_NAME_MAX + 1];
+    size_t nl = strlen(snap->states[i].name);
+    memcpy(key, snap->states[i].name, nl);
+    key[nl] = 0;
+    MDB_val k = {nl + 1, key}, v;
+    rc = mdb_get(snap->txn, snap->s->chg_dbi, &k, &v);
+    mdb_txn_reset(snap->txn);
+    if (rc && rc != MDB_NOTFOUND)
+        return map_err(rc);
+    *reset = rc == 0;
+    return 0;
+}
+
+uint64_t sv_store_snapshot_entries(const struct sv_store_snapshot *snap, size_t i)
+{
+    return i < snap->n ? snap->states[i].entries : 0;
+}
+
+uint64_t sv_store_snapshot_base(const struct sv_store_snapshot *snap)
+{
+    return snap->chg_base;
+}
+
+uint64_t sv_store_snapshot_epoch(const struct sv_store_snapshot *snap)
+{
+    return snap->chg_epoch;
+}
+
+static int snapshot_scan(struct sv_store_snapshot *snap, size_t i, chunk_fn chunk,
+                         sv_store_raw_fn fn, void *ud)
 {
     if (i >= snap->n)
         return SV_EINVAL;
@@ -2209,7 +2529,7 @@ int sv_store_snapshot_scan(struct sv_store_snapshot *snap, size_t i, sv_store_ra
     snap->plen = 0;
     int done = 0, rc = 0;
     while (!done && !rc) {
-        rc = scan_chunk(snap, i, fn, ud, &done);
+        rc = chunk(snap, i, fn, ud, &done);
         /* Only now: every key up to pos is in the checkpoint, so a write to
          * one of them need not be kept any more. */
         if (!rc && !done && snap->plen)

@@ -438,7 +438,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     CHECK(r != NULL);
     const struct sv_ckpt_manifest *man = sv_ckpt_manifest(r);
-    CHECK(man->format_version == SV_CKPT_FORMAT_VERSION);
+    CHECK(man->format_version == SV_CKPT_FORMAT_V1);
     CHECK(man->kg_first <= man->kg_last && man->kg_last < man->key_groups);
     CHECK(man->key_groups <= SV_KEY_GROUPS_MAX);
 

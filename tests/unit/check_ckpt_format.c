@@ -58,7 +58,7 @@ static void make_image(enum sv_ckpt_compression c)
     size_t nidx = 0;
     memset(&img_state, 0, sizeof(img_state));
     strcpy(img_state.name, "s");
-    sv_ckpt_data_header_put(img);
+    sv_ckpt_data_header_put(img, SV_CKPT_FORMAT_V1);
     img_len = SV_CKPT_DATA_HEADER_SIZE;
     add_block(1, 3, c, index, &nidx);
     add_block(2, 12, c, index, &nidx);
@@ -114,7 +114,7 @@ static const struct {
     {"length", "length field"},
     {"checksum", "checksum mismatch"},
     {"body", "not a CheckpointManifest"},
-    {"version", "format version 2"},
+    {"version", "format version 3"},
     {"compression", "unknown compression"},
     {"range", "not a valid range"},
     {"state name", "invalid name"},
@@ -130,7 +130,7 @@ START_TEST(manifest_damage_is_named)
     m.states = &st;
     switch (_i) {
     case 5:
-        m.format_version = 2;
+        m.format_version = 3;
         break;
     case 7:
         m.kg_first = 5, m.kg_last = 4;
@@ -193,16 +193,16 @@ START_TEST(data_header_checks)
 {
     uint8_t h[SV_CKPT_DATA_HEADER_SIZE];
     char why[128];
-    sv_ckpt_data_header_put(h);
-    ck_assert_int_eq(sv_ckpt_data_header_check(h, why, sizeof(why)), 0);
+    sv_ckpt_data_header_put(h, SV_CKPT_FORMAT_V1);
+    ck_assert_int_eq(sv_ckpt_data_header_check(h, SV_CKPT_FORMAT_V1, why, sizeof(why)), 0);
     static const struct {
         size_t at;
         const char *want;
     } d[] = {{0, "bad magic"}, {11, "format version"}, {15, "unknown flags"}};
     for (size_t i = 0; i < N_ELEMS(d); i++) {
-        sv_ckpt_data_header_put(h);
+        sv_ckpt_data_header_put(h, SV_CKPT_FORMAT_V1);
         h[d[i].at] ^= 1;
-        expect_corrupt(sv_ckpt_data_header_check(h, why, sizeof(why)), why, d[i].want, d[i].want);
+        expect_corrupt(sv_ckpt_data_header_check(h, SV_CKPT_FORMAT_V1, why, sizeof(why)), why, d[i].want, d[i].want);
     }
 }
 END_TEST
