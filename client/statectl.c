@@ -1134,9 +1134,9 @@ static int cmd_checkpoints(struct ctl *x)
         return 0;
     }
     /* Numbers right-aligned, text left-aligned, columns as wide as needed. */
-    static const char *const head[N_COLS] = {
-        "ID", "CREATED", "KIND", "BASE", "ENTRIES", "ADDED_BYTES", "TOTAL_BYTES", "DURATION_MS",
-        "KEY_GROUPS"};
+    static const char *const head[N_COLS] = {"ID",          "CREATED",     "KIND",
+                                             "BASE",        "ENTRIES",     "ADDED_BYTES",
+                                             "TOTAL_BYTES", "DURATION_MS", "KEY_GROUPS"};
     static const int left[N_COLS] = {0, 1, 1, 0, 0, 0, 0, 0, 1};
     int width[N_COLS];
     char cells[N_COLS][32];
@@ -1323,11 +1323,10 @@ static int cmd_checkpoint_inspect(struct ctl *x)
         printf("total_bytes: %" PRIu64 "\n", m.total_bytes);
         const struct sv_ckpt_manifest *cm = sv_ckpt_chain_manifest(r);
         for (size_t i = 0; i < sv_ckpt_chain_length(r); i++)
-            printf("file %s: checkpoint %" PRIu64 " %s %" PRIu64 " bytes\n",
-                   sv_ckpt_chain_path(r, i),
-                   cm->n_links ? cm->links[i].checkpoint_id : cm->checkpoint_id,
-                   i ? "incremental" : "full",
-                   cm->n_links ? cm->links[i].data_bytes : cm->data_bytes);
+            printf(
+                "file %s: checkpoint %" PRIu64 " %s %" PRIu64 " bytes\n", sv_ckpt_chain_path(r, i),
+                cm->n_links ? cm->links[i].checkpoint_id : cm->checkpoint_id,
+                i ? "incremental" : "full", cm->n_links ? cm->links[i].data_bytes : cm->data_bytes);
         for (size_t i = 0; i < m.n_states; i++) {
             const statesrv_checkpoint_state *s = &m.states[i];
             printf("state %s: entries %" PRIu64 " raw_bytes %" PRIu64 " blocks %" PRIu64, s->name,
@@ -1341,8 +1340,6 @@ static int cmd_checkpoint_inspect(struct ctl *x)
     sv_ckpt_chain_close(r);
     return 0;
 }
-
-
 
 static int cmd_checkpoint_verify(struct ctl *x)
 {

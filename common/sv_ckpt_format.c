@@ -335,8 +335,7 @@ static int manifest_chain(const Statesrv__V1__CheckpointManifest *pm, struct sv_
                         i ? "an incremental link must build on the one before"
                           : "the chain must start with a full checkpoint");
         if ((rc = decode_states(pl->states, pl->n_states, m->kg_first, m->kg_last, 0,
-                                l->incremental, what, &l->states, &l->n_states, sums, why,
-                                whylen)))
+                                l->incremental, what, &l->states, &l->n_states, sums, why, whylen)))
             return rc;
         if (sums[0] != l->entries || sums[1] != l->raw_bytes || sums[2] != l->blocks)
             return fail(SV_ECORRUPT, why, whylen,
@@ -349,10 +348,9 @@ static int manifest_chain(const Statesrv__V1__CheckpointManifest *pm, struct sv_
     for (size_t i = 0; same_states && i < m->n_states; i++)
         same_states = strcmp(own->states[i].name, m->states[i].name) == 0;
     if (own->checkpoint_id != m->checkpoint_id || m->base_id != m->links[0].checkpoint_id ||
-        m->incremental != (n > 1) || m->added_bytes != own->data_bytes ||
-        m->total_bytes != total || m->data_bytes != own->data_bytes ||
-        m->data_xxh3 != own->data_xxh3 || m->raw_bytes != own->raw_bytes ||
-        m->blocks != own->blocks || !same_states)
+        m->incremental != (n > 1) || m->added_bytes != own->data_bytes || m->total_bytes != total ||
+        m->data_bytes != own->data_bytes || m->data_xxh3 != own->data_xxh3 ||
+        m->raw_bytes != own->raw_bytes || m->blocks != own->blocks || !same_states)
         return fail(SV_ECORRUPT, why, whylen,
                     "MANIFEST: the chain does not end with this checkpoint's own file as the "
                     "manifest describes it");

@@ -412,8 +412,8 @@ int sv_ckpt_writer_add(struct sv_ckpt_writer *w, const uint8_t *skey, size_t skl
         return werr(w, SV_ETOOLARGE, "state %s, entry %llu: %zu bytes is above the block limit",
                     s->name, (unsigned long long)s->entries, sklen + vlen);
     if (vlen == 0 && w->version == SV_CKPT_FORMAT_V2 && !w->incremental)
-        return werr(w, SV_EINVAL, "state %s, entry %llu: a tombstone in a full checkpoint",
-                    s->name, (unsigned long long)s->entries);
+        return werr(w, SV_EINVAL, "state %s, entry %llu: a tombstone in a full checkpoint", s->name,
+                    (unsigned long long)s->entries);
     size_t esz = sv_ckpt_entry_size(sklen, vlen);
     int rc;
     if (w->blk_entries && (k.kg != w->blk_kg || w->raw.len + esz > w->block_size)) {
@@ -672,7 +672,7 @@ struct sv_ckpt_reader {
     char *data_path;
     int fd;
     uint64_t size;
-    struct sv_ckpt_manifest m; /* what the data file must be */
+    struct sv_ckpt_manifest m;   /* what the data file must be */
     struct sv_ckpt_manifest top; /* the MANIFEST (version 2; version 1: unused, see m) */
     int has_top;
     uint8_t header[SV_CKPT_DATA_HEADER_SIZE];
@@ -796,6 +796,8 @@ static int read_data_meta(struct sv_ckpt_reader *r)
     const char *path = r->data_path;
     struct stat st;
     int rc = open_regular(r, path, &r->fd, &st);
+    if (rc == -ENOENT) /* the MANIFEST names it: a damaged checkpoint, not a missing one */
+        return rerr(r, SV_ECORRUPT, "%s: missing (the MANIFEST names it)", path);
     if (rc)
         return rc;
     r->size = (uint64_t)st.st_size;
@@ -1326,13 +1328,8 @@ int sv_ckpt_chain_open(const char *dir, struct sv_ckpt_chain **out, char *err, s
             goto fail;
         }
         c->paths[i] = path;
-        if ((rc = open_link(&c->m, i, path, &c->files[i], c->errmsg, sizeof(c->errmsg)))) {
-            if (rc == -ENOENT)
-                rc = berr(c->errmsg, SV_ECORRUPT,
-                          "%s: missing: checkpoint %llu's chain needs it (link %zu of %zu)", path,
-                          (unsigned long long)c->m.checkpoint_id, i + 1, c->n);
+        if ((rc = open_link(&c->m, i, path, &c->files[i], c->errmsg, sizeof(c->errmsg))))
             goto fail;
-        }
     }
     free(parent);
     *out = c;
@@ -1552,8 +1549,8 @@ int sv_ckpt_chain_verify(struct sv_ckpt_chain *c, int merge, char *err, size_t e
      * cut, state by state. */
     for (size_t s = 0; s < c->m.n_states && !rc; s++) {
         struct sv_ckpt_chain_iter *it;
-        if ((rc = sv_ckpt_chain_iter_open(c, c->m.states[s].name, c->m.kg_first, c->m.kg_last,
-                                          &it)))
+        if ((rc =
+                 sv_ckpt_chain_iter_open(c, c->m.states[s].name, c->m.kg_first, c->m.kg_last, &it)))
             goto out;
         const uint8_t *k, *v;
         size_t kl, vl;

@@ -284,7 +284,8 @@ static void collect_garbage(const struct sv_checkpoints *ck)
     }
     for (size_t i = 0; i < na; i++) {
         char manifest[PATH_LEN];
-        snprintf(manifest, sizeof(manifest), "%.4000s/" CKPT_PREFIX "%" PRIu64 "/" SV_CKPT_MANIFEST_FILE,
+        snprintf(manifest, sizeof(manifest),
+                 "%.4000s/" CKPT_PREFIX "%" PRIu64 "/" SV_CKPT_MANIFEST_FILE,
                  ck->cfg->checkpoint_dir, all[i]);
         if (access(manifest, F_OK) == 0 || id_in(named, nn, all[i]))
             continue;

@@ -202,7 +202,8 @@ START_TEST(data_header_checks)
     for (size_t i = 0; i < N_ELEMS(d); i++) {
         sv_ckpt_data_header_put(h, SV_CKPT_FORMAT_V1);
         h[d[i].at] ^= 1;
-        expect_corrupt(sv_ckpt_data_header_check(h, SV_CKPT_FORMAT_V1, why, sizeof(why)), why, d[i].want, d[i].want);
+        expect_corrupt(sv_ckpt_data_header_check(h, SV_CKPT_FORMAT_V1, why, sizeof(why)), why,
+                       d[i].want, d[i].want);
     }
 }
 END_TEST
