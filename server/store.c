@@ -1514,7 +1514,17 @@ static int track_change(struct sv_store *s, const char *state, size_t slen, cons
     uint8_t be[8];
     sv_be64_put(be, s->chg_epoch);
     MDB_val k = {n, kb}, v = {sizeof(be), be};
-    int rc = mdb_put(write_txn(s), s->chg_dbi, &k, &v, 0);
+    /* A key written again in the same epoch is recorded already: a lookup,
+     * no page copied. MDB_KEYEXIST leaves the transaction usable and v
+     * pointing at the record. */
+    int rc = mdb_put(write_txn(s), s->chg_dbi, &k, &v, MDB_NOOVERWRITE);
+    if (rc == MDB_KEYEXIST) {
+        if (v.mv_size == sizeof(be) && memcmp(v.mv_data, be, sizeof(be)) == 0)
+            return 0;
+        v.mv_size = sizeof(be);
+        v.mv_data = be;
+        rc = mdb_put(write_txn(s), s->chg_dbi, &k, &v, 0);
+    }
     return rc ? txn_fail(s, rc) : 0;
 }
 
