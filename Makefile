@@ -305,7 +305,7 @@ $(DEPS_BENCH_STAMP): Makefile | $(DEPS_STAMP)
 	$(call install_pkgs,$(DEB_PKGS_BENCH),bench)
 
 bench: all $(BENCH_TOOL) | $(DEPS_BENCH_STAMP)
-	$(Q)QUICK=$(QUICK) PARTS="$(or $(PARTS),1 2)" STATESRVD=$(abspath $(STATESRVD)) STATECTL=$(abspath $(STATECTL)) \
+	$(Q)QUICK=$(QUICK) PARTS="$(or $(PARTS),1 2 3)" STATESRVD=$(abspath $(STATESRVD)) STATECTL=$(abspath $(STATECTL)) \
 	    STATESRV_BENCH=$(abspath $(BENCH_TOOL)) tests/bench/bench.sh
 
 # Write throughput before, during and after a snapshot (docs/benchmarks.md).

@@ -38,6 +38,7 @@ enum {
     OPT_KG_RANGE = 1 << 5,  /* --key-groups A-B */
     OPT_ID = 1 << 6,        /* --id N */
     OPT_STATE = 1 << 7,     /* --state S */
+    OPT_FULL = 1 << 8,      /* --full */
 };
 
 /* Command flags. */
@@ -79,6 +80,7 @@ struct ctl {
     int all;
     int has_id;
     uint64_t id;
+    int full;
     const char *state;
 
     struct arg pos[MAX_POS];
@@ -917,8 +919,10 @@ static void put_checkpoint_json(const statesrv_checkpoint_info *m)
            m->data_bytes, m->data_xxh3);
     put_json_str(m->compression);
     printf(",\"compression_level\":%d,\"blocks\":%" PRIu64 ",\"duration_ms\":%" PRIu64
-           ",\"states\":[",
-           m->compression_level, m->blocks, m->duration_ms);
+           ",\"incremental\":%s,\"base\":%" PRIu64 ",\"added_bytes\":%" PRIu64
+           ",\"total_bytes\":%" PRIu64 ",\"states\":[",
+           m->compression_level, m->blocks, m->duration_ms, m->incremental ? "true" : "false",
+           m->base_id, m->added_bytes, m->total_bytes);
     for (size_t i = 0; i < m->n_states; i++) {
         if (i)
             putchar(',');
@@ -1084,7 +1088,8 @@ static int cmd_snapshot(struct ctl *x)
     struct progress p;
     statesrv_checkpoint_info *m;
     progress_start(&p, x, "snapshot");
-    int rc = statesrv_snapshot(x->c, x->has_id, x->id, &m);
+    int rc = x->full ? statesrv_snapshot_full(x->c, x->has_id, x->id, &m)
+                     : statesrv_snapshot(x->c, x->has_id, x->id, &m);
     progress_stop(&p);
     if (rc)
         return report(x, rc);
@@ -1092,21 +1097,36 @@ static int cmd_snapshot(struct ctl *x)
         put_checkpoint_json(m);
         putchar('\n');
     } else {
-        printf("checkpoint %" PRIu64 ": %s\n", m->id, m->path);
+        printf("checkpoint %" PRIu64 ": %s (%s, %" PRIu64 " bytes added)\n", m->id, m->path,
+               m->incremental ? "incremental" : "full", m->added_bytes);
     }
     statesrv_checkpoint_info_free(m);
     return 0;
 }
 
 /* One table cell per checkpoint and column, for sizing the columns. */
-enum { COL_ID, COL_CREATED, COL_ENTRIES, COL_DATA, COL_DURATION, COL_KG, N_COLS };
+enum {
+    COL_ID,
+    COL_CREATED,
+    COL_KIND,
+    COL_BASE,
+    COL_ENTRIES,
+    COL_ADDED,
+    COL_TOTAL,
+    COL_DURATION,
+    COL_KG,
+    N_COLS
+};
 
 static void checkpoint_cells(const statesrv_checkpoint_info *m, char cells[N_COLS][32])
 {
     snprintf(cells[COL_ID], 32, "%" PRIu64, m->id);
     format_utc(m->created_unix_ms, cells[COL_CREATED], 32);
+    snprintf(cells[COL_KIND], 32, "%s", m->incremental ? "incremental" : "full");
+    snprintf(cells[COL_BASE], 32, "%" PRIu64, m->base_id);
     snprintf(cells[COL_ENTRIES], 32, "%" PRIu64, m->entries);
-    snprintf(cells[COL_DATA], 32, "%" PRIu64, m->data_bytes);
+    snprintf(cells[COL_ADDED], 32, "%" PRIu64, m->added_bytes);
+    snprintf(cells[COL_TOTAL], 32, "%" PRIu64, m->total_bytes);
     snprintf(cells[COL_DURATION], 32, "%" PRIu64, m->duration_ms);
     snprintf(cells[COL_KG], 32, "%" PRIu32 "-%" PRIu32, m->kg_first, m->kg_last);
 }
@@ -1130,9 +1150,10 @@ static int cmd_checkpoints(struct ctl *x)
         return 0;
     }
     /* Numbers right-aligned, text left-aligned, columns as wide as needed. */
-    static const char *const head[N_COLS] = {"ID",         "CREATED",     "ENTRIES",
-                                             "DATA_BYTES", "DURATION_MS", "KEY_GROUPS"};
-    static const int left[N_COLS] = {0, 1, 0, 0, 0, 1};
+    static const char *const head[N_COLS] = {"ID",          "CREATED",     "KIND",
+                                             "BASE",        "ENTRIES",     "ADDED_BYTES",
+                                             "TOTAL_BYTES", "DURATION_MS", "KEY_GROUPS"};
+    static const int left[N_COLS] = {0, 1, 1, 0, 0, 0, 0, 0, 1};
     int width[N_COLS];
     char cells[N_COLS][32];
     for (int k = 0; k < N_COLS; k++)
@@ -1213,7 +1234,7 @@ static void put_verify_failure(const struct ctl *x, const char *why)
 /* Opens the checkpoint directory PATH. On failure reports why and returns the
  * exit status: 1 when PATH does not exist, 3 for anything else (a directory
  * that is not a readable, intact checkpoint). */
-static int ckpt_open(struct ctl *x, struct sv_ckpt_reader **r)
+static int ckpt_open(struct ctl *x, struct sv_ckpt_chain **r)
 {
     const char *path = x->pos[0].text;
     char err[512] = "";
@@ -1224,7 +1245,7 @@ static int ckpt_open(struct ctl *x, struct sv_ckpt_reader **r)
         put_verify_failure(x, err);
         return EXIT_NOTFOUND;
     }
-    int rc = sv_ckpt_open(path, r, err, sizeof(err));
+    int rc = sv_ckpt_chain_open(path, r, err, sizeof(err));
     if (rc) {
         const char *why = err[0] ? err : sv_strerror(rc);
         errorf("%s: %s", x->cmd->name, why);
@@ -1256,6 +1277,10 @@ static int manifest_info(const struct sv_ckpt_manifest *m, const char *path,
     d->compression_level = m->compression_level;
     d->blocks = m->blocks;
     d->duration_ms = m->duration_ms;
+    d->incremental = m->incremental;
+    d->base_id = m->base_id;
+    d->added_bytes = m->added_bytes;
+    d->total_bytes = m->total_bytes;
     d->path = path;
     if (m->n_states) {
         d->states = calloc(m->n_states, sizeof(*d->states));
@@ -1278,14 +1303,14 @@ static int manifest_info(const struct sv_ckpt_manifest *m, const char *path,
 
 static int cmd_checkpoint_inspect(struct ctl *x)
 {
-    struct sv_ckpt_reader *r;
+    struct sv_ckpt_chain *r;
     int status = ckpt_open(x, &r);
     if (status)
         return status;
     statesrv_checkpoint_info m;
-    if (manifest_info(sv_ckpt_manifest(r), x->pos[0].text, &m)) {
+    if (manifest_info(sv_ckpt_chain_manifest(r), x->pos[0].text, &m)) {
         errorf("out of memory");
-        sv_ckpt_close(r);
+        sv_ckpt_chain_close(r);
         return EXIT_ERROR;
     }
     if (x->json) {
@@ -1308,6 +1333,16 @@ static int cmd_checkpoint_inspect(struct ctl *x)
         printf("compression: %s (level %d)\n", m.compression, m.compression_level);
         printf("blocks: %" PRIu64 "\n", m.blocks);
         printf("duration_ms: %" PRIu64 "\n", m.duration_ms);
+        printf("kind: %s\n", m.incremental ? "incremental" : "full");
+        printf("base: %" PRIu64 "\n", m.base_id);
+        printf("added_bytes: %" PRIu64 "\n", m.added_bytes);
+        printf("total_bytes: %" PRIu64 "\n", m.total_bytes);
+        const struct sv_ckpt_manifest *cm = sv_ckpt_chain_manifest(r);
+        for (size_t i = 0; i < sv_ckpt_chain_length(r); i++)
+            printf(
+                "file %s: checkpoint %" PRIu64 " %s %" PRIu64 " bytes\n", sv_ckpt_chain_path(r, i),
+                cm->n_links ? cm->links[i].checkpoint_id : cm->checkpoint_id,
+                i ? "incremental" : "full", cm->n_links ? cm->links[i].data_bytes : cm->data_bytes);
         for (size_t i = 0; i < m.n_states; i++) {
             const statesrv_checkpoint_state *s = &m.states[i];
             printf("state %s: entries %" PRIu64 " raw_bytes %" PRIu64 " blocks %" PRIu64, s->name,
@@ -1318,79 +1353,53 @@ static int cmd_checkpoint_inspect(struct ctl *x)
         }
     }
     free(m.states);
-    sv_ckpt_close(r);
+    sv_ckpt_chain_close(r);
     return 0;
-}
-
-struct verify_progress {
-    uint64_t total;
-    int64_t last_ms;
-    size_t shown;
-};
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void verify_progress_cb(void *ud, uint64_t bytes)
-{
-    struct verify_progress *v = ud;
-    int64_t now = mono_ms();
-    if (now - v->last_ms < PROGRESS_POLL_MS)
-        return;
-    v->last_ms = now;
-    progress_line(&v->shown, "verify: %.1f of %.1f MB (%.0f%%)", (double)bytes / 1e6,
-                  (double)v->total / 1e6,
-                  v->total ? 100.0 * (double)bytes / (double)v->total : 100.0);
 }
 
 static int cmd_checkpoint_verify(struct ctl *x)
 {
-    struct sv_ckpt_reader *r;
+    struct sv_ckpt_chain *r;
     int status = ckpt_open(x, &r);
     if (status)
         return status;
-    const struct sv_ckpt_manifest *m = sv_ckpt_manifest(r);
-    struct verify_progress v = {m->data_bytes, mono_ms(), 0};
+    const struct sv_ckpt_manifest *m = sv_ckpt_chain_manifest(r);
     char err[512] = "";
-    int tty = isatty(STDERR_FILENO);
-    int rc = sv_ckpt_verify(r, tty ? verify_progress_cb : NULL, &v, err, sizeof(err));
-    progress_clear(&v.shown);
+    /* Every file of the chain, then that they merge to what it counts. */
+    int rc = sv_ckpt_chain_verify(r, 1, err, sizeof(err));
     if (rc) {
         const char *why = err[0] ? err : sv_strerror(rc);
         errorf("%s: %s", x->cmd->name, why);
         put_verify_failure(x, why);
         status = EXIT_ERROR;
     } else if (x->json) {
-        printf("{\"ok\":true,\"entries\":%" PRIu64 ",\"bytes\":%" PRIu64 "}\n", m->entries,
-               m->data_bytes);
+        printf("{\"ok\":true,\"entries\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"files\":%zu}\n",
+               m->entries, m->total_bytes, sv_ckpt_chain_length(r));
     } else {
-        printf("ok: %" PRIu64 " entries, %" PRIu64 " bytes\n", m->entries, m->data_bytes);
+        printf("ok: %" PRIu64 " entries, %" PRIu64 " bytes in %zu file(s)\n", m->entries,
+               m->total_bytes, sv_ckpt_chain_length(r));
     }
-    sv_ckpt_close(r);
+    sv_ckpt_chain_close(r);
     return status;
 }
 
 /* Prints the entries of one state in key groups first..last. 0, or an exit
  * status after reporting. *printed counts entries across states (JSON commas). */
-static int dump_state(struct ctl *x, struct sv_ckpt_reader *r, size_t idx, uint32_t first,
+static int dump_state(struct ctl *x, struct sv_ckpt_chain *r, size_t idx, uint32_t first,
                       uint32_t last, uint64_t *printed)
 {
-    const char *name = sv_ckpt_manifest(r)->states[idx].name;
-    struct sv_ckpt_iter *it;
-    int rc = sv_ckpt_iter_open(r, idx, first, last, &it);
+    const char *name = sv_ckpt_chain_manifest(r)->states[idx].name;
+    struct sv_ckpt_chain_iter *it;
+    int rc = sv_ckpt_chain_iter_open(r, name, first, last, &it);
     if (rc) {
-        errorf("%s: %s", x->cmd->name, sv_ckpt_errmsg(r));
+        errorf("%s: %s", x->cmd->name, sv_ckpt_chain_errmsg(r));
         return EXIT_ERROR;
     }
     int status = 0;
     const uint8_t *sk, *val;
     size_t sklen, vlen;
     uint64_t n = 0;
-    while ((rc = sv_ckpt_iter_next(it, &sk, &sklen, &val, &vlen)) == 1) {
+    while ((rc = sv_ckpt_chain_iter_next(it, &sk, &sklen, &val, &vlen)) == 1) {
         struct sv_skey key;
         struct sv_value v;
         n++;
@@ -1436,26 +1445,26 @@ static int dump_state(struct ctl *x, struct sv_ckpt_reader *r, size_t idx, uint3
         printf(x->json ? "}" : "\n");
     }
     if (rc < 0) {
-        errorf("%s: %s", x->cmd->name, sv_ckpt_errmsg(r));
+        errorf("%s: %s", x->cmd->name, sv_ckpt_chain_errmsg(r));
         status = EXIT_ERROR;
     }
-    sv_ckpt_iter_close(it);
+    sv_ckpt_chain_iter_close(it);
     return status;
 }
 
 static int cmd_checkpoint_dump(struct ctl *x)
 {
-    struct sv_ckpt_reader *r;
+    struct sv_ckpt_chain *r;
     int status = ckpt_open(x, &r);
     if (status)
         return status;
-    const struct sv_ckpt_manifest *m = sv_ckpt_manifest(r);
+    const struct sv_ckpt_manifest *m = sv_ckpt_chain_manifest(r);
     uint32_t first = m->kg_first, last = m->kg_last;
     if (x->has_key_groups) {
         if (x->kg_first > x->kg_last || x->kg_last >= m->key_groups) {
             errorf("%s: key groups %" PRIu32 "-%" PRIu32 " are not a range within 0-%" PRIu32,
                    x->cmd->name, x->kg_first, x->kg_last, m->key_groups - 1);
-            sv_ckpt_close(r);
+            sv_ckpt_chain_close(r);
             return EXIT_USAGE;
         }
         first = x->kg_first;
@@ -1468,7 +1477,7 @@ static int cmd_checkpoint_dump(struct ctl *x)
                 break;
         if (from == m->n_states) {
             errorf("%s: the checkpoint has no state '%s'", x->cmd->name, x->state);
-            sv_ckpt_close(r);
+            sv_ckpt_chain_close(r);
             return EXIT_NOTFOUND;
         }
         to = from + 1;
@@ -1480,7 +1489,7 @@ static int cmd_checkpoint_dump(struct ctl *x)
         status = dump_state(x, r, i, first, last, &printed);
     if (x->json)
         printf("],\"complete\":%s}\n", status ? "false" : "true");
-    sv_ckpt_close(r);
+    sv_ckpt_chain_close(r);
     return status;
 }
 
@@ -1525,7 +1534,7 @@ static const struct command commands[] = {
      "every op, with statuses by name and the latency histogram's buckets.",
      0},
     {"info", cmd_info, 0, 0, 0, "", "Prints what the server announced in the handshake.", 0},
-    {"snapshot", cmd_snapshot, 0, 0, OPT_ID, "[--id N]",
+    {"snapshot", cmd_snapshot, 0, 0, OPT_ID | OPT_FULL, "[--id N] [--full]",
      "Writes a checkpoint of every state to the server's checkpoint_dir and waits\n"
      "until it is complete and durable (--timeout does not limit that wait).\n"
      "Prints \"checkpoint ID: DIRECTORY\"; with --json the whole manifest, states\n"
@@ -1831,6 +1840,8 @@ static int parse_args(struct ctl *x, int argc, char **argv)
             if (m < 0 || parse_u64(v, UINT64_MAX, &x->limit) || x->limit == 0)
                 return usage_error(x, "--limit needs a positive number");
             x->has_limit = 1;
+        } else if ((allowed & OPT_FULL) && strcmp(a, "--full") == 0) {
+            x->full = 1;
         } else if ((allowed & OPT_ALL) && strcmp(a, "--all") == 0) {
             x->all = 1;
         } else if ((allowed & OPT_ID) && (m = opt_value(a, "--id", argc, argv, &i, &v)) != 0) {

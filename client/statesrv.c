@@ -1788,6 +1788,10 @@ static void copy_manifest(statesrv_checkpoint_info *d, const Statesrv__V1__Check
     d->compression_level = m->compression_level;
     d->blocks = m->blocks;
     d->duration_ms = m->duration_ms;
+    d->incremental = m->incremental;
+    d->base_id = m->format_version >= 2 ? m->base_id : m->checkpoint_id;
+    d->added_bytes = m->format_version >= 2 ? m->added_bytes : m->data_bytes;
+    d->total_bytes = m->format_version >= 2 ? m->total_bytes : m->data_bytes;
     d->states = m->n_states ? states : NULL;
     d->n_states = m->n_states;
     for (size_t i = 0; i < m->n_states; i++) {
@@ -1840,7 +1844,7 @@ static int copy_manifests(statesrv *c, Statesrv__V1__CheckpointManifest *const *
     return 0;
 }
 
-int statesrv_snapshot(statesrv *c, int has_id, uint64_t id, statesrv_checkpoint_info **out)
+static int snapshot(statesrv *c, int has_id, uint64_t id, int full, statesrv_checkpoint_info **out)
 {
     if (!c)
         return STATESRV_ERR_USAGE;
@@ -1856,6 +1860,7 @@ int statesrv_snapshot(statesrv *c, int has_id, uint64_t id, statesrv_checkpoint_
         m.id_opt_case = STATESRV__V1__SNAPSHOT__ID_OPT_ID;
         m.id = id;
     }
+    m.full = full != 0;
     req.op_case = STATESRV__V1__REQUEST__OP_SNAPSHOT;
     req.snapshot = &m;
     rc = roundtrip_job(c, &req, STATESRV__V1__RESPONSE__RESULT_SNAPSHOT);
@@ -1868,6 +1873,16 @@ int statesrv_snapshot(statesrv *c, int has_id, uint64_t id, statesrv_checkpoint_
     }
     drop_resp(c);
     return rc;
+}
+
+int statesrv_snapshot(statesrv *c, int has_id, uint64_t id, statesrv_checkpoint_info **out)
+{
+    return snapshot(c, has_id, id, 0, out);
+}
+
+int statesrv_snapshot_full(statesrv *c, int has_id, uint64_t id, statesrv_checkpoint_info **out)
+{
+    return snapshot(c, has_id, id, 1, out);
 }
 
 int statesrv_list_checkpoints(statesrv *c, statesrv_checkpoint_info **out, size_t *n)

@@ -533,6 +533,12 @@ typedef struct statesrv_checkpoint_info {
     const char *path;     /**< statesrv_snapshot(): its directory on the server; else NULL */
     statesrv_checkpoint_state *states; /**< sorted by name; NULL when n_states is 0 */
     size_t n_states;
+    /* Format version 2 (version 1: incremental 0, base_id = id, both byte
+     * counts = data_bytes). */
+    int incremental;      /**< holds only the changes since the checkpoint before it */
+    uint64_t base_id;     /**< the full checkpoint its chain starts with */
+    uint64_t added_bytes; /**< bytes it added: its own data file */
+    uint64_t total_bytes; /**< bytes of every file of its chain: what a restore reads */
 } statesrv_checkpoint_info;
 
 /** What statesrv_restore() did. */
@@ -557,6 +563,14 @@ typedef struct statesrv_restore_info {
  */
 STATESRV_API int statesrv_snapshot(statesrv *c, int has_id, uint64_t id,
                                    statesrv_checkpoint_info **out);
+
+/**
+ * @brief Like statesrv_snapshot(), but a full checkpoint (the whole state),
+ *        even where the server would write an incremental one.
+ * @return as statesrv_snapshot().
+ */
+STATESRV_API int statesrv_snapshot_full(statesrv *c, int has_id, uint64_t id,
+                                        statesrv_checkpoint_info **out);
 
 /**
  * @brief Lists the complete checkpoints in the server's checkpoint_dir, by id.

@@ -56,6 +56,45 @@ void sv_ckpt_manifest_free(struct sv_ckpt_manifest *m)
     free(m->states);
     m->states = NULL;
     m->n_states = 0;
+    for (size_t i = 0; i < m->n_links; i++)
+        free(m->links[i].states);
+    free(m->links);
+    m->links = NULL;
+    m->n_links = 0;
+}
+
+int sv_ckpt_link_manifest(const struct sv_ckpt_manifest *m, size_t i, struct sv_ckpt_manifest *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (i >= m->n_links)
+        return SV_EINVAL;
+    const struct sv_ckpt_link *l = &m->links[i];
+    out->format_version = m->format_version;
+    out->checkpoint_id = l->checkpoint_id;
+    out->created_unix_ms = m->created_unix_ms;
+    memcpy(out->server_version, m->server_version, sizeof(out->server_version));
+    out->key_groups = m->key_groups;
+    out->kg_first = m->kg_first;
+    out->kg_last = m->kg_last;
+    out->entries = l->entries;
+    out->raw_bytes = l->raw_bytes;
+    out->data_bytes = l->data_bytes;
+    out->data_xxh3 = l->data_xxh3;
+    out->compression = m->compression;
+    out->compression_level = m->compression_level;
+    out->blocks = l->blocks;
+    out->incremental = l->incremental;
+    out->base_id = m->base_id;
+    out->added_bytes = l->data_bytes;
+    out->total_bytes = l->data_bytes;
+    if (l->n_states) {
+        out->states = calloc(l->n_states, sizeof(*out->states));
+        if (!out->states)
+            return -ENOMEM;
+        memcpy(out->states, l->states, l->n_states * sizeof(*out->states));
+    }
+    out->n_states = l->n_states;
+    return 0;
 }
 
 /* --- MANIFEST -------------------------------------------------------------- */
@@ -65,26 +104,65 @@ static const char *compression_name(enum sv_ckpt_compression c)
     return c == SV_CKPT_COMPRESS_ZSTD ? "zstd" : "none";
 }
 
+static void state_to_pb(const struct sv_ckpt_state *s, Statesrv__V1__CheckpointStateInfo *info)
+{
+    Statesrv__V1__CheckpointStateInfo init = STATESRV__V1__CHECKPOINT_STATE_INFO__INIT;
+    *info = init;
+    info->name = (char *)s->name;
+    info->entries = s->entries;
+    info->raw_bytes = s->raw_bytes;
+    info->kg_min = s->kg_min;
+    info->kg_max = s->kg_max;
+    info->blocks = s->blocks;
+    info->reset = s->reset != 0;
+    info->tombstones = s->tombstones;
+}
+
+/* Protobuf views of states[0..n): infos and the pointer array, in one
+ * allocation the caller frees. NULL on -ENOMEM. */
+static Statesrv__V1__CheckpointStateInfo **states_to_pb(const struct sv_ckpt_state *states,
+                                                        size_t n)
+{
+    size_t k = n ? n : 1;
+    void *mem = calloc(k, sizeof(Statesrv__V1__CheckpointStateInfo *) +
+                              sizeof(Statesrv__V1__CheckpointStateInfo));
+    if (!mem)
+        return NULL;
+    Statesrv__V1__CheckpointStateInfo **ptrs = mem;
+    Statesrv__V1__CheckpointStateInfo *infos = (void *)(ptrs + k);
+    for (size_t i = 0; i < n; i++) {
+        state_to_pb(&states[i], &infos[i]);
+        ptrs[i] = &infos[i];
+    }
+    return ptrs;
+}
+
 int sv_ckpt_manifest_encode(const struct sv_ckpt_manifest *m, uint8_t **out, size_t *outlen)
 {
     Statesrv__V1__CheckpointManifest pm = STATESRV__V1__CHECKPOINT_MANIFEST__INIT;
-    Statesrv__V1__CheckpointStateInfo *infos =
-        calloc(m->n_states ? m->n_states : 1, sizeof(*infos));
-    Statesrv__V1__CheckpointStateInfo **ptrs = calloc(m->n_states ? m->n_states : 1, sizeof(*ptrs));
+    size_t nl = m->n_links;
+    Statesrv__V1__CheckpointStateInfo **ptrs = states_to_pb(m->states, m->n_states);
+    Statesrv__V1__CheckpointLink *links = calloc(nl ? nl : 1, sizeof(*links));
+    Statesrv__V1__CheckpointLink **lptrs = calloc(nl ? nl : 1, sizeof(*lptrs));
     int rc = -ENOMEM;
-    if (!infos || !ptrs)
+    if (!ptrs || !links || !lptrs)
         goto out;
-    for (size_t i = 0; i < m->n_states; i++) {
-        const struct sv_ckpt_state *s = &m->states[i];
-        Statesrv__V1__CheckpointStateInfo init = STATESRV__V1__CHECKPOINT_STATE_INFO__INIT;
-        infos[i] = init;
-        infos[i].name = (char *)s->name;
-        infos[i].entries = s->entries;
-        infos[i].raw_bytes = s->raw_bytes;
-        infos[i].kg_min = s->kg_min;
-        infos[i].kg_max = s->kg_max;
-        infos[i].blocks = s->blocks;
-        ptrs[i] = &infos[i];
+    for (size_t i = 0; i < nl; i++) {
+        const struct sv_ckpt_link *l = &m->links[i];
+        Statesrv__V1__CheckpointLink init = STATESRV__V1__CHECKPOINT_LINK__INIT;
+        links[i] = init;
+        links[i].checkpoint_id = l->checkpoint_id;
+        links[i].file = (char *)l->file;
+        links[i].data_bytes = l->data_bytes;
+        links[i].data_xxh3 = l->data_xxh3;
+        links[i].incremental = l->incremental != 0;
+        links[i].entries = l->entries;
+        links[i].raw_bytes = l->raw_bytes;
+        links[i].blocks = l->blocks;
+        links[i].n_states = l->n_states;
+        if (!(links[i].states = states_to_pb(l->states, l->n_states)))
+            goto out;
+        lptrs[i] = &links[i];
     }
     pm.format_version = m->format_version;
     pm.checkpoint_id = m->checkpoint_id;
@@ -103,6 +181,14 @@ int sv_ckpt_manifest_encode(const struct sv_ckpt_manifest *m, uint8_t **out, siz
     pm.states = ptrs;
     pm.blocks = m->blocks;
     pm.duration_ms = m->duration_ms;
+    if (m->format_version != SV_CKPT_FORMAT_V1) { /* version 1 has no chain */
+        pm.incremental = m->incremental != 0;
+        pm.base_id = m->base_id;
+        pm.added_bytes = m->added_bytes;
+        pm.total_bytes = m->total_bytes;
+        pm.n_chain = nl;
+        pm.chain = lptrs;
+    }
 
     size_t body = statesrv__v1__checkpoint_manifest__get_packed_size(&pm);
     if (body > SV_CKPT_MANIFEST_MAX - SV_CKPT_MANIFEST_OVERHEAD) {
@@ -119,50 +205,155 @@ int sv_ckpt_manifest_encode(const struct sv_ckpt_manifest *m, uint8_t **out, siz
     *outlen = body + SV_CKPT_MANIFEST_OVERHEAD;
     rc = 0;
 out:
-    free(infos);
+    for (size_t i = 0; links && i < nl; i++)
+        free(links[i].states);
+    free(links);
+    free(lptrs);
     free(ptrs);
     return rc;
 }
 
-/* Checks and copies the states of a decoded manifest into m. */
-static int manifest_states(const Statesrv__V1__CheckpointManifest *pm, struct sv_ckpt_manifest *m,
-                           char *why, size_t whylen)
+/* Checks and copies n decoded states (of a version-1 manifest, or of a
+ * chain link: `what` names it) into *out; sums[0..2] get their entries, raw
+ * bytes and blocks. Names valid and strictly increasing; per-state counts
+ * consistent within kg_first..kg_last. With live (the states of a
+ * version-2 manifest, which only name the states at the cut and count their
+ * live entries) only the names and entries are read. */
+static int decode_states(Statesrv__V1__CheckpointStateInfo *const *in, size_t n, uint32_t kg_first,
+                         uint32_t kg_last, int live, int incremental, const char *what,
+                         struct sv_ckpt_state **out, size_t *nout, uint64_t sums[3], char *why,
+                         size_t whylen)
 {
-    if (pm->n_states) {
-        m->states = calloc(pm->n_states, sizeof(*m->states));
-        if (!m->states)
+    *out = NULL;
+    *nout = 0;
+    sums[0] = sums[1] = sums[2] = 0;
+    if (n) {
+        *out = calloc(n, sizeof(**out));
+        if (!*out)
             return -ENOMEM;
     }
-    m->n_states = pm->n_states;
-    uint64_t entries = 0, raw = 0, blocks = 0;
-    for (size_t i = 0; i < pm->n_states; i++) {
-        const Statesrv__V1__CheckpointStateInfo *si = pm->states[i];
-        struct sv_ckpt_state *s = &m->states[i];
+    *nout = n;
+    for (size_t i = 0; i < n; i++) {
+        const Statesrv__V1__CheckpointStateInfo *si = in[i];
+        struct sv_ckpt_state *s = &(*out)[i];
         size_t nl = strlen(si->name);
         if (!sv_state_name_valid(si->name, nl))
-            return fail(SV_ECORRUPT, why, whylen, "MANIFEST: state %zu: invalid name", i);
+            return fail(SV_ECORRUPT, why, whylen, "MANIFEST: %sstate %zu: invalid name", what, i);
         memcpy(s->name, si->name, nl + 1);
-        if (i > 0 && strcmp(m->states[i - 1].name, s->name) >= 0)
+        if (i > 0 && strcmp((*out)[i - 1].name, s->name) >= 0)
             return fail(SV_ECORRUPT, why, whylen,
-                        "MANIFEST: state %zu (%s): names not in increasing order", i, s->name);
+                        "MANIFEST: %sstate %zu (%s): names not in increasing order", what, i,
+                        s->name);
         s->entries = si->entries;
+        if (add_u64(&sums[0], s->entries))
+            return fail(SV_ECORRUPT, why, whylen, "MANIFEST: %sstate totals overflow", what);
+        if (live)
+            continue;
         s->raw_bytes = si->raw_bytes;
         s->kg_min = si->kg_min;
         s->kg_max = si->kg_max;
         s->blocks = si->blocks;
-        int bad = s->entries ? (s->kg_min > s->kg_max || s->kg_min < m->kg_first ||
-                                s->kg_max > m->kg_last || s->blocks == 0 || s->blocks > s->entries)
+        s->reset = si->reset;
+        s->tombstones = si->tombstones;
+        int bad = s->entries ? (s->kg_min > s->kg_max || s->kg_min < kg_first ||
+                                s->kg_max > kg_last || s->blocks == 0 || s->blocks > s->entries)
                              : (s->blocks != 0 || s->raw_bytes != 0);
+        /* Only an incremental link deletes, and it is the only one a reset
+         * means anything in. */
+        bad = bad || s->tombstones > s->entries || (!incremental && (s->tombstones || s->reset));
         if (bad)
             return fail(SV_ECORRUPT, why, whylen,
-                        "MANIFEST: state %s: inconsistent counts or key groups", s->name);
-        if (add_u64(&entries, s->entries) || add_u64(&raw, s->raw_bytes) ||
-            add_u64(&blocks, s->blocks))
-            return fail(SV_ECORRUPT, why, whylen, "MANIFEST: state totals overflow");
+                        "MANIFEST: %sstate %s: inconsistent counts or key groups", what, s->name);
+        if (add_u64(&sums[1], s->raw_bytes) || add_u64(&sums[2], s->blocks))
+            return fail(SV_ECORRUPT, why, whylen, "MANIFEST: %sstate totals overflow", what);
     }
-    if (entries != m->entries || raw != m->raw_bytes || blocks != m->blocks)
+    return 0;
+}
+
+/* Checks and copies the states of a decoded version-1 manifest into m. */
+static int manifest_states(const Statesrv__V1__CheckpointManifest *pm, struct sv_ckpt_manifest *m,
+                           char *why, size_t whylen)
+{
+    uint64_t sums[3];
+    int rc = decode_states(pm->states, pm->n_states, m->kg_first, m->kg_last, 0, 0, "", &m->states,
+                           &m->n_states, sums, why, whylen);
+    if (rc)
+        return rc;
+    if (sums[0] != m->entries || sums[1] != m->raw_bytes || sums[2] != m->blocks)
         return fail(SV_ECORRUPT, why, whylen,
                     "MANIFEST: totals do not match the sum of the states");
+    return 0;
+}
+
+/* The chain of a version-2 manifest: ids strictly increasing, the first
+ * link full and the others incremental, the last one this checkpoint's
+ * own, each file named after its checkpoint, per-link totals equal to the
+ * sums over its states, and the manifest's own-file and chain totals. The
+ * last link's states are the states at the cut. */
+static int manifest_chain(const Statesrv__V1__CheckpointManifest *pm, struct sv_ckpt_manifest *m,
+                          char *why, size_t whylen)
+{
+    uint64_t sums[3];
+    int rc = decode_states(pm->states, pm->n_states, m->kg_first, m->kg_last, 1, 0, "", &m->states,
+                           &m->n_states, sums, why, whylen);
+    if (rc)
+        return rc;
+    if (sums[0] != m->entries)
+        return fail(SV_ECORRUPT, why, whylen,
+                    "MANIFEST: entries do not match the sum of the states");
+    size_t n = pm->n_chain;
+    if (n == 0 || n > SV_CKPT_CHAIN_MAX)
+        return fail(SV_ECORRUPT, why, whylen, "MANIFEST: a chain of %zu files (1..%u)", n,
+                    SV_CKPT_CHAIN_MAX);
+    m->links = calloc(n, sizeof(*m->links));
+    if (!m->links)
+        return -ENOMEM;
+    m->n_links = n;
+    uint64_t total = 0;
+    for (size_t i = 0; i < n; i++) {
+        const Statesrv__V1__CheckpointLink *pl = pm->chain[i];
+        struct sv_ckpt_link *l = &m->links[i];
+        char what[48], want[48];
+        snprintf(what, sizeof(what), "chain link %zu: ", i);
+        l->checkpoint_id = pl->checkpoint_id;
+        l->data_bytes = pl->data_bytes;
+        l->data_xxh3 = pl->data_xxh3;
+        l->incremental = pl->incremental;
+        l->entries = pl->entries;
+        l->raw_bytes = pl->raw_bytes;
+        l->blocks = pl->blocks;
+        snprintf(want, sizeof(want), "chk-%llu/data", (unsigned long long)l->checkpoint_id);
+        if (strcmp(pl->file, want) != 0)
+            return fail(SV_ECORRUPT, why, whylen, "MANIFEST: %sfile \"%.40s\" is not \"%s\"", what,
+                        pl->file, want);
+        memcpy(l->file, want, strlen(want) + 1);
+        if (i > 0 && l->checkpoint_id <= m->links[i - 1].checkpoint_id)
+            return fail(SV_ECORRUPT, why, whylen, "MANIFEST: %scheckpoint ids not increasing",
+                        what);
+        if (l->incremental != (i > 0))
+            return fail(SV_ECORRUPT, why, whylen, "MANIFEST: %s%s", what,
+                        i ? "an incremental link must build on the one before"
+                          : "the chain must start with a full checkpoint");
+        if ((rc = decode_states(pl->states, pl->n_states, m->kg_first, m->kg_last, 0,
+                                l->incremental, what, &l->states, &l->n_states, sums, why, whylen)))
+            return rc;
+        if (sums[0] != l->entries || sums[1] != l->raw_bytes || sums[2] != l->blocks)
+            return fail(SV_ECORRUPT, why, whylen,
+                        "MANIFEST: %stotals do not match the sum of its states", what);
+        if (add_u64(&total, l->data_bytes))
+            return fail(SV_ECORRUPT, why, whylen, "MANIFEST: chain sizes overflow");
+    }
+    const struct sv_ckpt_link *own = &m->links[n - 1];
+    int same_states = own->n_states == m->n_states;
+    for (size_t i = 0; same_states && i < m->n_states; i++)
+        same_states = strcmp(own->states[i].name, m->states[i].name) == 0;
+    if (own->checkpoint_id != m->checkpoint_id || m->base_id != m->links[0].checkpoint_id ||
+        m->incremental != (n > 1) || m->added_bytes != own->data_bytes || m->total_bytes != total ||
+        m->data_bytes != own->data_bytes || m->data_xxh3 != own->data_xxh3 ||
+        m->raw_bytes != own->raw_bytes || m->blocks != own->blocks || !same_states)
+        return fail(SV_ECORRUPT, why, whylen,
+                    "MANIFEST: the chain does not end with this checkpoint's own file as the "
+                    "manifest describes it");
     return 0;
 }
 
@@ -170,10 +361,10 @@ static int manifest_states(const Statesrv__V1__CheckpointManifest *pm, struct sv
 static int manifest_fields(const Statesrv__V1__CheckpointManifest *pm, struct sv_ckpt_manifest *m,
                            char *why, size_t whylen)
 {
-    if (pm->format_version != SV_CKPT_FORMAT_VERSION)
+    if (pm->format_version != SV_CKPT_FORMAT_V1 && pm->format_version != SV_CKPT_FORMAT_V2)
         return fail(SV_ECORRUPT, why, whylen,
-                    "MANIFEST: format version %u is not supported (this reader knows %u)",
-                    (unsigned)pm->format_version, SV_CKPT_FORMAT_VERSION);
+                    "MANIFEST: format version %u is not supported (this reader knows 1 and 2)",
+                    (unsigned)pm->format_version);
     m->format_version = pm->format_version;
     m->checkpoint_id = pm->checkpoint_id;
     m->created_unix_ms = pm->created_unix_ms;
@@ -202,7 +393,18 @@ static int manifest_fields(const Statesrv__V1__CheckpointManifest *pm, struct sv
     m->compression_level = pm->compression_level;
     m->blocks = pm->blocks;
     m->duration_ms = pm->duration_ms;
-    return manifest_states(pm, m, why, whylen);
+    if (m->format_version == SV_CKPT_FORMAT_V1) {
+        if (pm->n_chain || pm->incremental || pm->base_id || pm->added_bytes || pm->total_bytes)
+            return fail(SV_ECORRUPT, why, whylen, "MANIFEST: version 1 with a chain");
+        m->added_bytes = m->total_bytes = m->data_bytes;
+        m->base_id = m->checkpoint_id;
+        return manifest_states(pm, m, why, whylen);
+    }
+    m->incremental = pm->incremental;
+    m->base_id = pm->base_id;
+    m->added_bytes = pm->added_bytes;
+    m->total_bytes = pm->total_bytes;
+    return manifest_chain(pm, m, why, whylen);
 }
 
 int sv_ckpt_manifest_decode(const uint8_t *p, size_t n, struct sv_ckpt_manifest *m, char *why,
@@ -248,20 +450,21 @@ void sv_ckpt_manifest_seal(uint8_t *p, size_t n)
 
 /* --- data file: header, footer, index -------------------------------------- */
 
-void sv_ckpt_data_header_put(uint8_t *out)
+void sv_ckpt_data_header_put(uint8_t *out, uint32_t version)
 {
     memcpy(out, DATA_MAGIC, 8);
-    sv_be32_put(out + 8, SV_CKPT_FORMAT_VERSION);
+    sv_be32_put(out + 8, version);
     sv_be32_put(out + 12, 0);
 }
 
-int sv_ckpt_data_header_check(const uint8_t *p, char *why, size_t whylen)
+int sv_ckpt_data_header_check(const uint8_t *p, uint32_t version, char *why, size_t whylen)
 {
     if (memcmp(p, DATA_MAGIC, 8) != 0)
         return fail(SV_ECORRUPT, why, whylen, "data header: bad magic");
-    if (sv_be32_get(p + 8) != SV_CKPT_FORMAT_VERSION)
-        return fail(SV_ECORRUPT, why, whylen, "data header: format version %u is not supported",
-                    (unsigned)sv_be32_get(p + 8));
+    if (sv_be32_get(p + 8) != version)
+        return fail(SV_ECORRUPT, why, whylen,
+                    "data header: format version %u, the MANIFEST says %u",
+                    (unsigned)sv_be32_get(p + 8), (unsigned)version);
     if (sv_be32_get(p + 12) != 0)
         return fail(SV_ECORRUPT, why, whylen, "data header: unknown flags %#x",
                     (unsigned)sv_be32_get(p + 12));

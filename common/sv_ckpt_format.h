@@ -1,4 +1,4 @@
-/* Checkpoint format, version 1: the layout and its codec, with no I/O.
+/* Checkpoint format, versions 1 and 2: the layout and its codec, with no I/O.
  *
  * docs/checkpoint-format.md specifies the bytes; this module is the only code
  * that encodes them. Every function takes bytes in memory and gives structs
@@ -21,7 +21,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define SV_CKPT_FORMAT_VERSION 1u
+/* Version 1: one data file, the whole state. Version 2: the MANIFEST names a
+ * chain of data files (a full one, then the changes of each incremental
+ * checkpoint; an empty value is a tombstone). Readers take both. */
+#define SV_CKPT_FORMAT_V1 1u
+#define SV_CKPT_FORMAT_V2 2u
+#define SV_CKPT_FORMAT_VERSION SV_CKPT_FORMAT_V2 /* the newest */
+/* A reader refuses chains longer than this (the server bounds them far
+ * lower: checkpoint_chain_max). */
+#define SV_CKPT_CHAIN_MAX 1024u
 #define SV_CKPT_DATA_FILE "data"
 #define SV_CKPT_MANIFEST_FILE "MANIFEST"
 #define SV_CKPT_BLOCK_SIZE_DEFAULT (256u * 1024)
@@ -52,6 +60,28 @@ struct sv_ckpt_state {
     uint64_t raw_bytes;
     uint32_t kg_min, kg_max; /* meaningful when entries > 0 */
     uint64_t blocks;
+    /* Version 2, in a chain link: older links hold nothing of this state
+     * (it was dropped since, or the link is a full one), and the entries
+     * with an empty value (deletions since the previous link). */
+    int reset;
+    uint64_t tombstones;
+};
+
+/* Version 2: one data file of a chain. file is "chk-<checkpoint_id>/data",
+ * relative to the directory that holds the checkpoint's directory. states
+ * (owned, freed with the manifest) are the file's: its blocks' state
+ * numbers index them. */
+struct sv_ckpt_link {
+    uint64_t checkpoint_id;
+    char file[48];
+    uint64_t data_bytes;
+    uint64_t data_xxh3;
+    int incremental;
+    uint64_t entries; /* tombstones included */
+    uint64_t raw_bytes;
+    uint64_t blocks;
+    size_t n_states;
+    struct sv_ckpt_state *states;
 };
 
 /* What a MANIFEST says. states is owned by whoever filled the struct (the
@@ -74,6 +104,17 @@ struct sv_ckpt_manifest {
     uint64_t duration_ms;
     size_t n_states;
     struct sv_ckpt_state *states;
+    /* Version 2 (docs/checkpoint-format.md): states are the states at the
+     * cut, with entries the live entries (the other per-state numbers are
+     * the links'); data_bytes, data_xxh3, raw_bytes and blocks are this
+     * checkpoint's own file's. links: the chain, the full checkpoint first
+     * and this checkpoint's own file last. A version-1 manifest has none. */
+    int incremental;
+    uint64_t base_id;
+    uint64_t added_bytes;
+    uint64_t total_bytes;
+    size_t n_links;
+    struct sv_ckpt_link *links;
 };
 
 void sv_ckpt_manifest_free(struct sv_ckpt_manifest *m);
@@ -109,6 +150,13 @@ int sv_ckpt_manifest_encode(const struct sv_ckpt_manifest *m, uint8_t **out, siz
 int sv_ckpt_manifest_decode(const uint8_t *p, size_t n, struct sv_ckpt_manifest *m, char *why,
                             size_t whylen) __attribute__((warn_unused_result));
 
+/* The version-1-shaped description of link i of a version-2 manifest m (one
+ * data file on its own, as sv_ckpt_index_decode checks a file against):
+ * its own copy of the link's states, freed with sv_ckpt_manifest_free. 0 or
+ * -ENOMEM. */
+int sv_ckpt_link_manifest(const struct sv_ckpt_manifest *m, size_t i, struct sv_ckpt_manifest *out)
+    __attribute__((warn_unused_result));
+
 /* The body (the packed CheckpointManifest) of a MANIFEST image of n bytes,
  * as its size says, unchecked; NULL if n is below SV_CKPT_MANIFEST_OVERHEAD.
  * For tools that edit an image; readers use sv_ckpt_manifest_decode. */
@@ -119,9 +167,11 @@ void sv_ckpt_manifest_seal(uint8_t *p, size_t n);
 
 /* --- data file: header, footer, index -------------------------------------- */
 
-void sv_ckpt_data_header_put(uint8_t *out);
-/* Magic, version, flags of the SV_CKPT_DATA_HEADER_SIZE bytes at p. */
-int sv_ckpt_data_header_check(const uint8_t *p, char *why, size_t whylen)
+/* version: SV_CKPT_FORMAT_V1 or V2. */
+void sv_ckpt_data_header_put(uint8_t *out, uint32_t version);
+/* Magic, version (as the MANIFEST says: `version`), flags of the
+ * SV_CKPT_DATA_HEADER_SIZE bytes at p. */
+int sv_ckpt_data_header_check(const uint8_t *p, uint32_t version, char *why, size_t whylen)
     __attribute__((warn_unused_result));
 
 /* f->index_len must be SV_CKPT_INDEX_RECORD_SIZE x f->index_count. */

@@ -104,6 +104,8 @@ struct sv_ckpt_writer {
     int level;
     size_t block_size;
     uint64_t checkpoint_id;
+    uint32_t version;
+    int incremental;
     char server_version[32];
     uint64_t created_unix_ms;
     uint64_t start_mono_ms;
@@ -245,6 +247,11 @@ static int check_options(const struct sv_ckpt_writer_options *o, char *why, size
         snprintf(why, whylen, "block_size %zu is above %u", o->block_size, SV_CKPT_BLOCK_RAW_MAX);
         return SV_EINVAL;
     }
+    if (o->format_version > SV_CKPT_FORMAT_V2 || (o->incremental && o->format_version != 2)) {
+        snprintf(why, whylen, "format version %u%s", (unsigned)o->format_version,
+                 o->incremental ? " cannot be incremental" : " is unknown");
+        return SV_EINVAL;
+    }
     if (o->server_version && strlen(o->server_version) >= 32) {
         snprintf(why, whylen, "server_version is longer than 31 bytes");
         return SV_EINVAL;
@@ -302,6 +309,8 @@ int sv_ckpt_writer_open(const char *dir, const struct sv_ckpt_writer_options *o,
                    : 0;
     w->block_size = o->block_size ? o->block_size : SV_CKPT_BLOCK_SIZE_DEFAULT;
     w->checkpoint_id = o->checkpoint_id;
+    w->version = o->format_version ? o->format_version : SV_CKPT_FORMAT_V1;
+    w->incremental = o->incremental && w->version == SV_CKPT_FORMAT_V2;
     snprintf(w->server_version, sizeof(w->server_version), "%s",
              o->server_version ? o->server_version : SV_VERSION);
     w->created_unix_ms = now_ms(CLOCK_REALTIME);
@@ -325,7 +334,7 @@ int sv_ckpt_writer_open(const char *dir, const struct sv_ckpt_writer_options *o,
         goto fail;
     }
     uint8_t hdr[SV_CKPT_DATA_HEADER_SIZE];
-    sv_ckpt_data_header_put(hdr);
+    sv_ckpt_data_header_put(hdr, w->version);
     rc = out_write(w, hdr, sizeof(hdr)); /* buffered: cannot fail */
     if (rc)
         goto fail;
@@ -366,6 +375,16 @@ int sv_ckpt_writer_state(struct sv_ckpt_writer *w, const char *name)
     return 0;
 }
 
+int sv_ckpt_writer_reset(struct sv_ckpt_writer *w)
+{
+    if (w->err)
+        return w->err;
+    if (!w->n_states || !w->incremental)
+        return werr(w, SV_EINVAL, "a reset needs a state of an incremental checkpoint");
+    w->states[w->n_states - 1].reset = 1;
+    return 0;
+}
+
 int sv_ckpt_writer_add(struct sv_ckpt_writer *w, const uint8_t *skey, size_t sklen,
                        const uint8_t *value, size_t vlen)
 {
@@ -392,6 +411,9 @@ int sv_ckpt_writer_add(struct sv_ckpt_writer *w, const uint8_t *skey, size_t skl
         sv_ckpt_entry_size(sklen, vlen) > SV_CKPT_BLOCK_RAW_MAX)
         return werr(w, SV_ETOOLARGE, "state %s, entry %llu: %zu bytes is above the block limit",
                     s->name, (unsigned long long)s->entries, sklen + vlen);
+    if (vlen == 0 && w->version == SV_CKPT_FORMAT_V2 && !w->incremental)
+        return werr(w, SV_EINVAL, "state %s, entry %llu: a tombstone in a full checkpoint", s->name,
+                    (unsigned long long)s->entries);
     size_t esz = sv_ckpt_entry_size(sklen, vlen);
     int rc;
     if (w->blk_entries && (k.kg != w->blk_kg || w->raw.len + esz > w->block_size)) {
@@ -414,6 +436,8 @@ int sv_ckpt_writer_add(struct sv_ckpt_writer *w, const uint8_t *skey, size_t skl
     if (!s->entries || k.kg > s->kg_max)
         s->kg_max = k.kg;
     s->entries++;
+    if (vlen == 0 && w->incremental)
+        s->tombstones++;
     s->raw_bytes += sklen + vlen;
     w->entries++;
     w->raw_bytes += sklen + vlen;
@@ -467,10 +491,11 @@ static int finish_data(struct sv_ckpt_writer *w)
 
 /* Writes MANIFEST the safe way: MANIFEST.tmp, fsync, rename, fsync the
  * directory. On failure neither file is left behind. */
-static int write_manifest(struct sv_ckpt_writer *w, const uint8_t *img, size_t n)
+static int write_manifest_in(struct sv_ckpt_writer *w, const char *dir, const uint8_t *img,
+                             size_t n)
 {
-    char *tmp = path_join(w->dir, MANIFEST_TMP);
-    char *final = path_join(w->dir, SV_CKPT_MANIFEST_FILE);
+    char *tmp = path_join(dir, MANIFEST_TMP);
+    char *final = path_join(dir, SV_CKPT_MANIFEST_FILE);
     int rc = 0, fd = -1, renamed = 0;
     if (!tmp || !final) {
         rc = werr(w, -ENOMEM, "out of memory");
@@ -505,8 +530,8 @@ static int write_manifest(struct sv_ckpt_writer *w, const uint8_t *img, size_t n
         goto out;
     }
     renamed = 1;
-    if ((rc = sv_fs_fsync_dir(w->dir)) != 0) {
-        werr(w, rc, "%s: fsync directory: %s", w->dir, sv_strerror(rc));
+    if ((rc = sv_fs_fsync_dir(dir)) != 0) {
+        werr(w, rc, "%s: fsync directory: %s", dir, sv_strerror(rc));
         goto out;
     }
 out:
@@ -521,14 +546,60 @@ out:
     return rc;
 }
 
+int sv_ckpt_writer_finish_link(struct sv_ckpt_writer *w, struct sv_ckpt_link *l, char *err,
+                               size_t errlen)
+{
+    memset(l, 0, sizeof(*l));
+    int rc = w->err ? w->err : w->version != SV_CKPT_FORMAT_V2 ? SV_EINVAL : finish_data(w);
+    if (!rc) {
+        l->checkpoint_id = w->checkpoint_id;
+        snprintf(l->file, sizeof(l->file), "chk-%llu/" SV_CKPT_DATA_FILE,
+                 (unsigned long long)w->checkpoint_id);
+        l->data_bytes = w->offset;
+        l->data_xxh3 = XXH3_64bits_digest(w->hash);
+        l->incremental = w->incremental;
+        l->entries = w->entries;
+        l->raw_bytes = w->raw_bytes;
+        l->blocks = w->blocks;
+        l->n_states = w->n_states;
+        l->states = w->states;
+        w->states = NULL; /* now the caller's */
+    } else {
+        if (rc == SV_EINVAL && !w->err)
+            werr(w, rc, "a version-2 writer finishes with a link");
+        copy_err(err, errlen, w->errmsg);
+    }
+    sv_ckpt_writer_abort(w);
+    return rc;
+}
+
+int sv_ckpt_manifest_write(const char *dir, const struct sv_ckpt_manifest *m, char *err,
+                           size_t errlen)
+{
+    struct sv_ckpt_writer w = {.fd = -1};
+    uint8_t *img = NULL;
+    size_t n = 0;
+    int rc = sv_ckpt_manifest_encode(m, &img, &n);
+    if (rc)
+        rc = werr(&w, rc, "%s: MANIFEST: cannot encode: %s", dir, sv_strerror(rc));
+    else
+        rc = write_manifest_in(&w, dir, img, n);
+    free(img);
+    if (rc)
+        copy_err(err, errlen, w.errmsg);
+    return rc;
+}
+
 int sv_ckpt_writer_finish(struct sv_ckpt_writer *w, struct sv_ckpt_manifest *m, char *err,
                           size_t errlen)
 {
     if (m)
         memset(m, 0, sizeof(*m));
-    int rc = w->err ? w->err : finish_data(w);
+    int rc = w->err ? w->err : w->version != SV_CKPT_FORMAT_V1 ? SV_EINVAL : finish_data(w);
+    if (rc == SV_EINVAL && !w->err)
+        werr(w, rc, "a version-2 writer finishes with sv_ckpt_writer_finish_link");
     struct sv_ckpt_manifest mf = {
-        .format_version = SV_CKPT_FORMAT_VERSION,
+        .format_version = SV_CKPT_FORMAT_V1,
         .checkpoint_id = w->checkpoint_id,
         .created_unix_ms = w->created_unix_ms,
         .key_groups = w->key_groups,
@@ -553,7 +624,7 @@ int sv_ckpt_writer_finish(struct sv_ckpt_writer *w, struct sv_ckpt_manifest *m, 
         if (rc)
             rc = werr(w, rc, "MANIFEST: cannot encode: %s", sv_strerror(rc));
         else
-            rc = write_manifest(w, img, n);
+            rc = write_manifest_in(w, w->dir, img, n);
         free(img);
     }
     if (!rc && m) {
@@ -601,7 +672,9 @@ struct sv_ckpt_reader {
     char *data_path;
     int fd;
     uint64_t size;
-    struct sv_ckpt_manifest m;
+    struct sv_ckpt_manifest m;   /* what the data file must be */
+    struct sv_ckpt_manifest top; /* the MANIFEST (version 2; version 1: unused, see m) */
+    int has_top;
     uint8_t header[SV_CKPT_DATA_HEADER_SIZE];
     uint64_t index_offset;
     struct sv_ckpt_block_info *idx;
@@ -661,8 +734,8 @@ static int open_regular(struct sv_ckpt_reader *r, const char *path, int *fd, str
     return rc;
 }
 
-/* Reads the MANIFEST into r->m. */
-static int read_manifest(struct sv_ckpt_reader *r)
+/* Reads a MANIFEST file into *m (r for the error). */
+static int read_manifest_file(struct sv_ckpt_reader *r, struct sv_ckpt_manifest *m)
 {
     int fd;
     struct stat st;
@@ -687,13 +760,32 @@ static int read_manifest(struct sv_ckpt_reader *r)
         goto out;
     }
     char why[WHY_LEN];
-    rc = sv_ckpt_manifest_decode(buf, n, &r->m, why, sizeof(why));
+    rc = sv_ckpt_manifest_decode(buf, n, m, why, sizeof(why));
     if (rc)
         rerr(r, rc, "%s: %s", r->manifest_path, why);
 out:
     free(buf);
     close(fd);
     return rc;
+}
+
+/* Reads the MANIFEST: version 1 into r->m; version 2 into r->top, and the
+ * description of its own file (the chain's last) into r->m. */
+static int read_manifest(struct sv_ckpt_reader *r)
+{
+    struct sv_ckpt_manifest top;
+    int rc = read_manifest_file(r, &top);
+    if (rc)
+        return rc;
+    if (top.format_version == SV_CKPT_FORMAT_V1) {
+        r->m = top;
+        return 0;
+    }
+    r->top = top;
+    r->has_top = 1;
+    if ((rc = sv_ckpt_link_manifest(&top, top.n_links - 1, &r->m)))
+        return rerr(r, rc, "%s: out of memory", r->manifest_path);
+    return 0;
 }
 
 /* Reads the data file's header, footer and index, and checks them against
@@ -704,6 +796,8 @@ static int read_data_meta(struct sv_ckpt_reader *r)
     const char *path = r->data_path;
     struct stat st;
     int rc = open_regular(r, path, &r->fd, &st);
+    if (rc == -ENOENT) /* the MANIFEST names it: a damaged checkpoint, not a missing one */
+        return rerr(r, SV_ECORRUPT, "%s: missing (the MANIFEST names it)", path);
     if (rc)
         return rc;
     r->size = (uint64_t)st.st_size;
@@ -719,7 +813,7 @@ static int read_data_meta(struct sv_ckpt_reader *r)
     rc = pread_full(r->fd, r->header, SV_CKPT_DATA_HEADER_SIZE, 0);
     if (rc)
         return rerr(r, rc, "%s: data header: read: %s", path, sv_strerror(rc));
-    if ((rc = sv_ckpt_data_header_check(r->header, why, sizeof(why))))
+    if ((rc = sv_ckpt_data_header_check(r->header, m->format_version, why, sizeof(why))))
         return rerr(r, rc, "%s: %s", path, why);
 
     uint8_t fb[SV_CKPT_FOOTER_SIZE];
@@ -781,6 +875,7 @@ void sv_ckpt_close(struct sv_ckpt_reader *r)
     free(r->manifest_path);
     free(r->data_path);
     sv_ckpt_manifest_free(&r->m);
+    sv_ckpt_manifest_free(&r->top);
     free(r->idx);
     blockbuf_free(&r->blk);
     free(r);
@@ -788,7 +883,40 @@ void sv_ckpt_close(struct sv_ckpt_reader *r)
 
 const struct sv_ckpt_manifest *sv_ckpt_manifest(const struct sv_ckpt_reader *r)
 {
+    return r->has_top ? &r->top : &r->m;
+}
+
+const struct sv_ckpt_manifest *sv_ckpt_file_manifest(const struct sv_ckpt_reader *r)
+{
     return &r->m;
+}
+
+/* Opens link i of the version-2 manifest top: its data file at data_path,
+ * checked against the link (no MANIFEST of its own is read). */
+static int open_link(const struct sv_ckpt_manifest *top, size_t i, const char *data_path,
+                     struct sv_ckpt_reader **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    struct sv_ckpt_reader *r = calloc(1, sizeof(*r));
+    if (!r) {
+        copy_err(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    r->fd = -1;
+    r->data_path = strdup(data_path);
+    r->manifest_path = strdup(data_path);
+    int rc;
+    if (!r->data_path || !r->manifest_path || sv_ckpt_link_manifest(top, i, &r->m))
+        rc = rerr(r, -ENOMEM, "out of memory");
+    else
+        rc = read_data_meta(r);
+    if (rc) {
+        copy_err(err, errlen, r->errmsg);
+        sv_ckpt_close(r);
+        return rc;
+    }
+    *out = r;
+    return 0;
 }
 
 const char *sv_ckpt_errmsg(const struct sv_ckpt_reader *r)
@@ -1100,4 +1228,345 @@ uint64_t sv_ckpt_kg_entries(const struct sv_ckpt_reader *r, size_t state_idx, ui
          i < r->n_idx && r->idx[i].state == state_idx && r->idx[i].kg == kg; i++)
         n += r->idx[i].entries;
     return n;
+}
+
+int sv_ckpt_manifest_read(const char *dir, struct sv_ckpt_manifest *m, char *err, size_t errlen)
+{
+    struct sv_ckpt_reader r = {.fd = -1};
+    memset(m, 0, sizeof(*m));
+    r.manifest_path = path_join(dir, SV_CKPT_MANIFEST_FILE);
+    int rc = r.manifest_path ? read_manifest_file(&r, m) : -ENOMEM;
+    if (rc)
+        copy_err(err, errlen, r.manifest_path ? r.errmsg : "out of memory");
+    free(r.manifest_path);
+    return rc;
+}
+
+/* --- chains ---------------------------------------------------------------- */
+
+struct sv_ckpt_chain {
+    struct sv_ckpt_manifest m; /* the MANIFEST */
+    size_t n;
+    struct sv_ckpt_reader **files; /* oldest first; files[n - 1] is the checkpoint's own */
+    char **paths;
+    struct sv_ckpt_reader *v1; /* a version-1 checkpoint: its one reader */
+    char errmsg[ERRMSG_LEN];
+};
+
+/* The directory that holds dir (dir without its last component). */
+static char *parent_dir(const char *dir)
+{
+    size_t n = strlen(dir);
+    while (n > 1 && dir[n - 1] == '/')
+        n--;
+    while (n > 0 && dir[n - 1] != '/')
+        n--;
+    while (n > 1 && dir[n - 1] == '/')
+        n--;
+    if (n == 0)
+        return strdup(".");
+    char *p = malloc(n + 1);
+    if (p) {
+        memcpy(p, dir, n);
+        p[n] = '\0';
+    }
+    return p;
+}
+
+int sv_ckpt_chain_open(const char *dir, struct sv_ckpt_chain **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    struct sv_ckpt_chain *c = calloc(1, sizeof(*c));
+    struct sv_ckpt_reader *r = NULL;
+    char *parent = NULL;
+    if (!c) {
+        copy_err(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    /* The checkpoint's own MANIFEST and file first: a version-1 checkpoint
+     * is then complete. */
+    int rc = sv_ckpt_open(dir, &r, c->errmsg, sizeof(c->errmsg));
+    if (rc)
+        goto fail;
+    if (!r->has_top) {
+        c->v1 = r;
+        c->n = 1;
+        c->files = calloc(1, sizeof(*c->files));
+        c->paths = calloc(1, sizeof(*c->paths));
+        if (!c->files || !c->paths || !(c->paths[0] = strdup(r->data_path))) {
+            rc = berr(c->errmsg, -ENOMEM, "out of memory");
+            goto fail;
+        }
+        c->files[0] = r;
+        c->m = r->m;
+        memset(&r->m, 0, sizeof(r->m));
+        r->m = c->m; /* shared: the reader's copy is freed with it, c->m never */
+        *out = c;
+        return 0;
+    }
+    c->m = r->top;
+    memset(&r->top, 0, sizeof(r->top));
+    r->has_top = 0;
+    c->n = c->m.n_links;
+    c->files = calloc(c->n, sizeof(*c->files));
+    c->paths = calloc(c->n, sizeof(*c->paths));
+    parent = parent_dir(dir);
+    if (!c->files || !c->paths || !parent) {
+        rc = berr(c->errmsg, -ENOMEM, "out of memory");
+        goto fail;
+    }
+    c->files[c->n - 1] = r;
+    r = NULL;
+    if (!(c->paths[c->n - 1] = strdup(c->files[c->n - 1]->data_path))) {
+        rc = berr(c->errmsg, -ENOMEM, "out of memory");
+        goto fail;
+    }
+    for (size_t i = 0; i + 1 < c->n; i++) {
+        char *path = path_join(parent, c->m.links[i].file);
+        if (!path) {
+            rc = berr(c->errmsg, -ENOMEM, "out of memory");
+            goto fail;
+        }
+        c->paths[i] = path;
+        if ((rc = open_link(&c->m, i, path, &c->files[i], c->errmsg, sizeof(c->errmsg))))
+            goto fail;
+    }
+    free(parent);
+    *out = c;
+    return 0;
+fail:
+    copy_err(err, errlen, c->errmsg);
+    sv_ckpt_close(r);
+    free(parent);
+    sv_ckpt_chain_close(c);
+    return rc;
+}
+
+void sv_ckpt_chain_close(struct sv_ckpt_chain *c)
+{
+    if (!c)
+        return;
+    for (size_t i = 0; c->files && i < c->n; i++) {
+        sv_ckpt_close(c->files[i]);
+        if (c->paths)
+            free(c->paths[i]);
+    }
+    free(c->files);
+    free(c->paths);
+    if (!c->v1)
+        sv_ckpt_manifest_free(&c->m);
+    free(c);
+}
+
+const struct sv_ckpt_manifest *sv_ckpt_chain_manifest(const struct sv_ckpt_chain *c)
+{
+    return &c->m;
+}
+
+size_t sv_ckpt_chain_length(const struct sv_ckpt_chain *c)
+{
+    return c->n;
+}
+
+const char *sv_ckpt_chain_path(const struct sv_ckpt_chain *c, size_t i)
+{
+    return i < c->n ? c->paths[i] : NULL;
+}
+
+struct sv_ckpt_reader *sv_ckpt_chain_file(const struct sv_ckpt_chain *c, size_t i)
+{
+    return i < c->n ? c->files[i] : NULL;
+}
+
+const char *sv_ckpt_chain_errmsg(const struct sv_ckpt_chain *c)
+{
+    return c->errmsg;
+}
+
+/* Index of state `name` in a file's states (sorted, checked), or -1. */
+static long file_state(const struct sv_ckpt_manifest *m, const char *name)
+{
+    size_t lo = 0, hi = m->n_states;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int cmp = strcmp(m->states[mid].name, name);
+        if (cmp == 0)
+            return (long)mid;
+        if (cmp < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return -1;
+}
+
+/* The links a state's entries come from: from the newest back to the first
+ * that resets it (a full link resets every state), and not past a link
+ * that does not list it (it did not exist then). *oldest is the first of
+ * them; 0 when the state is not in the newest link (not at the cut). */
+static int state_run(const struct sv_ckpt_chain *c, const char *name, size_t *oldest)
+{
+    size_t i = c->n;
+    while (i > 0) {
+        const struct sv_ckpt_manifest *m = &c->files[i - 1]->m;
+        long k = file_state(m, name);
+        if (k < 0)
+            break;
+        i--;
+        if (!m->incremental || m->states[k].reset)
+            break;
+    }
+    *oldest = i;
+    return i < c->n;
+}
+
+int sv_ckpt_chain_kg_has(const struct sv_ckpt_chain *c, const char *name, uint32_t kg)
+{
+    size_t oldest;
+    if (!state_run(c, name, &oldest))
+        return 0;
+    for (size_t i = oldest; i < c->n; i++) {
+        long k = file_state(&c->files[i]->m, name);
+        if (k >= 0 && sv_ckpt_kg_entries(c->files[i], (size_t)k, kg))
+            return 1;
+    }
+    return 0;
+}
+
+struct chain_head {
+    struct sv_ckpt_iter *it;
+    int live; /* has an entry in k/v */
+    int advance;
+    int v2; /* an empty value is a tombstone (in version 1 it is just bad data) */
+    const uint8_t *k, *v;
+    size_t kl, vl;
+};
+
+struct sv_ckpt_chain_iter {
+    struct sv_ckpt_chain *c;
+    size_t n;
+    struct chain_head *h; /* h[n - 1] is the newest */
+    int err;
+};
+
+int sv_ckpt_chain_iter_open(struct sv_ckpt_chain *c, const char *name, uint32_t kg_first,
+                            uint32_t kg_last, struct sv_ckpt_chain_iter **out)
+{
+    *out = NULL;
+    struct sv_ckpt_chain_iter *it = calloc(1, sizeof(*it));
+    if (!it || !(it->h = calloc(c->n, sizeof(*it->h)))) {
+        free(it);
+        return berr(c->errmsg, -ENOMEM, "out of memory");
+    }
+    it->c = c;
+    size_t oldest;
+    if (!state_run(c, name, &oldest)) {
+        *out = it; /* no such state: no entries */
+        return 0;
+    }
+    for (size_t i = oldest; i < c->n; i++) {
+        struct sv_ckpt_reader *r = c->files[i];
+        long k = file_state(&r->m, name);
+        struct chain_head *h = &it->h[it->n++];
+        if (k < 0 || r->m.states[k].entries == 0)
+            continue;
+        int rc = sv_ckpt_iter_open(r, (size_t)k, kg_first, kg_last, &h->it);
+        if (rc) {
+            berr(c->errmsg, rc, "%s", r->errmsg);
+            sv_ckpt_chain_iter_close(it);
+            return rc;
+        }
+        h->advance = 1;
+        h->v2 = r->m.format_version == SV_CKPT_FORMAT_V2;
+    }
+    *out = it;
+    return 0;
+}
+
+/* A merge of the links' entries: the smallest key next; of equal keys the
+ * newest link's, which, if it is a tombstone, hides the key. */
+int sv_ckpt_chain_iter_next(struct sv_ckpt_chain_iter *it, const uint8_t **skey, size_t *sklen,
+                            const uint8_t **value, size_t *vlen)
+{
+    if (it->err)
+        return it->err;
+    for (;;) {
+        for (size_t i = 0; i < it->n; i++) {
+            struct chain_head *h = &it->h[i];
+            if (!h->advance)
+                continue;
+            h->advance = 0;
+            int rc = sv_ckpt_iter_next(h->it, &h->k, &h->kl, &h->v, &h->vl);
+            if (rc < 0) {
+                struct sv_ckpt_reader *r = it->c->files[it->c->n - it->n + i];
+                berr(it->c->errmsg, rc, "%s", r->errmsg);
+                return it->err = rc;
+            }
+            h->live = rc == 1;
+        }
+        struct chain_head *win = NULL;
+        for (size_t i = it->n; i-- > 0;) { /* newest first: it wins a tie */
+            struct chain_head *h = &it->h[i];
+            if (h->live && (!win || sv_skey_cmp(h->k, h->kl, win->k, win->kl) < 0))
+                win = h;
+        }
+        if (!win)
+            return 0;
+        for (size_t i = 0; i < it->n; i++) {
+            struct chain_head *h = &it->h[i];
+            if (h->live && (h == win || sv_skey_cmp(h->k, h->kl, win->k, win->kl) == 0))
+                h->advance = 1;
+        }
+        if (win->vl == 0 && win->v2)
+            continue; /* deleted */
+        *skey = win->k;
+        *sklen = win->kl;
+        *value = win->v;
+        *vlen = win->vl;
+        return 1;
+    }
+}
+
+void sv_ckpt_chain_iter_close(struct sv_ckpt_chain_iter *it)
+{
+    if (!it)
+        return;
+    for (size_t i = 0; i < it->n; i++)
+        sv_ckpt_iter_close(it->h[i].it);
+    free(it->h);
+    free(it);
+}
+
+int sv_ckpt_chain_verify(struct sv_ckpt_chain *c, int merge, char *err, size_t errlen)
+{
+    int rc = 0;
+    for (size_t i = 0; i < c->n && !rc; i++)
+        if ((rc = sv_ckpt_verify(c->files[i], NULL, NULL, c->errmsg, sizeof(c->errmsg))))
+            goto out;
+    if (!merge || c->m.format_version == SV_CKPT_FORMAT_V1)
+        goto out;
+    /* The merge must come to the live entries the MANIFEST counted at the
+     * cut, state by state. */
+    for (size_t s = 0; s < c->m.n_states && !rc; s++) {
+        struct sv_ckpt_chain_iter *it;
+        if ((rc =
+                 sv_ckpt_chain_iter_open(c, c->m.states[s].name, c->m.kg_first, c->m.kg_last, &it)))
+            goto out;
+        const uint8_t *k, *v;
+        size_t kl, vl;
+        uint64_t n = 0;
+        while ((rc = sv_ckpt_chain_iter_next(it, &k, &kl, &v, &vl)) == 1)
+            n++;
+        sv_ckpt_chain_iter_close(it);
+        if (rc == 0 && n != c->m.states[s].entries)
+            rc = berr(c->errmsg, SV_ECORRUPT,
+                      "%s: state %s: the chain's %zu files merge to %llu entries, the "
+                      "MANIFEST says %llu",
+                      c->paths[c->n - 1], c->m.states[s].name, c->n, (unsigned long long)n,
+                      (unsigned long long)c->m.states[s].entries);
+    }
+out:
+    if (rc)
+        copy_err(err, errlen, c->errmsg);
+    return rc;
 }

@@ -45,6 +45,14 @@ struct sv_ckpt_writer_options {
     int compression_level; /* zstd level; 0: zstd's default */
     size_t block_size;     /* 0: SV_CKPT_BLOCK_SIZE_DEFAULT */
     const char *server_version;
+    /* 0 or SV_CKPT_FORMAT_V1: one self-contained checkpoint, finished with
+     * sv_ckpt_writer_finish. SV_CKPT_FORMAT_V2: one data file of a chain,
+     * finished with sv_ckpt_writer_finish_link; the caller writes the
+     * MANIFEST (sv_ckpt_manifest_write). */
+    uint32_t format_version;
+    /* Version 2: the file holds changes (entries with an empty value are
+     * tombstones); otherwise an empty value is refused. */
+    int incremental;
 };
 
 struct sv_ckpt_writer;
@@ -68,6 +76,9 @@ int sv_ckpt_writer_state(struct sv_ckpt_writer *w, const char *name);
  * SV_CKPT_BLOCK_RAW_MAX. */
 int sv_ckpt_writer_add(struct sv_ckpt_writer *w, const uint8_t *skey, size_t sklen,
                        const uint8_t *value, size_t vlen);
+/* Marks the current state of an incremental file reset: older links of the
+ * chain hold nothing of it (it was dropped since). */
+int sv_ckpt_writer_reset(struct sv_ckpt_writer *w);
 /* Entries and uncompressed bytes (keys + values) added so far (for progress;
  * any thread may read them while the writer runs, values may lag; w must
  * not have been finished or aborted). */
@@ -78,6 +89,14 @@ void sv_ckpt_writer_progress(const struct sv_ckpt_writer *w, uint64_t *entries, 
  * must be discarded. */
 int sv_ckpt_writer_finish(struct sv_ckpt_writer *w, struct sv_ckpt_manifest *m, char *err,
                           size_t errlen) __attribute__((warn_unused_result));
+/* Version 2: writes the last block, index and footer and fsyncs data (no
+ * MANIFEST), fills *l (its states become the caller's: free l->states) and
+ * frees the writer. */
+int sv_ckpt_writer_finish_link(struct sv_ckpt_writer *w, struct sv_ckpt_link *l, char *err,
+                               size_t errlen) __attribute__((warn_unused_result));
+/* Writes dir/MANIFEST for m: MANIFEST.tmp, fsync, rename, fsync dir. */
+int sv_ckpt_manifest_write(const char *dir, const struct sv_ckpt_manifest *m, char *err,
+                           size_t errlen) __attribute__((warn_unused_result));
 /* Stops and frees; leaves what was written for the caller to remove. */
 void sv_ckpt_writer_abort(struct sv_ckpt_writer *w);
 
@@ -91,7 +110,15 @@ struct sv_ckpt_reader;
 int sv_ckpt_open(const char *dir, struct sv_ckpt_reader **out, char *err, size_t errlen)
     __attribute__((warn_unused_result));
 void sv_ckpt_close(struct sv_ckpt_reader *r);
+/* Reads and checks dir/MANIFEST alone (no data file) into *m (free it with
+ * sv_ckpt_manifest_free): what a checkpoint names, for retention. */
+int sv_ckpt_manifest_read(const char *dir, struct sv_ckpt_manifest *m, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
+/* The MANIFEST (version 2: the whole chain's; see sv_ckpt_chain_open). */
 const struct sv_ckpt_manifest *sv_ckpt_manifest(const struct sv_ckpt_reader *r);
+/* What the data file holds (version 1: the MANIFEST; version 2: the
+ * checkpoint's own link); state numbers of iterators index its states. */
+const struct sv_ckpt_manifest *sv_ckpt_file_manifest(const struct sv_ckpt_reader *r);
 
 /* Reads everything in one sequential pass: every block (checksums,
  * decompression, entry framing, order, key groups, counts against the index
@@ -122,5 +149,43 @@ uint64_t sv_ckpt_kg_entries(const struct sv_ckpt_reader *r, size_t state_idx, ui
 
 /* The reason for the last failure on r. */
 const char *sv_ckpt_errmsg(const struct sv_ckpt_reader *r);
+
+/* --- chains (version 2) ---------------------------------------------------
+ *
+ * A checkpoint is read through its chain: the files its MANIFEST names, the
+ * full one first, each found as <parent of dir>/chk-<id>/data (its own as
+ * dir/data), each opened and checked against what the MANIFEST says of it
+ * (size, index, per-state counts). A version-1 checkpoint is a chain of one.
+ * A missing file is SV_ECORRUPT naming it. Lifetimes: readers and paths
+ * returned are the chain's; one iterator at a time. */
+struct sv_ckpt_chain;
+int sv_ckpt_chain_open(const char *dir, struct sv_ckpt_chain **out, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
+void sv_ckpt_chain_close(struct sv_ckpt_chain *c);
+const struct sv_ckpt_manifest *sv_ckpt_chain_manifest(const struct sv_ckpt_chain *c);
+size_t sv_ckpt_chain_length(const struct sv_ckpt_chain *c);
+/* File i (0: the full one), and its path. */
+struct sv_ckpt_reader *sv_ckpt_chain_file(const struct sv_ckpt_chain *c, size_t i);
+const char *sv_ckpt_chain_path(const struct sv_ckpt_chain *c, size_t i);
+const char *sv_ckpt_chain_errmsg(const struct sv_ckpt_chain *c);
+/* sv_ckpt_verify on every file; with merge, also that the merged chain
+ * holds, per state, the live entries the MANIFEST counted. */
+int sv_ckpt_chain_verify(struct sv_ckpt_chain *c, int merge, char *err, size_t errlen);
+/* Whether a file of the state's run has entries in key group kg (index
+ * only; tombstones count). */
+int sv_ckpt_chain_kg_has(const struct sv_ckpt_chain *c, const char *name, uint32_t kg);
+
+/* The live entries of state `name` in key groups first..last, in stored-key
+ * order: a merge of the links from the newest back to the one that reset
+ * the state (newest wins, tombstones hide). A state not at the cut has
+ * none. Entries are valid until the next call. */
+struct sv_ckpt_chain_iter;
+int sv_ckpt_chain_iter_open(struct sv_ckpt_chain *c, const char *name, uint32_t kg_first,
+                            uint32_t kg_last, struct sv_ckpt_chain_iter **out)
+    __attribute__((warn_unused_result));
+/* 1 with an entry, 0 at the end, or an error (sv_ckpt_chain_errmsg). */
+int sv_ckpt_chain_iter_next(struct sv_ckpt_chain_iter *it, const uint8_t **skey, size_t *sklen,
+                            const uint8_t **value, size_t *vlen);
+void sv_ckpt_chain_iter_close(struct sv_ckpt_chain_iter *it);
 
 #endif

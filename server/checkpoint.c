@@ -54,6 +54,8 @@ struct job {
 
     /* snapshot */
     struct sv_store_snapshot *snap;
+    int full;           /* asked for a full one */
+    uint64_t chg_epoch; /* the store's epoch at the cut (sv_store_changes_done) */
     char tmpdir[PATH_LEN], dir[PATH_LEN];
     struct sv_ckpt_manifest manifest;
     int has_manifest;
@@ -194,18 +196,140 @@ static void ckpt_path(const struct sv_checkpoints *ck, uint64_t id, char *out, s
     snprintf(out, cap, "%.4000s/" CKPT_PREFIX "%" PRIu64, ck->cfg->checkpoint_dir, id);
 }
 
-/* Removes chk-<id>: renamed away first, so no half-deleted directory ever
- * looks like a checkpoint. */
-static int remove_checkpoint(const struct sv_checkpoints *ck, uint64_t id)
+/* Every data file a listed checkpoint names (its own, and with version 2
+ * its chain's), as checkpoint ids, from the MANIFESTs on disk: reference
+ * counts are never kept in memory. `except`: a checkpoint not to count.
+ * *unknown is set when a MANIFEST cannot be read (what it names is not
+ * known: nothing may then be deleted for want of a name). */
+static int named_files(const struct sv_checkpoints *ck, uint64_t except, uint64_t **out,
+                       size_t *nout, int *unknown)
+{
+    uint64_t *ids;
+    size_t n, cap = 0;
+    *out = NULL;
+    *nout = 0;
+    *unknown = 0;
+    int rc = list_ids(ck->cfg->checkpoint_dir, &ids, &n);
+    if (rc)
+        return rc;
+    for (size_t i = 0; i < n && !rc; i++) {
+        if (ids[i] == except)
+            continue;
+        char dir[PATH_LEN], err[256];
+        snprintf(dir, sizeof(dir), "%.4000s/" CKPT_PREFIX "%" PRIu64, ck->cfg->checkpoint_dir,
+                 ids[i]);
+        struct sv_ckpt_manifest m;
+        if (sv_ckpt_manifest_read(dir, &m, err, sizeof(err))) {
+            sv_warn("checkpoints: %s", err);
+            *unknown = 1;
+            continue;
+        }
+        size_t k = m.n_links ? m.n_links : 1;
+        for (size_t l = 0; l < k; l++) {
+            if (*nout == cap) {
+                cap = cap ? 2 * cap : 32;
+                uint64_t *p = realloc(*out, cap * sizeof(*p));
+                if (!p) {
+                    rc = -ENOMEM;
+                    break;
+                }
+                *out = p;
+            }
+            (*out)[(*nout)++] = m.n_links ? m.links[l].checkpoint_id : ids[i];
+        }
+        sv_ckpt_manifest_free(&m);
+    }
+    free(ids);
+    if (rc) {
+        free(*out);
+        *out = NULL;
+        *nout = 0;
+    }
+    return rc;
+}
+
+static int id_in(const uint64_t *ids, size_t n, uint64_t id)
+{
+    for (size_t i = 0; i < n; i++)
+        if (ids[i] == id)
+            return 1;
+    return 0;
+}
+
+/* Removes a directory chk-<id> that is no checkpoint any more: renamed away
+ * first, so no half-deleted directory ever looks like one. */
+static int remove_dir(const struct sv_checkpoints *ck, uint64_t id, const char *why)
 {
     char dir[PATH_LEN], doomed[PATH_LEN];
     ckpt_path(ck, id, dir, sizeof(dir));
-    snprintf(doomed, sizeof(doomed), "%.4000s/" TMP_PREFIX "%" PRIu64 ".del",
-             ck->cfg->checkpoint_dir, id);
+    snprintf(doomed, sizeof(doomed), "%.4000s/" TMP_PREFIX "%" PRIu64 ".%s",
+             ck->cfg->checkpoint_dir, id, why);
     if (rename(dir, doomed))
         return -errno;
     sv_fs_fsync_dir(ck->cfg->checkpoint_dir);
     return sv_fs_rm_rf(doomed);
+}
+
+/* Removes the data of retired checkpoints (a chk-<id> without MANIFEST)
+ * that no listed checkpoint names any more. */
+static void collect_garbage(const struct sv_checkpoints *ck)
+{
+    uint64_t *named, *all;
+    size_t nn, na;
+    int unknown;
+    if (named_files(ck, 0, &named, &nn, &unknown))
+        return;
+    if (unknown || list_ids_all(ck->cfg->checkpoint_dir, &all, &na, 1)) {
+        free(named);
+        return;
+    }
+    for (size_t i = 0; i < na; i++) {
+        char manifest[PATH_LEN];
+        snprintf(manifest, sizeof(manifest),
+                 "%.4000s/" CKPT_PREFIX "%" PRIu64 "/" SV_CKPT_MANIFEST_FILE,
+                 ck->cfg->checkpoint_dir, all[i]);
+        if (access(manifest, F_OK) == 0 || id_in(named, nn, all[i]))
+            continue;
+        int rc = remove_dir(ck, all[i], "gc");
+        if (rc)
+            sv_warn("checkpoints: cannot remove the data of chk-%" PRIu64 ": %s", all[i],
+                    strerror(-rc));
+        else
+            sv_info("checkpoints: removed the data of chk-%" PRIu64 " (no checkpoint needs it)",
+                    all[i]);
+    }
+    free(named);
+    free(all);
+}
+
+/* Deletes checkpoint id. Its data file goes too unless another checkpoint's
+ * chain names it: then only its MANIFEST goes (it is no checkpoint any
+ * more; its directory keeps the data for the others until none names it).
+ * Each step leaves every listed checkpoint readable: a MANIFEST goes before
+ * the data it names, and data goes only when no MANIFEST on disk names it. */
+static int remove_checkpoint(const struct sv_checkpoints *ck, uint64_t id)
+{
+    uint64_t *named;
+    size_t nn;
+    int unknown;
+    int rc = named_files(ck, id, &named, &nn, &unknown);
+    if (rc)
+        return rc;
+    int shared = unknown || id_in(named, nn, id);
+    free(named);
+    if (!shared) {
+        rc = remove_dir(ck, id, "del");
+    } else {
+        char dir[PATH_LEN], path[PATH_LEN];
+        ckpt_path(ck, id, dir, sizeof(dir));
+        snprintf(path, sizeof(path), "%.4200s/" SV_CKPT_MANIFEST_FILE, dir);
+        if (unlink(path))
+            return -errno;
+        rc = sv_fs_fsync_dir(dir);
+    }
+    if (!rc)
+        collect_garbage(ck);
+    return rc;
 }
 
 int sv_checkpoints_new(struct sv_server *srv, struct sv_checkpoints **out, char *err, size_t errlen)
@@ -236,6 +360,13 @@ int sv_checkpoints_new(struct sv_server *srv, struct sv_checkpoints **out, char 
     }
     struct dirent *e;
     char path[PATH_LEN], manifest[PATH_LEN], aside[PATH_LEN];
+    /* What the checkpoints name, read from their MANIFESTs now: a chk-<id>
+     * without MANIFEST that one of them names holds data of its chain. */
+    uint64_t *named = NULL;
+    size_t nn = 0;
+    int unknown = 0;
+    if (named_files(ck, 0, &named, &nn, &unknown))
+        unknown = 1;
     while ((e = readdir(d))) {
         uint64_t id;
         snprintf(path, sizeof(path), "%.4000s/%.255s", dir, e->d_name);
@@ -246,7 +377,7 @@ int sv_checkpoints_new(struct sv_server *srv, struct sv_checkpoints **out, char 
             /* A chk-<id> without MANIFEST is not a checkpoint (a removal cut
              * short); move it aside so it cannot block its id. */
             snprintf(manifest, sizeof(manifest), "%.4300s/" SV_CKPT_MANIFEST_FILE, path);
-            if (access(manifest, F_OK) == 0)
+            if (access(manifest, F_OK) == 0 || unknown || id_in(named, nn, id))
                 continue;
             snprintf(aside, sizeof(aside), "%.4000s/" TMP_PREFIX "%" PRIu64 ".incomplete", dir, id);
             sv_warn("checkpoints: %s has no MANIFEST; removing it", path);
@@ -255,6 +386,7 @@ int sv_checkpoints_new(struct sv_server *srv, struct sv_checkpoints **out, char 
         }
     }
     closedir(d);
+    free(named);
     *out = ck;
     return 0;
 }
@@ -315,6 +447,10 @@ static Statesrv__V1__CheckpointManifest *manifest_to_pb(const struct sv_ckpt_man
     p->compression_level = m->compression_level;
     p->blocks = m->blocks;
     p->duration_ms = m->duration_ms;
+    p->incremental = m->incremental != 0;
+    p->base_id = m->base_id;
+    p->added_bytes = m->added_bytes;
+    p->total_bytes = m->total_bytes;
     if (!p->server_version)
         return NULL;
     if (with_states && m->n_states) {
@@ -445,12 +581,117 @@ static void lower_priority(void)
         (void)setpriority(PRIO_PROCESS, (id_t)tid, SNAPSHOT_NICE);
 }
 
+/* The chain an incremental checkpoint would extend: the base checkpoint's
+ * manifest, if it is there, readable, of this store's key groups, and short
+ * enough (checkpoint_chain_max files, and checkpoint_chain_ratio: the
+ * incremental files may add that percentage of the full file's bytes).
+ * 0 and *why set: a full checkpoint instead. */
+static int pick_base(struct job *j, uint64_t base, uint32_t first, uint32_t last,
+                     struct sv_ckpt_manifest *prev, const char **why)
+{
+    const struct sv_config *cfg = j->ck->cfg;
+    char dir[PATH_LEN], err[512];
+    *why = NULL;
+    if (j->full)
+        *why = "asked for";
+    else if (!cfg->checkpoint_incremental)
+        *why = "checkpoint_incremental = no";
+    else if (!base)
+        *why = "no earlier checkpoint of this store's state to build on";
+    if (*why)
+        return 0;
+    ckpt_path(j->ck, base, dir, sizeof(dir));
+    if (sv_ckpt_manifest_read(dir, prev, err, sizeof(err))) {
+        sv_info("checkpoint %" PRIu64 ": the base %s: %s", j->id, dir, err);
+        *why = "the checkpoint it would build on is gone or unreadable";
+        return 0;
+    }
+    uint64_t full_bytes = prev->n_links ? prev->links[0].data_bytes : 0;
+    uint64_t added = prev->total_bytes - full_bytes;
+    if (prev->format_version != SV_CKPT_FORMAT_V2)
+        *why = "the previous checkpoint is version 1";
+    else if (prev->key_groups != sv_store_key_groups(j->ck->srv->store) ||
+             prev->kg_first != first || prev->kg_last != last)
+        *why = "the previous checkpoint covers other key groups";
+    else if (j->id <= prev->checkpoint_id)
+        *why = "its id is not above the previous checkpoint's";
+    else if (prev->n_links + 1 > cfg->checkpoint_chain_max)
+        *why = "the chain reached checkpoint_chain_max";
+    else if (added > full_bytes / 100 * cfg->checkpoint_chain_ratio +
+                         full_bytes % 100 * cfg->checkpoint_chain_ratio / 100)
+        *why = "the incremental files passed checkpoint_chain_ratio";
+    if (*why) {
+        sv_ckpt_manifest_free(prev);
+        return 0;
+    }
+    return 1;
+}
+
+/* The version-2 MANIFEST of this checkpoint: the states at the cut, the
+ * chain (prev's, if incremental, then own). Takes own's states. */
+static int build_manifest(struct job *j, const struct sv_ckpt_writer_options *o,
+                          const struct sv_ckpt_manifest *prev, struct sv_ckpt_link *own,
+                          struct sv_ckpt_manifest *m)
+{
+    memset(m, 0, sizeof(*m));
+    size_t n = (prev ? prev->n_links : 0) + 1;
+    m->links = calloc(n, sizeof(*m->links));
+    m->states = calloc(own->n_states ? own->n_states : 1, sizeof(*m->states));
+    if (!m->links || !m->states) {
+        free(own->states);
+        sv_ckpt_manifest_free(m);
+        return -ENOMEM;
+    }
+    m->n_links = n;
+    for (size_t i = 0; i + 1 < n; i++) {
+        m->links[i] = prev->links[i];
+        m->links[i].states = calloc(prev->links[i].n_states ? prev->links[i].n_states : 1,
+                                    sizeof(*m->links[i].states));
+        if (!m->links[i].states) {
+            m->links[i].n_states = 0;
+            free(own->states);
+            sv_ckpt_manifest_free(m);
+            return -ENOMEM;
+        }
+        memcpy(m->links[i].states, prev->links[i].states,
+               prev->links[i].n_states * sizeof(*m->links[i].states));
+    }
+    m->links[n - 1] = *own;
+    m->format_version = SV_CKPT_FORMAT_V2;
+    m->checkpoint_id = j->id;
+    m->created_unix_ms = wall_ms();
+    snprintf(m->server_version, sizeof(m->server_version), "%s", SV_VERSION);
+    m->key_groups = o->key_groups;
+    m->kg_first = o->kg_first;
+    m->kg_last = o->kg_last;
+    m->compression = o->compression;
+    m->compression_level = o->compression == SV_CKPT_COMPRESS_ZSTD ? o->compression_level : 0;
+    m->n_states = own->n_states;
+    for (size_t i = 0; i < own->n_states; i++) {
+        memcpy(m->states[i].name, own->states[i].name, sizeof(m->states[i].name));
+        m->states[i].entries = sv_store_snapshot_entries(j->snap, i);
+        m->entries += m->states[i].entries;
+    }
+    m->data_bytes = m->added_bytes = own->data_bytes;
+    m->data_xxh3 = own->data_xxh3;
+    m->raw_bytes = own->raw_bytes;
+    m->blocks = own->blocks;
+    m->incremental = n > 1;
+    m->base_id = m->links[0].checkpoint_id;
+    for (size_t i = 0; i < n; i++)
+        m->total_bytes += m->links[i].data_bytes;
+    m->duration_ms = sv_now_ms() - j->started_ms;
+    return 0;
+}
+
 /* The snapshot itself, at SNAPSHOT_NICE. */
 static void snapshot_run(struct job *j)
 {
     struct sv_checkpoints *ck = j->ck;
     const struct sv_config *cfg = ck->cfg;
     char err[512] = "";
+    struct sv_ckpt_manifest prev;
+    int have_prev = 0;
     int rc;
     if (mkdir(j->tmpdir, 0750)) {
         rc = -errno;
@@ -459,6 +700,13 @@ static void snapshot_run(struct job *j)
     }
     uint32_t first, last;
     sv_store_kg_range(ck->srv->store, &first, &last);
+    const char *why;
+    have_prev = pick_base(j, sv_store_snapshot_base(j->snap), first, last, &prev, &why);
+    if (have_prev)
+        sv_info("checkpoint %" PRIu64 ": incremental on chk-%" PRIu64 " (a chain of %zu)", j->id,
+                prev.checkpoint_id, prev.n_links + 1);
+    else
+        sv_info("checkpoint %" PRIu64 ": full (%s)", j->id, why);
     struct sv_ckpt_writer_options o = {
         .checkpoint_id = j->id,
         .key_groups = sv_store_key_groups(ck->srv->store),
@@ -467,6 +715,8 @@ static void snapshot_run(struct job *j)
         .compression = (enum sv_ckpt_compression)cfg->checkpoint_compression,
         .compression_level = cfg->checkpoint_compression_level,
         .server_version = SV_VERSION,
+        .format_version = SV_CKPT_FORMAT_V2,
+        .incremental = have_prev,
     };
     struct snap_ctx x = {.j = j};
     if ((rc = sv_ckpt_writer_open(j->tmpdir, &o, &x.w, err, sizeof(err)))) {
@@ -475,14 +725,23 @@ static void snapshot_run(struct job *j)
     }
     size_t n = sv_store_snapshot_nstates(j->snap);
     for (size_t i = 0; i < n && !rc; i++) {
-        if ((rc = sv_ckpt_writer_state(x.w, sv_store_snapshot_state(j->snap, i))) == 0)
+        int reset = 0;
+        if ((rc = sv_ckpt_writer_state(x.w, sv_store_snapshot_state(j->snap, i))))
+            break;
+        if (have_prev && (rc = sv_store_snapshot_reset(j->snap, i, &reset)) == 0 && reset)
+            rc = sv_ckpt_writer_reset(x.w);
+        if (rc)
+            break;
+        if (have_prev && !reset)
+            rc = sv_store_snapshot_scan_changes(j->snap, i, snap_add, &x);
+        else
             rc = sv_store_snapshot_scan(j->snap, i, snap_add, &x);
     }
     /* Every entry is in the writer; the rest (the last block, fsync) needs
-     * no store. */
-    sv_store_snapshot_release(j->snap);
-    j->snap = NULL;
+     * no store, but the manifest needs the entry counts at the cut. */
     if (rc) {
+        sv_store_snapshot_release(j->snap);
+        j->snap = NULL;
         sv_ckpt_writer_abort(x.w);
         if (rc == SV_EUNAVAIL)
             job_fail(j, rc, "the snapshot was cancelled: the server is shutting down");
@@ -496,11 +755,22 @@ static void snapshot_run(struct job *j)
                      io_reason(rc));
         goto out;
     }
-    if ((rc = sv_ckpt_writer_finish(x.w, &j->manifest, err, sizeof(err)))) {
+    struct sv_ckpt_link own;
+    rc = sv_ckpt_writer_finish_link(x.w, &own, err, sizeof(err));
+    if (!rc)
+        rc = build_manifest(j, &o, have_prev ? &prev : NULL, &own, &j->manifest);
+    sv_store_snapshot_release(j->snap);
+    j->snap = NULL;
+    if (rc) {
         job_fail(j, rc, "finishing %s failed: %s (%s)", j->tmpdir, io_reason(rc), err);
         goto out;
     }
     j->has_manifest = 1;
+    if ((rc = sv_ckpt_manifest_write(j->tmpdir, &j->manifest, err, sizeof(err)))) {
+        job_fail(j, rc, "writing the MANIFEST of %s failed: %s (%s)", j->tmpdir, io_reason(rc),
+                 err);
+        goto out;
+    }
     /* Atomic: the directory appears complete under its final name or not
      * at all. */
     if (rename(j->tmpdir, j->dir)) {
@@ -516,6 +786,8 @@ static void snapshot_run(struct job *j)
     }
     apply_retention(ck, j->id);
 out:
+    if (have_prev)
+        sv_ckpt_manifest_free(&prev);
     if (j->rc)
         sv_fs_rm_rf(j->tmpdir);
     j->duration_ms = sv_now_ms() - j->started_ms;
@@ -543,7 +815,7 @@ static void snapshot_work(uv_work_t *w)
 /* --- restore -------------------------------------------------------------- */
 
 struct restore_src {
-    struct sv_ckpt_reader *r;
+    struct sv_ckpt_chain *c; /* the checkpoint and every file of its chain */
     const char *path;
 };
 
@@ -589,14 +861,16 @@ static int plan_state(struct job *j, struct restore_src *src, size_t nsrc, const
     memset(owner, 0, span * sizeof(*owner));
     *entries = 0;
     for (size_t s = 0; s < nsrc; s++) {
-        const struct sv_ckpt_manifest *m = sv_ckpt_manifest(src[s].r);
+        const struct sv_ckpt_manifest *m = sv_ckpt_chain_manifest(src[s].c);
         long idx = find_state(m, name);
         if (idx < 0 || m->states[idx].entries == 0)
             continue;
-        uint32_t lo = m->states[idx].kg_min > j->first ? m->states[idx].kg_min : j->first;
-        uint32_t hi = m->states[idx].kg_max < j->last ? m->states[idx].kg_max : j->last;
+        uint32_t lo = m->kg_first > j->first ? m->kg_first : j->first;
+        uint32_t hi = m->kg_last < j->last ? m->kg_last : j->last;
         for (uint32_t kg = lo; kg <= hi && lo <= hi; kg++) {
-            uint64_t n = sv_ckpt_kg_entries(src[s].r, (size_t)idx, kg);
+            /* Any file of the state's run with entries there (a count of
+             * live entries would need the merge). */
+            uint64_t n = (uint64_t)sv_ckpt_chain_kg_has(src[s].c, name, kg);
             if (!n)
                 continue;
             uint16_t *o = &owner[kg - j->first];
@@ -665,16 +939,15 @@ static int load_state(struct job *j, struct restore_src *src, const char *name,
         while (k + 1 < span && owner[k + 1] == owner[i])
             k++;
         struct restore_src *s = &src[owner[i] - 1];
-        long idx = find_state(sv_ckpt_manifest(s->r), name);
-        struct sv_ckpt_iter *it;
-        if ((rc = sv_ckpt_iter_open(s->r, (size_t)idx, j->first + (uint32_t)i,
-                                    j->first + (uint32_t)k, &it)))
-            return job_fail(j, rc, "restore: %s: %s", s->path, sv_ckpt_errmsg(s->r));
+        struct sv_ckpt_chain_iter *it;
+        if ((rc = sv_ckpt_chain_iter_open(s->c, name, j->first + (uint32_t)i,
+                                          j->first + (uint32_t)k, &it)))
+            return job_fail(j, rc, "restore: %s: %s", s->path, sv_ckpt_chain_errmsg(s->c));
         const uint8_t *sk, *v;
         size_t skl, vl;
         uint64_t n = 0;
         char why[160];
-        while ((rc = sv_ckpt_iter_next(it, &sk, &skl, &v, &vl)) == 1) {
+        while ((rc = sv_ckpt_chain_iter_next(it, &sk, &skl, &v, &vl)) == 1) {
             if ((rc = check_entry(j, j->first + (uint32_t)i, j->first + (uint32_t)k, sk, skl, v, vl,
                                   why, sizeof(why))))
                 break;
@@ -688,7 +961,7 @@ static int load_state(struct job *j, struct restore_src *src, const char *name,
                 break;
             }
         }
-        sv_ckpt_iter_close(it);
+        sv_ckpt_chain_iter_close(it);
         if (rc == SV_EUNAVAIL)
             return job_fail(j, rc, "the restore was cancelled: the server is shutting down");
         if (rc == SV_EINVAL)
@@ -700,7 +973,7 @@ static int load_state(struct job *j, struct restore_src *src, const char *name,
         if (rc < 0)
             return job_fail(j, rc, "restore: reading %s or writing the new store failed: %s%s%s",
                             s->path, sv_strerror(rc), rc == SV_ECORRUPT ? ": " : "",
-                            rc == SV_ECORRUPT ? sv_ckpt_errmsg(s->r) : "");
+                            rc == SV_ECORRUPT ? sv_ckpt_chain_errmsg(s->c) : "");
         i = k + 1;
     }
     j->restored_states++;
@@ -725,7 +998,7 @@ static void restore_work(uv_work_t *w)
     uint64_t size_hint = 0;
     for (size_t i = 0; i < j->nsources; i++) {
         src[i].path = j->sources[i];
-        if ((rc = sv_ckpt_open(j->sources[i], &src[i].r, err, sizeof(err)))) {
+        if ((rc = sv_ckpt_chain_open(j->sources[i], &src[i].c, err, sizeof(err)))) {
             /* A bad or missing file is the request's fault, not the server's. */
             job_fail(j,
                      rc == SV_ECORRUPT                 ? SV_EINVAL
@@ -735,7 +1008,7 @@ static void restore_work(uv_work_t *w)
             goto out;
         }
         nsrc++;
-        const struct sv_ckpt_manifest *m = sv_ckpt_manifest(src[i].r);
+        const struct sv_ckpt_manifest *m = sv_ckpt_chain_manifest(src[i].c);
         if (!states_sorted(m)) {
             job_fail(j, SV_EINVAL, "restore: %s: the manifest's states are not in order",
                      j->sources[i]);
@@ -752,18 +1025,20 @@ static void restore_work(uv_work_t *w)
                      j->sources[i], m->key_groups, sv_store_key_groups(store));
             goto out;
         }
-        if ((rc = sv_ckpt_verify(src[i].r, NULL, NULL, err, sizeof(err)))) {
+        /* Every file of the chain, in full, before anything is written. */
+        if ((rc = sv_ckpt_chain_verify(src[i].c, 0, err, sizeof(err)))) {
             job_fail(j, rc == SV_ECORRUPT ? SV_EINVAL : rc, "restore: %s does not verify: %s",
                      j->sources[i], err);
             goto out;
         }
-        size_hint += m->raw_bytes;
+        for (size_t l = 0; l < sv_ckpt_chain_length(src[i].c); l++)
+            size_hint += sv_ckpt_file_manifest(sv_ckpt_chain_file(src[i].c, l))->raw_bytes;
     }
 
     /* 2. Plan: every state, and who owns each key group, before building. */
     size_t cap = 0;
     for (size_t i = 0; i < nsrc; i++)
-        cap += sv_ckpt_manifest(src[i].r)->n_states;
+        cap += sv_ckpt_chain_manifest(src[i].c)->n_states;
     names = calloc(cap ? cap : 1, sizeof(*names));
     owner = calloc((size_t)j->last - j->first + 1, sizeof(*owner));
     if (!names || !owner) {
@@ -771,7 +1046,7 @@ static void restore_work(uv_work_t *w)
         goto out;
     }
     for (size_t i = 0; i < nsrc; i++) {
-        const struct sv_ckpt_manifest *m = sv_ckpt_manifest(src[i].r);
+        const struct sv_ckpt_manifest *m = sv_ckpt_chain_manifest(src[i].c);
         for (size_t k = 0; k < m->n_states; k++)
             names[nnames++] = m->states[k].name;
     }
@@ -813,7 +1088,7 @@ static void restore_work(uv_work_t *w)
         job_fail(j, rc, "%s", err);
 out:
     for (size_t i = 0; i < nsrc; i++)
-        sv_ckpt_close(src[i].r);
+        sv_ckpt_chain_close(src[i].c);
     free(names);
     free(owner);
     if (j->rc && j->builder) {
@@ -866,6 +1141,12 @@ static void job_done(uv_work_t *w, int status)
     }
     Statesrv__V1__Response resp = STATESRV__V1__RESPONSE__INIT;
     if (j->kind == JOB_SNAPSHOT) {
+        /* Only now are the changes before its cut no longer needed. */
+        int crc = sv_store_changes_done(srv->store, j->chg_epoch, j->id);
+        if (crc)
+            sv_warn("checkpoint %" PRIu64 ": cannot clear the changes it holds (%s); the next "
+                    "checkpoint builds on the one before it",
+                    j->id, sv_strerror(crc));
         ck->completed++;
         ck->last_id = j->id;
         ck->last_bytes = j->manifest.data_bytes;
@@ -936,7 +1217,7 @@ static int busy_msg(const struct sv_checkpoints *ck, char *msg, size_t msglen)
 }
 
 int sv_checkpoints_queue_snapshot(struct sv_checkpoints *ck, struct sv_conn *c, uint64_t req_id,
-                                  int has_id, uint64_t id, char *msg, size_t msglen)
+                                  int has_id, uint64_t id, int full, char *msg, size_t msglen)
 {
     if (sv_checkpoints_busy(ck))
         return busy_msg(ck, msg, msglen);
@@ -975,6 +1256,7 @@ int sv_checkpoints_queue_snapshot(struct sv_checkpoints *ck, struct sv_conn *c, 
         return -ENOMEM;
     }
     j->id = id;
+    j->full = full;
     ckpt_path(ck, id, j->dir, sizeof(j->dir));
     snprintf(j->tmpdir, sizeof(j->tmpdir), "%.4000s/" TMP_PREFIX "%" PRIu64 ".tmp",
              ck->cfg->checkpoint_dir, id);
@@ -1123,6 +1405,7 @@ void sv_checkpoints_start_queued(struct sv_checkpoints *ck)
             job_free(j);
             return;
         }
+        j->chg_epoch = sv_store_snapshot_epoch(j->snap);
         sv_info("checkpoint %" PRIu64 ": snapshot of %zu state(s) begins", j->id,
                 sv_store_snapshot_nstates(j->snap));
     } else {
@@ -1165,6 +1448,7 @@ int sv_checkpoints_list(struct sv_checkpoints *ck, ProtobufCAllocator *alloc,
         ckpt_path(ck, ids[i], dir, sizeof(dir));
         struct sv_ckpt_reader *r;
         if (sv_ckpt_open(dir, &r, err, sizeof(err))) {
+            /* Not checked: the other files of its chain (verify does). */
             sv_warn("checkpoints: skipping %s: %s", dir, err);
             continue;
         }
@@ -1184,10 +1468,13 @@ int sv_checkpoints_delete(struct sv_checkpoints *ck, uint64_t id, char *msg, siz
 {
     if (sv_checkpoints_busy(ck))
         return busy_msg(ck, msg, msglen);
-    char dir[PATH_LEN];
+    char dir[PATH_LEN], manifest[PATH_LEN];
     ckpt_path(ck, id, dir, sizeof(dir));
+    snprintf(manifest, sizeof(manifest), "%.4200s/" SV_CKPT_MANIFEST_FILE, dir);
     struct stat st;
-    if (stat(dir, &st)) {
+    /* A directory without MANIFEST is no checkpoint (a deleted one whose
+     * data another one's chain still names). */
+    if (stat(manifest, &st)) {
         snprintf(msg, msglen, "checkpoint %" PRIu64 " does not exist", id);
         return SV_ENOTFOUND;
     }

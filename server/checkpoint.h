@@ -38,7 +38,7 @@ int sv_checkpoints_restoring(const struct sv_checkpoints *ck);
 /* Dispatch: queue a job for connection c's request `req_id`. 0 means the
  * reply comes later (c waits); an error means answer now with msg. */
 int sv_checkpoints_queue_snapshot(struct sv_checkpoints *ck, struct sv_conn *c, uint64_t req_id,
-                                  int has_id, uint64_t id, char *msg, size_t msglen);
+                                  int has_id, uint64_t id, int full, char *msg, size_t msglen);
 int sv_checkpoints_queue_restore(struct sv_checkpoints *ck, struct sv_conn *c, uint64_t req_id,
                                  char *const *sources, size_t nsources, int has_range,
                                  uint32_t first, uint32_t last, char *msg, size_t msglen);

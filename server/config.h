@@ -21,6 +21,9 @@ struct sv_config {
     char data_dir[SV_PATH_MAX];
     char checkpoint_dir[SV_PATH_MAX];
     uint32_t checkpoint_retain;       /* completed checkpoints kept */
+    int checkpoint_incremental;       /* snapshots write changes only */
+    uint32_t checkpoint_chain_max;    /* files a checkpoint may be made of */
+    uint32_t checkpoint_chain_ratio;  /* % of the full file the increments may add */
     int checkpoint_compression;       /* enum sv_ckpt_compression */
     int checkpoint_compression_level; /* zstd level */
     char restore_roots[SV_PATH_MAX];  /* ':'-separated directories */

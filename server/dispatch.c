@@ -692,7 +692,7 @@ static int op_snapshot(struct ctx *x, const Statesrv__V1__Request *req,
     (void)resp;
     return sv_checkpoints_queue_snapshot(x->srv->ckpt, x->conn, x->req_id,
                                          s->id_opt_case == STATESRV__V1__SNAPSHOT__ID_OPT_ID, s->id,
-                                         x->msg, sizeof(x->msg));
+                                         s->full, x->msg, sizeof(x->msg));
 }
 
 static int op_restore(struct ctx *x, const Statesrv__V1__Request *req, Statesrv__V1__Response *resp)

@@ -34,6 +34,11 @@
 #define META_FORMAT_KEY "format"
 #define META_KEY_GROUPS_KEY "key_groups"
 #define META_KG_RANGE_KEY "kg_range"
+/* Change tracking (see "changes"): the entries changed since a checkpoint's
+ * cut, for an incremental checkpoint. */
+#define CHANGES_DB "$changes"
+#define META_CHG_BASE_KEY "chg_base"   /* the checkpoint they are changes since; absent: none */
+#define META_CHG_EPOCH_KEY "chg_epoch" /* the epoch writes record (u64 BE) */
 #define STORE_FORMAT 1u
 #define SV_STORE_PATH_MAX 4200
 #define PATH_BUF (SV_STORE_PATH_MAX + 300) /* a path under dir */
@@ -75,9 +80,74 @@ struct state_slot {
     uint64_t cow_left;
 };
 
+/* Per write transaction: the space it may take (see "space" below). Reset
+ * by sv_store_begin, except what describes committed state (census, the
+ * refusal, the last commit of the store's own). */
+struct store_acct {
+    uint64_t gen;              /* counts write transactions (and rollbacks) */
+    int init;                  /* hw and base are set for this one */
+    int counted;               /* start is set for this one */
+    struct free_census start;  /* the free lists it started from */
+    uint64_t hw;               /* committed high-water mark, pages */
+    uint64_t base;             /* pages its commit may take whatever it does */
+    uint64_t est;              /* upper bound of the pages it has taken */
+    uint64_t est_sp;           /* est when the savepoint began */
+    int freed;                 /* it deleted something */
+    uint64_t deficit;          /* a write was refused: the smallest shortfall, pages */
+    uint64_t bump_txnid;       /* the last commit made only to age the free list */
+    struct free_census census; /* cached by (transaction, oldest reader) */
+    uint64_t refused_txnid;    /* the last refusal came after this commit, */
+    uint64_t refused_need;     /* for a write that needed this many pages */
+};
+
+/* Per snapshot, from sv_store_snapshot_begin to sv_store_snapshot_finished
+ * (see "snapshots: the cut"). The keep environment's write side and idx
+ * belong to the loop thread; mu guards what the snapshot has read so far,
+ * published by its thread (states before pos_state are read whole, and of
+ * state pos_state every key <= pos_key, nothing if pos_len is 0), and
+ * broken. */
+struct store_snap {
+    int active; /* begun, not yet finished */
+    MDB_env *keep_env;
+    MDB_dbi keep_dbi;
+    MDB_txn *keep_txn; /* alongside the group transaction, committed first */
+    uint16_t *idx;     /* by DBI: 1 + the state's index in the snapshot, 0 = not in it */
+    size_t ndbi;
+    uint64_t saved; /* entries kept as of the cut by this snapshot */
+    pthread_mutex_t mu;
+    int broken; /* an entry could not be kept: the snapshot fails */
+    size_t pos_state;
+    size_t pos_len;
+    uint8_t pos_key[SKEY_CAP];
+};
+
+/* The store, grouped by lifetime: the environment (open to close), the
+ * group transaction, the space accounting of a transaction, the snapshot. */
 struct sv_store {
+    /* The environment. Where it lives: dir/gen-<gen>, named by dir/current. */
     MDB_env *env;
-    MDB_txn *txn;   /* group transaction, or NULL */
+    char dir[PATH_BUF];
+    uint64_t gen;
+    struct sv_store_options opts;
+    int lock_fd;
+    MDB_dbi meta_dbi;
+    uint32_t key_groups;
+    uint32_t kg_first, kg_last; /* key-group range this store covers */
+    uint32_t max_value_size;
+    unsigned max_states;
+    uint64_t map_size;
+    uint64_t map_size_max;
+    size_t max_key;
+    uint64_t psize;         /* page size */
+    int writemap;           /* MDB_WRITEMAP is on: the map is backed on disk */
+    int writemap_failed;    /* backing it failed at open: stay without */
+    uint64_t grow_retry_ms; /* writemap growth failed: not before this */
+    struct state_slot *slots;
+    size_t nslots; /* power of two */
+    size_t used, tombs;
+
+    /* The group transaction. */
+    MDB_txn *txn;   /* or NULL */
     MDB_txn *child; /* savepoint, or NULL */
     /* A batch's savepoint is open: the child transaction, or with writemap
      * (LMDB has no nested transactions then) the group transaction itself,
@@ -85,65 +155,24 @@ struct sv_store {
     int savepoint;
     int txn_dirty; /* the group transaction has written something */
     int txn_error;
-    MDB_dbi meta_dbi;
-    int lock_fd;
-    uint32_t key_groups;
-    uint32_t max_value_size;
-    unsigned max_states;
-    uint64_t map_size;
-    uint64_t map_size_max;
-    size_t max_key;
-    struct state_slot *slots;
-    size_t nslots; /* power of two */
-    size_t used, tombs;
+    int dropped_in_txn; /* it dropped a state */
     struct sv_buf scratch;
 
-    /* Where the environment lives: dir/gen-<gen>, named by dir/current. */
-    char dir[PATH_BUF];
-    uint64_t gen;
-    struct sv_store_options opts;
-    uint32_t kg_first, kg_last; /* key-group range this store covers */
-    int snapshot_active;        /* a snapshot runs (begun, not yet finished) */
-    int writemap;               /* MDB_WRITEMAP is on: the map is backed on disk */
-    int writemap_failed;        /* backing it failed at open: stay without */
-    uint64_t grow_retry_ms;     /* writemap growth failed: not before this */
-    int dropped_in_txn;         /* the open transaction dropped a state */
+    /* Change tracking (see "changes"): on while a checkpoint's cut is the
+     * base to track from (chg_base), or a snapshot runs that will be. */
+    MDB_dbi chg_dbi;
+    int track;
+    uint64_t chg_base;
+    uint64_t chg_epoch;
+    struct state_slot chg_slot; /* for the space accounting of its tree */
 
-    /* The reserve for deletes (see "space" below). */
-    uint64_t psize;
-    uint64_t acct_gen;              /* counts write transactions (and rollbacks) */
-    int acct_init;                  /* acct_hw and acct_base are set for this one */
-    int acct_counted;               /* acct_census is set for this one */
-    struct free_census acct_census; /* the free lists it started from */
-    uint64_t acct_hw;               /* committed high-water mark, pages */
-    uint64_t acct_base;             /* pages its commit may take whatever it does */
-    uint64_t acct_est;              /* upper bound of the pages it has taken */
-    uint64_t acct_est_sp;           /* acct_est when the savepoint began */
-    int txn_freed;                  /* it deleted something */
-    uint64_t txn_deficit;           /* a write was refused: the smallest shortfall, pages */
-    uint64_t bump_txnid;            /* the last commit made only to age the free list */
-    struct free_census census;      /* cached by (transaction, oldest reader) */
-    uint64_t refused_txnid;         /* the last refusal came after this commit, */
-    uint64_t refused_need;          /* for a write that needed this many pages */
-
-    /* The running snapshot (see "snapshots"). The keep environment's write
-     * side and snap_idx belong to the loop thread; snap_mu guards what the
-     * snapshot has read so far, published by its thread (states before
-     * pos_state are read whole, and of state pos_state every key <= pos_key,
-     * nothing if pos_len is 0), and snap_broken. */
-    MDB_env *keep_env;
-    MDB_dbi keep_dbi;
-    MDB_txn *keep_txn;  /* alongside the group transaction, committed first */
-    uint16_t *snap_idx; /* by DBI: 1 + the state's index in the snapshot, 0 = not in it */
-    size_t snap_ndbi;
-    uint64_t snap_saved; /* entries kept as of the cut by this snapshot */
-    pthread_mutex_t snap_mu;
-    int snap_broken; /* an entry could not be kept: the snapshot fails */
-    size_t pos_state;
-    size_t pos_len;
-    uint8_t pos_key[SKEY_CAP];
+    struct store_acct acct;
+    struct store_snap snap;
 };
 
+/* The cut (see "snapshots: the cut", after the entries that use it). */
+static int keep_for_snapshot(struct sv_store *s, MDB_dbi dbi, const uint8_t *skey, size_t sklen,
+                             int absent_too);
 static void keep_commit(struct sv_store *s);
 static void keep_abort(struct sv_store *s);
 static void keep_close(struct sv_store *s);
@@ -402,6 +431,21 @@ static int meta_init(struct sv_store *s, const struct sv_store_options *o, char 
         }
     }
 
+    /* The change set, and what it is relative to. */
+    if ((rc = mdb_dbi_open(txn, CHANGES_DB, MDB_CREATE, &s->chg_dbi)))
+        goto fail;
+    s->chg_base = s->chg_epoch = 0;
+    MDB_val ck = {strlen(META_CHG_BASE_KEY), META_CHG_BASE_KEY}, cv;
+    if (mdb_get(txn, s->meta_dbi, &ck, &cv) == 0 && cv.mv_size == 8)
+        s->chg_base = sv_be64_get(cv.mv_data);
+    ck.mv_size = strlen(META_CHG_EPOCH_KEY);
+    ck.mv_data = META_CHG_EPOCH_KEY;
+    if (mdb_get(txn, s->meta_dbi, &ck, &cv) == 0 && cv.mv_size == 8)
+        s->chg_epoch = sv_be64_get(cv.mv_data);
+    s->track = s->chg_base != 0;
+    memset(&s->chg_slot, 0, sizeof(s->chg_slot));
+    s->chg_slot.dbi = s->chg_dbi;
+
     /* Open every existing state, so the table knows how many there are. */
     MDB_dbi main_dbi;
     MDB_cursor *cur;
@@ -580,7 +624,7 @@ static int env_open(struct sv_store *s, char *err, size_t errlen)
     }
     /* $meta, max_states states, and one spare: LMDB needs a free handle slot
      * even to find out that a name does not exist (else MDB_DBS_FULL). */
-    mdb_env_set_maxdbs(s->env, o->max_states + 2);
+    mdb_env_set_maxdbs(s->env, o->max_states + 3);
     mdb_env_set_mapsize(s->env, s->map_size ? s->map_size : o->map_size);
     unsigned flags = MDB_NOTLS | MDB_NORDAHEAD;
     if (!o->sync_always)
@@ -623,9 +667,9 @@ static int env_open(struct sv_store *s, char *err, size_t errlen)
     MDB_stat est;
     mdb_env_stat(s->env, &est);
     s->psize = est.ms_psize;
-    s->census.valid = 0;
-    s->refused_txnid = 0;
-    s->bump_txnid = 0;
+    s->acct.census.valid = 0;
+    s->acct.refused_txnid = 0;
+    s->acct.bump_txnid = 0;
     int dead = 0;
     mdb_reader_check(s->env, &dead);
     if (dead)
@@ -672,7 +716,7 @@ int sv_store_open(const struct sv_store_options *o, struct sv_store **out, char 
         return -ENOMEM;
     }
     s->lock_fd = -1;
-    pthread_mutex_init(&s->snap_mu, NULL);
+    pthread_mutex_init(&s->snap.mu, NULL);
     s->opts = *o;
     s->opts.dir = s->dir;
     s->max_states = o->max_states;
@@ -781,14 +825,14 @@ void sv_store_close(struct sv_store *s)
         mdb_env_sync(s->env, 1);
         mdb_env_close(s->env);
     }
-    if (s->keep_env)
+    if (s->snap.keep_env)
         keep_close(s);
     if (s->lock_fd >= 0)
         close(s->lock_fd);
     sv_buf_free(&s->scratch);
     free(s->slots);
-    free(s->snap_idx);
-    pthread_mutex_destroy(&s->snap_mu);
+    free(s->snap.idx);
+    pthread_mutex_destroy(&s->snap.mu);
     free(s);
 }
 
@@ -888,9 +932,9 @@ static int take_census(struct sv_store *s, struct free_census *c)
     mdb_reader_list(s->env, reader_cb, &rmin);
     MDB_envinfo info;
     mdb_env_info(s->env, &info);
-    if (s->census.valid && s->census.last_txnid == info.me_last_txnid &&
-        s->census.reader_min == rmin) {
-        *c = s->census;
+    if (s->acct.census.valid && s->acct.census.last_txnid == info.me_last_txnid &&
+        s->acct.census.reader_min == rmin) {
+        *c = s->acct.census;
         return 0;
     }
     memset(c, 0, sizeof(*c));
@@ -931,7 +975,7 @@ static int take_census(struct sv_store *s, struct free_census *c)
     if (mrc != MDB_NOTFOUND)
         return map_err(mrc);
     c->valid = 1;
-    s->census = *c;
+    s->acct.census = *c;
     return 0;
 }
 
@@ -945,11 +989,11 @@ static void acct_start(struct sv_store *s)
     MDB_envinfo info;
     MDB_dbi main_dbi;
     mdb_env_info(s->env, &info);
-    s->acct_hw = (uint64_t)info.me_last_pgno + 1;
-    s->acct_base = 8 + tree_pages(txn, FREE_DBI);
+    s->acct.hw = (uint64_t)info.me_last_pgno + 1;
+    s->acct.base = 8 + tree_pages(txn, FREE_DBI);
     if (mdb_dbi_open(txn, NULL, 0, &main_dbi) == 0)
-        s->acct_base += tree_pages(txn, main_dbi);
-    s->acct_init = 1;
+        s->acct.base += tree_pages(txn, main_dbi);
+    s->acct.init = 1;
 }
 
 /* Pages the transaction may take in all once `more` is charged: with the
@@ -957,14 +1001,16 @@ static void acct_start(struct sv_store *s)
  * taken), twice over. */
 static uint64_t acct_need(const struct sv_store *s, uint64_t more)
 {
-    uint64_t est = s->acct_est + more;
-    return s->acct_base + est + est / 256 + 1;
+    uint64_t est = s->acct.est + more;
+    return s->acct.base + est + est / 256 + 1;
 }
 
 struct charge {
     struct state_slot *sl; /* NULL: the state does not exist yet */
     uint64_t pages;
     uint64_t cow_left; /* sl->cow_left once applied */
+    int chg;           /* the write is tracked: a leaf of the change set too */
+    uint64_t chg_left; /* chg_slot.cow_left once applied */
 };
 
 /* The copies `ops` changes to a state may make: its branch pages the first
@@ -980,7 +1026,7 @@ static void charge_cow(struct sv_store *s, struct state_slot *sl, uint64_t ops, 
         return;
     }
     uint64_t left = sl->cow_left;
-    if (sl->acct_gen != s->acct_gen) {
+    if (sl->acct_gen != s->acct.gen) {
         MDB_stat st;
         left = 0;
         if (mdb_stat(cur_txn(s), sl->dbi, &st) == 0) {
@@ -993,13 +1039,31 @@ static void charge_cow(struct sv_store *s, struct state_slot *sl, uint64_t ops, 
     ch->cow_left = left - leaves;
 }
 
+/* With tracking on, `ops` writes also put a key each into the change set:
+ * its leaves, copied on write like a state's, and room for it to grow. */
+static void charge_track(struct sv_store *s, uint64_t ops, struct charge *ch)
+{
+    ch->chg = 0;
+    if (!s->track)
+        return;
+    struct charge t;
+    charge_cow(s, &s->chg_slot, ops, &t);
+    ch->chg = 1;
+    ch->chg_left = t.cow_left;
+    ch->pages += t.pages + ops / 16 + 1;
+}
+
 static void charge_apply(struct sv_store *s, const struct charge *ch, uint64_t extra)
 {
     if (ch->sl) {
-        ch->sl->acct_gen = s->acct_gen;
+        ch->sl->acct_gen = s->acct.gen;
         ch->sl->cow_left = ch->cow_left;
     }
-    s->acct_est += ch->pages + extra;
+    if (ch->chg) {
+        s->chg_slot.acct_gen = s->acct.gen;
+        s->chg_slot.cow_left = ch->chg_left;
+    }
+    s->acct.est += ch->pages + extra;
 }
 
 static uint64_t grown(uint64_t before, uint64_t after)
@@ -1027,7 +1091,7 @@ void sv_store_nospace_msg(struct sv_store *s, char *buf, size_t len)
     struct free_census c;
     if (take_census(s, &c))
         memset(&c, 0, sizeof(c));
-    uint64_t need = c.last_txnid == s->refused_txnid ? s->refused_need : 1;
+    uint64_t need = c.last_txnid == s->acct.refused_txnid ? s->acct.refused_need : 1;
     uint64_t ps = s->psize, line = line_pages(s), used = c.hw - c.reusable;
     char a[48], b[48], r[48], p[48];
     int n = snprintf(buf, len,
@@ -1059,34 +1123,35 @@ static int admit_write(struct sv_store *s, const char *state, size_t slen, size_
     static struct sv_log_limit limit;
     if (!s->txn)
         return SV_EINTERNAL;
-    if (!s->acct_init)
+    if (!s->acct.init)
         acct_start(s);
     charge_cow(s, slot_find(s, state, slen), 1, ch);
+    charge_track(s, 1, ch);
     /* An entry too large for half a page goes to overflow pages, new ones
      * even when it replaces one of the same size. */
     if (bytes + 64 > s->psize / 2)
         ch->pages += (bytes + 16 + s->psize - 1) / s->psize;
     uint64_t need = acct_need(s, ch->pages), line = line_pages(s);
-    if (s->acct_hw + need <= line)
+    if (s->acct.hw + need <= line)
         return 0; /* even with no page reusable */
     /* Counted once per transaction: nothing it does changes what it
      * started from, and a snapshot begins only between transactions. */
-    struct free_census *c = &s->acct_census;
-    if (!s->acct_counted) {
+    struct free_census *c = &s->acct.start;
+    if (!s->acct.counted) {
         if (take_census(s, c)) {
             memset(c, 0, sizeof(*c));
-            c->hw = s->acct_hw;
+            c->hw = s->acct.hw;
         }
-        s->acct_counted = 1;
+        s->acct.counted = 1;
     }
     uint64_t used = c->hw - c->reusable;
     if (used + need <= line)
         return 0;
     uint64_t deficit = used + need - line;
-    if (!s->txn_deficit || deficit < s->txn_deficit)
-        s->txn_deficit = deficit;
-    s->refused_txnid = c->last_txnid;
-    s->refused_need = need;
+    if (!s->acct.deficit || deficit < s->acct.deficit)
+        s->acct.deficit = deficit;
+    s->acct.refused_txnid = c->last_txnid;
+    s->acct.refused_need = need;
     char msg[512];
     sv_store_nospace_msg(s, msg, sizeof(msg));
     sv_log_limited(&limit, 1, SV_LOG_WARN, "store: write refused: %s", msg);
@@ -1099,13 +1164,14 @@ static void charge_delete(struct sv_store *s, struct state_slot *sl, uint64_t op
                           uint64_t after)
 {
     struct charge ch;
-    if (!s->acct_init)
+    if (!s->acct.init)
         acct_start(s);
     charge_cow(s, sl, ops, &ch);
+    charge_track(s, ops, &ch);
     /* The pages it frees are listed at commit, 8 bytes each. */
     uint64_t freed = before > after ? before - after : 0;
     charge_apply(s, &ch, grown(before, after) + freed / 256 + 1);
-    s->txn_freed = 1;
+    s->acct.freed = 1;
 }
 
 /* After a commit that freed pages near the line (or the end of a snapshot
@@ -1124,7 +1190,7 @@ static void age_free_list(struct sv_store *s, int freed, uint64_t deficit)
     if (!deficit && (uint64_t)info.me_last_pgno + 1 + reserve_pages(s) <= line_pages(s))
         return; /* far from the line: the writes after it reuse the pages in time */
     struct free_census c;
-    if (take_census(s, &c) || c.recent == 0 || c.last_txnid == s->bump_txnid)
+    if (take_census(s, &c) || c.recent == 0 || c.last_txnid == s->acct.bump_txnid)
         return;
     if (!freed && c.recent < deficit)
         return; /* would not make room for the write that was refused */
@@ -1148,7 +1214,7 @@ static void age_free_list(struct sv_store *s, int freed, uint64_t deficit)
                         mdb_strerror(rc));
         return;
     }
-    s->bump_txnid = id;
+    s->acct.bump_txnid = id;
 }
 
 int sv_store_space(struct sv_store *s, struct sv_store_space *out)
@@ -1184,12 +1250,12 @@ int sv_store_begin(struct sv_store *s)
     }
     s->txn_error = 0;
     s->txn_dirty = 0;
-    s->acct_gen++;
-    s->acct_init = 0;
-    s->acct_counted = 0;
-    s->acct_est = 0;
-    s->txn_freed = 0;
-    s->txn_deficit = 0;
+    s->acct.gen++;
+    s->acct.init = 0;
+    s->acct.counted = 0;
+    s->acct.est = 0;
+    s->acct.freed = 0;
+    s->acct.deficit = 0;
     return 0;
 }
 
@@ -1233,7 +1299,7 @@ int sv_store_commit(struct sv_store *s)
         return write_err(s->env, rc);
     }
     slots_end_level(s, 1, 1);
-    age_free_list(s, s->txn_freed, s->txn_deficit);
+    age_free_list(s, s->acct.freed, s->acct.deficit);
     return 0;
 }
 
@@ -1287,7 +1353,7 @@ int sv_store_savepoint(struct sv_store *s)
 {
     if (!s->txn || s->savepoint || s->txn_error)
         return SV_EINTERNAL;
-    s->acct_est_sp = s->acct_est;
+    s->acct.est_sp = s->acct.est;
     if (s->writemap) {
         if (s->txn_dirty)
             return SV_EINTERNAL; /* see sv_store_savepoint_needs_clean_txn */
@@ -1328,16 +1394,16 @@ void sv_store_rollback(struct sv_store *s)
     /* The pages the batch took are given back; the copies made before it
      * stay, but a state's branch pages are charged again at its next write
      * (too much, never too little). */
-    s->acct_est = s->acct_est_sp;
-    s->acct_gen++;
+    s->acct.est = s->acct.est_sp;
+    s->acct.gen++;
     if (s->child) {
         mdb_txn_abort(s->child);
         s->child = NULL;
         slots_end_level(s, 2, 0);
         return;
     }
-    s->acct_init = 0; /* a new transaction below */
-    s->acct_counted = 0;
+    s->acct.init = 0; /* a new transaction below */
+    s->acct.counted = 0;
     /* Emulated: the transaction held nothing before the savepoint, so
      * discarding it and beginning afresh undoes exactly the batch. A state
      * it created had a handle of this transaction only (level 2). */
@@ -1356,7 +1422,7 @@ int sv_store_grow(struct sv_store *s)
 {
     if (s->txn)
         return SV_EINTERNAL;
-    if (s->snapshot_active)
+    if (s->snap.active)
         return SV_EBUSY; /* remapping would pull the pages from under the reader */
     if (s->map_size >= s->map_size_max)
         return SV_ENOSPACE;
@@ -1389,7 +1455,7 @@ int sv_store_grow(struct sv_store *s)
 
 int sv_store_grow_if_needed(struct sv_store *s)
 {
-    if (s->txn || s->snapshot_active || s->map_size >= s->map_size_max)
+    if (s->txn || s->snap.active || s->map_size >= s->map_size_max)
         return 0;
     uint64_t size, used;
     sv_store_usage(s, &size, &used);
@@ -1414,189 +1480,119 @@ int sv_store_get(struct sv_store *s, const char *state, size_t slen, const uint8
     return sv_value_parse(v.mv_data, v.mv_size, out);
 }
 
-/* --- snapshots: the cut ---------------------------------------------------
+/* --- changes --------------------------------------------------------------
  *
- * A snapshot does not hold one read transaction while it streams: LMDB could
- * not reuse any page freed meanwhile, the file would grow by every page the
- * writes copied, and LMDB's oldest-first reuse of that pool would leave
- * writes slower long after the snapshot. Instead it reads in chunks of
- * SNAP_CHUNK entries, each in a short read transaction, and the cut is the
- * commit it began after. The first write after the cut to an entry the
- * snapshot has not read yet first copies the entry as it was at the cut (or
- * that it was absent) into the keep environment; the snapshot merges those
- * copies into what it reads.
+ * While tracking is on, every write that changes an entry records its key
+ * in the change set ($changes), in the same transaction as the change: a
+ * change and its record commit together or not at all, so a restart (clean
+ * or not) knows every change since the base checkpoint. A key is the state
+ * name, a 0 byte (no name has one) and the stored key; its value the epoch
+ * of the last change (u64 BE). The name and the 0 byte alone mark the state
+ * reset: it was dropped, or had a key too long to record (the next
+ * checkpoint copies the whole state). Records are a superset: a key may be
+ * recorded and not changed, never changed and not recorded.
  *
- * The keep environment is a file of its own (KEEP_FILE), so the copies never
- * become free pages of the store: the file is removed when the snapshot
- * ends. Its transaction commits just before the group transaction, and a
- * chunk opens its read transaction on it just after the one on the store: a
- * chunk that sees a change also sees the copy. A copy whose change then
- * aborted holds the value the store still has, so it is harmless. If a copy
- * cannot be made (its file full, an I/O error), the write still happens and
- * the snapshot fails: a checkpoint can be taken again, a write is the
- * client's. */
+ * A snapshot's cut splits the set by epoch: it begins a new epoch, reads
+ * every record it finds (those of the new epoch too: harmless), and when its
+ * checkpoint is written sv_store_changes_done removes the records of the
+ * epochs before the cut, in one transaction with the new base. */
 
-/* Whether the running snapshot still has to read (dbi, skey); its index. */
-static int snap_unread(struct sv_store *s, MDB_dbi dbi, const uint8_t *skey, size_t sklen,
-                       size_t *idx)
+/* Records that (state, skey) changed; skey NULL: the whole state (reset). */
+static int track_change(struct sv_store *s, const char *state, size_t slen, const uint8_t *skey,
+                        size_t sklen)
 {
-    if (!s->snapshot_active || dbi >= s->snap_ndbi || !s->snap_idx[dbi])
+    if (!s->track)
         return 0;
-    size_t i = s->snap_idx[dbi] - 1u;
-    pthread_mutex_lock(&s->snap_mu);
-    int unread = !s->snap_broken &&
-                 (i > s->pos_state ||
-                  (i == s->pos_state &&
-                   (!s->pos_len || sv_skey_cmp(skey, sklen, s->pos_key, s->pos_len) > 0)));
-    pthread_mutex_unlock(&s->snap_mu);
-    *idx = i;
-    return unread;
-}
-
-/* The snapshot cannot be the cut any more: it fails at its next chunk. */
-static void snap_break(struct sv_store *s, const char *why, int rc)
-{
-    sv_warn("store: the running snapshot is abandoned: %s: %s", why, mdb_strerror(rc));
-    if (s->keep_txn) {
-        mdb_txn_abort(s->keep_txn);
-        s->keep_txn = NULL;
-    }
-    pthread_mutex_lock(&s->snap_mu);
-    s->snap_broken = 1;
-    pthread_mutex_unlock(&s->snap_mu);
-}
-
-/* Before a write to (dbi, skey): keeps the entry as it is now, which is as
- * it was at the cut unless it was kept already. A missing entry is kept as
- * absent only if absent_too (a delete of a missing key changes nothing). */
-static int keep_for_snapshot(struct sv_store *s, MDB_dbi dbi, const uint8_t *skey, size_t sklen,
-                             int absent_too)
-{
-    size_t i;
-    if (!snap_unread(s, dbi, skey, sklen, &i))
-        return 0;
-    if (sklen + KEEP_PREFIX > s->max_key)
-        return SV_EBUSY; /* longer than keys may be now: from an older version */
-    int rc;
-    if (!s->keep_txn && (rc = mdb_txn_begin(s->keep_env, NULL, 0, &s->keep_txn))) {
-        s->keep_txn = NULL;
-        snap_break(s, "cannot begin a transaction to keep entries", rc);
-        return 0;
-    }
     uint8_t kb[SKEY_CAP];
-    sv_be16_put(kb, (uint16_t)i);
-    memcpy(kb + KEEP_PREFIX, skey, sklen);
-    MDB_val pk = {sklen + KEEP_PREFIX, kb}, k = {sklen, (void *)skey}, v;
-    rc = mdb_get(s->keep_txn, s->keep_dbi, &pk, &v);
-    if (rc == 0)
-        return 0; /* kept already */
-    if (rc != MDB_NOTFOUND) {
-        snap_break(s, "cannot read the kept entries", rc);
-        return 0;
+    size_t n = slen + 1 + sklen;
+    if (!skey || n > s->max_key)
+        n = slen + 1; /* reset */
+    memcpy(kb, state, slen);
+    kb[slen] = 0;
+    if (n > slen + 1)
+        memcpy(kb + slen + 1, skey, sklen);
+    uint8_t be[8];
+    sv_be64_put(be, s->chg_epoch);
+    MDB_val k = {n, kb}, v = {sizeof(be), be};
+    /* A key written again in the same epoch is recorded already: a lookup,
+     * no page copied. MDB_KEYEXIST leaves the transaction usable and v
+     * pointing at the record. */
+    int rc = mdb_put(write_txn(s), s->chg_dbi, &k, &v, MDB_NOOVERWRITE);
+    if (rc == MDB_KEYEXIST) {
+        if (v.mv_size == sizeof(be) && memcmp(v.mv_data, be, sizeof(be)) == 0)
+            return 0;
+        v.mv_size = sizeof(be);
+        v.mv_data = be;
+        rc = mdb_put(write_txn(s), s->chg_dbi, &k, &v, 0);
     }
-    rc = mdb_get(cur_txn(s), dbi, &k, &v);
-    if (rc && rc != MDB_NOTFOUND)
-        return map_err(rc);
-    if (rc && !absent_too)
-        return 0;
-    uint8_t tag = rc ? KEEP_ABSENT : KEEP_PRESENT;
-    MDB_val pv = {1 + (tag == KEEP_PRESENT ? v.mv_size : 0), NULL};
-    if ((rc = mdb_put(s->keep_txn, s->keep_dbi, &pk, &pv, MDB_RESERVE))) {
-        snap_break(s, "cannot keep an entry", rc);
-        return 0;
-    }
-    uint8_t *dst = pv.mv_data;
-    dst[0] = tag;
-    if (tag == KEEP_PRESENT && v.mv_size)
-        memcpy(dst + 1, v.mv_data, v.mv_size);
-    s->snap_saved++;
-    return 0;
+    return rc ? txn_fail(s, rc) : 0;
 }
 
-/* Commits the copies the group transaction made, before it commits. */
-static void keep_commit(struct sv_store *s)
+static int meta_put_u64(MDB_txn *txn, MDB_dbi meta, const char *key, uint64_t val)
 {
-    if (!s->keep_txn)
-        return;
-    int rc = mdb_txn_commit(s->keep_txn);
-    s->keep_txn = NULL;
-    if (rc)
-        snap_break(s, "cannot commit the kept entries", rc);
+    uint8_t be[8];
+    sv_be64_put(be, val);
+    MDB_val k = {strlen(key), (void *)key}, v = {sizeof(be), be};
+    return mdb_put(txn, meta, &k, &v, 0);
 }
 
-static void keep_abort(struct sv_store *s)
+int sv_store_changes_done(struct sv_store *s, uint64_t epoch, uint64_t checkpoint_id)
 {
-    if (s->keep_txn) {
-        mdb_txn_abort(s->keep_txn);
-        s->keep_txn = NULL;
-    }
-}
-
-static void keep_path(const struct sv_store *s, char *out, size_t cap, int lock)
-{
-    snprintf(out, cap, "%.4000s/" KEEP_FILE "%s", s->dir, lock ? "-lock" : "");
-}
-
-/* Closes the keep environment and removes its files (also leftovers). */
-static void keep_close(struct sv_store *s)
-{
-    keep_abort(s);
-    if (s->keep_env) {
-        mdb_env_close(s->keep_env);
-        s->keep_env = NULL;
-    }
-    char path[PATH_BUF];
-    for (int lock = 0; lock < 2; lock++) {
-        keep_path(s, path, sizeof(path), lock);
-        if (unlink(path) && errno != ENOENT)
-            sv_warn("store: cannot remove %s: %s", path, strerror(errno));
-    }
-}
-
-/* A fresh, empty keep environment. Not synced: it is never read after a
- * restart. Its map is the store's current one (at least 64 MiB, at most
- * map_size_max): the copies are at most the entries at the cut, plus a
- * marker per key created meanwhile; if they outgrow it the snapshot fails.
- * Not map_size_max itself: address space may be limited (RLIMIT_AS,
- * valgrind). */
-static int keep_open(struct sv_store *s)
-{
-    keep_close(s);
-    char path[PATH_BUF];
-    keep_path(s, path, sizeof(path), 0);
+    if (s->txn)
+        return SV_EINTERNAL;
     MDB_txn *txn;
-    uint64_t size = s->map_size > (64ull << 20) ? s->map_size : (64ull << 20);
-    if (size > s->map_size_max)
-        size = s->map_size_max;
-    if (s->opts.keep_map_size)
-        size = s->opts.keep_map_size;
-    int rc = mdb_env_create(&s->keep_env);
-    if (rc) {
-        s->keep_env = NULL;
+    MDB_cursor *cur;
+    int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+    if (rc)
         return map_err(rc);
-    }
-    if ((rc = mdb_env_set_mapsize(s->keep_env, size)) ||
-        (rc = mdb_env_open(s->keep_env, path, MDB_NOSUBDIR | MDB_NOSYNC | MDB_NOTLS | MDB_NORDAHEAD,
-                           0640)) ||
-        (rc = mdb_txn_begin(s->keep_env, NULL, 0, &txn))) {
-        sv_error("store: cannot create %s: %s", path, mdb_strerror(rc));
-        keep_close(s);
-        return map_err(rc);
-    }
-    /* Empty even if an old file could not be removed: stale copies would be
-     * taken for the cut. */
-    MDB_stat st;
-    if ((rc = mdb_dbi_open(txn, NULL, 0, &s->keep_dbi)) || (rc = mdb_stat(txn, s->keep_dbi, &st)) ||
-        (st.ms_entries && (rc = mdb_drop(txn, s->keep_dbi, 0)))) {
+    if ((rc = mdb_cursor_open(txn, s->chg_dbi, &cur))) {
         mdb_txn_abort(txn);
-        keep_close(s);
         return map_err(rc);
     }
-    if ((rc = mdb_txn_commit(txn))) {
-        keep_close(s);
-        return map_err(rc);
+    MDB_val k, v;
+    uint64_t removed = 0, kept = 0;
+    uint8_t kb[SKEY_CAP];
+    int mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+    while (mrc == 0) {
+        if (v.mv_size == 8 && sv_be64_get(v.mv_data) > epoch) {
+            kept++; /* changed after the cut: for the next checkpoint */
+            mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+            continue;
+        }
+        size_t kl = k.mv_size < sizeof(kb) ? k.mv_size : sizeof(kb);
+        memcpy(kb, k.mv_data, kl);
+        if ((mrc = mdb_cursor_del(cur, 0)))
+            break;
+        removed++;
+        /* Seek again, as delete_range does: the cursor's place after a
+         * delete is not to be trusted when the tree empties. */
+        k.mv_size = kl;
+        k.mv_data = kb;
+        mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
     }
+    mdb_cursor_close(cur);
+    if (mrc != MDB_NOTFOUND) {
+        mdb_txn_abort(txn);
+        return map_err(mrc);
+    }
+    if ((rc = meta_put_u64(txn, s->meta_dbi, META_CHG_BASE_KEY, checkpoint_id)) ||
+        (rc = meta_put_u64(txn, s->meta_dbi, META_CHG_EPOCH_KEY, s->chg_epoch))) {
+        mdb_txn_abort(txn);
+        return write_err(s->env, rc);
+    }
+    if ((rc = mdb_txn_commit(txn)))
+        return write_err(s->env, rc);
+    s->chg_base = checkpoint_id;
+    s->track = 1;
+    sv_debug("store: changes before checkpoint %" PRIu64 "'s cut cleared (%" PRIu64
+             " records; %" PRIu64 " since)",
+             checkpoint_id, removed, kept);
     return 0;
+}
+
+uint64_t sv_store_changes_base(const struct sv_store *s)
+{
+    return s->chg_base;
 }
 
 /* Reserves space for a value of `len` bytes with a header and returns where
@@ -1632,6 +1628,8 @@ int sv_store_put(struct sv_store *s, const char *state, size_t slen, const uint8
         return rc;
     if (len)
         memcpy(dst, data, len);
+    if ((rc = track_change(s, state, slen, skey, sklen)))
+        return rc;
     charge_apply(s, &ch, grown(before, tree_pages(cur_txn(s), dbi)));
     return 0;
 }
@@ -1656,6 +1654,8 @@ int sv_store_delete(struct sv_store *s, const char *state, size_t slen, const ui
     if (rc)
         return txn_fail(s, rc);
     *found = 1;
+    if ((rc = track_change(s, state, slen, skey, sklen)))
+        return rc;
     charge_delete(s, slot_find(s, state, slen), 1, before, tree_pages(cur_txn(s), dbi));
     return 0;
 }
@@ -1700,13 +1700,15 @@ int sv_store_merge(struct sv_store *s, const char *state, size_t slen, const uin
                  old.len + sv_list_elem_size(oplen), s->max_value_size);
         return SV_ETOOLARGE;
     }
+    /* The new counter is known before any space is taken: an overflow is
+     * refused like a kind mismatch, with nothing changed. */
+    int64_t sum = 0;
     if (op == SV_MERGE_ADD_I64) {
-        int64_t sum;
-        int64_t cur0 = old.data ? (old.len == SV_COUNTER_SIZE ? sv_i64_get(old.data) : 0) : 0;
         if (old.data && old.len != SV_COUNTER_SIZE)
             return SV_ECORRUPT;
-        if (__builtin_add_overflow(cur0, sv_i64_get(operand), &sum)) {
-            snprintf(msg, msglen, "counter overflow: %lld + %lld", (long long)cur0,
+        int64_t cur = old.data ? sv_i64_get(old.data) : 0;
+        if (__builtin_add_overflow(cur, sv_i64_get(operand), &sum)) {
+            snprintf(msg, msglen, "counter overflow: %lld + %lld", (long long)cur,
                      (long long)sv_i64_get(operand));
             return SV_EINVAL;
         }
@@ -1724,21 +1726,12 @@ int sv_store_merge(struct sv_store *s, const char *state, size_t slen, const uin
 
     uint8_t *dst;
     if (op == SV_MERGE_ADD_I64) {
-        int64_t cur = 0, sum;
-        if (old.data) {
-            if (old.len != SV_COUNTER_SIZE)
-                return SV_ECORRUPT;
-            cur = sv_i64_get(old.data);
-        }
-        if (__builtin_add_overflow(cur, sv_i64_get(operand), &sum)) {
-            snprintf(msg, msglen, "counter overflow: %lld + %lld", (long long)cur,
-                     (long long)sv_i64_get(operand));
-            return SV_EINVAL;
-        }
         if ((rc = put_reserve(s, dbi, skey, sklen, SV_KIND_COUNTER, old.expiry_ms, SV_COUNTER_SIZE,
                               &dst)))
             return rc;
         sv_i64_put(dst, sum);
+        if ((rc = track_change(s, state, slen, skey, sklen)))
+            return rc;
         *counter = sum;
         *new_size = SV_COUNTER_SIZE;
         charge_apply(s, &ch, grown(before, tree_pages(cur_txn(s), dbi)));
@@ -1755,6 +1748,8 @@ int sv_store_merge(struct sv_store *s, const char *state, size_t slen, const uin
     if (old.len)
         memcpy(dst, s->scratch.data, old.len);
     sv_list_elem_put(dst + old.len, operand, oplen);
+    if ((rc = track_change(s, state, slen, skey, sklen)))
+        return rc;
     if (s->scratch.cap > 1024 * 1024)
         sv_buf_clear(&s->scratch, 0);
     *new_size = old.len + add;
@@ -1836,6 +1831,10 @@ int sv_store_delete_range(struct sv_store *s, const char *state, size_t slen, co
                 s->txn_error = rc;
             break;
         }
+        /* Recorded first: k is the cursor's entry, gone after the delete. A
+         * failure poisons the transaction, so nothing half-done commits. */
+        if ((rc = track_change(s, state, slen, k.mv_data, k.mv_size)))
+            break;
         if ((mrc = mdb_cursor_del(cur, 0)))
             break;
         (*deleted)++;
@@ -1868,12 +1867,14 @@ int sv_store_drop_state(struct sv_store *s, const char *state, size_t slen, uint
     /* mdb_drop(…, 1) closes the handle for the whole environment at once,
      * even if this transaction later aborts; forget it now. A snapshot
      * reading it on another thread would be left with a dead handle. */
-    if (s->snapshot_active)
+    if (s->snap.active)
         return SV_EBUSY;
     struct state_slot *sl = slot_find(s, state, slen);
     uint64_t before = (uint64_t)st.ms_branch_pages + st.ms_leaf_pages + st.ms_overflow_pages;
     if ((rc = mdb_drop(write_txn(s), dbi, 1)))
         return txn_fail(s, rc);
+    if ((rc = track_change(s, state, slen, NULL, 0)))
+        return rc;
     /* Its record in main is rewritten, and every page it had is listed. */
     charge_delete(s, NULL, 1, before, 0);
     if (sl)
@@ -1940,7 +1941,194 @@ void sv_store_kg_range(const struct sv_store *s, uint32_t *first, uint32_t *last
 
 int sv_store_snapshot_active(const struct sv_store *s)
 {
-    return s->snapshot_active;
+    return s->snap.active;
+}
+
+/* --- snapshots: the cut ---------------------------------------------------
+ *
+ * A snapshot does not hold one read transaction while it streams: LMDB could
+ * not reuse any page freed meanwhile, the file would grow by every page the
+ * writes copied, and LMDB's oldest-first reuse of that pool would leave
+ * writes slower long after the snapshot. Instead it reads in chunks of
+ * SNAP_CHUNK entries, each in a short read transaction, and the cut is the
+ * commit it began after. The first write after the cut to an entry the
+ * snapshot has not read yet first copies the entry as it was at the cut (or
+ * that it was absent) into the keep environment; the snapshot merges those
+ * copies into what it reads.
+ *
+ * The keep environment is a file of its own (KEEP_FILE), so the copies never
+ * become free pages of the store: the file is removed when the snapshot
+ * ends. Its transaction commits just before the group transaction, and a
+ * chunk opens its read transaction on it just after the one on the store: a
+ * chunk that sees a change also sees the copy. A copy whose change then
+ * aborted holds the value the store still has, so it is harmless. If a copy
+ * cannot be made (its file full, an I/O error), the write still happens and
+ * the snapshot fails: a checkpoint can be taken again, a write is the
+ * client's. */
+
+/* Whether the running snapshot still has to read (dbi, skey); its index. */
+static int snap_unread(struct sv_store *s, MDB_dbi dbi, const uint8_t *skey, size_t sklen,
+                       size_t *idx)
+{
+    if (!s->snap.active || dbi >= s->snap.ndbi || !s->snap.idx[dbi])
+        return 0;
+    size_t i = s->snap.idx[dbi] - 1u;
+    pthread_mutex_lock(&s->snap.mu);
+    int unread =
+        !s->snap.broken &&
+        (i > s->snap.pos_state ||
+         (i == s->snap.pos_state &&
+          (!s->snap.pos_len || sv_skey_cmp(skey, sklen, s->snap.pos_key, s->snap.pos_len) > 0)));
+    pthread_mutex_unlock(&s->snap.mu);
+    *idx = i;
+    return unread;
+}
+
+/* The snapshot cannot be the cut any more: it fails at its next chunk. */
+static void snap_break(struct sv_store *s, const char *why, int rc)
+{
+    sv_warn("store: the running snapshot is abandoned: %s: %s", why, mdb_strerror(rc));
+    if (s->snap.keep_txn) {
+        mdb_txn_abort(s->snap.keep_txn);
+        s->snap.keep_txn = NULL;
+    }
+    pthread_mutex_lock(&s->snap.mu);
+    s->snap.broken = 1;
+    pthread_mutex_unlock(&s->snap.mu);
+}
+
+/* Before a write to (dbi, skey): keeps the entry as it is now, which is as
+ * it was at the cut unless it was kept already. A missing entry is kept as
+ * absent only if absent_too (a delete of a missing key changes nothing). */
+static int keep_for_snapshot(struct sv_store *s, MDB_dbi dbi, const uint8_t *skey, size_t sklen,
+                             int absent_too)
+{
+    size_t i;
+    if (!snap_unread(s, dbi, skey, sklen, &i))
+        return 0;
+    if (sklen + KEEP_PREFIX > s->max_key)
+        return SV_EBUSY; /* longer than keys may be now: from an older version */
+    int rc;
+    if (!s->snap.keep_txn && (rc = mdb_txn_begin(s->snap.keep_env, NULL, 0, &s->snap.keep_txn))) {
+        s->snap.keep_txn = NULL;
+        snap_break(s, "cannot begin a transaction to keep entries", rc);
+        return 0;
+    }
+    uint8_t kb[SKEY_CAP];
+    sv_be16_put(kb, (uint16_t)i);
+    memcpy(kb + KEEP_PREFIX, skey, sklen);
+    MDB_val pk = {sklen + KEEP_PREFIX, kb}, k = {sklen, (void *)skey}, v;
+    rc = mdb_get(s->snap.keep_txn, s->snap.keep_dbi, &pk, &v);
+    if (rc == 0)
+        return 0; /* kept already */
+    if (rc != MDB_NOTFOUND) {
+        snap_break(s, "cannot read the kept entries", rc);
+        return 0;
+    }
+    rc = mdb_get(cur_txn(s), dbi, &k, &v);
+    if (rc && rc != MDB_NOTFOUND)
+        return map_err(rc);
+    if (rc && !absent_too)
+        return 0;
+    uint8_t tag = rc ? KEEP_ABSENT : KEEP_PRESENT;
+    MDB_val pv = {1 + (tag == KEEP_PRESENT ? v.mv_size : 0), NULL};
+    if ((rc = mdb_put(s->snap.keep_txn, s->snap.keep_dbi, &pk, &pv, MDB_RESERVE))) {
+        snap_break(s, "cannot keep an entry", rc);
+        return 0;
+    }
+    uint8_t *dst = pv.mv_data;
+    dst[0] = tag;
+    if (tag == KEEP_PRESENT && v.mv_size)
+        memcpy(dst + 1, v.mv_data, v.mv_size);
+    s->snap.saved++;
+    return 0;
+}
+
+/* Commits the copies the group transaction made, before it commits. */
+static void keep_commit(struct sv_store *s)
+{
+    if (!s->snap.keep_txn)
+        return;
+    int rc = mdb_txn_commit(s->snap.keep_txn);
+    s->snap.keep_txn = NULL;
+    if (rc)
+        snap_break(s, "cannot commit the kept entries", rc);
+}
+
+static void keep_abort(struct sv_store *s)
+{
+    if (s->snap.keep_txn) {
+        mdb_txn_abort(s->snap.keep_txn);
+        s->snap.keep_txn = NULL;
+    }
+}
+
+static void keep_path(const struct sv_store *s, char *out, size_t cap, int lock)
+{
+    snprintf(out, cap, "%.4000s/" KEEP_FILE "%s", s->dir, lock ? "-lock" : "");
+}
+
+/* Closes the keep environment and removes its files (also leftovers). */
+static void keep_close(struct sv_store *s)
+{
+    keep_abort(s);
+    if (s->snap.keep_env) {
+        mdb_env_close(s->snap.keep_env);
+        s->snap.keep_env = NULL;
+    }
+    char path[PATH_BUF];
+    for (int lock = 0; lock < 2; lock++) {
+        keep_path(s, path, sizeof(path), lock);
+        if (unlink(path) && errno != ENOENT)
+            sv_warn("store: cannot remove %s: %s", path, strerror(errno));
+    }
+}
+
+/* A fresh, empty keep environment. Not synced: it is never read after a
+ * restart. Its map is the store's current one (at least 64 MiB, at most
+ * map_size_max): the copies are at most the entries at the cut, plus a
+ * marker per key created meanwhile; if they outgrow it the snapshot fails.
+ * Not map_size_max itself: address space may be limited (RLIMIT_AS,
+ * valgrind). */
+static int keep_open(struct sv_store *s)
+{
+    keep_close(s);
+    char path[PATH_BUF];
+    keep_path(s, path, sizeof(path), 0);
+    MDB_txn *txn;
+    uint64_t size = s->map_size > (64ull << 20) ? s->map_size : (64ull << 20);
+    if (size > s->map_size_max)
+        size = s->map_size_max;
+    if (s->opts.keep_map_size)
+        size = s->opts.keep_map_size;
+    int rc = mdb_env_create(&s->snap.keep_env);
+    if (rc) {
+        s->snap.keep_env = NULL;
+        return map_err(rc);
+    }
+    if ((rc = mdb_env_set_mapsize(s->snap.keep_env, size)) ||
+        (rc = mdb_env_open(s->snap.keep_env, path,
+                           MDB_NOSUBDIR | MDB_NOSYNC | MDB_NOTLS | MDB_NORDAHEAD, 0640)) ||
+        (rc = mdb_txn_begin(s->snap.keep_env, NULL, 0, &txn))) {
+        sv_error("store: cannot create %s: %s", path, mdb_strerror(rc));
+        keep_close(s);
+        return map_err(rc);
+    }
+    /* Empty even if an old file could not be removed: stale copies would be
+     * taken for the cut. */
+    MDB_stat st;
+    if ((rc = mdb_dbi_open(txn, NULL, 0, &s->snap.keep_dbi)) ||
+        (rc = mdb_stat(txn, s->snap.keep_dbi, &st)) ||
+        (st.ms_entries && (rc = mdb_drop(txn, s->snap.keep_dbi, 0)))) {
+        mdb_txn_abort(txn);
+        keep_close(s);
+        return map_err(rc);
+    }
+    if ((rc = mdb_txn_commit(txn))) {
+        keep_close(s);
+        return map_err(rc);
+    }
+    return 0;
 }
 
 /* --- snapshots ------------------------------------------------------------ */
@@ -1948,6 +2136,7 @@ int sv_store_snapshot_active(const struct sv_store *s)
 struct snap_state {
     char name[SV_STATE_NAME_MAX + 1];
     MDB_dbi dbi;
+    uint64_t entries; /* at the cut */
 };
 
 struct sv_store_snapshot {
@@ -1960,26 +2149,30 @@ struct sv_store_snapshot {
      * entry (index, stored key); plen 0 = nothing yet. */
     uint8_t pos[SKEY_CAP];
     size_t plen;
+    /* The change set at the cut: the checkpoint it is relative to (0: none)
+     * and the last epoch before the cut. */
+    uint64_t chg_base;
+    uint64_t chg_epoch;
 };
 
 /* Publishes what the snapshot has read: states before `state` whole, and of
  * `state` every key <= key (none if klen is 0). */
 static int snap_publish(struct sv_store *s, size_t state, const uint8_t *key, size_t klen)
 {
-    pthread_mutex_lock(&s->snap_mu);
-    s->pos_state = state;
-    s->pos_len = klen;
+    pthread_mutex_lock(&s->snap.mu);
+    s->snap.pos_state = state;
+    s->snap.pos_len = klen;
     if (klen)
-        memcpy(s->pos_key, key, klen);
-    int broken = s->snap_broken;
-    pthread_mutex_unlock(&s->snap_mu);
+        memcpy(s->snap.pos_key, key, klen);
+    int broken = s->snap.broken;
+    pthread_mutex_unlock(&s->snap.mu);
     return broken ? SV_EMAPFULL : 0;
 }
 
 int sv_store_snapshot_begin(struct sv_store *s, struct sv_store_snapshot **out)
 {
     *out = NULL;
-    if (s->txn || s->snapshot_active)
+    if (s->txn || s->snap.active)
         return SV_EBUSY;
     /* The map cannot grow while the snapshot's thread may be reading, and
      * pages the writes meanwhile take must fit: start with half the map
@@ -2000,7 +2193,7 @@ int sv_store_snapshot_begin(struct sv_store *s, struct sv_store_snapshot **out)
         free(snap);
         return rc;
     }
-    if ((rc = mdb_txn_begin(s->keep_env, NULL, MDB_RDONLY, &snap->keep_txn))) {
+    if ((rc = mdb_txn_begin(s->snap.keep_env, NULL, MDB_RDONLY, &snap->keep_txn))) {
         keep_close(s);
         free(snap);
         return map_err(rc);
@@ -2043,6 +2236,12 @@ int sv_store_snapshot_begin(struct sv_store *s, struct sv_store_snapshot **out)
         }
         memcpy(snap->states[snap->n].name, sl->name, sl->len + 1);
         snap->states[snap->n].dbi = sl->dbi;
+        MDB_stat st;
+        if ((rc = mdb_stat(snap->txn, sl->dbi, &st))) {
+            rc = map_err(rc);
+            goto fail;
+        }
+        snap->states[snap->n].entries = st.ms_entries;
         if (sl->dbi > top)
             top = sl->dbi;
         snap->n++;
@@ -2060,14 +2259,20 @@ int sv_store_snapshot_begin(struct sv_store *s, struct sv_store_snapshot **out)
     }
     for (size_t i = 0; i < snap->n; i++)
         idx[snap->states[i].dbi] = (uint16_t)(i + 1);
-    free(s->snap_idx);
-    s->snap_idx = idx;
-    s->snap_ndbi = (size_t)top + 1;
-    s->snap_saved = 0;
-    s->snap_broken = 0;
+    free(s->snap.idx);
+    s->snap.idx = idx;
+    s->snap.ndbi = (size_t)top + 1;
+    s->snap.saved = 0;
+    s->snap.broken = 0;
     (void)snap_publish(s, 0, NULL, 0);
     mdb_txn_reset(snap->txn); /* the cut holds without it: see "the cut" */
-    s->snapshot_active = 1;
+    s->snap.active = 1;
+    /* From the cut on, changes belong to the next checkpoint: a new epoch,
+     * tracked even if there was no base (this snapshot becomes one). */
+    snap->chg_base = s->chg_base;
+    snap->chg_epoch = s->chg_epoch;
+    s->chg_epoch++;
+    s->track = 1;
     *out = snap;
     return 0;
 fail:
@@ -2121,7 +2326,7 @@ static int scan_chunk(struct sv_store_snapshot *snap, size_t i, sv_store_raw_fn 
         return map_err(rc);
     }
     if ((rc = mdb_cursor_open(snap->txn, snap->states[i].dbi, &lc)) ||
-        (rc = mdb_cursor_open(snap->keep_txn, s->keep_dbi, &pc))) {
+        (rc = mdb_cursor_open(snap->keep_txn, s->snap.keep_dbi, &pc))) {
         rc = map_err(rc);
         goto out;
     }
@@ -2185,22 +2390,156 @@ out:
     return rc;
 }
 
+typedef int (*chunk_fn)(struct sv_store_snapshot *snap, size_t i, sv_store_raw_fn fn, void *ud,
+                        int *done);
+
+static int snapshot_scan(struct sv_store_snapshot *snap, size_t i, chunk_fn chunk,
+                         sv_store_raw_fn fn, void *ud);
+
 int sv_store_snapshot_scan(struct sv_store_snapshot *snap, size_t i, sv_store_raw_fn fn, void *ud)
+{
+    return snapshot_scan(snap, i, scan_chunk, fn, ud);
+}
+
+/* Reads up to SNAP_CHUNK change records of state i after snap->pos in one
+ * read transaction, and calls fn with each key's entry at the cut: the kept
+ * copy if there is one (the key was written since), else the store's; an
+ * absent entry as a tombstone (an empty value). */
+static int changes_chunk(struct sv_store_snapshot *snap, size_t i, sv_store_raw_fn fn, void *ud,
+                         int *done)
+{
+    struct sv_store *s = snap->s;
+    MDB_cursor *cc = NULL;
+    int rc = mdb_txn_renew(snap->txn);
+    if (rc)
+        return map_err(rc);
+    if ((rc = mdb_txn_renew(snap->keep_txn))) {
+        mdb_txn_reset(snap->txn);
+        return map_err(rc);
+    }
+    uint8_t key[SKEY_CAP], kb[SKEY_CAP];
+    const char *name = snap->states[i].name;
+    size_t nl = strlen(name), plen = snap->plen;
+    memcpy(key, name, nl);
+    key[nl] = 0;
+    size_t klen = nl + 1;
+    if (plen) {
+        memcpy(key + klen, snap->pos + KEEP_PREFIX, plen - KEEP_PREFIX);
+        klen += plen - KEEP_PREFIX;
+    }
+    const uint8_t *last = NULL;
+    size_t lastlen = 0;
+    MDB_val k, v;
+    if ((rc = mdb_cursor_open(snap->txn, s->chg_dbi, &cc))) {
+        rc = map_err(rc);
+        goto out;
+    }
+    /* After what was read; the reset mark (the bare prefix) is not a key. */
+    int mrc = seek(cc, key, klen, 1, &k, &v);
+    for (size_t n = 0; n < SNAP_CHUNK && !rc; n++) {
+        if (mrc || k.mv_size <= nl + 1 || memcmp(k.mv_data, key, nl + 1) != 0) {
+            *done = 1;
+            break;
+        }
+        const uint8_t *sk = (const uint8_t *)k.mv_data + nl + 1;
+        size_t skl = k.mv_size - nl - 1;
+        sv_be16_put(kb, (uint16_t)i);
+        memcpy(kb + KEEP_PREFIX, sk, skl);
+        MDB_val pk = {skl + KEEP_PREFIX, kb}, pv, lk = {skl, (void *)sk}, lv;
+        int prc = mdb_get(snap->keep_txn, s->snap.keep_dbi, &pk, &pv);
+        if (prc == 0) {
+            const uint8_t *p = pv.mv_data;
+            if (pv.mv_size < 1 || p[0] > KEEP_PRESENT) {
+                rc = SV_ECORRUPT;
+                break;
+            }
+            rc = fn(ud, sk, skl, p + 1, p[0] == KEEP_PRESENT ? pv.mv_size - 1 : 0);
+        } else if (prc != MDB_NOTFOUND) {
+            rc = map_err(prc);
+        } else if ((prc = mdb_get(snap->txn, snap->states[i].dbi, &lk, &lv)) == 0) {
+            rc = fn(ud, sk, skl, lv.mv_data, lv.mv_size);
+        } else if (prc == MDB_NOTFOUND) {
+            rc = fn(ud, sk, skl, (const uint8_t *)"", 0); /* deleted */
+        } else {
+            rc = map_err(prc);
+        }
+        last = sk;
+        lastlen = skl;
+        mrc = mdb_cursor_get(cc, &k, &v, MDB_NEXT);
+    }
+    if (!rc && mrc && mrc != MDB_NOTFOUND)
+        rc = map_err(mrc);
+    if (!rc && last) {
+        memcpy(snap->pos + KEEP_PREFIX, last, lastlen);
+        snap->plen = KEEP_PREFIX + lastlen;
+    }
+out:
+    if (cc)
+        mdb_cursor_close(cc);
+    mdb_txn_reset(snap->keep_txn);
+    mdb_txn_reset(snap->txn);
+    return rc;
+}
+
+int sv_store_snapshot_scan_changes(struct sv_store_snapshot *snap, size_t i, sv_store_raw_fn fn,
+                                   void *ud)
+{
+    return snapshot_scan(snap, i, changes_chunk, fn, ud);
+}
+
+int sv_store_snapshot_reset(struct sv_store_snapshot *snap, size_t i, int *reset)
+{
+    *reset = 0;
+    if (i >= snap->n)
+        return SV_EINVAL;
+    int rc = mdb_txn_renew(snap->txn);
+    if (rc)
+        return map_err(rc);
+    uint8_t key[SV_STATE_NAME_MAX + 1];
+    size_t nl = strlen(snap->states[i].name);
+    memcpy(key, snap->states[i].name, nl);
+    key[nl] = 0;
+    MDB_val k = {nl + 1, key}, v;
+    rc = mdb_get(snap->txn, snap->s->chg_dbi, &k, &v);
+    mdb_txn_reset(snap->txn);
+    if (rc && rc != MDB_NOTFOUND)
+        return map_err(rc);
+    *reset = rc == 0;
+    return 0;
+}
+
+uint64_t sv_store_snapshot_entries(const struct sv_store_snapshot *snap, size_t i)
+{
+    return i < snap->n ? snap->states[i].entries : 0;
+}
+
+uint64_t sv_store_snapshot_base(const struct sv_store_snapshot *snap)
+{
+    return snap->chg_base;
+}
+
+uint64_t sv_store_snapshot_epoch(const struct sv_store_snapshot *snap)
+{
+    return snap->chg_epoch;
+}
+
+static int snapshot_scan(struct sv_store_snapshot *snap, size_t i, chunk_fn chunk,
+                         sv_store_raw_fn fn, void *ud)
 {
     if (i >= snap->n)
         return SV_EINVAL;
     struct sv_store *s = snap->s;
     /* In order, each once: the writes copy by the published position. */
-    pthread_mutex_lock(&s->snap_mu);
-    int in_order = s->pos_state == i && s->pos_len == 0;
-    pthread_mutex_unlock(&s->snap_mu);
+    pthread_mutex_lock(&s->snap.mu);
+    int in_order = s->snap.pos_state == i && s->snap.pos_len == 0;
+    pthread_mutex_unlock(&s->snap.mu);
     if (!in_order)
         return SV_EINVAL;
     sv_be16_put(snap->pos, (uint16_t)i);
     snap->plen = 0;
     int done = 0, rc = 0;
     while (!done && !rc) {
-        rc = scan_chunk(snap, i, fn, ud, &done);
+        rc = chunk(snap, i, fn, ud, &done);
         /* Only now: every key up to pos is in the checkpoint, so a write to
          * one of them need not be kept any more. */
         if (!rc && !done && snap->plen)
@@ -2209,10 +2548,10 @@ int sv_store_snapshot_scan(struct sv_store_snapshot *snap, size_t i, sv_store_ra
     if (!rc)
         rc = snap_publish(s, i + 1, NULL, 0);
     /* Whatever failed after a copy could not be made, that is the cause. */
-    pthread_mutex_lock(&s->snap_mu);
-    if (rc && s->snap_broken)
+    pthread_mutex_lock(&s->snap.mu);
+    if (rc && s->snap.broken)
         rc = SV_EMAPFULL;
-    pthread_mutex_unlock(&s->snap_mu);
+    pthread_mutex_unlock(&s->snap.mu);
     return rc < 0 ? rc : 0;
 }
 
@@ -2228,15 +2567,15 @@ void sv_store_snapshot_release(struct sv_store_snapshot *snap)
 
 uint64_t sv_store_snapshot_kept(const struct sv_store *s)
 {
-    return s->snap_saved;
+    return s->snap.saved;
 }
 
 void sv_store_snapshot_finished(struct sv_store *s)
 {
-    s->snapshot_active = 0;
-    free(s->snap_idx);
-    s->snap_idx = NULL;
-    s->snap_ndbi = 0;
+    s->snap.active = 0;
+    free(s->snap.idx);
+    s->snap.idx = NULL;
+    s->snap.ndbi = 0;
     /* The copies are not needed any more: their file goes, and with it
      * their pages (never free pages of the store). */
     keep_close(s);
@@ -2413,7 +2752,7 @@ void sv_store_builder_free(struct sv_store_builder *b)
 
 int sv_store_switch(struct sv_store *s, struct sv_store_builder *b, char *err, size_t errlen)
 {
-    if (s->txn || s->snapshot_active || b->env) {
+    if (s->txn || s->snap.active || b->env) {
         snprintf(err, errlen, "restore: the store is busy");
         return SV_EBUSY;
     }

@@ -208,10 +208,42 @@ typedef int (*sv_store_raw_fn)(void *ud, const uint8_t *skey, size_t sklen, cons
                                size_t vlen);
 int sv_store_snapshot_scan(struct sv_store_snapshot *snap, size_t i, sv_store_raw_fn fn, void *ud)
     __attribute__((warn_unused_result));
+/* Incremental checkpoints. Like sv_store_snapshot_scan (and instead of it,
+ * for state i), but only the entries recorded as changed since the base
+ * checkpoint (sv_store_snapshot_base), as at the cut; a deleted one with an
+ * empty value (a tombstone). A superset: an unchanged entry may come too. */
+int sv_store_snapshot_scan_changes(struct sv_store_snapshot *snap, size_t i, sv_store_raw_fn fn,
+                                   void *ud) __attribute__((warn_unused_result));
+/* Whether state i was reset since the base (dropped, or a key too long to
+ * record): its changes are then the whole state (sv_store_snapshot_scan). */
+int sv_store_snapshot_reset(struct sv_store_snapshot *snap, size_t i, int *reset)
+    __attribute__((warn_unused_result));
+/* Entries of state i at the cut. */
+uint64_t sv_store_snapshot_entries(const struct sv_store_snapshot *snap, size_t i);
+/* The checkpoint whose cut the change set at this cut is relative to, 0 if
+ * none (a full checkpoint is needed), and the epoch to pass to
+ * sv_store_changes_done once this snapshot's checkpoint is written. */
+uint64_t sv_store_snapshot_base(const struct sv_store_snapshot *snap);
+uint64_t sv_store_snapshot_epoch(const struct sv_store_snapshot *snap);
 void sv_store_snapshot_release(struct sv_store_snapshot *snap);
 /* Entries the running (or last) snapshot kept as of its cut (loop thread). */
 uint64_t sv_store_snapshot_kept(const struct sv_store *s);
 void sv_store_snapshot_finished(struct sv_store *s);
+
+/* --- changes: what an incremental checkpoint copies ------------------------
+ *
+ * Every write that changes an entry records it in the same transaction (see
+ * store.c, "changes"), from the first snapshot on; a restore's new
+ * generation starts with none (its first checkpoint is full). */
+
+/* Loop thread, no transaction open: checkpoint_id (a snapshot whose epoch
+ * was `epoch`) is written; the changes before its cut are dropped and it is
+ * the base from now on. 0 or an error (the old base then stays, with a
+ * superset of the changes: still correct). */
+int sv_store_changes_done(struct sv_store *s, uint64_t epoch, uint64_t checkpoint_id)
+    __attribute__((warn_unused_result));
+/* The base checkpoint (0: none). */
+uint64_t sv_store_changes_base(const struct sv_store *s);
 
 /* --- restore: a new generation built beside the live one ------------------
  *

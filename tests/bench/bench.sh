@@ -16,14 +16,18 @@ STATESRVD=${STATESRVD:-$root/build/statesrvd}
 STATECTL=${STATECTL:-$root/build/statectl}
 STATESRV_BENCH=${STATESRV_BENCH:-$root/build/statesrv-bench}
 QUICK=${QUICK:-}
-# PARTS="1 2" (default): 1 = throughput and latency rows, 2 = the snapshot,
-# restore and their side effects (10 M entries); one alone for a re-run.
-PARTS=${PARTS:-1 2}
+# PARTS="1 2 3" (default): 1 = throughput and latency rows, 2 = the snapshot,
+# restore and their side effects (10 M entries), 3 = incremental checkpoints
+# (10 M entries, 1 % overwritten between checkpoints; statesrvd only); one
+# alone for a re-run. INC_BIG overrides part 3's entry count (a smoke run).
+PARTS=${PARTS:-1 2 3}
 want_part() { [[ " $PARTS " == *" $1 "* ]]; }
 for b in "$STATESRVD" "$STATECTL" "$STATESRV_BENCH"; do
     [ -x "$b" ] || { echo "bench: $b is missing (run make bench)" >&2; exit 2; }
 done
+want_part 1 || want_part 2 || NO_REDIS=1
 for b in redis-server redis-benchmark redis-cli; do
+    [ -z "${NO_REDIS:-}" ] || break
     command -v $b >/dev/null || { echo "bench: $b is missing (apt-get install redis-server redis-tools)" >&2; exit 2; }
 done
 
@@ -96,8 +100,8 @@ median() { # numbers as arguments
     printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'
 }
 
-json_field() { # FIELD JSON
-    printf '%s' "$2" | sed -n "s/.*\"$1\":\([-0-9.e+]*\).*/\1/p"
+json_field() { # FIELD JSON: the first "FIELD":value (a manifest's own fields come before its states')
+    printf '%s' "$2" | grep -o "\"$1\":[-0-9.e+a-z]*" | head -n 1 | cut -d: -f2
 }
 
 ratio() { # A B -> A/B with 2 decimals
@@ -131,7 +135,7 @@ new_statesrvd_dir() {
 start_statesrvd() { # SYNC
     S_PORT=$(free_port)
     S_ADDR=127.0.0.1:$S_PORT
-    "$STATESRVD" --listen "$S_ADDR" --data-dir "$S_DIR/data" --checkpoint-dir "$S_DIR/checkpoints" \
+    "$STATESRVD" ${S_CONF:+--config "$S_CONF"} --listen "$S_ADDR" --data-dir "$S_DIR/data" --checkpoint-dir "$S_DIR/checkpoints" \
         --sync "$1" --log-level warn 2>>"$S_DIR/log" &
     S_PID=$!
     pids+=("$S_PID")
@@ -331,7 +335,7 @@ preload "$BIG" "$BIG_VALUE"
 snapshot() { # prints "ID SECONDS"
     local t0 t1 o
     t0=$(now)
-    o=$("$STATECTL" -a "$S_ADDR" snapshot)
+    o=$("$STATECTL" -a "$S_ADDR" snapshot --full) # the row is about a whole copy
     t1=$(now)
     echo "$(printf '%s' "$o" | sed -n 's/^checkpoint \([0-9]*\):.*/\1/p') $(elapsed "$t0" "$t1")"
 }
@@ -362,7 +366,7 @@ get_p99() { # CONNS
 }
 get_p99_during() { # CONNS
     local j sp
-    "$STATECTL" -a "$S_ADDR" snapshot >/dev/null &
+    "$STATECTL" -a "$S_ADDR" snapshot --full >/dev/null &
     sp=$!
     sleep 0.05
     j=$(sbench -t get -c "$1" -P 1 -r "$BIG" --duration "$probe_secs")
@@ -457,6 +461,85 @@ stop_statesrvd
 stop_redis
 fi
 
+if want_part 3; then
+# --- part 3: incremental checkpoints ------------------------------------------------
+# INC_N entries (1 % of INC_BIG, random keys: some twice) overwritten between
+# checkpoints; checkpoint_retain = 3 and the default chain bounds.
+INC_BIG=${INC_BIG:-$BIG}
+INC_N=$((INC_BIG / 100))
+[ "$INC_N" -ge 1 ] || INC_N=1
+new_statesrvd_dir
+S_CONF=$S_DIR/statesrvd.conf
+printf 'checkpoint_retain = 3\n' >"$S_CONF"
+start_statesrvd none
+log "part 3: preloading $INC_BIG keys of $BIG_VALUE B into statesrvd"
+sbench -t put --sequential -n "$INC_BIG" -d "$BIG_VALUE" -c 8 -P 256 >/dev/null
+ckpt() { # [--full]: prints "ID SECONDS ADDED_BYTES TOTAL_BYTES INCREMENTAL"
+    local t0 t1 o
+    t0=$(now)
+    o=$("$STATECTL" -a "$S_ADDR" --json snapshot "$@")
+    t1=$(now)
+    echo "$(json_field checkpoint_id "$o") $(elapsed "$t0" "$t1") $(json_field added_bytes "$o")" \
+        "$(json_field total_bytes "$o") $(json_field incremental "$o")"
+}
+inc_put_probe() {
+    json_field ops_per_sec "$(sbench -t put -c 50 -P 16 -d "$BIG_VALUE" -r "$INC_BIG" --duration "$PUT_SECS")"
+}
+overwrite() { # SEED: INC_N random overwrites
+    sbench -t put -c 8 -P 64 -d "$BIG_VALUE" -r "$INC_BIG" -n "$INC_N" --seed "$1" >/dev/null
+}
+# PUT throughput without change tracking (no checkpoint yet) and with it.
+put_untracked=$(inc_put_probe)
+ckpt --full >/dev/null
+put_tracked=$(inc_put_probe)
+# The base, then 10 incremental checkpoints.
+read -r full_id full_s full_bytes _ _ <<<"$(ckpt --full)"
+inc_s=()
+inc_bytes=()
+last_id=
+for i in $(seq 1 10); do
+    overwrite "$i"
+    read -r last_id t added total incr <<<"$(ckpt)"
+    [ "$incr" = true ] || { echo "bench: checkpoint $last_id is not incremental" >&2; exit 1; }
+    inc_s+=("$t")
+    inc_bytes+=("$added")
+done
+chain_total=$total
+disk=$(du -sb "$S_DIR/checkpoints" | awk '{ print $1 }')
+# A full checkpoint of the same state, for the restore row.
+read -r full2_id full2_s full2_bytes _ _ <<<"$(ckpt --full)"
+restore_s() { # ID
+    local t0 t1
+    t0=$(now)
+    "$STATECTL" -a "$S_ADDR" restore "$1" >/dev/null
+    t1=$(now)
+    elapsed "$t0" "$t1"
+}
+rc_times=()
+rf_times=()
+for i in $(seq 1 "$REPS"); do
+    rc_times+=("$(restore_s "$last_id")")
+    rf_times+=("$(restore_s "$full2_id")")
+done
+mi=$(median "${inc_s[@]}")
+mb=$(median "${inc_bytes[@]}")
+mc=$(median "${rc_times[@]}")
+mf=$(median "${rf_times[@]}")
+add_extra "incremental checkpoint, $INC_N of $INC_BIG x $BIG_VALUE B overwritten, vs full (s)" \
+    "$mi" "$full_s" "$(ratio "$mi" "$full_s")" "<= 0.03"
+add_extra "incremental checkpoint vs full (bytes)" "$mb" "$full_bytes" \
+    "$(ratio "$mb" "$full_bytes")" "<= 0.03"
+add_extra "restore of base + 10 increments ($chain_total B) vs one full ($full2_bytes B) (s)" \
+    "$mc" "$mf" "$(ratio "$mc" "$mf")" "<= 1.20"
+add_extra "checkpoint_dir with checkpoint_retain = 3 after 10 increments vs 3 full copies (bytes)" \
+    "$disk" "$((3 * full_bytes))" "$(ratio "$disk" "$((3 * full_bytes))")" "—"
+add_extra "PUT ops/s, 50 conns P16 100 B, with change tracking vs without" \
+    "$(fmt_int "$put_tracked")" "$(fmt_int "$put_untracked")" \
+    "$(ratio "$put_tracked" "$put_untracked")" ">= 0.95"
+stop_statesrvd
+S_CONF=
+fi
+
 # --- report ------------------------------------------------------------------------
 t_end=$(date +%s)
 {
@@ -464,7 +547,7 @@ t_end=$(date +%s)
     echo
     echo "Machine: $(nproc) cores ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)),"
     echo "$(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), $(uname -sr);"
-    echo "statesrvd $("$STATESRVD" --version 2>&1 | head -1 | awk '{ print $2 }'), $(redis-server --version | awk '{ print $3 }' | tr -d 'v=')."
+    echo "statesrvd $("$STATESRVD" --version 2>&1 | head -1 | awk '{ print $2 }'), $(command -v redis-server >/dev/null && redis-server --version | awk '{ print $3 }' | tr -d 'v=')."
     echo "Load generators (statesrv-bench, redis-benchmark) share the cores with the servers."
     if [ "$QUICK" = 1 ]; then
         echo

@@ -23,7 +23,7 @@ void craft_manifest(struct sv_ckpt_manifest *m, struct sv_ckpt_state *st, uint32
                     const uint8_t *data, size_t size, int c)
 {
     *m = (struct sv_ckpt_manifest){
-        .format_version = SV_CKPT_FORMAT_VERSION,
+        .format_version = SV_CKPT_FORMAT_V1,
         .checkpoint_id = 1,
         .server_version = "crafted",
         .key_groups = key_groups,
@@ -48,7 +48,7 @@ void craft_ckpt_one_entry(const char *dir, uint32_t key_groups, const uint8_t *s
     uint8_t *d = calloc(1, size), *rawbuf = malloc(raw);
     ck_assert(d && rawbuf);
     sv_ckpt_entry_put(rawbuf, skey, sklen, value, vlen);
-    sv_ckpt_data_header_put(d);
+    sv_ckpt_data_header_put(d, SV_CKPT_FORMAT_V1);
 
     struct sv_ckpt_block_info x = {
         .offset = SV_CKPT_DATA_HEADER_SIZE,

@@ -155,6 +155,14 @@ static void fix_manifest_data(uint8_t **m, size_t *mlen, const uint8_t *d, size_
         return;
     pm->data_bytes = dlen;
     pm->data_xxh3 = XXH3_64bits(d, dlen);
+    if (pm->n_chain) { /* version 2: the data file is the chain's last link */
+        Statesrv__V1__CheckpointLink *own = pm->chain[pm->n_chain - 1];
+        uint64_t total = pm->total_bytes - own->data_bytes;
+        own->data_bytes = dlen;
+        own->data_xxh3 = pm->data_xxh3;
+        pm->added_bytes = dlen;
+        pm->total_bytes = total + dlen;
+    }
     size_t body = statesrv__v1__checkpoint_manifest__get_packed_size(pm);
     size_t head = (size_t)(b - *m);
     size_t nlen = body + SV_CKPT_MANIFEST_OVERHEAD;
@@ -191,15 +199,23 @@ static int parse_buffers(const uint8_t *m, size_t mlen, const uint8_t *d, size_t
     snprintf(why, whylen, "file checks");
     if (mlen < SV_CKPT_MANIFEST_OVERHEAD)
         return SV_ECORRUPT;
-    int rc = sv_ckpt_manifest_decode(m, mlen, &man, why, whylen);
+    struct sv_ckpt_manifest top;
+    int rc = sv_ckpt_manifest_decode(m, mlen, &top, why, whylen);
     if (rc)
         return rc;
+    if (top.format_version == SV_CKPT_FORMAT_V1) {
+        man = top;
+    } else { /* version 2: the data file is checked against its own link */
+        rc = sv_ckpt_link_manifest(&top, top.n_links - 1, &man);
+        sv_ckpt_manifest_free(&top);
+        CHECK(rc == 0);
+    }
     snprintf(why, whylen, "file checks");
     rc = SV_ECORRUPT;
     if (dlen != man.data_bytes || dlen < SV_CKPT_DATA_HEADER_SIZE + SV_CKPT_FOOTER_SIZE)
         goto out;
     struct sv_ckpt_footer f;
-    if ((rc = sv_ckpt_data_header_check(d, why, whylen)) ||
+    if ((rc = sv_ckpt_data_header_check(d, man.format_version, why, whylen)) ||
         (rc = sv_ckpt_footer_decode(d + dlen - SV_CKPT_FOOTER_SIZE, dlen, &f, why, whylen)) ||
         (rc = sv_ckpt_index_decode(d + f.index_offset, &f, &man, &idx, why, whylen)))
         goto out;
@@ -277,7 +293,7 @@ static uint32_t rng(uint32_t *s)
  * checkpoint passed sv_ckpt_verify. */
 static void iterate(struct sv_ckpt_reader *r, size_t s, uint32_t first, uint32_t last, int verified)
 {
-    const struct sv_ckpt_manifest *m = sv_ckpt_manifest(r);
+    const struct sv_ckpt_manifest *m = sv_ckpt_file_manifest(r);
     struct sv_ckpt_iter *it;
     int rc = sv_ckpt_iter_open(r, s, first, last, &it);
     if (s >= m->n_states || first > last) {
@@ -342,7 +358,7 @@ static void iterate(struct sv_ckpt_reader *r, size_t s, uint32_t first, uint32_t
 
 static void iterate_all(struct sv_ckpt_reader *r, uint32_t *seed, int verified)
 {
-    const struct sv_ckpt_manifest *m = sv_ckpt_manifest(r);
+    const struct sv_ckpt_manifest *m = sv_ckpt_file_manifest(r);
     size_t n = m->n_states < MAX_STATES_ITERATED ? m->n_states : MAX_STATES_ITERATED;
     uint32_t kgs = m->key_groups;
     for (size_t s = 0; s < n; s++) {
@@ -438,7 +454,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     CHECK(r != NULL);
     const struct sv_ckpt_manifest *man = sv_ckpt_manifest(r);
-    CHECK(man->format_version == SV_CKPT_FORMAT_VERSION);
+    CHECK(man->format_version == SV_CKPT_FORMAT_V1 || man->format_version == SV_CKPT_FORMAT_V2);
+    /* Version 2: the chain ends with this file, as its link says. */
+    CHECK(man->format_version == SV_CKPT_FORMAT_V1 ||
+          (man->n_links >= 1 && man->links[man->n_links - 1].checkpoint_id == man->checkpoint_id &&
+           sv_ckpt_file_manifest(r)->data_bytes == man->added_bytes));
     CHECK(man->kg_first <= man->kg_last && man->kg_last < man->key_groups);
     CHECK(man->key_groups <= SV_KEY_GROUPS_MAX);
 

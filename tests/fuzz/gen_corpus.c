@@ -574,12 +574,71 @@ static void ckpt_seed(const char *name, uint8_t flags, const struct sv_ckpt_writ
             size_t vh = sv_value_header_put(val, SV_KIND_RAW, 0);
             for (size_t k = 0; k < e[i].vlen; k++)
                 val[vh + k] = (uint8_t)("abcab"[k % 5] + (k / 64) % 3);
-            if (sv_ckpt_writer_add(w, sk, skl, val, vh + e[i].vlen))
+            /* In an incremental file, a vlen of 0 is a tombstone. */
+            size_t vl = o->incremental && e[i].vlen == 0 ? 0 : vh + e[i].vlen;
+            if (sv_ckpt_writer_add(w, sk, skl, val, vl))
                 DIE("writer add %s/%s", states[s], e[i].key);
         }
     }
-    if (sv_ckpt_writer_finish(w, NULL, err, sizeof(err)))
-        DIE("writer finish: %s", err);
+    if (o->format_version != SV_CKPT_FORMAT_V2) {
+        if (sv_ckpt_writer_finish(w, NULL, err, sizeof(err)))
+            DIE("writer finish: %s", err);
+    } else {
+        /* Version 2: the file as its chain's last link; with incremental,
+         * after a full link (id 3) whose file fuzz_ckpt never reads. */
+        struct sv_ckpt_link own;
+        if (sv_ckpt_writer_finish_link(w, &own, err, sizeof(err)))
+            DIE("writer finish: %s", err);
+        struct sv_ckpt_state full_state = {.name = "alpha",
+                                           .entries = 1,
+                                           .raw_bytes = 9,
+                                           .kg_min = o->kg_first,
+                                           .kg_max = o->kg_first,
+                                           .blocks = 1};
+        struct sv_ckpt_link links[2] = {{.checkpoint_id = 3,
+                                         .file = "chk-3/data",
+                                         .data_bytes = 139,
+                                         .data_xxh3 = 1,
+                                         .entries = 1,
+                                         .raw_bytes = 9,
+                                         .blocks = 1,
+                                         .n_states = 1,
+                                         .states = &full_state},
+                                        own};
+        size_t nl = o->incremental ? 2 : 1;
+        struct sv_ckpt_state live[8];
+        memset(live, 0, sizeof(live));
+        for (size_t i = 0; i < own.n_states && i < 8; i++) {
+            memcpy(live[i].name, own.states[i].name, sizeof(live[i].name));
+            live[i].entries = own.states[i].entries - own.states[i].tombstones;
+        }
+        struct sv_ckpt_manifest m = {.format_version = SV_CKPT_FORMAT_V2,
+                                     .checkpoint_id = o->checkpoint_id,
+                                     .key_groups = o->key_groups,
+                                     .kg_first = o->kg_first,
+                                     .kg_last = o->kg_last,
+                                     .data_bytes = own.data_bytes,
+                                     .data_xxh3 = own.data_xxh3,
+                                     .raw_bytes = own.raw_bytes,
+                                     .compression = o->compression,
+                                     .compression_level = o->compression_level,
+                                     .blocks = own.blocks,
+                                     .n_states = own.n_states < 8 ? own.n_states : 8,
+                                     .states = live,
+                                     .incremental = o->incremental,
+                                     .base_id = nl == 2 ? 3 : o->checkpoint_id,
+                                     .added_bytes = own.data_bytes,
+                                     .total_bytes =
+                                         own.data_bytes + (nl == 2 ? links[0].data_bytes : 0),
+                                     .n_links = nl,
+                                     .links = nl == 2 ? links : links + 1};
+        snprintf(m.server_version, sizeof(m.server_version), "%s", o->server_version);
+        for (size_t i = 0; i < m.n_states; i++)
+            m.entries += live[i].entries;
+        if (sv_ckpt_manifest_write(tmpl, &m, err, sizeof(err)))
+            DIE("manifest: %s", err);
+        free(own.states);
+    }
     char path[256];
     size_t ml, dl;
     snprintf(path, sizeof(path), "%s/%s", tmpl, SV_CKPT_MANIFEST_FILE);
@@ -663,6 +722,15 @@ static void gen_ckpts(void)
         o.compression_level = 0;
         ckpt_seed("large_entry_none", F_FIX_ALL, &o, st1, 1, big, 2);
     }
+
+    /* Version 2: a full file alone, and an incremental one (tombstones, a
+     * state without changes) after a full link. */
+    o.format_version = SV_CKPT_FORMAT_V2;
+    o.block_size = 64;
+    ckpt_seed("v2_full", F_FIX_ALL, &o, st, 4, e, ne);
+    o.incremental = 1;
+    ckpt_seed("v2_incremental", F_FIX_ALL, &o, st, 4, e, ne);
+    ckpt_seed("v2_incremental_nofix", 0, &o, st, 4, e, ne);
 }
 
 int main(int argc, char **argv)

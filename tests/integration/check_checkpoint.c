@@ -571,7 +571,7 @@ START_TEST(retention_keeps_newest_n)
     r = call(fd, &req, 5000);
     ck_assert_int_eq(r->status, 0);
     statesrv__v1__response__free_unpacked(r, NULL);
-    ck_assert(!path_exists("%s/chk-13", dir));
+    ck_assert(!path_exists("%s/chk-13/MANIFEST", dir));
     expect_status(call(fd, &req, 5000), STATESRV__V1__STATUS__NOT_FOUND, "does not exist");
     close(fd);
 }
@@ -1115,7 +1115,7 @@ START_TEST(retention_keeps_the_new_checkpoint_and_ids_survive_leftovers)
         snapshot_ok(fd, id);
     snapshot_ok(fd, 5); /* a lower id: still kept, an older one goes */
     ck_assert(path_exists("%s/checkpoints/chk-5/MANIFEST", srv.dir));
-    ck_assert(!path_exists("%s/checkpoints/chk-10", srv.dir));
+    ck_assert(!path_exists("%s/checkpoints/chk-10/MANIFEST", srv.dir));
     close(fd);
     /* A chk-<id> with no MANIFEST (a removal cut short) neither blocks
      * automatic ids nor survives a restart. */

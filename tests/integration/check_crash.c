@@ -167,7 +167,11 @@ static void crash_run(const char *sync)
     struct dirent *e;
     int checked = 0;
     while ((e = readdir(d))) {
-        if (strncmp(e->d_name, "chk-", 4) != 0)
+        char manifest[1024];
+        snprintf(manifest, sizeof(manifest), "%s/%s/MANIFEST", dir, e->d_name);
+        /* A chk-<id> without MANIFEST is no checkpoint: a deleted one whose
+         * data a later checkpoint's chain still names. */
+        if (strncmp(e->d_name, "chk-", 4) != 0 || access(manifest, F_OK) != 0)
             continue;
         char cmd[768];
         snprintf(cmd, sizeof(cmd), "%s checkpoint verify %s/%s >/dev/null", statectl_path(), dir,

@@ -14,5 +14,6 @@ Suite *sv_suite_crash(void);
 Suite *sv_suite_example(void);
 Suite *sv_suite_metrics(void);
 Suite *sv_suite_hostile(void);
+Suite *sv_suite_incremental(void);
 
 #endif

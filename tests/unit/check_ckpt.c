@@ -393,7 +393,7 @@ START_TEST(manifest_fields)
 
     struct sv_ckpt_reader *r = open_ok(d);
     const struct sv_ckpt_manifest *m = sv_ckpt_manifest(r);
-    ck_assert_uint_eq(m->format_version, SV_CKPT_FORMAT_VERSION);
+    ck_assert_uint_eq(m->format_version, SV_CKPT_FORMAT_V1);
     ck_assert_uint_eq(m->checkpoint_id, 0x1234567890ull);
     ck_assert_str_eq(m->server_version, SV_VERSION);
     ck_assert_uint_eq(m->key_groups, 128);
