@@ -219,8 +219,10 @@ test-docs: all
 test-unit: $(UNIT_BIN)
 	$(Q)$(UNIT_BIN)
 
+# SV_SANITIZE tells the tests that measure memory or latency that the
+# server runs under ASan/UBSan (whose allocator keeps freed memory).
 test-integration: $(INTEG_BIN) $(STATESRVD) $(STATECTL) $(EXAMPLES)
-	$(Q)STATESRVD=$(abspath $(STATESRVD)) STATECTL=$(abspath $(STATECTL)) \
+	$(Q)SV_SANITIZE=$(SANITIZE) STATESRVD=$(abspath $(STATESRVD)) STATECTL=$(abspath $(STATECTL)) \
 	    EXAMPLES_DIR=$(abspath $(BUILD)/examples) $(INTEG_BIN)
 
 # The integration suite with statesrvd under valgrind memcheck (slow: minutes).

@@ -159,7 +159,7 @@ START_TEST(connections_ended_with_replies_unread_go_away_with_their_memory)
     usleep(1500 * 1000);
     long rss_stuck = proc_rss_kib(srv.pid);
     long t0 = ts_now_ms();
-    unsigned left = wait_connections(0, 8000);
+    unsigned left = wait_connections(0, ts_slow() ? 30000 : 8000);
     long waited = ts_now_ms() - t0;
     long rss_after = proc_rss_kib(srv.pid);
     fprintf(stderr,
@@ -167,7 +167,10 @@ START_TEST(connections_ended_with_replies_unread_go_away_with_their_memory)
             "%u left after %ld ms more\n",
             rss0, rss_stuck, rss_after, left, waited);
     ck_assert_uint_eq(left, 0);
-    ck_assert_int_lt(rss_after - rss0, 48 * 1024);
+    /* Under valgrind or ASan the RSS is the tool's, and ASan keeps freed
+     * memory in quarantine: the connections' going is checked, not it. */
+    if (!ts_slow() && !ts_sanitized())
+        ck_assert_int_lt(rss_after - rss0, 48 * 1024);
     for (int i = 0; i < 4; i++)
         close(fds[i]);
     /* Nothing is owed any more: SIGTERM is quick and clean. */
@@ -248,8 +251,10 @@ START_TEST(a_client_far_ahead_that_reads_later_gets_every_reply)
     ts_start_with_configf(&srv,
                           "max_frame_size = 1M\nmax_value_size = 512K\nmax_output_buffer = 64M\n"
                           "header_timeout = 1\n");
-    enum { N = 300000 };
-    static uint8_t reqs[N * 24];
+    enum { N_MAX = 300000 };
+    /* Under valgrind a third is still 1.6 MB, far past the 1.1 MiB. */
+    const uint64_t N = ts_slow() ? N_MAX / 3 : N_MAX;
+    static uint8_t reqs[N_MAX * 24];
     size_t len = 0;
     for (uint64_t i = 0; i < N; i++)
         len += get_frame(i + 1, "k", reqs + len, sizeof(reqs) - len);
@@ -271,8 +276,8 @@ START_TEST(a_client_far_ahead_that_reads_later_gets_every_reply)
         statesrv__v1__response__free_unpacked(r, NULL);
         got++;
     }
-    fprintf(stderr, "hostile/far_ahead: %d gets (%zu bytes) sent in %ld ms, %llu replies\n", N, len,
-            sent_ms, (unsigned long long)got);
+    fprintf(stderr, "hostile/far_ahead: %llu gets (%zu bytes) sent in %ld ms, %llu replies\n",
+            (unsigned long long)N, len, sent_ms, (unsigned long long)got);
     ck_assert_uint_eq(got, N);
     close(fd);
 }

@@ -142,12 +142,19 @@ static void expect_model(statesrv *c, const struct model *m, uint32_t first, uin
                 statesrv_key key = key_of(s, k, n, kb);
                 uint32_t kg = statesrv_key_group(kb, strlen(kb), KG);
                 const struct entry *e = &m->e[s][k][n];
-                int in = e->kind && kg >= first && kg <= last;
+                int served = kg >= first && kg <= last;
+                int in = e->kind && served;
                 statesrv_value v = {0};
                 int rc = statesrv_get(c, &key, &v);
-                ck_assert_msg(rc == (in ? STATESRV_OK : STATESRV_NOT_FOUND),
-                              "%s: %s/%s/%s: status %d, want %s", what, state_names[s], kb,
-                              ns_names[n], rc, in ? "present" : "absent");
+                /* Keys of key groups this store does not serve are refused. */
+                int want_rc = !served ? STATESRV_INVALID_ARGUMENT
+                              : in    ? STATESRV_OK
+                                      : STATESRV_NOT_FOUND;
+                ck_assert_msg(rc == want_rc, "%s: %s/%s/%s: status %d, want %s", what,
+                              state_names[s], kb, ns_names[n], rc,
+                              !served ? "refused"
+                              : in    ? "present"
+                                      : "absent");
                 if (!in)
                     continue;
                 want++;

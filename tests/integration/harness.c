@@ -202,6 +202,18 @@ void ts_unmount_data(struct ts *s)
     umount(mnt);
 }
 
+int ts_slow(void)
+{
+    const char *v = getenv("SV_TEST_SLOW");
+    return v && *v;
+}
+
+int ts_sanitized(void)
+{
+    const char *v = getenv("SV_SANITIZE");
+    return v && *v;
+}
+
 long ts_now_ms(void)
 {
     struct timespec t;

@@ -42,6 +42,10 @@ int ts_mount_data_tmpfs(struct ts *s, const char *size);
  * test). Unmount with ts_unmount_data after stopping the server. */
 int ts_start_on_tmpfs(struct ts *s, const char *size, const char *conf_text);
 void ts_unmount_data(struct ts *s);
+/* The server runs under valgrind (SV_TEST_SLOW) or a sanitizer
+ * (SV_SANITIZE): memory and latency figures are not its own. */
+int ts_slow(void);
+int ts_sanitized(void);
 /* A monotonic clock in milliseconds. */
 long ts_now_ms(void);
 /* Starts again in the same dir (after ts_stop/ts_kill). */
