@@ -105,6 +105,10 @@ final class StatesrvProcess implements AutoCloseable {
         // A stream job's durability point is the checkpoint; the map stays sparse on disk.
         conf.add("sync = none");
         conf.add("writemap = no");
+        // Every checkpoint is uploaded whole (its MANIFEST and data) into Flink's checkpoint
+        // storage, so each must be self-contained: statesrvd's incremental checkpoints name
+        // earlier files of their chain, which this backend does not upload (yet).
+        conf.add("checkpoint_incremental = no");
         Path confFile = workDir.resolve("statesrvd.conf");
         Files.write(confFile, conf, StandardCharsets.UTF_8);
 
