@@ -234,6 +234,7 @@ int main(int argc, char **argv)
         .writemap = cfg.writemap < 0 ? cfg.sync == SV_SYNC_NONE : cfg.writemap,
         .key_groups = cfg.key_groups,
         .key_groups_set = cfg.key_groups_set,
+        .untracked = !cfg.checkpoint_incremental,
     };
     struct sv_store *store;
     if (sv_store_open(&so, &store, err, sizeof(err))) {

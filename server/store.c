@@ -442,7 +442,17 @@ static int meta_init(struct sv_store *s, const struct sv_store_options *o, char 
     ck.mv_data = META_CHG_EPOCH_KEY;
     if (mdb_get(txn, s->meta_dbi, &ck, &cv) == 0 && cv.mv_size == 8)
         s->chg_epoch = sv_be64_get(cv.mv_data);
-    s->track = s->chg_base != 0;
+    if (s->opts.untracked && s->chg_base) {
+        /* Incremental checkpoints are off: no records are kept, so none
+         * from before may ever be built on (the next checkpoint, whenever
+         * they are on again, is full). */
+        ck.mv_size = strlen(META_CHG_BASE_KEY);
+        ck.mv_data = META_CHG_BASE_KEY;
+        if ((rc = mdb_del(txn, s->meta_dbi, &ck, NULL)) || (rc = mdb_drop(txn, s->chg_dbi, 0)))
+            goto fail;
+        s->chg_base = 0;
+    }
+    s->track = !s->opts.untracked && s->chg_base != 0;
     memset(&s->chg_slot, 0, sizeof(s->chg_slot));
     s->chg_slot.dbi = s->chg_dbi;
 
@@ -1540,6 +1550,8 @@ int sv_store_changes_done(struct sv_store *s, uint64_t epoch, uint64_t checkpoin
 {
     if (s->txn)
         return SV_EINTERNAL;
+    if (s->opts.untracked)
+        return 0; /* nothing recorded, and no base to build on */
     MDB_txn *txn;
     MDB_cursor *cur;
     int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
@@ -2272,7 +2284,7 @@ int sv_store_snapshot_begin(struct sv_store *s, struct sv_store_snapshot **out)
     snap->chg_base = s->chg_base;
     snap->chg_epoch = s->chg_epoch;
     s->chg_epoch++;
-    s->track = 1;
+    s->track = !s->opts.untracked;
     *out = snap;
     return 0;
 fail:

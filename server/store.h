@@ -40,6 +40,10 @@ struct sv_store_options {
      * map size, at least 64 MiB); tests set it small to see a snapshot give
      * way. */
     uint64_t keep_map_size;
+    /* Keep no change records (checkpoint_incremental = no): writes pay
+     * nothing for incremental checkpoints, every checkpoint is full, and
+     * records of an earlier run are dropped at open. */
+    int untracked;
 };
 
 /* Opens (creating if needed) the store in o->dir. 0 or an error with a

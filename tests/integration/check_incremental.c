@@ -427,6 +427,69 @@ static void dir_list(const char *dir, char *out, size_t cap)
 
 /* With chains of 3 and retain 2, the directory holds the retained
  * checkpoints and the files their chains name, nothing else. */
+/* Entries of the store's change set ($changes), read with mdb_stat on the
+ * stopped server's current generation. */
+static long change_records(const struct ts *s)
+{
+    char cmd[512], out[4096];
+    snprintf(cmd, sizeof(cmd),
+             "mdb_stat -s '$changes' %s/data/current 2>/dev/null | sed -n 's/^ *Entries: //p'",
+             s->dir);
+    ck_assert_int_eq(run_cmd(cmd, out, sizeof(out)), 0);
+    return out[0] ? atol(out) : -1;
+}
+
+/* With checkpoint_incremental = no writes keep no change records (they
+ * would cost every put a second B-tree insert for nothing), every
+ * checkpoint is full, and turning it on later starts from a full one. */
+START_TEST(without_incremental_checkpoints_writes_keep_no_records)
+{
+    start_pair("checkpoint_incremental = no\n");
+    memset(&live, 0, sizeof(live));
+    statesrv *c = connect_to(&origin);
+    for (int round = 0; round < 2; round++) {
+        for (int op = 0; op < 200; op++)
+            random_op(c);
+        statesrv_checkpoint_info *m;
+        ck_assert_int_eq(statesrv_snapshot(c, 0, 0, &m), STATESRV_OK);
+        ck_assert_int_eq(m->incremental, 0);
+        statesrv_checkpoint_info_free(m);
+    }
+    for (int op = 0; op < 200; op++)
+        random_op(c);
+    statesrv_close(c);
+    ck_assert_int_eq(ts_stop(&origin), 0);
+    ck_assert_int_eq(change_records(&origin), 0);
+
+    /* On again: the first checkpoint is full, then changes are recorded
+     * and the next one is incremental (and the check above could fail). */
+    char conf[256];
+    snprintf(conf, sizeof(conf), "%s/on.conf", origin.dir);
+    FILE *f = fopen(conf, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "checkpoint_incremental = yes\n");
+    fclose(f);
+    const char *on[] = {"--config", conf, NULL};
+    ts_restart(&origin, on);
+    c = connect_to(&origin);
+    statesrv_checkpoint_info *m;
+    ck_assert_int_eq(statesrv_snapshot(c, 0, 0, &m), STATESRV_OK);
+    ck_assert_int_eq(m->incremental, 0);
+    statesrv_checkpoint_info_free(m);
+    for (int op = 0; op < 200; op++)
+        random_op(c);
+    statesrv_close(c);
+    ck_assert_int_eq(ts_stop(&origin), 0);
+    ck_assert_int_gt(change_records(&origin), 0);
+    ts_restart(&origin, on);
+    c = connect_to(&origin);
+    ck_assert_int_eq(statesrv_snapshot(c, 0, 0, &m), STATESRV_OK);
+    ck_assert_int_eq(m->incremental, 1);
+    statesrv_checkpoint_info_free(m);
+    statesrv_close(c);
+}
+END_TEST
+
 START_TEST(retention_keeps_exactly_what_retained_checkpoints_name)
 {
     start_pair("checkpoint_retain = 2\ncheckpoint_chain_max = 3\n"
@@ -481,6 +544,7 @@ Suite *sv_suite_incremental(void)
     tcase_add_test(tc, sigkill_between_and_during_checkpoints_loses_no_change);
     tcase_add_test(tc, damage_to_any_file_of_a_chain_is_named_and_refused);
     tcase_add_test(tc, retention_keeps_exactly_what_retained_checkpoints_name);
+    tcase_add_test(tc, without_incremental_checkpoints_writes_keep_no_records);
     suite_add_tcase(s, tc);
     return s;
 }
