@@ -946,7 +946,7 @@ static int load_state(struct job *j, struct restore_src *src, const char *name,
         const uint8_t *sk, *v;
         size_t skl, vl;
         uint64_t n = 0;
-        char why[160];
+        char why[160] = "";
         while ((rc = sv_ckpt_chain_iter_next(it, &sk, &skl, &v, &vl)) == 1) {
             if ((rc = check_entry(j, j->first + (uint32_t)i, j->first + (uint32_t)k, sk, skl, v, vl,
                                   why, sizeof(why))))

@@ -498,6 +498,12 @@ int sv_config_load(struct sv_config *cfg, const char *path, char *err, size_t er
         len = 0;
         lineno++;
     }
+    if (len >= CONFIG_LINE_MAX) { /* a last line without a newline */
+        fclose(f);
+        snprintf(err, errlen, "%s:%d: the line is %zu bytes; lines are limited to %d", path, lineno,
+                 len, CONFIG_LINE_MAX - 1);
+        return SV_EINVAL;
+    }
     rewind(f);
     struct load_ctx ctx = {.cfg = cfg};
     int line = ini_parse_file(f, ini_cb, &ctx);

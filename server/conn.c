@@ -2,9 +2,10 @@
  * orderly close.
  *
  * States: OPEN reads and answers. DRAINING (after a framing error, EOF or
- * shutdown) answers nothing new and reads nothing (its input buffer is
- * freed); once every queued reply is written it shuts the write side down,
- * and if that takes longer than output_timeout it is closed. LINGER discards
+ * shutdown) answers nothing new; its input buffer is freed and what still
+ * arrives is dropped, at most LINGER_MAX_BYTES. Once every queued reply is
+ * written it shuts the write side down; if no reply leaves for
+ * output_timeout it is closed. LINGER discards
  * input until the peer's EOF, LINGER_MS or LINGER_MAX_BYTES, so the kernel
  * does not turn unread input into a reset that would destroy the error reply
  * in flight. CLOSING waits for libuv to release the handles; memory goes in
@@ -106,7 +107,7 @@ static int output_ok(const struct sv_conn *c)
 /* A client this far ahead waits in the kernel until its frames are taken. */
 static int input_full(const struct sv_conn *c)
 {
-    return c->in.len - c->in.pos > (size_t)c->srv->cfg->max_frame_size + 2 * READ_CHUNK;
+    return c->in.len - c->in.pos > (size_t)c->in.max_frame + 2 * READ_CHUNK;
 }
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
@@ -168,7 +169,10 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         c->srv->bytes_in += (uint64_t)nread;
         c->last_read_ms = now;
         if (c->state != SV_CONN_OPEN) {
-            /* Lingering: discarded, up to a bound. */
+            /* Draining or lingering: discarded, up to a bound (a client
+             * that writes everything before it reads can finish writing
+             * and read its replies; one that streams without end cannot
+             * make the server read for ever). */
             c->discarded += (uint64_t)nread;
             if (c->discarded > LINGER_MAX_BYTES)
                 sv_conn_close(c);
@@ -325,12 +329,21 @@ static void wrote_all(struct sv_conn *c, size_t n)
     }
 }
 
+/* Replies left the connection: a draining one is not stuck. */
+static void progressed(struct sv_conn *c)
+{
+    if (c->state == SV_CONN_DRAINING)
+        c->drain_since_ms = sv_now_ms();
+}
+
 static void on_write(uv_write_t *req, int status)
 {
     struct sv_conn *c = req->data;
     c->writing = 0;
     if (c->state == SV_CONN_CLOSING)
         return;
+    if (status >= 0)
+        progressed(c);
     if (status < 0) {
         sv_debug("conn %llu (%s): write error: %s", (unsigned long long)c->id, c->peer,
                  uv_strerror(status));
@@ -374,10 +387,12 @@ void sv_conn_flush(struct sv_conn *c)
     if (c->writing || c->out.len == 0) {
         /* Far behind on reading its replies: stop taking its requests,
          * also while a write is in flight. */
-        if (!output_ok(c))
+        if (!output_ok(c)) {
             note_backpressure(c);
-        else
+        } else {
+            c->blocked_since_ms = 0;
             take_more(c);
+        }
         finish_if_drained(c);
         return;
     }
@@ -386,6 +401,8 @@ void sv_conn_flush(struct sv_conn *c)
      * costs an epoll_ctl per call on this libuv). */
     int sent =
         uv_try_write(&c->h.stream, &(uv_buf_t){.base = (char *)c->out.data, .len = c->out.len}, 1);
+    if (sent > 0)
+        progressed(c);
     if (sent >= 0 && (size_t)sent == c->out.len) {
         size_t n = c->out.len;
         sv_buf_clear(&c->out, KEEP_CAP);
@@ -416,10 +433,12 @@ void sv_conn_flush(struct sv_conn *c)
         return;
     }
     c->writing = 1;
-    if (!output_ok(c))
+    if (!output_ok(c)) {
         note_backpressure(c);
-    else
+    } else {
+        c->blocked_since_ms = 0;
         take_more(c);
+    }
 }
 
 void sv_conn_drain(struct sv_conn *c)
@@ -430,9 +449,11 @@ void sv_conn_drain(struct sv_conn *c)
     c->drain_since_ms = sv_now_ms();
     preauth_done(c);
     sv_conn_unready(c);
-    /* Nothing more is read until the replies are out (lingering reads and
-     * drops a bounded amount); the input already answered goes now. */
-    read_stop(c);
+    /* Input from now on is read and dropped, at most LINGER_MAX_BYTES of
+     * it; the input already answered goes now. */
+    c->discarded = 0;
+    if (!c->eof)
+        read_start(c);
     if (!c->in_batch) {
         uint32_t max = c->in.max_frame;
         sv_frame_reader_free(&c->in);
@@ -508,8 +529,8 @@ static int evict_oldest_preauth(struct sv_server *srv, struct sv_conn *keep)
 {
     struct sv_conn *oldest = NULL;
     for (struct sv_conn *c = srv->all_head; c; c = c->all_next)
-        if (c != keep && c->preauth && c->state == SV_CONN_OPEN &&
-            (!oldest || c->accepted_ms <= oldest->accepted_ms))
+        if (c != keep && c->preauth && c->state == SV_CONN_OPEN && !c->on_ready &&
+            !sv_frame_reader_ready(&c->in) && (!oldest || c->accepted_ms <= oldest->accepted_ms))
             oldest = c;
     if (!oldest)
         return 0;
@@ -599,8 +620,8 @@ void sv_conn_stop_reading(struct sv_conn *c)
  * - has sent nothing for idle_timeout (if set) and is owed nothing,
  * - has left more than max_output_buffer of replies unread for
  *   output_timeout (it sends but never reads),
- * - is draining (it had an error) and its replies have not all left within
- *   output_timeout.
+ * - is draining (an error, EOF or shutdown ended it) and none of its
+ *   replies has left for output_timeout.
  * Those the server does not read from (back-pressure) are not timed for
  * their input. The first three get an id-0 error first; the others could not
  * read it. */
@@ -614,8 +635,8 @@ void sv_conn_sweep(struct sv_server *srv, uint64_t now)
         next = c->all_next;
         if (c->state == SV_CONN_DRAINING && now - c->drain_since_ms > output_ms) {
             srv->conn_errors[SV_CERR_DRAIN_TIMEOUT]++;
-            sv_warn_limited("conn %llu (%s): %zu bytes of replies still unread %u s after it "
-                            "ended; closing",
+            sv_warn_limited("conn %llu (%s): ending, %zu bytes of replies not read for %u s; "
+                            "closing",
                             (unsigned long long)c->id, c->peer, sv_conn_output(c),
                             cfg->output_timeout);
             sv_conn_close(c);

@@ -377,11 +377,10 @@ static void put_process(struct out *o, const struct sv_server *srv)
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
         gauge(o, "process_max_fds", "Maximum number of open file descriptors.",
               (double)rl.rlim_cur);
-    struct timespec now;
-    clock_gettime(CLOCK_REALTIME, &now);
-    double up = (double)(sv_now_ms() - srv->started_ms) / 1000.0;
+    /* Taken once at start: a restart alert on changes() must not fire on
+     * clock jitter. */
     gauge(o, "process_start_time_seconds", "Start time of the process since unix epoch in seconds.",
-          (double)now.tv_sec + (double)now.tv_nsec / 1e9 - up);
+          srv->started_unix_s);
 }
 
 /* State names are [A-Za-z0-9_.-]: nothing to escape in a label value. */

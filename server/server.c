@@ -449,6 +449,9 @@ int sv_server_init(struct sv_server *srv, uv_loop_t *loop, const struct sv_confi
     srv->cfg = cfg;
     srv->store = store;
     srv->started_ms = sv_now_ms();
+    struct timespec wall;
+    clock_gettime(CLOCK_REALTIME, &wall);
+    srv->started_unix_s = (double)wall.tv_sec + (double)(wall.tv_nsec / 1000000) / 1000.0;
     sv_arena_init(&srv->arena, 256 * 1024);
     int rc = load_token(srv, err, errlen);
     if (rc)

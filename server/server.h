@@ -160,7 +160,8 @@ struct sv_server {
     struct sv_conn *batch_next_first; /* its request ended the batch: goes first next */
     struct sv_arena arena;
 
-    uint64_t started_ms;
+    uint64_t started_ms;   /* monotonic */
+    double started_unix_s; /* wall clock, for process_start_time_seconds */
     uint64_t connections_total;
     uint64_t connections_rejected;
     uint64_t commits;
