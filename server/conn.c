@@ -633,6 +633,15 @@ void sv_conn_sweep(struct sv_server *srv, uint64_t now)
     struct sv_conn *next;
     for (struct sv_conn *c = srv->all_head; c; c = next) {
         next = c->all_next;
+        if (c->state == SV_CONN_DRAINING) {
+            /* libuv reports a write only when all of it is out: progress
+             * is what its queue shrank by since the last sweep. */
+            size_t pending = c->out.len + uv_stream_get_write_queue_size(&c->h.stream);
+            if (pending != c->drain_pending) {
+                c->drain_pending = pending;
+                c->drain_since_ms = now;
+            }
+        }
         if (c->state == SV_CONN_DRAINING && now - c->drain_since_ms > output_ms) {
             srv->conn_errors[SV_CERR_DRAIN_TIMEOUT]++;
             sv_warn_limited("conn %llu (%s): ending, %zu bytes of replies not read for %u s; "

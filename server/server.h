@@ -85,7 +85,8 @@ struct sv_conn {
     uint64_t last_read_ms;     /* for idle_timeout */
     uint64_t frame_since_ms;   /* the incomplete frame at the tail began; 0: none */
     uint64_t blocked_since_ms; /* output over the limit since; 0: not */
-    uint64_t drain_since_ms;   /* DRAINING since */
+    uint64_t drain_since_ms;   /* DRAINING: since the last reply bytes left */
+    size_t drain_pending;      /* DRAINING: bytes not yet sent at the last sweep */
     uint64_t discarded;        /* bytes read and dropped while lingering */
 
     struct sv_conn *ready_prev, *ready_next;

@@ -180,6 +180,44 @@ START_TEST(connections_ended_with_replies_unread_go_away_with_their_memory)
 }
 END_TEST
 
+/* ... while one that keeps reading, slowly, gets every reply: the deadline
+ * of an ending connection is on progress, not on its start. 8 replies of
+ * 4 MiB and the error (far more than the kernel's socket buffers hold),
+ * read 256 KiB every 50 ms: about 6.5 s, over output_timeout = 2 s. */
+START_TEST(an_ending_connection_that_keeps_reading_gets_every_reply)
+{
+    ts_start_with_configf(&srv, "output_timeout = 2\n");
+    put_big(4u << 20);
+    static uint8_t buf[64 * 16];
+    int fd = raw_connect_tcp(&srv);
+    int rcv = 256 * 1024; /* the kernel holds about twice that */
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof(rcv));
+    size_t n = 0;
+    for (int g = 0; g < 8; g++)
+        n += get_frame((uint64_t)g + 1, "big", buf + n, sizeof(buf) - n);
+    memset(buf + n, 0, 4); /* then a zero-length frame: the connection ends */
+    n += 4;
+    raw_send(fd, buf, n);
+    static uint8_t chunk[256 * 1024];
+    uint64_t got = 0, want = 8 * ((4u << 20) + 16);
+    long t0 = ts_now_ms();
+    for (;;) {
+        usleep(50 * 1000);
+        ssize_t r = recv(fd, chunk, sizeof(chunk), MSG_DONTWAIT);
+        if (r == 0 || (r < 0 && errno != EAGAIN))
+            break;
+        if (r > 0)
+            got += (uint64_t)r;
+        if (ts_now_ms() - t0 > 40000)
+            break;
+    }
+    fprintf(stderr, "hostile/slow_reader: %llu bytes read in %ld ms before the server's EOF\n",
+            (unsigned long long)got, ts_now_ms() - t0);
+    ck_assert_uint_ge(got, want);
+    close(fd);
+}
+END_TEST
+
 /* Report 2: that connection read and dropped input without limit. */
 START_TEST(a_connection_ended_for_an_error_stops_reading)
 {
@@ -553,6 +591,7 @@ Suite *sv_suite_hostile(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, connections_ended_with_replies_unread_go_away_with_their_memory);
     tcase_add_test(tc, a_connection_ended_for_an_error_stops_reading);
+    tcase_add_test(tc, an_ending_connection_that_keeps_reading_gets_every_reply);
     tcase_add_test(tc, a_client_far_ahead_that_reads_later_gets_every_reply);
     tcase_add_test(tc, silent_clients_cannot_lock_out_the_token_holder);
     tcase_add_test(tc, a_frame_trickled_a_byte_at_a_time_is_cut_off);
