@@ -3,6 +3,7 @@ package io.statesrv.flink;
 import io.statesrv.client.StateKey;
 import io.statesrv.client.Value;
 import java.io.IOException;
+import java.util.Collection;
 import java.util.Optional;
 import org.apache.flink.api.common.typeutils.TypeSerializer;
 import org.apache.flink.core.memory.DataInputDeserializer;
@@ -151,5 +152,43 @@ abstract class AbstractStatesrvState<K, N, V> implements InternalKvState<K, N, V
             int recommendedMaxNumberOfReturnedRecords) {
         throw new UnsupportedOperationException(
                 "statesrv states do not support incremental visitors (as RocksDB's)");
+    }
+
+    /** Two values made one: {@code ReduceFunction.reduce}, {@code AggregateFunction.merge}. */
+    interface Combiner<T> {
+        T combine(T a, T b) throws Exception;
+    }
+
+    /**
+     * Merges the sources' values into the target's (session windows merging namespaces): the
+     * sources are deleted and the combined value written in one atomic batch.
+     */
+    void mergeValues(N target, Collection<N> sources, Combiner<V> combiner) throws Exception {
+        if (sources == null || sources.isEmpty()) {
+            return;
+        }
+        TypeSerializer<N> nss = getNamespaceSerializer();
+        TypeSerializer<V> vs = getValueSerializer();
+        StateKey t = entry(backend.namespacePrefix(target, nss));
+        StatesrvKeyedStateBackend<K>.Writes b = backend.writes();
+        V merged = null;
+        for (N source : sources) {
+            StateKey s = entry(backend.namespacePrefix(source, nss));
+            byte[] bytes = s.equals(t) ? null : getBytes(s);
+            if (bytes == null) {
+                continue;
+            }
+            b.delete(s);
+            V v = deserialize(bytes, vs);
+            merged = merged == null ? v : combiner.combine(merged, v);
+        }
+        if (merged != null) {
+            byte[] tb = getBytes(t);
+            if (tb != null) {
+                merged = combiner.combine(merged, deserialize(tb, vs));
+            }
+            b.put(t, serialize(merged, vs));
+            b.apply();
+        }
     }
 }

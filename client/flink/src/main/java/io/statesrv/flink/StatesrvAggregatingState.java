@@ -1,9 +1,7 @@
 package io.statesrv.flink;
 
-import io.statesrv.client.StateKey;
 import java.util.Collection;
 import org.apache.flink.api.common.functions.AggregateFunction;
-import org.apache.flink.api.common.typeutils.TypeSerializer;
 import org.apache.flink.runtime.state.internal.InternalAggregatingState;
 
 /** AggregatingState: one RAW entry holding the accumulator, updated on the task. */
@@ -47,32 +45,7 @@ final class StatesrvAggregatingState<K, N, IN, ACC, OUT> extends AbstractStatesr
     }
 
     @Override
-    public void mergeNamespaces(N target, Collection<N> sources) {
-        if (sources == null || sources.isEmpty()) {
-            return;
-        }
-        TypeSerializer<N> nss = getNamespaceSerializer();
-        TypeSerializer<ACC> vs = getValueSerializer();
-        StateKey t = entry(backend.namespacePrefix(target, nss));
-        StatesrvKeyedStateBackend<K>.Writes b = backend.writes();
-        ACC merged = null;
-        for (N source : sources) {
-            StateKey s = entry(backend.namespacePrefix(source, nss));
-            byte[] bytes = s.equals(t) ? null : getBytes(s);
-            if (bytes == null) {
-                continue;
-            }
-            b.delete(s);
-            ACC a = deserialize(bytes, vs);
-            merged = merged == null ? a : fn.merge(merged, a);
-        }
-        if (merged != null) {
-            byte[] tb = getBytes(t);
-            if (tb != null) {
-                merged = fn.merge(merged, deserialize(tb, vs));
-            }
-            b.put(t, serialize(merged, vs));
-            b.apply();
-        }
+    public void mergeNamespaces(N target, Collection<N> sources) throws Exception {
+        mergeValues(target, sources, fn::merge);
     }
 }

@@ -1,9 +1,7 @@
 package io.statesrv.flink;
 
-import io.statesrv.client.StateKey;
 import java.util.Collection;
 import org.apache.flink.api.common.functions.ReduceFunction;
-import org.apache.flink.api.common.typeutils.TypeSerializer;
 import org.apache.flink.runtime.state.internal.InternalReducingState;
 
 /** ReducingState: one RAW entry; {@code add} reads, reduces on the task and writes back. */
@@ -47,31 +45,6 @@ final class StatesrvReducingState<K, N, V> extends AbstractStatesrvState<K, N, V
 
     @Override
     public void mergeNamespaces(N target, Collection<N> sources) throws Exception {
-        if (sources == null || sources.isEmpty()) {
-            return;
-        }
-        TypeSerializer<N> nss = getNamespaceSerializer();
-        TypeSerializer<V> vs = getValueSerializer();
-        StateKey t = entry(backend.namespacePrefix(target, nss));
-        StatesrvKeyedStateBackend<K>.Writes b = backend.writes();
-        V merged = null;
-        for (N source : sources) {
-            StateKey s = entry(backend.namespacePrefix(source, nss));
-            byte[] bytes = s.equals(t) ? null : getBytes(s);
-            if (bytes == null) {
-                continue;
-            }
-            b.delete(s);
-            V v = deserialize(bytes, vs);
-            merged = merged == null ? v : reduce.reduce(merged, v);
-        }
-        if (merged != null) {
-            byte[] tb = getBytes(t);
-            if (tb != null) {
-                merged = reduce.reduce(merged, deserialize(tb, vs));
-            }
-            b.put(t, serialize(merged, vs));
-            b.apply();
-        }
+        mergeValues(target, sources, reduce::reduce);
     }
 }
