@@ -54,8 +54,8 @@ struct job {
 
     /* snapshot */
     struct sv_store_snapshot *snap;
-    int full;           /* asked for a full one */
-    uint64_t chg_epoch; /* the store's epoch at the cut (sv_store_changes_done) */
+    int full;         /* asked for a full one */
+    uint64_t log_cut; /* the change log's place at the cut (sv_store_changes_done) */
     char tmpdir[PATH_LEN], dir[PATH_LEN];
     struct sv_ckpt_manifest manifest;
     int has_manifest;
@@ -702,6 +702,11 @@ static void snapshot_run(struct job *j)
     sv_store_kg_range(ck->srv->store, &first, &last);
     const char *why;
     have_prev = pick_base(j, sv_store_snapshot_base(j->snap), first, last, &prev, &why);
+    if (have_prev && (rc = sv_store_snapshot_load_changes(j->snap))) {
+        why = rc == SV_ECORRUPT ? "the change log is corrupt"
+                                : "the change set did not fit in memory";
+        have_prev = 0;
+    }
     if (have_prev)
         sv_info("checkpoint %" PRIu64 ": incremental on chk-%" PRIu64 " (a chain of %zu)", j->id,
                 prev.checkpoint_id, prev.n_links + 1);
@@ -1142,7 +1147,7 @@ static void job_done(uv_work_t *w, int status)
     Statesrv__V1__Response resp = STATESRV__V1__RESPONSE__INIT;
     if (j->kind == JOB_SNAPSHOT) {
         /* Only now are the changes before its cut no longer needed. */
-        int crc = sv_store_changes_done(srv->store, j->chg_epoch, j->id);
+        int crc = sv_store_changes_done(srv->store, j->log_cut, j->id);
         if (crc)
             sv_warn("checkpoint %" PRIu64 ": cannot clear the changes it holds (%s); the next "
                     "checkpoint builds on the one before it",
@@ -1405,7 +1410,7 @@ void sv_checkpoints_start_queued(struct sv_checkpoints *ck)
             job_free(j);
             return;
         }
-        j->chg_epoch = sv_store_snapshot_epoch(j->snap);
+        j->log_cut = sv_store_snapshot_log_cut(j->snap);
         sv_info("checkpoint %" PRIu64 ": snapshot of %zu state(s) begins", j->id,
                 sv_store_snapshot_nstates(j->snap));
     } else {

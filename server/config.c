@@ -206,6 +206,8 @@ static const struct setting settings[] = {
      "files a checkpoint may be made of; the next one past it is full"},
     {"checkpoint_chain_ratio", T_COUNT, FIELD(checkpoint_chain_ratio), 0, 10000, NULL, NULL, "50",
      "percent of the full file's size the incremental files may add; past it, full"},
+    {"checkpoint_changes_max", T_SIZE64, FIELD(checkpoint_changes_max), 1 * MIB, 2048 * MIB, NULL,
+     NULL, "256M", "most the change log holds between checkpoints; past it, the next is full"},
     {"checkpoint_compression", T_CHOICE, FIELD(checkpoint_compression), 0, 0, compression_choices,
      NULL, "zstd", "compression of checkpoint blocks"},
     {"checkpoint_compression_level", T_CUSTOM, FIELD(checkpoint_compression_level), 0, 0, NULL,

@@ -24,6 +24,7 @@ struct sv_config {
     int checkpoint_incremental;       /* snapshots write changes only */
     uint32_t checkpoint_chain_max;    /* files a checkpoint may be made of */
     uint32_t checkpoint_chain_ratio;  /* % of the full file the increments may add */
+    uint64_t checkpoint_changes_max;  /* the change log's bound, bytes */
     int checkpoint_compression;       /* enum sv_ckpt_compression */
     int checkpoint_compression_level; /* zstd level */
     char restore_roots[SV_PATH_MAX];  /* ':'-separated directories */

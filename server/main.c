@@ -235,6 +235,7 @@ int main(int argc, char **argv)
         .key_groups = cfg.key_groups,
         .key_groups_set = cfg.key_groups_set,
         .untracked = !cfg.checkpoint_incremental,
+        .changes_max = cfg.checkpoint_changes_max,
     };
     struct sv_store *store;
     if (sv_store_open(&so, &store, err, sizeof(err))) {

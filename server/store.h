@@ -44,6 +44,9 @@ struct sv_store_options {
      * nothing for incremental checkpoints, every checkpoint is full, and
      * records of an earlier run are dropped at open. */
     int untracked;
+    /* checkpoint_changes_max: the change log's bound (0: 256 MiB); a
+     * quarter of it at most for the set of keys logged since the cut. */
+    uint64_t changes_max;
 };
 
 /* Opens (creating if needed) the store in o->dir. 0 or an error with a
@@ -212,23 +215,32 @@ typedef int (*sv_store_raw_fn)(void *ud, const uint8_t *skey, size_t sklen, cons
                                size_t vlen);
 int sv_store_snapshot_scan(struct sv_store_snapshot *snap, size_t i, sv_store_raw_fn fn, void *ud)
     __attribute__((warn_unused_result));
-/* Incremental checkpoints. Like sv_store_snapshot_scan (and instead of it,
- * for state i), but only the entries recorded as changed since the base
- * checkpoint (sv_store_snapshot_base), as at the cut; a deleted one with an
- * empty value (a tombstone). A superset: an unchanged entry may come too. */
+/* Incremental checkpoints. First, on the snapshot's thread, load the change
+ * set: the keys recorded as changed since the base checkpoint
+ * (sv_store_snapshot_base), read from the change log, sorted and each once,
+ * in memory (at most about checkpoint_changes_max and 4 bytes a record).
+ * 0, SV_ECORRUPT (a log entry is malformed: write a full checkpoint) or
+ * -ENOMEM. */
+int sv_store_snapshot_load_changes(struct sv_store_snapshot *snap)
+    __attribute__((warn_unused_result));
+/* Like sv_store_snapshot_scan (and instead of it, for state i), but only the
+ * entries of the change set, as at the cut; a deleted one with an empty
+ * value (a tombstone). A superset: an unchanged entry may come too. */
 int sv_store_snapshot_scan_changes(struct sv_store_snapshot *snap, size_t i, sv_store_raw_fn fn,
                                    void *ud) __attribute__((warn_unused_result));
-/* Whether state i was reset since the base (dropped, or a key too long to
- * record): its changes are then the whole state (sv_store_snapshot_scan). */
+/* Whether state i was reset since the base (dropped and made again): its
+ * changes are then the whole state (sv_store_snapshot_scan). Needs the
+ * change set loaded. */
 int sv_store_snapshot_reset(struct sv_store_snapshot *snap, size_t i, int *reset)
     __attribute__((warn_unused_result));
 /* Entries of state i at the cut. */
 uint64_t sv_store_snapshot_entries(const struct sv_store_snapshot *snap, size_t i);
 /* The checkpoint whose cut the change set at this cut is relative to, 0 if
- * none (a full checkpoint is needed), and the epoch to pass to
- * sv_store_changes_done once this snapshot's checkpoint is written. */
+ * none (a full checkpoint is needed), and the cut's place in the change log,
+ * to pass to sv_store_changes_done once this snapshot's checkpoint is
+ * written. */
 uint64_t sv_store_snapshot_base(const struct sv_store_snapshot *snap);
-uint64_t sv_store_snapshot_epoch(const struct sv_store_snapshot *snap);
+uint64_t sv_store_snapshot_log_cut(const struct sv_store_snapshot *snap);
 void sv_store_snapshot_release(struct sv_store_snapshot *snap);
 /* Entries the running (or last) snapshot kept as of its cut (loop thread). */
 uint64_t sv_store_snapshot_kept(const struct sv_store *s);
@@ -240,14 +252,18 @@ void sv_store_snapshot_finished(struct sv_store *s);
  * store.c, "changes"), from the first snapshot on; a restore's new
  * generation starts with none (its first checkpoint is full). */
 
-/* Loop thread, no transaction open: checkpoint_id (a snapshot whose epoch
- * was `epoch`) is written; the changes before its cut are dropped and it is
- * the base from now on. 0 or an error (the old base then stays, with a
- * superset of the changes: still correct). */
-int sv_store_changes_done(struct sv_store *s, uint64_t epoch, uint64_t checkpoint_id)
+/* Loop thread, no transaction open: checkpoint_id (a snapshot whose cut
+ * was at log_cut) is written; the changes before its cut are dropped and it
+ * is the base from now on (unless the log passed checkpoint_changes_max
+ * since the cut: then there is no base, the next checkpoint is full). 0 or
+ * an error (the old base then stays, with a superset of the changes: still
+ * correct). */
+int sv_store_changes_done(struct sv_store *s, uint64_t log_cut, uint64_t checkpoint_id)
     __attribute__((warn_unused_result));
-/* The base checkpoint (0: none). */
+/* The base checkpoint (0: none), and the change log's size in bytes (about:
+ * its pages). */
 uint64_t sv_store_changes_base(const struct sv_store *s);
+uint64_t sv_store_changes_log_bytes(const struct sv_store *s);
 
 /* --- restore: a new generation built beside the live one ------------------
  *

@@ -433,14 +433,14 @@ static long change_records(const struct ts *s)
 {
     char cmd[512], out[4096];
     snprintf(cmd, sizeof(cmd),
-             "mdb_stat -s '$changes' %s/data/current 2>/dev/null | sed -n 's/^ *Entries: //p'",
+             "mdb_stat -s '$changelog' %s/data/current 2>/dev/null | sed -n 's/^ *Entries: //p'",
              s->dir);
     ck_assert_int_eq(run_cmd(cmd, out, sizeof(out)), 0);
     return out[0] ? atol(out) : -1;
 }
 
 /* With checkpoint_incremental = no writes keep no change records (they
- * would cost every put a second B-tree insert for nothing), every
+ * would cost every write a log record for nothing), every
  * checkpoint is full, and turning it on later starts from a full one. */
 START_TEST(without_incremental_checkpoints_writes_keep_no_records)
 {
@@ -487,6 +487,62 @@ START_TEST(without_incremental_checkpoints_writes_keep_no_records)
     ck_assert_int_eq(m->incremental, 1);
     statesrv_checkpoint_info_free(m);
     statesrv_close(c);
+}
+END_TEST
+
+/* A change log that would pass checkpoint_changes_max stops recording: the
+ * next checkpoint is full (with the changes after the bound in it), and the
+ * one after it is incremental again on it. */
+START_TEST(a_change_log_past_its_bound_makes_the_next_checkpoint_full)
+{
+    start_pair("checkpoint_changes_max = 1M\ncheckpoint_retain = 100\n"
+               "checkpoint_chain_ratio = 10000\n");
+    statesrv *c = connect_to(&origin);
+    memset(&live, 0, sizeof(live));
+    statesrv_checkpoint_info *m;
+    for (int op = 0; op < 300; op++)
+        random_op(c);
+    ck_assert_int_eq(statesrv_snapshot(c, 0, 0, &m), STATESRV_OK);
+    ck_assert_int_eq(m->incremental, 0);
+    statesrv_checkpoint_info_free(m);
+    /* 3000 distinct keys of 400 bytes: ~1.2 MB of records, then gone. */
+    char big[401];
+    for (int i = 0; i < 3000; i++) {
+        memset(big, 'a' + i % 26, 400);
+        snprintf(big, 12, "%011d", i);
+        big[11] = '-';
+        statesrv_key key = {.state = "bulk", .key = big, .key_len = 400};
+        ck_assert_int_eq(statesrv_put(c, &key, "x", 1), STATESRV_OK);
+    }
+    uint64_t deleted;
+    ck_assert_int_eq(statesrv_drop_state(c, "bulk", &deleted), STATESRV_OK);
+    ck_assert_uint_eq(deleted, 3000);
+    /* Changes past the bound: unrecorded, so only a full checkpoint has them. */
+    for (int op = 0; op < 300; op++)
+        random_op(c);
+    ck_assert_int_eq(statesrv_snapshot(c, 0, 0, &m), STATESRV_OK);
+    ck_assert_uint_eq(m->id, 2);
+    ck_assert_int_eq(m->incremental, 0);
+    statesrv_checkpoint_info_free(m);
+    at[2] = live;
+    for (int op = 0; op < 300; op++)
+        random_op(c);
+    ck_assert_int_eq(statesrv_snapshot(c, 0, 0, &m), STATESRV_OK);
+    ck_assert_uint_eq(m->id, 3);
+    ck_assert_int_eq(m->incremental, 1);
+    ck_assert_uint_eq(m->base_id, 2);
+    statesrv_checkpoint_info_free(m);
+    at[3] = live;
+    statesrv_close(c);
+    char log[256];
+    snprintf(log, sizeof(log), "grep -q checkpoint_changes_max %s", origin.log);
+    ck_assert_msg(run_cmd(log, NULL, 0) == 0, "no warning about the bound in the log");
+    statesrv *r = connect_to(&restorer);
+    restore_from(r, 2, 0, 0, 0, STATESRV_OK);
+    expect_model(r, &at[2], 0, KG - 1, "chk-2");
+    restore_from(r, 3, 0, 0, 0, STATESRV_OK);
+    expect_model(r, &at[3], 0, KG - 1, "chk-3");
+    statesrv_close(r);
 }
 END_TEST
 
@@ -545,6 +601,7 @@ Suite *sv_suite_incremental(void)
     tcase_add_test(tc, damage_to_any_file_of_a_chain_is_named_and_refused);
     tcase_add_test(tc, retention_keeps_exactly_what_retained_checkpoints_name);
     tcase_add_test(tc, without_incremental_checkpoints_writes_keep_no_records);
+    tcase_add_test(tc, a_change_log_past_its_bound_makes_the_next_checkpoint_full);
     suite_add_tcase(s, tc);
     return s;
 }

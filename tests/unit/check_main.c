@@ -28,6 +28,7 @@ static const sv_suite_ctor suite_ctors[] = {
     /* server/ */
     sv_suite_config,
     sv_suite_store,
+    sv_suite_keycache,
     sv_suite_dispatch,
     sv_suite_batch,
     sv_suite_restore,

@@ -22,6 +22,7 @@ Suite *sv_suite_vectors(void);
 /* server/ */
 Suite *sv_suite_config(void);
 Suite *sv_suite_store(void);
+Suite *sv_suite_keycache(void);
 Suite *sv_suite_batch(void);
 Suite *sv_suite_dispatch(void);
 Suite *sv_suite_restore(void);
