@@ -1,5 +1,6 @@
 /* Snapshot and restore jobs. See checkpoint.h for the rules. */
 #include "checkpoint.h"
+#include "failpoint.h"
 #include "fsutil.h"
 #include "metrics.h"
 #include "server.h"
@@ -267,6 +268,7 @@ static int remove_dir(const struct sv_checkpoints *ck, uint64_t id, const char *
     if (rename(dir, doomed))
         return -errno;
     sv_fs_fsync_dir(ck->cfg->checkpoint_dir);
+    sv_failpoint("checkpoint-dir-renamed");
     return sv_fs_rm_rf(doomed);
 }
 
@@ -326,6 +328,7 @@ static int remove_checkpoint(const struct sv_checkpoints *ck, uint64_t id)
         if (unlink(path))
             return -errno;
         rc = sv_fs_fsync_dir(dir);
+        sv_failpoint("checkpoint-manifest-removed");
     }
     if (!rc)
         collect_garbage(ck);

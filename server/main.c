@@ -1,6 +1,7 @@
 /* statesrvd: argv, configuration, store, loop. Glue only. */
 #include "checkpoint.h"
 #include "config.h"
+#include "failpoint.h"
 #include "server.h"
 #include "store.h"
 #include "sv_error.h"
@@ -207,6 +208,7 @@ int main(int argc, char **argv)
         return 1;
     }
     sv_log_set_level(cfg.log_level);
+    sv_failpoint_init();
     signal(SIGPIPE, SIG_IGN);
     if (sv_server_check_exposure(&cfg, err, sizeof(err))) {
         fprintf(stderr, "statesrvd: %s\n", err);

@@ -546,6 +546,94 @@ START_TEST(a_change_log_past_its_bound_makes_the_next_checkpoint_full)
 }
 END_TEST
 
+/* Crashes while retention deletes: after the MANIFEST of a checkpoint other
+ * checkpoints build on went (its data stays for them), and after a
+ * checkpoint's directory was renamed away to be removed. Either way, after a
+ * restart every listed checkpoint verifies and restores exactly, the
+ * directory holds only what they name, and the next checkpoint is right. */
+static void crash_in_retention(const char *failpoint, int checkpoints, int full_at)
+{
+    start_pair("checkpoint_retain = 2\ncheckpoint_chain_max = 100\n"
+               "checkpoint_chain_ratio = 10000\n");
+    memset(&live, 0, sizeof(live));
+    ck_assert_int_eq(ts_stop(&origin), 0);
+    setenv("STATESRVD_FAILPOINT", failpoint, 1);
+    ts_restart(&origin, ts_config_args(&origin));
+    unsetenv("STATESRVD_FAILPOINT");
+    statesrv *c = connect_to(&origin);
+    int rc = STATESRV_OK, i;
+    for (i = 1; i <= checkpoints && rc == STATESRV_OK; i++) {
+        for (int op = 0; op < OPS_PER_CKPT / 3; op++)
+            random_op(c);
+        at[i] = live;
+        statesrv_checkpoint_info *m = NULL;
+        rc = i == full_at ? statesrv_snapshot_full(c, 0, 0, &m) : statesrv_snapshot(c, 0, 0, &m);
+        statesrv_checkpoint_info_free(m);
+    }
+    ck_assert_msg(rc != STATESRV_OK, "the server passed failpoint %s", failpoint);
+    ck_assert_int_eq(i - 1, checkpoints); /* killed in the last one's retention */
+    statesrv_close(c);
+    ts_kill(&origin);
+    ck_assert(ts_log_contains(&origin, "reached: SIGKILL"));
+    ts_restart(&origin, ts_config_args(&origin));
+    c = connect_to(&origin);
+    statesrv_checkpoint_info *list;
+    size_t n;
+    ck_assert_int_eq(statesrv_list_checkpoints(c, &list, &n), STATESRV_OK);
+    ck_assert_uint_ge(n, 2);
+    statesrv *r = connect_to(&restorer);
+    for (size_t j = 0; j < n; j++) {
+        uint64_t id = list[j].id;
+        char cmd[512], what[64];
+        snprintf(cmd, sizeof(cmd), "%s checkpoint verify %s/checkpoints/chk-%llu >/dev/null",
+                 statectl_path(), origin.dir, (unsigned long long)id);
+        ck_assert_msg(run_cmd(cmd, NULL, 0) == 0, "%s: chk-%llu does not verify", failpoint,
+                      (unsigned long long)id);
+        restore_from(r, id, 0, 0, 0, STATESRV_OK);
+        snprintf(what, sizeof(what), "%s: chk-%llu", failpoint, (unsigned long long)id);
+        expect_model(r, &at[id], 0, KG - 1, what);
+    }
+    statesrv_checkpoint_info_free(list);
+    /* The next checkpoint's retention finishes the job. */
+    for (int op = 0; op < OPS_PER_CKPT / 3; op++)
+        random_op(c);
+    statesrv_checkpoint_info *m;
+    ck_assert_int_eq(statesrv_snapshot(c, 0, 0, &m), STATESRV_OK);
+    uint64_t last = m->id;
+    statesrv_checkpoint_info_free(m);
+    ck_assert_int_eq(statesrv_list_checkpoints(c, &list, &n), STATESRV_OK);
+    ck_assert_uint_eq(n, 2);
+    /* On disk: the chains of the two (a chain's ids run from its base up),
+     * and nothing half-removed. */
+    char want[256] = "", have[256], dir[512];
+    for (uint64_t id = list[0].base_id; id <= list[1].id; id++)
+        if (id >= list[1].base_id || id <= list[0].id)
+            snprintf(want + strlen(want), sizeof(want) - strlen(want), "%s%llu", want[0] ? "," : "",
+                     (unsigned long long)id);
+    statesrv_checkpoint_info_free(list);
+    statesrv_close(c);
+    snprintf(dir, sizeof(dir), "%s/checkpoints", origin.dir);
+    dir_list(dir, have, sizeof(have));
+    ck_assert_msg(strcmp(have, want) == 0, "%s: %s holds %s, want %s", failpoint, dir, have, want);
+    snprintf(dir, sizeof(dir), "ls -a %s/checkpoints | grep -q '^\\.chk'", origin.dir);
+    ck_assert_msg(run_cmd(dir, NULL, 0) != 0, "%s: a half-removed directory is left", failpoint);
+    restore_from(r, last, 0, 0, 0, STATESRV_OK);
+    expect_model(r, &live, 0, KG - 1, "the checkpoint after the restart");
+    statesrv_close(r);
+}
+
+START_TEST(sigkill_in_retention_leaves_every_listed_checkpoint_readable)
+{
+    /* chk-1 full, 2 and 3 on it: retention after 3 removes chk-1's MANIFEST
+     * (2 and 3 need its data), and is killed there. */
+    crash_in_retention("checkpoint-manifest-removed", 3, 1);
+    teardown();
+    /* chk-4 full, 5 on it: retention after 5 removes chk-3 whole (nothing
+     * names it), killed once its directory is renamed away. */
+    crash_in_retention("checkpoint-dir-renamed", 5, 4);
+}
+END_TEST
+
 START_TEST(retention_keeps_exactly_what_retained_checkpoints_name)
 {
     start_pair("checkpoint_retain = 2\ncheckpoint_chain_max = 3\n"
@@ -602,6 +690,7 @@ Suite *sv_suite_incremental(void)
     tcase_add_test(tc, retention_keeps_exactly_what_retained_checkpoints_name);
     tcase_add_test(tc, without_incremental_checkpoints_writes_keep_no_records);
     tcase_add_test(tc, a_change_log_past_its_bound_makes_the_next_checkpoint_full);
+    tcase_add_test(tc, sigkill_in_retention_leaves_every_listed_checkpoint_readable);
     suite_add_tcase(s, tc);
     return s;
 }
