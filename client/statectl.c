@@ -731,11 +731,17 @@ static void put_stats_json(const statesrv_stats *s)
     printf("\"checkpoints_completed\":%" PRIu64 ",\"checkpoint_failures\":%" PRIu64
            ",\"last_checkpoint_id\":%" PRIu64 ",\"last_checkpoint_bytes\":%" PRIu64
            ",\"last_checkpoint_duration_ms\":%" PRIu64 ",\"last_checkpoint_unix_ms\":%" PRIu64
-           ",\"last_checkpoint_age_ms\":%" PRIu64 ",\"restores_completed\":%" PRIu64
-           ",\"last_restore_duration_ms\":%" PRIu64 ",\"checkpoint_in_progress\":",
+           ",\"last_checkpoint_age_ms\":",
            s->checkpoints_completed, s->checkpoint_failures, s->last_checkpoint_id,
-           s->last_checkpoint_bytes, s->last_checkpoint_duration_ms, s->last_checkpoint_unix_ms,
-           s->last_checkpoint_age_ms, s->restores_completed, s->last_restore_duration_ms);
+           s->last_checkpoint_bytes, s->last_checkpoint_duration_ms, s->last_checkpoint_unix_ms);
+    /* No checkpoint yet: no age (null), not 0, which would read as fresh. */
+    if (s->last_checkpoint_unix_ms)
+        printf("%" PRIu64, s->last_checkpoint_age_ms);
+    else
+        printf("null");
+    printf(",\"restores_completed\":%" PRIu64 ",\"last_restore_duration_ms\":%" PRIu64
+           ",\"checkpoint_in_progress\":",
+           s->restores_completed, s->last_restore_duration_ms);
     if (s->has_progress) {
         printf("{\"kind\":");
         put_json_str(s->progress.kind);
@@ -792,7 +798,10 @@ static void put_stats_text(const statesrv_stats *s)
     printf("last_checkpoint_bytes: %" PRIu64 "\n", s->last_checkpoint_bytes);
     printf("last_checkpoint_duration_ms: %" PRIu64 "\n", s->last_checkpoint_duration_ms);
     printf("last_checkpoint_unix_ms: %" PRIu64 "\n", s->last_checkpoint_unix_ms);
-    printf("last_checkpoint_age_ms: %" PRIu64 "\n", s->last_checkpoint_age_ms);
+    if (s->last_checkpoint_unix_ms)
+        printf("last_checkpoint_age_ms: %" PRIu64 "\n", s->last_checkpoint_age_ms);
+    else
+        printf("last_checkpoint_age_ms: never (no checkpoint yet)\n");
     printf("restores_completed: %" PRIu64 "\n", s->restores_completed);
     printf("last_restore_duration_ms: %" PRIu64 "\n", s->last_restore_duration_ms);
     if (s->has_progress)

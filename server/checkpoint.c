@@ -335,6 +335,39 @@ static int remove_checkpoint(const struct sv_checkpoints *ck, uint64_t id)
     return rc;
 }
 
+/* The last checkpoint's figures, from the newest one that reads, so stats
+ * and the checkpoint-age alert mean the same after a restart as before. */
+static void recover_last(struct sv_checkpoints *ck)
+{
+    uint64_t *ids;
+    size_t n;
+    if (list_ids(ck->cfg->checkpoint_dir, &ids, &n))
+        return;
+    for (size_t i = n; i-- > 0;) {
+        char dir[PATH_LEN], err[256];
+        struct sv_ckpt_manifest m;
+        ckpt_path(ck, ids[i], dir, sizeof(dir));
+        if (sv_ckpt_manifest_read(dir, &m, err, sizeof(err))) {
+            sv_warn("checkpoints: %s", err);
+            continue;
+        }
+        int ok = m.checkpoint_id == ids[i];
+        if (ok) {
+            ck->last_id = m.checkpoint_id;
+            ck->last_bytes = m.data_bytes;
+            ck->last_duration_ms = m.duration_ms;
+            ck->last_unix_ms = m.created_unix_ms;
+        }
+        sv_ckpt_manifest_free(&m);
+        if (ok)
+            break;
+    }
+    free(ids);
+    if (ck->last_id)
+        sv_info("checkpoints: the last is chk-%" PRIu64 ", %" PRIu64 " s old", ck->last_id,
+                wall_ms() > ck->last_unix_ms ? (wall_ms() - ck->last_unix_ms) / 1000 : 0);
+}
+
 int sv_checkpoints_new(struct sv_server *srv, struct sv_checkpoints **out, char *err, size_t errlen)
 {
     *out = NULL;
@@ -390,6 +423,7 @@ int sv_checkpoints_new(struct sv_server *srv, struct sv_checkpoints **out, char 
     }
     closedir(d);
     free(named);
+    recover_last(ck);
     *out = ck;
     return 0;
 }
@@ -1141,8 +1175,10 @@ static void job_done(uv_work_t *w, int status)
     if (j->rc) {
         if (j->kind == JOB_SNAPSHOT)
             ck->snapshot_failures++;
-        sv_error("%s %" PRIu64 " failed: %s", j->kind == JOB_SNAPSHOT ? "snapshot" : "restore",
-                 j->id, j->msg);
+        if (j->kind == JOB_SNAPSHOT)
+            sv_error("snapshot %" PRIu64 " failed: %s", j->id, j->msg);
+        else /* restores have no id */
+            sv_error("restore failed: %s", j->msg);
         reply_error(j, j->rc, j->msg);
         job_free(j);
         return;
