@@ -438,9 +438,11 @@ static int meta_init(struct sv_store *s, const struct sv_store_options *o, char 
         if (o->key_groups_set && kg != o->key_groups) {
             snprintf(err, errlen,
                      "%s was created with key_groups = %u, but key_groups = %u is configured; "
-                     "key groups are fixed for the life of a data directory (restore a "
-                     "checkpoint into a new directory to change them)",
-                     o->dir, kg, o->key_groups);
+                     "key groups are the job's max parallelism, fixed for the life of its "
+                     "state (its checkpoints too: a restore needs the same value): set "
+                     "key_groups = %u again, or, for a job whose state starts empty, give "
+                     "it a new data_dir",
+                     o->dir, kg, o->key_groups, kg);
             mdb_txn_abort(txn);
             return SV_EINVAL;
         }

@@ -182,6 +182,10 @@ START_TEST(key_groups_mismatch_refused)
     const char *kg64[] = {"--listen", "127.0.0.1:0", "--key-groups", "64", NULL};
     ck_assert_int_eq(ts_run_expect_exit(&srv, kg64), 1);
     ck_assert(ts_log_contains(&srv, "created with key_groups = 256"));
+    /* The advice works (restoring a checkpoint elsewhere would not: a
+     * restore needs the same key_groups). */
+    ck_assert(ts_log_contains(&srv, "set key_groups = 256 again"));
+    ck_assert(!ts_log_contains(&srv, "restore a checkpoint into a new directory"));
     /* Without a value, the recorded one is used. */
     ts_restart(&srv, NULL);
     ck_assert(ts_log_contains(&srv, "key_groups 256"));
