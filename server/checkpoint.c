@@ -65,6 +65,7 @@ struct job {
     char *sources[SV_RESTORE_MAX_SOURCES];
     size_t nsources;
     uint32_t first, last;
+    int has_range; /* first..last were asked for; else they are the sources' */
     struct sv_store_builder *builder;
     uint64_t restored_entries;
     uint32_t restored_states;
@@ -1022,6 +1023,83 @@ static int load_state(struct job *j, struct restore_src *src, const char *name,
     return 0;
 }
 
+/* Appends key groups [a, b] to a list "0-31, 64-95" in buf. */
+static void append_run(char *buf, size_t cap, uint32_t a, uint32_t b)
+{
+    size_t n = strlen(buf);
+    if (n + 32 >= cap) {
+        if (n + 4 < cap && strcmp(buf + n - (n >= 3 ? 3 : n), "...") != 0)
+            snprintf(buf + n, cap - n, "...");
+        return;
+    }
+    if (a == b)
+        snprintf(buf + n, cap - n, "%s%u", n ? ", " : "", a);
+    else
+        snprintf(buf + n, cap - n, "%s%u-%u", n ? ", " : "", a, b);
+}
+
+/* The key groups the sources served at their cuts (their MANIFESTs' ranges)
+ * against the range to restore. Asked for: it must be covered whole (a key
+ * group none of them served would come back empty, and the server would
+ * then claim it). Not asked for: the range is what they cover, which must
+ * be one run. 0, or the job failed (SV_EINVAL). */
+static int check_coverage(struct job *j, struct restore_src *src, size_t nsrc)
+{
+    uint32_t groups = sv_store_key_groups(j->ck->srv->store);
+    uint8_t *cov = calloc(groups, 1);
+    if (!cov)
+        return job_fail(j, -ENOMEM, "restore: out of memory");
+    for (size_t s = 0; s < nsrc; s++) {
+        const struct sv_ckpt_manifest *m = sv_ckpt_chain_manifest(src[s].c);
+        for (uint32_t kg = m->kg_first; kg <= m->kg_last && kg < groups; kg++)
+            cov[kg] = 1;
+    }
+    char have[256] = "", missing[256] = "";
+    uint32_t lo = groups, hi = 0, runs = 0;
+    for (uint32_t kg = 0; kg < groups; kg++) {
+        if (!cov[kg] || (kg > 0 && cov[kg - 1]))
+            continue;
+        uint32_t end = kg;
+        while (end + 1 < groups && cov[end + 1])
+            end++;
+        append_run(have, sizeof(have), kg, end);
+        runs++;
+        if (kg < lo)
+            lo = kg;
+        hi = end;
+    }
+    int rc = 0;
+    if (j->has_range) {
+        for (uint32_t kg = j->first; kg <= j->last; kg++) {
+            if (cov[kg])
+                continue;
+            uint32_t end = kg;
+            while (end + 1 <= j->last && !cov[end + 1])
+                end++;
+            append_run(missing, sizeof(missing), kg, end);
+            kg = end;
+        }
+        if (missing[0])
+            rc = job_fail(j, SV_EINVAL,
+                          "restore: the sources served key groups %s, not %s of the range %u-%u "
+                          "asked for; add the checkpoint of the sidecar that served them, or "
+                          "ask for less",
+                          have, missing, j->first, j->last);
+    } else if (runs != 1) {
+        rc = job_fail(j, SV_EINVAL,
+                      "restore: the sources served key groups %s, which is not one range; give "
+                      "the range to restore (--key-groups A-B) and the sources that cover it",
+                      runs ? have : "none");
+    } else if (lo != j->first || hi != j->last) {
+        sv_info("restore: the sources served key groups %u-%u: this server will serve those", lo,
+                hi);
+        j->first = lo;
+        j->last = hi;
+    }
+    free(cov);
+    return rc;
+}
+
 /* Worker thread (or the main thread at start-up). The live store is not
  * touched: everything goes into a new generation. */
 static void restore_work(uv_work_t *w)
@@ -1077,7 +1155,11 @@ static void restore_work(uv_work_t *w)
             size_hint += sv_ckpt_file_manifest(sv_ckpt_chain_file(src[i].c, l))->raw_bytes;
     }
 
-    /* 2. Plan: every state, and who owns each key group, before building. */
+    /* 2. What the sources cover must hold what is restored. */
+    if (check_coverage(j, src, nsrc))
+        goto out;
+
+    /* 3. Plan: every state, and who owns each key group, before building. */
     size_t cap = 0;
     for (size_t i = 0; i < nsrc; i++)
         cap += sv_ckpt_chain_manifest(src[i].c)->n_states;
@@ -1113,7 +1195,7 @@ static void restore_work(uv_work_t *w)
             goto out;
     }
 
-    /* 3. Build the new generation. */
+    /* 4. Build the new generation. */
     if ((rc = sv_store_builder_open(store, size_hint, j->first, j->last, &j->builder, err,
                                     sizeof(err)))) {
         job_fail(j, rc, "%s", err);
@@ -1388,6 +1470,7 @@ static int prepare_restore(struct sv_checkpoints *ck, struct job *j, char *const
     }
     j->first = has_range ? first : 0;
     j->last = has_range ? last : groups - 1;
+    j->has_range = has_range;
     for (size_t i = 0; i < nsources; i++) {
         int rc = resolve_source(ck, sources[i], &j->sources[i], msg, msglen);
         if (rc)

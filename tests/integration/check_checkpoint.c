@@ -705,6 +705,71 @@ START_TEST(rescale_2_to_3)
 }
 END_TEST
 
+/* A sidecar restoring its range serves only that; its checkpoints record
+ * it. A restore is checked against what its sources served: a range asked
+ * for must be covered, and without one the range is theirs (one run). */
+START_TEST(restore_covers_only_what_the_sources_served)
+{
+    struct ts a, lo, hi;
+    char conf[4200], src_a[256], src_lo[256], src_hi[256];
+    ts_start(&a, NULL);
+    int fd = raw_connect_tcp(&a);
+    load_range(fd, 600, 0, 127);
+    snapshot_ok(fd, 1);
+    close(fd);
+    snprintf(src_a, sizeof(src_a), "%s/checkpoints/chk-1", a.dir);
+    const char *from_a[] = {src_a};
+    /* Two sidecars of a rescaled job: key groups 0-63 and 96-127. */
+    snprintf(conf, sizeof(conf), "restore_roots = %s/checkpoints\n", a.dir);
+    ts_start_with_config(&lo, conf);
+    fd = raw_connect_tcp(&lo);
+    restore_ok(fd, from_a, 1, 1, 0, 63);
+    snapshot_ok(fd, 1);
+    close(fd);
+    ts_start_with_config(&hi, conf);
+    fd = raw_connect_tcp(&hi);
+    restore_ok(fd, from_a, 1, 1, 96, 127);
+    snapshot_ok(fd, 1);
+    close(fd);
+    snprintf(src_lo, sizeof(src_lo), "%s/checkpoints/chk-1", lo.dir);
+    snprintf(src_hi, sizeof(src_hi), "%s/checkpoints/chk-1", hi.dir);
+
+    snprintf(conf, sizeof(conf), "restore_roots = %s/checkpoints:%s/checkpoints\n", lo.dir, hi.dir);
+    ts_start_with_config(&srv, conf);
+    fd = raw_connect_tcp(&srv);
+    put_kv(fd, "live", "k", "still here", 0, 0);
+    const char *from_lo[] = {src_lo}, *both[] = {src_lo, src_hi};
+    /* Asked for more than they served: refused, the gap named. */
+    expect_status(restore(fd, from_lo, 1, 1, 0, 127), STATESRV__V1__STATUS__INVALID_ARGUMENT,
+                  "not 64-127 of the range 0-127");
+    expect_status(restore(fd, both, 2, 1, 32, 127), STATESRV__V1__STATUS__INVALID_ARGUMENT,
+                  "not 64-95");
+    /* Without a range: theirs, if it is one run. */
+    expect_status(restore(fd, both, 2, 0, 0, 0), STATESRV__V1__STATUS__INVALID_ARGUMENT,
+                  "served key groups 0-63, 96-127, which is not one range");
+    char *v = get_val(fd, "live", "k");
+    ck_assert_str_eq(v, "still here");
+    free(v);
+    Statesrv__V1__Response *r = restore(fd, from_lo, 1, 0, 0, 0);
+    ck_assert_msg(r->status == 0, "restore: %s", r->message);
+    ck_assert_uint_eq(r->restore->kg_first, 0);
+    ck_assert_uint_eq(r->restore->kg_last, 63);
+    statesrv__v1__response__free_unpacked(r, NULL);
+    ck_assert_int_eq(count_entries(fd, "st", NULL, 0), keys_in_range(600, 0, 63));
+    r = snapshot(fd, 0);
+    ck_assert_int_eq(r->status, 0);
+    ck_assert_uint_eq(r->snapshot->manifest->kg_first, 0);
+    ck_assert_uint_eq(r->snapshot->manifest->kg_last, 63);
+    statesrv__v1__response__free_unpacked(r, NULL);
+    /* A range inside what they served is fine, from several sources too. */
+    restore_ok(fd, both, 2, 1, 100, 127);
+    close(fd);
+    ts_cleanup(&a);
+    ts_cleanup(&lo);
+    ts_cleanup(&hi);
+}
+END_TEST
+
 START_TEST(overlapping_sources_refused)
 {
     struct ts other;
@@ -1291,6 +1356,7 @@ Suite *sv_suite_checkpoint(void)
     tcase_add_test(tc, retention_keeps_newest_n);
     tcase_add_test(tc, rescale_4_to_2);
     tcase_add_test(tc, rescale_2_to_3);
+    tcase_add_test(tc, restore_covers_only_what_the_sources_served);
     tcase_add_test(tc, overlapping_sources_refused);
     tcase_add_test(tc, restore_roots_confinement);
     tcase_add_test(tc, corruption_refused_live_state_intact);
