@@ -198,6 +198,8 @@ static const struct setting settings[] = {
      "flush each commit to disk before replying (always) or not (none)"},
     {"checkpoint_dir", T_NONEMPTY, FIELD(checkpoint_dir), 0, 0, NULL, NULL,
      "/var/lib/statesrvd/checkpoints", "where snapshots write checkpoints"},
+    {"checkpoint_interval", T_COUNT, FIELD(checkpoint_interval), 0, 86400 * 365, NULL, NULL, "0",
+     "seconds between checkpoints the server takes on its own (0: none)"},
     {"checkpoint_retain", T_COUNT, FIELD(checkpoint_retain), 1, 100000, NULL, NULL, "3",
      "completed checkpoints kept"},
     {"checkpoint_incremental", T_YES_NO, FIELD(checkpoint_incremental), 0, 0, NULL, NULL, "yes",

@@ -21,6 +21,7 @@ struct sv_config {
     char data_dir[SV_PATH_MAX];
     char checkpoint_dir[SV_PATH_MAX];
     uint32_t checkpoint_retain;       /* completed checkpoints kept */
+    uint32_t checkpoint_interval;     /* seconds between scheduled checkpoints; 0: none */
     int checkpoint_incremental;       /* snapshots write changes only */
     uint32_t checkpoint_chain_max;    /* files a checkpoint may be made of */
     uint32_t checkpoint_chain_ratio;  /* % of the full file the increments may add */

@@ -390,6 +390,7 @@ void sv_server_conn_gone(struct sv_server *srv)
     close_if_open((uv_handle_t *)&srv->stop_timer);
     close_if_open((uv_handle_t *)&srv->retry_timer);
     close_if_open((uv_handle_t *)&srv->sweep_timer);
+    close_if_open((uv_handle_t *)&srv->ckpt_timer);
     signal(SIGTERM, SIG_IGN);
     signal(SIGINT, SIG_IGN);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
@@ -435,6 +436,28 @@ static void begin_shutdown(struct sv_server *srv, int signum)
     sv_server_conn_gone(srv);
 }
 
+/* checkpoint_interval: a checkpoint of the server's own, unless one runs or
+ * waits (a coordinator's, or the last tick's still being written), a
+ * restore runs, or the server is stopping. Between batches no transaction
+ * is open, so the cut holds exactly the acknowledged writes. */
+static void on_checkpoint_timer(uv_timer_t *t)
+{
+    struct sv_server *srv = t->data;
+    if (srv->stopping || sv_store_in_txn(srv->store))
+        return;
+    if (sv_checkpoints_busy(srv->ckpt)) {
+        sv_debug("checkpoint_interval: a checkpoint or restore is running; this tick is skipped");
+        return;
+    }
+    char msg[512];
+    int rc = sv_checkpoints_queue_snapshot(srv->ckpt, NULL, 0, 0, 0, 0, msg, sizeof(msg));
+    if (rc) {
+        sv_warn("checkpoint_interval: cannot take a checkpoint: %s", msg);
+        return;
+    }
+    sv_checkpoints_start_queued(srv->ckpt);
+}
+
 static void on_signal(uv_signal_t *h, int signum)
 {
     begin_shutdown(h->data, signum);
@@ -476,6 +499,12 @@ int sv_server_init(struct sv_server *srv, uv_loop_t *loop, const struct sv_confi
     uv_timer_init(loop, &srv->sweep_timer);
     srv->sweep_timer.data = srv;
     uv_timer_start(&srv->sweep_timer, on_sweep, 500, 500);
+    uv_timer_init(loop, &srv->ckpt_timer);
+    srv->ckpt_timer.data = srv;
+    if (cfg->checkpoint_interval) {
+        uint64_t ms = (uint64_t)cfg->checkpoint_interval * 1000;
+        uv_timer_start(&srv->ckpt_timer, on_checkpoint_timer, ms, ms);
+    }
     uv_unref((uv_handle_t *)&srv->check);
     uv_signal_init(loop, &srv->sigterm);
     srv->sigterm.data = srv;

@@ -770,6 +770,60 @@ START_TEST(restore_covers_only_what_the_sources_served)
 }
 END_TEST
 
+/* checkpoint_interval: the server checkpoints on its own, ids go on from
+ * what exists, incremental after the first, and a coordinator's snapshot
+ * still works beside it (BUSY only while a scheduled one is written). The
+ * waits are bounded by 30 s against a 1 s interval, so a slow machine only
+ * waits longer. */
+START_TEST(checkpoint_interval_checkpoints_on_its_own)
+{
+    ts_start_with_config(&srv, "checkpoint_interval = 1\ncheckpoint_retain = 100\n");
+    int fd = raw_connect_tcp(&srv);
+    load(fd, "st", 0, 100, "a", 0);
+    char ckdir[256];
+    snprintf(ckdir, sizeof(ckdir), "%s/checkpoints", srv.dir);
+    long t0 = ts_now_ms();
+    while (count_dir(ckdir, "chk-") < 1 && ts_now_ms() - t0 < 30000)
+        usleep(50 * 1000);
+    ck_assert_int_ge(count_dir(ckdir, "chk-"), 1);
+    /* An explicit one beside the schedule: retried past a scheduled one. */
+    Statesrv__V1__Response *r = NULL;
+    for (int i = 0; i < 100; i++) {
+        r = snapshot(fd, 0);
+        if (r->status != STATESRV__V1__STATUS__BUSY)
+            break;
+        statesrv__v1__response__free_unpacked(r, NULL);
+        r = NULL;
+        usleep(20 * 1000);
+    }
+    ck_assert_ptr_nonnull(r);
+    ck_assert_msg(r->status == 0, "snapshot: %s", r->message);
+    uint64_t mine = r->snapshot->manifest->checkpoint_id;
+    statesrv__v1__response__free_unpacked(r, NULL);
+    load(fd, "st", 100, 50, "b", 0);
+    /* Wait for one more scheduled checkpoint after mine. */
+    t0 = ts_now_ms();
+    char path[256];
+    snprintf(path, sizeof(path), "%s/checkpoints/chk-%llu/MANIFEST", srv.dir,
+             (unsigned long long)mine + 1);
+    while (access(path, F_OK) != 0 && ts_now_ms() - t0 < 30000)
+        usleep(50 * 1000);
+    ck_assert_msg(access(path, F_OK) == 0, "no scheduled checkpoint after chk-%llu",
+                  (unsigned long long)mine);
+    ck_assert(ts_log_contains(&srv, "incremental on chk-"));
+    close(fd);
+    /* The last scheduled one holds everything written before it. */
+    ck_assert_int_eq(ts_stop(&srv), 0);
+    char src[300];
+    snprintf(src, sizeof(src), "%llu", (unsigned long long)mine + 1);
+    const char *extra[] = {"--restore-from", src, NULL};
+    ts_restart(&srv, extra);
+    fd = raw_connect_tcp(&srv);
+    ck_assert_int_eq(count_entries(fd, "st", NULL, 0), 150);
+    close(fd);
+}
+END_TEST
+
 START_TEST(overlapping_sources_refused)
 {
     struct ts other;
@@ -1357,6 +1411,7 @@ Suite *sv_suite_checkpoint(void)
     tcase_add_test(tc, rescale_4_to_2);
     tcase_add_test(tc, rescale_2_to_3);
     tcase_add_test(tc, restore_covers_only_what_the_sources_served);
+    tcase_add_test(tc, checkpoint_interval_checkpoints_on_its_own);
     tcase_add_test(tc, overlapping_sources_refused);
     tcase_add_test(tc, restore_roots_confinement);
     tcase_add_test(tc, corruption_refused_live_state_intact);
