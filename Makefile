@@ -54,6 +54,9 @@ ALL_CFLAGS = $(WARNFLAGS) $(OPTFLAGS) $(SANFLAGS) -fPIC -MMD -MP $(PKG_CFLAGS) $
 ALL_LDFLAGS = $(SANFLAGS) $(LDFLAGS)
 
 LIB_SOVERSION := 0
+# Installed headers: the blocking API, the asynchronous one, its libuv
+# adapter (header-only: the library itself does not link libuv).
+LIB_HEADERS := statesrv.h statesrv_async.h statesrv_uv.h
 LIB_VERSION := 0.1.0
 
 # Checkpoints: the format (common/sv_ckpt_format.c, no I/O) and the file
@@ -66,7 +69,7 @@ LIB_VERSION := 0.1.0
 CKPT_SRC := common/sv_ckpt_format.c $(wildcard io/*.c)
 COMMON_SRC := $(filter-out $(CKPT_SRC),$(wildcard common/*.c))
 SERVER_SRC := $(filter-out server/main.c,$(wildcard server/*.c))
-CLIENT_LIB_SRC := client/statesrv.c
+CLIENT_LIB_SRC := client/statesrv.c client/statesrv_async.c
 
 PROTOS := $(wildcard proto/*.proto)
 PROTO_C := $(PROTOS:proto/%.proto=$(GEN)/%.pb-c.c)
@@ -160,8 +163,9 @@ $(BUILD)/obj/gen/%.pb-c.o: $(GEN)/%.pb-c.c $(PROTO_H) | $(DEPS_STAMP)
 	@echo "  CC      $<"
 	$(Q)$(CC) $(ALL_CPPFLAGS) -std=c11 -Wall -Werror $(OPTFLAGS) $(SANFLAGS) -fPIC $(PKG_CFLAGS) $(CFLAGS) -c -o $@ $<
 
-# The client library exports only statesrv_* (visibility attributes in statesrv.h).
-$(BUILD)/obj/client/statesrv.o: ALL_CFLAGS += -fvisibility=hidden -DSTATESRV_BUILDING
+# The client library exports only statesrv_* (visibility attributes in statesrv.h);
+# its internal sv_client_* symbols (statesrv_core.h) stay hidden.
+$(CLIENT_LIB_OBJ): ALL_CFLAGS += -fvisibility=hidden -DSTATESRV_BUILDING
 
 # --- binaries and libraries ----------------------------------------------
 $(STATESRVD): $(BUILD)/obj/server/main.o $(SERVER_OBJ) $(CKPT_OBJ) $(COMMON_OBJ)
@@ -435,7 +439,8 @@ install: all
 	$(Q)ln -sf libstatesrv.so.$(LIB_VERSION) "$(DESTDIR)$(LIBDIR)/libstatesrv.so.$(LIB_SOVERSION)"
 	$(Q)ln -sf libstatesrv.so.$(LIB_SOVERSION) "$(DESTDIR)$(LIBDIR)/libstatesrv.so"
 	$(Q)$(INSTALL) -D -m 0644 $(LIB_A) "$(DESTDIR)$(LIBDIR)/libstatesrv.a"
-	$(Q)$(INSTALL) -D -m 0644 client/statesrv.h "$(DESTDIR)$(INCLUDEDIR)/statesrv.h"
+	$(Q)for h in $(LIB_HEADERS); do \
+	  $(INSTALL) -D -m 0644 client/$$h "$(DESTDIR)$(INCLUDEDIR)/$$h" || exit 1; done
 	$(Q)$(INSTALL) -d -m 0755 "$(DESTDIR)$(PKGCONFIGDIR)"
 	$(Q)sed -e 's|@PREFIX@|$(PREFIX)|g' \
 	    -e 's|@LIBDIR@|$(patsubst $(PREFIX)/%,$${prefix}/%,$(LIBDIR))|g' \
@@ -472,7 +477,7 @@ uninstall:
 	    "$(DESTDIR)$(BINDIR)/statesrv-bench" \
 	    "$(DESTDIR)$(LIBDIR)/libstatesrv.so.$(LIB_VERSION)" \
 	    "$(DESTDIR)$(LIBDIR)/libstatesrv.so.$(LIB_SOVERSION)" "$(DESTDIR)$(LIBDIR)/libstatesrv.so" \
-	    "$(DESTDIR)$(LIBDIR)/libstatesrv.a" "$(DESTDIR)$(INCLUDEDIR)/statesrv.h" \
+	    "$(DESTDIR)$(LIBDIR)/libstatesrv.a" $(LIB_HEADERS:%="$(DESTDIR)$(INCLUDEDIR)/%") \
 	    "$(DESTDIR)$(PKGCONFIGDIR)/statesrv.pc" "$(INSTALLED_UNIT)" \
 	    "$(DESTDIR)$(DOCDIR)/examples/statesrvd.conf"
 	$(Q)for p in $(MAN_PAGES); do rm -f "$(DESTDIR)$(MANDIR)/man$${p##*.}/$${p##*/}"; done

@@ -807,6 +807,10 @@ const char *statesrv_strerror(int code)
         return "PROTOCOL_ERROR";
     case STATESRV_ERR_NOMEM:
         return "OUT_OF_MEMORY";
+    case STATESRV_ERR_AGAIN:
+        return "AGAIN";
+    case STATESRV_ERR_CANCELLED:
+        return "CANCELLED";
     default:
         return "UNKNOWN";
     }
