@@ -898,6 +898,44 @@ void sv_client_build_merge(Statesrv__V1__Merge *m, const statesrv_key *k, States
     m->operand = sv_client_bin(operand, len);
 }
 
+int sv_client_keyed_request(statesrv *c, int op, const statesrv_key *k, int how, const void *val,
+                            size_t len, union sv_client_keyed *m, Statesrv__V1__Request *req,
+                            int *expect)
+{
+    int rc = sv_client_check_key(c, k);
+    if (rc)
+        return rc;
+    if (sv_client_check_bytes(val, len))
+        return sv_client_fail(c, STATESRV_ERR_USAGE, "%s is NULL but its length is %zu",
+                              op == STATESRV__V1__REQUEST__OP_PUT ? "value" : "element", len);
+    statesrv__v1__request__init(req);
+    req->op_case = (Statesrv__V1__Request__OpCase)op;
+    switch (op) {
+    case STATESRV__V1__REQUEST__OP_GET:
+        sv_client_build_get(&m->get, k);
+        req->get = &m->get;
+        *expect = STATESRV__V1__RESPONSE__RESULT_GET;
+        return 0;
+    case STATESRV__V1__REQUEST__OP_PUT:
+        sv_client_build_put(&m->put, k, how, val, len);
+        req->put = &m->put;
+        *expect = STATESRV__V1__RESPONSE__RESULT_PUT;
+        return 0;
+    case STATESRV__V1__REQUEST__OP_DELETE:
+        sv_client_build_delete(&m->del, k);
+        req->delete_ = &m->del;
+        *expect = STATESRV__V1__RESPONSE__RESULT_DELETE;
+        return 0;
+    case STATESRV__V1__REQUEST__OP_MERGE:
+        sv_client_build_merge(&m->merge, k, (Statesrv__V1__MergeOp)how, val, len);
+        req->merge = &m->merge;
+        *expect = STATESRV__V1__RESPONSE__RESULT_MERGE;
+        return 0;
+    default:
+        return sv_client_fail(c, STATESRV_ERR_USAGE, "internal: op %d is not keyed", op);
+    }
+}
+
 static int copy_out(statesrv *c, const ProtobufCBinaryData *b, int kind, statesrv_value *out)
 {
     void *p = NULL;
@@ -2071,69 +2109,41 @@ static int send_req(statesrv *c, Statesrv__V1__Request *req, int expect, uint64_
     return ok(c);
 }
 
-int statesrv_send_get(statesrv *c, const statesrv_key *k, uint64_t *id)
+static int send_keyed(statesrv *c, int op, const statesrv_key *k, int how, const void *val,
+                      size_t len, uint64_t *id)
 {
     if (!c)
         return STATESRV_ERR_USAGE;
     int rc = begin(c, 0);
-    if (rc || (rc = sv_client_check_key(c, k)))
+    if (rc)
         return rc;
-    Statesrv__V1__Get m;
-    Statesrv__V1__Request req = STATESRV__V1__REQUEST__INIT;
-    sv_client_build_get(&m, k);
-    req.op_case = STATESRV__V1__REQUEST__OP_GET;
-    req.get = &m;
-    return send_req(c, &req, STATESRV__V1__RESPONSE__RESULT_GET, id);
+    union sv_client_keyed m;
+    Statesrv__V1__Request req;
+    int expect;
+    if ((rc = sv_client_keyed_request(c, op, k, how, val, len, &m, &req, &expect)))
+        return rc;
+    return send_req(c, &req, expect, id);
+}
+
+int statesrv_send_get(statesrv *c, const statesrv_key *k, uint64_t *id)
+{
+    return send_keyed(c, STATESRV__V1__REQUEST__OP_GET, k, 0, NULL, 0, id);
 }
 
 int statesrv_send_put(statesrv *c, const statesrv_key *k, const void *val, size_t len, uint64_t *id)
 {
-    if (!c)
-        return STATESRV_ERR_USAGE;
-    int rc = begin(c, 0);
-    if (rc || (rc = sv_client_check_key(c, k)))
-        return rc;
-    if (sv_client_check_bytes(val, len))
-        return sv_client_fail(c, STATESRV_ERR_USAGE, "value is NULL but its length is %zu", len);
-    Statesrv__V1__Put m;
-    Statesrv__V1__Request req = STATESRV__V1__REQUEST__INIT;
-    sv_client_build_put(&m, k, STATESRV_KIND_RAW, val, len);
-    req.op_case = STATESRV__V1__REQUEST__OP_PUT;
-    req.put = &m;
-    return send_req(c, &req, STATESRV__V1__RESPONSE__RESULT_PUT, id);
+    return send_keyed(c, STATESRV__V1__REQUEST__OP_PUT, k, STATESRV_KIND_RAW, val, len, id);
 }
 
 int statesrv_send_delete(statesrv *c, const statesrv_key *k, uint64_t *id)
 {
-    if (!c)
-        return STATESRV_ERR_USAGE;
-    int rc = begin(c, 0);
-    if (rc || (rc = sv_client_check_key(c, k)))
-        return rc;
-    Statesrv__V1__Delete m;
-    Statesrv__V1__Request req = STATESRV__V1__REQUEST__INIT;
-    sv_client_build_delete(&m, k);
-    req.op_case = STATESRV__V1__REQUEST__OP_DELETE;
-    req.delete_ = &m;
-    return send_req(c, &req, STATESRV__V1__RESPONSE__RESULT_DELETE, id);
+    return send_keyed(c, STATESRV__V1__REQUEST__OP_DELETE, k, 0, NULL, 0, id);
 }
 
 static int send_merge(statesrv *c, const statesrv_key *k, Statesrv__V1__MergeOp op,
                       const void *operand, size_t len, uint64_t *id)
 {
-    if (!c)
-        return STATESRV_ERR_USAGE;
-    int rc = begin(c, 0);
-    if (rc || (rc = sv_client_check_key(c, k)))
-        return rc;
-    if (sv_client_check_bytes(operand, len))
-        return sv_client_fail(c, STATESRV_ERR_USAGE, "element is NULL but its length is %zu", len);
-    Statesrv__V1__Merge m;
-    Statesrv__V1__Request req = STATESRV__V1__REQUEST__INIT;
-    sv_client_build_merge(&m, k, op, operand, len);
-    req.op_case = STATESRV__V1__REQUEST__OP_MERGE;
-    req.merge = &m;
-    return send_req(c, &req, STATESRV__V1__RESPONSE__RESULT_MERGE, id);
+    return send_keyed(c, STATESRV__V1__REQUEST__OP_MERGE, k, (int)op, operand, len, id);
 }
 
 int statesrv_send_append(statesrv *c, const statesrv_key *k, const void *elem, size_t len,

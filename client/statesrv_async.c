@@ -284,7 +284,8 @@ static void really_close(statesrv_async *a)
         w(a, 0, a->watch_arg);
     }
     sv_client_close_fd(a->c);
-    deliver_error_all(a, STATESRV_ERR_CANCELLED, "the handle was closed with the request in flight");
+    deliver_error_all(a, STATESRV_ERR_CANCELLED,
+                      "the handle was closed with the request in flight");
     statesrv_close(a->c);
     free(a->reqs);
     free(a->items);
@@ -292,14 +293,15 @@ static void really_close(statesrv_async *a)
     free(a);
 }
 
-/* A call that may run callbacks: refused from inside one. */
+/* A call that may run callbacks: refused from inside one, and on a dead
+ * connection it only repeats the sticky error. */
 static int enter(statesrv_async *a)
 {
     if (!a)
         return STATESRV_ERR_USAGE;
     if (a->depth)
         return sv_client_fail(a->c, STATESRV_ERR_USAGE, "called from inside a callback");
-    return 0;
+    return a->c->dead;
 }
 
 /* After callbacks ran: a close requested by one of them happens now. */
@@ -333,8 +335,6 @@ int statesrv_async_read(statesrv_async *a)
     if (rc)
         return rc;
     statesrv *c = a->c;
-    if (c->dead)
-        return c->dead;
     for (int i = 0; i < ASYNC_READS_PER_CALL && !a->closing; i++) {
         int progress = 0;
         rc = sv_client_read(c, &progress);
@@ -362,8 +362,6 @@ int statesrv_async_write(statesrv_async *a)
     if (rc)
         return rc;
     statesrv *c = a->c;
-    if (c->dead)
-        return c->dead;
     while (unsent(c)) {
         int progress = 0;
         if ((rc = sv_client_write(c, &progress)))
@@ -381,11 +379,10 @@ int statesrv_async_tick(statesrv_async *a)
     if (rc)
         return rc;
     statesrv *c = a->c;
-    if (c->dead)
-        return c->dead;
     if (a->n && c->io_timeout_ms >= 0 && now_ms() - a->last_ms >= c->io_timeout_ms) {
-        rc = sv_client_die(c, STATESRV_ERR_TIMEOUT, "no progress for %d ms with %zu requests in flight",
-                           c->io_timeout_ms, a->n);
+        rc = sv_client_die(c, STATESRV_ERR_TIMEOUT,
+                           "no progress for %d ms with %zu requests in flight", c->io_timeout_ms,
+                           a->n);
         return leave(a, on_death(a, rc));
     }
     return leave(a, 0);
@@ -397,8 +394,6 @@ int statesrv_async_wait(statesrv_async *a, int timeout_ms)
     if (rc)
         return rc;
     statesrv *c = a->c;
-    if (c->dead)
-        return c->dead;
     int t = timeout_ms;
     if (a->n && c->io_timeout_ms >= 0) {
         int64_t left = (int64_t)c->io_timeout_ms - (now_ms() - a->last_ms);
@@ -487,18 +482,25 @@ int statesrv_async_ping(statesrv_async *a, statesrv_async_cb cb, void *arg, uint
     return issue(a, &req, STATESRV__V1__RESPONSE__RESULT_PING, 0, cb, arg, id);
 }
 
+/* get, put, delete and merge: built by the core. */
+static int keyed(statesrv_async *a, int op, const statesrv_key *k, int how, const void *val,
+                 size_t len, statesrv_async_cb cb, void *arg, uint64_t *id)
+{
+    int rc = begin(a, cb);
+    if (rc)
+        return rc;
+    union sv_client_keyed m;
+    Statesrv__V1__Request req;
+    int expect;
+    if ((rc = sv_client_keyed_request(a->c, op, k, how, val, len, &m, &req, &expect)))
+        return rc;
+    return issue(a, &req, expect, 0, cb, arg, id);
+}
+
 int statesrv_async_get(statesrv_async *a, const statesrv_key *k, statesrv_async_cb cb, void *arg,
                        uint64_t *id)
 {
-    int rc = begin(a, cb);
-    if (rc || (rc = sv_client_check_key(a->c, k)))
-        return rc;
-    Statesrv__V1__Get m;
-    Statesrv__V1__Request req = STATESRV__V1__REQUEST__INIT;
-    sv_client_build_get(&m, k);
-    req.op_case = STATESRV__V1__REQUEST__OP_GET;
-    req.get = &m;
-    return issue(a, &req, STATESRV__V1__RESPONSE__RESULT_GET, 0, cb, arg, id);
+    return keyed(a, STATESRV__V1__REQUEST__OP_GET, k, 0, NULL, 0, cb, arg, id);
 }
 
 int statesrv_async_multi_get(statesrv_async *a, const statesrv_key *keys, size_t n,
@@ -521,49 +523,19 @@ int statesrv_async_multi_get(statesrv_async *a, const statesrv_key *keys, size_t
 int statesrv_async_put(statesrv_async *a, const statesrv_key *k, int kind, const void *val,
                        size_t len, statesrv_async_cb cb, void *arg, uint64_t *id)
 {
-    int rc = begin(a, cb);
-    if (rc || (rc = sv_client_check_key(a->c, k)))
-        return rc;
-    if (sv_client_check_bytes(val, len))
-        return sv_client_fail(a->c, STATESRV_ERR_USAGE, "value is NULL but its length is %zu",
-                              len);
-    Statesrv__V1__Put m;
-    Statesrv__V1__Request req = STATESRV__V1__REQUEST__INIT;
-    sv_client_build_put(&m, k, kind, val, len);
-    req.op_case = STATESRV__V1__REQUEST__OP_PUT;
-    req.put = &m;
-    return issue(a, &req, STATESRV__V1__RESPONSE__RESULT_PUT, 0, cb, arg, id);
+    return keyed(a, STATESRV__V1__REQUEST__OP_PUT, k, kind, val, len, cb, arg, id);
 }
 
-int statesrv_async_delete(statesrv_async *a, const statesrv_key *k, statesrv_async_cb cb,
-                          void *arg, uint64_t *id)
+int statesrv_async_delete(statesrv_async *a, const statesrv_key *k, statesrv_async_cb cb, void *arg,
+                          uint64_t *id)
 {
-    int rc = begin(a, cb);
-    if (rc || (rc = sv_client_check_key(a->c, k)))
-        return rc;
-    Statesrv__V1__Delete m;
-    Statesrv__V1__Request req = STATESRV__V1__REQUEST__INIT;
-    sv_client_build_delete(&m, k);
-    req.op_case = STATESRV__V1__REQUEST__OP_DELETE;
-    req.delete_ = &m;
-    return issue(a, &req, STATESRV__V1__RESPONSE__RESULT_DELETE, 0, cb, arg, id);
+    return keyed(a, STATESRV__V1__REQUEST__OP_DELETE, k, 0, NULL, 0, cb, arg, id);
 }
 
 static int merge(statesrv_async *a, const statesrv_key *k, Statesrv__V1__MergeOp op,
                  const void *operand, size_t len, statesrv_async_cb cb, void *arg, uint64_t *id)
 {
-    int rc = begin(a, cb);
-    if (rc || (rc = sv_client_check_key(a->c, k)))
-        return rc;
-    if (sv_client_check_bytes(operand, len))
-        return sv_client_fail(a->c, STATESRV_ERR_USAGE, "element is NULL but its length is %zu",
-                              len);
-    Statesrv__V1__Merge m;
-    Statesrv__V1__Request req = STATESRV__V1__REQUEST__INIT;
-    sv_client_build_merge(&m, k, op, operand, len);
-    req.op_case = STATESRV__V1__REQUEST__OP_MERGE;
-    req.merge = &m;
-    return issue(a, &req, STATESRV__V1__RESPONSE__RESULT_MERGE, 0, cb, arg, id);
+    return keyed(a, STATESRV__V1__REQUEST__OP_MERGE, k, (int)op, operand, len, cb, arg, id);
 }
 
 int statesrv_async_append(statesrv_async *a, const statesrv_key *k, const void *elem, size_t len,
@@ -629,16 +601,16 @@ int statesrv_async_scan(statesrv_async *a, const statesrv_scan_options *o, state
 /* --- the handle --------------------------------------------------------- */
 
 int statesrv_async_connect(const char *addr, const statesrv_options *opts,
-                           const statesrv_async_options *aopts, statesrv_async **out,
-                           char *errbuf, size_t errlen)
+                           const statesrv_async_options *aopts, statesrv_async **out, char *errbuf,
+                           size_t errlen)
 {
     if (errbuf && errlen)
         errbuf[0] = '\0';
     if (!out)
         return STATESRV_ERR_USAGE;
     *out = NULL;
-    uint32_t cap = aopts && aopts->max_in_flight ? aopts->max_in_flight
-                                                 : STATESRV_ASYNC_DEFAULT_IN_FLIGHT;
+    uint32_t cap =
+        aopts && aopts->max_in_flight ? aopts->max_in_flight : STATESRV_ASYNC_DEFAULT_IN_FLIGHT;
     size_t queued = aopts && aopts->max_queued_bytes ? aopts->max_queued_bytes
                                                      : STATESRV_ASYNC_DEFAULT_QUEUED_BYTES;
     if (cap > ASYNC_MAX_IN_FLIGHT) {

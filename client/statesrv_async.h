@@ -148,7 +148,8 @@ STATESRV_API void statesrv_async_close(statesrv_async *a);
 STATESRV_API int statesrv_async_fd(const statesrv_async *a);
 /** @brief STATESRV_ASYNC_READ, plus _WRITE while requests wait to be sent; 0 when dead. */
 STATESRV_API int statesrv_async_events(const statesrv_async *a);
-/** @brief Sets (or with NULL clears) the watch callback; it is called at once with the current interest. */
+/** @brief Sets (or with NULL clears) the watch callback; it is called at once with the current
+ * interest. */
 STATESRV_API void statesrv_async_set_watch(statesrv_async *a, statesrv_async_watch_cb cb,
                                            void *arg);
 

@@ -85,6 +85,20 @@ void sv_client_build_put(Statesrv__V1__Put *m, const statesrv_key *k, int kind, 
 void sv_client_build_delete(Statesrv__V1__Delete *m, const statesrv_key *k);
 void sv_client_build_merge(Statesrv__V1__Merge *m, const statesrv_key *k, Statesrv__V1__MergeOp op,
                            const void *operand, size_t len);
+/* The message of one keyed request. */
+union sv_client_keyed {
+    Statesrv__V1__Get get;
+    Statesrv__V1__Put put;
+    Statesrv__V1__Delete del;
+    Statesrv__V1__Merge merge;
+};
+/* Checks k (and val, NULL only when len is 0) and builds a get, put, delete
+ * or merge (op: STATESRV__V1__REQUEST__OP_*) in m and req, with how the
+ * server interprets val (put: the kind; merge: the MergeOp); *expect gets
+ * the result case of its reply. 0 or STATESRV_ERR_USAGE. */
+int sv_client_keyed_request(statesrv *c, int op, const statesrv_key *k, int how, const void *val,
+                            size_t len, union sv_client_keyed *m, Statesrv__V1__Request *req,
+                            int *expect);
 /* Clear of one key's namespaces (k) or of the whole state (k NULL). */
 void sv_client_build_clear(Statesrv__V1__Clear *m, Statesrv__V1__KeySelector *sel,
                            const char *state, const statesrv_key *k);
