@@ -45,6 +45,8 @@ PKG_LIBS = $(shell pkg-config --libs $(PKG_MODULES) 2>/dev/null || \
 CKPT_LIBS = $(shell pkg-config --libs libprotobuf-c libzstd libxxhash 2>/dev/null || \
               echo -lprotobuf-c -lzstd -lxxhash)
 CHECK_LIBS = $(shell pkg-config --libs check 2>/dev/null || echo -lcheck)
+# What libstatesrv needs: protobuf-c, and LMDB for the local read path.
+CLIENT_LIBS = $(shell pkg-config --libs libprotobuf-c lmdb 2>/dev/null || echo -lprotobuf-c -llmdb)
 
 WARNFLAGS := -std=c11 -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
              -Wformat=2 -Werror
@@ -55,8 +57,8 @@ ALL_LDFLAGS = $(SANFLAGS) $(LDFLAGS)
 
 LIB_SOVERSION := 0
 # Installed headers: the blocking API, the asynchronous one, its libuv
-# adapter (header-only: the library itself does not link libuv).
-LIB_HEADERS := statesrv.h statesrv_async.h statesrv_uv.h
+# adapter (header-only: the library itself does not link libuv), local reads.
+LIB_HEADERS := statesrv.h statesrv_async.h statesrv_uv.h statesrv_local.h
 LIB_VERSION := 0.1.0
 
 # Checkpoints: the format (common/sv_ckpt_format.c, no I/O) and the file
@@ -69,7 +71,7 @@ LIB_VERSION := 0.1.0
 CKPT_SRC := common/sv_ckpt_format.c $(wildcard io/*.c)
 COMMON_SRC := $(filter-out $(CKPT_SRC),$(wildcard common/*.c))
 SERVER_SRC := $(filter-out server/main.c,$(wildcard server/*.c))
-CLIENT_LIB_SRC := client/statesrv.c client/statesrv_async.c
+CLIENT_LIB_SRC := client/statesrv.c client/statesrv_async.c client/statesrv_local.c
 
 PROTOS := $(wildcard proto/*.proto)
 PROTO_C := $(PROTOS:proto/%.proto=$(GEN)/%.pb-c.c)
@@ -180,13 +182,13 @@ $(LIB_SO): $(CLIENT_LIB_OBJ) $(COMMON_OBJ) client/statesrv.map
 	@echo "  LD      $@"
 	$(Q)$(CC) $(ALL_LDFLAGS) -shared -Wl,-soname,libstatesrv.so.$(LIB_SOVERSION) \
 	    -Wl,--version-script=client/statesrv.map -o $@ $(CLIENT_LIB_OBJ) $(COMMON_OBJ) \
-	    $(shell pkg-config --libs libprotobuf-c 2>/dev/null || echo -lprotobuf-c)
+	    $(CLIENT_LIBS)
 	$(Q)ln -sf libstatesrv.so.$(LIB_VERSION) $(BUILD)/libstatesrv.so.$(LIB_SOVERSION)
 	$(Q)ln -sf libstatesrv.so.$(LIB_SOVERSION) $(BUILD)/libstatesrv.so
 
 $(STATECTL): $(BUILD)/obj/client/statectl.o $(CKPT_OBJ) $(LIB_A)
 	@echo "  LD      $@"
-	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(CKPT_LIBS) -pthread
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(CKPT_LIBS) $(CLIENT_LIBS) -pthread
 
 # The load generator: event-driven (libuv) on the wire protocol itself.
 $(BENCH_TOOL): $(BUILD)/obj/client/statesrv_bench.o $(LIB_A)
@@ -197,7 +199,7 @@ $(BENCH_TOOL): $(BUILD)/obj/client/statesrv_bench.o $(LIB_A)
 $(BUILD)/examples/%: $(BUILD)/obj/client/examples/%.o $(LIB_A)
 	@mkdir -p $(@D)
 	@echo "  LD      $@"
-	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(shell pkg-config --libs libprotobuf-c 2>/dev/null || echo -lprotobuf-c)
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(CLIENT_LIBS)
 
 # --- tests ---------------------------------------------------------------
 $(UNIT_BIN): $(UNIT_SRC:%.c=$(BUILD)/obj/%.o) $(SERVER_OBJ) $(CKPT_OBJ) $(COMMON_OBJ)
@@ -291,8 +293,7 @@ $(PLFS): tests/powerloss/plfs.c | $(DEPS_POWERLOSS_STAMP)
 $(POWERLOSS_BIN): $(POWERLOSS_SRC:%.c=$(BUILD)/obj/%.o) $(LIB_A)
 	@mkdir -p $(@D)
 	@echo "  LD      $@"
-	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(shell pkg-config --libs libprotobuf-c 2>/dev/null || \
-	    echo -lprotobuf-c) $(CHECK_LIBS) -lpthread
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(CLIENT_LIBS) $(CHECK_LIBS) -lpthread
 
 test-powerloss: $(POWERLOSS_BIN) $(PLFS) $(STATESRVD) | $(DEPS_POWERLOSS_STAMP)
 	$(Q)PLFS=$(abspath $(PLFS)) STATESRVD=$(abspath $(STATESRVD)) $(POWERLOSS_BIN)
@@ -301,7 +302,7 @@ test-powerloss: $(POWERLOSS_BIN) $(PLFS) $(STATESRVD) | $(DEPS_POWERLOSS_STAMP)
 $(BUILD)/bench/%: $(BUILD)/obj/tests/bench/%.o $(LIB_A)
 	@mkdir -p $(@D)
 	@echo "  LD      $@"
-	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(shell pkg-config --libs libprotobuf-c 2>/dev/null || echo -lprotobuf-c)
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(CLIENT_LIBS)
 
 # statesrvd and Redis side by side (tests/bench/bench.sh; QUICK=1 for a
 # short run, PARTS=1 or PARTS=2 for one half of the table). Redis comes from Debian's redis-server and redis-tools.

@@ -16,5 +16,6 @@ Suite *sv_suite_metrics(void);
 Suite *sv_suite_hostile(void);
 Suite *sv_suite_incremental(void);
 Suite *sv_suite_async(void);
+Suite *sv_suite_local(void);
 
 #endif
