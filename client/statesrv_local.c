@@ -255,9 +255,9 @@ static int state_dbi(statesrv_local *l, const char *state, MDB_dbi *dbi)
     rc = mdb_dbi_open(t, state, 0, dbi);
     if (rc) {
         mdb_txn_abort(t);
-        return rc == MDB_NOTFOUND ? STATESRV_NOT_FOUND
-                                  : lfail(l, STATESRV_ERR_IO, "state %s: %s", state,
-                                          mdb_strerror(rc));
+        return rc == MDB_NOTFOUND
+                   ? STATESRV_NOT_FOUND
+                   : lfail(l, STATESRV_ERR_IO, "state %s: %s", state, mdb_strerror(rc));
     }
     if ((rc = mdb_txn_commit(t)))
         return lfail(l, STATESRV_ERR_IO, "state %s: %s", state, mdb_strerror(rc));

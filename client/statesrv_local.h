@@ -53,7 +53,8 @@ typedef struct statesrv_local_scan statesrv_local_scan;
  */
 STATESRV_API int statesrv_local_open(const char *data_dir, statesrv_local **out, char *errbuf,
                                      size_t errlen);
-/** @brief Closes the environment and frees the handle; open scans must be closed first. NULL is ignored. */
+/** @brief Closes the environment and frees the handle; open scans must be closed first. NULL is
+ * ignored. */
 STATESRV_API void statesrv_local_close(statesrv_local *l);
 /** @brief Detail of the last failure on l; "" after a success. */
 STATESRV_API const char *statesrv_local_errmsg(const statesrv_local *l);

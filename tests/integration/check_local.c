@@ -148,8 +148,11 @@ START_TEST(local_reads_match_the_socket_on_random_data)
     }
     for (int i = 0; i < 200; i++)
         for (int s = 0; s < 3; s++) {
-            statesrv_key k = {
-                .state = states[s], .key = keys[i], .key_len = klen[i], .ns = nss[i], .ns_len = nlen[i]};
+            statesrv_key k = {.state = states[s],
+                              .key = keys[i],
+                              .key_len = klen[i],
+                              .ns = nss[i],
+                              .ns_len = nlen[i]};
             same_get(&k, "random entry");
         }
     /* The requests the server refuses, and addresses with nothing there. */
@@ -172,8 +175,11 @@ START_TEST(local_reads_match_the_socket_on_random_data)
     statesrv_key mk[50];
     statesrv_value ma[50], mb[50];
     for (int i = 0; i < 50; i++)
-        mk[i] = (statesrv_key){
-            .state = states[i % 3], .key = keys[i], .key_len = klen[i], .ns = nss[i], .ns_len = nlen[i]};
+        mk[i] = (statesrv_key){.state = states[i % 3],
+                               .key = keys[i],
+                               .key_len = klen[i],
+                               .ns = nss[i],
+                               .ns_len = nlen[i]};
     OK(statesrv_multi_get(c, mk, 50, ma));
     ck_assert_int_eq(statesrv_local_multi_get(l, mk, 50, mb), STATESRV_OK);
     for (int i = 0; i < 50; i++) {
@@ -199,8 +205,8 @@ START_TEST(local_reads_match_the_socket_on_random_data)
             same_scan(&o, "one key");
         }
     }
-    statesrv_scan_options bad = {.state = "alpha", .mode = STATESRV_SCAN_KEY_GROUPS, .kg_first = 5,
-                                 .kg_last = 2};
+    statesrv_scan_options bad = {
+        .state = "alpha", .mode = STATESRV_SCAN_KEY_GROUPS, .kg_first = 5, .kg_last = 2};
     same_scan(&bad, "bad range");
     statesrv_scan_options none = {.state = "nostate", .mode = STATESRV_SCAN_STATE};
     same_scan(&none, "missing state");
@@ -319,8 +325,7 @@ START_TEST(reader_killed_inside_a_transaction_is_cleared)
         data_dir(dir, sizeof(dir));
         statesrv_local_scan *s;
         statesrv_scan_options o = {.state = "kill", .mode = STATESRV_SCAN_STATE};
-        if (statesrv_local_open(dir, &cl, err, sizeof(err)) ||
-            statesrv_local_scan_open(cl, &o, &s))
+        if (statesrv_local_open(dir, &cl, err, sizeof(err)) || statesrv_local_scan_open(cl, &o, &s))
             _exit(1);
         (void)!write(p[1], "x", 1);
         pause();
