@@ -45,6 +45,8 @@ PKG_LIBS = $(shell pkg-config --libs $(PKG_MODULES) 2>/dev/null || \
 CKPT_LIBS = $(shell pkg-config --libs libprotobuf-c libzstd libxxhash 2>/dev/null || \
               echo -lprotobuf-c -lzstd -lxxhash)
 CHECK_LIBS = $(shell pkg-config --libs check 2>/dev/null || echo -lcheck)
+# What libstatesrv needs: protobuf-c, and LMDB for the local read path.
+CLIENT_LIBS = $(shell pkg-config --libs libprotobuf-c lmdb 2>/dev/null || echo -lprotobuf-c -llmdb)
 
 WARNFLAGS := -std=c11 -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
              -Wformat=2 -Werror
@@ -54,6 +56,9 @@ ALL_CFLAGS = $(WARNFLAGS) $(OPTFLAGS) $(SANFLAGS) -fPIC -MMD -MP $(PKG_CFLAGS) $
 ALL_LDFLAGS = $(SANFLAGS) $(LDFLAGS)
 
 LIB_SOVERSION := 0
+# Installed headers: the blocking API, the asynchronous one, its libuv
+# adapter (header-only: the library itself does not link libuv), local reads.
+LIB_HEADERS := statesrv.h statesrv_async.h statesrv_uv.h statesrv_local.h
 LIB_VERSION := 0.1.0
 
 # Checkpoints: the format (common/sv_ckpt_format.c, no I/O) and the file
@@ -66,7 +71,7 @@ LIB_VERSION := 0.1.0
 CKPT_SRC := common/sv_ckpt_format.c $(wildcard io/*.c)
 COMMON_SRC := $(filter-out $(CKPT_SRC),$(wildcard common/*.c))
 SERVER_SRC := $(filter-out server/main.c,$(wildcard server/*.c))
-CLIENT_LIB_SRC := client/statesrv.c
+CLIENT_LIB_SRC := client/statesrv.c client/statesrv_async.c client/statesrv_local.c
 
 PROTOS := $(wildcard proto/*.proto)
 PROTO_C := $(PROTOS:proto/%.proto=$(GEN)/%.pb-c.c)
@@ -160,8 +165,9 @@ $(BUILD)/obj/gen/%.pb-c.o: $(GEN)/%.pb-c.c $(PROTO_H) | $(DEPS_STAMP)
 	@echo "  CC      $<"
 	$(Q)$(CC) $(ALL_CPPFLAGS) -std=c11 -Wall -Werror $(OPTFLAGS) $(SANFLAGS) -fPIC $(PKG_CFLAGS) $(CFLAGS) -c -o $@ $<
 
-# The client library exports only statesrv_* (visibility attributes in statesrv.h).
-$(BUILD)/obj/client/statesrv.o: ALL_CFLAGS += -fvisibility=hidden -DSTATESRV_BUILDING
+# The client library exports only statesrv_* (visibility attributes in statesrv.h);
+# its internal sv_client_* symbols (statesrv_core.h) stay hidden.
+$(CLIENT_LIB_OBJ): ALL_CFLAGS += -fvisibility=hidden -DSTATESRV_BUILDING
 
 # --- binaries and libraries ----------------------------------------------
 $(STATESRVD): $(BUILD)/obj/server/main.o $(SERVER_OBJ) $(CKPT_OBJ) $(COMMON_OBJ)
@@ -176,13 +182,13 @@ $(LIB_SO): $(CLIENT_LIB_OBJ) $(COMMON_OBJ) client/statesrv.map
 	@echo "  LD      $@"
 	$(Q)$(CC) $(ALL_LDFLAGS) -shared -Wl,-soname,libstatesrv.so.$(LIB_SOVERSION) \
 	    -Wl,--version-script=client/statesrv.map -o $@ $(CLIENT_LIB_OBJ) $(COMMON_OBJ) \
-	    $(shell pkg-config --libs libprotobuf-c 2>/dev/null || echo -lprotobuf-c)
+	    $(CLIENT_LIBS)
 	$(Q)ln -sf libstatesrv.so.$(LIB_VERSION) $(BUILD)/libstatesrv.so.$(LIB_SOVERSION)
 	$(Q)ln -sf libstatesrv.so.$(LIB_SOVERSION) $(BUILD)/libstatesrv.so
 
 $(STATECTL): $(BUILD)/obj/client/statectl.o $(CKPT_OBJ) $(LIB_A)
 	@echo "  LD      $@"
-	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(CKPT_LIBS) -pthread
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(CKPT_LIBS) $(CLIENT_LIBS) -pthread
 
 # The load generator: event-driven (libuv) on the wire protocol itself.
 $(BENCH_TOOL): $(BUILD)/obj/client/statesrv_bench.o $(LIB_A)
@@ -193,7 +199,7 @@ $(BENCH_TOOL): $(BUILD)/obj/client/statesrv_bench.o $(LIB_A)
 $(BUILD)/examples/%: $(BUILD)/obj/client/examples/%.o $(LIB_A)
 	@mkdir -p $(@D)
 	@echo "  LD      $@"
-	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(shell pkg-config --libs libprotobuf-c 2>/dev/null || echo -lprotobuf-c)
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(CLIENT_LIBS)
 
 # --- tests ---------------------------------------------------------------
 $(UNIT_BIN): $(UNIT_SRC:%.c=$(BUILD)/obj/%.o) $(SERVER_OBJ) $(CKPT_OBJ) $(COMMON_OBJ)
@@ -287,8 +293,7 @@ $(PLFS): tests/powerloss/plfs.c | $(DEPS_POWERLOSS_STAMP)
 $(POWERLOSS_BIN): $(POWERLOSS_SRC:%.c=$(BUILD)/obj/%.o) $(LIB_A)
 	@mkdir -p $(@D)
 	@echo "  LD      $@"
-	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(shell pkg-config --libs libprotobuf-c 2>/dev/null || \
-	    echo -lprotobuf-c) $(CHECK_LIBS) -lpthread
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(CLIENT_LIBS) $(CHECK_LIBS) -lpthread
 
 test-powerloss: $(POWERLOSS_BIN) $(PLFS) $(STATESRVD) | $(DEPS_POWERLOSS_STAMP)
 	$(Q)PLFS=$(abspath $(PLFS)) STATESRVD=$(abspath $(STATESRVD)) $(POWERLOSS_BIN)
@@ -297,7 +302,7 @@ test-powerloss: $(POWERLOSS_BIN) $(PLFS) $(STATESRVD) | $(DEPS_POWERLOSS_STAMP)
 $(BUILD)/bench/%: $(BUILD)/obj/tests/bench/%.o $(LIB_A)
 	@mkdir -p $(@D)
 	@echo "  LD      $@"
-	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(shell pkg-config --libs libprotobuf-c 2>/dev/null || echo -lprotobuf-c)
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(CLIENT_LIBS)
 
 # statesrvd and Redis side by side (tests/bench/bench.sh; QUICK=1 for a
 # short run, PARTS=1 or PARTS=2 for one half of the table). Redis comes from Debian's redis-server and redis-tools.
@@ -435,7 +440,8 @@ install: all
 	$(Q)ln -sf libstatesrv.so.$(LIB_VERSION) "$(DESTDIR)$(LIBDIR)/libstatesrv.so.$(LIB_SOVERSION)"
 	$(Q)ln -sf libstatesrv.so.$(LIB_SOVERSION) "$(DESTDIR)$(LIBDIR)/libstatesrv.so"
 	$(Q)$(INSTALL) -D -m 0644 $(LIB_A) "$(DESTDIR)$(LIBDIR)/libstatesrv.a"
-	$(Q)$(INSTALL) -D -m 0644 client/statesrv.h "$(DESTDIR)$(INCLUDEDIR)/statesrv.h"
+	$(Q)for h in $(LIB_HEADERS); do \
+	  $(INSTALL) -D -m 0644 client/$$h "$(DESTDIR)$(INCLUDEDIR)/$$h" || exit 1; done
 	$(Q)$(INSTALL) -d -m 0755 "$(DESTDIR)$(PKGCONFIGDIR)"
 	$(Q)sed -e 's|@PREFIX@|$(PREFIX)|g' \
 	    -e 's|@LIBDIR@|$(patsubst $(PREFIX)/%,$${prefix}/%,$(LIBDIR))|g' \
@@ -472,7 +478,7 @@ uninstall:
 	    "$(DESTDIR)$(BINDIR)/statesrv-bench" \
 	    "$(DESTDIR)$(LIBDIR)/libstatesrv.so.$(LIB_VERSION)" \
 	    "$(DESTDIR)$(LIBDIR)/libstatesrv.so.$(LIB_SOVERSION)" "$(DESTDIR)$(LIBDIR)/libstatesrv.so" \
-	    "$(DESTDIR)$(LIBDIR)/libstatesrv.a" "$(DESTDIR)$(INCLUDEDIR)/statesrv.h" \
+	    "$(DESTDIR)$(LIBDIR)/libstatesrv.a" $(LIB_HEADERS:%="$(DESTDIR)$(INCLUDEDIR)/%") \
 	    "$(DESTDIR)$(PKGCONFIGDIR)/statesrv.pc" "$(INSTALLED_UNIT)" \
 	    "$(DESTDIR)$(DOCDIR)/examples/statesrvd.conf"
 	$(Q)for p in $(MAN_PAGES); do rm -f "$(DESTDIR)$(MANDIR)/man$${p##*.}/$${p##*/}"; done

@@ -3,7 +3,7 @@
  *
  * One handle owns one non-blocking socket, an output buffer of encoded
  * request frames and a frame reader for replies. Every request, pipelined or
- * not, goes through the same queue: enqueue() encodes it and remembers which
+ * not, goes through the same queue: sv_client_enqueue() encodes it and remembers which
  * result the reply must carry; take_reply() checks that replies come back
  * in order. All waiting happens in pump(), which writes and reads in the same
  * poll() loop, so a client that queues far more than the socket buffers hold
@@ -15,6 +15,7 @@
  * malloc allocator and kept in c->resp until the next call (the borrowed
  * pointers of statesrv_recv() point into it). */
 #include "statesrv.h"
+#include "statesrv_core.h"
 
 #include "statesrv.pb-c.h"
 #include "sv_buf.h"
@@ -57,43 +58,16 @@
 #define CLIENT_CONNECT_TIMEOUT_MS 5000
 #define CLIENT_IO_TIMEOUT_MS 30000
 
-struct statesrv {
-    int fd;
-    int dead; /* 0, or the code every later call returns */
-    int eof;  /* the server closed its side */
-    int io_timeout_ms;
-    int job_timeout_ms; /* snapshot and restore: -1 for no limit */
-    uint32_t max_send;  /* largest request payload the server accepts */
-    uint64_t next_id;   /* id of the next request queued */
-    uint64_t expect_id;
-    /* Result cases the owed replies must carry, oldest at exp_head: a ring
-     * of exp_cap slots holding `pending` of them. */
-    uint8_t *exp;
-    size_t exp_cap, exp_head, pending;
-    struct sv_buf out; /* encoded frames; out_off of them already sent */
-    size_t out_off;
-    struct sv_frame_reader in;
-    Statesrv__V1__Response *resp; /* the last reply taken */
-    int resp_expect;              /* the result case it had to carry */
-    statesrv_scan *scan;          /* the open scan, if any */
-    statesrv_server_info info;
-    char errmsg[512];
-};
-
 /* A scan keeps copies of everything it sends again for each page, and owns
  * the response of the current page (entries point into it). */
 struct statesrv_scan {
     statesrv *c; /* NULL once the handle was closed under the scan */
+    /* The options it was opened with; state, key and cursor point into
+     * state, key and start, which the scan owns. */
+    statesrv_scan_options o;
     char *state;
-    int mode;
     uint8_t *key;
-    size_t key_len;
-    int has_key_group;
-    uint32_t key_group;
-    uint32_t kg_first, kg_last;
-    uint32_t page_size;
-    uint8_t *start; /* the cursor the scan was opened with */
-    size_t start_len;
+    uint8_t *start;
     Statesrv__V1__Response *page; /* NULL until the first page arrives */
     size_t idx;                   /* next entry of page to hand out */
     statesrv_entry cur;
@@ -103,9 +77,6 @@ struct statesrv_scan {
 
 static void set_msgv(statesrv *c, const char *fmt, va_list ap)
     __attribute__((format(printf, 2, 0)));
-static int fail(statesrv *c, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int die(statesrv *c, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int die_io(statesrv *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 static void set_msgv(statesrv *c, const char *fmt, va_list ap)
 {
@@ -113,7 +84,7 @@ static void set_msgv(statesrv *c, const char *fmt, va_list ap)
 }
 
 /* A failure that leaves the connection usable. */
-static int fail(statesrv *c, int code, const char *fmt, ...)
+int sv_client_fail(statesrv *c, int code, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -128,7 +99,7 @@ static int ok(statesrv *c)
     return STATESRV_OK;
 }
 
-static void close_fd(statesrv *c)
+void sv_client_close_fd(statesrv *c)
 {
     if (c->fd >= 0) {
         close(c->fd);
@@ -138,13 +109,14 @@ static void close_fd(statesrv *c)
 
 /* A failure after which the stream can no longer be trusted: close the
  * socket and make every later call return `code`. */
-static int die(statesrv *c, int code, const char *fmt, ...)
+int sv_client_die(statesrv *c, int code, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
     set_msgv(c, fmt, ap);
     va_end(ap);
-    close_fd(c);
+    if (!c->keep_fd_on_death)
+        sv_client_close_fd(c);
     c->dead = code;
     return code;
 }
@@ -167,17 +139,17 @@ static int conn_error_frame(statesrv *c, const Statesrv__V1__Response *r)
 {
     int st = status_code(r->status);
     if (st < 0)
-        return die(c, STATESRV_ERR_PROTOCOL,
-                   "server closed the connection with unknown status %d: %s", (int)r->status,
-                   status_message(r));
-    die(c, STATESRV_ERR_IO, "%s", status_message(r));
+        return sv_client_die(c, STATESRV_ERR_PROTOCOL,
+                             "server closed the connection with unknown status %d: %s",
+                             (int)r->status, status_message(r));
+    sv_client_die(c, STATESRV_ERR_IO, "%s", status_message(r));
     return st;
 }
 
 /* The connection failed (reset, closed, write error). The server may have
  * explained why in an id-0 error frame just before closing, so read what is
  * left and look for one: its status beats a bare "connection reset". */
-static int die_io(statesrv *c, const char *fmt, ...)
+int sv_client_die_io(statesrv *c, const char *fmt, ...)
 {
     char local[256];
     va_list ap;
@@ -208,7 +180,7 @@ static int die_io(statesrv *c, const char *fmt, ...)
         }
         statesrv__v1__response__free_unpacked(r, NULL);
     }
-    return die(c, STATESRV_ERR_IO, "%s", local);
+    return sv_client_die(c, STATESRV_ERR_IO, "%s", local);
 }
 
 /* --- I/O ---------------------------------------------------------------- */
@@ -222,7 +194,7 @@ static int64_t mono_ms(void)
 
 /* Reads what the socket has into the frame reader. 0 (possibly with nothing
  * read, or with c->eof set) or a sticky error code. */
-static int read_some(statesrv *c, int *progress)
+int sv_client_read(statesrv *c, int *progress)
 {
     struct sv_frame_reader *r = &c->in;
     /* Frames already taken are dropped only once they outweigh the rest, so a
@@ -232,7 +204,7 @@ static int read_some(statesrv *c, int *progress)
     uint8_t *p;
     size_t avail;
     if (sv_frame_reader_space(r, CLIENT_READ_MIN, &p, &avail))
-        return die(c, STATESRV_ERR_NOMEM, "out of memory reading a reply");
+        return sv_client_die(c, STATESRV_ERR_NOMEM, "out of memory reading a reply");
     ssize_t n = recv(c->fd, p, avail, 0);
     if (n > 0) {
         sv_frame_reader_produced(r, (size_t)n);
@@ -245,10 +217,10 @@ static int read_some(statesrv *c, int *progress)
     }
     if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
         return 0;
-    return die_io(c, "receive: %s", strerror(errno));
+    return sv_client_die_io(c, "receive: %s", strerror(errno));
 }
 
-static int write_some(statesrv *c, int *progress)
+int sv_client_write(statesrv *c, int *progress)
 {
     ssize_t n = send(c->fd, c->out.data + c->out_off, c->out.len - c->out_off, MSG_NOSIGNAL);
     if (n >= 0) {
@@ -263,7 +235,7 @@ static int write_some(statesrv *c, int *progress)
     }
     if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
         return 0;
-    return die_io(c, "send: %s", strerror(errno));
+    return sv_client_die_io(c, "send: %s", strerror(errno));
 }
 
 /* Sends everything queued and, with need_frame, waits until a whole reply
@@ -277,13 +249,14 @@ static int pump(statesrv *c, int need_frame)
         if (!want_out && (!need_frame || sv_frame_reader_ready(&c->in)))
             return 0;
         if (c->eof)
-            return die_io(c, "connection closed by the server");
+            return sv_client_die_io(c, "connection closed by the server");
 
         int timeout = -1;
         if (c->io_timeout_ms >= 0) {
             int64_t left = (int64_t)c->io_timeout_ms - (mono_ms() - last);
             if (left <= 0)
-                return die(c, STATESRV_ERR_TIMEOUT, "no progress for %d ms", c->io_timeout_ms);
+                return sv_client_die(c, STATESRV_ERR_TIMEOUT, "no progress for %d ms",
+                                     c->io_timeout_ms);
             timeout = left > INT_MAX ? INT_MAX : (int)left;
         }
         struct pollfd pfd = {.fd = c->fd, .events = POLLIN};
@@ -293,21 +266,22 @@ static int pump(statesrv *c, int need_frame)
         if (n < 0) {
             if (errno == EINTR)
                 continue;
-            return die(c, STATESRV_ERR_IO, "poll: %s", strerror(errno));
+            return sv_client_die(c, STATESRV_ERR_IO, "poll: %s", strerror(errno));
         }
         if (n == 0)
             continue;
         if (pfd.revents & POLLNVAL)
-            return die(c, STATESRV_ERR_IO, "the socket was closed behind the library's back");
+            return sv_client_die(c, STATESRV_ERR_IO,
+                                 "the socket was closed behind the library's back");
 
         int progress = 0, rc;
         if (pfd.revents & (POLLIN | POLLHUP | POLLERR)) {
-            rc = read_some(c, &progress);
+            rc = sv_client_read(c, &progress);
             if (rc)
                 return rc;
         }
         if (want_out && !c->eof && (pfd.revents & (POLLOUT | POLLERR | POLLHUP))) {
-            rc = write_some(c, &progress);
+            rc = sv_client_write(c, &progress);
             if (rc)
                 return rc;
         }
@@ -316,7 +290,7 @@ static int pump(statesrv *c, int need_frame)
     }
 }
 
-static void drop_resp(statesrv *c)
+void sv_client_drop_resp(statesrv *c)
 {
     if (c->resp) {
         statesrv__v1__response__free_unpacked(c->resp, NULL);
@@ -326,13 +300,13 @@ static void drop_resp(statesrv *c)
 
 /* Encodes one request at the end of the output buffer and records the result
  * case its reply must carry. Nothing is queued on failure. */
-static int enqueue(statesrv *c, Statesrv__V1__Request *req, int expect, uint64_t *id)
+int sv_client_enqueue(statesrv *c, Statesrv__V1__Request *req, int expect, uint64_t *id)
 {
     if (c->pending == c->exp_cap) {
         size_t cap = c->exp_cap ? c->exp_cap * 2 : 64;
         uint8_t *e = cap > c->exp_cap ? malloc(cap) : NULL;
         if (!e)
-            return fail(c, STATESRV_ERR_NOMEM, "out of memory queueing a request");
+            return sv_client_fail(c, STATESRV_ERR_NOMEM, "out of memory queueing a request");
         for (size_t i = 0; i < c->pending; i++)
             e[i] = c->exp[(c->exp_head + i) % c->exp_cap];
         free(c->exp);
@@ -343,11 +317,12 @@ static int enqueue(statesrv *c, Statesrv__V1__Request *req, int expect, uint64_t
     req->id = c->next_id;
     int rc = sv_msg_append(&c->out, &req->base, c->max_send);
     if (rc == SV_ETOOLARGE)
-        return fail(c, STATESRV_TOO_LARGE,
-                    "request of %zu bytes exceeds the server's max_frame_size of %u bytes",
-                    protobuf_c_message_get_packed_size(&req->base), c->max_send);
+        return sv_client_fail(
+            c, STATESRV_TOO_LARGE,
+            "request of %zu bytes exceeds the server's max_frame_size of %u bytes",
+            protobuf_c_message_get_packed_size(&req->base), c->max_send);
     if (rc)
-        return fail(c, STATESRV_ERR_NOMEM, "out of memory encoding a request");
+        return sv_client_fail(c, STATESRV_ERR_NOMEM, "out of memory encoding a request");
     c->exp[(c->exp_head + c->pending) % c->exp_cap] = (uint8_t)expect;
     c->pending++;
     if (id)
@@ -356,77 +331,102 @@ static int enqueue(statesrv *c, Statesrv__V1__Request *req, int expect, uint64_t
     return 0;
 }
 
-/* Waits for the next reply and makes it c->resp. Checks the framing, the id
- * and connection-level errors; the status and result are the caller's. */
-static int take_reply(statesrv *c)
+/* Takes the next reply if a whole one is buffered, making it c->resp.
+ * Checks the framing, the id and connection-level errors; the status and
+ * result are the caller's. */
+int sv_client_take(statesrv *c, int *got)
 {
-    int rc = pump(c, 1);
-    if (rc)
-        return rc;
+    *got = 0;
+    if (!sv_frame_reader_ready(&c->in))
+        return 0;
+    int rc;
     const uint8_t *p;
     size_t n;
     rc = sv_frame_reader_next(&c->in, &p, &n);
     if (rc == SV_ETOOLARGE && c->info.protocol_version == 0)
-        return die(c, STATESRV_ERR_PROTOCOL,
-                   "the peer does not speak the statesrv protocol (it sent 0x%08x)", c->in.bad_len);
+        return sv_client_die(c, STATESRV_ERR_PROTOCOL,
+                             "the peer does not speak the statesrv protocol (it sent 0x%08x)",
+                             c->in.bad_len);
     if (rc == SV_ETOOLARGE)
-        return die(c, STATESRV_ERR_PROTOCOL, "reply frame of %u bytes exceeds the limit of %u",
-                   c->in.bad_len, c->in.max_frame);
+        return sv_client_die(c, STATESRV_ERR_PROTOCOL,
+                             "reply frame of %u bytes exceeds the limit of %u", c->in.bad_len,
+                             c->in.max_frame);
     if (rc != 1)
-        return die(c, STATESRV_ERR_PROTOCOL, "internal: no reply frame after waiting for one");
+        return sv_client_die(c, STATESRV_ERR_PROTOCOL,
+                             "internal: no reply frame although one was ready");
     Statesrv__V1__Response *r;
     if (sv_msg_unpack_response(p, n, NULL, &r))
-        return die(c, STATESRV_ERR_PROTOCOL, "undecodable reply frame of %zu bytes%s", n,
-                   c->info.protocol_version ? ""
-                                            : ": the peer does not speak the statesrv protocol");
+        return sv_client_die(
+            c, STATESRV_ERR_PROTOCOL, "undecodable reply frame of %zu bytes%s", n,
+            c->info.protocol_version ? "" : ": the peer does not speak the statesrv protocol");
     if (r->id == 0 && r->status != STATESRV__V1__STATUS__OK) {
         rc = conn_error_frame(c, r);
         statesrv__v1__response__free_unpacked(r, NULL);
         return rc;
     }
-    if (r->id != c->expect_id) {
-        uint64_t got = r->id;
+    if (c->pending == 0) {
+        uint64_t id = r->id;
         statesrv__v1__response__free_unpacked(r, NULL);
-        return die(c, STATESRV_ERR_PROTOCOL, "reply id %llu, expected %llu",
-                   (unsigned long long)got, (unsigned long long)c->expect_id);
+        return sv_client_die(c, STATESRV_ERR_PROTOCOL, "reply id %llu to no request",
+                             (unsigned long long)id);
     }
-    drop_resp(c);
+    if (r->id != c->expect_id) {
+        uint64_t id = r->id;
+        statesrv__v1__response__free_unpacked(r, NULL);
+        return sv_client_die(c, STATESRV_ERR_PROTOCOL, "reply id %llu, expected %llu",
+                             (unsigned long long)id, (unsigned long long)c->expect_id);
+    }
+    sv_client_drop_resp(c);
     c->resp = r;
     c->resp_expect = c->exp[c->exp_head];
     c->exp_head = (c->exp_head + 1) % c->exp_cap;
     c->pending--;
     c->expect_id++;
+    *got = 1;
     return 0;
+}
+
+/* Waits for the next reply and makes it c->resp (see sv_client_take). */
+static int take_reply(statesrv *c)
+{
+    int rc = pump(c, 1);
+    if (rc)
+        return rc;
+    int got;
+    rc = sv_client_take(c, &got);
+    if (rc == 0 && !got)
+        return sv_client_die(c, STATESRV_ERR_PROTOCOL, "internal: no reply after waiting for one");
+    return rc;
 }
 
 /* The status of c->resp as a return code; on OK also checks that the reply
  * carries the result its request calls for. */
-static int reply_status(statesrv *c)
+int sv_client_reply_status(statesrv *c)
 {
     const Statesrv__V1__Response *r = c->resp;
     if (r->status != STATESRV__V1__STATUS__OK) {
         int st = status_code(r->status);
         if (st < 0)
-            return die(c, STATESRV_ERR_PROTOCOL, "unknown status %d: %s", (int)r->status,
-                       status_message(r));
-        return fail(c, st, "%s", status_message(r));
+            return sv_client_die(c, STATESRV_ERR_PROTOCOL, "unknown status %d: %s", (int)r->status,
+                                 status_message(r));
+        return sv_client_fail(c, st, "%s", status_message(r));
     }
     if ((int)r->result_case != c->resp_expect)
-        return die(c, STATESRV_ERR_PROTOCOL, "reply carries result %d, expected %d",
-                   (int)r->result_case, c->resp_expect);
+        return sv_client_die(c, STATESRV_ERR_PROTOCOL, "reply carries result %d, expected %d",
+                             (int)r->result_case, c->resp_expect);
     return ok(c);
 }
 
 /* One request, one reply; c->resp holds the reply on STATESRV_OK. */
 static int roundtrip(statesrv *c, Statesrv__V1__Request *req, int expect)
 {
-    int rc = enqueue(c, req, expect, NULL);
+    int rc = sv_client_enqueue(c, req, expect, NULL);
     if (rc)
         return rc;
     rc = take_reply(c);
     if (rc)
         return rc;
-    return reply_status(c);
+    return sv_client_reply_status(c);
 }
 
 /* The checks every public call starts with. `single`: a call that waits for
@@ -436,10 +436,11 @@ static int begin(statesrv *c, int single)
     if (c->dead)
         return c->dead;
     if (c->scan)
-        return fail(c, STATESRV_ERR_USAGE, "a scan is open on this handle");
+        return sv_client_fail(c, STATESRV_ERR_USAGE, "a scan is open on this handle");
     if (single && c->pending)
-        return fail(c, STATESRV_ERR_USAGE, "%zu pipelined replies are still pending", c->pending);
-    drop_resp(c);
+        return sv_client_fail(c, STATESRV_ERR_USAGE, "%zu pipelined replies are still pending",
+                              c->pending);
+    sv_client_drop_resp(c);
     return 0;
 }
 
@@ -657,10 +658,11 @@ static int handshake(statesrv *c, const char *name, const char *token, int timeo
         return rc;
     const Statesrv__V1__HelloResult *hr = c->resp->hello;
     if (hr->protocol_version != STATESRV_PROTOCOL_VERSION)
-        return die(c, STATESRV_ERR_CONNECT, "server speaks protocol version %u, this library %d",
-                   hr->protocol_version, STATESRV_PROTOCOL_VERSION);
+        return sv_client_die(c, STATESRV_ERR_CONNECT,
+                             "server speaks protocol version %u, this library %d",
+                             hr->protocol_version, STATESRV_PROTOCOL_VERSION);
     if (hr->max_frame_size == 0)
-        return die(c, STATESRV_ERR_PROTOCOL, "server announced a max_frame_size of 0");
+        return sv_client_die(c, STATESRV_ERR_PROTOCOL, "server announced a max_frame_size of 0");
 
     statesrv_server_info *i = &c->info;
     i->protocol_version = hr->protocol_version;
@@ -676,7 +678,7 @@ static int handshake(statesrv *c, const char *name, const char *token, int timeo
     c->in.max_frame = hr->max_frame_size > UINT32_MAX - CLIENT_FRAME_SLACK
                           ? UINT32_MAX
                           : hr->max_frame_size + CLIENT_FRAME_SLACK;
-    drop_resp(c);
+    sv_client_drop_resp(c);
     return 0;
 }
 
@@ -759,8 +761,8 @@ void statesrv_close(statesrv *c)
         return;
     if (c->scan)
         c->scan->c = NULL; /* the scan is the caller's to close; it only fails now */
-    close_fd(c);
-    drop_resp(c);
+    sv_client_close_fd(c);
+    sv_client_drop_resp(c);
     sv_buf_free(&c->out);
     sv_frame_reader_free(&c->in);
     free(c->exp);
@@ -805,6 +807,10 @@ const char *statesrv_strerror(int code)
         return "PROTOCOL_ERROR";
     case STATESRV_ERR_NOMEM:
         return "OUT_OF_MEMORY";
+    case STATESRV_ERR_AGAIN:
+        return "AGAIN";
+    case STATESRV_ERR_CANCELLED:
+        return "CANCELLED";
     default:
         return "UNKNOWN";
     }
@@ -817,15 +823,13 @@ const char *statesrv_errmsg(const statesrv *c)
 
 /* --- request builders --------------------------------------------------- */
 
-static ProtobufCBinaryData bin(const void *p, size_t n);
-
 /* A C string as wire bytes (state names, paths). */
 static ProtobufCBinaryData str_bin(const char *s)
 {
-    return bin(s, s ? strlen(s) : 0);
+    return sv_client_bin(s, s ? strlen(s) : 0);
 }
 
-static ProtobufCBinaryData bin(const void *p, size_t n)
+ProtobufCBinaryData sv_client_bin(const void *p, size_t n)
 {
     ProtobufCBinaryData b = {n, n ? (uint8_t *)p : NULL};
     return b;
@@ -836,8 +840,8 @@ static ProtobufCBinaryData bin(const void *p, size_t n)
 #define FILL_KEYED(m, k, kg_case)                                                                  \
     do {                                                                                           \
         (m)->state = str_bin((k)->state);                                                          \
-        (m)->key = bin((k)->key, (k)->key_len);                                                    \
-        (m)->namespace_ = bin((k)->ns, (k)->ns_len);                                               \
+        (m)->key = sv_client_bin((k)->key, (k)->key_len);                                          \
+        (m)->namespace_ = sv_client_bin((k)->ns, (k)->ns_len);                                     \
         if ((k)->has_key_group) {                                                                  \
             (m)->key_group_opt_case = (kg_case);                                                   \
             (m)->key_group = (k)->key_group;                                                       \
@@ -846,52 +850,90 @@ static ProtobufCBinaryData bin(const void *p, size_t n)
 
 /* Only what the library cannot send is refused here; the server validates
  * names, sizes and key groups, so there is one source of truth. */
-static int check_bytes(const void *p, size_t n)
+int sv_client_check_bytes(const void *p, size_t n)
 {
     return p || n == 0 ? 0 : -1;
 }
 
-static int check_key(statesrv *c, const statesrv_key *k)
+int sv_client_check_key(statesrv *c, const statesrv_key *k)
 {
     if (!k)
-        return fail(c, STATESRV_ERR_USAGE, "key is NULL");
+        return sv_client_fail(c, STATESRV_ERR_USAGE, "key is NULL");
     if (!k->state)
-        return fail(c, STATESRV_ERR_USAGE, "state is NULL");
-    if (check_bytes(k->key, k->key_len))
-        return fail(c, STATESRV_ERR_USAGE, "key is NULL but key_len is %zu", k->key_len);
-    if (check_bytes(k->ns, k->ns_len))
-        return fail(c, STATESRV_ERR_USAGE, "ns is NULL but ns_len is %zu", k->ns_len);
+        return sv_client_fail(c, STATESRV_ERR_USAGE, "state is NULL");
+    if (sv_client_check_bytes(k->key, k->key_len))
+        return sv_client_fail(c, STATESRV_ERR_USAGE, "key is NULL but key_len is %zu", k->key_len);
+    if (sv_client_check_bytes(k->ns, k->ns_len))
+        return sv_client_fail(c, STATESRV_ERR_USAGE, "ns is NULL but ns_len is %zu", k->ns_len);
     return 0;
 }
 
-static void build_get(Statesrv__V1__Get *m, const statesrv_key *k)
+void sv_client_build_get(Statesrv__V1__Get *m, const statesrv_key *k)
 {
     statesrv__v1__get__init(m);
     FILL_KEYED(m, k, STATESRV__V1__GET__KEY_GROUP_OPT_KEY_GROUP);
 }
 
-static void build_put(Statesrv__V1__Put *m, const statesrv_key *k, int kind, const void *val,
-                      size_t len)
+void sv_client_build_put(Statesrv__V1__Put *m, const statesrv_key *k, int kind, const void *val,
+                         size_t len)
 {
     statesrv__v1__put__init(m);
     FILL_KEYED(m, k, STATESRV__V1__PUT__KEY_GROUP_OPT_KEY_GROUP);
-    m->value = bin(val, len);
+    m->value = sv_client_bin(val, len);
     m->kind = (Statesrv__V1__ValueKind)kind;
 }
 
-static void build_delete(Statesrv__V1__Delete *m, const statesrv_key *k)
+void sv_client_build_delete(Statesrv__V1__Delete *m, const statesrv_key *k)
 {
     statesrv__v1__delete__init(m);
     FILL_KEYED(m, k, STATESRV__V1__DELETE__KEY_GROUP_OPT_KEY_GROUP);
 }
 
-static void build_merge(Statesrv__V1__Merge *m, const statesrv_key *k, Statesrv__V1__MergeOp op,
-                        const void *operand, size_t len)
+void sv_client_build_merge(Statesrv__V1__Merge *m, const statesrv_key *k, Statesrv__V1__MergeOp op,
+                           const void *operand, size_t len)
 {
     statesrv__v1__merge__init(m);
     FILL_KEYED(m, k, STATESRV__V1__MERGE__KEY_GROUP_OPT_KEY_GROUP);
     m->op = op;
-    m->operand = bin(operand, len);
+    m->operand = sv_client_bin(operand, len);
+}
+
+int sv_client_keyed_request(statesrv *c, int op, const statesrv_key *k, int how, const void *val,
+                            size_t len, union sv_client_keyed *m, Statesrv__V1__Request *req,
+                            int *expect)
+{
+    int rc = sv_client_check_key(c, k);
+    if (rc)
+        return rc;
+    if (sv_client_check_bytes(val, len))
+        return sv_client_fail(c, STATESRV_ERR_USAGE, "%s is NULL but its length is %zu",
+                              op == STATESRV__V1__REQUEST__OP_PUT ? "value" : "element", len);
+    statesrv__v1__request__init(req);
+    req->op_case = (Statesrv__V1__Request__OpCase)op;
+    switch (op) {
+    case STATESRV__V1__REQUEST__OP_GET:
+        sv_client_build_get(&m->get, k);
+        req->get = &m->get;
+        *expect = STATESRV__V1__RESPONSE__RESULT_GET;
+        return 0;
+    case STATESRV__V1__REQUEST__OP_PUT:
+        sv_client_build_put(&m->put, k, how, val, len);
+        req->put = &m->put;
+        *expect = STATESRV__V1__RESPONSE__RESULT_PUT;
+        return 0;
+    case STATESRV__V1__REQUEST__OP_DELETE:
+        sv_client_build_delete(&m->del, k);
+        req->delete_ = &m->del;
+        *expect = STATESRV__V1__RESPONSE__RESULT_DELETE;
+        return 0;
+    case STATESRV__V1__REQUEST__OP_MERGE:
+        sv_client_build_merge(&m->merge, k, (Statesrv__V1__MergeOp)how, val, len);
+        req->merge = &m->merge;
+        *expect = STATESRV__V1__RESPONSE__RESULT_MERGE;
+        return 0;
+    default:
+        return sv_client_fail(c, STATESRV_ERR_USAGE, "internal: op %d is not keyed", op);
+    }
 }
 
 static int copy_out(statesrv *c, const ProtobufCBinaryData *b, int kind, statesrv_value *out)
@@ -900,8 +942,8 @@ static int copy_out(statesrv *c, const ProtobufCBinaryData *b, int kind, statesr
     if (b->len) {
         p = malloc(b->len);
         if (!p)
-            return fail(c, STATESRV_ERR_NOMEM, "out of memory copying a value of %zu bytes",
-                        b->len);
+            return sv_client_fail(c, STATESRV_ERR_NOMEM,
+                                  "out of memory copying a value of %zu bytes", b->len);
         memcpy(p, b->data, b->len);
     }
     out->data = p;
@@ -925,7 +967,7 @@ int statesrv_ping(statesrv *c)
     req.op_case = STATESRV__V1__REQUEST__OP_PING;
     req.ping = &m;
     rc = roundtrip(c, &req, STATESRV__V1__RESPONSE__RESULT_PING);
-    drop_resp(c);
+    sv_client_drop_resp(c);
     return rc;
 }
 
@@ -934,20 +976,58 @@ int statesrv_get(statesrv *c, const statesrv_key *k, statesrv_value *out)
     if (!c)
         return STATESRV_ERR_USAGE;
     int rc = begin(c, 1);
-    if (rc || (rc = check_key(c, k)))
+    if (rc || (rc = sv_client_check_key(c, k)))
         return rc;
     if (!out)
-        return fail(c, STATESRV_ERR_USAGE, "out is NULL");
+        return sv_client_fail(c, STATESRV_ERR_USAGE, "out is NULL");
     Statesrv__V1__Get m;
     Statesrv__V1__Request req = STATESRV__V1__REQUEST__INIT;
-    build_get(&m, k);
+    sv_client_build_get(&m, k);
     req.op_case = STATESRV__V1__REQUEST__OP_GET;
     req.get = &m;
     rc = roundtrip(c, &req, STATESRV__V1__RESPONSE__RESULT_GET);
     if (rc == 0)
         rc = copy_out(c, &c->resp->get->value, (int)c->resp->get->kind, out);
-    drop_resp(c);
+    sv_client_drop_resp(c);
     return rc;
+}
+
+/* The arrays a multi_get of n keys points at; nothing to free on failure. */
+int sv_client_build_multi_get(statesrv *c, const statesrv_key *keys, size_t n,
+                              struct sv_client_multi_get *mg)
+{
+    memset(mg, 0, sizeof(*mg));
+    if (n && !keys)
+        return sv_client_fail(c, STATESRV_ERR_USAGE, "keys is NULL");
+    int rc;
+    for (size_t i = 0; i < n; i++)
+        if ((rc = sv_client_check_key(c, &keys[i])))
+            return rc;
+    if (n > SIZE_MAX / (sizeof(Statesrv__V1__Get) + sizeof(Statesrv__V1__Get *)))
+        return sv_client_fail(c, STATESRV_ERR_NOMEM, "too many keys");
+    mg->gets = malloc((n ? n : 1) * sizeof(*mg->gets));
+    mg->ptrs = malloc((n ? n : 1) * sizeof(*mg->ptrs));
+    if (!mg->gets || !mg->ptrs) {
+        sv_client_multi_get_free(mg);
+        return sv_client_fail(c, STATESRV_ERR_NOMEM,
+                              "out of memory building a multi_get of %zu keys", n);
+    }
+    for (size_t i = 0; i < n; i++) {
+        sv_client_build_get(&mg->gets[i], &keys[i]);
+        mg->ptrs[i] = &mg->gets[i];
+    }
+    statesrv__v1__multi_get__init(&mg->m);
+    mg->m.n_gets = n;
+    mg->m.gets = mg->ptrs;
+    return 0;
+}
+
+void sv_client_multi_get_free(struct sv_client_multi_get *mg)
+{
+    free(mg->gets);
+    free(mg->ptrs);
+    mg->gets = NULL;
+    mg->ptrs = NULL;
 }
 
 int statesrv_multi_get(statesrv *c, const statesrv_key *keys, size_t n, statesrv_value *out)
@@ -957,38 +1037,23 @@ int statesrv_multi_get(statesrv *c, const statesrv_key *keys, size_t n, statesrv
     int rc = begin(c, 1);
     if (rc)
         return rc;
-    if (n && (!keys || !out))
-        return fail(c, STATESRV_ERR_USAGE, "keys or out is NULL");
+    if (n && !out)
+        return sv_client_fail(c, STATESRV_ERR_USAGE, "keys or out is NULL");
+    struct sv_client_multi_get mg;
+    if ((rc = sv_client_build_multi_get(c, keys, n, &mg)))
+        return rc;
     for (size_t i = 0; i < n; i++)
-        if ((rc = check_key(c, &keys[i])))
-            return rc;
-    if (n > SIZE_MAX / (sizeof(Statesrv__V1__Get) + sizeof(Statesrv__V1__Get *)))
-        return fail(c, STATESRV_ERR_NOMEM, "too many keys");
-
-    Statesrv__V1__Get *gets = malloc((n ? n : 1) * sizeof(*gets));
-    Statesrv__V1__Get **ptrs = malloc((n ? n : 1) * sizeof(*ptrs));
-    if (!gets || !ptrs) {
-        rc = fail(c, STATESRV_ERR_NOMEM, "out of memory building a multi_get of %zu keys", n);
-        goto out;
-    }
-    for (size_t i = 0; i < n; i++) {
-        build_get(&gets[i], &keys[i]);
-        ptrs[i] = &gets[i];
         memset(&out[i], 0, sizeof(out[i]));
-    }
-    Statesrv__V1__MultiGet m = STATESRV__V1__MULTI_GET__INIT;
     Statesrv__V1__Request req = STATESRV__V1__REQUEST__INIT;
-    m.n_gets = n;
-    m.gets = ptrs;
     req.op_case = STATESRV__V1__REQUEST__OP_MULTI_GET;
-    req.multi_get = &m;
+    req.multi_get = &mg.m;
     rc = roundtrip(c, &req, STATESRV__V1__RESPONSE__RESULT_MULTI_GET);
     if (rc)
         goto out;
     const Statesrv__V1__MultiGetResult *res = c->resp->multi_get;
     if (res->n_items != n) {
-        rc = die(c, STATESRV_ERR_PROTOCOL, "multi_get of %zu keys answered with %zu items", n,
-                 res->n_items);
+        rc = sv_client_die(c, STATESRV_ERR_PROTOCOL,
+                           "multi_get of %zu keys answered with %zu items", n, res->n_items);
         goto out;
     }
     for (size_t i = 0; i < n; i++) {
@@ -1001,9 +1066,8 @@ int statesrv_multi_get(statesrv *c, const statesrv_key *keys, size_t n, statesrv
         }
     }
 out:
-    drop_resp(c);
-    free(gets);
-    free(ptrs);
+    sv_client_drop_resp(c);
+    sv_client_multi_get_free(&mg);
     return rc;
 }
 
@@ -1017,17 +1081,17 @@ int statesrv_put_kind(statesrv *c, const statesrv_key *k, int kind, const void *
     if (!c)
         return STATESRV_ERR_USAGE;
     int rc = begin(c, 1);
-    if (rc || (rc = check_key(c, k)))
+    if (rc || (rc = sv_client_check_key(c, k)))
         return rc;
-    if (check_bytes(val, len))
-        return fail(c, STATESRV_ERR_USAGE, "value is NULL but its length is %zu", len);
+    if (sv_client_check_bytes(val, len))
+        return sv_client_fail(c, STATESRV_ERR_USAGE, "value is NULL but its length is %zu", len);
     Statesrv__V1__Put m;
     Statesrv__V1__Request req = STATESRV__V1__REQUEST__INIT;
-    build_put(&m, k, kind, val, len);
+    sv_client_build_put(&m, k, kind, val, len);
     req.op_case = STATESRV__V1__REQUEST__OP_PUT;
     req.put = &m;
     rc = roundtrip(c, &req, STATESRV__V1__RESPONSE__RESULT_PUT);
-    drop_resp(c);
+    sv_client_drop_resp(c);
     return rc;
 }
 
@@ -1036,17 +1100,17 @@ int statesrv_delete(statesrv *c, const statesrv_key *k, int *found)
     if (!c)
         return STATESRV_ERR_USAGE;
     int rc = begin(c, 1);
-    if (rc || (rc = check_key(c, k)))
+    if (rc || (rc = sv_client_check_key(c, k)))
         return rc;
     Statesrv__V1__Delete m;
     Statesrv__V1__Request req = STATESRV__V1__REQUEST__INIT;
-    build_delete(&m, k);
+    sv_client_build_delete(&m, k);
     req.op_case = STATESRV__V1__REQUEST__OP_DELETE;
     req.delete_ = &m;
     rc = roundtrip(c, &req, STATESRV__V1__RESPONSE__RESULT_DELETE);
     if (rc == 0 && found)
         *found = c->resp->delete_->found ? 1 : 0;
-    drop_resp(c);
+    sv_client_drop_resp(c);
     return rc;
 }
 
@@ -1057,19 +1121,19 @@ static int merge(statesrv *c, const statesrv_key *k, Statesrv__V1__MergeOp op, c
     if (!c)
         return STATESRV_ERR_USAGE;
     int rc = begin(c, 1);
-    if (rc || (rc = check_key(c, k)))
+    if (rc || (rc = sv_client_check_key(c, k)))
         return rc;
-    if (check_bytes(operand, len))
-        return fail(c, STATESRV_ERR_USAGE, "element is NULL but its length is %zu", len);
+    if (sv_client_check_bytes(operand, len))
+        return sv_client_fail(c, STATESRV_ERR_USAGE, "element is NULL but its length is %zu", len);
     Statesrv__V1__Merge m;
     Statesrv__V1__Request req = STATESRV__V1__REQUEST__INIT;
-    build_merge(&m, k, op, operand, len);
+    sv_client_build_merge(&m, k, op, operand, len);
     req.op_case = STATESRV__V1__REQUEST__OP_MERGE;
     req.merge = &m;
     rc = roundtrip(c, &req, STATESRV__V1__RESPONSE__RESULT_MERGE);
     if (rc == 0 && counter)
         *counter = c->resp->merge->counter;
-    drop_resp(c);
+    sv_client_drop_resp(c);
     return rc;
 }
 
@@ -1085,31 +1149,39 @@ int statesrv_add(statesrv *c, const statesrv_key *k, int64_t delta, int64_t *res
     return merge(c, k, STATESRV__V1__MERGE_OP__ADD_I64, operand, sizeof(operand), result);
 }
 
-/* Clear with a key selector or the whole state (key == NULL). */
+/* A clear of every namespace of k->key, or of the whole state (k NULL). */
+void sv_client_build_clear(Statesrv__V1__Clear *m, Statesrv__V1__KeySelector *sel,
+                           const char *state, const statesrv_key *k)
+{
+    statesrv__v1__clear__init(m);
+    statesrv__v1__key_selector__init(sel);
+    m->state = str_bin(state);
+    if (k) {
+        sel->key = sv_client_bin(k->key, k->key_len);
+        if (k->has_key_group) {
+            sel->key_group_opt_case = STATESRV__V1__KEY_SELECTOR__KEY_GROUP_OPT_KEY_GROUP;
+            sel->key_group = k->key_group;
+        }
+        m->target_case = STATESRV__V1__CLEAR__TARGET_KEY;
+        m->key = sel;
+    } else {
+        m->target_case = STATESRV__V1__CLEAR__TARGET_WHOLE_STATE;
+        m->whole_state = 1;
+    }
+}
+
 static int clear(statesrv *c, const char *state, const statesrv_key *k, uint64_t *deleted)
 {
-    Statesrv__V1__Clear m = STATESRV__V1__CLEAR__INIT;
-    Statesrv__V1__KeySelector sel = STATESRV__V1__KEY_SELECTOR__INIT;
+    Statesrv__V1__Clear m;
+    Statesrv__V1__KeySelector sel;
     Statesrv__V1__Request req = STATESRV__V1__REQUEST__INIT;
-    m.state = str_bin(state);
-    if (k) {
-        sel.key = bin(k->key, k->key_len);
-        if (k->has_key_group) {
-            sel.key_group_opt_case = STATESRV__V1__KEY_SELECTOR__KEY_GROUP_OPT_KEY_GROUP;
-            sel.key_group = k->key_group;
-        }
-        m.target_case = STATESRV__V1__CLEAR__TARGET_KEY;
-        m.key = &sel;
-    } else {
-        m.target_case = STATESRV__V1__CLEAR__TARGET_WHOLE_STATE;
-        m.whole_state = 1;
-    }
+    sv_client_build_clear(&m, &sel, state, k);
     req.op_case = STATESRV__V1__REQUEST__OP_CLEAR;
     req.clear = &m;
     int rc = roundtrip(c, &req, STATESRV__V1__RESPONSE__RESULT_CLEAR);
     if (rc == 0 && deleted)
         *deleted = c->resp->clear->deleted;
-    drop_resp(c);
+    sv_client_drop_resp(c);
     return rc;
 }
 
@@ -1118,7 +1190,7 @@ int statesrv_clear(statesrv *c, const statesrv_key *k, uint64_t *deleted)
     if (!c)
         return STATESRV_ERR_USAGE;
     int rc = begin(c, 1);
-    if (rc || (rc = check_key(c, k)))
+    if (rc || (rc = sv_client_check_key(c, k)))
         return rc;
     return clear(c, k->state, k, deleted);
 }
@@ -1131,7 +1203,7 @@ int statesrv_drop_state(statesrv *c, const char *state, uint64_t *deleted)
     if (rc)
         return rc;
     if (!state)
-        return fail(c, STATESRV_ERR_USAGE, "state is NULL");
+        return sv_client_fail(c, STATESRV_ERR_USAGE, "state is NULL");
     return clear(c, state, NULL, deleted);
 }
 
@@ -1185,8 +1257,8 @@ size_t statesrv_batch_count(const statesrv_batch *b)
 static int batch_add_op(statesrv_batch *b, enum batch_type type, const statesrv_key *k,
                         const void *val, size_t len)
 {
-    if (!b || !k || !k->state || check_bytes(k->key, k->key_len) || check_bytes(k->ns, k->ns_len) ||
-        check_bytes(val, len))
+    if (!b || !k || !k->state || sv_client_check_bytes(k->key, k->key_len) ||
+        sv_client_check_bytes(k->ns, k->ns_len) || sv_client_check_bytes(val, len))
         return STATESRV_ERR_USAGE;
     if (b->n == b->cap) {
         size_t cap = b->cap ? b->cap * 2 : 16;
@@ -1260,6 +1332,69 @@ union batch_msg {
     Statesrv__V1__Merge merge;
 };
 
+/* The messages a Batch of b's operations points at; nothing to free on
+ * failure. */
+int sv_client_build_batch(statesrv *c, const statesrv_batch *b, struct sv_client_batch_msg *bm)
+{
+    memset(bm, 0, sizeof(*bm));
+    if (!b)
+        return sv_client_fail(c, STATESRV_ERR_USAGE, "batch is NULL");
+    size_t n = b->n, each = sizeof(union batch_msg) + sizeof(Statesrv__V1__BatchOp) +
+                            sizeof(Statesrv__V1__BatchOp *);
+    if (n > SIZE_MAX / each)
+        return sv_client_fail(c, STATESRV_ERR_NOMEM, "batch too large");
+    union batch_msg *msgs = malloc((n ? n : 1) * sizeof(*msgs));
+    bm->msgs = msgs;
+    bm->ops = malloc((n ? n : 1) * sizeof(*bm->ops));
+    bm->ptrs = malloc((n ? n : 1) * sizeof(*bm->ptrs));
+    if (!msgs || !bm->ops || !bm->ptrs) {
+        sv_client_batch_msg_free(bm);
+        return sv_client_fail(c, STATESRV_ERR_NOMEM,
+                              "out of memory encoding a batch of %zu operations", n);
+    }
+    Statesrv__V1__BatchOp *ops = bm->ops;
+    for (size_t i = 0; i < n; i++) {
+        const struct batch_op *op = &b->ops[i];
+        statesrv__v1__batch_op__init(&ops[i]);
+        switch (op->type) {
+        case BATCH_PUT:
+            sv_client_build_put(&msgs[i].put, &op->k, STATESRV_KIND_RAW, op->val, op->val_len);
+            ops[i].op_case = STATESRV__V1__BATCH_OP__OP_PUT;
+            ops[i].put = &msgs[i].put;
+            break;
+        case BATCH_DELETE:
+            sv_client_build_delete(&msgs[i].del, &op->k);
+            ops[i].op_case = STATESRV__V1__BATCH_OP__OP_DELETE;
+            ops[i].delete_ = &msgs[i].del;
+            break;
+        case BATCH_APPEND:
+        case BATCH_ADD:
+            sv_client_build_merge(&msgs[i].merge, &op->k,
+                                  op->type == BATCH_ADD ? STATESRV__V1__MERGE_OP__ADD_I64
+                                                        : STATESRV__V1__MERGE_OP__APPEND,
+                                  op->val, op->val_len);
+            ops[i].op_case = STATESRV__V1__BATCH_OP__OP_MERGE;
+            ops[i].merge = &msgs[i].merge;
+            break;
+        }
+        bm->ptrs[i] = &ops[i];
+    }
+    statesrv__v1__batch__init(&bm->m);
+    bm->m.n_ops = n;
+    bm->m.ops = bm->ptrs;
+    return 0;
+}
+
+void sv_client_batch_msg_free(struct sv_client_batch_msg *bm)
+{
+    free(bm->msgs);
+    free(bm->ops);
+    free(bm->ptrs);
+    bm->msgs = NULL;
+    bm->ops = NULL;
+    bm->ptrs = NULL;
+}
+
 int statesrv_batch_commit(statesrv *c, const statesrv_batch *b)
 {
     if (!c)
@@ -1267,57 +1402,15 @@ int statesrv_batch_commit(statesrv *c, const statesrv_batch *b)
     int rc = begin(c, 1);
     if (rc)
         return rc;
-    if (!b)
-        return fail(c, STATESRV_ERR_USAGE, "batch is NULL");
-    size_t n = b->n, each = sizeof(union batch_msg) + sizeof(Statesrv__V1__BatchOp) +
-                            sizeof(Statesrv__V1__BatchOp *);
-    if (n > SIZE_MAX / each)
-        return fail(c, STATESRV_ERR_NOMEM, "batch too large");
-    union batch_msg *msgs = malloc((n ? n : 1) * sizeof(*msgs));
-    Statesrv__V1__BatchOp *ops = malloc((n ? n : 1) * sizeof(*ops));
-    Statesrv__V1__BatchOp **ptrs = malloc((n ? n : 1) * sizeof(*ptrs));
-    if (!msgs || !ops || !ptrs) {
-        rc = fail(c, STATESRV_ERR_NOMEM, "out of memory encoding a batch of %zu operations", n);
-        goto out;
-    }
-    for (size_t i = 0; i < n; i++) {
-        const struct batch_op *op = &b->ops[i];
-        statesrv__v1__batch_op__init(&ops[i]);
-        switch (op->type) {
-        case BATCH_PUT:
-            build_put(&msgs[i].put, &op->k, STATESRV_KIND_RAW, op->val, op->val_len);
-            ops[i].op_case = STATESRV__V1__BATCH_OP__OP_PUT;
-            ops[i].put = &msgs[i].put;
-            break;
-        case BATCH_DELETE:
-            build_delete(&msgs[i].del, &op->k);
-            ops[i].op_case = STATESRV__V1__BATCH_OP__OP_DELETE;
-            ops[i].delete_ = &msgs[i].del;
-            break;
-        case BATCH_APPEND:
-        case BATCH_ADD:
-            build_merge(&msgs[i].merge, &op->k,
-                        op->type == BATCH_ADD ? STATESRV__V1__MERGE_OP__ADD_I64
-                                              : STATESRV__V1__MERGE_OP__APPEND,
-                        op->val, op->val_len);
-            ops[i].op_case = STATESRV__V1__BATCH_OP__OP_MERGE;
-            ops[i].merge = &msgs[i].merge;
-            break;
-        }
-        ptrs[i] = &ops[i];
-    }
-    Statesrv__V1__Batch m = STATESRV__V1__BATCH__INIT;
+    struct sv_client_batch_msg bm;
+    if ((rc = sv_client_build_batch(c, b, &bm)))
+        return rc;
     Statesrv__V1__Request req = STATESRV__V1__REQUEST__INIT;
-    m.n_ops = n;
-    m.ops = ptrs;
     req.op_case = STATESRV__V1__REQUEST__OP_BATCH;
-    req.batch = &m;
+    req.batch = &bm.m;
     rc = roundtrip(c, &req, STATESRV__V1__RESPONSE__RESULT_BATCH);
-    drop_resp(c);
-out:
-    free(msgs);
-    free(ops);
-    free(ptrs);
+    sv_client_drop_resp(c);
+    sv_client_batch_msg_free(&bm);
     return rc;
 }
 
@@ -1331,6 +1424,49 @@ static uint8_t *dup_bytes(const void *p, size_t n)
     return d;
 }
 
+int sv_client_check_scan(statesrv *c, const statesrv_scan_options *o)
+{
+    if (!o)
+        return sv_client_fail(c, STATESRV_ERR_USAGE, "options are NULL");
+    if (!o->state)
+        return sv_client_fail(c, STATESRV_ERR_USAGE, "state is NULL");
+    if (o->mode != STATESRV_SCAN_STATE && o->mode != STATESRV_SCAN_KEY &&
+        o->mode != STATESRV_SCAN_KEY_GROUPS)
+        return sv_client_fail(c, STATESRV_ERR_USAGE, "unknown scan mode %d", o->mode);
+    if (o->mode == STATESRV_SCAN_KEY && sv_client_check_bytes(o->key, o->key_len))
+        return sv_client_fail(c, STATESRV_ERR_USAGE, "key is NULL but key_len is %zu", o->key_len);
+    if (sv_client_check_bytes(o->cursor, o->cursor_len))
+        return sv_client_fail(c, STATESRV_ERR_USAGE, "cursor is NULL but cursor_len is %zu",
+                              o->cursor_len);
+    return 0;
+}
+
+/* One page of the scan o describes, from cursor (o->cursor is not used). */
+void sv_client_build_scan(struct sv_client_scan_msg *sm, const statesrv_scan_options *o,
+                          const void *cursor, size_t cursor_len)
+{
+    statesrv__v1__scan__init(&sm->m);
+    statesrv__v1__key_selector__init(&sm->sel);
+    statesrv__v1__key_group_range__init(&sm->kgr);
+    sm->m.state = str_bin(o->state);
+    sm->m.limit = o->page_size;
+    sm->m.cursor = sv_client_bin(cursor, cursor_len);
+    if (o->mode == STATESRV_SCAN_KEY) {
+        sm->sel.key = sv_client_bin(o->key, o->key_len);
+        if (o->has_key_group) {
+            sm->sel.key_group_opt_case = STATESRV__V1__KEY_SELECTOR__KEY_GROUP_OPT_KEY_GROUP;
+            sm->sel.key_group = o->key_group;
+        }
+        sm->m.range_case = STATESRV__V1__SCAN__RANGE_KEY;
+        sm->m.key = &sm->sel;
+    } else if (o->mode == STATESRV_SCAN_KEY_GROUPS) {
+        sm->kgr.first = o->kg_first;
+        sm->kgr.last = o->kg_last;
+        sm->m.range_case = STATESRV__V1__SCAN__RANGE_KEY_GROUPS;
+        sm->m.key_groups = &sm->kgr;
+    }
+}
+
 /* Fetches the page after s->page (or the first one). The old page stays
  * until the new one has arrived, so a failed fetch can be retried. */
 static int scan_fetch(statesrv_scan *s)
@@ -1338,40 +1474,26 @@ static int scan_fetch(statesrv_scan *s)
     statesrv *c = s->c;
     if (c->dead)
         return c->dead;
-    Statesrv__V1__Scan m = STATESRV__V1__SCAN__INIT;
-    Statesrv__V1__KeySelector sel = STATESRV__V1__KEY_SELECTOR__INIT;
-    Statesrv__V1__KeyGroupRange kgr = STATESRV__V1__KEY_GROUP_RANGE__INIT;
+    struct sv_client_scan_msg sm;
     Statesrv__V1__Request req = STATESRV__V1__REQUEST__INIT;
-    m.state = str_bin(s->state);
-    m.limit = s->page_size;
-    m.cursor = s->page ? s->page->scan->cursor : bin(s->start, s->start_len);
-    if (s->mode == STATESRV_SCAN_KEY) {
-        sel.key = bin(s->key, s->key_len);
-        if (s->has_key_group) {
-            sel.key_group_opt_case = STATESRV__V1__KEY_SELECTOR__KEY_GROUP_OPT_KEY_GROUP;
-            sel.key_group = s->key_group;
-        }
-        m.range_case = STATESRV__V1__SCAN__RANGE_KEY;
-        m.key = &sel;
-    } else if (s->mode == STATESRV_SCAN_KEY_GROUPS) {
-        kgr.first = s->kg_first;
-        kgr.last = s->kg_last;
-        m.range_case = STATESRV__V1__SCAN__RANGE_KEY_GROUPS;
-        m.key_groups = &kgr;
-    }
+    if (s->page)
+        sv_client_build_scan(&sm, &s->o, s->page->scan->cursor.data, s->page->scan->cursor.len);
+    else
+        sv_client_build_scan(&sm, &s->o, s->o.cursor, s->o.cursor_len);
+    const ProtobufCBinaryData sent = sm.m.cursor;
     req.op_case = STATESRV__V1__REQUEST__OP_SCAN;
-    req.scan = &m;
+    req.scan = &sm.m;
     int rc = roundtrip(c, &req, STATESRV__V1__RESPONSE__RESULT_SCAN);
     if (rc) {
-        drop_resp(c);
+        sv_client_drop_resp(c);
         return rc;
     }
     const Statesrv__V1__ScanResult *sr = c->resp->scan;
     /* An empty page that sends us back where we were would loop forever. */
-    if (sr->n_entries == 0 && sr->cursor.len && sr->cursor.len == m.cursor.len &&
-        memcmp(sr->cursor.data, m.cursor.data, m.cursor.len) == 0) {
-        drop_resp(c);
-        return die(c, STATESRV_ERR_PROTOCOL, "scan page made no progress");
+    if (sr->n_entries == 0 && sr->cursor.len && sr->cursor.len == sent.len &&
+        memcmp(sr->cursor.data, sent.data, sent.len) == 0) {
+        sv_client_drop_resp(c);
+        return sv_client_die(c, STATESRV_ERR_PROTOCOL, "scan page made no progress");
     }
     if (s->page)
         statesrv__v1__response__free_unpacked(s->page, NULL);
@@ -1400,38 +1522,30 @@ int statesrv_scan_open(statesrv *c, const statesrv_scan_options *o, statesrv_sca
     int rc = begin(c, 1);
     if (rc)
         return rc;
-    if (!o || !out)
-        return fail(c, STATESRV_ERR_USAGE, "options or out is NULL");
-    if (!o->state)
-        return fail(c, STATESRV_ERR_USAGE, "state is NULL");
-    if (o->mode != STATESRV_SCAN_STATE && o->mode != STATESRV_SCAN_KEY &&
-        o->mode != STATESRV_SCAN_KEY_GROUPS)
-        return fail(c, STATESRV_ERR_USAGE, "unknown scan mode %d", o->mode);
-    if (o->mode == STATESRV_SCAN_KEY && check_bytes(o->key, o->key_len))
-        return fail(c, STATESRV_ERR_USAGE, "key is NULL but key_len is %zu", o->key_len);
-    if (check_bytes(o->cursor, o->cursor_len))
-        return fail(c, STATESRV_ERR_USAGE, "cursor is NULL but cursor_len is %zu", o->cursor_len);
+    if (!out)
+        return sv_client_fail(c, STATESRV_ERR_USAGE, "out is NULL");
+    if ((rc = sv_client_check_scan(c, o)))
+        return rc;
 
     statesrv_scan *s = calloc(1, sizeof(*s));
     if (!s)
-        return fail(c, STATESRV_ERR_NOMEM, "out of memory");
+        return sv_client_fail(c, STATESRV_ERR_NOMEM, "out of memory");
     s->c = c;
-    s->mode = o->mode;
+    s->o = *o;
     s->state = (char *)dup_bytes(o->state, strlen(o->state) + 1);
+    s->o.state = s->state;
     if (o->mode == STATESRV_SCAN_KEY) {
         s->key = dup_bytes(o->key, o->key_len);
-        s->key_len = o->key_len;
-        s->has_key_group = o->has_key_group;
-        s->key_group = o->key_group;
+        s->o.key = s->key;
+    } else {
+        s->o.key = NULL;
+        s->o.key_len = 0;
     }
-    s->kg_first = o->kg_first;
-    s->kg_last = o->kg_last;
-    s->page_size = o->page_size;
     s->start = dup_bytes(o->cursor, o->cursor_len);
-    s->start_len = o->cursor_len;
+    s->o.cursor = s->start;
     if (!s->state || (o->mode == STATESRV_SCAN_KEY && !s->key) || !s->start) {
         scan_free(s);
-        return fail(c, STATESRV_ERR_NOMEM, "out of memory");
+        return sv_client_fail(c, STATESRV_ERR_NOMEM, "out of memory");
     }
     /* The first page comes now, so a bad state or range fails here. */
     rc = scan_fetch(s);
@@ -1516,7 +1630,7 @@ static int copy_states(statesrv *c, Statesrv__V1__StateInfo *const *src, size_t 
         return 0;
     statesrv_state_info *a = calloc(n, sizeof(*a));
     if (!a)
-        return fail(c, STATESRV_ERR_NOMEM, "out of memory");
+        return sv_client_fail(c, STATESRV_ERR_NOMEM, "out of memory");
     for (size_t i = 0; i < n; i++)
         copy_state_info(&a[i], src[i]);
     *out = a;
@@ -1531,7 +1645,7 @@ int statesrv_list_states(statesrv *c, statesrv_state_info **out, size_t *n)
     if (rc)
         return rc;
     if (!out || !n)
-        return fail(c, STATESRV_ERR_USAGE, "out or n is NULL");
+        return sv_client_fail(c, STATESRV_ERR_USAGE, "out or n is NULL");
     *out = NULL;
     *n = 0;
     Statesrv__V1__ListStates m = STATESRV__V1__LIST_STATES__INIT;
@@ -1545,7 +1659,7 @@ int statesrv_list_states(statesrv *c, statesrv_state_info **out, size_t *n)
         if (rc == 0)
             *n = r->n_states;
     }
-    drop_resp(c);
+    sv_client_drop_resp(c);
     return rc;
 }
 
@@ -1604,7 +1718,7 @@ static int copy_error_counts(statesrv *c, Statesrv__V1__ErrorCount *const *src, 
         return 0;
     statesrv_error_count *a = calloc(n, sizeof(*a));
     if (!a)
-        return fail(c, STATESRV_ERR_NOMEM, "out of memory");
+        return sv_client_fail(c, STATESRV_ERR_NOMEM, "out of memory");
     for (size_t i = 0; i < n; i++) {
         copy_str(a[i].kind, sizeof(a[i].kind), src[i]->kind);
         a[i].count = src[i]->count;
@@ -1622,7 +1736,7 @@ static int copy_op_detail(statesrv *c, const Statesrv__V1__OpStats *o, const uin
     if (o->n_statuses) {
         d->statuses = calloc(o->n_statuses, sizeof(*d->statuses));
         if (!d->statuses)
-            return fail(c, STATESRV_ERR_NOMEM, "out of memory");
+            return sv_client_fail(c, STATESRV_ERR_NOMEM, "out of memory");
         for (size_t k = 0; k < o->n_statuses; k++) {
             d->statuses[k].status = (int)o->statuses[k]->status;
             d->statuses[k].count = o->statuses[k]->count;
@@ -1634,10 +1748,11 @@ static int copy_op_detail(statesrv *c, const Statesrv__V1__OpStats *o, const uin
     if (o->n_latency_buckets == 0)
         return 0;
     if (o->n_latency_buckets != nbounds + 1)
-        return die(c, STATESRV_ERR_PROTOCOL, "stats: op %s has %zu latency buckets for %zu bounds",
-                   d->op, o->n_latency_buckets, nbounds);
+        return sv_client_die(c, STATESRV_ERR_PROTOCOL,
+                             "stats: op %s has %zu latency buckets for %zu bounds", d->op,
+                             o->n_latency_buckets, nbounds);
     if (!(d->latency_buckets = dup_u64(o->latency_buckets, o->n_latency_buckets)))
-        return fail(c, STATESRV_ERR_NOMEM, "out of memory");
+        return sv_client_fail(c, STATESRV_ERR_NOMEM, "out of memory");
     d->n_latency_buckets = o->n_latency_buckets;
     d->latency_p50_us =
         latency_quantile(bounds, nbounds, d->latency_buckets, d->latency_count, 0.5);
@@ -1652,12 +1767,12 @@ static int copy_stats_more(statesrv *c, const Statesrv__V1__StatsResult *r, stat
     size_t nb = r->n_latency_bounds_us;
     if (nb) {
         if (!(s->latency_bounds_us = dup_u64(r->latency_bounds_us, nb)))
-            return fail(c, STATESRV_ERR_NOMEM, "out of memory");
+            return sv_client_fail(c, STATESRV_ERR_NOMEM, "out of memory");
         s->n_latency_bounds = nb;
     }
     if (s->n_ops) {
         if (!(s->op_details = calloc(s->n_ops, sizeof(*s->op_details))))
-            return fail(c, STATESRV_ERR_NOMEM, "out of memory");
+            return sv_client_fail(c, STATESRV_ERR_NOMEM, "out of memory");
         for (size_t i = 0; i < s->n_ops; i++) {
             int rc = copy_op_detail(c, r->ops[i], s->latency_bounds_us, nb, &s->op_details[i]);
             if (rc)
@@ -1685,7 +1800,7 @@ int statesrv_stats_get(statesrv *c, statesrv_stats **out)
     if (rc)
         return rc;
     if (!out)
-        return fail(c, STATESRV_ERR_USAGE, "out is NULL");
+        return sv_client_fail(c, STATESRV_ERR_USAGE, "out is NULL");
     *out = NULL;
     Statesrv__V1__Stats m = STATESRV__V1__STATS__INIT;
     Statesrv__V1__Request req = STATESRV__V1__REQUEST__INIT;
@@ -1693,14 +1808,14 @@ int statesrv_stats_get(statesrv *c, statesrv_stats **out)
     req.stats = &m;
     rc = roundtrip(c, &req, STATESRV__V1__RESPONSE__RESULT_STATS);
     if (rc) {
-        drop_resp(c);
+        sv_client_drop_resp(c);
         return rc;
     }
     const Statesrv__V1__StatsResult *r = c->resp->stats;
     statesrv_stats *s = calloc(1, sizeof(*s));
     if (!s) {
-        drop_resp(c);
-        return fail(c, STATESRV_ERR_NOMEM, "out of memory");
+        sv_client_drop_resp(c);
+        return sv_client_fail(c, STATESRV_ERR_NOMEM, "out of memory");
     }
     copy_str(s->server_version, sizeof(s->server_version), r->server_version);
     s->uptime_seconds = r->uptime_seconds;
@@ -1716,7 +1831,7 @@ int statesrv_stats_get(statesrv *c, statesrv_stats **out)
     if (r->n_ops) {
         s->ops = calloc(r->n_ops, sizeof(*s->ops));
         if (!s->ops)
-            rc = fail(c, STATESRV_ERR_NOMEM, "out of memory");
+            rc = sv_client_fail(c, STATESRV_ERR_NOMEM, "out of memory");
         for (size_t i = 0; s->ops && i < r->n_ops; i++) {
             copy_str(s->ops[i].op, sizeof(s->ops[i].op), r->ops[i]->op);
             s->ops[i].count = r->ops[i]->count;
@@ -1744,7 +1859,7 @@ int statesrv_stats_get(statesrv *c, statesrv_stats **out)
         s->progress.bytes = p->bytes;
         s->progress.elapsed_ms = p->elapsed_ms;
     }
-    drop_resp(c);
+    sv_client_drop_resp(c);
     if (rc) {
         statesrv_stats_free(s);
         return rc;
@@ -1816,20 +1931,20 @@ static int copy_manifests(statesrv *c, Statesrv__V1__CheckpointManifest *const *
     size_t states = 0, path_len = path ? strlen(path) + 1 : 0;
     for (size_t i = 0; i < n; i++) {
         if (src[i]->n_states > SIZE_MAX / sizeof(statesrv_checkpoint_state) - states)
-            return fail(c, STATESRV_ERR_NOMEM, "out of memory");
+            return sv_client_fail(c, STATESRV_ERR_NOMEM, "out of memory");
         states += src[i]->n_states;
     }
     if (n > SIZE_MAX / sizeof(statesrv_checkpoint_info) ||
         states * sizeof(statesrv_checkpoint_state) >
             SIZE_MAX - path_len - n * sizeof(statesrv_checkpoint_info))
-        return fail(c, STATESRV_ERR_NOMEM, "out of memory");
+        return sv_client_fail(c, STATESRV_ERR_NOMEM, "out of memory");
     /* Both structs hold uint64_t members, so their sizes keep the state
      * arrays aligned after the infos. */
     size_t size = n * sizeof(statesrv_checkpoint_info) +
                   states * sizeof(statesrv_checkpoint_state) + path_len;
     statesrv_checkpoint_info *a = calloc(1, size);
     if (!a)
-        return fail(c, STATESRV_ERR_NOMEM, "out of memory for %zu checkpoints", n);
+        return sv_client_fail(c, STATESRV_ERR_NOMEM, "out of memory for %zu checkpoints", n);
     statesrv_checkpoint_state *st = (statesrv_checkpoint_state *)(a + n);
     for (size_t i = 0; i < n; i++) {
         copy_manifest(&a[i], src[i], st);
@@ -1852,7 +1967,7 @@ static int snapshot(statesrv *c, int has_id, uint64_t id, int full, statesrv_che
     if (rc)
         return rc;
     if (!out)
-        return fail(c, STATESRV_ERR_USAGE, "out is NULL");
+        return sv_client_fail(c, STATESRV_ERR_USAGE, "out is NULL");
     *out = NULL;
     Statesrv__V1__Snapshot m = STATESRV__V1__SNAPSHOT__INIT;
     Statesrv__V1__Request req = STATESRV__V1__REQUEST__INIT;
@@ -1867,11 +1982,11 @@ static int snapshot(statesrv *c, int has_id, uint64_t id, int full, statesrv_che
     if (rc == 0) {
         const Statesrv__V1__SnapshotResult *r = c->resp->snapshot;
         if (!r->manifest)
-            rc = die(c, STATESRV_ERR_PROTOCOL, "snapshot reply without a manifest");
+            rc = sv_client_die(c, STATESRV_ERR_PROTOCOL, "snapshot reply without a manifest");
         else
             rc = copy_manifests(c, &r->manifest, 1, r->path ? r->path : "", out);
     }
-    drop_resp(c);
+    sv_client_drop_resp(c);
     return rc;
 }
 
@@ -1893,7 +2008,7 @@ int statesrv_list_checkpoints(statesrv *c, statesrv_checkpoint_info **out, size_
     if (rc)
         return rc;
     if (!out || !n)
-        return fail(c, STATESRV_ERR_USAGE, "out or n is NULL");
+        return sv_client_fail(c, STATESRV_ERR_USAGE, "out or n is NULL");
     *out = NULL;
     *n = 0;
     Statesrv__V1__ListCheckpoints m = STATESRV__V1__LIST_CHECKPOINTS__INIT;
@@ -1907,7 +2022,7 @@ int statesrv_list_checkpoints(statesrv *c, statesrv_checkpoint_info **out, size_
         if (rc == 0)
             *n = r->n_checkpoints;
     }
-    drop_resp(c);
+    sv_client_drop_resp(c);
     return rc;
 }
 
@@ -1924,7 +2039,7 @@ int statesrv_delete_checkpoint(statesrv *c, uint64_t id)
     req.op_case = STATESRV__V1__REQUEST__OP_DELETE_CHECKPOINT;
     req.delete_checkpoint = &m;
     rc = roundtrip(c, &req, STATESRV__V1__RESPONSE__RESULT_DELETE_CHECKPOINT);
-    drop_resp(c);
+    sv_client_drop_resp(c);
     return rc;
 }
 
@@ -1937,10 +2052,10 @@ int statesrv_restore(statesrv *c, const char *const *sources, size_t n, int has_
     if (rc)
         return rc;
     if (n && !sources)
-        return fail(c, STATESRV_ERR_USAGE, "sources is NULL");
+        return sv_client_fail(c, STATESRV_ERR_USAGE, "sources is NULL");
     for (size_t i = 0; i < n; i++)
         if (!sources[i])
-            return fail(c, STATESRV_ERR_USAGE, "sources[%zu] is NULL", i);
+            return sv_client_fail(c, STATESRV_ERR_USAGE, "sources[%zu] is NULL", i);
     if (out)
         memset(out, 0, sizeof(*out));
     Statesrv__V1__Restore m = STATESRV__V1__RESTORE__INIT;
@@ -1949,7 +2064,7 @@ int statesrv_restore(statesrv *c, const char *const *sources, size_t n, int has_
     /* Sources are bytes on the wire; the array only lives while packing. */
     ProtobufCBinaryData *srcs = calloc(n ? n : 1, sizeof(*srcs));
     if (!srcs)
-        return fail(c, STATESRV_ERR_NOMEM, "out of memory");
+        return sv_client_fail(c, STATESRV_ERR_NOMEM, "out of memory");
     for (size_t i = 0; i < n; i++)
         srcs[i] = str_bin(sources[i]);
     m.n_sources = n;
@@ -1972,7 +2087,7 @@ int statesrv_restore(statesrv *c, const char *const *sources, size_t n, int has_
         out->kg_last = r->kg_last;
         out->duration_ms = r->duration_ms;
     }
-    drop_resp(c);
+    sv_client_drop_resp(c);
     return rc;
 }
 
@@ -1986,7 +2101,7 @@ void statesrv_checkpoint_info_free(statesrv_checkpoint_info *info)
 /* Queues one request and flushes once enough is waiting. */
 static int send_req(statesrv *c, Statesrv__V1__Request *req, int expect, uint64_t *id)
 {
-    int rc = enqueue(c, req, expect, id);
+    int rc = sv_client_enqueue(c, req, expect, id);
     if (rc)
         return rc;
     if (c->out.len - c->out_off >= CLIENT_AUTOFLUSH && (rc = pump(c, 0)))
@@ -1994,69 +2109,41 @@ static int send_req(statesrv *c, Statesrv__V1__Request *req, int expect, uint64_
     return ok(c);
 }
 
-int statesrv_send_get(statesrv *c, const statesrv_key *k, uint64_t *id)
+static int send_keyed(statesrv *c, int op, const statesrv_key *k, int how, const void *val,
+                      size_t len, uint64_t *id)
 {
     if (!c)
         return STATESRV_ERR_USAGE;
     int rc = begin(c, 0);
-    if (rc || (rc = check_key(c, k)))
+    if (rc)
         return rc;
-    Statesrv__V1__Get m;
-    Statesrv__V1__Request req = STATESRV__V1__REQUEST__INIT;
-    build_get(&m, k);
-    req.op_case = STATESRV__V1__REQUEST__OP_GET;
-    req.get = &m;
-    return send_req(c, &req, STATESRV__V1__RESPONSE__RESULT_GET, id);
+    union sv_client_keyed m;
+    Statesrv__V1__Request req;
+    int expect;
+    if ((rc = sv_client_keyed_request(c, op, k, how, val, len, &m, &req, &expect)))
+        return rc;
+    return send_req(c, &req, expect, id);
+}
+
+int statesrv_send_get(statesrv *c, const statesrv_key *k, uint64_t *id)
+{
+    return send_keyed(c, STATESRV__V1__REQUEST__OP_GET, k, 0, NULL, 0, id);
 }
 
 int statesrv_send_put(statesrv *c, const statesrv_key *k, const void *val, size_t len, uint64_t *id)
 {
-    if (!c)
-        return STATESRV_ERR_USAGE;
-    int rc = begin(c, 0);
-    if (rc || (rc = check_key(c, k)))
-        return rc;
-    if (check_bytes(val, len))
-        return fail(c, STATESRV_ERR_USAGE, "value is NULL but its length is %zu", len);
-    Statesrv__V1__Put m;
-    Statesrv__V1__Request req = STATESRV__V1__REQUEST__INIT;
-    build_put(&m, k, STATESRV_KIND_RAW, val, len);
-    req.op_case = STATESRV__V1__REQUEST__OP_PUT;
-    req.put = &m;
-    return send_req(c, &req, STATESRV__V1__RESPONSE__RESULT_PUT, id);
+    return send_keyed(c, STATESRV__V1__REQUEST__OP_PUT, k, STATESRV_KIND_RAW, val, len, id);
 }
 
 int statesrv_send_delete(statesrv *c, const statesrv_key *k, uint64_t *id)
 {
-    if (!c)
-        return STATESRV_ERR_USAGE;
-    int rc = begin(c, 0);
-    if (rc || (rc = check_key(c, k)))
-        return rc;
-    Statesrv__V1__Delete m;
-    Statesrv__V1__Request req = STATESRV__V1__REQUEST__INIT;
-    build_delete(&m, k);
-    req.op_case = STATESRV__V1__REQUEST__OP_DELETE;
-    req.delete_ = &m;
-    return send_req(c, &req, STATESRV__V1__RESPONSE__RESULT_DELETE, id);
+    return send_keyed(c, STATESRV__V1__REQUEST__OP_DELETE, k, 0, NULL, 0, id);
 }
 
 static int send_merge(statesrv *c, const statesrv_key *k, Statesrv__V1__MergeOp op,
                       const void *operand, size_t len, uint64_t *id)
 {
-    if (!c)
-        return STATESRV_ERR_USAGE;
-    int rc = begin(c, 0);
-    if (rc || (rc = check_key(c, k)))
-        return rc;
-    if (check_bytes(operand, len))
-        return fail(c, STATESRV_ERR_USAGE, "element is NULL but its length is %zu", len);
-    Statesrv__V1__Merge m;
-    Statesrv__V1__Request req = STATESRV__V1__REQUEST__INIT;
-    build_merge(&m, k, op, operand, len);
-    req.op_case = STATESRV__V1__REQUEST__OP_MERGE;
-    req.merge = &m;
-    return send_req(c, &req, STATESRV__V1__RESPONSE__RESULT_MERGE, id);
+    return send_keyed(c, STATESRV__V1__REQUEST__OP_MERGE, k, (int)op, operand, len, id);
 }
 
 int statesrv_send_append(statesrv *c, const statesrv_key *k, const void *elem, size_t len,
@@ -2094,8 +2181,8 @@ int statesrv_recv(statesrv *c, statesrv_reply *r)
     if (c->dead)
         return c->dead;
     if (!c->pending)
-        return fail(c, STATESRV_ERR_USAGE, "no replies pending");
-    drop_resp(c);
+        return sv_client_fail(c, STATESRV_ERR_USAGE, "no replies pending");
+    sv_client_drop_resp(c);
     memset(r, 0, sizeof(*r));
     int rc = take_reply(c);
     if (rc)
@@ -2103,16 +2190,16 @@ int statesrv_recv(statesrv *c, statesrv_reply *r)
     const Statesrv__V1__Response *resp = c->resp;
     int st = status_code(resp->status);
     if (st < 0)
-        return die(c, STATESRV_ERR_PROTOCOL, "unknown status %d: %s", (int)resp->status,
-                   status_message(resp));
+        return sv_client_die(c, STATESRV_ERR_PROTOCOL, "unknown status %d: %s", (int)resp->status,
+                             status_message(resp));
     r->id = resp->id;
     r->status = st;
     r->message = status_message(resp);
     if (st != STATESRV_OK)
         return ok(c);
     if ((int)resp->result_case != c->resp_expect)
-        return die(c, STATESRV_ERR_PROTOCOL, "reply carries result %d, expected %d",
-                   (int)resp->result_case, c->resp_expect);
+        return sv_client_die(c, STATESRV_ERR_PROTOCOL, "reply carries result %d, expected %d",
+                             (int)resp->result_case, c->resp_expect);
     switch (resp->result_case) {
     case STATESRV__V1__RESPONSE__RESULT_GET:
         r->value = resp->get->value.len ? (const void *)resp->get->value.data : "";

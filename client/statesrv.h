@@ -68,6 +68,8 @@ enum statesrv_code {
     STATESRV_ERR_TIMEOUT = 103,  /**< io_timeout_ms passed without progress */
     STATESRV_ERR_PROTOCOL = 104, /**< the server's reply did not make sense */
     STATESRV_ERR_NOMEM = 105,
+    STATESRV_ERR_AGAIN = 106,     /**< asynchronous: a bound on requests in flight is reached */
+    STATESRV_ERR_CANCELLED = 107, /**< asynchronous: the handle was closed first */
 };
 
 /** How the server interprets a value. */
@@ -170,7 +172,8 @@ STATESRV_API const statesrv_server_info *statesrv_info(const statesrv *c);
 /**
  * @brief A static name for any code: "OK", "NOT_FOUND", ... as on the wire,
  *        then "USAGE_ERROR", "CONNECT_ERROR", "IO_ERROR", "TIMEOUT",
- *        "PROTOCOL_ERROR", "OUT_OF_MEMORY"; "UNKNOWN" otherwise.
+ *        "PROTOCOL_ERROR", "OUT_OF_MEMORY", "AGAIN", "CANCELLED"; "UNKNOWN"
+ *        otherwise.
  */
 STATESRV_API const char *statesrv_strerror(int code);
 

@@ -305,6 +305,10 @@ static void on_sweep(uv_timer_t *t)
 {
     struct sv_server *srv = t->data;
     sv_conn_sweep(srv, sv_now_ms());
+    /* Every 5 s: local readers (libstatesrv's statesrv_local) that died
+     * inside a read transaction must not pin pages for ever. */
+    if (++srv->sweeps % 10 == 0)
+        sv_store_reader_check(srv->store);
 }
 
 int sv_server_probe_listen(const struct sv_config *cfg, char *err, size_t errlen)

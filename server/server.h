@@ -143,9 +143,10 @@ struct sv_server {
     uv_idle_t idle;
     uv_timer_t stop_timer;
     uv_timer_t retry_timer; /* after a transaction could not begin */
-    uv_timer_t sweep_timer; /* idle, header and output timeouts */
+    uv_timer_t sweep_timer; /* idle, header and output timeouts; stale readers */
     uv_timer_t ckpt_timer;  /* checkpoint_interval */
-    char token[1024];       /* auth token; token_len 0: no authentication */
+    unsigned sweeps;
+    char token[1024]; /* auth token; token_len 0: no authentication */
     size_t token_len;
     int backoff;
     int stopping;

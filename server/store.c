@@ -1520,6 +1520,13 @@ int sv_store_grow_if_needed(struct sv_store *s)
 
 /* --- entries ------------------------------------------------------------- */
 
+void sv_store_reader_check(struct sv_store *s)
+{
+    int dead = 0;
+    if (s && s->env && mdb_reader_check(s->env, &dead) == 0 && dead)
+        sv_info("store: cleared %d stale reader slot(s)", dead);
+}
+
 int sv_store_get(struct sv_store *s, const char *state, size_t slen, const uint8_t *skey,
                  size_t sklen, struct sv_value *out)
 {

@@ -98,6 +98,9 @@ int sv_store_grow_if_needed(struct sv_store *s);
  * followed by a small one of the store's own, so that the next transaction
  * can reuse them. An SV_EMAPFULL that does poison the transaction comes from
  * LMDB itself (the map is full at its current size: grow and replay). */
+/* Clears the reader slots of processes that died inside a read transaction
+ * (other processes may read the store: statesrv_local). Any thread. */
+void sv_store_reader_check(struct sv_store *s);
 int sv_store_get(struct sv_store *s, const char *state, size_t slen, const uint8_t *skey,
                  size_t sklen, struct sv_value *out) __attribute__((warn_unused_result));
 int sv_store_put(struct sv_store *s, const char *state, size_t slen, const uint8_t *skey,

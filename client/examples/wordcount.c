@@ -9,19 +9,24 @@
  * digits, lowercased, cut at 64 bytes. Each word is counted in the tumbling
  * window of --window seconds that holds the record's event time: the state
  * "wordcount" holds one COUNTER per (key = word, namespace = window start as
- * decimal text), updated with merge add (pipelined statesrv_send_add). An
+ * decimal text), updated with merge add (pipelined statesrv_send_add, or with
+ * --async the asynchronous API of statesrv_async.h: statesrv_async_add with a
+ * callback per add, at most MAX_PENDING in flight). An
  * empty line is a record without words. At the end of the input it scans the
  * state and prints every count, sorted by window then word:
  *
  *     <window-start> <word> <count>
  *
  * Exactly once. Every --checkpoint-every records the job
- *   1. collects the reply to every add it has sent (all are applied),
+ *   1. collects the reply to every add it has sent (all are applied; with
+ *      --async, every add's callback has run with STATESRV_OK),
  *   2. writes the input position N (records consumed) into the state itself
  *      (state "wordcount.offset", key "stdin"), and
  *   3. takes a checkpoint with statesrv_snapshot().
- * A snapshot holds exactly the writes acknowledged before it, and nothing
- * else was in flight, so the checkpoint holds the counts of records [0, N)
+ * A snapshot holds exactly the writes acknowledged before it (on any
+ * connection: with --async the adds go over the asynchronous handle and
+ * the position and snapshot over a blocking one), and nothing else was in
+ * flight, so the checkpoint holds the counts of records [0, N)
  * and the number N, together: counts and input position cannot disagree.
  *
  * After a crash (of this process, or of the statesrvd next to it) run the
@@ -41,6 +46,7 @@
  * Exit status: 0 done, 1 failure (server, input), 2 usage.
  */
 #include "statesrv.h"
+#include "statesrv_async.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -68,10 +74,14 @@ static const char usage_text[] =
     "  -c, --checkpoint-every N   take a checkpoint every N records (default 1000)\n"
     "  -r, --resume               restore the newest checkpoint and continue after the\n"
     "                             record it was taken at (same input again)\n"
+    "  -A, --async                send the adds with the asynchronous API\n"
     "  -h, --help                 this text\n";
 
 struct job {
     statesrv *c;
+    statesrv_async *a; /* --async: the adds go here */
+    int add_status;    /* --async: the first failed add's status, or 0 */
+    char add_msg[256];
     uint64_t window;
     uint64_t every;
     uint64_t offset; /* records consumed so far (the input position) */
@@ -146,9 +156,44 @@ static int fill(struct reader *r)
     }
 }
 
+/* --async: an add's reply. The first failure is kept and fails the job at
+ * the next drain. */
+static void on_add(statesrv_async *a, const statesrv_async_result *r, void *arg)
+{
+    (void)a;
+    struct job *j = arg;
+    if (r->status != STATESRV_OK && !j->add_status) {
+        j->add_status = r->status;
+        snprintf(j->add_msg, sizeof(j->add_msg), "%s", r->message);
+    }
+}
+
+/* --async: runs the handle until every add's callback has run. */
+static int drain_async(struct job *j)
+{
+    while (statesrv_async_in_flight(j->a) > 0) {
+        int rc = statesrv_async_wait(j->a, -1);
+        if (rc != STATESRV_OK && !j->add_status) {
+            fprintf(stderr, "wordcount: collecting replies: %s: %s\n", statesrv_strerror(rc),
+                    statesrv_async_errmsg(j->a));
+            return -1;
+        }
+        if (rc != STATESRV_OK)
+            break;
+    }
+    if (j->add_status) {
+        fprintf(stderr, "wordcount: add failed: %s: %s\n", statesrv_strerror(j->add_status),
+                j->add_msg);
+        return -1;
+    }
+    return 0;
+}
+
 /* Collects every outstanding reply; any failed add fails the job. */
 static int drain(struct job *j)
 {
+    if (j->a)
+        return drain_async(j);
     while (statesrv_pending(j->c) > 0) {
         statesrv_reply rep;
         int rc = statesrv_recv(j->c, &rep);
@@ -200,6 +245,19 @@ static int count_record(struct job *j, char *line)
             break;
         statesrv_key k = {
             .state = COUNTS_STATE, .key = word, .key_len = n, .ns = ns, .ns_len = strlen(ns)};
+        if (j->a) {
+            int rc;
+            /* At the bound, let replies come back until there is room. */
+            while ((rc = statesrv_async_add(j->a, &k, 1, on_add, j, NULL)) == STATESRV_ERR_AGAIN)
+                if (drain_async(j))
+                    return -1;
+            if (rc != STATESRV_OK) {
+                fprintf(stderr, "wordcount: sending add: %s: %s\n", statesrv_strerror(rc),
+                        statesrv_async_errmsg(j->a));
+                return -1;
+            }
+            continue;
+        }
         int rc = statesrv_send_add(j->c, &k, 1, NULL);
         if (rc != STATESRV_OK)
             return fail(j, "sending add", rc);
@@ -401,13 +459,14 @@ int main(int argc, char **argv)
         {"window", required_argument, NULL, 'w'},
         {"checkpoint-every", required_argument, NULL, 'c'},
         {"resume", no_argument, NULL, 'r'},
+        {"async", no_argument, NULL, 'A'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     struct job j = {.window = 60, .every = 1000};
     const char *addr = STATESRV_DEFAULT_ADDR;
-    int opt, do_resume = 0;
-    while ((opt = getopt_long(argc, argv, "a:w:c:rh", longopts, NULL)) != -1) {
+    int opt, do_resume = 0, use_async = 0;
+    while ((opt = getopt_long(argc, argv, "a:w:c:rAh", longopts, NULL)) != -1) {
         switch (opt) {
         case 'a':
             addr = optarg;
@@ -426,6 +485,9 @@ int main(int argc, char **argv)
             break;
         case 'r':
             do_resume = 1;
+            break;
+        case 'A':
+            use_async = 1;
             break;
         case 'h':
             fputs(usage_text, stdout);
@@ -448,7 +510,17 @@ int main(int argc, char **argv)
         fprintf(stderr, "wordcount: cannot connect to %s: %s\n", addr, err);
         return 1;
     }
+    if (use_async) {
+        statesrv_async_options ao = {.max_in_flight = MAX_PENDING};
+        rc = statesrv_async_connect(addr, &o, &ao, &j.a, err, sizeof(err));
+        if (rc != STATESRV_OK) {
+            fprintf(stderr, "wordcount: cannot connect to %s: %s\n", addr, err);
+            statesrv_close(j.c);
+            return 1;
+        }
+    }
     int failed = (do_resume ? resume(&j) : start_fresh(&j)) || run(&j) || print_counts(&j);
+    statesrv_async_close(j.a);
     statesrv_close(j.c);
     return failed ? 1 : 0;
 }

@@ -188,15 +188,19 @@ static int file_contains(const char *name, const char *text)
     return found;
 }
 
+/* "" for the blocking client, "--async" for the asynchronous one: every
+ * test runs in both. */
+static const char *mode = "";
+
 /* Runs wordcount to completion on the whole input; stdout and stderr go to
  * work/<out> and work/<out>.err. Returns its exit status. */
 static int run_wordcount(const char *addr, const char *flags, const char *out)
 {
     char cmd[1024], sink[16];
     snprintf(cmd, sizeof(cmd),
-             "'%s' -a '%s' --window %d --checkpoint-every %d %s < '%s/input' > '%s/%s' "
+             "'%s' -a '%s' --window %d --checkpoint-every %d %s %s < '%s/input' > '%s/%s' "
              "2> '%s/%s.err'",
-             wordcount_path(), addr, WINDOW, EVERY, flags, work, work, out, work, out);
+             wordcount_path(), addr, WINDOW, EVERY, mode, flags, work, work, out, work, out);
     return run_cmd(cmd, sink, sizeof(sink));
 }
 
@@ -240,8 +244,11 @@ static int spawn_worker(const char *addr, const char *out)
             _exit(126);
         close(p[0]);
         close(p[1]);
-        execl(path, path, "-a", addr, "--window", window, "--checkpoint-every", every,
-              (char *)NULL);
+        char *args[] = {(char *)path,         "-a",  (char *)addr, "--window", window,
+                        "--checkpoint-every", every, (char *)mode, NULL};
+        if (!*mode)
+            args[7] = NULL;
+        execv(path, args);
         _exit(127);
     }
     close(p[0]);
@@ -339,7 +346,7 @@ static void resume_and_compare(const char *addr)
     free(out);
 }
 
-START_TEST(worker_killed)
+static void worker_killed_body(void)
 {
     uninterrupted_run();
     ts_start(&srv, NULL);
@@ -349,9 +356,8 @@ START_TEST(worker_killed)
     close(fd);
     resume_and_compare(srv.tcp_addr);
 }
-END_TEST
 
-START_TEST(sidecar_killed)
+static void sidecar_killed_body(void)
 {
     uninterrupted_run();
     ts_start(&srv, NULL);
@@ -372,6 +378,31 @@ START_TEST(sidecar_killed)
     ts_restart(&srv, NULL);
     resume_and_compare(srv.tcp_addr);
 }
+
+START_TEST(worker_killed)
+{
+    worker_killed_body();
+}
+END_TEST
+
+START_TEST(sidecar_killed)
+{
+    sidecar_killed_body();
+}
+END_TEST
+
+START_TEST(async_worker_killed)
+{
+    mode = "--async";
+    worker_killed_body();
+}
+END_TEST
+
+START_TEST(async_sidecar_killed)
+{
+    mode = "--async";
+    sidecar_killed_body();
+}
 END_TEST
 
 Suite *sv_suite_example(void)
@@ -382,6 +413,8 @@ Suite *sv_suite_example(void)
     tcase_add_checked_fixture(tc, NULL, teardown);
     tcase_add_test(tc, worker_killed);
     tcase_add_test(tc, sidecar_killed);
+    tcase_add_test(tc, async_worker_killed);
+    tcase_add_test(tc, async_sidecar_killed);
     suite_add_tcase(s, tc);
     return s;
 }
