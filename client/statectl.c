@@ -39,6 +39,8 @@ enum {
     OPT_ID = 1 << 6,        /* --id N */
     OPT_STATE = 1 << 7,     /* --state S */
     OPT_FULL = 1 << 8,      /* --full */
+    OPT_TTL = 1 << 9,       /* --ttl D (put, merge); --ttl (get: show what is left) */
+    OPT_TTL_CFG = 1 << 10,  /* --update U, --visibility V (ttl) */
 };
 
 /* Command flags. */
@@ -82,6 +84,9 @@ struct ctl {
     uint64_t id;
     int full;
     const char *state;
+    int has_ttl;     /* --ttl given */
+    uint64_t ttl_ms; /* its duration (put, merge) */
+    const char *ttl_update, *ttl_visibility;
 
     struct arg pos[MAX_POS];
     int npos;
@@ -393,21 +398,89 @@ static int cmd_ping(struct ctl *x)
     return 0;
 }
 
+/* A duration for a person: "1h2m3.5s", "never". */
+static const char *fmt_duration(int64_t ms, char *buf, size_t cap)
+{
+    if (ms < 0)
+        return "none";
+    uint64_t s = (uint64_t)ms / 1000, rest = (uint64_t)ms % 1000;
+    size_t n = 0;
+    buf[0] = '\0';
+    if (s >= 86400)
+        n += (size_t)snprintf(buf + n, cap - n, "%" PRIu64 "d", s / 86400);
+    if (s % 86400 >= 3600)
+        n += (size_t)snprintf(buf + n, cap - n, "%" PRIu64 "h", s % 86400 / 3600);
+    if (s % 3600 >= 60)
+        n += (size_t)snprintf(buf + n, cap - n, "%" PRIu64 "m", s % 3600 / 60);
+    if (s % 60 || rest || n == 0) {
+        if (rest)
+            snprintf(buf + n, cap - n, "%" PRIu64 ".%03" PRIu64 "s", s % 60, rest);
+        else
+            snprintf(buf + n, cap - n, "%" PRIu64 "s", s % 60);
+    }
+    return buf;
+}
+
+/* "30s", "500ms", "10m", "2h", "1d", or seconds alone; "0" or "off": none. */
+static int parse_duration_ms(const char *s, uint64_t *ms)
+{
+    if (strcmp(s, "off") == 0 || strcmp(s, "none") == 0) {
+        *ms = 0;
+        return 0;
+    }
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || v < 0 || v != v)
+        return -1;
+    double mul = 1000;
+    if (strcmp(end, "ms") == 0)
+        mul = 1;
+    else if (*end == '\0' || strcmp(end, "s") == 0)
+        mul = 1000;
+    else if (strcmp(end, "m") == 0)
+        mul = 60e3;
+    else if (strcmp(end, "h") == 0)
+        mul = 3600e3;
+    else if (strcmp(end, "d") == 0)
+        mul = 86400e3;
+    else
+        return -1;
+    double r = v * mul;
+    if (r > 3.15576e12) /* a century */
+        return -1;
+    *ms = (uint64_t)(r + 0.5);
+    return 0;
+}
+
 static int cmd_get(struct ctl *x)
 {
     statesrv_key k;
     statesrv_value v = {0};
     make_key(x, &k);
-    int rc = statesrv_get(x->c, &k, &v);
+    int64_t left = -1;
+    int rc = statesrv_get_with_ttl(x->c, &k, &v, x->has_ttl ? &left : NULL);
     if (rc) {
         if (rc == STATESRV_NOT_FOUND && x->json)
             printf("{\"found\":false}\n");
         return report(x, rc);
     }
     int bad = 0;
+    if (x->has_ttl && !x->json) {
+        char d[64];
+        printf("ttl: %s\n", left < 0    ? "none"
+                            : left == 0 ? "expired"
+                                        : fmt_duration(left, d, sizeof(d)));
+    }
     if (x->json) {
         printf("{\"found\":true,\"kind\":\"%s\",\"value\":", kind_name(v.kind));
         bad = put_value_inline(x, v.kind, v.data, v.len);
+        if (x->has_ttl) {
+            if (left < 0)
+                printf(",\"ttl_remaining_ms\":null");
+            else
+                printf(",\"ttl_remaining_ms\":%" PRId64, left);
+        }
         printf("}\n");
     } else if (v.kind == STATESRV_KIND_COUNTER) {
         int64_t n;
@@ -435,10 +508,84 @@ static int cmd_put(struct ctl *x)
 {
     statesrv_key k;
     make_key(x, &k);
-    int rc = statesrv_put(x->c, &k, arg_data(&x->pos[2]), x->pos[2].len);
+    int rc = statesrv_put_ttl(x->c, &k, arg_data(&x->pos[2]), x->pos[2].len, x->ttl_ms);
     if (rc)
         return report(x, rc);
     json_ok(x);
+    return 0;
+}
+
+static const char *ttl_update_name(int u)
+{
+    return u == STATESRV_TTL_ON_READ_AND_WRITE ? "on-read-and-write" : "on-create-and-write";
+}
+
+static const char *ttl_visibility_name(int v)
+{
+    return v == STATESRV_TTL_RETURN_EXPIRED_IF_NOT_CLEANED_UP ? "return-expired-if-not-cleaned-up"
+                                                              : "never-return-expired";
+}
+
+static void put_ttl_json(const statesrv_ttl *t)
+{
+    if (!t->ttl_ms) {
+        printf("null");
+        return;
+    }
+    printf("{\"ttl_ms\":%" PRIu64 ",\"update\":\"%s\",\"visibility\":\"%s\"}", t->ttl_ms,
+           ttl_update_name(t->update), ttl_visibility_name(t->visibility));
+}
+
+/* ttl STATE [DURATION]: shows, or sets, a state's TTL. */
+static int cmd_ttl(struct ctl *x)
+{
+    const char *state = x->pos[0].text;
+    statesrv_ttl t = {0, STATESRV_TTL_ON_CREATE_AND_WRITE, STATESRV_TTL_NEVER_RETURN_EXPIRED};
+    int rc;
+    if (!sv_state_name_valid(state, strlen(state))) {
+        errorf("ttl: '%s' is not a state name: 1 to 64 of A-Z a-z 0-9 _ . -", state);
+        return EXIT_USAGE;
+    }
+    if (x->npos == 2 || x->ttl_update || x->ttl_visibility) {
+        if (x->npos < 2) {
+            /* Only the update type or visibility: keep the duration. */
+            if ((rc = statesrv_get_state_ttl(x->c, state, &t)))
+                return report(x, rc);
+            if (!t.ttl_ms) {
+                errorf("ttl: state '%s' has no TTL: give a DURATION", state);
+                return EXIT_USAGE;
+            }
+        } else if (parse_duration_ms(x->pos[1].text, &t.ttl_ms)) {
+            errorf("ttl: '%s' is not a duration (30s, 500ms, 10m, 2h, 1d; 0 or off: none)",
+                   x->pos[1].text);
+            return EXIT_USAGE;
+        }
+        if (x->ttl_update)
+            t.update = strcmp(x->ttl_update, "on-read-and-write") == 0
+                           ? STATESRV_TTL_ON_READ_AND_WRITE
+                           : STATESRV_TTL_ON_CREATE_AND_WRITE;
+        if (x->ttl_visibility)
+            t.visibility = strcmp(x->ttl_visibility, "return-expired-if-not-cleaned-up") == 0
+                               ? STATESRV_TTL_RETURN_EXPIRED_IF_NOT_CLEANED_UP
+                               : STATESRV_TTL_NEVER_RETURN_EXPIRED;
+        if ((rc = statesrv_set_state_ttl(x->c, state, &t)))
+            return report(x, rc);
+    }
+    if ((rc = statesrv_get_state_ttl(x->c, state, &t)))
+        return report(x, rc);
+    if (x->json) {
+        printf("{\"state\":");
+        put_json_str(state);
+        printf(",\"ttl\":");
+        put_ttl_json(&t);
+        printf("}\n");
+    } else if (!t.ttl_ms) {
+        printf("%s: no TTL\n", state);
+    } else {
+        char d[64];
+        printf("%s: %s, %s, %s\n", state, fmt_duration((int64_t)t.ttl_ms, d, sizeof(d)),
+               ttl_update_name(t.update), ttl_visibility_name(t.visibility));
+    }
     return 0;
 }
 
@@ -460,7 +607,7 @@ static int cmd_merge(struct ctl *x)
     statesrv_key k;
     make_key(x, &k);
     if (x->append) {
-        int rc = statesrv_append(x->c, &k, arg_data(&x->pos[2]), x->pos[2].len);
+        int rc = statesrv_append_ttl(x->c, &k, arg_data(&x->pos[2]), x->pos[2].len, x->ttl_ms);
         if (rc)
             return report(x, rc);
         json_ok(x);
@@ -471,7 +618,7 @@ static int cmd_merge(struct ctl *x)
         errorf("merge: --add needs a decimal int64 operand, not '%s'", x->pos[2].text);
         return EXIT_USAGE;
     }
-    int rc = statesrv_add(x->c, &k, delta, &result);
+    int rc = statesrv_add_ttl(x->c, &k, delta, x->ttl_ms, &result);
     if (rc)
         return report(x, rc);
     if (x->json)
@@ -619,7 +766,9 @@ static void put_state_json(const statesrv_state_info *s)
 {
     printf("{\"name\":");
     put_json_str(s->name);
-    printf(",\"entries\":%" PRIu64 ",\"bytes\":%" PRIu64 "}", s->entries, s->bytes);
+    printf(",\"entries\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"ttl\":", s->entries, s->bytes);
+    put_ttl_json(&s->ttl);
+    printf("}");
 }
 
 static int cmd_states(struct ctl *x)
@@ -638,8 +787,13 @@ static int cmd_states(struct ctl *x)
         }
         printf("]}\n");
     } else {
-        for (size_t i = 0; i < n; i++)
-            printf("%s\t%" PRIu64 "\t%" PRIu64 "\n", st[i].name, st[i].entries, st[i].bytes);
+        for (size_t i = 0; i < n; i++) {
+            char d[64];
+            printf("%s\t%" PRIu64 "\t%" PRIu64, st[i].name, st[i].entries, st[i].bytes);
+            if (st[i].ttl.ttl_ms)
+                printf("\tttl %s", fmt_duration((int64_t)st[i].ttl.ttl_ms, d, sizeof(d)));
+            putchar('\n');
+        }
     }
     statesrv_free(st);
     return 0;
@@ -1504,19 +1658,34 @@ static int cmd_checkpoint_dump(struct ctl *x)
 
 static const struct command commands[] = {
     {"ping", cmd_ping, 0, 0, 0, "", "Checks that the server answers.", 0},
-    {"get", cmd_get, 2, 2, OPT_NS | OPT_KEY_GROUP, "STATE KEY [-n NS] [--key-group N]",
+    {"get", cmd_get, 2, 2, OPT_NS | OPT_KEY_GROUP | OPT_TTL,
+     "STATE KEY [-n NS] [--key-group N] [--ttl]",
      "Prints one value: RAW as it is, a COUNTER as a decimal number, a LIST one\n"
      "element per line; each followed by a newline. Exits 1 if the entry does not\n"
-     "exist.",
+     "exist (an expired entry does not). --ttl: first a line \"ttl: 29.5s\" with\n"
+     "what is left of the entry's TTL (none, or expired when the state returns\n"
+     "expired entries); --json: ttl_remaining_ms (null: none).",
      CMD_STATE_KEY},
-    {"put", cmd_put, 3, 3, OPT_NS | OPT_KEY_GROUP, "STATE KEY VALUE [-n NS] [--key-group N]",
-     "Writes a RAW value, replacing any previous one.", CMD_STATE_KEY},
+    {"put", cmd_put, 3, 3, OPT_NS | OPT_KEY_GROUP | OPT_TTL,
+     "STATE KEY VALUE [-n NS] [--key-group N] [--ttl D]",
+     "Writes a RAW value, replacing any previous one. --ttl: the entry expires D\n"
+     "after this write (30s, 500ms, 10m, 2h, 1d), instead of after the state's TTL.",
+     CMD_STATE_KEY},
+    {"ttl", cmd_ttl, 1, 2, OPT_TTL_CFG,
+     "STATE [DURATION] [--update on-create-and-write|on-read-and-write]\n"
+     "    [--visibility never-return-expired|return-expired-if-not-cleaned-up]",
+     "Shows a state's TTL, or sets it: entries expire DURATION (30s, 10m, 2h, 1d)\n"
+     "after they were written (--update on-read-and-write: or read); expired ones\n"
+     "are not returned (--visibility return-expired-if-not-cleaned-up: until they\n"
+     "are cleaned up). 0 or off removes the TTL. The state need not exist yet.\n"
+     "Entries already stored keep the expiry they were written with.",
+     CMD_TEXT_ARGS},
     {"del", cmd_del, 2, 2, OPT_NS | OPT_KEY_GROUP, "STATE KEY [-n NS] [--key-group N]",
      "Deletes one entry. Prints nothing (JSON: {\"found\":BOOL}); exits 1 if the\n"
      "entry did not exist.",
      CMD_STATE_KEY},
-    {"merge", cmd_merge, 3, 3, OPT_NS | OPT_KEY_GROUP | OPT_MERGE,
-     "STATE KEY OPERAND --append|--add [-n NS] [--key-group N]",
+    {"merge", cmd_merge, 3, 3, OPT_NS | OPT_KEY_GROUP | OPT_MERGE | OPT_TTL,
+     "STATE KEY OPERAND --append|--add [-n NS] [--key-group N] [--ttl D]",
      "--append adds OPERAND as one element to a LIST value. --add adds the decimal\n"
      "int64 OPERAND to a COUNTER value and prints the new value. Both create the\n"
      "value when it is absent.",
@@ -1533,7 +1702,9 @@ static const struct command commands[] = {
      "the number of entries deleted.",
      CMD_STATE_KEY},
     {"states", cmd_states, 0, 0, 0, "",
-     "Lists the states: name, entries and bytes, separated by tabs.", 0},
+     "Lists the states: name, entries and bytes, separated by tabs, and \"ttl D\"\n"
+     "for a state with a TTL.",
+     0},
     {"stats", cmd_stats, 0, 0, 0, "",
      "Prints the server's counters, the numbers its /metrics endpoint serves:\n"
      "server-wide figures as \"name: value\" lines (checkpoint_failures,\n"
@@ -1857,6 +2028,24 @@ static int parse_args(struct ctl *x, int argc, char **argv)
             if (m < 0 || parse_u64(v, UINT64_MAX, &x->id))
                 return usage_error(x, "--id needs a checkpoint id (a number)");
             x->has_id = 1;
+        } else if ((allowed & OPT_TTL) && x->cmd->run == cmd_get && strcmp(a, "--ttl") == 0) {
+            x->has_ttl = 1;
+        } else if ((allowed & OPT_TTL) && (m = opt_value(a, "--ttl", argc, argv, &i, &v)) != 0) {
+            if (m < 0 || parse_duration_ms(v, &x->ttl_ms) || x->ttl_ms == 0)
+                return usage_error(x, "--ttl needs a duration (30s, 500ms, 10m, 2h, 1d)");
+            x->has_ttl = 1;
+        } else if ((allowed & OPT_TTL_CFG) &&
+                   (m = opt_value(a, "--update", argc, argv, &i, &v)) != 0) {
+            if (m < 0 || (strcmp(v, "on-create-and-write") && strcmp(v, "on-read-and-write")))
+                return usage_error(x, "--update needs on-create-and-write or on-read-and-write");
+            x->ttl_update = v;
+        } else if ((allowed & OPT_TTL_CFG) &&
+                   (m = opt_value(a, "--visibility", argc, argv, &i, &v)) != 0) {
+            if (m < 0 || (strcmp(v, "never-return-expired") &&
+                          strcmp(v, "return-expired-if-not-cleaned-up")))
+                return usage_error(x, "--visibility needs never-return-expired or "
+                                      "return-expired-if-not-cleaned-up");
+            x->ttl_visibility = v;
         } else if ((allowed & OPT_STATE) &&
                    (m = opt_value(a, "--state", argc, argv, &i, &v)) != 0) {
             if (m < 0)

@@ -973,6 +973,12 @@ int statesrv_ping(statesrv *c)
 
 int statesrv_get(statesrv *c, const statesrv_key *k, statesrv_value *out)
 {
+    return statesrv_get_with_ttl(c, k, out, NULL);
+}
+
+int statesrv_get_with_ttl(statesrv *c, const statesrv_key *k, statesrv_value *out,
+                          int64_t *ttl_remaining_ms)
+{
     if (!c)
         return STATESRV_ERR_USAGE;
     int rc = begin(c, 1);
@@ -983,9 +989,12 @@ int statesrv_get(statesrv *c, const statesrv_key *k, statesrv_value *out)
     Statesrv__V1__Get m;
     Statesrv__V1__Request req = STATESRV__V1__REQUEST__INIT;
     sv_client_build_get(&m, k);
+    m.with_ttl = ttl_remaining_ms != NULL;
     req.op_case = STATESRV__V1__REQUEST__OP_GET;
     req.get = &m;
     rc = roundtrip(c, &req, STATESRV__V1__RESPONSE__RESULT_GET);
+    if (rc == 0 && ttl_remaining_ms)
+        *ttl_remaining_ms = c->resp->get->ttl_remaining_ms;
     if (rc == 0)
         rc = copy_out(c, &c->resp->get->value, (int)c->resp->get->kind, out);
     sv_client_drop_resp(c);
@@ -1076,7 +1085,22 @@ int statesrv_put(statesrv *c, const statesrv_key *k, const void *val, size_t len
     return statesrv_put_kind(c, k, STATESRV_KIND_RAW, val, len);
 }
 
+static int put_kind_ttl(statesrv *c, const statesrv_key *k, int kind, const void *val, size_t len,
+                        uint64_t ttl_ms);
+
 int statesrv_put_kind(statesrv *c, const statesrv_key *k, int kind, const void *val, size_t len)
+{
+    return put_kind_ttl(c, k, kind, val, len, 0);
+}
+
+int statesrv_put_ttl(statesrv *c, const statesrv_key *k, const void *val, size_t len,
+                     uint64_t ttl_ms)
+{
+    return put_kind_ttl(c, k, STATESRV_KIND_RAW, val, len, ttl_ms);
+}
+
+static int put_kind_ttl(statesrv *c, const statesrv_key *k, int kind, const void *val, size_t len,
+                        uint64_t ttl_ms)
 {
     if (!c)
         return STATESRV_ERR_USAGE;
@@ -1088,6 +1112,7 @@ int statesrv_put_kind(statesrv *c, const statesrv_key *k, int kind, const void *
     Statesrv__V1__Put m;
     Statesrv__V1__Request req = STATESRV__V1__REQUEST__INIT;
     sv_client_build_put(&m, k, kind, val, len);
+    m.ttl_ms = ttl_ms;
     req.op_case = STATESRV__V1__REQUEST__OP_PUT;
     req.put = &m;
     rc = roundtrip(c, &req, STATESRV__V1__RESPONSE__RESULT_PUT);
@@ -1116,7 +1141,7 @@ int statesrv_delete(statesrv *c, const statesrv_key *k, int *found)
 
 /* Append and add: one Merge round trip. */
 static int merge(statesrv *c, const statesrv_key *k, Statesrv__V1__MergeOp op, const void *operand,
-                 size_t len, int64_t *counter)
+                 size_t len, uint64_t ttl_ms, int64_t *counter)
 {
     if (!c)
         return STATESRV_ERR_USAGE;
@@ -1128,6 +1153,7 @@ static int merge(statesrv *c, const statesrv_key *k, Statesrv__V1__MergeOp op, c
     Statesrv__V1__Merge m;
     Statesrv__V1__Request req = STATESRV__V1__REQUEST__INIT;
     sv_client_build_merge(&m, k, op, operand, len);
+    m.ttl_ms = ttl_ms;
     req.op_case = STATESRV__V1__REQUEST__OP_MERGE;
     req.merge = &m;
     rc = roundtrip(c, &req, STATESRV__V1__RESPONSE__RESULT_MERGE);
@@ -1139,14 +1165,26 @@ static int merge(statesrv *c, const statesrv_key *k, Statesrv__V1__MergeOp op, c
 
 int statesrv_append(statesrv *c, const statesrv_key *k, const void *elem, size_t len)
 {
-    return merge(c, k, STATESRV__V1__MERGE_OP__APPEND, elem, len, NULL);
+    return merge(c, k, STATESRV__V1__MERGE_OP__APPEND, elem, len, 0, NULL);
+}
+
+int statesrv_append_ttl(statesrv *c, const statesrv_key *k, const void *elem, size_t len,
+                        uint64_t ttl_ms)
+{
+    return merge(c, k, STATESRV__V1__MERGE_OP__APPEND, elem, len, ttl_ms, NULL);
 }
 
 int statesrv_add(statesrv *c, const statesrv_key *k, int64_t delta, int64_t *result)
 {
+    return statesrv_add_ttl(c, k, delta, 0, result);
+}
+
+int statesrv_add_ttl(statesrv *c, const statesrv_key *k, int64_t delta, uint64_t ttl_ms,
+                     int64_t *result)
+{
     uint8_t operand[SV_COUNTER_SIZE];
     sv_i64_put(operand, delta);
-    return merge(c, k, STATESRV__V1__MERGE_OP__ADD_I64, operand, sizeof(operand), result);
+    return merge(c, k, STATESRV__V1__MERGE_OP__ADD_I64, operand, sizeof(operand), ttl_ms, result);
 }
 
 /* A clear of every namespace of k->key, or of the whole state (k NULL). */
@@ -1615,11 +1653,67 @@ void statesrv_scan_close(statesrv_scan *s)
 
 /* --- introspection ------------------------------------------------------ */
 
+static void copy_ttl(statesrv_ttl *d, const Statesrv__V1__TtlConfig *s)
+{
+    memset(d, 0, sizeof(*d));
+    if (!s)
+        return;
+    d->ttl_ms = s->ttl_ms;
+    d->update = (int)s->update;
+    d->visibility = (int)s->visibility;
+}
+
 static void copy_state_info(statesrv_state_info *d, const Statesrv__V1__StateInfo *s)
 {
     copy_str(d->name, sizeof(d->name), s->name);
     d->entries = s->entries;
     d->bytes = s->bytes;
+    copy_ttl(&d->ttl, s->ttl);
+}
+
+/* Sets (ttl not NULL) or reads a state's TTL. */
+static int state_ttl(statesrv *c, const char *state, const statesrv_ttl *set, statesrv_ttl *out)
+{
+    if (!c)
+        return STATESRV_ERR_USAGE;
+    int rc = begin(c, 1);
+    if (rc)
+        return rc;
+    if (!state || !*state)
+        return sv_client_fail(c, STATESRV_ERR_USAGE, "state is NULL or empty");
+    if (set && (set->update < 0 || set->update > 1 || set->visibility < 0 || set->visibility > 1))
+        return sv_client_fail(c, STATESRV_ERR_USAGE, "unknown TTL update type or visibility");
+    Statesrv__V1__StateTtl m = STATESRV__V1__STATE_TTL__INIT;
+    Statesrv__V1__TtlConfig t = STATESRV__V1__TTL_CONFIG__INIT;
+    Statesrv__V1__Request req = STATESRV__V1__REQUEST__INIT;
+    m.state = str_bin(state);
+    if (set) {
+        t.ttl_ms = set->ttl_ms;
+        t.update = (Statesrv__V1__TtlUpdate)set->update;
+        t.visibility = (Statesrv__V1__TtlVisibility)set->visibility;
+        m.ttl = &t;
+    }
+    req.op_case = STATESRV__V1__REQUEST__OP_STATE_TTL;
+    req.state_ttl = &m;
+    rc = roundtrip(c, &req, STATESRV__V1__RESPONSE__RESULT_STATE_TTL);
+    if (rc == 0 && out)
+        copy_ttl(out, c->resp->state_ttl->ttl);
+    sv_client_drop_resp(c);
+    return rc;
+}
+
+int statesrv_set_state_ttl(statesrv *c, const char *state, const statesrv_ttl *ttl)
+{
+    if (c && !ttl)
+        return sv_client_fail(c, STATESRV_ERR_USAGE, "ttl is NULL");
+    return state_ttl(c, state, ttl, NULL);
+}
+
+int statesrv_get_state_ttl(statesrv *c, const char *state, statesrv_ttl *out)
+{
+    if (c && !out)
+        return sv_client_fail(c, STATESRV_ERR_USAGE, "out is NULL");
+    return state_ttl(c, state, NULL, out);
 }
 
 static int copy_states(statesrv *c, Statesrv__V1__StateInfo *const *src, size_t n,

@@ -183,6 +183,23 @@ STATESRV_API const char *statesrv_strerror(int code);
  */
 STATESRV_API const char *statesrv_errmsg(const statesrv *c);
 
+/** @brief TTL update types and visibilities (Flink's StateTtlConfig). */
+enum {
+    STATESRV_TTL_ON_CREATE_AND_WRITE = 0, /**< writes set an entry's expiry */
+    STATESRV_TTL_ON_READ_AND_WRITE = 1,   /**< reads refresh it too */
+};
+enum {
+    STATESRV_TTL_NEVER_RETURN_EXPIRED = 0,
+    STATESRV_TTL_RETURN_EXPIRED_IF_NOT_CLEANED_UP = 1,
+};
+
+/** @brief A state's TTL setting; ttl_ms 0: none. */
+typedef struct statesrv_ttl {
+    uint64_t ttl_ms;
+    int update;     /**< STATESRV_TTL_ON_CREATE_AND_WRITE or _ON_READ_AND_WRITE */
+    int visibility; /**< STATESRV_TTL_NEVER_RETURN_EXPIRED or _RETURN_EXPIRED_IF_NOT_CLEANED_UP */
+} statesrv_ttl;
+
 /* --- single operations (send, wait for the reply) ----------------------- */
 
 /** @brief Round trip. @return STATESRV_OK or an error. */
@@ -213,6 +230,37 @@ STATESRV_API int statesrv_put(statesrv *c, const statesrv_key *k, const void *va
  */
 STATESRV_API int statesrv_put_kind(statesrv *c, const statesrv_key *k, int kind, const void *val,
                                    size_t len);
+
+/**
+ * @brief TTL of one write: like statesrv_put(), statesrv_append() and
+ *        statesrv_add(), with the entry's TTL in ms (0: the state's TTL, if
+ *        it has one). The entry expires ttl_ms after the write by the
+ *        server's clock; every write sets its expiry anew.
+ */
+STATESRV_API int statesrv_put_ttl(statesrv *c, const statesrv_key *k, const void *val, size_t len,
+                                  uint64_t ttl_ms);
+STATESRV_API int statesrv_append_ttl(statesrv *c, const statesrv_key *k, const void *elem,
+                                     size_t len, uint64_t ttl_ms);
+STATESRV_API int statesrv_add_ttl(statesrv *c, const statesrv_key *k, int64_t delta,
+                                  uint64_t ttl_ms, int64_t *result);
+
+/**
+ * @brief Like statesrv_get(), and what is left of the entry's TTL.
+ * @param ttl_remaining_ms receives the ms left; -1 when the entry has no
+ *        expiry; 0 when it has expired (returned only under
+ *        STATESRV_TTL_RETURN_EXPIRED_IF_NOT_CLEANED_UP).
+ */
+STATESRV_API int statesrv_get_with_ttl(statesrv *c, const statesrv_key *k, statesrv_value *out,
+                                       int64_t *ttl_remaining_ms);
+
+/**
+ * @brief Sets a state's TTL (ttl->ttl_ms 0 removes it). The state need not
+ *        exist; the setting is kept by the server and its checkpoints. New
+ *        writes follow it; entries already stored keep their expiry.
+ */
+STATESRV_API int statesrv_set_state_ttl(statesrv *c, const char *state, const statesrv_ttl *ttl);
+/** @brief Reads a state's TTL setting into *out (ttl_ms 0: none). */
+STATESRV_API int statesrv_get_state_ttl(statesrv *c, const char *state, statesrv_ttl *out);
 
 /**
  * @brief Deletes one entry. Deleting a missing entry succeeds.
@@ -346,6 +394,7 @@ typedef struct statesrv_state_info {
     char name[65];
     uint64_t entries;
     uint64_t bytes;
+    statesrv_ttl ttl; /**< the state's TTL setting (ttl_ms 0: none) */
 } statesrv_state_info;
 
 /**

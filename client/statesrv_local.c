@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #define LOCAL_PATH_MAX 4096
@@ -61,6 +62,7 @@ struct statesrv_local_scan {
     uint8_t lo[LOCAL_SKEY_MAX];
     size_t lolen;
     statesrv_entry e;
+    char state[SV_STATE_NAME_MAX + 1];
 };
 
 static int lfail(statesrv_local *l, int code, const char *fmt, ...)
@@ -305,9 +307,30 @@ static int resolve(statesrv_local *l, const statesrv_key *k, int with_ns, uint8_
     return 0;
 }
 
+/* Whether an entry with this expiry is absent to reads, as the server has
+ * it (docs/protocol.md, "State TTL"): expired by the clock, and its state
+ * does not return expired entries (the setting is in the store's $ttl:
+ * state name -> ttl_ms u64 BE, update u8, visibility u8). Local reads never
+ * refresh an expiry (ON_READ_AND_WRITE needs a write: the server's). In the
+ * renewed transaction. */
+static int hidden_expired(statesrv_local *l, const char *state, uint64_t expiry_ms)
+{
+    if (!expiry_ms)
+        return 0;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    if (expiry_ms > (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000)
+        return 0;
+    MDB_dbi dbi;
+    MDB_val k = {strlen(state), (void *)state}, v;
+    if (mdb_dbi_open(l->txn, "$ttl", 0, &dbi) || mdb_get(l->txn, dbi, &k, &v) || v.mv_size < 10)
+        return 1; /* no setting: never returned */
+    return ((const uint8_t *)v.mv_data)[9] == 0;
+}
+
 /* Reads one stored key in the renewed transaction into out (a copy). */
-static int read_one(statesrv_local *l, MDB_dbi dbi, const uint8_t *skey, size_t sklen,
-                    statesrv_value *out)
+static int read_one(statesrv_local *l, const char *state, MDB_dbi dbi, const uint8_t *skey,
+                    size_t sklen, statesrv_value *out)
 {
     MDB_val key = {sklen, (void *)skey}, v;
     int rc = mdb_get(l->txn, dbi, &key, &v);
@@ -318,6 +341,8 @@ static int read_one(statesrv_local *l, MDB_dbi dbi, const uint8_t *skey, size_t 
     struct sv_value sv;
     if (sv_value_parse(v.mv_data, v.mv_size, &sv))
         return lfail(l, STATESRV_INTERNAL, "corrupt stored value");
+    if (hidden_expired(l, state, sv.expiry_ms))
+        return STATESRV_NOT_FOUND;
     void *p = NULL;
     if (sv.len && !(p = malloc(sv.len)))
         return lfail(l, STATESRV_ERR_NOMEM, "out of memory copying %zu bytes", sv.len);
@@ -344,7 +369,7 @@ int statesrv_local_get(statesrv_local *l, const statesrv_key *k, statesrv_value 
         return rc == STATESRV_NOT_FOUND ? lfail(l, rc, "not found") : rc;
     if ((rc = renew(l)))
         return rc;
-    rc = read_one(l, dbi, skey, sklen, out);
+    rc = read_one(l, k->state, dbi, skey, sklen, out);
     mdb_txn_reset(l->txn);
     if (rc == 0)
         l->errmsg[0] = '\0';
@@ -386,7 +411,7 @@ int statesrv_local_multi_get(statesrv_local *l, const statesrv_key *keys, size_t
             if (absent[i])
                 continue;
             resolve(l, &keys[i], 1, skey, &sklen, &plen);
-            rc = read_one(l, dbis[i], skey, sklen, &out[i]);
+            rc = read_one(l, keys[i].state, dbis[i], skey, sklen, &out[i]);
             if (rc == STATESRV_NOT_FOUND)
                 rc = 0;
         }
@@ -433,6 +458,7 @@ int statesrv_local_scan_open(statesrv_local *l, const statesrv_scan_options *o,
         free(s);
         return lfail(l, STATESRV_INVALID_ARGUMENT, "state name '%.64s' is invalid", o->state);
     }
+    memcpy(s->state, o->state, strlen(o->state) + 1);
     if (o->mode == STATESRV_SCAN_KEY) {
         statesrv_key k = {.state = o->state,
                           .key = o->key,
@@ -489,24 +515,28 @@ int statesrv_local_scan_next(statesrv_local_scan *s, const statesrv_entry **e)
     statesrv_local *l = s->l;
     MDB_val k = {s->lolen, s->lo}, v;
     int rc;
-    if (!s->started) {
-        s->started = 1;
-        rc = s->lolen ? mdb_cursor_get(s->cur, &k, &v, MDB_SET_RANGE)
-                      : mdb_cursor_get(s->cur, &k, &v, MDB_FIRST);
-    } else {
-        rc = mdb_cursor_get(s->cur, &k, &v, MDB_NEXT);
-    }
-    if (rc == MDB_NOTFOUND ||
-        (rc == 0 && s->hilen && sv_skey_cmp(k.mv_data, k.mv_size, s->hi, s->hilen) >= 0)) {
-        s->done = 1;
-        return STATESRV_OK;
-    }
-    if (rc)
-        return lfail(l, STATESRV_ERR_IO, "scan: %s", mdb_strerror(rc));
     struct sv_skey sk;
     struct sv_value sv;
-    if (sv_skey_decode(k.mv_data, k.mv_size, &sk) || sv_value_parse(v.mv_data, v.mv_size, &sv))
-        return lfail(l, STATESRV_INTERNAL, "corrupt stored entry");
+    for (;;) { /* expired entries are skipped, as the server's scan does */
+        if (!s->started) {
+            s->started = 1;
+            rc = s->lolen ? mdb_cursor_get(s->cur, &k, &v, MDB_SET_RANGE)
+                          : mdb_cursor_get(s->cur, &k, &v, MDB_FIRST);
+        } else {
+            rc = mdb_cursor_get(s->cur, &k, &v, MDB_NEXT);
+        }
+        if (rc == MDB_NOTFOUND ||
+            (rc == 0 && s->hilen && sv_skey_cmp(k.mv_data, k.mv_size, s->hi, s->hilen) >= 0)) {
+            s->done = 1;
+            return STATESRV_OK;
+        }
+        if (rc)
+            return lfail(l, STATESRV_ERR_IO, "scan: %s", mdb_strerror(rc));
+        if (sv_skey_decode(k.mv_data, k.mv_size, &sk) || sv_value_parse(v.mv_data, v.mv_size, &sv))
+            return lfail(l, STATESRV_INTERNAL, "corrupt stored entry");
+        if (!hidden_expired(l, s->state, sv.expiry_ms))
+            break;
+    }
     s->e.key = sk.key;
     s->e.key_len = sk.key_len;
     s->e.ns = sk.ns;

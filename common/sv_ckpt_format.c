@@ -116,6 +116,9 @@ static void state_to_pb(const struct sv_ckpt_state *s, Statesrv__V1__CheckpointS
     info->blocks = s->blocks;
     info->reset = s->reset != 0;
     info->tombstones = s->tombstones;
+    info->ttl_ms = s->ttl_ms;
+    info->ttl_update = s->ttl_update;
+    info->ttl_visibility = s->ttl_visibility;
 }
 
 /* Protobuf views of states[0..n): infos and the pointer array, in one
@@ -247,6 +250,12 @@ static int decode_states(Statesrv__V1__CheckpointStateInfo *const *in, size_t n,
         s->entries = si->entries;
         if (add_u64(&sums[0], s->entries))
             return fail(SV_ECORRUPT, why, whylen, "MANIFEST: %sstate totals overflow", what);
+        if (si->ttl_update > 1 || si->ttl_visibility > 1 || si->ttl_ms > 3155760000000ull)
+            return fail(SV_ECORRUPT, why, whylen, "MANIFEST: %sstate %zu (%s): a bad TTL setting",
+                        what, i, s->name);
+        s->ttl_ms = si->ttl_ms;
+        s->ttl_update = si->ttl_update;
+        s->ttl_visibility = si->ttl_visibility;
         if (live)
             continue;
         s->raw_bytes = si->raw_bytes;

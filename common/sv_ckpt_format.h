@@ -65,6 +65,11 @@ struct sv_ckpt_state {
      * with an empty value (deletions since the previous link). */
     int reset;
     uint64_t tombstones;
+    /* In a MANIFEST's states: the state's TTL setting at the cut (ttl_ms 0:
+     * none; update and visibility as the protocol's TtlUpdate and
+     * TtlVisibility, 0 or 1). */
+    uint64_t ttl_ms;
+    uint32_t ttl_update, ttl_visibility;
 };
 
 /* Version 2: one data file of a chain. file is "chk-<checkpoint_id>/data",

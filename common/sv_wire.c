@@ -304,7 +304,7 @@ static int result_body_size(const Statesrv__V1__Response *r, size_t *size)
     case STATESRV__V1__RESPONSE__RESULT_PUT:
         break;
     case STATESRV__V1__RESPONSE__RESULT_GET:
-        if ((int)r->get->kind < 0)
+        if ((int)r->get->kind < 0 || r->get->ttl_remaining_ms)
             return -1;
         if (r->get->value.len)
             n += 1 + varint_size(r->get->value.len) + r->get->value.len;

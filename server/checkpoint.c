@@ -68,6 +68,10 @@ struct job {
     int has_range; /* first..last were asked for; else they are the sources' */
     struct sv_store_builder *builder;
     uint64_t restored_entries;
+    uint64_t restored_expired; /* entries expired since their checkpoint: dropped */
+    uint64_t *expired;         /* snapshot: per state, expired entries left out */
+    struct sv_buf gone;        /* their keys (sv_store_expire_keys) */
+    int gone_full;             /* not all of them fit: the next checkpoint is full */
     uint32_t restored_states;
 };
 
@@ -122,6 +126,8 @@ static void job_free(struct job *j)
         free(j->sources[i]);
     if (j->has_manifest)
         sv_ckpt_manifest_free(&j->manifest);
+    free(j->expired);
+    sv_buf_free(&j->gone);
     free(j);
 }
 
@@ -563,11 +569,45 @@ struct snap_ctx {
     struct job *j;
     struct sv_ckpt_writer *w;
     uint64_t n;
+    int incremental; /* the file is incremental: expired entries are tombstones */
+    uint64_t expired;
+    const char *state;   /* the state being read */
+    struct sv_buf *gone; /* the expired entries left out, for sv_store_expire_keys */
+    int *gone_full;      /* some did not fit in gone */
 };
+
+#define GONE_MAX (4u << 20) /* bytes of keys of expired entries a checkpoint deletes after */
 
 static int snap_add(void *ud, const uint8_t *skey, size_t sklen, const uint8_t *value, size_t vlen)
 {
     struct snap_ctx *x = ud;
+    /* Clean-up in checkpoints: an expired entry is never written; in an
+     * incremental file it is a tombstone (an older link may hold it
+     * unexpired). Checked against the clock when read. */
+    struct sv_value v;
+    if (vlen && sv_value_parse(value, vlen, &v) == 0 && v.expiry_ms &&
+        v.expiry_ms <= sv_store_now_ms()) {
+        x->expired++;
+        /* The store deletes it once the checkpoint is written, so that no
+         * later increment counts an entry no link holds. */
+        size_t nl = strlen(x->state);
+        if (x->gone->len + 1 + nl + 2 + sklen > GONE_MAX || sklen > UINT16_MAX) {
+            *x->gone_full = 1;
+        } else {
+            uint8_t hdr[1 + SV_STATE_NAME_MAX + 2];
+            hdr[0] = (uint8_t)nl;
+            memcpy(hdr + 1, x->state, nl);
+            sv_be16_put(hdr + 1 + nl, (uint16_t)sklen);
+            int arc = sv_buf_append(x->gone, hdr, 1 + nl + 2);
+            if (!arc)
+                arc = sv_buf_append(x->gone, skey, sklen);
+            if (arc)
+                *x->gone_full = 1;
+        }
+        if (!x->incremental)
+            return 0;
+        vlen = 0;
+    }
     int rc = sv_ckpt_writer_add(x->w, skey, sklen, value, vlen);
     if (rc)
         return rc;
@@ -707,8 +747,18 @@ static int build_manifest(struct job *j, const struct sv_ckpt_writer_options *o,
     m->n_states = own->n_states;
     for (size_t i = 0; i < own->n_states; i++) {
         memcpy(m->states[i].name, own->states[i].name, sizeof(m->states[i].name));
-        m->states[i].entries = sv_store_snapshot_entries(j->snap, i);
+        /* What a restore of the chain finds: the store's entries at the cut
+         * less those that had expired, left out or made tombstones (see
+         * snap_add; an unchanged one expired since the base is still in the
+         * base, and counted). */
+        uint64_t at_cut = sv_store_snapshot_entries(j->snap, i), gone = j->expired[i];
+        m->states[i].entries = at_cut > gone ? at_cut - gone : 0;
         m->entries += m->states[i].entries;
+        struct sv_ttl t;
+        sv_store_snapshot_ttl(j->snap, i, &t);
+        m->states[i].ttl_ms = t.ttl_ms;
+        m->states[i].ttl_update = t.update;
+        m->states[i].ttl_visibility = t.visibility;
     }
     m->data_bytes = m->added_bytes = own->data_bytes;
     m->data_xxh3 = own->data_xxh3;
@@ -761,14 +811,24 @@ static void snapshot_run(struct job *j)
         .format_version = SV_CKPT_FORMAT_V2,
         .incremental = have_prev,
     };
-    struct snap_ctx x = {.j = j};
+    struct snap_ctx x = {
+        .j = j, .incremental = have_prev, .gone = &j->gone, .gone_full = &j->gone_full};
     if ((rc = sv_ckpt_writer_open(j->tmpdir, &o, &x.w, err, sizeof(err)))) {
         job_fail(j, rc, "%s", err);
         goto out;
     }
     size_t n = sv_store_snapshot_nstates(j->snap);
+    if (!(j->expired = calloc(n ? n : 1, sizeof(*j->expired)))) {
+        sv_store_snapshot_release(j->snap);
+        j->snap = NULL;
+        sv_ckpt_writer_abort(x.w);
+        job_fail(j, -ENOMEM, "out of memory");
+        goto out;
+    }
     for (size_t i = 0; i < n && !rc; i++) {
         int reset = 0;
+        x.expired = 0;
+        x.state = sv_store_snapshot_state(j->snap, i);
         if ((rc = sv_ckpt_writer_state(x.w, sv_store_snapshot_state(j->snap, i))))
             break;
         if (have_prev && (rc = sv_store_snapshot_reset(j->snap, i, &reset)) == 0 && reset)
@@ -779,6 +839,7 @@ static void snapshot_run(struct job *j)
             rc = sv_store_snapshot_scan_changes(j->snap, i, snap_add, &x);
         else
             rc = sv_store_snapshot_scan(j->snap, i, snap_add, &x);
+        j->expired[i] = x.expired;
     }
     /* Every entry is in the writer; the rest (the last block, fsync) needs
      * no store, but the manifest needs the entry counts at the cut. */
@@ -965,13 +1026,45 @@ static int check_entry(const struct job *j, uint32_t kg_lo, uint32_t kg_hi, cons
     return SV_EINVAL;
 }
 
-static int load_state(struct job *j, struct restore_src *src, const char *name,
+/* The TTL setting of state name in the sources: the first that has one
+ * (sources of one job agree; a difference is logged). */
+static void source_ttl(const struct job *j, const struct restore_src *src, size_t nsrc,
+                       const char *name, struct sv_ttl *out)
+{
+    memset(out, 0, sizeof(*out));
+    for (size_t s = 0; s < nsrc; s++) {
+        const struct sv_ckpt_manifest *m = sv_ckpt_chain_manifest(src[s].c);
+        long idx = find_state(m, name);
+        if (idx < 0 || !m->states[idx].ttl_ms)
+            continue;
+        const struct sv_ckpt_state *st = &m->states[idx];
+        if (!out->ttl_ms) {
+            out->ttl_ms = st->ttl_ms;
+            out->update = st->ttl_update ? SV_TTL_ON_READ_AND_WRITE : SV_TTL_ON_CREATE_AND_WRITE;
+            out->visibility = st->ttl_visibility ? SV_TTL_RETURN_EXPIRED_IF_NOT_CLEANED_UP
+                                                 : SV_TTL_NEVER_RETURN_EXPIRED;
+        } else if (st->ttl_ms != out->ttl_ms) {
+            sv_warn("restore: state '%s' has a TTL of %" PRIu64 " ms in %s and %" PRIu64
+                    " ms in an earlier source; the first is kept",
+                    name, st->ttl_ms, src[s].path, out->ttl_ms);
+        }
+    }
+    (void)j;
+}
+
+static int load_state(struct job *j, struct restore_src *src, size_t nsrc, const char *name,
                       const uint16_t *owner)
 {
     struct sv_checkpoints *ck = j->ck;
     int rc = sv_store_builder_state(j->builder, name);
     if (rc)
         return job_fail(j, rc, "restore: cannot create state '%s': %s", name, sv_strerror(rc));
+    struct sv_ttl ttl;
+    source_ttl(j, src, nsrc, name, &ttl);
+    if ((rc = sv_store_builder_ttl(j->builder, name, &ttl)))
+        return job_fail(j, rc, "restore: cannot record the TTL of state '%s': %s", name,
+                        sv_strerror(rc));
+    uint64_t now = sv_store_now_ms();
     size_t span = (size_t)j->last - j->first + 1;
     for (size_t i = 0; i < span;) {
         if (!owner[i]) {
@@ -994,6 +1087,11 @@ static int load_state(struct job *j, struct restore_src *src, const char *name,
             if ((rc = check_entry(j, j->first + (uint32_t)i, j->first + (uint32_t)k, sk, skl, v, vl,
                                   why, sizeof(why))))
                 break;
+            struct sv_value val;
+            if (sv_value_parse(v, vl, &val) == 0 && val.expiry_ms && val.expiry_ms <= now) {
+                j->restored_expired++; /* expired since the checkpoint: dropped */
+                continue;
+            }
             if ((rc = sv_store_builder_put(j->builder, sk, skl, v, vl)))
                 break;
             j->restored_entries++;
@@ -1205,8 +1303,17 @@ static void restore_work(uv_work_t *w)
         uint64_t n;
         if (plan_state(j, src, nsrc, names[i], owner, &n))
             goto out;
-        if (n && load_state(j, src, names[i], owner))
+        if (n && load_state(j, src, nsrc, names[i], owner))
             goto out;
+        if (!n) { /* no entries in the range: its TTL setting still holds */
+            struct sv_ttl ttl;
+            source_ttl(j, src, nsrc, names[i], &ttl);
+            if ((rc = sv_store_builder_ttl(j->builder, names[i], &ttl))) {
+                job_fail(j, rc, "restore: cannot record the TTL of state '%s': %s", names[i],
+                         sv_strerror(rc));
+                goto out;
+            }
+        }
     }
     if ((rc = sv_store_builder_finish(j->builder, err, sizeof(err))))
         job_fail(j, rc, "%s", err);
@@ -1273,6 +1380,22 @@ static void job_done(uv_work_t *w, int status)
             sv_warn("checkpoint %" PRIu64 ": cannot clear the changes it holds (%s); the next "
                     "checkpoint builds on the one before it",
                     j->id, sv_strerror(crc));
+        /* Clean-up in checkpoints: what it left out as expired leaves the
+         * store too; if not all of it can, the next checkpoint is full (an
+         * increment's counts assume those entries gone). */
+        uint64_t deleted = 0;
+        crc = j->gone_full ? 0
+                           : sv_store_expire_keys(srv->store, j->gone.data, j->gone.len, &deleted);
+        if (deleted)
+            sv_info("checkpoint %" PRIu64 ": %" PRIu64 " expired entries it left out deleted",
+                    j->id, deleted);
+        if (j->gone_full || crc) {
+            sv_info("checkpoint %" PRIu64 ": %s; the next checkpoint is full", j->id,
+                    crc ? sv_strerror(crc) : "too many expired entries to delete after it");
+            if ((crc = sv_store_changes_forget(srv->store)))
+                sv_warn("checkpoint %" PRIu64 ": cannot forget the base: %s", j->id,
+                        sv_strerror(crc));
+        }
         ck->completed++;
         ck->last_id = j->id;
         ck->last_bytes = j->manifest.data_bytes;
@@ -1300,8 +1423,9 @@ static void job_done(uv_work_t *w, int status)
         ck->restores++;
         ck->last_restore_ms = j->duration_ms;
         sv_info("restore complete: %" PRIu64 " entries in %u state(s), key groups %u-%u, %" PRIu64
-                " ms",
-                j->restored_entries, j->restored_states, j->first, j->last, j->duration_ms);
+                " ms; %" PRIu64 " entries expired since their checkpoint were dropped",
+                j->restored_entries, j->restored_states, j->first, j->last, j->duration_ms,
+                j->restored_expired);
         Statesrv__V1__RestoreResult r = STATESRV__V1__RESTORE_RESULT__INIT;
         r.entries = j->restored_entries;
         r.states = j->restored_states;

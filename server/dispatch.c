@@ -239,6 +239,12 @@ static int op_get(struct ctx *x, const Statesrv__V1__Request *req, Statesrv__V1_
     r->value.data = (uint8_t *)v.data;
     r->value.len = v.len;
     r->kind = (Statesrv__V1__ValueKind)v.kind;
+    if (g->with_ttl) {
+        uint64_t now = sv_store_now_ms();
+        r->ttl_remaining_ms = !v.expiry_ms        ? -1
+                              : v.expiry_ms > now ? (int64_t)(v.expiry_ms - now)
+                                                  : 0;
+    }
     resp->result_case = STATESRV__V1__RESPONSE__RESULT_GET;
     resp->get = r;
     return 0;
@@ -316,8 +322,11 @@ static int do_put(struct ctx *x, const Statesrv__V1__Put *p)
                         : "a LIST value must be elements framed as varint(length) || bytes "
                           "(%zu bytes do not parse)",
                     p->value.len);
-    rc = sv_store_put(x->store, a.state, a.slen, a.skey, a.sklen, (enum sv_value_kind)p->kind,
-                      p->value.data, p->value.len);
+    if (p->ttl_ms > SV_TTL_MAX_MS)
+        return fail(x, SV_EINVAL, "ttl_ms %llu is more than a century",
+                    (unsigned long long)p->ttl_ms);
+    rc = sv_store_put_ttl(x->store, a.state, a.slen, a.skey, a.sklen, (enum sv_value_kind)p->kind,
+                          p->value.data, p->value.len, p->ttl_ms);
     return rc ? store_fail(x, rc, &a) : 0;
 }
 
@@ -353,9 +362,12 @@ static int do_merge(struct ctx *x, const Statesrv__V1__Merge *m, int64_t *counte
     if (m->operand.len > x->cfg->max_value_size)
         return fail(x, SV_ETOOLARGE, "operand is %zu bytes; max_value_size is %u", m->operand.len,
                     x->cfg->max_value_size);
+    if (m->ttl_ms > SV_TTL_MAX_MS)
+        return fail(x, SV_EINVAL, "ttl_ms %llu is more than a century",
+                    (unsigned long long)m->ttl_ms);
     x->msg[0] = '\0';
-    rc = sv_store_merge(x->store, a.state, a.slen, a.skey, a.sklen, op, m->operand.data,
-                        m->operand.len, counter, size, x->msg, sizeof(x->msg));
+    rc = sv_store_merge_ttl(x->store, a.state, a.slen, a.skey, a.sklen, op, m->operand.data,
+                            m->operand.len, m->ttl_ms, counter, size, x->msg, sizeof(x->msg));
     if (rc && !x->msg[0])
         return store_fail(x, rc, &a);
     return rc;
@@ -670,6 +682,49 @@ static int op_list_states(struct ctx *x, const Statesrv__V1__Request *req,
     return 0;
 }
 
+/* Sets (ttl present) or reads a state's TTL setting. */
+static int op_state_ttl(struct ctx *x, const Statesrv__V1__Request *req,
+                        Statesrv__V1__Response *resp)
+{
+    const Statesrv__V1__StateTtl *q = req->state_ttl;
+    char name[SV_STATE_NAME_MAX + 1];
+    int rc = check_state(x, q->state, name);
+    if (rc)
+        return rc;
+    size_t nl = strlen(name);
+    if (q->ttl) {
+        const Statesrv__V1__TtlConfig *c = q->ttl;
+        if (c->ttl_ms > SV_TTL_MAX_MS)
+            return fail(x, SV_EINVAL, "ttl_ms %llu is more than a century",
+                        (unsigned long long)c->ttl_ms);
+        if ((unsigned)c->update > 1 || (unsigned)c->visibility > 1)
+            return fail(x, SV_EINVAL, "unknown TTL update type %d or visibility %d", (int)c->update,
+                        (int)c->visibility);
+        struct sv_ttl t = {c->ttl_ms, (enum sv_ttl_update)c->update,
+                           (enum sv_ttl_visibility)c->visibility};
+        if ((rc = sv_store_set_ttl(x->store, name, nl, &t)) == SV_ETOOLARGE)
+            return fail(x, rc, "more TTL settings than max_states (%u)", x->cfg->max_states);
+        if (rc)
+            return store_fail(x, rc, NULL);
+    }
+    Statesrv__V1__StateTtlResult *r = arena(x, sizeof(*r));
+    Statesrv__V1__TtlConfig *c = arena(x, sizeof(*c));
+    if (!r || !c)
+        return -ENOMEM;
+    statesrv__v1__state_ttl_result__init(r);
+    struct sv_ttl t;
+    if (sv_store_get_ttl(x->store, name, nl, &t)) {
+        statesrv__v1__ttl_config__init(c);
+        c->ttl_ms = t.ttl_ms;
+        c->update = (Statesrv__V1__TtlUpdate)t.update;
+        c->visibility = (Statesrv__V1__TtlVisibility)t.visibility;
+        r->ttl = c;
+    }
+    resp->result_case = STATESRV__V1__RESPONSE__RESULT_STATE_TTL;
+    resp->state_ttl = r;
+    return 0;
+}
+
 static int op_stats(struct ctx *x, const Statesrv__V1__Request *req, Statesrv__V1__Response *resp)
 {
     (void)req;
@@ -785,6 +840,7 @@ static const struct op ops[SV_OP_SLOTS] = {
     [STATESRV__V1__REQUEST__OP_LIST_CHECKPOINTS] = {"list_checkpoints", op_list_checkpoints, 0},
     [STATESRV__V1__REQUEST__OP_DELETE_CHECKPOINT] = {"delete_checkpoint", op_delete_checkpoint, 0},
     [STATESRV__V1__REQUEST__OP_RESTORE] = {"restore", op_restore, OP_JOB},
+    [STATESRV__V1__REQUEST__OP_STATE_TTL] = {"state_ttl", op_state_ttl, OP_WRITES},
 };
 
 static const struct op *op_of(unsigned slot)

@@ -115,6 +115,16 @@ static int collect_state(void *ud, const struct sv_state_stat *st)
     si->name = strcpy(name, st->name);
     si->entries = st->entries;
     si->bytes = st->bytes;
+    if (st->ttl.ttl_ms) {
+        Statesrv__V1__TtlConfig *c = l->alloc->alloc(l->alloc->allocator_data, sizeof(*c));
+        if (!c)
+            return -ENOMEM;
+        statesrv__v1__ttl_config__init(c);
+        c->ttl_ms = st->ttl.ttl_ms;
+        c->update = (Statesrv__V1__TtlUpdate)st->ttl.update;
+        c->visibility = (Statesrv__V1__TtlVisibility)st->ttl.visibility;
+        si->ttl = c;
+    }
     l->items[l->n++] = si;
     return 0;
 }

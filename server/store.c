@@ -45,6 +45,7 @@
 #define CHG_REC_MAX (2 + SV_STATE_NAME_MAX + 1 + 511) /* a record, with LMDB's key limit */
 #define CHG_CACHE_SLOTS 4096 /* 256 KiB: the hot keys a log need not hold twice */
 #define CHG_MAX_DEFAULT (256ull << 20)
+#define TTL_DB "$ttl" /* state name -> TTL setting (see "TTL") */
 #define STORE_FORMAT 1u
 #define SV_STORE_PATH_MAX 4200
 #define PATH_BUF (SV_STORE_PATH_MAX + 300) /* a path under dir */
@@ -147,6 +148,21 @@ struct store_chg {
     struct sv_keycache logged; /* keys with a record in the log since the cut */
 };
 
+/* State TTL settings (see "TTL"): what $ttl holds, as the group transaction
+ * sees it. */
+struct ttl_entry {
+    char name[SV_STATE_NAME_MAX + 1];
+    uint8_t len;
+    struct sv_ttl t;
+};
+
+struct store_ttl {
+    MDB_dbi dbi;
+    struct ttl_entry *e;
+    size_t n, cap; /* cap: max_states */
+    int dirty;     /* changed in the open transaction */
+};
+
 /* The store, grouped by lifetime: the environment (open to close), the
  * group transaction, the space accounting of a transaction, the snapshot,
  * change tracking. */
@@ -188,6 +204,8 @@ struct sv_store {
     /* Change tracking (see "changes"): on while a checkpoint's cut is the
      * base to track from, or a snapshot runs that will be. */
     struct store_chg chg;
+    struct store_ttl ttl;     /* see "TTL" */
+    uint64_t expired_on_read; /* entries a read found expired and deleted */
 
     struct store_acct acct;
     struct store_snap snap;
@@ -388,6 +406,8 @@ static int put_kg_range(MDB_txn *txn, MDB_dbi meta, uint32_t first, uint32_t las
 }
 
 static int changes_open(struct sv_store *s, MDB_txn *txn);
+static int ttl_open(struct sv_store *s, MDB_txn *txn);
+static void ttl_reload(struct sv_store *s, MDB_txn *txn);
 static int changes_flush(struct sv_store *s, uint64_t *chunks, int *overflow);
 static void changes_committed(struct sv_store *s, int ok, uint64_t chunks, int overflow);
 
@@ -461,7 +481,7 @@ static int meta_init(struct sv_store *s, const struct sv_store_options *o, char 
     }
 
     /* The change log, and what it is relative to. */
-    if ((rc = changes_open(s, txn)))
+    if ((rc = changes_open(s, txn)) || (rc = ttl_open(s, txn)))
         goto fail;
 
     /* Open every existing state, so the table knows how many there are. */
@@ -640,9 +660,10 @@ static int env_open(struct sv_store *s, char *err, size_t errlen)
         s->env = NULL;
         return map_err(rc);
     }
-    /* $meta, max_states states, and one spare: LMDB needs a free handle slot
-     * even to find out that a name does not exist (else MDB_DBS_FULL). */
-    mdb_env_set_maxdbs(s->env, o->max_states + 3);
+    /* $meta, $changelog, $ttl, max_states states, and one spare: LMDB needs
+     * a free handle slot even to find out that a name does not exist (else
+     * MDB_DBS_FULL). */
+    mdb_env_set_maxdbs(s->env, o->max_states + 4);
     mdb_env_set_mapsize(s->env, s->map_size ? s->map_size : o->map_size);
     unsigned flags = MDB_NOTLS | MDB_NORDAHEAD;
     if (!o->sync_always)
@@ -854,6 +875,7 @@ void sv_store_close(struct sv_store *s)
     sv_buf_free(&s->chg.pending);
     sv_buf_free(&s->chg.hashes);
     sv_keycache_free(&s->chg.logged);
+    free(s->ttl.e);
     free(s->slots);
     free(s->snap.idx);
     pthread_mutex_destroy(&s->snap.mu);
@@ -1337,6 +1359,9 @@ int sv_store_commit(struct sv_store *s)
     rc = mdb_txn_commit(s->txn);
     s->txn = NULL;
     changes_committed(s, rc == 0, chunks, overflow);
+    if (rc)
+        ttl_reload(s, NULL);
+    s->ttl.dirty = 0;
     if (rc) {
         /* The transaction is freed either way; its new handles are gone. */
         slots_end_level(s, 1, 0);
@@ -1391,6 +1416,7 @@ void sv_store_abort(struct sv_store *s)
     }
     slots_end_level(s, 1, 0);
     s->txn_error = 0;
+    ttl_reload(s, NULL);
     if (s->dropped_in_txn) {
         s->dropped_in_txn = 0;
         reload_states(s);
@@ -1454,6 +1480,7 @@ void sv_store_rollback(struct sv_store *s)
         mdb_txn_abort(s->child);
         s->child = NULL;
         slots_end_level(s, 2, 0);
+        ttl_reload(s, s->txn);
         return;
     }
     s->acct.init = 0; /* a new transaction below */
@@ -1465,6 +1492,7 @@ void sv_store_rollback(struct sv_store *s)
     s->txn = NULL;
     slots_end_level(s, 2, 0);
     s->txn_dirty = 0;
+    ttl_reload(s, NULL);
     int rc = mdb_txn_begin(s->env, NULL, 0, &s->txn);
     if (rc) {
         s->txn = NULL;
@@ -1527,6 +1555,199 @@ void sv_store_reader_check(struct sv_store *s)
         sv_info("store: cleared %d stale reader slot(s)", dead);
 }
 
+/* --- TTL ------------------------------------------------------------------
+ *
+ * A state's TTL setting lives in $ttl (state name -> ttl_ms u64 BE, update
+ * u8, visibility u8) and, for the hot path, in a small table in memory that
+ * follows the group transaction: changed with it, read again from the store
+ * when it aborts or rolls back. An entry's expiry is in its value header
+ * (common/sv_value.h): every put or merge sets it anew from the write's TTL,
+ * else the state's, else none. Reads compare it with the clock. */
+
+uint64_t sv_store_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* Reads every setting from $ttl in txn into the table. */
+static int ttl_load(struct sv_store *s, MDB_txn *txn)
+{
+    struct store_ttl *t = &s->ttl;
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(txn, t->dbi, &cur);
+    if (rc)
+        return rc;
+    t->n = 0;
+    MDB_val k, v;
+    int mrc;
+    while ((mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
+        if (!sv_state_name_valid(k.mv_data, k.mv_size) || v.mv_size < 10 || t->n >= t->cap) {
+            sv_warn("store: a TTL setting is malformed or beyond max_states; ignored");
+            continue;
+        }
+        struct ttl_entry *e = &t->e[t->n++];
+        memcpy(e->name, k.mv_data, k.mv_size);
+        e->name[k.mv_size] = '\0';
+        e->len = (uint8_t)k.mv_size;
+        const uint8_t *p = v.mv_data;
+        e->t.ttl_ms = sv_be64_get(p);
+        e->t.update = p[8] ? SV_TTL_ON_READ_AND_WRITE : SV_TTL_ON_CREATE_AND_WRITE;
+        e->t.visibility =
+            p[9] ? SV_TTL_RETURN_EXPIRED_IF_NOT_CLEANED_UP : SV_TTL_NEVER_RETURN_EXPIRED;
+    }
+    mdb_cursor_close(cur);
+    t->dirty = 0;
+    return mrc == MDB_NOTFOUND ? 0 : mrc;
+}
+
+static int ttl_open(struct sv_store *s, MDB_txn *txn)
+{
+    struct store_ttl *t = &s->ttl;
+    if (!t->e) {
+        t->cap = s->opts.max_states ? s->opts.max_states : 1;
+        if (!(t->e = calloc(t->cap, sizeof(*t->e))))
+            return ENOMEM;
+    }
+    int rc = mdb_dbi_open(txn, TTL_DB, MDB_CREATE, &t->dbi);
+    return rc ? rc : ttl_load(s, txn);
+}
+
+/* After the transaction that changed a setting failed: the committed ones. */
+static void ttl_reload(struct sv_store *s, MDB_txn *txn)
+{
+    if (!s->ttl.dirty)
+        return;
+    MDB_txn *own = NULL;
+    if (!txn && mdb_txn_begin(s->env, NULL, MDB_RDONLY, &own) == 0)
+        txn = own;
+    if (!txn || ttl_load(s, txn))
+        sv_error("store: cannot read the TTL settings again; they stay as they were");
+    if (own)
+        mdb_txn_abort(own);
+}
+
+static const struct sv_ttl *ttl_find(const struct sv_store *s, const char *state, size_t slen)
+{
+    for (size_t i = 0; i < s->ttl.n; i++) {
+        const struct ttl_entry *e = &s->ttl.e[i];
+        if (e->len == slen && memcmp(e->name, state, slen) == 0)
+            return &e->t;
+    }
+    return NULL;
+}
+
+int sv_store_get_ttl(const struct sv_store *s, const char *state, size_t slen, struct sv_ttl *out)
+{
+    const struct sv_ttl *t = ttl_find(s, state, slen);
+    if (t)
+        *out = *t;
+    else
+        memset(out, 0, sizeof(*out));
+    return t != NULL;
+}
+
+int sv_store_set_ttl(struct sv_store *s, const char *state, size_t slen, const struct sv_ttl *t)
+{
+    if (!s->txn)
+        return SV_EINTERNAL;
+    if (!sv_state_name_valid(state, slen) || t->ttl_ms > SV_TTL_MAX_MS)
+        return SV_EINVAL;
+    struct store_ttl *tt = &s->ttl;
+    struct ttl_entry *e = NULL;
+    for (size_t i = 0; i < tt->n && !e; i++)
+        if (tt->e[i].len == slen && memcmp(tt->e[i].name, state, slen) == 0)
+            e = &tt->e[i];
+    MDB_val k = {slen, (void *)state};
+    int rc;
+    if (!t->ttl_ms) {
+        if (!e)
+            return 0;
+        rc = mdb_del(write_txn(s), tt->dbi, &k, NULL);
+        if (rc && rc != MDB_NOTFOUND)
+            return txn_fail(s, rc);
+        tt->dirty = 1;
+        *e = tt->e[--tt->n];
+        return 0;
+    }
+    if (!e && tt->n >= tt->cap)
+        return SV_ETOOLARGE;
+    uint8_t val[10];
+    sv_be64_put(val, t->ttl_ms);
+    val[8] = t->update == SV_TTL_ON_READ_AND_WRITE;
+    val[9] = t->visibility == SV_TTL_RETURN_EXPIRED_IF_NOT_CLEANED_UP;
+    MDB_val v = {sizeof(val), val};
+    if ((rc = mdb_put(write_txn(s), tt->dbi, &k, &v, 0)))
+        return txn_fail(s, rc);
+    tt->dirty = 1;
+    if (!e) {
+        e = &tt->e[tt->n++];
+        memcpy(e->name, state, slen);
+        e->name[slen] = '\0';
+        e->len = (uint8_t)slen;
+    }
+    e->t = *t;
+    return 0;
+}
+
+/* The expiry a write sets: the clock plus its TTL, else the state's, else
+ * none (0). */
+static uint64_t write_expiry(const struct sv_ttl *st, uint64_t ttl_ms)
+{
+    uint64_t ttl = ttl_ms ? ttl_ms : st ? st->ttl_ms : 0;
+    if (!ttl)
+        return 0;
+    if (ttl > SV_TTL_MAX_MS)
+        ttl = SV_TTL_MAX_MS;
+    return sv_store_now_ms() + ttl;
+}
+
+/* Whether an entry read is to be treated as absent: expired, and the state
+ * does not show expired entries. */
+static int hidden_expired(const struct sv_ttl *st, uint64_t expiry_ms, uint64_t now)
+{
+    return expiry_ms && expiry_ms <= now &&
+           !(st && st->visibility == SV_TTL_RETURN_EXPIRED_IF_NOT_CLEANED_UP);
+}
+
+static int put_reserve(struct sv_store *s, MDB_dbi dbi, const uint8_t *skey, size_t sklen,
+                       enum sv_value_kind kind, uint64_t expiry, size_t len, uint8_t **data);
+static int track_change(struct sv_store *s, const char *state, size_t slen, const uint8_t *skey,
+                        size_t sklen);
+
+/* ON_READ_AND_WRITE: a read sets the entry's expiry anew, a write of the
+ * same bytes; *v then points at the rewritten value. A store too full for it
+ * leaves the entry as it was (a read is never refused for space). */
+static int refresh_expiry(struct sv_store *s, MDB_dbi dbi, const char *state, size_t slen,
+                          const uint8_t *skey, size_t sklen, const struct sv_ttl *st,
+                          struct sv_value *v)
+{
+    uint64_t expiry = write_expiry(st, 0);
+    struct charge ch;
+    if (admit_write(s, state, slen, sklen + sv_value_header_size(expiry) + v->len, &ch))
+        return 0;
+    int rc;
+    if ((rc = keep_for_snapshot(s, dbi, skey, sklen, 1)))
+        return rc;
+    /* The bytes may sit on the page mdb_put rewrites: copy them first. */
+    s->scratch.len = 0;
+    if (v->len && (rc = sv_buf_append(&s->scratch, v->data, v->len)))
+        return rc;
+    uint64_t before = tree_pages(cur_txn(s), dbi);
+    uint8_t *dst;
+    if ((rc = put_reserve(s, dbi, skey, sklen, v->kind, expiry, v->len, &dst)))
+        return rc;
+    if (v->len)
+        memcpy(dst, s->scratch.data, v->len);
+    if ((rc = track_change(s, state, slen, skey, sklen)))
+        return rc;
+    charge_apply(s, &ch, grown(before, tree_pages(cur_txn(s), dbi)));
+    v->data = dst;
+    v->expiry_ms = expiry;
+    return 0;
+}
+
 int sv_store_get(struct sv_store *s, const char *state, size_t slen, const uint8_t *skey,
                  size_t sklen, struct sv_value *out)
 {
@@ -1538,7 +1759,22 @@ int sv_store_get(struct sv_store *s, const char *state, size_t slen, const uint8
     rc = mdb_get(cur_txn(s), dbi, &k, &v);
     if (rc)
         return map_err(rc);
-    return sv_value_parse(v.mv_data, v.mv_size, out);
+    if ((rc = sv_value_parse(v.mv_data, v.mv_size, out)) || !out->expiry_ms)
+        return rc;
+    const struct sv_ttl *st = s->ttl.n ? ttl_find(s, state, slen) : NULL;
+    uint64_t now = sv_store_now_ms();
+    if (hidden_expired(st, out->expiry_ms, now)) {
+        /* Clean-up on read: gone in this transaction, as a delete. */
+        int found;
+        if (s->txn && (rc = sv_store_delete(s, state, slen, skey, sklen, &found)))
+            return rc;
+        s->expired_on_read++;
+        return SV_ENOTFOUND;
+    }
+    if (st && st->update == SV_TTL_ON_READ_AND_WRITE && st->ttl_ms && out->expiry_ms > now &&
+        s->txn)
+        return refresh_expiry(s, dbi, state, slen, skey, sklen, st, out);
+    return 0;
 }
 
 /* --- changes --------------------------------------------------------------
@@ -1837,6 +2073,59 @@ int sv_store_changes_done(struct sv_store *s, uint64_t cut, uint64_t checkpoint_
     return 0;
 }
 
+int sv_store_changes_forget(struct sv_store *s)
+{
+    if (s->txn)
+        return SV_EINTERNAL;
+    if (s->opts.untracked || (!s->chg.base && !s->chg.log_bytes))
+        return 0;
+    return changes_reset(s);
+}
+
+int sv_store_expire_keys(struct sv_store *s, const uint8_t *recs, size_t len, uint64_t *deleted)
+{
+    *deleted = 0;
+    if (s->txn)
+        return SV_EINTERNAL;
+    if (!len)
+        return 0;
+    int rc = sv_store_begin(s);
+    if (rc)
+        return rc;
+    uint64_t now = sv_store_now_ms();
+    for (size_t off = 0; off < len && !rc;) {
+        if (len - off < 1 + 2 || len - off < 1 + (size_t)recs[off] + 2) {
+            rc = SV_EINVAL;
+            break;
+        }
+        const char *name = (const char *)recs + off + 1;
+        size_t nl = recs[off];
+        size_t sklen = sv_be16_get(recs + off + 1 + nl);
+        const uint8_t *skey = recs + off + 1 + nl + 2;
+        if (off + 1 + nl + 2 + sklen > len) {
+            rc = SV_EINVAL;
+            break;
+        }
+        off += 1 + nl + 2 + sklen;
+        MDB_dbi dbi;
+        if (state_dbi(s, name, nl, 0, &dbi))
+            continue; /* dropped since */
+        MDB_val k = {sklen, (void *)skey}, v;
+        struct sv_value val;
+        if (mdb_get(cur_txn(s), dbi, &k, &v) || sv_value_parse(v.mv_data, v.mv_size, &val) ||
+            !val.expiry_ms || val.expiry_ms > now)
+            continue; /* gone, or written again since */
+        int found;
+        if ((rc = sv_store_delete(s, name, nl, skey, sklen, &found)) == 0 && found)
+            (*deleted)++;
+    }
+    if (rc) {
+        sv_store_abort(s);
+        return rc;
+    }
+    return sv_store_commit(s);
+}
+
 uint64_t sv_store_changes_base(const struct sv_store *s)
 {
     return s->chg.base;
@@ -1865,8 +2154,16 @@ static int put_reserve(struct sv_store *s, MDB_dbi dbi, const uint8_t *skey, siz
 int sv_store_put(struct sv_store *s, const char *state, size_t slen, const uint8_t *skey,
                  size_t sklen, enum sv_value_kind kind, const uint8_t *data, size_t len)
 {
+    return sv_store_put_ttl(s, state, slen, skey, sklen, kind, data, len, 0);
+}
+
+int sv_store_put_ttl(struct sv_store *s, const char *state, size_t slen, const uint8_t *skey,
+                     size_t sklen, enum sv_value_kind kind, const uint8_t *data, size_t len,
+                     uint64_t ttl_ms)
+{
     struct charge ch;
-    int rc = admit_write(s, state, slen, sklen + sv_value_header_size(0) + len, &ch);
+    uint64_t expiry = write_expiry(s->ttl.n ? ttl_find(s, state, slen) : NULL, ttl_ms);
+    int rc = admit_write(s, state, slen, sklen + sv_value_header_size(expiry) + len, &ch);
     if (rc)
         return rc;
     MDB_dbi dbi;
@@ -1876,7 +2173,7 @@ int sv_store_put(struct sv_store *s, const char *state, size_t slen, const uint8
         return rc;
     uint64_t before = ch.sl ? tree_pages(cur_txn(s), dbi) : 0;
     uint8_t *dst;
-    if ((rc = put_reserve(s, dbi, skey, sklen, kind, 0, len, &dst)))
+    if ((rc = put_reserve(s, dbi, skey, sklen, kind, expiry, len, &dst)))
         return rc;
     if (len)
         memcpy(dst, data, len);
@@ -1916,6 +2213,15 @@ int sv_store_merge(struct sv_store *s, const char *state, size_t slen, const uin
                    size_t sklen, enum sv_merge_op op, const uint8_t *operand, size_t oplen,
                    int64_t *counter, size_t *new_size, char *msg, size_t msglen)
 {
+    return sv_store_merge_ttl(s, state, slen, skey, sklen, op, operand, oplen, 0, counter, new_size,
+                              msg, msglen);
+}
+
+int sv_store_merge_ttl(struct sv_store *s, const char *state, size_t slen, const uint8_t *skey,
+                       size_t sklen, enum sv_merge_op op, const uint8_t *operand, size_t oplen,
+                       uint64_t ttl_ms, int64_t *counter, size_t *new_size, char *msg,
+                       size_t msglen)
+{
     enum sv_value_kind want = op == SV_MERGE_APPEND ? SV_KIND_LIST : SV_KIND_COUNTER;
     if (op == SV_MERGE_ADD_I64 && oplen != SV_COUNTER_SIZE) {
         snprintf(msg, msglen, "ADD_I64 operand must be 8 bytes (big-endian int64), got %zu", oplen);
@@ -1935,10 +2241,16 @@ int sv_store_merge(struct sv_store *s, const char *state, size_t slen, const uin
     MDB_val k = {sklen, (void *)skey}, v;
     struct sv_value old = {.kind = want, .data = NULL, .len = 0};
     rc = exists ? mdb_get(cur_txn(s), dbi, &k, &v) : MDB_NOTFOUND;
+    const struct sv_ttl *st = s->ttl.n ? ttl_find(s, state, slen) : NULL;
     if (rc == 0) {
         if ((rc = sv_value_parse(v.mv_data, v.mv_size, &old)))
             return rc;
-        if (old.kind != want) {
+        if (hidden_expired(st, old.expiry_ms, sv_store_now_ms())) {
+            /* Expired: the merge starts from empty, of any kind. */
+            old.kind = want;
+            old.data = NULL;
+            old.len = 0;
+        } else if (old.kind != want) {
             snprintf(msg, msglen, "%s needs a %s value, but the stored value is %s",
                      op == SV_MERGE_APPEND ? "APPEND" : "ADD_I64", sv_value_kind_name(want),
                      sv_value_kind_name(old.kind));
@@ -1965,7 +2277,9 @@ int sv_store_merge(struct sv_store *s, const char *state, size_t slen, const uin
             return SV_EINVAL;
         }
     }
-    size_t entry = sklen + sv_value_header_size(old.expiry_ms) +
+    /* Every write sets the expiry anew (Flink's update on write). */
+    uint64_t expiry = write_expiry(st, ttl_ms);
+    size_t entry = sklen + sv_value_header_size(expiry) +
                    (op == SV_MERGE_ADD_I64 ? SV_COUNTER_SIZE : old.len + sv_list_elem_size(oplen));
     struct charge ch;
     if ((rc = admit_write(s, state, slen, entry, &ch))) {
@@ -1978,8 +2292,7 @@ int sv_store_merge(struct sv_store *s, const char *state, size_t slen, const uin
 
     uint8_t *dst;
     if (op == SV_MERGE_ADD_I64) {
-        if ((rc = put_reserve(s, dbi, skey, sklen, SV_KIND_COUNTER, old.expiry_ms, SV_COUNTER_SIZE,
-                              &dst)))
+        if ((rc = put_reserve(s, dbi, skey, sklen, SV_KIND_COUNTER, expiry, SV_COUNTER_SIZE, &dst)))
             return rc;
         sv_i64_put(dst, sum);
         if ((rc = track_change(s, state, slen, skey, sklen)))
@@ -1995,7 +2308,7 @@ int sv_store_merge(struct sv_store *s, const char *state, size_t slen, const uin
     s->scratch.len = 0;
     if (old.len && (rc = sv_buf_append(&s->scratch, old.data, old.len)))
         return rc;
-    if ((rc = put_reserve(s, dbi, skey, sklen, SV_KIND_LIST, old.expiry_ms, old.len + add, &dst)))
+    if ((rc = put_reserve(s, dbi, skey, sklen, SV_KIND_LIST, expiry, old.len + add, &dst)))
         return rc;
     if (old.len)
         memcpy(dst, s->scratch.data, old.len);
@@ -2044,11 +2357,18 @@ int sv_store_scan(struct sv_store *s, const char *state, size_t slen, const uint
         return map_err(rc);
     MDB_val k, v;
     int mrc = range_first(cur, lo, lolen, &k, &v);
+    const struct sv_ttl *st = s->ttl.n ? ttl_find(s, state, slen) : NULL;
+    uint64_t now = 0;
     rc = 0;
     while (mrc == 0 && below(&k, hi, hilen)) {
         struct sv_value val;
         if ((rc = sv_value_parse(v.mv_data, v.mv_size, &val)))
             break;
+        if (val.expiry_ms &&
+            hidden_expired(st, val.expiry_ms, now ? now : (now = sv_store_now_ms()))) {
+            mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT); /* expired: not shown */
+            continue;
+        }
         rc = fn(ud, k.mv_data, k.mv_size, &val);
         if (rc)
             break;
@@ -2153,8 +2473,10 @@ int sv_store_list_states(struct sv_store *s, int (*fn)(void *ud, const struct sv
     while ((mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
         if (!sv_state_name_valid(k.mv_data, k.mv_size))
             continue;
-        struct sv_state_stat st = {{0}, 0, 0};
+        struct sv_state_stat st;
+        memset(&st, 0, sizeof(st));
         memcpy(st.name, k.mv_data, k.mv_size);
+        sv_store_get_ttl(s, st.name, k.mv_size, &st.ttl);
         MDB_dbi dbi;
         if ((rc = state_dbi(s, st.name, k.mv_size, 0, &dbi)))
             break;
@@ -2388,7 +2710,8 @@ static int keep_open(struct sv_store *s)
 struct snap_state {
     char name[SV_STATE_NAME_MAX + 1];
     MDB_dbi dbi;
-    uint64_t entries; /* at the cut */
+    uint64_t entries;  /* at the cut */
+    struct sv_ttl ttl; /* its setting at the cut */
 };
 
 struct sv_store_snapshot {
@@ -2495,6 +2818,7 @@ int sv_store_snapshot_begin(struct sv_store *s, struct sv_store_snapshot **out)
         }
         memcpy(snap->states[snap->n].name, sl->name, sl->len + 1);
         snap->states[snap->n].dbi = sl->dbi;
+        sv_store_get_ttl(s, sl->name, sl->len, &snap->states[snap->n].ttl);
         MDB_stat st;
         if ((rc = mdb_stat(snap->txn, sl->dbi, &st))) {
             rc = map_err(rc);
@@ -2856,6 +3180,14 @@ int sv_store_snapshot_reset(struct sv_store_snapshot *snap, size_t i, int *reset
     return 0;
 }
 
+void sv_store_snapshot_ttl(const struct sv_store_snapshot *snap, size_t i, struct sv_ttl *out)
+{
+    if (i < snap->n)
+        *out = snap->states[i].ttl;
+    else
+        memset(out, 0, sizeof(*out));
+}
+
 uint64_t sv_store_snapshot_entries(const struct sv_store_snapshot *snap, size_t i)
 {
     return i < snap->n ? snap->states[i].entries : 0;
@@ -2987,7 +3319,7 @@ int sv_store_builder_open(struct sv_store *s, uint64_t size_hint, uint32_t kg_fi
         b->env = NULL;
         goto lmdb_fail;
     }
-    mdb_env_set_maxdbs(b->env, s->max_states + 1);
+    mdb_env_set_maxdbs(b->env, s->max_states + 3); /* and $meta, $ttl */
     mdb_env_set_mapsize(b->env, b->map_size);
     /* Durability comes from one sync at the end. */
     if ((rc = mdb_env_open(b->env, b->path, MDB_NOTLS | MDB_NOSYNC, 0640)) ||
@@ -3018,6 +3350,26 @@ int sv_store_builder_state(struct sv_store_builder *b, const char *name)
     if (rc)
         return write_err(b->env, rc);
     b->has_dbi = 1;
+    return 0;
+}
+
+int sv_store_builder_ttl(struct sv_store_builder *b, const char *name, const struct sv_ttl *t)
+{
+    if (!t->ttl_ms)
+        return 0;
+    if (!sv_state_name_valid(name, strlen(name)) || t->ttl_ms > SV_TTL_MAX_MS)
+        return SV_EINVAL;
+    MDB_dbi dbi;
+    int rc = mdb_dbi_open(b->txn, TTL_DB, MDB_CREATE, &dbi);
+    if (rc)
+        return write_err(b->env, rc);
+    uint8_t val[10];
+    sv_be64_put(val, t->ttl_ms);
+    val[8] = t->update == SV_TTL_ON_READ_AND_WRITE;
+    val[9] = t->visibility == SV_TTL_RETURN_EXPIRED_IF_NOT_CLEANED_UP;
+    MDB_val k = {strlen(name), (void *)name}, v = {sizeof(val), val};
+    if ((rc = mdb_put(b->txn, dbi, &k, &v, 0)))
+        return write_err(b->env, rc);
     return 0;
 }
 

@@ -49,6 +49,19 @@ struct sv_store_options {
     uint64_t changes_max;
 };
 
+/* State TTL (docs/protocol.md, "State TTL"): Flink's StateTtlConfig. */
+enum sv_ttl_update { SV_TTL_ON_CREATE_AND_WRITE = 0, SV_TTL_ON_READ_AND_WRITE = 1 };
+enum sv_ttl_visibility {
+    SV_TTL_NEVER_RETURN_EXPIRED = 0,
+    SV_TTL_RETURN_EXPIRED_IF_NOT_CLEANED_UP = 1,
+};
+struct sv_ttl {
+    uint64_t ttl_ms; /* 0: none */
+    enum sv_ttl_update update;
+    enum sv_ttl_visibility visibility;
+};
+#define SV_TTL_MAX_MS (100ull * 365 * 86400 * 1000) /* a century */
+
 /* Opens (creating if needed) the store in o->dir. 0 or an error with a
  * message in err. Refuses a directory another process holds. */
 int sv_store_open(const struct sv_store_options *o, struct sv_store **out, char *err, size_t errlen)
@@ -101,11 +114,21 @@ int sv_store_grow_if_needed(struct sv_store *s);
 /* Clears the reader slots of processes that died inside a read transaction
  * (other processes may read the store: statesrv_local). Any thread. */
 void sv_store_reader_check(struct sv_store *s);
+/* Reads an entry. An expired one (out->expiry_ms at or before the clock) is
+ * SV_ENOTFOUND under the state's NEVER_RETURN_EXPIRED (the default; it is
+ * deleted in the transaction, as a clean-up on read), returned as it is
+ * under RETURN_EXPIRED_IF_NOT_CLEANED_UP. Under ON_READ_AND_WRITE a read
+ * refreshes the entry's expiry (a write: skipped if the store is full). */
 int sv_store_get(struct sv_store *s, const char *state, size_t slen, const uint8_t *skey,
                  size_t sklen, struct sv_value *out) __attribute__((warn_unused_result));
 int sv_store_put(struct sv_store *s, const char *state, size_t slen, const uint8_t *skey,
                  size_t sklen, enum sv_value_kind kind, const uint8_t *data, size_t len)
     __attribute__((warn_unused_result));
+/* The same with the entry's TTL in ms (0: the state's, if it has one): the
+ * entry expires at the clock plus it. Every write sets the expiry anew. */
+int sv_store_put_ttl(struct sv_store *s, const char *state, size_t slen, const uint8_t *skey,
+                     size_t sklen, enum sv_value_kind kind, const uint8_t *data, size_t len,
+                     uint64_t ttl_ms) __attribute__((warn_unused_result));
 int sv_store_delete(struct sv_store *s, const char *state, size_t slen, const uint8_t *skey,
                     size_t sklen, int *found) __attribute__((warn_unused_result));
 
@@ -118,6 +141,25 @@ int sv_store_merge(struct sv_store *s, const char *state, size_t slen, const uin
                    size_t sklen, enum sv_merge_op op, const uint8_t *operand, size_t oplen,
                    int64_t *counter, size_t *new_size, char *msg, size_t msglen)
     __attribute__((warn_unused_result));
+/* The same with the entry's TTL (see sv_store_put_ttl). A merge onto an
+ * entry expired (and not visible: NEVER_RETURN_EXPIRED) starts from empty. */
+int sv_store_merge_ttl(struct sv_store *s, const char *state, size_t slen, const uint8_t *skey,
+                       size_t sklen, enum sv_merge_op op, const uint8_t *operand, size_t oplen,
+                       uint64_t ttl_ms, int64_t *counter, size_t *new_size, char *msg,
+                       size_t msglen) __attribute__((warn_unused_result));
+
+/* A state's TTL setting, in the group transaction (it commits and rolls
+ * back with it). ttl_ms 0 removes it. The state need not exist; the setting
+ * stays when the state is dropped. Entries already stored keep the expiry
+ * they were written with; new writes follow the new setting; visibility
+ * and update type apply at once. SV_EINVAL for a bad name or a TTL past
+ * SV_TTL_MAX_MS, SV_ETOOLARGE past max_states settings. */
+int sv_store_set_ttl(struct sv_store *s, const char *state, size_t slen, const struct sv_ttl *t)
+    __attribute__((warn_unused_result));
+/* The setting of a state: 1 and *out, or 0 (none). */
+int sv_store_get_ttl(const struct sv_store *s, const char *state, size_t slen, struct sv_ttl *out);
+/* The clock TTL is measured by: ms since the epoch (CLOCK_REALTIME). */
+uint64_t sv_store_now_ms(void);
 
 /* Called per entry in stored-key order. Return 0 to go on, 1 to stop before
  * this entry (it is not consumed), or a negative error to abort. */
@@ -143,6 +185,7 @@ struct sv_state_stat {
     char name[65];
     uint64_t entries;
     uint64_t bytes;
+    struct sv_ttl ttl; /* ttl_ms 0: none */
 };
 
 /* Calls fn for each state in name order (inside the current transaction). */
@@ -236,8 +279,9 @@ int sv_store_snapshot_scan_changes(struct sv_store_snapshot *snap, size_t i, sv_
  * change set loaded. */
 int sv_store_snapshot_reset(struct sv_store_snapshot *snap, size_t i, int *reset)
     __attribute__((warn_unused_result));
-/* Entries of state i at the cut. */
+/* Entries of state i at the cut, and its TTL setting then. */
 uint64_t sv_store_snapshot_entries(const struct sv_store_snapshot *snap, size_t i);
+void sv_store_snapshot_ttl(const struct sv_store_snapshot *snap, size_t i, struct sv_ttl *out);
 /* The checkpoint whose cut the change set at this cut is relative to, 0 if
  * none (a full checkpoint is needed), and the cut's place in the change log,
  * to pass to sv_store_changes_done once this snapshot's checkpoint is
@@ -263,6 +307,16 @@ void sv_store_snapshot_finished(struct sv_store *s);
  * correct). */
 int sv_store_changes_done(struct sv_store *s, uint64_t log_cut, uint64_t checkpoint_id)
     __attribute__((warn_unused_result));
+/* Loop thread, no transaction open: forgets the base (the next checkpoint is
+ * full). */
+int sv_store_changes_forget(struct sv_store *s) __attribute__((warn_unused_result));
+/* Clean-up in checkpoints. Loop thread, no transaction open: deletes, in one
+ * transaction, the entries a checkpoint left out as expired, those still
+ * expired (not written again since). recs: records of u8 name length, the
+ * state name, u16 BE stored-key length, the stored key. *deleted: how many
+ * went. */
+int sv_store_expire_keys(struct sv_store *s, const uint8_t *recs, size_t len, uint64_t *deleted)
+    __attribute__((warn_unused_result));
 /* The base checkpoint (0: none), and the change log's size in bytes (about:
  * its pages). */
 uint64_t sv_store_changes_base(const struct sv_store *s);
@@ -280,6 +334,9 @@ struct sv_store_builder;
 
 int sv_store_builder_open(struct sv_store *s, uint64_t size_hint, uint32_t kg_first,
                           uint32_t kg_last, struct sv_store_builder **out, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
+/* Records state name's TTL setting in the new generation (ttl_ms 0: none). */
+int sv_store_builder_ttl(struct sv_store_builder *b, const char *name, const struct sv_ttl *t)
     __attribute__((warn_unused_result));
 int sv_store_builder_state(struct sv_store_builder *b, const char *name)
     __attribute__((warn_unused_result));

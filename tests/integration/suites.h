@@ -15,6 +15,7 @@ Suite *sv_suite_example(void);
 Suite *sv_suite_metrics(void);
 Suite *sv_suite_hostile(void);
 Suite *sv_suite_incremental(void);
+Suite *sv_suite_ttl(void);
 Suite *sv_suite_async(void);
 Suite *sv_suite_local(void);
 
