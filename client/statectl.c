@@ -30,15 +30,16 @@ enum { EXIT_NOTFOUND = 1, EXIT_USAGE = 2, EXIT_ERROR = 3 };
 
 /* Command options, one bit each; a command lists those it accepts. */
 enum {
-    OPT_NS = 1 << 0,        /* -n NS */
-    OPT_KEY_GROUP = 1 << 1, /* --key-group N */
-    OPT_MERGE = 1 << 2,     /* --append / --add */
-    OPT_SCAN = 1 << 3,      /* --key K, --key-groups A-B, --limit N */
-    OPT_ALL = 1 << 4,       /* --all */
-    OPT_KG_RANGE = 1 << 5,  /* --key-groups A-B */
-    OPT_ID = 1 << 6,        /* --id N */
-    OPT_STATE = 1 << 7,     /* --state S */
-    OPT_FULL = 1 << 8,      /* --full */
+    OPT_NS = 1 << 0,          /* -n NS */
+    OPT_KEY_GROUP = 1 << 1,   /* --key-group N */
+    OPT_MERGE = 1 << 2,       /* --append / --add */
+    OPT_SCAN = 1 << 3,        /* --key K, --key-groups A-B, --limit N */
+    OPT_ALL = 1 << 4,         /* --all */
+    OPT_KG_RANGE = 1 << 5,    /* --key-groups A-B */
+    OPT_ID = 1 << 6,          /* --id N */
+    OPT_STATE = 1 << 7,       /* --state S */
+    OPT_FULL = 1 << 8,        /* --full */
+    OPT_WAIT_REMOTE = 1 << 9, /* --wait-remote */
 };
 
 /* Command flags. */
@@ -81,6 +82,7 @@ struct ctl {
     int has_id;
     uint64_t id;
     int full;
+    int wait_remote;
     const char *state;
 
     struct arg pos[MAX_POS];
@@ -732,10 +734,19 @@ static void put_stats_json(const statesrv_stats *s)
            ",\"last_checkpoint_id\":%" PRIu64 ",\"last_checkpoint_bytes\":%" PRIu64
            ",\"last_checkpoint_duration_ms\":%" PRIu64 ",\"last_checkpoint_unix_ms\":%" PRIu64
            ",\"last_checkpoint_age_ms\":%" PRIu64 ",\"restores_completed\":%" PRIu64
-           ",\"last_restore_duration_ms\":%" PRIu64 ",\"checkpoint_in_progress\":",
+           ",\"last_restore_duration_ms\":%" PRIu64 ",",
            s->checkpoints_completed, s->checkpoint_failures, s->last_checkpoint_id,
            s->last_checkpoint_bytes, s->last_checkpoint_duration_ms, s->last_checkpoint_unix_ms,
            s->last_checkpoint_age_ms, s->restores_completed, s->last_restore_duration_ms);
+    printf("\"remote_enabled\":%s,\"remote_pending\":%" PRIu64 ",\"remote_upload_lag_ms\":%" PRIu64
+           ",\"remote_uploads_completed\":%" PRIu64 ",\"remote_upload_failures\":%" PRIu64
+           ",\"remote_bytes_uploaded\":%" PRIu64 ",\"last_remote_checkpoint_id\":%" PRIu64
+           ",\"remote_uploading_id\":%" PRIu64 ",\"remote_last_error\":",
+           s->remote_enabled ? "true" : "false", s->remote_pending, s->remote_upload_lag_ms,
+           s->remote_uploads_completed, s->remote_upload_failures, s->remote_bytes_uploaded,
+           s->last_remote_checkpoint_id, s->remote_uploading_id);
+    put_json_str(s->remote_last_error);
+    printf(",\"checkpoint_in_progress\":");
     if (s->has_progress) {
         printf("{\"kind\":");
         put_json_str(s->progress.kind);
@@ -795,6 +806,17 @@ static void put_stats_text(const statesrv_stats *s)
     printf("last_checkpoint_age_ms: %" PRIu64 "\n", s->last_checkpoint_age_ms);
     printf("restores_completed: %" PRIu64 "\n", s->restores_completed);
     printf("last_restore_duration_ms: %" PRIu64 "\n", s->last_restore_duration_ms);
+    if (s->remote_enabled) {
+        printf("remote_pending: %" PRIu64 "\n", s->remote_pending);
+        printf("remote_upload_lag_ms: %" PRIu64 "\n", s->remote_upload_lag_ms);
+        printf("remote_uploads_completed: %" PRIu64 "\n", s->remote_uploads_completed);
+        printf("remote_upload_failures: %" PRIu64 "\n", s->remote_upload_failures);
+        printf("remote_bytes_uploaded: %" PRIu64 "\n", s->remote_bytes_uploaded);
+        printf("last_remote_checkpoint_id: %" PRIu64 "\n", s->last_remote_checkpoint_id);
+        printf("remote_uploading_id: %" PRIu64 "\n", s->remote_uploading_id);
+        if (s->remote_last_error[0])
+            printf("remote_last_error: %s\n", s->remote_last_error);
+    }
     if (s->has_progress)
         printf("checkpoint_in_progress: %s id %" PRIu64 " entries %" PRIu64 " bytes %" PRIu64
                " elapsed_ms %" PRIu64 "\n",
@@ -932,6 +954,18 @@ static void put_checkpoint_json(const statesrv_checkpoint_info *m)
     if (m->path) {
         printf(",\"path\":");
         put_json_str(m->path);
+    }
+    if (m->remote_state[0]) {
+        printf(",\"remote_state\":");
+        put_json_str(m->remote_state);
+    }
+    if (m->remote_url[0]) {
+        printf(",\"remote_url\":");
+        put_json_str(m->remote_url);
+    }
+    if (m->remote_error[0]) {
+        printf(",\"remote_error\":");
+        put_json_str(m->remote_error);
     }
     putchar('}');
 }
@@ -1088,8 +1122,9 @@ static int cmd_snapshot(struct ctl *x)
     struct progress p;
     statesrv_checkpoint_info *m;
     progress_start(&p, x, "snapshot");
-    int rc = x->full ? statesrv_snapshot_full(x->c, x->has_id, x->id, &m)
-                     : statesrv_snapshot(x->c, x->has_id, x->id, &m);
+    int rc = x->wait_remote ? statesrv_snapshot_remote(x->c, x->has_id, x->id, x->full, &m)
+             : x->full      ? statesrv_snapshot_full(x->c, x->has_id, x->id, &m)
+                            : statesrv_snapshot(x->c, x->has_id, x->id, &m);
     progress_stop(&p);
     if (rc)
         return report(x, rc);
@@ -1099,6 +1134,8 @@ static int cmd_snapshot(struct ctl *x)
     } else {
         printf("checkpoint %" PRIu64 ": %s (%s, %" PRIu64 " bytes added)\n", m->id, m->path,
                m->incremental ? "incremental" : "full", m->added_bytes);
+        if (m->remote_url[0])
+            printf("remote: %s\n", m->remote_url);
     }
     statesrv_checkpoint_info_free(m);
     return 0;
@@ -1115,6 +1152,7 @@ enum {
     COL_TOTAL,
     COL_DURATION,
     COL_KG,
+    COL_REMOTE,
     N_COLS
 };
 
@@ -1129,6 +1167,7 @@ static void checkpoint_cells(const statesrv_checkpoint_info *m, char cells[N_COL
     snprintf(cells[COL_TOTAL], 32, "%" PRIu64, m->total_bytes);
     snprintf(cells[COL_DURATION], 32, "%" PRIu64, m->duration_ms);
     snprintf(cells[COL_KG], 32, "%" PRIu32 "-%" PRIu32, m->kg_first, m->kg_last);
+    snprintf(cells[COL_REMOTE], 32, "%s", m->remote_state[0] ? m->remote_state : "-");
 }
 
 static int cmd_checkpoints(struct ctl *x)
@@ -1150,10 +1189,10 @@ static int cmd_checkpoints(struct ctl *x)
         return 0;
     }
     /* Numbers right-aligned, text left-aligned, columns as wide as needed. */
-    static const char *const head[N_COLS] = {"ID",          "CREATED",     "KIND",
-                                             "BASE",        "ENTRIES",     "ADDED_BYTES",
-                                             "TOTAL_BYTES", "DURATION_MS", "KEY_GROUPS"};
-    static const int left[N_COLS] = {0, 1, 1, 0, 0, 0, 0, 0, 1};
+    static const char *const head[N_COLS] = {
+        "ID",          "CREATED",     "KIND",        "BASE",       "ENTRIES",
+        "ADDED_BYTES", "TOTAL_BYTES", "DURATION_MS", "KEY_GROUPS", "REMOTE"};
+    static const int left[N_COLS] = {0, 1, 1, 0, 0, 0, 0, 0, 1, 1};
     int width[N_COLS];
     char cells[N_COLS][32];
     for (int k = 0; k < N_COLS; k++)
@@ -1174,6 +1213,9 @@ static int cmd_checkpoints(struct ctl *x)
             else
                 printf(left[k] ? "%-*s  " : "%*s  ", width[k], cell);
         }
+        /* Why a checkpoint is not remote yet, under its row. */
+        if (i && a[i - 1].remote_error[0] && strcmp(a[i - 1].remote_state, "remote"))
+            printf("    upload: %s\n", a[i - 1].remote_error);
     }
     statesrv_checkpoint_info_free(a);
     return 0;
@@ -1534,18 +1576,24 @@ static const struct command commands[] = {
      "every op, with statuses by name and the latency histogram's buckets.",
      0},
     {"info", cmd_info, 0, 0, 0, "", "Prints what the server announced in the handshake.", 0},
-    {"snapshot", cmd_snapshot, 0, 0, OPT_ID | OPT_FULL, "[--id N] [--full]",
+    {"snapshot", cmd_snapshot, 0, 0, OPT_ID | OPT_FULL | OPT_WAIT_REMOTE,
+     "[--id N] [--full] [--wait-remote]",
      "Writes a checkpoint of every state to the server's checkpoint_dir and waits\n"
      "until it is complete and durable (--timeout does not limit that wait).\n"
      "Prints \"checkpoint ID: DIRECTORY\"; with --json the whole manifest, states\n"
      "included. --id: the id to use (default: one more than the highest present).\n"
      "On a terminal, progress is shown on stderr. Fails (exit 3) with BUSY while\n"
-     "another snapshot or restore runs.",
+     "another snapshot or restore runs. --wait-remote (with checkpoint_remote): also\n"
+     "waits until the checkpoint is in the object store and prints \"remote: URL\"\n"
+     "(--json: remote_url), a source restore accepts; fails with UNAVAILABLE when\n"
+     "the upload attempt failed (the checkpoint stays, its upload is retried).",
      0},
     {"checkpoints", cmd_checkpoints, 0, 0, 0, "",
      "Lists the server's checkpoints, oldest first: id, creation time (UTC),\n"
      "entries, size of the data file, how long writing it took, and the key-group\n"
-     "range it covers. --json: an array of manifests.",
+     "range it covers; with checkpoint_remote, whether each is local only, being\n"
+     "uploaded or remote (and why an upload failed). --json: an array of manifests\n"
+     "(with remote_state, remote_url, remote_error).",
      0},
     {"restore", cmd_restore, 1, MAX_POS, OPT_KG_RANGE, "SOURCE... [--key-groups A-B]",
      "Replaces the whole live state with the entries of the SOURCEs and waits until\n"
@@ -1842,6 +1890,8 @@ static int parse_args(struct ctl *x, int argc, char **argv)
             x->has_limit = 1;
         } else if ((allowed & OPT_FULL) && strcmp(a, "--full") == 0) {
             x->full = 1;
+        } else if ((allowed & OPT_WAIT_REMOTE) && strcmp(a, "--wait-remote") == 0) {
+            x->wait_remote = 1;
         } else if ((allowed & OPT_ALL) && strcmp(a, "--all") == 0) {
             x->all = 1;
         } else if ((allowed & OPT_ID) && (m = opt_value(a, "--id", argc, argv, &i, &v)) != 0) {

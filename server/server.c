@@ -390,6 +390,7 @@ void sv_server_conn_gone(struct sv_server *srv)
     close_if_open((uv_handle_t *)&srv->stop_timer);
     close_if_open((uv_handle_t *)&srv->retry_timer);
     close_if_open((uv_handle_t *)&srv->sweep_timer);
+    sv_checkpoints_close_handles(srv->ckpt);
     signal(SIGTERM, SIG_IGN);
     signal(SIGINT, SIG_IGN);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
