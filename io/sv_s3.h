@@ -83,7 +83,8 @@ int sv_s3_parse_url(const char *url, char *bucket, size_t bucket_cap, char *pref
 int sv_s3_put_file(struct sv_s3 *s, const char *key, const char *path, uint64_t size, uint64_t xxh3,
                    char *err, size_t errlen) __attribute__((warn_unused_result));
 
-/* Uploads a small buffer (at most part_size) to key, as sv_s3_put_file. */
+/* Uploads a buffer to key in one PUT (S3 takes up to 5 GiB so), as
+ * sv_s3_put_file. */
 int sv_s3_put_buf(struct sv_s3 *s, const char *key, const void *data, size_t len, uint64_t xxh3,
                   char *err, size_t errlen) __attribute__((warn_unused_result));
 

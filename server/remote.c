@@ -351,6 +351,156 @@ static int upload_checkpoint(struct sv_remote *r, uint64_t id, char *err, size_t
     return 0;
 }
 
+/* --- remote retention --------------------------------------------------------- */
+
+struct listing {
+    struct sv_remote *r;
+    uint64_t *manifests, *datas;
+    size_t nm, nd, cm, cd;
+};
+
+static int push_id(uint64_t **a, size_t *n, size_t *cap, uint64_t id)
+{
+    if (*n == *cap) {
+        size_t c = *cap ? 2 * *cap : 32;
+        uint64_t *p = realloc(*a, c * sizeof(*p));
+        if (!p)
+            return -ENOMEM;
+        *a = p;
+        *cap = c;
+    }
+    (*a)[(*n)++] = id;
+    return 0;
+}
+
+/* NODE/chk-<id>/MANIFEST and NODE/chk-<id>/data, from a listing (the
+ * store's answer is not trusted to hold only what was asked for). */
+static int listing_cb(void *ud, const char *key, uint64_t size)
+{
+    (void)size;
+    struct listing *l = ud;
+    size_t pl = strlen(l->r->node_prefix);
+    if (strncmp(key, l->r->node_prefix, pl) != 0 || key[pl] != '/')
+        return 0;
+    const char *p = key + pl + 1;
+    char *end;
+    if (strncmp(p, "chk-", 4) || p[4] < '1' || p[4] > '9')
+        return 0;
+    uint64_t id = strtoull(p + 4, &end, 10);
+    if (strcmp(end, "/" SV_CKPT_MANIFEST_FILE) == 0)
+        return push_id(&l->manifests, &l->nm, &l->cm, id);
+    if (strcmp(end, "/" SV_CKPT_DATA_FILE) == 0)
+        return push_id(&l->datas, &l->nd, &l->cd, id);
+    return 0;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static int has_id(const uint64_t *a, size_t n, uint64_t id)
+{
+    for (size_t i = 0; i < n; i++)
+        if (a[i] == id)
+            return 1;
+    return 0;
+}
+
+/* The data files remote checkpoint id names, from its MANIFEST: the local
+ * copy when this sidecar has it (marked remote: the same bytes), else the
+ * store's, fetched into checkpoint_dir/.chk-remote.tmp (a leftover is
+ * removed at start). */
+static int remote_links(struct sv_remote *r, uint64_t id, uint64_t **named, size_t *nn, size_t *cap,
+                        char *err, size_t errlen)
+{
+    char dir[PATH_LEN], marker[PATH_LEN], key[SV_PATH_MAX + 64], path[PATH_LEN];
+    snprintf(dir, sizeof(dir), "%.4000s/chk-%" PRIu64, r->cfg->checkpoint_dir, id);
+    snprintf(marker, sizeof(marker), "%.4200s/" MARKER_FILE, dir);
+    snprintf(path, sizeof(path), "%.4200s/" SV_CKPT_MANIFEST_FILE, dir);
+    int fetched = 0, rc;
+    /* A retired local checkpoint keeps its marker but not its MANIFEST. */
+    if (access(marker, F_OK) != 0 || access(path, F_OK) != 0) {
+        snprintf(dir, sizeof(dir), "%.4000s/.chk-remote.tmp", r->cfg->checkpoint_dir);
+        sv_fs_rm_rf(dir);
+        if (mkdir(dir, 0750)) {
+            rc = -errno;
+            snprintf(err, errlen, "cannot create %.300s: %s", dir, strerror(errno));
+            return rc;
+        }
+        fetched = 1;
+        snprintf(key, sizeof(key), "%s/chk-%" PRIu64 "/" SV_CKPT_MANIFEST_FILE, r->node_prefix, id);
+        snprintf(path, sizeof(path), "%.4200s/" SV_CKPT_MANIFEST_FILE, dir);
+        if ((rc = sv_s3_get_file(r->s3, key, path, SV_CKPT_MANIFEST_MAX, 0, NULL, err, errlen))) {
+            sv_fs_rm_rf(dir);
+            return rc;
+        }
+    }
+    struct sv_ckpt_manifest m;
+    rc = sv_ckpt_manifest_read(dir, &m, err, errlen);
+    if (fetched)
+        sv_fs_rm_rf(dir);
+    if (rc)
+        return rc;
+    size_t k = m.n_links ? m.n_links : 1;
+    for (size_t l = 0; l < k && !rc; l++)
+        rc = push_id(named, nn, cap, m.n_links ? m.links[l].checkpoint_id : id);
+    sv_ckpt_manifest_free(&m);
+    return rc;
+}
+
+/* Keeps the newest checkpoint_retain remote checkpoints of this sidecar:
+ * the MANIFESTs of older ones go first (they are no checkpoints from then
+ * on), then the data files no remaining MANIFEST names. A crash between
+ * the two leaves only unnamed data, removed the next time; a MANIFEST that
+ * cannot be read stops the data deletion (what it names is not known). */
+static void remote_retention(struct sv_remote *r)
+{
+    struct listing l = {.r = r};
+    uint64_t *named = NULL;
+    size_t nn = 0, cap = 0, retain = r->cfg->checkpoint_retain, drop;
+    char err[512], prefix[SV_PATH_MAX + 8], key[SV_PATH_MAX + 64];
+    snprintf(prefix, sizeof(prefix), "%s/", r->node_prefix);
+    int rc = sv_s3_list(r->s3, prefix, listing_cb, &l, err, sizeof(err));
+    if (rc) {
+        sv_warn("checkpoint_remote: retention: cannot list s3://%s/%s: %s", r->bucket, prefix,
+                rc == -ENOMEM ? "out of memory" : err);
+        goto out;
+    }
+    qsort(l.manifests, l.nm, sizeof(*l.manifests), cmp_u64);
+    drop = l.nm > retain ? l.nm - retain : 0;
+    for (size_t i = 0; i < drop; i++) {
+        snprintf(key, sizeof(key), "%s/chk-%" PRIu64 "/" SV_CKPT_MANIFEST_FILE, r->node_prefix,
+                 l.manifests[i]);
+        if ((rc = sv_s3_delete(r->s3, key, err, sizeof(err)))) {
+            sv_warn("checkpoint_remote: retention: %s", err);
+            goto out;
+        }
+        sv_info("checkpoint_remote: removed s3://%s/%s/chk-%" PRIu64 " (checkpoint_retain = %zu)",
+                r->bucket, r->node_prefix, l.manifests[i], retain);
+    }
+    for (size_t i = drop; i < l.nm; i++) {
+        if ((rc = remote_links(r, l.manifests[i], &named, &nn, &cap, err, sizeof(err)))) {
+            sv_warn("checkpoint_remote: retention keeps every data file (chk-%" PRIu64 "): %s",
+                    l.manifests[i], err);
+            goto out;
+        }
+    }
+    for (size_t i = 0; i < l.nd; i++) {
+        if (has_id(named, nn, l.datas[i]))
+            continue;
+        snprintf(key, sizeof(key), "%s/chk-%" PRIu64 "/" SV_CKPT_DATA_FILE, r->node_prefix,
+                 l.datas[i]);
+        if (sv_s3_delete(r->s3, key, err, sizeof(err)))
+            sv_warn("checkpoint_remote: retention: %s", err);
+    }
+out:
+    free(named);
+    free(l.manifests);
+    free(l.datas);
+}
+
 /* --- the thread ------------------------------------------------------------- */
 
 static void push_event(struct sv_remote *r, uint64_t id, int rc, const char *msg)
@@ -374,6 +524,9 @@ static int highest_cb(void *ud, const char *key, uint64_t size)
     (void)size;
     struct sv_remote *r = ud;
     size_t pl = strlen(r->node_prefix);
+    /* The store's answer is not trusted to hold only what was asked for. */
+    if (strncmp(key, r->node_prefix, pl) != 0 || key[pl] != '/')
+        return 0;
     const char *p = key + pl + 1, *slash = strchr(p, '/');
     if (strncmp(p, "chk-", 4) || !slash || strcmp(slash, "/" SV_CKPT_MANIFEST_FILE))
         return 0;
@@ -473,6 +626,9 @@ static void *upload_thread(void *arg)
             push_event(r, id, rc, err);
         pthread_mutex_unlock(&r->mu);
         uv_async_send(&r->async);
+        /* After the reply: what the store no longer needs to keep. */
+        if (rc == 0 && !atomic_load(&r->cancel))
+            remote_retention(r);
         pthread_mutex_lock(&r->mu);
     }
     pthread_mutex_unlock(&r->mu);

@@ -585,6 +585,61 @@ START_TEST(statectl_snapshot_wait_remote_prints_the_url)
 }
 END_TEST
 
+/* Retention runs after the reply: waits (at most 10 s) for key to be
+ * present or gone. */
+static int settles(const char *key, int present)
+{
+    long deadline = ts_now_ms() + 10000;
+    while (objstore_has(&store, key) != present && ts_now_ms() < deadline)
+        usleep(20000);
+    return objstore_has(&store, key) == present;
+}
+
+START_TEST(remote_retention_deletes_only_what_no_retained_checkpoint_names)
+{
+    start_sidecar(&side[0], "w0", "checkpoint_retain = 2\ncheckpoint_chain_ratio = 10000\n");
+    statesrv *c = connect_to(&side[0]);
+    char *u[6];
+    for (int i = 0; i < 4; i++) { /* chk-1 full, chk-2..4 incremental on it */
+        put_range(c, i * 10, 10, "a");
+        u[i] = snapshot_remote(c, 0);
+    }
+    /* Two MANIFESTs stay; every data file of chk-4's chain too. */
+    ck_assert(settles("job/w0/chk-1/MANIFEST", 0));
+    ck_assert(settles("job/w0/chk-2/MANIFEST", 0));
+    ck_assert(objstore_has(&store, "job/w0/chk-3/MANIFEST"));
+    ck_assert(objstore_has(&store, "job/w0/chk-4/MANIFEST"));
+    for (int i = 1; i <= 4; i++) {
+        char key[64];
+        snprintf(key, sizeof(key), "job/w0/chk-%d/data", i);
+        ck_assert_msg(objstore_has(&store, key), "%s is gone", key);
+    }
+    /* A full checkpoint starts a new chain: the old files go once no
+     * retained checkpoint names them. */
+    u[4] = snapshot_remote(c, 1);
+    put_range(c, 100, 10, "b");
+    u[5] = snapshot_remote(c, 0);
+    ck_assert(objstore_has(&store, "job/w0/chk-5/MANIFEST"));
+    ck_assert(objstore_has(&store, "job/w0/chk-6/MANIFEST"));
+    for (int i = 1; i <= 4; i++) {
+        char key[64];
+        snprintf(key, sizeof(key), "job/w0/chk-%d/data", i);
+        ck_assert_msg(settles(key, 0), "%s is still there", key);
+    }
+    statesrv_close(c);
+    /* What is listed still restores, on another sidecar. */
+    start_sidecar(&side[1], "w1", NULL);
+    c = connect_to(&side[1]);
+    const char *src[] = {u[5]};
+    ck_assert_msg(restore_from(c, src, 1, 0, 0, 0) == STATESRV_OK, "%s", statesrv_errmsg(c));
+    expect_key(c, 105, "b");
+    expect_key(c, 35, "a");
+    statesrv_close(c);
+    for (int i = 0; i < 6; i++)
+        free(u[i]);
+}
+END_TEST
+
 static Suite *s3_suite(void)
 {
     Suite *s = suite_create("s3");
@@ -600,6 +655,7 @@ static Suite *s3_suite(void)
     tcase_add_test(tc, sigkill_during_an_upload_leaves_no_remote_checkpoint_and_restart_resumes);
     tcase_add_test(tc, a_corrupt_remote_object_is_refused_and_named);
     tcase_add_test(tc, statectl_snapshot_wait_remote_prints_the_url);
+    tcase_add_test(tc, remote_retention_deletes_only_what_no_retained_checkpoint_names);
     suite_add_tcase(s, tc);
     return s;
 }
