@@ -167,6 +167,11 @@ void sv_s3_free(struct sv_s3 *s)
     free(s);
 }
 
+const char *sv_s3_bucket(const struct sv_s3 *s)
+{
+    return s->bucket;
+}
+
 void sv_s3_traffic(const struct sv_s3 *s, uint64_t *sent, uint64_t *received)
 {
     *sent = atomic_load(&s->sent);

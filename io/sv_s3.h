@@ -112,6 +112,9 @@ int sv_s3_list(struct sv_s3 *s, const char *prefix,
 int sv_s3_delete(struct sv_s3 *s, const char *key, char *err, size_t errlen)
     __attribute__((warn_unused_result));
 
+/* The bucket the client was made for. */
+const char *sv_s3_bucket(const struct sv_s3 *s);
+
 /* Bytes sent in request bodies and received in GETs since sv_s3_new (any
  * thread may read them). */
 void sv_s3_traffic(const struct sv_s3 *s, uint64_t *sent, uint64_t *received);

@@ -6,6 +6,7 @@
 #include "server.h"
 #include "store.h"
 #include "sv_ckpt.h"
+#include "sv_ckpt_remote.h"
 #include "sv_error.h"
 #include "sv_keys.h"
 #include "sv_log.h"
@@ -1032,32 +1033,19 @@ static int load_state(struct job *j, struct restore_src *src, const char *name,
     return 0;
 }
 
-/* Where source i was downloaded to, and the URL it came from: messages
- * that name a downloaded file name its object instead. */
+/* Messages that name a downloaded file of source i name its object. */
 static void remote_names(const struct job *j, size_t i, char *msg, size_t cap)
 {
-    if (!j->local[i] || strncmp(j->sources[i], "s3://", 5))
-        return;
-    const char *ld = j->local[i], *url = j->sources[i];
-    const char *ls = strrchr(ld, '/'), *us = strrchr(url, '/');
+    if (!j->local[i] || strncmp(j->sources[i], "s3://", 5) ||
+        !strstr(j->local[i], "/" FETCH_DIR "/"))
+        return; /* not downloaded: a local copy, named as it is */
+    const char *ls = strrchr(j->local[i], '/'), *us = strrchr(j->sources[i], '/');
     if (!ls || !us)
         return;
-    size_t lp = (size_t)(ls - ld), up = (size_t)(us - url);
-    char out[1024];
-    size_t o = 0;
-    for (const char *p = msg; *p && o + 1 < sizeof(out);) {
-        if (strncmp(p, ld, lp) == 0 && o + up + 1 < sizeof(out)) {
-            memcpy(out + o, url, up);
-            o += up;
-            p += lp;
-        } else {
-            out[o++] = *p++;
-        }
-    }
-    if (o >= cap)
-        o = cap - 1;
-    memcpy(msg, out, o);
-    msg[o] = '\0';
+    char dir[PATH_LEN], parent[PATH_LEN];
+    snprintf(dir, sizeof(dir), "%.*s", (int)(ls - j->local[i]), j->local[i]);
+    snprintf(parent, sizeof(parent), "%.*s", (int)(us - j->sources[i]), j->sources[i]);
+    sv_ckpt_remote_names(msg, cap, dir, parent);
 }
 
 /* The remote sources: this sidecar's own checkpoint from checkpoint_dir

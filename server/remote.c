@@ -3,6 +3,7 @@
 #include "remote.h"
 #include "fsutil.h"
 #include "sv_ckpt.h"
+#include "sv_ckpt_remote.h"
 #include "sv_error.h"
 #include "sv_log.h"
 #include "sv_s3.h"
@@ -911,7 +912,8 @@ void sv_remote_stats(struct sv_remote *r, ProtobufCAllocator *alloc, Statesrv__V
 
 /* --- restore sources ----------------------------------------------------------- */
 
-/* Splits an s3:// checkpoint URL into its parent key prefix and id. */
+/* Splits an s3:// checkpoint URL into its parent key prefix and id, and
+ * checks it is under the job's prefix. */
 static int split_source(const struct sv_remote *r, const char *url, char *parent, size_t cap,
                         uint64_t *id, char *msg, size_t msglen)
 {
@@ -921,11 +923,7 @@ static int split_source(const struct sv_remote *r, const char *url, char *parent
                  url);
         return SV_EINVAL;
     }
-    const char *last = strrchr(path, '/');
-    last = last ? last + 1 : path;
-    char *end;
-    if (strncmp(last, "chk-", 4) || last[4] < '1' || last[4] > '9' ||
-        (*id = strtoull(last + 4, &end, 10), *end)) {
+    if (sv_ckpt_remote_split(path, parent, cap, id)) {
         snprintf(msg, msglen, "restore source %.300s does not end in chk-<id>", url);
         return SV_EINVAL;
     }
@@ -938,12 +936,6 @@ static int split_source(const struct sv_remote *r, const char *url, char *parent
                  url, r->bucket, pl ? "/" : "", r->prefix);
         return SV_EINVAL;
     }
-    size_t parent_len = (size_t)(last - path);
-    parent_len = parent_len ? parent_len - 1 : 0;
-    if (parent_len >= cap)
-        return SV_EINVAL;
-    memcpy(parent, path, parent_len);
-    parent[parent_len] = '\0';
     return 0;
 }
 
@@ -964,57 +956,10 @@ int sv_remote_check_source(const struct sv_remote *r, const char *url, char *msg
 int sv_remote_fetch(struct sv_remote *r, const char *url, const char *dir, char *out, size_t cap,
                     char *err, size_t errlen)
 {
-    char parent[SV_PATH_MAX], key[SV_PATH_MAX + 64], path[PATH_LEN], cdir[PATH_LEN], e[600];
+    char parent[SV_PATH_MAX];
     uint64_t id;
     int rc = split_source(r, url, parent, sizeof(parent), &id, err, errlen);
     if (rc)
         return rc;
-    snprintf(cdir, sizeof(cdir), "%.4000s/chk-%" PRIu64, dir, id);
-    if (mkdir(cdir, 0750) && errno != EEXIST) {
-        rc = -errno;
-        snprintf(err, errlen, "cannot create %s: %s", cdir, strerror(errno));
-        return rc;
-    }
-    snprintf(key, sizeof(key), "%s%schk-%" PRIu64 "/" SV_CKPT_MANIFEST_FILE, parent,
-             parent[0] ? "/" : "", id);
-    snprintf(path, sizeof(path), "%.4200s/" SV_CKPT_MANIFEST_FILE, cdir);
-    rc = sv_s3_get_file(r->s3, key, path, SV_CKPT_MANIFEST_MAX, 0, NULL, e, sizeof(e));
-    if (rc == SV_ENOTFOUND) {
-        snprintf(err, errlen, "%.300s: no such checkpoint (no MANIFEST in the store)", url);
-        return rc;
-    }
-    if (rc) {
-        snprintf(err, errlen, "%.300s: %s", url, e);
-        return rc;
-    }
-    struct sv_ckpt_manifest m;
-    if ((rc = sv_ckpt_manifest_read(cdir, &m, e, sizeof(e)))) {
-        snprintf(err, errlen, "s3://%s/%s: %s", r->bucket, key, e);
-        return rc == SV_ECORRUPT ? rc : SV_ECORRUPT;
-    }
-    size_t nl = m.n_links ? m.n_links : 1;
-    for (size_t l = 0; l < nl && !rc; l++) {
-        uint64_t lid = m.n_links ? m.links[l].checkpoint_id : id;
-        uint64_t size = m.n_links ? m.links[l].data_bytes : m.data_bytes;
-        snprintf(path, sizeof(path), "%.4000s/chk-%" PRIu64, dir, lid);
-        if (mkdir(path, 0750) && errno != EEXIST) {
-            rc = -errno;
-            snprintf(err, errlen, "cannot create %s: %s", path, strerror(errno));
-            break;
-        }
-        snprintf(path, sizeof(path), "%.4000s/chk-%" PRIu64 "/" SV_CKPT_DATA_FILE, dir, lid);
-        snprintf(key, sizeof(key), "%s%schk-%" PRIu64 "/" SV_CKPT_DATA_FILE, parent,
-                 parent[0] ? "/" : "", lid);
-        rc = sv_s3_get_file(r->s3, key, path, size, 1, NULL, e, sizeof(e));
-        if (rc == SV_ENOTFOUND)
-            snprintf(err, errlen, "s3://%s/%s: missing (the MANIFEST names it)", r->bucket, key);
-        else if (rc)
-            snprintf(err, errlen, "s3://%s/%s: %s", r->bucket, key, e);
-        if (rc == SV_ENOTFOUND)
-            rc = SV_ECORRUPT;
-    }
-    sv_ckpt_manifest_free(&m);
-    if (!rc)
-        snprintf(out, cap, "%s", cdir);
-    return rc;
+    return sv_ckpt_remote_fetch(r->s3, parent, id, dir, out, cap, err, errlen);
 }

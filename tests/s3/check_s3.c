@@ -640,6 +640,43 @@ START_TEST(remote_retention_deletes_only_what_no_retained_checkpoint_names)
 }
 END_TEST
 
+START_TEST(statectl_verifies_and_lists_remote_checkpoints_without_a_server)
+{
+    start_sidecar(&side[0], "w0", NULL);
+    statesrv *c = connect_to(&side[0]);
+    put_range(c, 0, 200, "a");
+    char *u1 = snapshot_remote(c, 0);
+    put_range(c, 0, 20, "b");
+    char *u2 = snapshot_remote(c, 0);
+    statesrv_close(c);
+    ts_cleanup(&side[0]); /* no server */
+    char env[512], cmd[2048], out[8192];
+    snprintf(env, sizeof(env),
+             "AWS_ACCESS_KEY_ID=" OBJSTORE_ACCESS " AWS_SECRET_ACCESS_KEY=" OBJSTORE_SECRET
+             " AWS_ENDPOINT_URL=%s",
+             store.endpoint);
+    snprintf(cmd, sizeof(cmd), "%s %s checkpoint verify %s 2>&1", env, statectl_path(), u2);
+    ck_assert_int_eq(run_cmd(cmd, out, sizeof(out)), 0);
+    ck_assert_msg(strstr(out, "ok: 200 entries"), "%s", out);
+    snprintf(cmd, sizeof(cmd), "%s %s checkpoints --remote s3://" OBJSTORE_BUCKET "/job 2>&1", env,
+             statectl_path());
+    ck_assert_int_eq(run_cmd(cmd, out, sizeof(out)), 0);
+    ck_assert_msg(strstr(out, "s3://" OBJSTORE_BUCKET "/job/w0/chk-1\n") &&
+                      strstr(out, "s3://" OBJSTORE_BUCKET "/job/w0/chk-2\n"),
+                  "%s", out);
+    damage("job/w0/chk-1/data", 0);
+    snprintf(cmd, sizeof(cmd), "%s %s checkpoint verify %s 2>&1", env, statectl_path(), u2);
+    ck_assert_int_eq(run_cmd(cmd, out, sizeof(out)), 3);
+    ck_assert_msg(strstr(out, "s3://" OBJSTORE_BUCKET "/job/w0/chk-1/data"), "%s", out);
+    snprintf(cmd, sizeof(cmd), "%s %s checkpoint verify s3://" OBJSTORE_BUCKET "/job/w0/chk-7 2>&1",
+             env, statectl_path());
+    ck_assert_int_eq(run_cmd(cmd, out, sizeof(out)), 1);
+    ck_assert_msg(strstr(out, "no such checkpoint"), "%s", out);
+    free(u1);
+    free(u2);
+}
+END_TEST
+
 static Suite *s3_suite(void)
 {
     Suite *s = suite_create("s3");
@@ -656,6 +693,7 @@ static Suite *s3_suite(void)
     tcase_add_test(tc, a_corrupt_remote_object_is_refused_and_named);
     tcase_add_test(tc, statectl_snapshot_wait_remote_prints_the_url);
     tcase_add_test(tc, remote_retention_deletes_only_what_no_retained_checkpoint_names);
+    tcase_add_test(tc, statectl_verifies_and_lists_remote_checkpoints_without_a_server);
     suite_add_tcase(s, tc);
     return s;
 }
