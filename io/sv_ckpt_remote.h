@@ -26,6 +26,19 @@ int sv_ckpt_remote_fetch(struct sv_s3 *s, const char *parent, uint64_t id, const
                          char *out, size_t cap, char *err, size_t errlen)
     __attribute__((warn_unused_result));
 
+/* As sv_ckpt_remote_fetch, but of each data file only what reading key
+ * groups first..last takes: its header, index and footer and the blocks of
+ * those key groups (ranged GETs); the rest of the file is a hole. Each
+ * object's size and x-amz-meta-xxh3 must be the MANIFEST's (HEAD), and its
+ * footer and index decode and agree with the MANIFEST; blocks are checked
+ * when read (such files do not pass sv_ckpt_verify: their other blocks are
+ * holes). *fetched and *total (may be NULL): bytes fetched, and the bytes
+ * of the chain's files. */
+int sv_ckpt_remote_fetch_range(struct sv_s3 *s, const char *parent, uint64_t id, uint32_t first,
+                               uint32_t last, const char *dir, char *out, size_t cap,
+                               uint64_t *fetched, uint64_t *total, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
+
 /* Rewrites msg (cap bytes) so that paths under dir (what fetch wrote)
  * read as the objects they came from (url_parent: "s3://BUCKET/PARENT"). */
 void sv_ckpt_remote_names(char *msg, size_t cap, const char *dir, const char *url_parent);

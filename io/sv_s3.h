@@ -101,6 +101,11 @@ int sv_s3_get_file(struct sv_s3 *s, const char *key, const char *path, uint64_t 
                    int exact, uint64_t *got, char *err, size_t errlen)
     __attribute__((warn_unused_result));
 
+/* Bytes off..off+len-1 of key (a ranged GET) written at the same offsets
+ * of fd, exactly len of them (else SV_ECORRUPT). */
+int sv_s3_get_range(struct sv_s3 *s, const char *key, uint64_t off, uint64_t len, int fd, char *err,
+                    size_t errlen) __attribute__((warn_unused_result));
+
 /* Every key under prefix (ListObjectsV2, 1000 a page, every page), in the
  * store's order (UTF-8 binary): fn(ud, key, size) for each; a non-zero
  * return from fn stops the listing and is returned. */

@@ -953,13 +953,21 @@ int sv_remote_check_source(const struct sv_remote *r, const char *url, char *msg
     return split_source(r, url, parent, sizeof(parent), &id, msg, msglen);
 }
 
-int sv_remote_fetch(struct sv_remote *r, const char *url, const char *dir, char *out, size_t cap,
-                    char *err, size_t errlen)
+int sv_remote_fetch(struct sv_remote *r, const char *url, const char *dir, int ranged,
+                    uint32_t first, uint32_t last, char *out, size_t cap, uint64_t *fetched,
+                    uint64_t *total, char *err, size_t errlen)
 {
     char parent[SV_PATH_MAX];
-    uint64_t id;
+    uint64_t id, before, after, sent;
     int rc = split_source(r, url, parent, sizeof(parent), &id, err, errlen);
     if (rc)
         return rc;
-    return sv_ckpt_remote_fetch(r->s3, parent, id, dir, out, cap, err, errlen);
+    if (ranged)
+        return sv_ckpt_remote_fetch_range(r->s3, parent, id, first, last, dir, out, cap, fetched,
+                                          total, err, errlen);
+    sv_s3_traffic(r->s3, &sent, &before);
+    rc = sv_ckpt_remote_fetch(r->s3, parent, id, dir, out, cap, err, errlen);
+    sv_s3_traffic(r->s3, &sent, &after);
+    *fetched = *total = after - before; /* whole files: all of them */
+    return rc;
 }

@@ -82,8 +82,13 @@ int sv_remote_check_source(const struct sv_remote *r, const char *url, char *msg
  * every file of its chain into dir (which must exist), as dir/chk-<id>/
  * MANIFEST and dir/chk-<link>/data, each file bounded by and exactly of the
  * size its MANIFEST gives; the local chain reader then checks every byte.
- * The checkpoint's directory goes to out. 0 or an error naming the object. */
-int sv_remote_fetch(struct sv_remote *r, const char *url, const char *dir, char *out, size_t cap,
-                    char *err, size_t errlen);
+ * With ranged, of each file only what key groups first..last need
+ * (sv_ckpt_remote_fetch_range: such files are read by range, not
+ * verified whole). The checkpoint's directory goes to out; the bytes
+ * fetched and the chain's to *fetched and *total. 0 or an error naming the
+ * object. */
+int sv_remote_fetch(struct sv_remote *r, const char *url, const char *dir, int ranged,
+                    uint32_t first, uint32_t last, char *out, size_t cap, uint64_t *fetched,
+                    uint64_t *total, char *err, size_t errlen);
 
 #endif

@@ -677,6 +677,67 @@ START_TEST(statectl_verifies_and_lists_remote_checkpoints_without_a_server)
 }
 END_TEST
 
+/* The "downloaded ... N of M bytes" line of a sidecar's log. */
+static void downloaded(const struct ts *s, uint64_t *n, uint64_t *m)
+{
+    FILE *f = fopen(s->log, "r");
+    ck_assert_ptr_nonnull(f);
+    char line[2048];
+    *n = *m = 0;
+    while (fgets(line, sizeof(line), f)) {
+        const char *p = strstr(line, " ms: ");
+        unsigned long long a, b;
+        if (strstr(line, "restore: downloaded") && p &&
+            sscanf(p, " ms: %llu of %llu bytes", &a, &b) == 2) {
+            *n = a;
+            *m = b;
+        }
+    }
+    fclose(f);
+}
+
+START_TEST(a_ranged_restore_fetches_only_the_blocks_of_its_key_groups)
+{
+    start_sidecar(&side[0], "w0", NULL);
+    statesrv *c = connect_to(&side[0]);
+    put_big(c, 4000, 200, 3); /* incompressible: the blocks are the bytes */
+    char *url = snapshot_remote(c, 0);
+    statesrv_close(c);
+    start_sidecar(&side[1], "w1", NULL);
+    c = connect_to(&side[1]);
+    const char *src[] = {url};
+    ck_assert_msg(restore_from(c, src, 1, 1, 0, 63) == STATESRV_OK, "%s", statesrv_errmsg(c));
+    uint64_t n, m;
+    downloaded(&side[1], &n, &m);
+    ck_assert_uint_gt(m, 800000);
+    ck_assert_msg(n * 100 <= m * 55, "fetched %" PRIu64 " of %" PRIu64 " bytes", n, m);
+    printf("s3/ranged_restore: key groups 0-63 fetched %" PRIu64 " of %" PRIu64 " bytes (%.1f%%)\n",
+           n, m, 100.0 * (double)n / (double)m);
+    statesrv_stats *st = stats_of(c);
+    uint64_t want = 0, entries = 0;
+    for (size_t i = 0; i < st->n_states; i++)
+        entries += st->states[i].entries;
+    statesrv_stats_free(st);
+    for (int k = 0; k < 4000; k++)
+        want += owner_of(k, 2) == 0;
+    ck_assert_uint_eq(entries, want);
+    /* A damaged block: the half that holds it is refused, naming the
+     * object; the other half restores. */
+    damage("job/w0/chk-1/data", 0);
+    int lo = restore_from(c, src, 1, 1, 0, 63);
+    char why[1024];
+    snprintf(why, sizeof(why), "%s", statesrv_errmsg(c));
+    int hi = restore_from(c, src, 1, 1, 64, 127);
+    if (hi != STATESRV_OK)
+        snprintf(why, sizeof(why), "%s", statesrv_errmsg(c));
+    ck_assert_msg((lo == STATESRV_OK) != (hi == STATESRV_OK), "%d %d: %s", lo, hi, why);
+    ck_assert_int_eq(lo == STATESRV_OK ? hi : lo, STATESRV_INVALID_ARGUMENT);
+    ck_assert_msg(strstr(why, "s3://" OBJSTORE_BUCKET "/job/w0/chk-1/data"), "%s", why);
+    statesrv_close(c);
+    free(url);
+}
+END_TEST
+
 static Suite *s3_suite(void)
 {
     Suite *s = suite_create("s3");
@@ -694,6 +755,7 @@ static Suite *s3_suite(void)
     tcase_add_test(tc, statectl_snapshot_wait_remote_prints_the_url);
     tcase_add_test(tc, remote_retention_deletes_only_what_no_retained_checkpoint_names);
     tcase_add_test(tc, statectl_verifies_and_lists_remote_checkpoints_without_a_server);
+    tcase_add_test(tc, a_ranged_restore_fetches_only_the_blocks_of_its_key_groups);
     suite_add_tcase(s, tc);
     return s;
 }
