@@ -49,18 +49,21 @@ static int make_dir(const char *path, char *err, size_t errlen)
     return rc;
 }
 
-int sv_ckpt_remote_fetch(struct sv_s3 *s, const char *parent, uint64_t id, const char *dir,
-                         char *out, size_t cap, char *err, size_t errlen)
+/* PARENT/chk-<id>/MANIFEST into dir/chk-<id>/ (its path to cdir), read
+ * and checked into *m; its size to *size. */
+static int fetch_manifest(struct sv_s3 *s, const char *parent, uint64_t id, const char *dir,
+                          char *cdir, size_t ccap, struct sv_ckpt_manifest *m, uint64_t *size,
+                          char *err, size_t errlen)
 {
-    char key[KEY_LEN], path[PATH_LEN], cdir[PATH_LEN], e[600];
+    char key[KEY_LEN], path[PATH_LEN], e[600];
     const char *bucket = sv_s3_bucket(s);
-    snprintf(cdir, sizeof(cdir), "%.4000s/chk-%" PRIu64, dir, id);
+    snprintf(cdir, ccap, "%.4000s/chk-%" PRIu64, dir, id);
     int rc = make_dir(cdir, err, errlen);
     if (rc)
         return rc;
     object_key(key, sizeof(key), parent, id, SV_CKPT_MANIFEST_FILE);
     snprintf(path, sizeof(path), "%.4200s/" SV_CKPT_MANIFEST_FILE, cdir);
-    rc = sv_s3_get_file(s, key, path, SV_CKPT_MANIFEST_MAX, 0, NULL, e, sizeof(e));
+    rc = sv_s3_get_file(s, key, path, SV_CKPT_MANIFEST_MAX, 0, size, e, sizeof(e));
     if (rc == SV_ENOTFOUND) {
         snprintf(err, errlen, "s3://%s/%.1100s: no such checkpoint (no MANIFEST in the store)",
                  bucket, key);
@@ -70,15 +73,23 @@ int sv_ckpt_remote_fetch(struct sv_s3 *s, const char *parent, uint64_t id, const
         snprintf(err, errlen, "%s", e);
         return rc;
     }
-    struct sv_ckpt_manifest m;
-    if ((rc = sv_ckpt_manifest_read(cdir, &m, e, sizeof(e)))) {
+    if (sv_ckpt_manifest_read(cdir, m, e, sizeof(e))) {
         snprintf(err, errlen, "s3://%s/%.1100s: %s", bucket, key, e);
         return SV_ECORRUPT;
     }
-    size_t nl = m.n_links ? m.n_links : 1;
+    return 0;
+}
+
+/* Every data file m names, whole. */
+static int fetch_files(struct sv_s3 *s, const char *parent, uint64_t id, const char *dir,
+                       const struct sv_ckpt_manifest *m, char *err, size_t errlen)
+{
+    char key[KEY_LEN], path[PATH_LEN], e[600];
+    size_t nl = m->n_links ? m->n_links : 1;
+    int rc = 0;
     for (size_t l = 0; l < nl && !rc; l++) {
-        uint64_t lid = m.n_links ? m.links[l].checkpoint_id : id;
-        uint64_t size = m.n_links ? m.links[l].data_bytes : m.data_bytes;
+        uint64_t lid = m->n_links ? m->links[l].checkpoint_id : id;
+        uint64_t size = m->n_links ? m->links[l].data_bytes : m->data_bytes;
         snprintf(path, sizeof(path), "%.4000s/chk-%" PRIu64, dir, lid);
         if ((rc = make_dir(path, err, errlen)))
             break;
@@ -86,12 +97,26 @@ int sv_ckpt_remote_fetch(struct sv_s3 *s, const char *parent, uint64_t id, const
         object_key(key, sizeof(key), parent, lid, SV_CKPT_DATA_FILE);
         rc = sv_s3_get_file(s, key, path, size, 1, NULL, e, sizeof(e));
         if (rc == SV_ENOTFOUND) {
-            snprintf(err, errlen, "s3://%s/%.1100s: missing (the MANIFEST names it)", bucket, key);
+            snprintf(err, errlen, "s3://%s/%.1100s: missing (the MANIFEST names it)",
+                     sv_s3_bucket(s), key);
             rc = SV_ECORRUPT;
         } else if (rc) {
             snprintf(err, errlen, "%s", e);
         }
     }
+    return rc;
+}
+
+int sv_ckpt_remote_fetch(struct sv_s3 *s, const char *parent, uint64_t id, const char *dir,
+                         char *out, size_t cap, char *err, size_t errlen)
+{
+    char cdir[PATH_LEN];
+    struct sv_ckpt_manifest m;
+    uint64_t size;
+    int rc = fetch_manifest(s, parent, id, dir, cdir, sizeof(cdir), &m, &size, err, errlen);
+    if (rc)
+        return rc;
+    rc = fetch_files(s, parent, id, dir, &m, err, errlen);
     sv_ckpt_manifest_free(&m);
     if (!rc)
         snprintf(out, cap, "%s", cdir);
@@ -226,34 +251,16 @@ int sv_ckpt_remote_fetch_range(struct sv_s3 *s, const char *parent, uint64_t id,
                                uint32_t last, const char *dir, char *out, size_t cap,
                                uint64_t *fetched, uint64_t *total, char *err, size_t errlen)
 {
-    char key[KEY_LEN], path[PATH_LEN], cdir[PATH_LEN], e[600];
-    const char *bucket = sv_s3_bucket(s);
-    uint64_t got = 0, all = 0, msize = 0;
-    snprintf(cdir, sizeof(cdir), "%.4000s/chk-%" PRIu64, dir, id);
-    int rc = make_dir(cdir, err, errlen);
+    char key[KEY_LEN], path[PATH_LEN], cdir[PATH_LEN];
+    struct sv_ckpt_manifest m;
+    uint64_t msize = 0;
+    int rc = fetch_manifest(s, parent, id, dir, cdir, sizeof(cdir), &m, &msize, err, errlen);
     if (rc)
         return rc;
-    object_key(key, sizeof(key), parent, id, SV_CKPT_MANIFEST_FILE);
-    snprintf(path, sizeof(path), "%.4200s/" SV_CKPT_MANIFEST_FILE, cdir);
-    rc = sv_s3_get_file(s, key, path, SV_CKPT_MANIFEST_MAX, 0, &msize, e, sizeof(e));
-    if (rc == SV_ENOTFOUND) {
-        snprintf(err, errlen, "s3://%s/%.1100s: no such checkpoint (no MANIFEST in the store)",
-                 bucket, key);
-        return rc;
-    }
-    if (rc) {
-        snprintf(err, errlen, "%s", e);
-        return rc;
-    }
-    got = all = msize;
-    struct sv_ckpt_manifest m;
-    if ((rc = sv_ckpt_manifest_read(cdir, &m, e, sizeof(e)))) {
-        snprintf(err, errlen, "s3://%s/%.1100s: %s", bucket, key, e);
-        return SV_ECORRUPT;
-    }
+    uint64_t got = msize, all = msize;
     if (!m.n_links) { /* version 1: one file, fetched whole */
-        sv_ckpt_manifest_free(&m);
-        return sv_ckpt_remote_fetch(s, parent, id, dir, out, cap, err, errlen);
+        rc = fetch_files(s, parent, id, dir, &m, err, errlen);
+        got = all = msize + m.data_bytes;
     }
     for (size_t l = 0; l < m.n_links && !rc; l++) {
         uint64_t lid = m.links[l].checkpoint_id;

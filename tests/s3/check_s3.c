@@ -383,9 +383,27 @@ START_TEST(rescale_2_to_3_through_the_store)
 }
 END_TEST
 
+/* GET /metrics of a sidecar started with metrics_listen = 127.0.0.1:0. */
+static void get_metrics(const struct ts *t, char *out, size_t cap)
+{
+    FILE *f = fopen(t->log, "r");
+    ck_assert_ptr_nonnull(f);
+    char line[512], cmd[256];
+    int port = 0;
+    while (fgets(line, sizeof(line), f)) {
+        const char *p = strstr(line, "metrics on http://127.0.0.1:");
+        if (p)
+            port = atoi(p + strlen("metrics on http://127.0.0.1:"));
+    }
+    fclose(f);
+    ck_assert_int_gt(port, 0);
+    snprintf(cmd, sizeof(cmd), "curl -s --max-time 5 http://127.0.0.1:%d/metrics", port);
+    ck_assert_int_eq(run_cmd(cmd, out, cap), 0);
+}
+
 START_TEST(store_down_local_checkpoints_go_on_and_the_upload_catches_up)
 {
-    start_sidecar(&side[0], "w0", NULL);
+    start_sidecar(&side[0], "w0", "metrics_listen = 127.0.0.1:0\n");
     statesrv *c = connect_to(&side[0]);
     put_range(c, 0, 100, "a");
     objstore_stop(&store);
@@ -410,7 +428,12 @@ START_TEST(store_down_local_checkpoints_go_on_and_the_upload_catches_up)
     ck_assert_str_eq(m[0].remote_state, "local");
     ck_assert(m[0].remote_error[0] != '\0');
     statesrv_checkpoint_info_free(m);
-    char out[4096], cmd[512];
+    char out[65536], cmd[512];
+    get_metrics(&side[0], out, sizeof(out));
+    ck_assert_msg(strstr(out, "\nstatesrv_checkpoint_remote_pending 2\n") &&
+                      strstr(out, "\nstatesrv_checkpoint_upload_lag_seconds ") &&
+                      strstr(out, "\nstatesrv_checkpoint_upload_failures_total "),
+                  "%.3000s", out);
     snprintf(cmd, sizeof(cmd), "%s -a %s checkpoints", statectl_path(), side[0].tcp_addr);
     ck_assert_int_eq(run_cmd(cmd, out, sizeof(out)), 0);
     ck_assert_msg(strstr(out, "REMOTE") && strstr(out, "local") && strstr(out, "upload:"), "%s",
@@ -424,6 +447,10 @@ START_TEST(store_down_local_checkpoints_go_on_and_the_upload_catches_up)
     ck_assert_str_eq(m[0].remote_state, "remote");
     ck_assert_str_eq(m[1].remote_state, "remote");
     statesrv_checkpoint_info_free(m);
+    get_metrics(&side[0], out, sizeof(out));
+    ck_assert_msg(strstr(out, "\nstatesrv_checkpoint_remote_pending 0\n") &&
+                      strstr(out, "\nstatesrv_checkpoint_uploads_total 2\n"),
+                  "%.3000s", out);
     statesrv_close(c);
 }
 END_TEST
