@@ -626,7 +626,8 @@ static void *upload_thread(void *arg)
         if (!atomic_load(&r->cancel))
             push_event(r, id, rc, err);
         pthread_mutex_unlock(&r->mu);
-        uv_async_send(&r->async);
+        if (!atomic_load(&r->cancel)) /* else the loop is closing its handles */
+            uv_async_send(&r->async);
         /* After the reply: what the store no longer needs to keep. */
         if (rc == 0 && !atomic_load(&r->cancel))
             remote_retention(r);

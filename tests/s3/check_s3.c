@@ -32,11 +32,27 @@ static void setup(void)
     objstore_start(&store);
 }
 
+/* Stops a sidecar, which must exit cleanly (under valgrind: no error and
+ * no leak), and removes its directory: the machine is gone. */
+static void lose(struct ts *s)
+{
+    if (s->pid > 0) {
+        int rc = ts_stop(s);
+        ck_assert_msg(rc == 0, "statesrvd exited with %d (see %s)", rc, s->log);
+    }
+    ts_cleanup(s);
+}
+
 static void teardown(void)
 {
-    for (size_t i = 0; i < sizeof(side) / sizeof(side[0]); i++)
+    int bad = -1;
+    for (size_t i = 0; i < sizeof(side) / sizeof(side[0]); i++) {
+        if (side[i].pid > 0 && ts_stop(&side[i]) != 0)
+            bad = (int)i;
         ts_cleanup(&side[i]);
+    }
     objstore_cleanup(&store);
+    ck_assert_msg(bad < 0, "sidecar %d did not exit cleanly", bad);
 }
 
 static statesrv *connect_to(const struct ts *s)
@@ -272,7 +288,7 @@ START_TEST(restore_on_a_fresh_sidecar_from_the_store_alone)
     statesrv_stats_free(st);
     statesrv_close(c);
     /* The first machine is lost: its whole directory goes. */
-    ts_cleanup(&side[0]);
+    lose(&side[0]);
     start_sidecar(&side[1], "w1", NULL);
     const char *extra[] = {"--config", side[1].conf, "--restore-from", u2, NULL};
     ck_assert_int_eq(ts_stop(&side[1]), 0);
@@ -338,7 +354,7 @@ static void rescale(int n, int m)
                 put_range(c, k, 1, "r");
         urls[i] = snapshot_remote(c, 0);
         statesrv_close(c);
-        ts_cleanup(&side[i]); /* the old machines are gone */
+        lose(&side[i]); /* the old machines are gone */
     }
     for (int j = 0; j < m; j++) {
         snprintf(node, sizeof(node), "new%d", j);
@@ -365,7 +381,7 @@ static void rescale(int n, int m)
             want += owner_of(k, m) == j;
         ck_assert_uint_eq(entries, want);
         statesrv_close(c);
-        ts_cleanup(&side[j]);
+        lose(&side[j]);
     }
     for (int i = 0; i < n; i++)
         free(urls[i]);
@@ -676,7 +692,7 @@ START_TEST(statectl_verifies_and_lists_remote_checkpoints_without_a_server)
     put_range(c, 0, 20, "b");
     char *u2 = snapshot_remote(c, 0);
     statesrv_close(c);
-    ts_cleanup(&side[0]); /* no server */
+    lose(&side[0]); /* no server */
     char env[512], cmd[2048], out[8192];
     snprintf(env, sizeof(env),
              "AWS_ACCESS_KEY_ID=" OBJSTORE_ACCESS " AWS_SECRET_ACCESS_KEY=" OBJSTORE_SECRET
