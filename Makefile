@@ -10,6 +10,7 @@
 #   make test-java  build statesrvd, then build and test the Java client and the Flink state
 #                   backend (client/java, client/flink; Maven) against it
 #   make test-powerloss  statesrvd on a FUSE filesystem that drops unsynced writes (tests/powerloss)
+#   make test-s3    checkpoints on a real S3-compatible store (versitygw, built with go; tests/s3)
 #   make fuzz       build the libFuzzer targets (clang) in build/fuzz
 #   make fuzz-smoke run each fuzz target FUZZ_SECONDS (default 60) over its seed corpus
 #   make V=1        show full commands
@@ -32,18 +33,18 @@ GEN := $(BUILD)/gen
 # missing ones with apt-get, and does nothing when all are present.
 DEB_PKGS := build-essential pkg-config libuv1-dev liblmdb-dev libprotobuf-c-dev \
             protobuf-c-compiler check libinih-dev lmdb-utils libzstd-dev libxxhash-dev \
-            libhttp-parser-dev curl man-db groff-base
+            libhttp-parser-dev curl man-db groff-base libcurl4-openssl-dev libssl-dev
 # Only for the developer targets (format, test-valgrind, fuzz): `make deps-dev`.
 DEB_PKGS_DEV := clang-format valgrind clang libclang-rt-14-dev llvm
 
-PKG_MODULES := libuv lmdb libprotobuf-c inih libzstd libxxhash
+PKG_MODULES := libuv lmdb libprotobuf-c inih libzstd libxxhash libcurl libcrypto
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKG_MODULES) 2>/dev/null)
 # http-parser (metrics endpoint) ships no pkg-config file.
 PKG_LIBS = $(shell pkg-config --libs $(PKG_MODULES) 2>/dev/null || \
-             echo -luv -llmdb -lprotobuf-c -linih -lzstd -lxxhash) -lhttp_parser
+             echo -luv -llmdb -lprotobuf-c -linih -lzstd -lxxhash -lcurl -lcrypto) -lhttp_parser
 # What the checkpoint module needs beyond libstatesrv (statectl links it too).
-CKPT_LIBS = $(shell pkg-config --libs libprotobuf-c libzstd libxxhash 2>/dev/null || \
-              echo -lprotobuf-c -lzstd -lxxhash)
+CKPT_LIBS = $(shell pkg-config --libs libprotobuf-c libzstd libxxhash libcurl libcrypto 2>/dev/null || \
+              echo -lprotobuf-c -lzstd -lxxhash -lcurl -lcrypto)
 CHECK_LIBS = $(shell pkg-config --libs check 2>/dev/null || echo -lcheck)
 # What libstatesrv needs: protobuf-c, and LMDB for the local read path.
 CLIENT_LIBS = $(shell pkg-config --libs libprotobuf-c lmdb 2>/dev/null || echo -lprotobuf-c -llmdb)
@@ -103,7 +104,7 @@ DEPS_DEV_STAMP := build/.deps-dev-ok
 
 .PHONY: all deps deps-dev test test-unit test-integration test-valgrind run clean format format-check \
         bench bench-snapshot fuzz fuzz-smoke fuzz-corpus install uninstall test-install test-docs \
-        test-java deps-java test-powerloss
+        test-java deps-java test-powerloss test-s3
 .DEFAULT_GOAL := all
 
 all: $(STATESRVD) $(STATECTL) $(LIB_A) $(LIB_SO) $(BENCH_TOOL) $(EXAMPLES)
@@ -235,6 +236,39 @@ test-integration: $(INTEG_BIN) $(STATESRVD) $(STATECTL) $(EXAMPLES)
 test-valgrind: $(INTEG_BIN) $(STATESRVD) $(STATECTL) | $(DEPS_DEV_STAMP)
 	$(Q)SV_TEST_SLOW=1 STATESRVD=$(abspath tests/tools/valgrind-statesrvd) STATESRVD_REAL=$(abspath $(STATESRVD)) \
 	    STATECTL=$(abspath $(STATECTL)) EXAMPLES_DIR=$(abspath $(BUILD)/examples) $(INTEG_BIN)
+
+# --- object storage (never part of `make test`) ---------------------------
+# Checkpoints on a real S3-compatible store: versitygw (Apache-2.0), built
+# from its Go module into build/tools (needs `go` on PATH, 1.22 or newer,
+# and the Go module proxy), started by the
+# tests on 127.0.0.1 with a temporary directory (tests/s3/objstore.c).
+VERSITYGW_VERSION := v1.8.0
+VERSITYGW := build/tools/versitygw
+S3_TEST_SRC := $(wildcard tests/s3/*.c) tests/integration/harness.c
+S3_TEST_BIN := $(BUILD)/tests/check_s3
+
+# Go's module and build caches go to the user's cache, so a fresh clone
+# (CI) does not fetch and compile everything again.
+GO_CACHE_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/statesrvd-go
+
+$(VERSITYGW):
+	@mkdir -p build/tools
+	@echo "  GO      versitygw $(VERSITYGW_VERSION)"
+	$(Q)command -v go >/dev/null 2>&1 || { echo "test-s3: needs go (1.22 or newer) on PATH"; exit 1; }
+	$(Q)GOBIN=$(abspath build/tools) GOPATH=$(GO_CACHE_DIR) GOMODCACHE=$(GO_CACHE_DIR)/mod \
+	    GOCACHE=$(GO_CACHE_DIR)/build GOFLAGS=-modcacherw \
+	    go install github.com/versity/versitygw/cmd/versitygw@$(VERSITYGW_VERSION)
+
+$(BUILD)/obj/tests/s3/%.o: ALL_CPPFLAGS += -Itests/integration
+
+$(S3_TEST_BIN): $(S3_TEST_SRC:%.c=$(BUILD)/obj/%.o) $(CKPT_OBJ) $(LIB_A)
+	@mkdir -p $(@D)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS) $(CHECK_LIBS) -lpthread
+
+test-s3: $(S3_TEST_BIN) $(STATESRVD) $(STATECTL) $(VERSITYGW)
+	$(Q)VERSITYGW=$(abspath $(VERSITYGW)) STATESRVD=$(abspath $(STATESRVD)) \
+	    STATECTL=$(abspath $(STATECTL)) $(S3_TEST_BIN)
 
 # --- Java client (client/; never part of `make test`) ----------------------
 # A Maven build: the parent client/pom.xml pins every version; Maven fetches

@@ -7,8 +7,10 @@
  *
  * The `checkpoint verify|inspect|dump` commands work offline, on a
  * checkpoint directory, through the checkpoint file reader in common/. */
+#include "fsutil.h"
 #include "statesrv.h"
 #include "sv_ckpt.h"
+#include "sv_ckpt_remote.h"
 #include "sv_error.h"
 #include "sv_keys.h"
 #include "sv_msg.h" /* SV_VERSION */
@@ -30,17 +32,19 @@ enum { EXIT_NOTFOUND = 1, EXIT_USAGE = 2, EXIT_ERROR = 3 };
 
 /* Command options, one bit each; a command lists those it accepts. */
 enum {
-    OPT_NS = 1 << 0,        /* -n NS */
-    OPT_KEY_GROUP = 1 << 1, /* --key-group N */
-    OPT_MERGE = 1 << 2,     /* --append / --add */
-    OPT_SCAN = 1 << 3,      /* --key K, --key-groups A-B, --limit N */
-    OPT_ALL = 1 << 4,       /* --all */
-    OPT_KG_RANGE = 1 << 5,  /* --key-groups A-B */
-    OPT_ID = 1 << 6,        /* --id N */
-    OPT_STATE = 1 << 7,     /* --state S */
-    OPT_FULL = 1 << 8,      /* --full */
-    OPT_TTL = 1 << 9,       /* --ttl D (put, merge); --ttl (get: show what is left) */
-    OPT_TTL_CFG = 1 << 10,  /* --update U, --visibility V (ttl) */
+    OPT_NS = 1 << 0,          /* -n NS */
+    OPT_KEY_GROUP = 1 << 1,   /* --key-group N */
+    OPT_MERGE = 1 << 2,       /* --append / --add */
+    OPT_SCAN = 1 << 3,        /* --key K, --key-groups A-B, --limit N */
+    OPT_ALL = 1 << 4,         /* --all */
+    OPT_KG_RANGE = 1 << 5,    /* --key-groups A-B */
+    OPT_ID = 1 << 6,          /* --id N */
+    OPT_STATE = 1 << 7,       /* --state S */
+    OPT_FULL = 1 << 8,        /* --full */
+    OPT_WAIT_REMOTE = 1 << 9, /* --wait-remote */
+    OPT_REMOTE = 1 << 10,     /* --remote URL */
+    OPT_TTL = 1 << 11,        /* --ttl D (put, merge); --ttl (get: show what is left) */
+    OPT_TTL_CFG = 1 << 12,    /* --update U, --visibility V (ttl) */
 };
 
 /* Command flags. */
@@ -83,6 +87,10 @@ struct ctl {
     int has_id;
     uint64_t id;
     int full;
+    int wait_remote;
+    const char *remote;   /* checkpoints --remote URL */
+    char s3_tmp[160];     /* an s3:// checkpoint downloaded here (offline tools) */
+    char s3_parent[1200]; /* ... from this s3://BUCKET/PARENT */
     const char *state;
     int has_ttl;     /* --ttl given */
     uint64_t ttl_ms; /* its duration (put, merge) */
@@ -893,9 +901,17 @@ static void put_stats_json(const statesrv_stats *s)
         printf("%" PRIu64, s->last_checkpoint_age_ms);
     else
         printf("null");
-    printf(",\"restores_completed\":%" PRIu64 ",\"last_restore_duration_ms\":%" PRIu64
-           ",\"checkpoint_in_progress\":",
+    printf(",\"restores_completed\":%" PRIu64 ",\"last_restore_duration_ms\":%" PRIu64 ",",
            s->restores_completed, s->last_restore_duration_ms);
+    printf("\"remote_enabled\":%s,\"remote_pending\":%" PRIu64 ",\"remote_upload_lag_ms\":%" PRIu64
+           ",\"remote_uploads_completed\":%" PRIu64 ",\"remote_upload_failures\":%" PRIu64
+           ",\"remote_bytes_uploaded\":%" PRIu64 ",\"last_remote_checkpoint_id\":%" PRIu64
+           ",\"remote_uploading_id\":%" PRIu64 ",\"remote_last_error\":",
+           s->remote_enabled ? "true" : "false", s->remote_pending, s->remote_upload_lag_ms,
+           s->remote_uploads_completed, s->remote_upload_failures, s->remote_bytes_uploaded,
+           s->last_remote_checkpoint_id, s->remote_uploading_id);
+    put_json_str(s->remote_last_error);
+    printf(",\"checkpoint_in_progress\":");
     if (s->has_progress) {
         printf("{\"kind\":");
         put_json_str(s->progress.kind);
@@ -958,6 +974,17 @@ static void put_stats_text(const statesrv_stats *s)
         printf("last_checkpoint_age_ms: never (no checkpoint yet)\n");
     printf("restores_completed: %" PRIu64 "\n", s->restores_completed);
     printf("last_restore_duration_ms: %" PRIu64 "\n", s->last_restore_duration_ms);
+    if (s->remote_enabled) {
+        printf("remote_pending: %" PRIu64 "\n", s->remote_pending);
+        printf("remote_upload_lag_ms: %" PRIu64 "\n", s->remote_upload_lag_ms);
+        printf("remote_uploads_completed: %" PRIu64 "\n", s->remote_uploads_completed);
+        printf("remote_upload_failures: %" PRIu64 "\n", s->remote_upload_failures);
+        printf("remote_bytes_uploaded: %" PRIu64 "\n", s->remote_bytes_uploaded);
+        printf("last_remote_checkpoint_id: %" PRIu64 "\n", s->last_remote_checkpoint_id);
+        printf("remote_uploading_id: %" PRIu64 "\n", s->remote_uploading_id);
+        if (s->remote_last_error[0])
+            printf("remote_last_error: %s\n", s->remote_last_error);
+    }
     if (s->has_progress)
         printf("checkpoint_in_progress: %s id %" PRIu64 " entries %" PRIu64 " bytes %" PRIu64
                " elapsed_ms %" PRIu64 "\n",
@@ -1095,6 +1122,18 @@ static void put_checkpoint_json(const statesrv_checkpoint_info *m)
     if (m->path) {
         printf(",\"path\":");
         put_json_str(m->path);
+    }
+    if (m->remote_state[0]) {
+        printf(",\"remote_state\":");
+        put_json_str(m->remote_state);
+    }
+    if (m->remote_url[0]) {
+        printf(",\"remote_url\":");
+        put_json_str(m->remote_url);
+    }
+    if (m->remote_error[0]) {
+        printf(",\"remote_error\":");
+        put_json_str(m->remote_error);
     }
     putchar('}');
 }
@@ -1251,8 +1290,9 @@ static int cmd_snapshot(struct ctl *x)
     struct progress p;
     statesrv_checkpoint_info *m;
     progress_start(&p, x, "snapshot");
-    int rc = x->full ? statesrv_snapshot_full(x->c, x->has_id, x->id, &m)
-                     : statesrv_snapshot(x->c, x->has_id, x->id, &m);
+    int rc = x->wait_remote ? statesrv_snapshot_remote(x->c, x->has_id, x->id, x->full, &m)
+             : x->full      ? statesrv_snapshot_full(x->c, x->has_id, x->id, &m)
+                            : statesrv_snapshot(x->c, x->has_id, x->id, &m);
     progress_stop(&p);
     if (rc)
         return report(x, rc);
@@ -1262,6 +1302,8 @@ static int cmd_snapshot(struct ctl *x)
     } else {
         printf("checkpoint %" PRIu64 ": %s (%s, %" PRIu64 " bytes added)\n", m->id, m->path,
                m->incremental ? "incremental" : "full", m->added_bytes);
+        if (m->remote_url[0])
+            printf("remote: %s\n", m->remote_url);
     }
     statesrv_checkpoint_info_free(m);
     return 0;
@@ -1278,6 +1320,7 @@ enum {
     COL_TOTAL,
     COL_DURATION,
     COL_KG,
+    COL_REMOTE,
     N_COLS
 };
 
@@ -1292,10 +1335,68 @@ static void checkpoint_cells(const statesrv_checkpoint_info *m, char cells[N_COL
     snprintf(cells[COL_TOTAL], 32, "%" PRIu64, m->total_bytes);
     snprintf(cells[COL_DURATION], 32, "%" PRIu64, m->duration_ms);
     snprintf(cells[COL_KG], 32, "%" PRIu32 "-%" PRIu32, m->kg_first, m->kg_last);
+    snprintf(cells[COL_REMOTE], 32, "%s", m->remote_state[0] ? m->remote_state : "-");
+}
+
+static int s3_client(struct ctl *x, const char *url, struct sv_s3 **s, char *path, size_t cap);
+
+struct remote_list {
+    struct ctl *x;
+    const char *bucket;
+    size_t n;
+};
+
+/* One checkpoint per MANIFEST object: ".../chk-<id>/MANIFEST". */
+static int remote_list_cb(void *ud, const char *key, uint64_t size)
+{
+    struct remote_list *l = ud;
+    size_t kl = strlen(key), ml = strlen("/" SV_CKPT_MANIFEST_FILE);
+    if (kl <= ml || strcmp(key + kl - ml, "/" SV_CKPT_MANIFEST_FILE) != 0)
+        return 0;
+    char dir[SV_S3_KEY_MAX + 1], parent[SV_S3_KEY_MAX + 1];
+    uint64_t id;
+    snprintf(dir, sizeof(dir), "%.*s", (int)(kl - ml), key);
+    if (sv_ckpt_remote_split(dir, parent, sizeof(parent), &id))
+        return 0;
+    if (l->x->json) {
+        printf("%s{\"url\":\"s3://%s/", l->n ? "," : "", l->bucket);
+        for (const char *p = dir; *p; p++) /* keys are checked ASCII: escape only these */
+            printf(*p == '"' || *p == '\\' ? "\\%c" : "%c", *p);
+        printf("\",\"checkpoint_id\":%" PRIu64 ",\"manifest_bytes\":%" PRIu64 "}", id, size);
+    } else {
+        printf("s3://%s/%s\n", l->bucket, dir);
+    }
+    l->n++;
+    return 0;
+}
+
+/* checkpoints --remote URL: what the store holds under URL (offline). */
+static int remote_checkpoints(struct ctl *x)
+{
+    struct sv_s3 *s;
+    char path[SV_S3_KEY_MAX + 1], prefix[SV_S3_KEY_MAX + 2], err[1024];
+    int status = s3_client(x, x->remote, &s, path, sizeof(path));
+    if (status)
+        return status;
+    snprintf(prefix, sizeof(prefix), "%s%s", path, path[0] ? "/" : "");
+    struct remote_list l = {.x = x, .bucket = sv_s3_bucket(s)};
+    if (x->json)
+        putchar('[');
+    int rc = sv_s3_list(s, prefix, remote_list_cb, &l, err, sizeof(err));
+    if (x->json)
+        printf("]\n");
+    sv_s3_free(s);
+    if (rc) {
+        errorf("%s: %s", x->cmd->name, err);
+        return rc == SV_ENOTFOUND ? EXIT_NOTFOUND : EXIT_ERROR;
+    }
+    return 0;
 }
 
 static int cmd_checkpoints(struct ctl *x)
 {
+    if (x->remote)
+        return remote_checkpoints(x);
     statesrv_checkpoint_info *a;
     size_t n;
     int rc = statesrv_list_checkpoints(x->c, &a, &n);
@@ -1313,10 +1414,10 @@ static int cmd_checkpoints(struct ctl *x)
         return 0;
     }
     /* Numbers right-aligned, text left-aligned, columns as wide as needed. */
-    static const char *const head[N_COLS] = {"ID",          "CREATED",     "KIND",
-                                             "BASE",        "ENTRIES",     "ADDED_BYTES",
-                                             "TOTAL_BYTES", "DURATION_MS", "KEY_GROUPS"};
-    static const int left[N_COLS] = {0, 1, 1, 0, 0, 0, 0, 0, 1};
+    static const char *const head[N_COLS] = {
+        "ID",          "CREATED",     "KIND",        "BASE",       "ENTRIES",
+        "ADDED_BYTES", "TOTAL_BYTES", "DURATION_MS", "KEY_GROUPS", "REMOTE"};
+    static const int left[N_COLS] = {0, 1, 1, 0, 0, 0, 0, 0, 1, 1};
     int width[N_COLS];
     char cells[N_COLS][32];
     for (int k = 0; k < N_COLS; k++)
@@ -1337,6 +1438,9 @@ static int cmd_checkpoints(struct ctl *x)
             else
                 printf(left[k] ? "%-*s  " : "%*s  ", width[k], cell);
         }
+        /* Why a checkpoint is not remote yet, under its row. */
+        if (i && a[i - 1].remote_error[0] && strcmp(a[i - 1].remote_state, "remote"))
+            printf("    upload: %s\n", a[i - 1].remote_error);
     }
     statesrv_checkpoint_info_free(a);
     return 0;
@@ -1397,19 +1501,102 @@ static void put_verify_failure(const struct ctl *x, const char *why)
 /* Opens the checkpoint directory PATH. On failure reports why and returns the
  * exit status: 1 when PATH does not exist, 3 for anything else (a directory
  * that is not a readable, intact checkpoint). */
+/* A client of the store an s3:// URL names, from the environment (as the
+ * AWS tools read it): AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
+ * AWS_ENDPOINT_URL (default: AWS S3 in AWS_REGION, default us-east-1). The
+ * URL's path goes to path. */
+static int s3_client(struct ctl *x, const char *url, struct sv_s3 **s, char *path, size_t cap)
+{
+    char bucket[64], endpoint[512];
+    const char *region = getenv("AWS_REGION"), *ep = getenv("AWS_ENDPOINT_URL");
+    if (!region || !*region)
+        region = "us-east-1";
+    if (ep && *ep)
+        snprintf(endpoint, sizeof(endpoint), "%s", ep);
+    else
+        snprintf(endpoint, sizeof(endpoint), "https://s3.%s.amazonaws.com", region);
+    if (sv_s3_parse_url(url, bucket, sizeof(bucket), path, cap)) {
+        errorf("%s: '%s' is not an s3://BUCKET/PREFIX URL", x->cmd->name, url);
+        return EXIT_USAGE;
+    }
+    struct sv_s3_options o = {.endpoint = endpoint,
+                              .region = region,
+                              .bucket = bucket,
+                              .access_key = getenv("AWS_ACCESS_KEY_ID"),
+                              .secret_key = getenv("AWS_SECRET_ACCESS_KEY"),
+                              .part_size = SV_S3_PART_MIN,
+                              .concurrency = 1,
+                              .retries = 2};
+    char err[512];
+    if (sv_s3_new(&o, s, err, sizeof(err))) {
+        errorf("%s: %s (set AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_ENDPOINT_URL)",
+               x->cmd->name, err);
+        return EXIT_USAGE;
+    }
+    return 0;
+}
+
+/* An s3:// checkpoint: its chain downloaded into a temporary directory
+ * (removed at exit), whose path goes to dir. */
+static int ckpt_fetch(struct ctl *x, const char *url, char *dir, size_t cap)
+{
+    struct sv_s3 *s;
+    char path[SV_S3_KEY_MAX + 1], parent[SV_S3_KEY_MAX + 1], err[1024];
+    uint64_t id;
+    int status = s3_client(x, url, &s, path, sizeof(path));
+    if (status)
+        return status;
+    if (sv_ckpt_remote_split(path, parent, sizeof(parent), &id)) {
+        sv_s3_free(s);
+        errorf("%s: %s does not end in chk-<id>", x->cmd->name, url);
+        return EXIT_USAGE;
+    }
+    const char *tmp = getenv("TMPDIR");
+    snprintf(x->s3_tmp, sizeof(x->s3_tmp), "%.100s/statectl-s3-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    if (!mkdtemp(x->s3_tmp)) {
+        errorf("%s: cannot create %s: %s", x->cmd->name, x->s3_tmp, strerror(errno));
+        x->s3_tmp[0] = '\0';
+        sv_s3_free(s);
+        return EXIT_ERROR;
+    }
+    snprintf(x->s3_parent, sizeof(x->s3_parent), "%.*s", (int)(strrchr(url, '/') - url), url);
+    int rc = sv_ckpt_remote_fetch(s, parent, id, x->s3_tmp, dir, cap, err, sizeof(err));
+    sv_s3_free(s);
+    if (rc) {
+        errorf("%s: %s", x->cmd->name, err);
+        put_verify_failure(x, err);
+        return rc == SV_ENOTFOUND ? EXIT_NOTFOUND : EXIT_ERROR;
+    }
+    return 0;
+}
+
+/* A failure's reason, naming objects rather than the download directory. */
+static void ckpt_names(struct ctl *x, char *err, size_t cap)
+{
+    if (x->s3_tmp[0])
+        sv_ckpt_remote_names(err, cap, x->s3_tmp, x->s3_parent);
+}
+
 static int ckpt_open(struct ctl *x, struct sv_ckpt_chain **r)
 {
     const char *path = x->pos[0].text;
-    char err[512] = "";
+    char err[1024] = "", fetched[4400];
+    if (strncmp(path, "s3://", 5) == 0) {
+        int status = ckpt_fetch(x, path, fetched, sizeof(fetched));
+        if (status)
+            return status;
+        path = fetched;
+    }
     struct stat st;
     if (stat(path, &st) && (errno == ENOENT || errno == ENOTDIR)) {
-        snprintf(err, sizeof(err), "%s: %s", path, strerror(errno));
+        snprintf(err, sizeof(err), "%.900s: %s", path, strerror(errno));
         errorf("%s: %s", x->cmd->name, err);
         put_verify_failure(x, err);
         return EXIT_NOTFOUND;
     }
     int rc = sv_ckpt_chain_open(path, r, err, sizeof(err));
     if (rc) {
+        ckpt_names(x, err, sizeof(err));
         const char *why = err[0] ? err : sv_strerror(rc);
         errorf("%s: %s", x->cmd->name, why);
         put_verify_failure(x, why);
@@ -1531,6 +1718,7 @@ static int cmd_checkpoint_verify(struct ctl *x)
     /* Every file of the chain, then that they merge to what it counts. */
     int rc = sv_ckpt_chain_verify(r, 1, err, sizeof(err));
     if (rc) {
+        ckpt_names(x, err, sizeof(err));
         const char *why = err[0] ? err : sv_strerror(rc);
         errorf("%s: %s", x->cmd->name, why);
         put_verify_failure(x, why);
@@ -1714,18 +1902,26 @@ static const struct command commands[] = {
      "every op, with statuses by name and the latency histogram's buckets.",
      0},
     {"info", cmd_info, 0, 0, 0, "", "Prints what the server announced in the handshake.", 0},
-    {"snapshot", cmd_snapshot, 0, 0, OPT_ID | OPT_FULL, "[--id N] [--full]",
+    {"snapshot", cmd_snapshot, 0, 0, OPT_ID | OPT_FULL | OPT_WAIT_REMOTE,
+     "[--id N] [--full] [--wait-remote]",
      "Writes a checkpoint of every state to the server's checkpoint_dir and waits\n"
      "until it is complete and durable (--timeout does not limit that wait).\n"
      "Prints \"checkpoint ID: DIRECTORY\"; with --json the whole manifest, states\n"
      "included. --id: the id to use (default: one more than the highest present).\n"
      "On a terminal, progress is shown on stderr. Fails (exit 3) with BUSY while\n"
-     "another snapshot or restore runs.",
+     "another snapshot or restore runs. --wait-remote (with checkpoint_remote): also\n"
+     "waits until the checkpoint is in the object store and prints \"remote: URL\"\n"
+     "(--json: remote_url), a source restore accepts; fails with UNAVAILABLE when\n"
+     "the upload attempt failed (the checkpoint stays, its upload is retried).",
      0},
-    {"checkpoints", cmd_checkpoints, 0, 0, 0, "",
+    {"checkpoints", cmd_checkpoints, 0, 0, OPT_REMOTE, "[--remote s3://BUCKET/PREFIX]",
      "Lists the server's checkpoints, oldest first: id, creation time (UTC),\n"
      "entries, size of the data file, how long writing it took, and the key-group\n"
-     "range it covers. --json: an array of manifests.",
+     "range it covers; with checkpoint_remote, whether each is local only, being\n"
+     "uploaded or remote (and why an upload failed). --json: an array of manifests\n"
+     "(with remote_state, remote_url, remote_error). --remote: instead, every\n"
+     "checkpoint the object store holds under the URL (offline: credentials from\n"
+     "AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY; AWS_ENDPOINT_URL, AWS_REGION).",
      0},
     {"restore", cmd_restore, 1, MAX_POS, OPT_KG_RANGE, "SOURCE... [--key-groups A-B]",
      "Replaces the whole live state with the entries of the SOURCEs and waits until\n"
@@ -1750,7 +1946,10 @@ static const struct command commands[] = {
      "Reads the whole checkpoint directory PATH and checks every checksum, block\n"
      "and count (offline). Prints \"ok: N entries, M bytes\", or the reason and\n"
      "exits 3 when the checkpoint is damaged (1 when PATH does not exist). On a\n"
-     "terminal, progress is shown on stderr.",
+     "terminal, progress is shown on stderr. PATH may be an s3://BUCKET/.../chk-ID\n"
+     "URL (for inspect and dump too): the checkpoint's chain is downloaded into a\n"
+     "temporary directory first (credentials as for checkpoints --remote), and a\n"
+     "damaged object is named.",
      CMD_OFFLINE | CMD_TEXT_ARGS},
     {"checkpoint inspect", cmd_checkpoint_inspect, 1, 1, 0, "PATH",
      "Prints the manifest of the checkpoint directory PATH (offline): id, time,\n"
@@ -2022,8 +2221,15 @@ static int parse_args(struct ctl *x, int argc, char **argv)
             x->has_limit = 1;
         } else if ((allowed & OPT_FULL) && strcmp(a, "--full") == 0) {
             x->full = 1;
+        } else if ((allowed & OPT_WAIT_REMOTE) && strcmp(a, "--wait-remote") == 0) {
+            x->wait_remote = 1;
         } else if ((allowed & OPT_ALL) && strcmp(a, "--all") == 0) {
             x->all = 1;
+        } else if ((allowed & OPT_REMOTE) &&
+                   (m = opt_value(a, "--remote", argc, argv, &i, &v)) != 0) {
+            if (m < 0 || strncmp(v, "s3://", 5))
+                return usage_error(x, "--remote needs an s3://BUCKET/PREFIX URL");
+            x->remote = v;
         } else if ((allowed & OPT_ID) && (m = opt_value(a, "--id", argc, argv, &i, &v)) != 0) {
             if (m < 0 || parse_u64(v, UINT64_MAX, &x->id))
                 return usage_error(x, "--id needs a checkpoint id (a number)");
@@ -2108,6 +2314,8 @@ static void ctl_free(struct ctl *x)
     free(x->ns.bytes);
     free(x->scan_key.bytes);
     statesrv_close(x->c);
+    if (x->s3_tmp[0])
+        sv_fs_rm_rf(x->s3_tmp);
 }
 
 int main(int argc, char **argv)
@@ -2123,8 +2331,9 @@ int main(int argc, char **argv)
         const char *env = getenv("STATESRV_ADDR");
         x.addr = env && *env ? env : STATESRV_DEFAULT_ADDR;
     }
-    /* Offline commands read checkpoint files and need no server. */
-    if (!(x.cmd->flags & CMD_OFFLINE)) {
+    /* Offline commands read checkpoint files (or the object store) and need
+     * no server. */
+    if (!(x.cmd->flags & CMD_OFFLINE) && !x.remote) {
         statesrv_options o = {0};
         o.connect_timeout_ms = x.timeout_ms;
         o.io_timeout_ms = x.timeout_ms;

@@ -1883,6 +1883,15 @@ static int copy_stats_more(statesrv *c, const Statesrv__V1__StatsResult *r, stat
     s->map_in_use = r->map_in_use;
     s->map_limit = r->map_limit;
     s->map_free_pinned = r->map_free_pinned;
+    s->remote_enabled = r->remote_enabled;
+    s->remote_pending = r->remote_pending;
+    s->remote_upload_lag_ms = r->remote_upload_lag_ms;
+    s->remote_uploads_completed = r->remote_uploads_completed;
+    s->remote_upload_failures = r->remote_upload_failures;
+    s->remote_bytes_uploaded = r->remote_bytes_uploaded;
+    s->last_remote_checkpoint_id = r->last_remote_checkpoint_id;
+    s->remote_uploading_id = r->remote_uploading_id;
+    copy_str(s->remote_last_error, sizeof(s->remote_last_error), r->remote_last_error);
     return rc;
 }
 
@@ -2053,7 +2062,8 @@ static int copy_manifests(statesrv *c, Statesrv__V1__CheckpointManifest *const *
     return 0;
 }
 
-static int snapshot(statesrv *c, int has_id, uint64_t id, int full, statesrv_checkpoint_info **out)
+static int snapshot(statesrv *c, int has_id, uint64_t id, int full, int wait_remote,
+                    statesrv_checkpoint_info **out)
 {
     if (!c)
         return STATESRV_ERR_USAGE;
@@ -2070,6 +2080,7 @@ static int snapshot(statesrv *c, int has_id, uint64_t id, int full, statesrv_che
         m.id = id;
     }
     m.full = full != 0;
+    m.wait_remote = wait_remote != 0;
     req.op_case = STATESRV__V1__REQUEST__OP_SNAPSHOT;
     req.snapshot = &m;
     rc = roundtrip_job(c, &req, STATESRV__V1__RESPONSE__RESULT_SNAPSHOT);
@@ -2079,6 +2090,10 @@ static int snapshot(statesrv *c, int has_id, uint64_t id, int full, statesrv_che
             rc = sv_client_die(c, STATESRV_ERR_PROTOCOL, "snapshot reply without a manifest");
         else
             rc = copy_manifests(c, &r->manifest, 1, r->path ? r->path : "", out);
+        if (rc == 0 && r->remote_url && r->remote_url[0]) {
+            copy_str((*out)->remote_url, sizeof((*out)->remote_url), r->remote_url);
+            copy_str((*out)->remote_state, sizeof((*out)->remote_state), "remote");
+        }
     }
     sv_client_drop_resp(c);
     return rc;
@@ -2086,12 +2101,18 @@ static int snapshot(statesrv *c, int has_id, uint64_t id, int full, statesrv_che
 
 int statesrv_snapshot(statesrv *c, int has_id, uint64_t id, statesrv_checkpoint_info **out)
 {
-    return snapshot(c, has_id, id, 0, out);
+    return snapshot(c, has_id, id, 0, 0, out);
 }
 
 int statesrv_snapshot_full(statesrv *c, int has_id, uint64_t id, statesrv_checkpoint_info **out)
 {
-    return snapshot(c, has_id, id, 1, out);
+    return snapshot(c, has_id, id, 1, 0, out);
+}
+
+int statesrv_snapshot_remote(statesrv *c, int has_id, uint64_t id, int full,
+                             statesrv_checkpoint_info **out)
+{
+    return snapshot(c, has_id, id, full, 1, out);
 }
 
 int statesrv_list_checkpoints(statesrv *c, statesrv_checkpoint_info **out, size_t *n)
@@ -2115,6 +2136,18 @@ int statesrv_list_checkpoints(statesrv *c, statesrv_checkpoint_info **out, size_
         rc = copy_manifests(c, r->checkpoints, r->n_checkpoints, NULL, out);
         if (rc == 0)
             *n = r->n_checkpoints;
+        /* The remote states, matched by id (they come in the same order). */
+        for (size_t i = 0; rc == 0 && i < r->n_remote; i++) {
+            const Statesrv__V1__CheckpointRemote *cr = r->remote[i];
+            for (size_t k = 0; k < *n; k++) {
+                if ((*out)[k].id != cr->checkpoint_id)
+                    continue;
+                copy_str((*out)[k].remote_state, sizeof((*out)[k].remote_state), cr->state);
+                copy_str((*out)[k].remote_url, sizeof((*out)[k].remote_url), cr->url);
+                copy_str((*out)[k].remote_error, sizeof((*out)[k].remote_error), cr->error);
+                break;
+            }
+        }
     }
     sv_client_drop_resp(c);
     return rc;

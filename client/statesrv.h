@@ -532,6 +532,16 @@ typedef struct statesrv_stats {
     /** Freed pages (counted in map_in_use) that a checkpoint being written
      *  keeps from reuse until it completes. */
     uint64_t map_free_pinned;
+    /** Remote checkpoints (checkpoint_remote; all 0 or empty when off). */
+    int remote_enabled;
+    uint64_t remote_pending;            /**< local checkpoints not yet remote */
+    uint64_t remote_upload_lag_ms;      /**< age of the oldest of them; 0: none */
+    uint64_t remote_uploads_completed;  /**< checkpoints uploaded since start */
+    uint64_t remote_upload_failures;    /**< failed upload attempts (each is retried) */
+    uint64_t remote_bytes_uploaded;     /**< bytes sent to the store since start */
+    uint64_t last_remote_checkpoint_id; /**< the newest checkpoint uploaded since start */
+    uint64_t remote_uploading_id;       /**< the one being uploaded; 0: none */
+    char remote_last_error[512];        /**< the last failed attempt; empty after a success */
 } statesrv_stats;
 
 /**
@@ -591,6 +601,12 @@ typedef struct statesrv_checkpoint_info {
     uint64_t base_id;     /**< the full checkpoint its chain starts with */
     uint64_t added_bytes; /**< bytes it added: its own data file */
     uint64_t total_bytes; /**< bytes of every file of its chain: what a restore reads */
+    /** With checkpoint_remote (else empty): "local" (not yet uploaded),
+     *  "uploading" or "remote"; where it is (or goes); the last failed
+     *  attempt's reason. statesrv_snapshot_remote() sets remote_url. */
+    char remote_state[12];
+    char remote_url[1200];
+    char remote_error[512];
 } statesrv_checkpoint_info;
 
 /** What statesrv_restore() did. */
@@ -625,6 +641,20 @@ STATESRV_API int statesrv_snapshot_full(statesrv *c, int has_id, uint64_t id,
                                         statesrv_checkpoint_info **out);
 
 /**
+ * @brief Like statesrv_snapshot() (full: as statesrv_snapshot_full()), but
+ *        the reply waits until the checkpoint is also in the server's
+ *        object store (checkpoint_remote): its MANIFEST uploaded, the
+ *        remote commit record. out->remote_url is then its s3:// URL, which
+ *        statesrv_restore() accepts as a source.
+ * @return as statesrv_snapshot(); STATESRV_UNAVAILABLE when the upload
+ *         attempt failed (the checkpoint is durable locally and its upload
+ *         is retried: see statesrv_list_checkpoints()),
+ *         STATESRV_INVALID_ARGUMENT when checkpoint_remote is not set.
+ */
+STATESRV_API int statesrv_snapshot_remote(statesrv *c, int has_id, uint64_t id, int full,
+                                          statesrv_checkpoint_info **out);
+
+/**
  * @brief Lists the complete checkpoints in the server's checkpoint_dir, by id.
  * @param out receives an array of *n manifests (path NULL; states as the
  *        server sends them), NULL when *n is 0; free it with
@@ -645,8 +675,9 @@ STATESRV_API int statesrv_delete_checkpoint(statesrv *c, uint64_t id);
  *        reads see the old state and writes fail with STATESRV_BUSY; the
  *        switch is atomic.
  * @param sources n strings: a checkpoint id in the server's checkpoint_dir
- *        ("42"), or the path of a checkpoint directory under one of its
- *        restore_roots. Several sources are merged (rescaling); they must not
+ *        ("42"), the path of a checkpoint directory under one of its
+ *        restore_roots, or an s3://BUCKET/PREFIX/.../chk-<id> URL under its
+ *        checkpoint_remote prefix. Several sources are merged (rescaling); they must not
  *        hold entries of the same state in the same key group.
  * @param has_range 0: all key groups.
  * @param out may be NULL; on STATESRV_OK receives what was restored.

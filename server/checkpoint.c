@@ -3,9 +3,11 @@
 #include "failpoint.h"
 #include "fsutil.h"
 #include "metrics.h"
+#include "remote.h"
 #include "server.h"
 #include "store.h"
 #include "sv_ckpt.h"
+#include "sv_ckpt_remote.h"
 #include "sv_error.h"
 #include "sv_keys.h"
 #include "sv_log.h"
@@ -31,6 +33,9 @@
 
 #define CKPT_PREFIX "chk-"
 #define TMP_PREFIX ".chk-"
+/* Under data_dir: where a restore downloads remote sources (removed after
+ * it, and at start). */
+#define FETCH_DIR ".s3-restore"
 #define PATH_LEN 4352
 #define CANCEL_CHECK_EVERY 4096
 /* Snapshots run below the event loop's priority: on a machine whose cores
@@ -56,6 +61,8 @@ struct job {
     /* snapshot */
     struct sv_store_snapshot *snap;
     int full;         /* asked for a full one */
+    int wait_remote;  /* reply when the checkpoint is remote */
+    struct job *next; /* in the list of jobs waiting for their upload */
     uint64_t log_cut; /* the change log's place at the cut (sv_store_changes_done) */
     char tmpdir[PATH_LEN], dir[PATH_LEN];
     struct sv_ckpt_manifest manifest;
@@ -63,6 +70,10 @@ struct job {
 
     /* restore */
     char *sources[SV_RESTORE_MAX_SOURCES];
+    /* For an s3:// source, the directory its download (or the local copy)
+     * is read from; NULL for a local source. */
+    char *local[SV_RESTORE_MAX_SOURCES];
+    int sparse[SV_RESTORE_MAX_SOURCES]; /* downloaded by key-group range only */
     size_t nsources;
     uint32_t first, last;
     int has_range; /* first..last were asked for; else they are the sources' */
@@ -78,8 +89,10 @@ struct job {
 struct sv_checkpoints {
     struct sv_server *srv;
     const struct sv_config *cfg;
-    struct job *queued;  /* waits for the commit of its batch */
-    struct job *running; /* on the thread pool */
+    struct job *queued;       /* waits for the commit of its batch */
+    struct job *running;      /* on the thread pool */
+    struct job *waiting;      /* snapshots done locally whose reply waits for their upload */
+    struct sv_remote *remote; /* NULL: checkpoint_remote is off */
     int restoring;
     atomic_uint_fast64_t prog_entries, prog_bytes;
     atomic_int cancel;
@@ -122,8 +135,10 @@ static void job_free(struct job *j)
 {
     if (!j)
         return;
-    for (size_t i = 0; i < j->nsources; i++)
+    for (size_t i = 0; i < j->nsources; i++) {
         free(j->sources[i]);
+        free(j->local[i]);
+    }
     if (j->has_manifest)
         sv_ckpt_manifest_free(&j->manifest);
     free(j->expired);
@@ -375,6 +390,8 @@ static void recover_last(struct sv_checkpoints *ck)
                 wall_ms() > ck->last_unix_ms ? (wall_ms() - ck->last_unix_ms) / 1000 : 0);
 }
 
+static void on_remote_done(void *ud, uint64_t id, int rc, const char *url, const char *msg);
+
 int sv_checkpoints_new(struct sv_server *srv, struct sv_checkpoints **out, char *err, size_t errlen)
 {
     *out = NULL;
@@ -431,6 +448,14 @@ int sv_checkpoints_new(struct sv_server *srv, struct sv_checkpoints **out, char 
     closedir(d);
     free(named);
     recover_last(ck);
+    /* A restore from the store that was cut short left its downloads. */
+    snprintf(path, sizeof(path), "%.4000s/" FETCH_DIR, ck->cfg->data_dir);
+    sv_fs_rm_rf(path);
+    /* After the leftovers: the uploader queues what is left to upload. */
+    if ((rc = sv_remote_new(ck->cfg, srv->loop, on_remote_done, ck, &ck->remote, err, errlen))) {
+        free(ck);
+        return rc;
+    }
     *out = ck;
     return 0;
 }
@@ -440,7 +465,18 @@ void sv_checkpoints_free(struct sv_checkpoints *ck)
     if (!ck)
         return;
     job_free(ck->queued);
+    for (struct job *j = ck->waiting, *n; j; j = n) {
+        n = j->next;
+        job_free(j);
+    }
+    sv_remote_free(ck->remote);
     free(ck);
+}
+
+void sv_checkpoints_close_handles(struct sv_checkpoints *ck)
+{
+    if (ck)
+        sv_remote_close_handles(ck->remote);
 }
 
 int sv_checkpoints_busy(const struct sv_checkpoints *ck)
@@ -556,11 +592,27 @@ void sv_checkpoints_conn_gone(struct sv_checkpoints *ck, struct sv_conn *c)
         ck->queued->waiter = NULL;
     if (ck->running && ck->running->waiter == c)
         ck->running->waiter = NULL;
+    for (struct job *j = ck->waiting; j; j = j->next)
+        if (j->waiter == c)
+            j->waiter = NULL;
 }
 
 void sv_checkpoints_cancel(struct sv_checkpoints *ck)
 {
     atomic_store(&ck->cancel, 1);
+    sv_remote_cancel(ck->remote);
+    /* Nobody uploads any more: the snapshots waiting for it are answered. */
+    while (ck->waiting) {
+        struct job *j = ck->waiting;
+        ck->waiting = j->next;
+        char msg[PATH_LEN + 256];
+        snprintf(msg, sizeof(msg),
+                 "checkpoint %" PRIu64 " is durable locally (%s); the server is shutting down "
+                 "before its upload finished, which goes on at the next start",
+                 j->id, j->dir);
+        reply_error(j, SV_EUNAVAIL, msg);
+        job_free(j);
+    }
 }
 
 /* --- snapshot ------------------------------------------------------------- */
@@ -638,6 +690,8 @@ static void apply_retention(struct sv_checkpoints *ck, uint64_t keep)
         else
             sv_info("checkpoints: removed chk-%" PRIu64 " (checkpoint_retain = %u)", ids[i],
                     ck->cfg->checkpoint_retain);
+        if (!rc && ck->remote)
+            sv_remote_forget(ck->remote, ids[i]);
     }
     free(ids);
 }
@@ -1052,6 +1106,8 @@ static void source_ttl(const struct job *j, const struct restore_src *src, size_
     (void)j;
 }
 
+static void remote_names(const struct job *j, size_t i, char *msg, size_t cap);
+
 static int load_state(struct job *j, struct restore_src *src, size_t nsrc, const char *name,
                       const uint16_t *owner)
 {
@@ -1111,10 +1167,16 @@ static int load_state(struct job *j, struct restore_src *src, size_t nsrc, const
                             "nothing was restored",
                             s->path, name, j->first + (unsigned)i, j->first + (unsigned)k,
                             (unsigned long long)n + 1, why);
-        if (rc < 0)
-            return job_fail(j, rc, "restore: reading %s or writing the new store failed: %s%s%s",
-                            s->path, sv_strerror(rc), rc == SV_ECORRUPT ? ": " : "",
-                            rc == SV_ECORRUPT ? sv_ckpt_chain_errmsg(s->c) : "");
+        if (rc < 0) {
+            char detail[512];
+            snprintf(detail, sizeof(detail), "%s",
+                     rc == SV_ECORRUPT ? sv_ckpt_chain_errmsg(s->c) : "");
+            remote_names(j, (size_t)(owner[i] - 1), detail, sizeof(detail));
+            /* A damaged block is the source's fault, as in verify. */
+            return job_fail(j, rc == SV_ECORRUPT ? SV_EINVAL : rc,
+                            "restore: reading %s or writing the new store failed: %s%s%s", s->path,
+                            sv_strerror(rc), rc == SV_ECORRUPT ? ": " : "", detail);
+        }
         i = k + 1;
     }
     j->restored_states++;
@@ -1198,6 +1260,82 @@ static int check_coverage(struct job *j, struct restore_src *src, size_t nsrc)
     return rc;
 }
 
+/* Messages that name a downloaded file of source i name its object. */
+static void remote_names(const struct job *j, size_t i, char *msg, size_t cap)
+{
+    if (!j->local[i] || strncmp(j->sources[i], "s3://", 5) ||
+        !strstr(j->local[i], "/" FETCH_DIR "/"))
+        return; /* not downloaded: a local copy, named as it is */
+    const char *ls = strrchr(j->local[i], '/'), *us = strrchr(j->sources[i], '/');
+    if (!ls || !us)
+        return;
+    char dir[PATH_LEN], parent[PATH_LEN];
+    snprintf(dir, sizeof(dir), "%.*s", (int)(ls - j->local[i]), j->local[i]);
+    snprintf(parent, sizeof(parent), "%.*s", (int)(us - j->sources[i]), j->sources[i]);
+    sv_ckpt_remote_names(msg, cap, dir, parent);
+}
+
+/* The remote sources: this sidecar's own checkpoint from checkpoint_dir
+ * when it is there and verifies (local recovery), else a download of the
+ * chain into data_dir/FETCH_DIR/<i>. */
+static int fetch_sources(struct job *j)
+{
+    struct sv_checkpoints *ck = j->ck;
+    char base[PATH_LEN], dir[PATH_LEN], got[PATH_LEN], err[1024];
+    snprintf(base, sizeof(base), "%.4000s/" FETCH_DIR, ck->cfg->data_dir);
+    for (size_t i = 0; i < j->nsources; i++) {
+        if (strncmp(j->sources[i], "s3://", 5))
+            continue;
+        char own[SV_PATH_MAX + 128];
+        const char *slash = strrchr(j->sources[i], '/');
+        uint64_t id = 0;
+        if (slash && parse_ckpt_name(slash + 1, &id) &&
+            sv_remote_state(ck->remote, id, own, sizeof(own), NULL, 0) != SV_REMOTE_NONE &&
+            strcmp(own, j->sources[i]) == 0) {
+            struct sv_ckpt_chain *c;
+            ckpt_path(ck, id, dir, sizeof(dir));
+            if (sv_ckpt_chain_open(dir, &c, err, sizeof(err)) == 0) {
+                int vr = sv_ckpt_chain_verify(c, 0, err, sizeof(err));
+                sv_ckpt_chain_close(c);
+                if (vr == 0) {
+                    sv_info("restore: %s is also in checkpoint_dir and verifies: reading %s",
+                            j->sources[i], dir);
+                    if (!(j->local[i] = strdup(dir)))
+                        return job_fail(j, -ENOMEM, "restore: out of memory");
+                    continue;
+                }
+            }
+            sv_warn("restore: the local copy of %s does not verify (%s); downloading it",
+                    j->sources[i], err);
+        }
+        snprintf(dir, sizeof(dir), "%.4000s/%zu", base, i);
+        int rc = sv_fs_mkdir_p(dir);
+        if (rc)
+            return job_fail(j, rc, "restore: cannot create %s: %s", dir, strerror(-rc));
+        uint64_t t0 = sv_now_ms(), fetched = 0, total = 0;
+        /* A range: only its blocks (ranged GETs through the index). */
+        int ranged = j->first > 0 || j->last + 1 < sv_store_key_groups(ck->srv->store);
+        rc = sv_remote_fetch(ck->remote, j->sources[i], dir, ranged, j->first, j->last, got,
+                             sizeof(got), &fetched, &total, err, sizeof(err));
+        if (rc)
+            return job_fail(j,
+                            rc == SV_ECORRUPT || rc == SV_EINVAL ? SV_EINVAL
+                            : rc == SV_ENOTFOUND                 ? SV_ENOTFOUND
+                                                                 : rc,
+                            "restore: %s", err);
+        sv_info("restore: downloaded %s in %" PRIu64 " ms: %" PRIu64 " of %" PRIu64 " bytes%s",
+                j->sources[i], sv_now_ms() - t0, fetched, total,
+                ranged ? " (the blocks of the key-group range)" : "");
+        j->sparse[i] = ranged;
+        if (!(j->local[i] = strdup(got)))
+            return job_fail(j, -ENOMEM, "restore: out of memory");
+        if (atomic_load(&ck->cancel))
+            return job_fail(j, SV_EUNAVAIL,
+                            "the restore was cancelled: the server is shutting down");
+    }
+    return 0;
+}
+
 /* Worker thread (or the main thread at start-up). The live store is not
  * touched: everything goes into a new generation. */
 static void restore_work(uv_work_t *w)
@@ -1212,11 +1350,18 @@ static void restore_work(uv_work_t *w)
     size_t nnames = 0;
     int rc;
 
+    /* 0. Remote sources: the local copy if it is this sidecar's and
+     * verifies, else a download into data_dir. */
+    if (fetch_sources(j))
+        goto out;
+
     /* 1. Open and verify every source before anything is written. */
     uint64_t size_hint = 0;
     for (size_t i = 0; i < j->nsources; i++) {
         src[i].path = j->sources[i];
-        if ((rc = sv_ckpt_chain_open(j->sources[i], &src[i].c, err, sizeof(err)))) {
+        const char *dir = j->local[i] ? j->local[i] : j->sources[i];
+        if ((rc = sv_ckpt_chain_open(dir, &src[i].c, err, sizeof(err)))) {
+            remote_names(j, i, err, sizeof(err));
             /* A bad or missing file is the request's fault, not the server's. */
             job_fail(j,
                      rc == SV_ECORRUPT                 ? SV_EINVAL
@@ -1243,8 +1388,11 @@ static void restore_work(uv_work_t *w)
                      j->sources[i], m->key_groups, sv_store_key_groups(store));
             goto out;
         }
-        /* Every file of the chain, in full, before anything is written. */
-        if ((rc = sv_ckpt_chain_verify(src[i].c, 0, err, sizeof(err)))) {
+        /* Every file of the chain, in full, before anything is written (a
+         * source fetched by range: its blocks are checked as they are read,
+         * into the new generation; the live state is not touched). */
+        if (!j->sparse[i] && (rc = sv_ckpt_chain_verify(src[i].c, 0, err, sizeof(err)))) {
+            remote_names(j, i, err, sizeof(err));
             job_fail(j, rc == SV_ECORRUPT ? SV_EINVAL : rc, "restore: %s does not verify: %s",
                      j->sources[i], err);
             goto out;
@@ -1326,6 +1474,9 @@ out:
         sv_store_builder_free(j->builder);
         j->builder = NULL;
     }
+    char fetched[PATH_LEN];
+    snprintf(fetched, sizeof(fetched), "%.4000s/" FETCH_DIR, j->ck->cfg->data_dir);
+    sv_fs_rm_rf(fetched); /* read whole into the new generation, or failed */
     j->duration_ms = sv_now_ms() - j->started_ms;
 }
 
@@ -1343,6 +1494,58 @@ static void restore_switch(struct job *j)
 }
 
 /* --- job lifecycle -------------------------------------------------------- */
+
+/* The snapshot's result (url: its remote copy, or NULL). */
+static void reply_snapshot(struct job *j, const char *url)
+{
+    struct sv_server *srv = j->ck->srv;
+    Statesrv__V1__Response resp = STATESRV__V1__RESPONSE__INIT;
+    Statesrv__V1__SnapshotResult *r = sv_arena_alloc(&srv->arena, sizeof(*r));
+    if (r) {
+        statesrv__v1__snapshot_result__init(r);
+        r->manifest = manifest_to_pb(&j->manifest, &srv->arena.pb, 1);
+        r->path = j->dir;
+        if (url)
+            r->remote_url = (char *)url;
+    }
+    if (!r || !r->manifest) {
+        reply_error(j, -ENOMEM, "out of memory for the reply");
+    } else {
+        resp.result_case = STATESRV__V1__RESPONSE__RESULT_SNAPSHOT;
+        resp.snapshot = r;
+        reply(j, &resp);
+    }
+}
+
+/* Loop thread: an upload attempt ended. The snapshots that wait for it are
+ * answered: with their URL, or with why the attempt failed (the checkpoint
+ * is durable locally either way, and the upload is tried again). */
+static void on_remote_done(void *ud, uint64_t id, int rc, const char *url, const char *msg)
+{
+    struct sv_checkpoints *ck = ud;
+    struct sv_server *srv = ck->srv;
+    for (struct job **pp = &ck->waiting; *pp;) {
+        struct job *j = *pp;
+        if (j->id != id) {
+            pp = &j->next;
+            continue;
+        }
+        *pp = j->next;
+        if (rc == 0) {
+            reply_snapshot(j, url);
+        } else {
+            char text[1024];
+            snprintf(
+                text, sizeof(text),
+                "checkpoint %" PRIu64 " is durable locally (%.300s) but is not remote: %.500s%s",
+                id, j->dir, msg,
+                rc == SV_ENOTFOUND ? "" : "; the upload is tried again (statectl checkpoints)");
+            reply_error(j, rc == SV_ENOTFOUND ? SV_ENOTFOUND : SV_EUNAVAIL, text);
+        }
+        sv_arena_reset(&srv->arena);
+        job_free(j);
+    }
+}
 
 static void job_done(uv_work_t *w, int status)
 {
@@ -1406,19 +1609,15 @@ static void job_done(uv_work_t *w, int status)
                 "as of the cut",
                 j->id, j->manifest.entries, j->manifest.data_bytes, j->dir, j->duration_ms,
                 sv_store_snapshot_kept(srv->store));
-        Statesrv__V1__SnapshotResult *r = sv_arena_alloc(&srv->arena, sizeof(*r));
-        if (r) {
-            statesrv__v1__snapshot_result__init(r);
-            r->manifest = manifest_to_pb(&j->manifest, &srv->arena.pb, 1);
-            r->path = j->dir;
+        if (ck->remote)
+            sv_remote_enqueue(ck->remote, j->id, j->manifest.created_unix_ms);
+        if (ck->remote && j->wait_remote) {
+            /* The reply waits for the upload (on_remote_done). */
+            j->next = ck->waiting;
+            ck->waiting = j;
+            return;
         }
-        if (!r || !r->manifest) {
-            reply_error(j, -ENOMEM, "out of memory for the reply");
-        } else {
-            resp.result_case = STATESRV__V1__RESPONSE__RESULT_SNAPSHOT;
-            resp.snapshot = r;
-            reply(j, &resp);
-        }
+        reply_snapshot(j, NULL);
     } else {
         ck->restores++;
         ck->last_restore_ms = j->duration_ms;
@@ -1467,10 +1666,17 @@ static int busy_msg(const struct sv_checkpoints *ck, char *msg, size_t msglen)
 }
 
 int sv_checkpoints_queue_snapshot(struct sv_checkpoints *ck, struct sv_conn *c, uint64_t req_id,
-                                  int has_id, uint64_t id, int full, char *msg, size_t msglen)
+                                  int has_id, uint64_t id, int full, int wait_remote, char *msg,
+                                  size_t msglen)
 {
     if (sv_checkpoints_busy(ck))
         return busy_msg(ck, msg, msglen);
+    if (wait_remote && !ck->remote) {
+        snprintf(msg, msglen,
+                 "wait_remote: checkpoint_remote is not set, so there is no remote "
+                 "copy to wait for");
+        return SV_EINVAL;
+    }
     uint64_t *ids;
     size_t n;
     /* Every chk-<id> name counts, complete or not: an id is never reused. */
@@ -1482,6 +1688,10 @@ int sv_checkpoints_queue_snapshot(struct sv_checkpoints *ck, struct sv_conn *c, 
     }
     uint64_t highest = n ? ids[n - 1] : 0;
     free(ids);
+    /* Nor is an id the store holds under this sidecar's prefix (a new
+     * machine under the same name): its objects are never overwritten. */
+    if (sv_remote_highest(ck->remote) > highest)
+        highest = sv_remote_highest(ck->remote);
     char dir[PATH_LEN];
     if (has_id) {
         if (id == 0) {
@@ -1507,6 +1717,7 @@ int sv_checkpoints_queue_snapshot(struct sv_checkpoints *ck, struct sv_conn *c, 
     }
     j->id = id;
     j->full = full;
+    j->wait_remote = wait_remote;
     ckpt_path(ck, id, j->dir, sizeof(j->dir));
     snprintf(j->tmpdir, sizeof(j->tmpdir), "%.4000s/" TMP_PREFIX "%" PRIu64 ".tmp",
              ck->cfg->checkpoint_dir, id);
@@ -1525,6 +1736,17 @@ static int resolve_source(struct sv_checkpoints *ck, const char *s, char **out, 
     if (len == 0 || len >= PATH_MAX) {
         snprintf(msg, msglen, "restore source %s", len ? "is too long" : "is empty");
         return SV_EINVAL;
+    }
+    if (strncmp(s, "s3://", 5) == 0) {
+        /* Confined to checkpoint_remote's prefix; fetched by the job. */
+        int rc = sv_remote_check_source(ck->remote, s, msg, msglen);
+        if (rc)
+            return rc;
+        if (!(*out = strdup(s))) {
+            snprintf(msg, msglen, "out of memory");
+            return -ENOMEM;
+        }
+        return 0;
     }
     if (numeric) {
         errno = 0;
@@ -1676,10 +1898,30 @@ void sv_checkpoints_start_queued(struct sv_checkpoints *ck)
 
 /* --- synchronous ops ------------------------------------------------------ */
 
+/* The remote state of checkpoint id, for list_checkpoints. */
+static Statesrv__V1__CheckpointRemote *remote_to_pb(struct sv_checkpoints *ck, uint64_t id,
+                                                    ProtobufCAllocator *a)
+{
+    Statesrv__V1__CheckpointRemote *p = pb_alloc(a, sizeof(*p));
+    char url[SV_PATH_MAX + 128], err[512];
+    if (!p)
+        return NULL;
+    statesrv__v1__checkpoint_remote__init(p);
+    enum sv_remote_state st = sv_remote_state(ck->remote, id, url, sizeof(url), err, sizeof(err));
+    p->checkpoint_id = id;
+    p->state = (char *)sv_remote_state_name(st == SV_REMOTE_NONE ? SV_REMOTE_LOCAL : st);
+    p->url = pb_strdup(a, url);
+    p->error = pb_strdup(a, err);
+    return p->url && p->error ? p : NULL;
+}
+
 int sv_checkpoints_list(struct sv_checkpoints *ck, ProtobufCAllocator *alloc,
-                        Statesrv__V1__CheckpointManifest ***out, size_t *n, char *msg,
+                        Statesrv__V1__CheckpointManifest ***out, size_t *n,
+                        Statesrv__V1__CheckpointRemote ***remote, size_t *nremote, char *msg,
                         size_t msglen)
 {
+    *remote = NULL;
+    *nremote = 0;
     uint64_t *ids;
     size_t count;
     int rc = list_ids(ck->cfg->checkpoint_dir, &ids, &count);
@@ -1690,7 +1932,9 @@ int sv_checkpoints_list(struct sv_checkpoints *ck, ProtobufCAllocator *alloc,
     }
     *n = 0;
     *out = pb_alloc(alloc, (count ? count : 1) * sizeof(**out));
-    if (!*out) {
+    if (ck->remote)
+        *remote = pb_alloc(alloc, (count ? count : 1) * sizeof(**remote));
+    if (!*out || (ck->remote && !*remote)) {
         free(ids);
         return -ENOMEM;
     }
@@ -1705,11 +1949,14 @@ int sv_checkpoints_list(struct sv_checkpoints *ck, ProtobufCAllocator *alloc,
         }
         Statesrv__V1__CheckpointManifest *m = manifest_to_pb(sv_ckpt_manifest(r), alloc, 1);
         sv_ckpt_close(r);
-        if (!m) {
+        Statesrv__V1__CheckpointRemote *rm = ck->remote ? remote_to_pb(ck, ids[i], alloc) : NULL;
+        if (!m || (ck->remote && !rm)) {
             free(ids);
             return -ENOMEM;
         }
         (*out)[(*n)++] = m;
+        if (rm)
+            (*remote)[(*nremote)++] = rm;
     }
     free(ids);
     return 0;
@@ -1735,6 +1982,8 @@ int sv_checkpoints_delete(struct sv_checkpoints *ck, uint64_t id, char *msg, siz
         return rc;
     }
     sv_info("checkpoints: deleted chk-%" PRIu64, id);
+    if (ck->remote)
+        sv_remote_forget(ck->remote, id);
     return 0;
 }
 
@@ -1748,6 +1997,7 @@ void sv_checkpoints_stats(struct sv_checkpoints *ck, ProtobufCAllocator *alloc,
     r->last_checkpoint_unix_ms = ck->last_unix_ms;
     r->restores_completed = ck->restores;
     r->last_restore_duration_ms = ck->last_restore_ms;
+    sv_remote_stats(ck->remote, alloc, r);
     const struct job *j = ck->running;
     if (!j)
         return;

@@ -37,8 +37,10 @@ int sv_checkpoints_restoring(const struct sv_checkpoints *ck);
 
 /* Dispatch: queue a job for connection c's request `req_id`. 0 means the
  * reply comes later (c waits); an error means answer now with msg. */
+/* wait_remote: the reply waits for the checkpoint's upload (remote.h). */
 int sv_checkpoints_queue_snapshot(struct sv_checkpoints *ck, struct sv_conn *c, uint64_t req_id,
-                                  int has_id, uint64_t id, int full, char *msg, size_t msglen);
+                                  int has_id, uint64_t id, int full, int wait_remote, char *msg,
+                                  size_t msglen);
 int sv_checkpoints_queue_restore(struct sv_checkpoints *ck, struct sv_conn *c, uint64_t req_id,
                                  char *const *sources, size_t nsources, int has_range,
                                  uint32_t first, uint32_t last, char *msg, size_t msglen);
@@ -50,13 +52,17 @@ void sv_checkpoints_drop_queued(struct sv_checkpoints *ck);
 
 /* A connection is going away: a reply for it is no longer wanted. */
 void sv_checkpoints_conn_gone(struct sv_checkpoints *ck, struct sv_conn *c);
-/* Shutdown: ask a running job to stop early (it cleans up after itself). */
+/* Shutdown: ask a running job to stop early (it cleans up after itself),
+ * stop uploading, and answer the snapshots waiting for an upload. */
 void sv_checkpoints_cancel(struct sv_checkpoints *ck);
+/* Shutdown: close the loop handles (the uploader's wake-up). */
+void sv_checkpoints_close_handles(struct sv_checkpoints *ck);
 
 /* list_checkpoints and delete_checkpoint (synchronous, small). The list's
  * messages are allocated with alloc. */
 int sv_checkpoints_list(struct sv_checkpoints *ck, ProtobufCAllocator *alloc,
-                        Statesrv__V1__CheckpointManifest ***out, size_t *n, char *msg,
+                        Statesrv__V1__CheckpointManifest ***out, size_t *n,
+                        Statesrv__V1__CheckpointRemote ***remote, size_t *nremote, char *msg,
                         size_t msglen);
 int sv_checkpoints_delete(struct sv_checkpoints *ck, uint64_t id, char *msg, size_t msglen);
 

@@ -216,6 +216,20 @@ static const struct setting settings[] = {
      parse_zstd_level, "1", "zstd level, -7 (fastest) to 19"},
     {"restore_roots", T_STRING, FIELD(restore_roots), 0, 0, NULL, NULL, "",
      "':'-separated directories restore may read checkpoints from"},
+    {"checkpoint_remote", T_STRING, FIELD(checkpoint_remote), 0, 0, NULL, NULL, "",
+     "s3://BUCKET/PREFIX to upload checkpoints to, or empty for local only"},
+    {"checkpoint_remote_node", T_STRING, FIELD(checkpoint_remote_node), 0, 0, NULL, NULL, "",
+     "this sidecar's sub-prefix under checkpoint_remote (empty: the host name)"},
+    {"s3_endpoint", T_STRING, FIELD(s3_endpoint), 0, 0, NULL, NULL, "",
+     "http(s)://HOST[:PORT] of the object store (empty: AWS S3 in s3_region)"},
+    {"s3_region", T_NONEMPTY, FIELD(s3_region), 0, 0, NULL, NULL, "us-east-1",
+     "region requests are signed for"},
+    {"s3_credentials_file", T_STRING, FIELD(s3_credentials_file), 0, 0, NULL, NULL, "",
+     "file with aws_access_key_id and aws_secret_access_key (empty: the environment)"},
+    {"s3_upload_concurrency", T_COUNT, FIELD(s3_upload_concurrency), 1, 16, NULL, NULL, "4",
+     "parts of one file uploaded at once"},
+    {"s3_part_size", T_SIZE64, FIELD(s3_part_size), 5 * MIB, 1 * GIB, NULL, NULL, "16M",
+     "part size of multipart uploads; larger files are sent in parts"},
     {"auth_token_file", T_STRING, FIELD(auth_token_file), 0, 0, NULL, NULL, "",
      "file whose first line is the token clients must send, or empty for none"},
     {"allow_insecure_remote", T_YES_NO, FIELD(allow_insecure_remote), 0, 0, NULL, NULL, "no",
@@ -544,6 +558,17 @@ int sv_config_validate(const struct sv_config *cfg, char *err, size_t errlen)
     }
     if (!cfg->checkpoint_dir[0]) {
         snprintf(err, errlen, "checkpoint_dir must not be empty");
+        return SV_EINVAL;
+    }
+    if (cfg->checkpoint_remote[0] && strncmp(cfg->checkpoint_remote, "s3://", 5) != 0) {
+        snprintf(err, errlen, "checkpoint_remote = '%s': expected s3://BUCKET/PREFIX",
+                 cfg->checkpoint_remote);
+        return SV_EINVAL;
+    }
+    if (cfg->s3_endpoint[0] && strncmp(cfg->s3_endpoint, "http://", 7) != 0 &&
+        strncmp(cfg->s3_endpoint, "https://", 8) != 0) {
+        snprintf(err, errlen, "s3_endpoint = '%s': expected an http:// or https:// URL",
+                 cfg->s3_endpoint);
         return SV_EINVAL;
     }
     if (cfg->max_output_buffer < cfg->max_frame_size) {

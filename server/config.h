@@ -29,6 +29,13 @@ struct sv_config {
     int checkpoint_compression;       /* enum sv_ckpt_compression */
     int checkpoint_compression_level; /* zstd level */
     char restore_roots[SV_PATH_MAX];  /* ':'-separated directories */
+    char checkpoint_remote[1024];     /* s3://BUCKET/PREFIX; empty: no remote copies */
+    char checkpoint_remote_node[129]; /* this sidecar's sub-prefix; empty: the host name */
+    char s3_endpoint[512];            /* http(s)://HOST[:PORT]; empty: AWS S3 of s3_region */
+    char s3_region[64];
+    char s3_credentials_file[SV_PATH_MAX];
+    uint32_t s3_upload_concurrency; /* parts in flight at once */
+    uint64_t s3_part_size;          /* multipart part size; larger files are multipart */
     uint32_t key_groups;
     int key_groups_set; /* set by the file or a flag (vs. default) */
     uint32_t max_states;

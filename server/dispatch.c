@@ -747,7 +747,7 @@ static int op_snapshot(struct ctx *x, const Statesrv__V1__Request *req,
     (void)resp;
     return sv_checkpoints_queue_snapshot(x->srv->ckpt, x->conn, x->req_id,
                                          s->id_opt_case == STATESRV__V1__SNAPSHOT__ID_OPT_ID, s->id,
-                                         s->full, x->msg, sizeof(x->msg));
+                                         s->full, s->wait_remote, x->msg, sizeof(x->msg));
 }
 
 static int op_restore(struct ctx *x, const Statesrv__V1__Request *req, Statesrv__V1__Response *resp)
@@ -788,8 +788,9 @@ static int op_list_checkpoints(struct ctx *x, const Statesrv__V1__Request *req,
     if (!r)
         return -ENOMEM;
     statesrv__v1__list_checkpoints_result__init(r);
-    int rc = sv_checkpoints_list(x->srv->ckpt, &x->srv->arena.pb, &r->checkpoints,
-                                 &r->n_checkpoints, x->msg, sizeof(x->msg));
+    int rc =
+        sv_checkpoints_list(x->srv->ckpt, &x->srv->arena.pb, &r->checkpoints, &r->n_checkpoints,
+                            &r->remote, &r->n_remote, x->msg, sizeof(x->msg));
     if (rc)
         return rc;
     resp->result_case = STATESRV__V1__RESPONSE__RESULT_LIST_CHECKPOINTS;

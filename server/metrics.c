@@ -518,6 +518,25 @@ int sv_metrics_render(struct sv_server *srv, struct sv_buf *b)
             st.restores_completed);
     gauge(&o, "statesrv_last_restore_duration_seconds", "How long the last restore took.",
           (double)st.last_restore_duration_ms / 1000.0);
+    if (st.remote_enabled) {
+        gauge(&o, "statesrv_checkpoint_remote_pending",
+              "Local checkpoints not yet in the object store (waiting, retrying or uploading).",
+              (double)st.remote_pending);
+        gauge(&o, "statesrv_checkpoint_upload_lag_seconds",
+              "Age of the oldest checkpoint not yet in the object store (0: none).",
+              (double)st.remote_upload_lag_ms / 1000.0);
+        counter(&o, "statesrv_checkpoint_uploads_total",
+                "Checkpoints uploaded to the object store since start.",
+                st.remote_uploads_completed);
+        counter(&o, "statesrv_checkpoint_upload_failures_total",
+                "Failed checkpoint upload attempts since start (each is retried).",
+                st.remote_upload_failures);
+        counter(&o, "statesrv_checkpoint_uploaded_bytes_total",
+                "Bytes sent to the object store since start.", st.remote_bytes_uploaded);
+        gauge(&o, "statesrv_last_remote_checkpoint_id",
+              "Id of the newest checkpoint uploaded since start.",
+              (double)st.last_remote_checkpoint_id);
+    }
     put_process(&o, srv);
     sv_arena_free(&arena);
     return o.err;

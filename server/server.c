@@ -395,6 +395,7 @@ void sv_server_conn_gone(struct sv_server *srv)
     close_if_open((uv_handle_t *)&srv->retry_timer);
     close_if_open((uv_handle_t *)&srv->sweep_timer);
     close_if_open((uv_handle_t *)&srv->ckpt_timer);
+    sv_checkpoints_close_handles(srv->ckpt);
     signal(SIGTERM, SIG_IGN);
     signal(SIGINT, SIG_IGN);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
@@ -454,7 +455,7 @@ static void on_checkpoint_timer(uv_timer_t *t)
         return;
     }
     char msg[512];
-    int rc = sv_checkpoints_queue_snapshot(srv->ckpt, NULL, 0, 0, 0, 0, msg, sizeof(msg));
+    int rc = sv_checkpoints_queue_snapshot(srv->ckpt, NULL, 0, 0, 0, 0, 0, msg, sizeof(msg));
     if (rc) {
         sv_warn("checkpoint_interval: cannot take a checkpoint: %s", msg);
         return;

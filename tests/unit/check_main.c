@@ -25,6 +25,7 @@ static const sv_suite_ctor suite_ctors[] = {
     sv_suite_ckpt,
     sv_suite_wire,
     sv_suite_vectors,
+    sv_suite_s3,
     /* server/ */
     sv_suite_config,
     sv_suite_store,

@@ -19,6 +19,9 @@ Suite *sv_suite_ckpt_format(void);
 Suite *sv_suite_wire(void);
 Suite *sv_suite_vectors(void);
 
+/* io/ */
+Suite *sv_suite_s3(void);
+
 /* server/ */
 Suite *sv_suite_config(void);
 Suite *sv_suite_store(void);
