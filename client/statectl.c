@@ -911,6 +911,11 @@ static void put_stats_json(const statesrv_stats *s)
            s->remote_uploads_completed, s->remote_upload_failures, s->remote_bytes_uploaded,
            s->last_remote_checkpoint_id, s->remote_uploading_id);
     put_json_str(s->remote_last_error);
+    printf(",\"ttl_expired_read\":%" PRIu64 ",\"ttl_expired_checkpoint\":%" PRIu64
+           ",\"ttl_expired_sweep\":%" PRIu64
+           ",\"ttl_sweep_seconds\":%.6f,\"ttl_sweep_visited\":%" PRIu64,
+           s->ttl_expired_read, s->ttl_expired_checkpoint, s->ttl_expired_sweep,
+           s->ttl_sweep_seconds, s->ttl_sweep_visited);
     printf(",\"checkpoint_in_progress\":");
     if (s->has_progress) {
         printf("{\"kind\":");
@@ -972,6 +977,10 @@ static void put_stats_text(const statesrv_stats *s)
         printf("last_checkpoint_age_ms: %" PRIu64 "\n", s->last_checkpoint_age_ms);
     else
         printf("last_checkpoint_age_ms: never (no checkpoint yet)\n");
+    printf("ttl_expired: read %" PRIu64 " checkpoint %" PRIu64 " sweep %" PRIu64 "\n",
+           s->ttl_expired_read, s->ttl_expired_checkpoint, s->ttl_expired_sweep);
+    printf("ttl_sweep: %.3f s, %" PRIu64 " entries looked at\n", s->ttl_sweep_seconds,
+           s->ttl_sweep_visited);
     printf("restores_completed: %" PRIu64 "\n", s->restores_completed);
     printf("last_restore_duration_ms: %" PRIu64 "\n", s->last_restore_duration_ms);
     if (s->remote_enabled) {

@@ -1891,6 +1891,11 @@ static int copy_stats_more(statesrv *c, const Statesrv__V1__StatsResult *r, stat
     s->remote_bytes_uploaded = r->remote_bytes_uploaded;
     s->last_remote_checkpoint_id = r->last_remote_checkpoint_id;
     s->remote_uploading_id = r->remote_uploading_id;
+    s->ttl_expired_read = r->ttl_expired_read;
+    s->ttl_expired_checkpoint = r->ttl_expired_checkpoint;
+    s->ttl_expired_sweep = r->ttl_expired_sweep;
+    s->ttl_sweep_seconds = r->ttl_sweep_seconds;
+    s->ttl_sweep_visited = r->ttl_sweep_visited;
     copy_str(s->remote_last_error, sizeof(s->remote_last_error), r->remote_last_error);
     return rc;
 }

@@ -542,6 +542,14 @@ typedef struct statesrv_stats {
     uint64_t last_remote_checkpoint_id; /**< the newest checkpoint uploaded since start */
     uint64_t remote_uploading_id;       /**< the one being uploaded; 0: none */
     char remote_last_error[512];        /**< the last failed attempt; empty after a success */
+    /** State TTL: expired entries deleted since start by the reads that met
+     *  them, by the checkpoints that left them out, and by the sweep; the
+     *  sweep's time and the entries it looked at. */
+    uint64_t ttl_expired_read;
+    uint64_t ttl_expired_checkpoint;
+    uint64_t ttl_expired_sweep;
+    double ttl_sweep_seconds;
+    uint64_t ttl_sweep_visited;
 } statesrv_stats;
 
 /**

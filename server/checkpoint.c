@@ -99,6 +99,7 @@ struct sv_checkpoints {
 
     uint64_t completed;
     uint64_t last_id, last_bytes, last_duration_ms, last_unix_ms;
+    uint64_t expired_deleted; /* expired entries checkpoints left out, then deleted */
     uint64_t restores;
     uint64_t last_restore_ms;
     uint64_t snapshot_failures;
@@ -1589,6 +1590,7 @@ static void job_done(uv_work_t *w, int status)
         uint64_t deleted = 0;
         crc = j->gone_full ? 0
                            : sv_store_expire_keys(srv->store, j->gone.data, j->gone.len, &deleted);
+        ck->expired_deleted += deleted;
         if (deleted)
             sv_info("checkpoint %" PRIu64 ": %" PRIu64 " expired entries it left out deleted",
                     j->id, deleted);
@@ -1997,6 +1999,13 @@ void sv_checkpoints_stats(struct sv_checkpoints *ck, ProtobufCAllocator *alloc,
     r->last_checkpoint_unix_ms = ck->last_unix_ms;
     r->restores_completed = ck->restores;
     r->last_restore_duration_ms = ck->last_restore_ms;
+    r->ttl_expired_checkpoint = ck->expired_deleted;
+    struct sv_store_sweep_stats sw;
+    sv_store_sweep_stats(ck->srv->store, &sw);
+    r->ttl_expired_read = sw.expired_read;
+    r->ttl_expired_sweep = sw.expired_sweep;
+    r->ttl_sweep_seconds = sw.seconds;
+    r->ttl_sweep_visited = sw.visited;
     sv_remote_stats(ck->remote, alloc, r);
     const struct job *j = ck->running;
     if (!j)

@@ -198,6 +198,8 @@ static const struct setting settings[] = {
      "flush each commit to disk before replying (always) or not (none)"},
     {"checkpoint_dir", T_NONEMPTY, FIELD(checkpoint_dir), 0, 0, NULL, NULL,
      "/var/lib/statesrvd/checkpoints", "where snapshots write checkpoints"},
+    {"ttl_sweep_budget", T_COUNT, FIELD(ttl_sweep_budget), 0, 50, NULL, NULL, "5",
+     "percent of the loop's time the sweep of expired entries may take (0: no sweep)"},
     {"checkpoint_interval", T_COUNT, FIELD(checkpoint_interval), 0, 86400 * 365, NULL, NULL, "0",
      "seconds between checkpoints the server takes on its own (0: none)"},
     {"checkpoint_retain", T_COUNT, FIELD(checkpoint_retain), 1, 100000, NULL, NULL, "3",

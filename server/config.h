@@ -22,6 +22,7 @@ struct sv_config {
     char checkpoint_dir[SV_PATH_MAX];
     uint32_t checkpoint_retain;       /* completed checkpoints kept */
     uint32_t checkpoint_interval;     /* seconds between scheduled checkpoints; 0: none */
+    uint32_t ttl_sweep_budget;        /* % of the loop's time for the TTL sweep; 0: none */
     int checkpoint_incremental;       /* snapshots write changes only */
     uint32_t checkpoint_chain_max;    /* files a checkpoint may be made of */
     uint32_t checkpoint_chain_ratio;  /* % of the full file the increments may add */

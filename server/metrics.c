@@ -516,6 +516,18 @@ int sv_metrics_render(struct sv_server *srv, struct sv_buf *b)
               (double)st.last_checkpoint_age_ms / 1000.0);
     counter(&o, "statesrv_restores_total", "Restores completed since start.",
             st.restores_completed);
+    family(&o, "statesrv_ttl_expired_total", "counter",
+           "Expired entries deleted since start, by clean-up (read, checkpoint, sweep).");
+    put(&o, "statesrv_ttl_expired_total{cleanup=\"read\"} %llu\n",
+        (unsigned long long)st.ttl_expired_read);
+    put(&o, "statesrv_ttl_expired_total{cleanup=\"checkpoint\"} %llu\n",
+        (unsigned long long)st.ttl_expired_checkpoint);
+    put(&o, "statesrv_ttl_expired_total{cleanup=\"sweep\"} %llu\n",
+        (unsigned long long)st.ttl_expired_sweep);
+    counter_f(&o, "statesrv_ttl_sweep_seconds_total", "Time the TTL sweep ran since start.",
+              st.ttl_sweep_seconds);
+    counter(&o, "statesrv_ttl_sweep_visited_total", "Entries the TTL sweep looked at since start.",
+            st.ttl_sweep_visited);
     gauge(&o, "statesrv_last_restore_duration_seconds", "How long the last restore took.",
           (double)st.last_restore_duration_ms / 1000.0);
     if (st.remote_enabled) {

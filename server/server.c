@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #define STOP_TIMEOUT_MS 10000
+#define TTL_SWEEP_TICK_MS 100 /* the TTL sweep runs a slice this often */
 #define LISTEN_BACKLOG 511
 
 uint64_t sv_now_ms(void)
@@ -395,6 +396,7 @@ void sv_server_conn_gone(struct sv_server *srv)
     close_if_open((uv_handle_t *)&srv->retry_timer);
     close_if_open((uv_handle_t *)&srv->sweep_timer);
     close_if_open((uv_handle_t *)&srv->ckpt_timer);
+    close_if_open((uv_handle_t *)&srv->ttl_timer);
     sv_checkpoints_close_handles(srv->ckpt);
     signal(SIGTERM, SIG_IGN);
     signal(SIGINT, SIG_IGN);
@@ -439,6 +441,22 @@ static void begin_shutdown(struct sv_server *srv, int signum)
     if (srv->ready_head)
         uv_idle_start(&srv->idle, on_idle);
     sv_server_conn_gone(srv);
+}
+
+/* The TTL sweep: a slice of ttl_sweep_budget percent of each tick, between
+ * group commits (none is open in a timer's callback). */
+static void on_ttl_timer(uv_timer_t *t)
+{
+    struct sv_server *srv = t->data;
+    if (srv->stopping || sv_store_in_txn(srv->store) || sv_checkpoints_restoring(srv->ckpt))
+        return;
+    uint64_t expired = 0,
+             budget_ns = (uint64_t)srv->cfg->ttl_sweep_budget * TTL_SWEEP_TICK_MS * 1000000u / 100;
+    int rc = sv_store_sweep(srv->store, budget_ns, &expired);
+    if (rc) {
+        static struct sv_log_limit limit;
+        sv_log_limited(&limit, 1, SV_LOG_WARN, "ttl sweep: %s", sv_strerror(rc));
+    }
 }
 
 /* checkpoint_interval: a checkpoint of the server's own, unless one runs or
@@ -504,6 +522,10 @@ int sv_server_init(struct sv_server *srv, uv_loop_t *loop, const struct sv_confi
     uv_timer_init(loop, &srv->sweep_timer);
     srv->sweep_timer.data = srv;
     uv_timer_start(&srv->sweep_timer, on_sweep, 500, 500);
+    uv_timer_init(loop, &srv->ttl_timer);
+    srv->ttl_timer.data = srv;
+    if (cfg->ttl_sweep_budget)
+        uv_timer_start(&srv->ttl_timer, on_ttl_timer, TTL_SWEEP_TICK_MS, TTL_SWEEP_TICK_MS);
     uv_timer_init(loop, &srv->ckpt_timer);
     srv->ckpt_timer.data = srv;
     if (cfg->checkpoint_interval) {

@@ -145,6 +145,7 @@ struct sv_server {
     uv_timer_t retry_timer; /* after a transaction could not begin */
     uv_timer_t sweep_timer; /* idle, header and output timeouts; stale readers */
     uv_timer_t ckpt_timer;  /* checkpoint_interval */
+    uv_timer_t ttl_timer;   /* the TTL sweep, every TTL_SWEEP_TICK_MS */
     unsigned sweeps;
     char token[1024]; /* auth token; token_len 0: no authentication */
     size_t token_len;

@@ -163,6 +163,16 @@ struct store_ttl {
     int dirty;     /* changed in the open transaction */
 };
 
+/* Where the TTL sweep is (see "the TTL sweep"). */
+struct sweep {
+    char state[SV_STATE_NAME_MAX + 1]; /* "" between rounds */
+    uint8_t key[SKEY_CAP];             /* the last key it looked at */
+    size_t klen;
+    int seen_expiry; /* this round met an entry with an expiry */
+    int asleep;      /* the last round met none, and no write set one since */
+    uint64_t expired, visited, rounds, ns;
+};
+
 /* The store, grouped by lifetime: the environment (open to close), the
  * group transaction, the space accounting of a transaction, the snapshot,
  * change tracking. */
@@ -206,6 +216,7 @@ struct sv_store {
     struct store_chg chg;
     struct store_ttl ttl;     /* see "TTL" */
     uint64_t expired_on_read; /* entries a read found expired and deleted */
+    struct sweep sweep;
 
     struct store_acct acct;
     struct store_snap snap;
@@ -1611,6 +1622,9 @@ static int ttl_open(struct sv_store *s, MDB_txn *txn)
             return ENOMEM;
     }
     int rc = mdb_dbi_open(txn, TTL_DB, MDB_CREATE, &t->dbi);
+    /* A new generation (a restore) may hold expiring entries: walk it. */
+    s->sweep.asleep = 0;
+    s->sweep.state[0] = '\0';
     return rc ? rc : ttl_load(s, txn);
 }
 
@@ -2163,6 +2177,8 @@ int sv_store_put_ttl(struct sv_store *s, const char *state, size_t slen, const u
 {
     struct charge ch;
     uint64_t expiry = write_expiry(s->ttl.n ? ttl_find(s, state, slen) : NULL, ttl_ms);
+    if (expiry)
+        s->sweep.asleep = 0;
     int rc = admit_write(s, state, slen, sklen + sv_value_header_size(expiry) + len, &ch);
     if (rc)
         return rc;
@@ -2279,6 +2295,8 @@ int sv_store_merge_ttl(struct sv_store *s, const char *state, size_t slen, const
     }
     /* Every write sets the expiry anew (Flink's update on write). */
     uint64_t expiry = write_expiry(st, ttl_ms);
+    if (expiry)
+        s->sweep.asleep = 0;
     size_t entry = sklen + sv_value_header_size(expiry) +
                    (op == SV_MERGE_ADD_I64 ? SV_COUNTER_SIZE : old.len + sv_list_elem_size(oplen));
     struct charge ch;
@@ -3269,6 +3287,170 @@ void sv_store_snapshot_finished(struct sv_store *s)
      * only after one more commit. */
     if (!s->txn)
         age_free_list(s, 1, 0);
+}
+
+/* --- the TTL sweep ----------------------------------------------------------
+ *
+ * Expired entries nobody reads and no checkpoint meets leave the store
+ * through the sweep: a walk over every state in stored-key order, in slices
+ * of a time budget (like Redis's active expire cycle), each slice one write
+ * transaction between group commits. It remembers where it stopped, so the
+ * walk goes round; a round that met no entry with an expiry puts it to
+ * sleep until a write sets one. A slice collects up to SWEEP_BATCH expired
+ * keys with a cursor, then deletes them as a client's deletes would (kept
+ * for a running snapshot, logged as changes). */
+
+#define SWEEP_BATCH 256
+#define SWEEP_CHECK_EVERY 64 /* entries between looks at the clock */
+
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Sets the state the walk is in to the first one after `after` (or the
+ * first of all, with after ""), in name order: 0, or SV_ENOTFOUND past the
+ * last. */
+static int sweep_next_state(struct sv_store *s, const char *after)
+{
+    MDB_dbi main_dbi;
+    MDB_cursor *cur;
+    int rc;
+    if ((rc = mdb_dbi_open(cur_txn(s), NULL, 0, &main_dbi)) ||
+        (rc = mdb_cursor_open(cur_txn(s), main_dbi, &cur)))
+        return map_err(rc);
+    size_t al = strlen(after);
+    MDB_val k = {al, (void *)after}, v;
+    rc = al ? mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE) : mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+    while (rc == 0 && (!sv_state_name_valid(k.mv_data, k.mv_size) ||
+                       (al && k.mv_size == al && memcmp(k.mv_data, after, al) == 0)))
+        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    if (rc == 0) {
+        memcpy(s->sweep.state, k.mv_data, k.mv_size);
+        s->sweep.state[k.mv_size] = '\0';
+        s->sweep.klen = 0;
+    }
+    mdb_cursor_close(cur);
+    return rc == MDB_NOTFOUND ? SV_ENOTFOUND : rc ? map_err(rc) : 0;
+}
+
+/* One pass of the cursor over the current state from the remembered key:
+ * up to SWEEP_BATCH expired keys into keys (back to back, lengths in lens),
+ * *end set when the state is done. */
+static int sweep_collect(struct sv_store *s, uint64_t now_ms, uint64_t deadline_ns, uint8_t *keys,
+                         size_t *lens, size_t *n, int *end)
+{
+    struct sweep *w = &s->sweep;
+    MDB_dbi dbi;
+    *n = 0;
+    *end = 0;
+    size_t sl = strlen(w->state);
+    if (state_dbi(s, w->state, sl, 0, &dbi)) {
+        *end = 1; /* dropped since */
+        return 0;
+    }
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(cur_txn(s), dbi, &cur);
+    if (rc)
+        return map_err(rc);
+    MDB_val k, v;
+    rc = seek(cur, w->key, w->klen, 1, &k, &v);
+    size_t off = 0;
+    for (uint64_t i = 1; rc == 0; i++) {
+        struct sv_value val;
+        w->visited++;
+        if (sv_value_parse(v.mv_data, v.mv_size, &val) == 0 && val.expiry_ms) {
+            w->seen_expiry = 1;
+            if (val.expiry_ms <= now_ms && k.mv_size <= SKEY_CAP) {
+                memcpy(keys + off, k.mv_data, k.mv_size);
+                lens[(*n)++] = k.mv_size;
+                off += k.mv_size;
+            }
+        }
+        if (k.mv_size <= sizeof(w->key)) {
+            memcpy(w->key, k.mv_data, k.mv_size);
+            w->klen = k.mv_size;
+        }
+        if (*n == SWEEP_BATCH || (i % SWEEP_CHECK_EVERY == 0 && mono_ns() >= deadline_ns))
+            break;
+        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(cur);
+    if (rc == MDB_NOTFOUND) {
+        *end = 1;
+        rc = 0;
+    }
+    return rc ? map_err(rc) : 0;
+}
+
+int sv_store_sweep(struct sv_store *s, uint64_t budget_ns, uint64_t *expired)
+{
+    struct sweep *w = &s->sweep;
+    *expired = 0;
+    if (s->txn)
+        return SV_EINTERNAL;
+    if (w->asleep)
+        return 0;
+    uint64_t t0 = mono_ns(), deadline = t0 + budget_ns, now_ms = sv_store_now_ms();
+    int rc = sv_store_begin(s);
+    if (rc)
+        return rc;
+    static uint8_t keys[SWEEP_BATCH * SKEY_CAP];
+    size_t lens[SWEEP_BATCH];
+    while (!rc && mono_ns() < deadline) {
+        if (!w->state[0] && (rc = sweep_next_state(s, "")) != 0) {
+            if (rc == SV_ENOTFOUND) { /* no state at all */
+                w->asleep = 1;
+                rc = 0;
+            }
+            break;
+        }
+        size_t n;
+        int end;
+        if ((rc = sweep_collect(s, now_ms, deadline, keys, lens, &n, &end)))
+            break;
+        size_t off = 0;
+        for (size_t i = 0; i < n && !rc; i++) {
+            int found;
+            rc = sv_store_delete(s, w->state, strlen(w->state), keys + off, lens[i], &found);
+            *expired += found;
+            off += lens[i];
+        }
+        if (rc || !end)
+            continue;
+        char done[SV_STATE_NAME_MAX + 1];
+        memcpy(done, w->state, sizeof(done));
+        if ((rc = sweep_next_state(s, done)) == SV_ENOTFOUND) {
+            /* A round is over: asleep if it met no expiry at all. */
+            rc = 0;
+            w->state[0] = '\0';
+            w->rounds++;
+            if (!w->seen_expiry)
+                w->asleep = 1;
+            w->seen_expiry = 0;
+            break;
+        }
+    }
+    if (rc) {
+        sv_store_abort(s);
+        return rc;
+    }
+    rc = sv_store_commit(s);
+    w->expired += *expired;
+    w->ns += mono_ns() - t0;
+    return rc;
+}
+
+void sv_store_sweep_stats(const struct sv_store *s, struct sv_store_sweep_stats *out)
+{
+    out->expired_sweep = s->sweep.expired;
+    out->expired_read = s->expired_on_read;
+    out->visited = s->sweep.visited;
+    out->rounds = s->sweep.rounds;
+    out->seconds = (double)s->sweep.ns / 1e9;
+    out->asleep = s->sweep.asleep;
 }
 
 /* --- restore builder ------------------------------------------------------ */

@@ -158,6 +158,21 @@ int sv_store_set_ttl(struct sv_store *s, const char *state, size_t slen, const s
     __attribute__((warn_unused_result));
 /* The setting of a state: 1 and *out, or 0 (none). */
 int sv_store_get_ttl(const struct sv_store *s, const char *state, size_t slen, struct sv_ttl *out);
+/* The TTL sweep: one slice of at most budget_ns, in a write transaction of
+ * its own (loop thread, none open), deleting expired entries where the last
+ * slice stopped. It sleeps after a round that met no entry with an expiry,
+ * until a write sets one. *expired: how many it deleted. */
+int sv_store_sweep(struct sv_store *s, uint64_t budget_ns, uint64_t *expired)
+    __attribute__((warn_unused_result));
+struct sv_store_sweep_stats {
+    uint64_t expired_sweep; /* deleted by the sweep */
+    uint64_t expired_read;  /* deleted by the reads that met them */
+    uint64_t visited;       /* entries the sweep looked at */
+    uint64_t rounds;        /* walks over every state completed */
+    double seconds;         /* time spent sweeping */
+    int asleep;
+};
+void sv_store_sweep_stats(const struct sv_store *s, struct sv_store_sweep_stats *out);
 /* The clock TTL is measured by: ms since the epoch (CLOCK_REALTIME). */
 uint64_t sv_store_now_ms(void);
 

@@ -308,6 +308,55 @@ START_TEST(ttl_survives_a_restart)
 }
 END_TEST
 
+/* The sweep deletes expired entries nobody reads, within its budget, and
+ * the metrics say so; without expiring entries it sleeps. Bounded wait: up
+ * to 30 s for 5000 entries a 1 ms TTL made expired long before. */
+START_TEST(the_sweep_deletes_what_nobody_reads)
+{
+    enum { N = 5000 };
+    statesrv_batch *b = statesrv_batch_new();
+    ck_assert_ptr_nonnull(b);
+    char key[32];
+    for (int i = 0; i < N; i++) {
+        snprintf(key, sizeof(key), "k%d", i);
+        statesrv_key k = K(i % 2 ? "a" : "b", key);
+        ck_assert_int_eq(statesrv_batch_put(b, &k, "v", 1), STATESRV_OK);
+    }
+    ck_assert_int_eq(statesrv_batch_commit(c, b), STATESRV_OK);
+    statesrv_batch_free(b);
+    statesrv_key keep = K("a", "keep");
+    ck_assert_int_eq(statesrv_put(c, &keep, "v", 1), STATESRV_OK);
+    /* Rewritten with a TTL of 1 ms: expired at once, never read again. */
+    for (int i = 0; i < N; i++) {
+        snprintf(key, sizeof(key), "k%d", i);
+        statesrv_key k = K(i % 2 ? "a" : "b", key);
+        ck_assert_int_eq(statesrv_put_ttl(c, &k, "v", 1, 1), STATESRV_OK);
+    }
+    long t0 = ts_now_ms();
+    uint64_t left = N;
+    while (left && ts_now_ms() - t0 < 30000) {
+        usleep(50 * 1000);
+        statesrv_state_info *st;
+        size_t n;
+        ck_assert_int_eq(statesrv_list_states(c, &st, &n), STATESRV_OK);
+        left = 0;
+        for (size_t i = 0; i < n; i++)
+            left += st[i].entries;
+        statesrv_free(st);
+        left -= 1; /* keep */
+    }
+    ck_assert_msg(left == 0, "%llu expired entries still stored after 30 s",
+                  (unsigned long long)left);
+    statesrv_stats *s;
+    ck_assert_int_eq(statesrv_stats_get(c, &s), STATESRV_OK);
+    ck_assert_uint_eq(s->ttl_expired_sweep, N);
+    ck_assert_uint_ge(s->ttl_sweep_visited, N);
+    ck_assert(s->ttl_sweep_seconds > 0);
+    statesrv_stats_free(s);
+    ck_assert_int_eq(get_left(c, "a", "keep", NULL), STATESRV_OK);
+}
+END_TEST
+
 Suite *sv_suite_ttl(void)
 {
     Suite *s = suite_create("ttl");
@@ -318,6 +367,7 @@ Suite *sv_suite_ttl(void)
     tcase_add_test(tc, update_type_and_visibility);
     tcase_add_test(tc, checkpoints_and_restores_leave_expired_entries_out);
     tcase_add_test(tc, ttl_survives_a_restart);
+    tcase_add_test(tc, the_sweep_deletes_what_nobody_reads);
     suite_add_tcase(s, tc);
     return s;
 }
