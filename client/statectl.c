@@ -1390,10 +1390,10 @@ static int remote_checkpoints(struct ctl *x)
     snprintf(prefix, sizeof(prefix), "%s%s", path, path[0] ? "/" : "");
     struct remote_list l = {.x = x, .bucket = sv_s3_bucket(s)};
     if (x->json)
-        putchar('[');
+        printf("{\"checkpoints\":[");
     int rc = sv_s3_list(s, prefix, remote_list_cb, &l, err, sizeof(err));
     if (x->json)
-        printf("]\n");
+        printf("]}\n");
     sv_s3_free(s);
     if (rc) {
         errorf("%s: %s", x->cmd->name, err);
@@ -1407,19 +1407,33 @@ static int cmd_checkpoints(struct ctl *x)
     if (x->remote)
         return remote_checkpoints(x);
     statesrv_checkpoint_info *a;
-    size_t n;
+    statesrv_checkpoint_problem *p = NULL;
+    size_t n, np = 0;
     int rc = statesrv_list_checkpoints(x->c, &a, &n);
     if (rc)
         return report(x, rc);
+    if ((rc = statesrv_list_checkpoint_problems(x->c, &p, &np))) {
+        statesrv_checkpoint_info_free(a);
+        return report(x, rc);
+    }
     if (x->json) {
-        putchar('[');
+        printf("{\"checkpoints\":[");
         for (size_t i = 0; i < n; i++) {
             if (i)
                 putchar(',');
             put_checkpoint_json(&a[i]);
         }
-        printf("]\n");
+        printf("],\"problems\":[");
+        for (size_t i = 0; i < np; i++) {
+            printf("%s{\"id\":%" PRIu64 ",\"path\":", i ? "," : "", p[i].id);
+            put_json_str(p[i].path);
+            printf(",\"problem\":");
+            put_json_str(p[i].problem);
+            putchar('}');
+        }
+        printf("]}\n");
         statesrv_checkpoint_info_free(a);
+        statesrv_free(p);
         return 0;
     }
     /* Numbers right-aligned, text left-aligned, columns as wide as needed. */
@@ -1451,7 +1465,11 @@ static int cmd_checkpoints(struct ctl *x)
         if (i && a[i - 1].remote_error[0] && strcmp(a[i - 1].remote_state, "remote"))
             printf("    upload: %s\n", a[i - 1].remote_error);
     }
+    /* Directories that look like checkpoints and are not: said, not hidden. */
+    for (size_t i = 0; i < np; i++)
+        printf("chk-%" PRIu64 " is not a checkpoint: %s\n", p[i].id, p[i].problem);
     statesrv_checkpoint_info_free(a);
+    statesrv_free(p);
     return 0;
 }
 
@@ -1927,8 +1945,10 @@ static const struct command commands[] = {
      "Lists the server's checkpoints, oldest first: id, creation time (UTC),\n"
      "entries, size of the data file, how long writing it took, and the key-group\n"
      "range it covers; with checkpoint_remote, whether each is local only, being\n"
-     "uploaded or remote (and why an upload failed). --json: an array of manifests\n"
-     "(with remote_state, remote_url, remote_error). --remote: instead, every\n"
+     "uploaded or remote (and why an upload failed); then a line for each chk-ID\n"
+     "directory that is not a readable checkpoint, saying why. --json: an object:\n"
+     "checkpoints, an array of manifests (with remote_state, remote_url,\n"
+     "remote_error), and problems (id, path, problem). --remote: instead, every\n"
      "checkpoint the object store holds under the URL (offline: credentials from\n"
      "AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY; AWS_ENDPOINT_URL, AWS_REGION).",
      0},

@@ -2158,6 +2158,41 @@ int statesrv_list_checkpoints(statesrv *c, statesrv_checkpoint_info **out, size_
     return rc;
 }
 
+int statesrv_list_checkpoint_problems(statesrv *c, statesrv_checkpoint_problem **out, size_t *n)
+{
+    if (!c)
+        return STATESRV_ERR_USAGE;
+    int rc = begin(c, 1);
+    if (rc)
+        return rc;
+    if (!out || !n)
+        return sv_client_fail(c, STATESRV_ERR_USAGE, "out or n is NULL");
+    *out = NULL;
+    *n = 0;
+    Statesrv__V1__ListCheckpoints m = STATESRV__V1__LIST_CHECKPOINTS__INIT;
+    Statesrv__V1__Request req = STATESRV__V1__REQUEST__INIT;
+    req.op_case = STATESRV__V1__REQUEST__OP_LIST_CHECKPOINTS;
+    req.list_checkpoints = &m;
+    rc = roundtrip(c, &req, STATESRV__V1__RESPONSE__RESULT_LIST_CHECKPOINTS);
+    if (rc == 0 && c->resp->list_checkpoints->n_problems) {
+        const Statesrv__V1__ListCheckpointsResult *r = c->resp->list_checkpoints;
+        statesrv_checkpoint_problem *a = calloc(r->n_problems, sizeof(*a));
+        if (!a) {
+            rc = sv_client_fail(c, STATESRV_ERR_NOMEM, "out of memory");
+        } else {
+            for (size_t i = 0; i < r->n_problems; i++) {
+                a[i].id = r->problems[i]->id;
+                copy_str(a[i].path, sizeof(a[i].path), r->problems[i]->path);
+                copy_str(a[i].problem, sizeof(a[i].problem), r->problems[i]->problem);
+            }
+            *out = a;
+            *n = r->n_problems;
+        }
+    }
+    sv_client_drop_resp(c);
+    return rc;
+}
+
 int statesrv_delete_checkpoint(statesrv *c, uint64_t id)
 {
     if (!c)

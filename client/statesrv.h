@@ -670,6 +670,22 @@ STATESRV_API int statesrv_snapshot_remote(statesrv *c, int has_id, uint64_t id, 
  */
 STATESRV_API int statesrv_list_checkpoints(statesrv *c, statesrv_checkpoint_info **out, size_t *n);
 
+/** @brief A directory named chk-ID in checkpoint_dir that is not a readable checkpoint. */
+typedef struct statesrv_checkpoint_problem {
+    uint64_t id;       /**< from the directory's name */
+    char path[4096];   /**< the directory, on the server */
+    char problem[512]; /**< what is wrong: a corrupt MANIFEST, another id's MANIFEST, ... */
+} statesrv_checkpoint_problem;
+
+/**
+ * @brief What statesrv_list_checkpoints() leaves out: the chk-ID directories
+ *        that do not read as a checkpoint, by id.
+ * @param out receives an array of *n (NULL when none); free it with
+ *        statesrv_free().
+ */
+STATESRV_API int statesrv_list_checkpoint_problems(statesrv *c, statesrv_checkpoint_problem **out,
+                                                   size_t *n);
+
 /**
  * @brief Deletes checkpoint id from the server's checkpoint_dir.
  * @return STATESRV_OK, STATESRV_NOT_FOUND, STATESRV_BUSY (a snapshot or

@@ -735,6 +735,29 @@ static int open_regular(struct sv_ckpt_reader *r, const char *path, int *fd, str
 }
 
 /* Reads a MANIFEST file into *m (r for the error). */
+/* Whether the directory holding file path is named chk-<id> (digits, no
+ * leading zero): 1 and *id, else 0. */
+static int dir_names_id(const char *path, uint64_t *id)
+{
+    const char *end = strrchr(path, '/');
+    if (!end)
+        return 0;
+    const char *start = end;
+    while (start > path && start[-1] != '/')
+        start--;
+    size_t n = (size_t)(end - start);
+    if (n < 5 || n > 24 || memcmp(start, "chk-", 4) != 0 || start[4] == '0')
+        return 0;
+    uint64_t v = 0;
+    for (const char *p = start + 4; p < end; p++) {
+        if (*p < '0' || *p > '9' || v > (UINT64_MAX - 9) / 10)
+            return 0;
+        v = v * 10 + (uint64_t)(*p - '0');
+    }
+    *id = v;
+    return 1;
+}
+
 static int read_manifest_file(struct sv_ckpt_reader *r, struct sv_ckpt_manifest *m)
 {
     int fd;
@@ -761,8 +784,21 @@ static int read_manifest_file(struct sv_ckpt_reader *r, struct sv_ckpt_manifest 
     }
     char why[WHY_LEN];
     rc = sv_ckpt_manifest_decode(buf, n, m, why, sizeof(why));
-    if (rc)
+    if (rc) {
         rerr(r, rc, "%s: %s", r->manifest_path, why);
+        goto out;
+    }
+    /* A directory named chk-<id> holds checkpoint <id>: a copied or
+     * renamed one would list, and restore, as another. */
+    uint64_t named;
+    if (dir_names_id(r->manifest_path, &named) && named != m->checkpoint_id) {
+        rc =
+            rerr(r, SV_ECORRUPT,
+                 "%s: holds the MANIFEST of checkpoint %llu, not %llu (a copied or renamed "
+                 "directory?)",
+                 r->manifest_path, (unsigned long long)m->checkpoint_id, (unsigned long long)named);
+        sv_ckpt_manifest_free(m);
+    }
 out:
     free(buf);
     close(fd);

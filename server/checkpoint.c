@@ -1919,11 +1919,14 @@ static Statesrv__V1__CheckpointRemote *remote_to_pb(struct sv_checkpoints *ck, u
 
 int sv_checkpoints_list(struct sv_checkpoints *ck, ProtobufCAllocator *alloc,
                         Statesrv__V1__CheckpointManifest ***out, size_t *n,
-                        Statesrv__V1__CheckpointRemote ***remote, size_t *nremote, char *msg,
+                        Statesrv__V1__CheckpointRemote ***remote, size_t *nremote,
+                        Statesrv__V1__CheckpointProblem ***problems, size_t *nproblems, char *msg,
                         size_t msglen)
 {
     *remote = NULL;
     *nremote = 0;
+    *problems = NULL;
+    *nproblems = 0;
     uint64_t *ids;
     size_t count;
     int rc = list_ids(ck->cfg->checkpoint_dir, &ids, &count);
@@ -1936,7 +1939,8 @@ int sv_checkpoints_list(struct sv_checkpoints *ck, ProtobufCAllocator *alloc,
     *out = pb_alloc(alloc, (count ? count : 1) * sizeof(**out));
     if (ck->remote)
         *remote = pb_alloc(alloc, (count ? count : 1) * sizeof(**remote));
-    if (!*out || (ck->remote && !*remote)) {
+    *problems = pb_alloc(alloc, (count ? count : 1) * sizeof(**problems));
+    if (!*out || (ck->remote && !*remote) || !*problems) {
         free(ids);
         return -ENOMEM;
     }
@@ -1947,6 +1951,19 @@ int sv_checkpoints_list(struct sv_checkpoints *ck, ProtobufCAllocator *alloc,
         if (sv_ckpt_open(dir, &r, err, sizeof(err))) {
             /* Not checked: the other files of its chain (verify does). */
             sv_warn("checkpoints: skipping %s: %s", dir, err);
+            Statesrv__V1__CheckpointProblem *p = pb_alloc(alloc, sizeof(*p));
+            char *path = pb_alloc(alloc, strlen(dir) + 1), *why = pb_alloc(alloc, strlen(err) + 1);
+            if (!p || !path || !why) {
+                free(ids);
+                return -ENOMEM;
+            }
+            statesrv__v1__checkpoint_problem__init(p);
+            p->id = ids[i];
+            p->path = strcpy(path, dir);
+            p->problem = strcpy(why, err);
+            sv_utf8_scrub(p->path);
+            sv_utf8_scrub(p->problem);
+            (*problems)[(*nproblems)++] = p;
             continue;
         }
         Statesrv__V1__CheckpointManifest *m = manifest_to_pb(sv_ckpt_manifest(r), alloc, 1);

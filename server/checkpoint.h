@@ -62,7 +62,8 @@ void sv_checkpoints_close_handles(struct sv_checkpoints *ck);
  * messages are allocated with alloc. */
 int sv_checkpoints_list(struct sv_checkpoints *ck, ProtobufCAllocator *alloc,
                         Statesrv__V1__CheckpointManifest ***out, size_t *n,
-                        Statesrv__V1__CheckpointRemote ***remote, size_t *nremote, char *msg,
+                        Statesrv__V1__CheckpointRemote ***remote, size_t *nremote,
+                        Statesrv__V1__CheckpointProblem ***problems, size_t *nproblems, char *msg,
                         size_t msglen);
 int sv_checkpoints_delete(struct sv_checkpoints *ck, uint64_t id, char *msg, size_t msglen);
 

@@ -788,9 +788,9 @@ static int op_list_checkpoints(struct ctx *x, const Statesrv__V1__Request *req,
     if (!r)
         return -ENOMEM;
     statesrv__v1__list_checkpoints_result__init(r);
-    int rc =
-        sv_checkpoints_list(x->srv->ckpt, &x->srv->arena.pb, &r->checkpoints, &r->n_checkpoints,
-                            &r->remote, &r->n_remote, x->msg, sizeof(x->msg));
+    int rc = sv_checkpoints_list(x->srv->ckpt, &x->srv->arena.pb, &r->checkpoints,
+                                 &r->n_checkpoints, &r->remote, &r->n_remote, &r->problems,
+                                 &r->n_problems, x->msg, sizeof(x->msg));
     if (rc)
         return rc;
     resp->result_case = STATESRV__V1__RESPONSE__RESULT_LIST_CHECKPOINTS;

@@ -187,6 +187,39 @@ START_TEST(unix_socket_env_and_help)
 }
 END_TEST
 
+/* A copied checkpoint directory and one with a damaged MANIFEST are named
+ * in the listing as what they are, not listed under another id or hidden;
+ * a restore of the copy is refused. */
+START_TEST(checkpoints_lists_what_is_wrong)
+{
+    ck_assert_int_eq(ctl("put u a 1"), 0);
+    ck_assert_int_eq(ctl("snapshot"), 0);
+    ck_assert_int_eq(ctl("put u b 2"), 0);
+    ck_assert_int_eq(ctl("snapshot"), 0);
+    char cmd[1024];
+    snprintf(
+        cmd, sizeof(cmd),
+        "cp -r %s/checkpoints/chk-1 %s/checkpoints/chk-7 && "
+        "head -c 20 %s/checkpoints/chk-2/MANIFEST > %s/m && mv %s/m %s/checkpoints/chk-2/MANIFEST",
+        srv.dir, srv.dir, srv.dir, srv.dir, srv.dir, srv.dir);
+    ck_assert_int_eq(run_cmd(cmd, NULL, 0), 0);
+    ck_assert_int_eq(ctl("checkpoints"), 0);
+    ck_assert_int_eq(count_lines(out), 4); /* header, chk-1, two problems */
+    ck_assert_msg(strstr(out, "chk-7 is not a checkpoint: ") &&
+                      strstr(out, "holds the MANIFEST of checkpoint 1, not 7"),
+                  "%s", out);
+    ck_assert_msg(strstr(out, "chk-2 is not a checkpoint: "), "%s", out);
+    ck_assert_int_eq(ctl("--json checkpoints"), 0);
+    ck_assert_msg(strncmp(out, "{\"checkpoints\":[{", 17) == 0, "%s", out);
+    ck_assert_ptr_nonnull(strstr(out, "\"problems\":[{\"id\":2,"));
+    ck_assert_ptr_nonnull(strstr(out, "{\"id\":7,"));
+    ck_assert_int_eq(ctl("restore 7 2>&1"), 3);
+    ck_assert_ptr_nonnull(strstr(out, "holds the MANIFEST of checkpoint 1"));
+    snprintf(cmd, sizeof(cmd), "%s/checkpoints/chk-7", srv.dir);
+    ck_assert_int_eq(ctl("checkpoint verify %s 2>&1", cmd), 3);
+}
+END_TEST
+
 START_TEST(checkpoint_commands)
 {
     ck_assert_int_eq(ctl("put u a 1"), 0);
@@ -263,6 +296,7 @@ Suite *sv_suite_statectl(void)
     tcase_add_test(tc, scan_clear_states_stats);
     tcase_add_test(tc, unix_socket_env_and_help);
     tcase_add_test(tc, checkpoint_commands);
+    tcase_add_test(tc, checkpoints_lists_what_is_wrong);
     suite_add_tcase(s, tc);
     return s;
 }
