@@ -33,15 +33,17 @@ GEN := $(BUILD)/gen
 # missing ones with apt-get, and does nothing when all are present.
 DEB_PKGS := build-essential pkg-config libuv1-dev liblmdb-dev libprotobuf-c-dev \
             protobuf-c-compiler check libinih-dev lmdb-utils libzstd-dev libxxhash-dev \
-            libhttp-parser-dev curl man-db groff-base libcurl4-openssl-dev libssl-dev
+            libhttp-parser-dev curl man-db groff-base libcurl4-openssl-dev libssl-dev \
+            libsystemd-dev
 # Only for the developer targets (format, test-valgrind, fuzz): `make deps-dev`.
 DEB_PKGS_DEV := clang-format valgrind clang libclang-rt-14-dev llvm
 
-PKG_MODULES := libuv lmdb libprotobuf-c inih libzstd libxxhash libcurl libcrypto
+PKG_MODULES := libuv lmdb libprotobuf-c inih libzstd libxxhash libcurl libcrypto libsystemd
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKG_MODULES) 2>/dev/null)
 # http-parser (metrics endpoint) ships no pkg-config file.
 PKG_LIBS = $(shell pkg-config --libs $(PKG_MODULES) 2>/dev/null || \
-             echo -luv -llmdb -lprotobuf-c -linih -lzstd -lxxhash -lcurl -lcrypto) -lhttp_parser
+             echo -luv -llmdb -lprotobuf-c -linih -lzstd -lxxhash -lcurl -lcrypto -lsystemd) \
+             -lhttp_parser
 # What the checkpoint module needs beyond libstatesrv (statectl links it too).
 CKPT_LIBS = $(shell pkg-config --libs libprotobuf-c libzstd libxxhash libcurl libcrypto 2>/dev/null || \
               echo -lprotobuf-c -lzstd -lxxhash -lcurl -lcrypto)

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <systemd/sd-daemon.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -258,6 +259,8 @@ int main(int argc, char **argv)
         code = 1;
     } else {
         sv_info("statesrvd %s ready (pid %ld)", SV_VERSION, (long)getpid());
+        /* Type=notify: ready once listening, after any --restore-from. */
+        sd_notifyf(0, "READY=1\nSTATUS=serving\nMAINPID=%ld", (long)getpid());
         code = sv_server_run(&srv);
     }
     sv_server_free(&srv);

@@ -17,6 +17,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <systemd/sd-daemon.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -426,6 +427,7 @@ static void begin_shutdown(struct sv_server *srv, int signum)
     }
     srv->stopping = 1;
     sv_info("signal %d: shutting down (%u connection(s) to finish)", signum, srv->nconns);
+    sd_notify(0, "STOPPING=1\nSTATUS=shutting down");
     sv_checkpoints_cancel(srv->ckpt);
     close_listeners(srv);
     /* Answer what was already read, then close each connection. */

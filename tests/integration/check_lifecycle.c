@@ -2,10 +2,13 @@
 #include "harness.h"
 #include "suites.h"
 
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 static struct ts srv;
@@ -286,6 +289,46 @@ START_TEST(second_server_on_same_dir_refused)
 }
 END_TEST
 
+/* Reads one notification from systemd's socket: 1 when it holds want. */
+static int notified(int fd, const char *want, int timeout_ms)
+{
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    char buf[512];
+    while (poll(&p, 1, timeout_ms) == 1) {
+        ssize_t n = recv(fd, buf, sizeof(buf) - 1, 0);
+        if (n <= 0)
+            return 0;
+        buf[n] = '\0';
+        if (strstr(buf, want))
+            return 1;
+    }
+    return 0;
+}
+
+/* Type=notify: READY=1 once it serves, STOPPING=1 when it begins to stop,
+ * on the socket NOTIFY_SOCKET names (as systemd sets it). */
+START_TEST(systemd_is_told_when_it_is_ready_and_stopping)
+{
+    char dir[] = "/tmp/svit-notify-XXXXXX", path[64];
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/notify", dir);
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    ck_assert_int_ge(fd, 0);
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    snprintf(a.sun_path, sizeof(a.sun_path), "%s", path);
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    setenv("NOTIFY_SOCKET", path, 1);
+    ts_start(&srv, NULL);
+    unsetenv("NOTIFY_SOCKET");
+    ck_assert(notified(fd, "READY=1", 10000));
+    ck_assert_int_eq(ts_stop(&srv), 0);
+    ck_assert(notified(fd, "STOPPING=1", 5000));
+    close(fd);
+    unlink(path);
+    rmdir(dir);
+}
+END_TEST
+
 START_TEST(usage_and_version)
 {
     char out[4096];
@@ -317,6 +360,7 @@ Suite *sv_suite_lifecycle(void)
     tcase_add_test(tc, a_port_in_use_is_refused_before_the_data_directory_is_made);
     tcase_add_test(tc, check_config_prints_the_settings_in_effect_and_creates_nothing);
     tcase_add_test(tc, usage_and_version);
+    tcase_add_test(tc, systemd_is_told_when_it_is_ready_and_stopping);
     suite_add_tcase(s, tc);
     return s;
 }
