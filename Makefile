@@ -447,6 +447,7 @@ PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
 DATAROOTDIR ?= $(PREFIX)/share
 MANDIR ?= $(DATAROOTDIR)/man
 DOCDIR ?= $(DATAROOTDIR)/doc/statesrvd
+BASHCOMPDIR ?= $(DATAROOTDIR)/bash-completion/completions
 # /etc for PREFIX /usr and /usr/local (where the unit and the docs look for
 # /etc/statesrvd/statesrvd.conf), PREFIX/etc for any other prefix.
 SYSCONFDIR ?= $(if $(filter /usr /usr/local,$(PREFIX)),/etc,$(PREFIX)/etc)
@@ -489,6 +490,7 @@ install: all
 	$(Q)for f in $(DOC_FILES); do \
 	  $(INSTALL) -D -m 0644 $$f "$(DESTDIR)$(DOCDIR)/$${f##*/}" || exit 1; done
 	$(Q)$(INSTALL) -D -m 0644 conf/statesrvd.conf "$(DESTDIR)$(DOCDIR)/examples/statesrvd.conf"
+	$(Q)$(INSTALL) -D -m 0644 conf/statectl.bash "$(DESTDIR)$(BASHCOMPDIR)/statectl"
 	$(Q)if [ ! -e "$(INSTALLED_CONF)" ]; then \
 	  $(INSTALL) -D -m 0644 conf/statesrvd.conf "$(INSTALLED_CONF)"; \
 	elif ! cmp -s conf/statesrvd.conf "$(INSTALLED_CONF)"; then \
@@ -516,7 +518,7 @@ uninstall:
 	    "$(DESTDIR)$(LIBDIR)/libstatesrv.so.$(LIB_SOVERSION)" "$(DESTDIR)$(LIBDIR)/libstatesrv.so" \
 	    "$(DESTDIR)$(LIBDIR)/libstatesrv.a" $(LIB_HEADERS:%="$(DESTDIR)$(INCLUDEDIR)/%") \
 	    "$(DESTDIR)$(PKGCONFIGDIR)/statesrv.pc" "$(INSTALLED_UNIT)" \
-	    "$(DESTDIR)$(DOCDIR)/examples/statesrvd.conf"
+	    "$(DESTDIR)$(DOCDIR)/examples/statesrvd.conf" "$(DESTDIR)$(BASHCOMPDIR)/statectl"
 	$(Q)for p in $(MAN_PAGES); do rm -f "$(DESTDIR)$(MANDIR)/man$${p##*.}/$${p##*/}"; done
 	$(Q)for f in $(DOC_FILES); do rm -f "$(DESTDIR)$(DOCDIR)/$${f##*/}"; done
 	$(Q)if [ -e "$(INSTALLED_CONF)" ]; then \

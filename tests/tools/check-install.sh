@@ -108,6 +108,7 @@ check_tree() {
         expect_file "$r$p/share/doc/statesrvd/${doc##*/}" 644
     done
     expect_file "$r$p/share/doc/statesrvd/examples/statesrvd.conf" 644
+    expect_file "$r$p/share/bash-completion/completions/statectl" 644
     expect_file "$r$etc/statesrvd/statesrvd.conf" 644
     unit="$r$p/lib/systemd/system/statesrvd@.service"
     expect_file "$unit" 644
@@ -252,6 +253,16 @@ if [ $up = 1 ]; then
     [ "$got" = "destdir-static" ] || fail "statectl get after the apps: '$got'"
 else
     fail "installed statesrvd did not answer on $SOCK: $(cat "$TMP/srv.log")"
+fi
+
+# --- 2b. bash completion: commands and a command's options from statectl ----
+if command -v bash >/dev/null; then
+    comp=$(bash -c 'source "$1"; COMP_WORDS=("$2" chec); COMP_CWORD=1; _statectl
+        echo "${COMPREPLY[*]}"; COMP_WORDS=("$2" snapshot --f); COMP_CWORD=2; _statectl
+        echo "${COMPREPLY[*]}"' _ "$DEST$P/share/bash-completion/completions/statectl" \
+        "$DEST$P/bin/statectl" 2>&1)
+    [ "$comp" = "checkpoint checkpoints
+--full" ] || fail "bash completion: '$comp'"
 fi
 
 # --- 3. man pages ---------------------------------------------------------
