@@ -920,10 +920,10 @@ static void put_stats_json(const statesrv_stats *s)
     if (s->has_progress) {
         printf("{\"kind\":");
         put_json_str(s->progress.kind);
-        printf(",\"checkpoint_id\":%" PRIu64 ",\"entries\":%" PRIu64 ",\"bytes\":%" PRIu64
-               ",\"elapsed_ms\":%" PRIu64 "},",
-               s->progress.checkpoint_id, s->progress.entries, s->progress.bytes,
-               s->progress.elapsed_ms);
+        printf(",\"checkpoint_id\":%" PRIu64 ",\"entries\":%" PRIu64 ",\"total_entries\":%" PRIu64
+               ",\"bytes\":%" PRIu64 ",\"elapsed_ms\":%" PRIu64 "},",
+               s->progress.checkpoint_id, s->progress.entries, s->progress.total_entries,
+               s->progress.bytes, s->progress.elapsed_ms);
     } else {
         printf("null,");
     }
@@ -995,10 +995,10 @@ static void put_stats_text(const statesrv_stats *s)
             printf("remote_last_error: %s\n", s->remote_last_error);
     }
     if (s->has_progress)
-        printf("checkpoint_in_progress: %s id %" PRIu64 " entries %" PRIu64 " bytes %" PRIu64
-               " elapsed_ms %" PRIu64 "\n",
-               s->progress.kind, s->progress.checkpoint_id, s->progress.entries, s->progress.bytes,
-               s->progress.elapsed_ms);
+        printf("checkpoint_in_progress: %s id %" PRIu64 " entries %" PRIu64 " of %" PRIu64
+               " bytes %" PRIu64 " elapsed_ms %" PRIu64 "\n",
+               s->progress.kind, s->progress.checkpoint_id, s->progress.entries,
+               s->progress.total_entries, s->progress.bytes, s->progress.elapsed_ms);
     put_error_counts_text("status_errors", s->status_errors, s->n_status_errors);
     put_error_counts_text("connection_errors", s->connection_errors, s->n_connection_errors);
 
@@ -1218,8 +1218,20 @@ static void progress_show_job(size_t *shown, const statesrv_checkpoint_progress 
         snprintf(what, sizeof(what), "snapshot %" PRIu64, pr->checkpoint_id);
     else
         snprintf(what, sizeof(what), "%s", pr->kind);
-    progress_line(shown, "%s: %" PRIu64 " entries, %.1f MB, %.1f MB/s, %.1f s", what, pr->entries,
-                  mb, secs > 0 ? mb / secs : 0.0, secs);
+    char share[96] = "";
+    if (pr->total_entries) {
+        /* Entries go at a steady rate: what is left at the rate so far. */
+        double f = (double)pr->entries / (double)pr->total_entries;
+        if (f > 1)
+            f = 1;
+        if (f > 0.01 && secs > 0.5)
+            snprintf(share, sizeof(share), " of %" PRIu64 " (%.0f%%, ETA %.0f s)",
+                     pr->total_entries, f * 100, secs / f - secs);
+        else
+            snprintf(share, sizeof(share), " of %" PRIu64 " (%.0f%%)", pr->total_entries, f * 100);
+    }
+    progress_line(shown, "%s: %" PRIu64 "%s entries, %.1f MB, %.1f MB/s, %.1f s", what, pr->entries,
+                  share, mb, secs > 0 ? mb / secs : 0.0, secs);
 }
 
 static void *progress_main(void *arg)

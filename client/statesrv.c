@@ -1966,6 +1966,7 @@ int statesrv_stats_get(statesrv *c, statesrv_stats **out)
         s->progress.entries = p->entries;
         s->progress.bytes = p->bytes;
         s->progress.elapsed_ms = p->elapsed_ms;
+        s->progress.total_entries = p->total_entries;
     }
     sv_client_drop_resp(c);
     if (rc) {

@@ -472,6 +472,7 @@ typedef struct statesrv_checkpoint_progress {
     uint64_t entries;       /**< entries written or restored so far */
     uint64_t bytes;         /**< uncompressed bytes (stored keys + values) so far */
     uint64_t elapsed_ms;
+    uint64_t total_entries; /**< entries when it is done; 0 until known */
 } statesrv_checkpoint_progress;
 
 typedef struct statesrv_stats {

@@ -94,7 +94,7 @@ struct sv_checkpoints {
     struct job *waiting;      /* snapshots done locally whose reply waits for their upload */
     struct sv_remote *remote; /* NULL: checkpoint_remote is off */
     int restoring;
-    atomic_uint_fast64_t prog_entries, prog_bytes;
+    atomic_uint_fast64_t prog_entries, prog_bytes, prog_total;
     atomic_int cancel;
 
     uint64_t completed;
@@ -880,6 +880,11 @@ static void snapshot_run(struct job *j)
         job_fail(j, -ENOMEM, "out of memory");
         goto out;
     }
+    uint64_t total = have_prev ? sv_store_snapshot_changes(j->snap) : 0;
+    for (size_t i = 0; i < n && !have_prev; i++)
+        total += sv_store_snapshot_entries(j->snap, i);
+    atomic_store(&ck->prog_total, total);
+    sv_failpoint_delay("snapshot-counted");
     for (size_t i = 0; i < n && !rc; i++) {
         int reset = 0;
         x.expired = 0;
@@ -1448,6 +1453,15 @@ static void restore_work(uv_work_t *w)
         job_fail(j, rc, "%s", err);
         goto out;
     }
+    /* The total for progress: what the indexes count in the range. */
+    uint64_t total = 0;
+    for (size_t i = 0; i < nnames; i++) {
+        uint64_t n;
+        if (plan_state(j, src, nsrc, names[i], owner, &n))
+            goto out;
+        total += n;
+    }
+    atomic_store(&j->ck->prog_total, total);
     for (size_t i = 0; i < nnames; i++) {
         uint64_t n;
         if (plan_state(j, src, nsrc, names[i], owner, &n))
@@ -1871,6 +1885,7 @@ void sv_checkpoints_start_queued(struct sv_checkpoints *ck)
     struct sv_server *srv = ck->srv;
     j->started_ms = sv_now_ms();
     atomic_store(&ck->prog_entries, 0);
+    atomic_store(&ck->prog_total, 0);
     atomic_store(&ck->prog_bytes, 0);
     if (j->kind == JOB_SNAPSHOT) {
         int rc = sv_store_snapshot_begin(srv->store, &j->snap);
@@ -2034,6 +2049,7 @@ void sv_checkpoints_stats(struct sv_checkpoints *ck, ProtobufCAllocator *alloc,
     p->kind = j->kind == JOB_SNAPSHOT ? "snapshot" : "restore";
     p->checkpoint_id = j->id;
     p->entries = atomic_load(&ck->prog_entries);
+    p->total_entries = atomic_load(&ck->prog_total);
     p->bytes = atomic_load(&ck->prog_bytes);
     p->elapsed_ms = sv_now_ms() - j->started_ms;
     r->checkpoint_in_progress = p;

@@ -9,5 +9,7 @@
 /* Reads STATESRVD_FAILPOINT; call once at start, before any thread. */
 void sv_failpoint_init(void);
 void sv_failpoint(const char *name);
+/* The same, but the point waits 2 s instead (to see a job in the middle). */
+void sv_failpoint_delay(const char *name);
 
 #endif

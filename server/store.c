@@ -3174,6 +3174,11 @@ static int changes_chunk(struct sv_store_snapshot *snap, size_t i, sv_store_raw_
     return rc;
 }
 
+uint64_t sv_store_snapshot_changes(const struct sv_store_snapshot *snap)
+{
+    return snap->chg_loaded ? snap->chg_n : 0;
+}
+
 int sv_store_snapshot_scan_changes(struct sv_store_snapshot *snap, size_t i, sv_store_raw_fn fn,
                                    void *ud)
 {

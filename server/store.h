@@ -284,6 +284,8 @@ int sv_store_snapshot_scan(struct sv_store_snapshot *snap, size_t i, sv_store_ra
  * -ENOMEM. */
 int sv_store_snapshot_load_changes(struct sv_store_snapshot *snap)
     __attribute__((warn_unused_result));
+/* Keys in the loaded change set (0 before it is loaded). */
+uint64_t sv_store_snapshot_changes(const struct sv_store_snapshot *snap);
 /* Like sv_store_snapshot_scan (and instead of it, for state i), but only the
  * entries of the change set, as at the cut; a deleted one with an empty
  * value (a tombstone). A superset: an unchanged entry may come too. */

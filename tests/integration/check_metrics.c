@@ -136,6 +136,51 @@ START_TEST(last_checkpoint_survives_a_restart)
 }
 END_TEST
 
+/* A running snapshot shows its total: progress has entries of
+ * total_entries. The failpoint holds the snapshot 2 s once it has counted,
+ * so the stats are read while it runs, however fast the machine. */
+START_TEST(a_running_snapshot_shows_its_total)
+{
+    ck_assert_int_eq(ts_stop(&srv), 0);
+    setenv("STATESRVD_FAILPOINT", "snapshot-counted", 1);
+    ts_restart(&srv, ts_config_args(&srv));
+    unsetenv("STATESRVD_FAILPOINT");
+    metrics_port = metrics_port_of(&srv);
+    ctl("put p k1 v", 0);
+    ctl("put q k2 v", 0);
+    int fd = raw_connect_tcp(&srv);
+    Statesrv__V1__Request req = STATESRV__V1__REQUEST__INIT;
+    Statesrv__V1__Snapshot snap = STATESRV__V1__SNAPSHOT__INIT;
+    req.id = 1;
+    req.op_case = STATESRV__V1__REQUEST__OP_SNAPSHOT;
+    req.snapshot = &snap;
+    raw_send_msg(fd, (const ProtobufCMessage *)&req);
+    statesrv *c;
+    ck_assert_int_eq(statesrv_connect(srv.tcp_addr, NULL, &c), STATESRV_OK);
+    int seen = 0;
+    long t0 = ts_now_ms();
+    while (!seen && ts_now_ms() - t0 < 10000) {
+        statesrv_stats *s;
+        ck_assert_int_eq(statesrv_stats_get(c, &s), STATESRV_OK);
+        if (s->has_progress && s->progress.total_entries) {
+            ck_assert_str_eq(s->progress.kind, "snapshot");
+            ck_assert_uint_eq(s->progress.total_entries, 2);
+            ck_assert_uint_le(s->progress.entries, s->progress.total_entries);
+            seen = 1;
+        }
+        statesrv_stats_free(s);
+        usleep(20 * 1000);
+    }
+    ck_assert_msg(seen, "no progress with a total while the snapshot ran");
+    statesrv_close(c);
+    Statesrv__V1__Response *r = raw_recv(fd, 30000);
+    ck_assert_ptr_nonnull(r);
+    ck_assert_int_eq(r->status, 0);
+    statesrv__v1__response__free_unpacked(r, NULL);
+    close(fd);
+}
+END_TEST
+
 START_TEST(counters_move_with_requests)
 {
     ck_assert_int_eq(scrape("", "/metrics", body, sizeof(body)), 200);
@@ -715,6 +760,7 @@ Suite *sv_suite_metrics(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, counters_move_with_requests);
     tcase_add_test(tc, last_checkpoint_survives_a_restart);
+    tcase_add_test(tc, a_running_snapshot_shows_its_total);
     tcase_add_test(tc, stats_match_metrics);
     tcase_add_test(tc, replayed_batch_counts_once);
     tcase_add_test(tc, map_in_use_falls_after_deletes);
