@@ -1056,16 +1056,36 @@ static int cmd_stats(struct ctl *x)
 static int cmd_info(struct ctl *x)
 {
     const statesrv_server_info *i = statesrv_info(x->c);
+    statesrv_stats *s;
+    int rc = statesrv_stats_get(x->c, &s);
+    if (rc)
+        return report(x, rc);
+    static const char *const names[] = {"data_dir",       "checkpoint_dir", "listen", "unix_socket",
+                                        "metrics_listen", "config_file",    "sync"};
+    const char *vals[] = {s->data_dir,       s->checkpoint_dir, s->listen, s->unix_socket,
+                          s->metrics_listen, s->config_file,    s->sync};
     if (x->json) {
         printf("{\"protocol_version\":%" PRIu32 ",\"server_version\":", i->protocol_version);
         put_json_str(i->server_version);
-        printf(",\"key_groups\":%" PRIu32 ",\"max_frame_size\":%" PRIu32
-               ",\"max_value_size\":%" PRIu32 ",\"max_key_size\":%" PRIu32
-               ",\"max_batch_ops\":%" PRIu32 ",\"max_scan_limit\":%" PRIu32
-               ",\"max_states\":%" PRIu32 "}\n",
-               i->key_groups, i->max_frame_size, i->max_value_size, i->max_key_size,
-               i->max_batch_ops, i->max_scan_limit, i->max_states);
+        printf(
+            ",\"key_groups\":%" PRIu32 ",\"max_frame_size\":%" PRIu32 ",\"max_value_size\":%" PRIu32
+            ",\"max_key_size\":%" PRIu32 ",\"max_batch_ops\":%" PRIu32
+            ",\"max_scan_limit\":%" PRIu32 ",\"max_states\":%" PRIu32 ",\"kg_first\":%" PRIu32
+            ",\"kg_last\":%" PRIu32 ",\"uptime_seconds\":%" PRIu64,
+            i->key_groups, i->max_frame_size, i->max_value_size, i->max_key_size, i->max_batch_ops,
+            i->max_scan_limit, i->max_states, s->kg_first, s->kg_last, s->uptime_seconds);
+        for (size_t k = 0; k < sizeof(names) / sizeof(names[0]); k++) {
+            printf(",\"%s\":", names[k]);
+            put_json_str(vals[k]);
+        }
+        printf("}\n");
+        statesrv_stats_free(s);
+        return 0;
     } else {
+        printf("served_key_groups: %" PRIu32 "-%" PRIu32 "\n", s->kg_first, s->kg_last);
+        for (size_t k = 0; k < sizeof(names) / sizeof(names[0]); k++)
+            printf("%s: %s\n", names[k], vals[k][0] ? vals[k] : "(none)");
+        printf("uptime_seconds: %" PRIu64 "\n", s->uptime_seconds);
         printf("protocol_version: %" PRIu32 "\n", i->protocol_version);
         printf("server_version: %s\n", i->server_version);
         printf("key_groups: %" PRIu32 "\n", i->key_groups);
@@ -1076,6 +1096,7 @@ static int cmd_info(struct ctl *x)
         printf("max_scan_limit: %" PRIu32 "\n", i->max_scan_limit);
         printf("max_states: %" PRIu32 "\n", i->max_states);
     }
+    statesrv_stats_free(s);
     return 0;
 }
 
@@ -1940,7 +1961,11 @@ static const struct command commands[] = {
      "the histogram), statuses other than OK; then the states. --json: all of it,\n"
      "every op, with statuses by name and the latency histogram's buckets.",
      0},
-    {"info", cmd_info, 0, 0, 0, "", "Prints what the server announced in the handshake.", 0},
+    {"info", cmd_info, 0, 0, 0, "",
+     "Prints where the server is and what it accepts: the key groups it serves, its\n"
+     "data and checkpoint directories, listeners, config file, sync mode and uptime,\n"
+     "then what it announced in the handshake (version, limits).",
+     0},
     {"snapshot", cmd_snapshot, 0, 0, OPT_ID | OPT_FULL | OPT_WAIT_REMOTE,
      "[--id N] [--full] [--wait-remote]",
      "Writes a checkpoint of every state to the server's checkpoint_dir and waits\n"

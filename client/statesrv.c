@@ -1896,6 +1896,15 @@ static int copy_stats_more(statesrv *c, const Statesrv__V1__StatsResult *r, stat
     s->ttl_expired_sweep = r->ttl_expired_sweep;
     s->ttl_sweep_seconds = r->ttl_sweep_seconds;
     s->ttl_sweep_visited = r->ttl_sweep_visited;
+    s->kg_first = r->kg_first;
+    s->kg_last = r->kg_last;
+    copy_str(s->data_dir, sizeof(s->data_dir), r->data_dir);
+    copy_str(s->checkpoint_dir, sizeof(s->checkpoint_dir), r->checkpoint_dir);
+    copy_str(s->listen, sizeof(s->listen), r->listen);
+    copy_str(s->unix_socket, sizeof(s->unix_socket), r->unix_socket);
+    copy_str(s->metrics_listen, sizeof(s->metrics_listen), r->metrics_listen);
+    copy_str(s->config_file, sizeof(s->config_file), r->config_file);
+    copy_str(s->sync, sizeof(s->sync), r->sync);
     copy_str(s->remote_last_error, sizeof(s->remote_last_error), r->remote_last_error);
     return rc;
 }

@@ -551,6 +551,16 @@ typedef struct statesrv_stats {
     uint64_t ttl_expired_sweep;
     double ttl_sweep_seconds;
     uint64_t ttl_sweep_visited;
+    /** Where the server is: the key groups it serves, its directories,
+     *  listeners ("" when off), config file ("" when none), sync mode. */
+    uint32_t kg_first, kg_last;
+    char data_dir[4096];
+    char checkpoint_dir[4096];
+    char listen[256];
+    char unix_socket[4096];
+    char metrics_listen[256];
+    char config_file[4096];
+    char sync[16];
 } statesrv_stats;
 
 /**

@@ -20,6 +20,7 @@ struct sv_config {
     unsigned unix_socket_mode;
     char data_dir[SV_PATH_MAX];
     char checkpoint_dir[SV_PATH_MAX];
+    char config_file[SV_PATH_MAX];    /* the file read (-c), "" if none (not a setting) */
     uint32_t checkpoint_retain;       /* completed checkpoints kept */
     uint32_t checkpoint_interval;     /* seconds between scheduled checkpoints; 0: none */
     uint32_t ttl_sweep_budget;        /* % of the loop's time for the TTL sweep; 0: none */

@@ -197,6 +197,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "statesrvd: %s\n", err);
         return 1;
     }
+    if (config_path && !realpath(config_path, cfg.config_file))
+        snprintf(cfg.config_file, sizeof(cfg.config_file), "%s", config_path);
     for (size_t i = 0; i < noverrides; i++) {
         if (sv_config_set(&cfg, overrides[i].name, overrides[i].value, err, sizeof(err))) {
             fprintf(stderr, "statesrvd: command line: %s\n", err);

@@ -6,6 +6,7 @@
 #include "sv_error.h"
 #include "sv_log.h"
 #include "sv_msg.h"
+#include "sv_utf8.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -243,6 +244,17 @@ static int fill_errors(struct sv_server *srv, ProtobufCAllocator *alloc,
 
 /* Everything the stats op answers and /metrics exposes is gathered here
  * once: sv_metrics_render() only formats this result. */
+/* A copy of a path for a protobuf string (which must be UTF-8). */
+static char *utf8_copy(ProtobufCAllocator *alloc, const char *s)
+{
+    char *d = pb_alloc(alloc, strlen(s) + 1);
+    if (d) {
+        strcpy(d, s);
+        sv_utf8_scrub(d);
+    }
+    return d;
+}
+
 int sv_stats_fill(struct sv_server *srv, ProtobufCAllocator *alloc, Statesrv__V1__StatsResult *r)
 {
     int rc = sv_stats_states(srv, alloc, &r->states, &r->n_states);
@@ -266,6 +278,17 @@ int sv_stats_fill(struct sv_server *srv, ProtobufCAllocator *alloc, Statesrv__V1
     }
     r->server_version = SV_VERSION;
     r->uptime_seconds = (sv_now_ms() - srv->started_ms) / 1000;
+    const struct sv_config *cfg = srv->cfg;
+    sv_store_kg_range(srv->store, &r->kg_first, &r->kg_last);
+    if (!(r->data_dir = utf8_copy(alloc, cfg->data_dir)) ||
+        !(r->checkpoint_dir = utf8_copy(alloc, cfg->checkpoint_dir)) ||
+        !(r->listen = utf8_copy(alloc, srv->tcp_bound[0] ? srv->tcp_bound : cfg->listen)) ||
+        !(r->unix_socket = utf8_copy(alloc, cfg->unix_socket)) ||
+        !(r->metrics_listen =
+              utf8_copy(alloc, srv->metrics_bound[0] ? srv->metrics_bound : cfg->metrics_listen)) ||
+        !(r->config_file = utf8_copy(alloc, cfg->config_file)))
+        return -ENOMEM;
+    r->sync = cfg->sync == SV_SYNC_ALWAYS ? "always" : "none";
     r->connections_current = srv->nconns;
     r->connections_total = srv->connections_total;
     r->connections_rejected = srv->connections_rejected;
@@ -851,6 +874,7 @@ int sv_metrics_start(struct sv_server *srv, char *err, size_t errlen)
     int len = sizeof(bound);
     if (uv_tcp_getsockname(&m->listener, (struct sockaddr *)&bound, &len) == 0)
         sv_server_addr_name(&bound, name, sizeof(name), &port);
+    snprintf(srv->metrics_bound, sizeof(srv->metrics_bound), "%s:%d", name, port);
     sv_info("metrics on http://%s:%d/metrics%s", name, port,
             sv_server_is_loopback(&ss) ? ""
                                        : " (not loopback: anyone who can reach it reads state "

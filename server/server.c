@@ -252,6 +252,7 @@ static int listen_tcp(struct sv_server *srv, char *err, size_t errlen)
     if (uv_tcp_getsockname(&srv->tcp, (struct sockaddr *)&bound, &len) == 0)
         sv_server_addr_name(&bound, host, sizeof(host), &port);
     sv_info("listening on %s:%d", host, port);
+    snprintf(srv->tcp_bound, sizeof(srv->tcp_bound), "%s:%d", host, port);
     return 0;
 }
 

@@ -190,6 +190,25 @@ END_TEST
 /* A copied checkpoint directory and one with a damaged MANIFEST are named
  * in the listing as what they are, not listed under another id or hidden;
  * a restore of the copy is refused. */
+/* info says where the server is: what an operator needs at 3 a.m. */
+START_TEST(info_says_where_the_server_is)
+{
+    ck_assert_int_eq(ctl("info"), 0);
+    char want[600];
+    snprintf(want, sizeof(want), "data_dir: %s/data\n", srv.dir);
+    ck_assert_msg(strstr(out, want), "%s", out);
+    snprintf(want, sizeof(want), "checkpoint_dir: %s/checkpoints\n", srv.dir);
+    ck_assert_msg(strstr(out, want), "%s", out);
+    snprintf(want, sizeof(want), "listen: %s\n", srv.tcp_addr);
+    ck_assert_msg(strstr(out, want), "%s", out);
+    ck_assert_ptr_nonnull(strstr(out, "served_key_groups: 0-127\n"));
+    ck_assert_ptr_nonnull(strstr(out, "sync: none\n"));
+    ck_assert_ptr_nonnull(strstr(out, "uptime_seconds: "));
+    ck_assert_int_eq(ctl("--json info"), 0);
+    ck_assert_ptr_nonnull(strstr(out, "\"kg_first\":0,\"kg_last\":127"));
+}
+END_TEST
+
 START_TEST(checkpoints_lists_what_is_wrong)
 {
     ck_assert_int_eq(ctl("put u a 1"), 0);
@@ -297,6 +316,7 @@ Suite *sv_suite_statectl(void)
     tcase_add_test(tc, unix_socket_env_and_help);
     tcase_add_test(tc, checkpoint_commands);
     tcase_add_test(tc, checkpoints_lists_what_is_wrong);
+    tcase_add_test(tc, info_says_where_the_server_is);
     suite_add_tcase(s, tc);
     return s;
 }
