@@ -34,7 +34,7 @@ GEN := $(BUILD)/gen
 DEB_PKGS := build-essential pkg-config libuv1-dev liblmdb-dev libprotobuf-c-dev \
             protobuf-c-compiler check libinih-dev lmdb-utils libzstd-dev libxxhash-dev \
             libhttp-parser-dev curl man-db groff-base libcurl4-openssl-dev libssl-dev \
-            libsystemd-dev
+            libsystemd-dev libjansson-dev
 # Only for the developer targets (format, test-valgrind, fuzz): `make deps-dev`.
 DEB_PKGS_DEV := clang-format valgrind clang libclang-rt-14-dev llvm
 
@@ -48,6 +48,8 @@ PKG_LIBS = $(shell pkg-config --libs $(PKG_MODULES) 2>/dev/null || \
 CKPT_LIBS = $(shell pkg-config --libs libprotobuf-c libzstd libxxhash libcurl libcrypto 2>/dev/null || \
               echo -lprotobuf-c -lzstd -lxxhash -lcurl -lcrypto)
 CHECK_LIBS = $(shell pkg-config --libs check 2>/dev/null || echo -lcheck)
+# statectl import parses JSON with jansson.
+JSON_LIBS = $(shell pkg-config --libs jansson 2>/dev/null || echo -ljansson)
 # What libstatesrv needs: protobuf-c, and LMDB for the local read path.
 CLIENT_LIBS = $(shell pkg-config --libs libprotobuf-c lmdb 2>/dev/null || echo -lprotobuf-c -llmdb)
 
@@ -191,7 +193,7 @@ $(LIB_SO): $(CLIENT_LIB_OBJ) $(COMMON_OBJ) client/statesrv.map
 
 $(STATECTL): $(BUILD)/obj/client/statectl.o $(CKPT_OBJ) $(LIB_A)
 	@echo "  LD      $@"
-	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(CKPT_LIBS) $(CLIENT_LIBS) -pthread
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(CKPT_LIBS) $(CLIENT_LIBS) $(JSON_LIBS) -pthread
 
 # The load generator: event-driven (libuv) on the wire protocol itself.
 $(BENCH_TOOL): $(BUILD)/obj/client/statesrv_bench.o $(LIB_A)

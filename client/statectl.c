@@ -19,6 +19,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <jansson.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -45,6 +46,7 @@ enum {
     OPT_REMOTE = 1 << 10,     /* --remote URL */
     OPT_TTL = 1 << 11,        /* --ttl D (put, merge); --ttl (get: show what is left) */
     OPT_TTL_CFG = 1 << 12,    /* --update U, --visibility V (ttl) */
+    OPT_JSONL = 1 << 13,      /* --jsonl (scan: one entry a line) */
 };
 
 /* Command flags. */
@@ -92,6 +94,7 @@ struct ctl {
     char s3_tmp[160];     /* an s3:// checkpoint downloaded here (offline tools) */
     char s3_parent[1200]; /* ... from this s3://BUCKET/PARENT */
     const char *state;
+    int jsonl;       /* scan --jsonl */
     int has_ttl;     /* --ttl given */
     uint64_t ttl_ms; /* its duration (put, merge) */
     const char *ttl_update, *ttl_visibility;
@@ -685,7 +688,7 @@ static int cmd_scan(struct ctl *x)
     int rc = statesrv_scan_open(x->c, &o, &s);
     if (rc)
         return report(x, rc);
-    if (x->json)
+    if (x->json && !x->jsonl)
         printf("{\"entries\":[");
     uint64_t printed = 0;
     int status = 0;
@@ -698,7 +701,15 @@ static int cmd_scan(struct ctl *x)
         }
         if (!e)
             break;
-        if (x->json) {
+        if (x->jsonl) {
+            printf("{\"state\":");
+            put_json_str(o.state);
+            printf(",\"key_group\":%" PRIu32 ",\"key\":", e->key_group);
+            put_json_bytes(x, e->key, e->key_len);
+            printf(",\"namespace\":");
+            put_json_bytes(x, e->ns, e->ns_len);
+            printf(",\"kind\":\"%s\",\"value\":", kind_name(e->kind));
+        } else if (x->json) {
             printf("%s{\"key_group\":%" PRIu32 ",\"key\":", printed ? "," : "", e->key_group);
             put_json_bytes(x, e->key, e->key_len);
             printf(",\"namespace\":");
@@ -716,7 +727,7 @@ static int cmd_scan(struct ctl *x)
             errorf("scan: the server returned a malformed %s value", kind_name(e->kind));
             status = EXIT_ERROR;
         }
-        printf(x->json ? "}" : "\n");
+        printf(x->jsonl ? "}\n" : x->json ? "}" : "\n");
         printed++;
     }
     /* Stopped by --limit: complete only if nothing is left. Mid-page there is
@@ -727,7 +738,7 @@ static int cmd_scan(struct ctl *x)
         size_t curlen;
         complete = statesrv_scan_cursor(s, &cur, &curlen) == STATESRV_OK && curlen == 0;
     }
-    if (x->json)
+    if (x->json && !x->jsonl)
         printf("],\"complete\":%s}\n", complete ? "true" : "false");
     statesrv_scan_close(s);
     /* Nothing at all: say whether the state itself is missing (exit 1, as
@@ -1097,6 +1108,274 @@ static int cmd_info(struct ctl *x)
         printf("max_states: %" PRIu32 "\n", i->max_states);
     }
     statesrv_stats_free(s);
+    return 0;
+}
+
+/* --- import ------------------------------------------------------------------ */
+
+#define IMPORT_LINE_MAX (64u << 20) /* a line: an entry of max_value_size, hex-encoded, and more   \
+                                     */
+#define IMPORT_BATCH 1000           /* entries per batch, at most */
+
+/* Bytes of a JSON string (hex with --hex) or a {"hex": "..."} object into
+ * *out (malloc'ed, may be NULL for empty): 0, or -1 with why set. */
+static int json_bytes(const struct ctl *x, const json_t *v, unsigned char **out, size_t *len,
+                      const char **why)
+{
+    *out = NULL;
+    *len = 0;
+    const char *s;
+    size_t n;
+    int hex = x->hex;
+    if (json_is_object(v) && json_is_string(json_object_get(v, "hex")) &&
+        json_object_size(v) == 1) {
+        v = json_object_get(v, "hex");
+        hex = 1;
+    }
+    if (!json_is_string(v)) {
+        *why = "not a string or {\"hex\": ...}";
+        return -1;
+    }
+    s = json_string_value(v);
+    n = json_string_length(v);
+    if (!hex) {
+        if (n && !(*out = malloc(n)))
+            return *why = "out of memory", -1;
+        memcpy(*out, s, n);
+        *len = n;
+        return 0;
+    }
+    if (n % 2)
+        return *why = "not hex (an odd number of digits)", -1;
+    if (n && !(*out = malloc(n / 2)))
+        return *why = "out of memory", -1;
+    for (size_t i = 0; i < n; i += 2) {
+        int hi = hexval(s[i]), lo = hexval(s[i + 1]);
+        if (hi < 0 || lo < 0) {
+            free(*out);
+            *out = NULL;
+            return *why = "not hex", -1;
+        }
+        (*out)[i / 2] = (unsigned char)(hi << 4 | lo);
+    }
+    *len = n / 2;
+    return 0;
+}
+
+struct importer {
+    struct ctl *x;
+    statesrv_batch *b;
+    size_t bytes;      /* in the batch */
+    size_t max_ops;    /* per batch */
+    size_t max_bytes;  /* per batch */
+    uint64_t imported; /* committed */
+    const char *name;  /* of the input, for messages */
+    uint64_t line;
+};
+
+static int import_flush(struct importer *im)
+{
+    if (!statesrv_batch_count(im->b))
+        return 0;
+    int rc = statesrv_batch_commit(im->x->c, im->b);
+    if (rc) {
+        errorf("import: %s: the batch ending at line %" PRIu64 " (%zu entries) failed: %s: %s; the "
+               "%" PRIu64 " entries before it were imported",
+               im->name, im->line, statesrv_batch_count(im->b), statesrv_strerror(rc),
+               statesrv_errmsg(im->x->c), im->imported);
+        return EXIT_ERROR;
+    }
+    im->imported += statesrv_batch_count(im->b);
+    statesrv_batch_reset(im->b);
+    im->bytes = 0;
+    return 0;
+}
+
+/* One entry object: state, key, namespace, key_group, kind, value (what
+ * scan --json and checkpoint dump --json write). */
+static int import_entry(struct importer *im, const json_t *e)
+{
+    struct ctl *x = im->x;
+    const char *why = NULL, *field = NULL;
+    unsigned char *key = NULL, *ns = NULL, *val = NULL;
+    size_t klen = 0, nlen = 0, vlen = 0;
+    int status = 0;
+    if (!json_is_object(e)) {
+        why = "not an object";
+        goto bad;
+    }
+    const json_t *st = json_object_get(e, "state");
+    const char *state = x->state ? x->state : json_is_string(st) ? json_string_value(st) : NULL;
+    if (!state) {
+        why = "no \"state\" (give --state S)";
+        goto bad;
+    }
+    if (!sv_state_name_valid(state, strlen(state))) {
+        why = "the state is not a state name";
+        goto bad;
+    }
+    field = "key";
+    if (json_bytes(x, json_object_get(e, "key"), &key, &klen, &why))
+        goto bad;
+    if (!klen) {
+        why = "empty";
+        goto bad;
+    }
+    const json_t *jns = json_object_get(e, "namespace");
+    field = "namespace";
+    if (jns && json_bytes(x, jns, &ns, &nlen, &why))
+        goto bad;
+    statesrv_key k = {.state = state, .key = key, .key_len = klen, .ns = ns, .ns_len = nlen};
+    const json_t *kg = json_object_get(e, "key_group");
+    field = "key_group";
+    if (kg) {
+        if (!json_is_integer(kg) || json_integer_value(kg) < 0 ||
+            json_integer_value(kg) > UINT32_MAX) {
+            why = "not a key group number";
+            goto bad;
+        }
+        k.has_key_group = 1;
+        k.key_group = (uint32_t)json_integer_value(kg);
+    }
+    const json_t *jk = json_object_get(e, "kind"), *v = json_object_get(e, "value");
+    const char *kind_s = json_is_string(jk) ? json_string_value(jk) : "raw";
+    int kind;
+    field = "value";
+    if (strcmp(kind_s, "raw") == 0) {
+        kind = STATESRV_KIND_RAW;
+        if (json_bytes(x, v, &val, &vlen, &why))
+            goto bad;
+    } else if (strcmp(kind_s, "counter") == 0) {
+        kind = STATESRV_KIND_COUNTER;
+        if (!json_is_integer(v)) {
+            why = "a counter's value is not an integer";
+            goto bad;
+        }
+        if (!(val = malloc(SV_COUNTER_SIZE))) {
+            why = "out of memory";
+            goto bad;
+        }
+        sv_i64_put(val, (int64_t)json_integer_value(v));
+        vlen = SV_COUNTER_SIZE;
+    } else if (strcmp(kind_s, "list") == 0) {
+        kind = STATESRV_KIND_LIST;
+        if (!json_is_array(v)) {
+            why = "a list's value is not an array";
+            goto bad;
+        }
+        size_t i;
+        const json_t *el;
+        json_array_foreach(v, i, el)
+        {
+            unsigned char *eb;
+            size_t el_len;
+            if (json_bytes(x, el, &eb, &el_len, &why))
+                goto bad;
+            unsigned char *grown = realloc(val, vlen + sv_list_elem_size(el_len));
+            if (!grown) {
+                free(eb);
+                why = "out of memory";
+                goto bad;
+            }
+            val = grown;
+            vlen += sv_list_elem_put(val + vlen, eb, el_len);
+            free(eb);
+        }
+    } else {
+        field = "kind";
+        why = "not raw, list or counter";
+        goto bad;
+    }
+    if (statesrv_batch_count(im->b) >= im->max_ops ||
+        im->bytes + klen + nlen + vlen > im->max_bytes)
+        status = import_flush(im);
+    if (!status && statesrv_batch_put_kind(im->b, &k, kind, val, vlen)) {
+        why = "out of memory";
+        goto bad;
+    }
+    im->bytes += klen + nlen + vlen + 64;
+    goto out;
+bad:
+    errorf("import: %s:%" PRIu64 ": %s%s%s", im->name, im->line, field ? field : "",
+           field ? ": " : "", why);
+    status = EXIT_USAGE;
+out:
+    free(key);
+    free(ns);
+    free(val);
+    return status;
+}
+
+/* import [FILE]: entries as scan --json / --jsonl and checkpoint dump --json
+ * write them, one JSON document a line, put in batches. */
+static int cmd_import(struct ctl *x)
+{
+    const char *name = x->npos ? x->pos[0].text : "-";
+    FILE *in = strcmp(name, "-") ? fopen(name, "r") : stdin;
+    if (!in) {
+        errorf("import: %s: %s", name, strerror(errno));
+        return errno == ENOENT ? EXIT_NOTFOUND : EXIT_ERROR;
+    }
+    const statesrv_server_info *info = statesrv_info(x->c);
+    struct importer im = {
+        .x = x,
+        .b = statesrv_batch_new(),
+        .max_ops = info->max_batch_ops < IMPORT_BATCH ? info->max_batch_ops : IMPORT_BATCH,
+        .max_bytes = info->max_frame_size / 2,
+        .name = name,
+    };
+    int status = im.b ? 0 : EXIT_ERROR;
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n;
+    while (!status && (n = getline(&line, &cap, in)) > 0) {
+        im.line++;
+        if ((size_t)n > IMPORT_LINE_MAX) {
+            errorf("import: %s:%" PRIu64 ": a line of more than %u bytes", name, im.line,
+                   IMPORT_LINE_MAX);
+            status = EXIT_USAGE;
+            break;
+        }
+        size_t s = strspn(line, " \t\r\n");
+        if (s == (size_t)n)
+            continue;
+        json_error_t je;
+        json_t *doc = json_loadb(line, (size_t)n, JSON_REJECT_DUPLICATES, &je);
+        if (!doc) {
+            errorf("import: %s:%" PRIu64 ": not JSON: %s", name, im.line, je.text);
+            status = EXIT_USAGE;
+            break;
+        }
+        const json_t *entries = json_object_get(doc, "entries");
+        if (json_is_array(entries)) {
+            size_t i;
+            const json_t *e;
+            json_array_foreach(entries, i, e)
+            {
+                if ((status = import_entry(&im, e)))
+                    break;
+            }
+        } else {
+            status = import_entry(&im, doc);
+        }
+        json_decref(doc);
+    }
+    if (!status && ferror(in)) {
+        errorf("import: %s: %s", name, strerror(errno));
+        status = EXIT_ERROR;
+    }
+    if (!status)
+        status = import_flush(&im);
+    free(line);
+    if (in != stdin)
+        fclose(in);
+    statesrv_batch_free(im.b);
+    if (status)
+        return status;
+    if (x->json)
+        printf("{\"imported\":%" PRIu64 "}\n", im.imported);
+    else
+        printf("imported %" PRIu64 " entries\n", im.imported);
     return 0;
 }
 
@@ -1938,8 +2217,8 @@ static const struct command commands[] = {
      "int64 OPERAND to a COUNTER value and prints the new value. Both create the\n"
      "value when it is absent.",
      CMD_STATE_KEY},
-    {"scan", cmd_scan, 1, 1, OPT_SCAN | OPT_KG_RANGE | OPT_KEY_GROUP,
-     "STATE [--key K [--key-group N]] [--key-groups A-B] [--limit N]",
+    {"scan", cmd_scan, 1, 1, OPT_SCAN | OPT_KG_RANGE | OPT_KEY_GROUP | OPT_JSONL,
+     "STATE [--key K [--key-group N]] [--key-groups A-B] [--limit N] [--jsonl]",
      "Prints entries in stored order, one per line: key group, key, namespace,\n"
      "kind and value, separated by tabs (bytes that are not printable are\n"
      "escaped; LIST values print as a JSON array). --key: every namespace of one\n"
@@ -1949,6 +2228,16 @@ static const struct command commands[] = {
      "Deletes every namespace of KEY, or with --all drops the whole state. Prints\n"
      "the number of entries deleted.",
      CMD_STATE_KEY},
+    {"import", cmd_import, 0, 1, OPT_STATE, "[FILE] [--state S]",
+     "Puts the entries of FILE (default: standard input), as scan --json or\n"
+     "--jsonl and checkpoint dump --json write them: one JSON document a line,\n"
+     "an entry ({\"state\", \"key\", \"namespace\", \"key_group\", \"kind\",\n"
+     "\"value\"}) or {\"entries\": [...]}; bytes as strings or {\"hex\": ...}\n"
+     "(with --hex, strings are hex). --state: into state S (scan's entries name\n"
+     "none). Each entry replaces the one at its key; in batches of up to 1000,\n"
+     "each atomic: a failing batch is named and what came before it stays. Prints\n"
+     "the number imported.",
+     CMD_TEXT_ARGS},
     {"states", cmd_states, 0, 0, 0, "",
      "Lists the states: name, entries and bytes, separated by tabs, and \"ttl D\"\n"
      "for a state with a TTL.",
@@ -2300,6 +2589,8 @@ static int parse_args(struct ctl *x, int argc, char **argv)
             if (m < 0 || parse_u64(v, UINT64_MAX, &x->id))
                 return usage_error(x, "--id needs a checkpoint id (a number)");
             x->has_id = 1;
+        } else if ((allowed & OPT_JSONL) && strcmp(a, "--jsonl") == 0) {
+            x->jsonl = x->json = 1;
         } else if ((allowed & OPT_TTL) && x->cmd->run == cmd_get && strcmp(a, "--ttl") == 0) {
             x->has_ttl = 1;
         } else if ((allowed & OPT_TTL) && (m = opt_value(a, "--ttl", argc, argv, &i, &v)) != 0) {

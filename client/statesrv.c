@@ -1253,6 +1253,7 @@ enum batch_type { BATCH_PUT, BATCH_DELETE, BATCH_APPEND, BATCH_ADD };
  * allocation per operation. */
 struct batch_op {
     enum batch_type type;
+    int kind; /* BATCH_PUT: the value's kind */
     statesrv_key k;
     const void *val;
     size_t val_len;
@@ -1347,6 +1348,17 @@ int statesrv_batch_put(statesrv_batch *b, const statesrv_key *k, const void *val
     return batch_add_op(b, BATCH_PUT, k, val, len);
 }
 
+int statesrv_batch_put_kind(statesrv_batch *b, const statesrv_key *k, int kind, const void *val,
+                            size_t len)
+{
+    if (kind < STATESRV_KIND_RAW || kind > STATESRV_KIND_COUNTER)
+        return STATESRV_ERR_USAGE;
+    int rc = batch_add_op(b, BATCH_PUT, k, val, len);
+    if (rc == STATESRV_OK)
+        b->ops[b->n - 1].kind = kind;
+    return rc;
+}
+
 int statesrv_batch_delete(statesrv_batch *b, const statesrv_key *k)
 {
     return batch_add_op(b, BATCH_DELETE, k, NULL, 0);
@@ -1396,7 +1408,7 @@ int sv_client_build_batch(statesrv *c, const statesrv_batch *b, struct sv_client
         statesrv__v1__batch_op__init(&ops[i]);
         switch (op->type) {
         case BATCH_PUT:
-            sv_client_build_put(&msgs[i].put, &op->k, STATESRV_KIND_RAW, op->val, op->val_len);
+            sv_client_build_put(&msgs[i].put, &op->k, op->kind, op->val, op->val_len);
             ops[i].op_case = STATESRV__V1__BATCH_OP__OP_PUT;
             ops[i].put = &msgs[i].put;
             break;

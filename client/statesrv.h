@@ -306,6 +306,10 @@ STATESRV_API size_t statesrv_batch_count(const statesrv_batch *b);
  * @return STATESRV_OK, STATESRV_ERR_USAGE or STATESRV_ERR_NOMEM. */
 STATESRV_API int statesrv_batch_put(statesrv_batch *b, const statesrv_key *k, const void *val,
                                     size_t len);
+/* A value of a given kind (STATESRV_KIND_*), checked by the server as by
+ * statesrv_put_kind(). */
+STATESRV_API int statesrv_batch_put_kind(statesrv_batch *b, const statesrv_key *k, int kind,
+                                         const void *val, size_t len);
 STATESRV_API int statesrv_batch_delete(statesrv_batch *b, const statesrv_key *k);
 STATESRV_API int statesrv_batch_append(statesrv_batch *b, const statesrv_key *k, const void *elem,
                                        size_t len);
