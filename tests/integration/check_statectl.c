@@ -252,6 +252,13 @@ START_TEST(import_reads_back_what_scan_and_dump_write)
         ck_assert_int_eq(ctl("scan %s", states[i]), 0);
         ck_assert_str_eq(out, before[i]);
     }
+    /* A prefix filters composite keys across key groups. */
+    ck_assert_int_eq(ctl("scan users --prefix al"), 0);
+    ck_assert_int_eq(count_lines(out), 2);
+    ck_assert_int_eq(ctl("scan users --prefix al --limit 1"), 0);
+    ck_assert_int_eq(count_lines(out), 1);
+    ck_assert_int_eq(ctl("scan users --prefix zz"), 0);
+    ck_assert_int_eq(count_lines(out), 0);
     /* Bad input: the line and field are named, exit 2. */
     ck_assert_int_eq(
         ctl("import - 2>&1 <<'EOF'\n{\"state\":\"s\",\"key\":\"k\",\"value\":\"v\"}\n"
