@@ -94,7 +94,7 @@ struct ctl {
     char s3_tmp[160];     /* an s3:// checkpoint downloaded here (offline tools) */
     char s3_parent[1200]; /* ... from this s3://BUCKET/PARENT */
     const char *state;
-    int jsonl;       /* scan --jsonl */
+    int jsonl;         /* scan --jsonl */
     struct arg prefix; /* scan --prefix P */
     int has_prefix;
     int has_ttl;     /* --ttl given */
@@ -1120,9 +1120,10 @@ static int cmd_info(struct ctl *x)
 
 /* --- import ------------------------------------------------------------------ */
 
-#define IMPORT_LINE_MAX (64u << 20) /* a line: an entry of max_value_size, hex-encoded, and more   \
-                                     */
-#define IMPORT_BATCH 1000           /* entries per batch, at most */
+#define IMPORT_LINE_MAX                                                                            \
+    (64u << 20)           /* a line: an entry of max_value_size, hex-encoded, and more             \
+                           */
+#define IMPORT_BATCH 1000 /* entries per batch, at most */
 
 /* Bytes of a JSON string (hex with --hex) or a {"hex": "..."} object into
  * *out (malloc'ed, may be NULL for empty): 0, or -1 with why set. */
@@ -2211,7 +2212,8 @@ static const struct command commands[] = {
      "Shows a state's TTL, or sets it: entries expire DURATION (30s, 10m, 2h, 1d)\n"
      "after they were written (--update on-read-and-write: or read); expired ones\n"
      "are not returned (--visibility return-expired-if-not-cleaned-up: until they\n"
-     "are cleaned up). 0 or off removes the TTL. The state need not exist yet.\n"
+     "are cleaned up). 0 or off removes the TTL. A state that does not exist yet\n"
+     "is created (empty), so that checkpoints carry its TTL; dropping it removes it.\n"
      "Entries already stored keep the expiry they were written with.",
      CMD_TEXT_ARGS},
     {"del", cmd_del, 2, 2, OPT_NS | OPT_KEY_GROUP, "STATE KEY [-n NS] [--key-group N]",
@@ -2599,7 +2601,8 @@ static int parse_args(struct ctl *x, int argc, char **argv)
             if (m < 0 || parse_u64(v, UINT64_MAX, &x->id))
                 return usage_error(x, "--id needs a checkpoint id (a number)");
             x->has_id = 1;
-        } else if ((allowed & OPT_JSONL) && (m = opt_value(a, "--prefix", argc, argv, &i, &v)) != 0) {
+        } else if ((allowed & OPT_JSONL) &&
+                   (m = opt_value(a, "--prefix", argc, argv, &i, &v)) != 0) {
             if (m < 0)
                 return usage_error(x, "--prefix needs the start of a key");
             x->prefix.text = v;

@@ -254,9 +254,10 @@ STATESRV_API int statesrv_get_with_ttl(statesrv *c, const statesrv_key *k, state
                                        int64_t *ttl_remaining_ms);
 
 /**
- * @brief Sets a state's TTL (ttl->ttl_ms 0 removes it). The state need not
- *        exist; the setting is kept by the server and its checkpoints. New
- *        writes follow it; entries already stored keep their expiry.
+ * @brief Sets a state's TTL (ttl->ttl_ms 0 removes it), creating the state
+ *        (empty) if it does not exist; dropping the state removes it. The
+ *        setting is kept by the server and its checkpoints. New writes follow
+ *        it; entries already stored keep their expiry.
  */
 STATESRV_API int statesrv_set_state_ttl(statesrv *c, const char *state, const statesrv_ttl *ttl);
 /** @brief Reads a state's TTL setting into *out (ttl_ms 0: none). */

@@ -629,7 +629,7 @@ struct snap_ctx {
     int *gone_full;      /* some did not fit in gone */
 };
 
-#define GONE_MAX (4u << 20) /* bytes of keys of expired entries a checkpoint deletes after */
+#define GONE_MAX (1u << 20) /* bytes of keys of expired entries a checkpoint deletes after */
 
 static int snap_add(void *ud, const uint8_t *skey, size_t sklen, const uint8_t *value, size_t vlen)
 {
@@ -1592,29 +1592,35 @@ static void job_done(uv_work_t *w, int status)
     }
     Statesrv__V1__Response resp = STATESRV__V1__RESPONSE__INIT;
     if (j->kind == JOB_SNAPSHOT) {
-        /* Only now are the changes before its cut no longer needed. */
-        int crc = sv_store_changes_done(srv->store, j->log_cut, j->id);
-        if (crc)
-            sv_warn("checkpoint %" PRIu64 ": cannot clear the changes it holds (%s); the next "
-                    "checkpoint builds on the one before it",
-                    j->id, sv_strerror(crc));
-        /* Clean-up in checkpoints: what it left out as expired leaves the
-         * store too; if not all of it can, the next checkpoint is full (an
-         * increment's counts assume those entries gone). */
+        /* Only now are the changes before its cut no longer needed; and
+         * what it left out as expired leaves the store in the same
+         * transaction (an increment on it counts those entries gone). If
+         * not all of them could be listed, it is no base: the next
+         * checkpoint is full. */
         uint64_t deleted = 0;
-        crc = j->gone_full ? 0
-                           : sv_store_expire_keys(srv->store, j->gone.data, j->gone.len, &deleted);
+        int crc;
+        if (!j->gone_full) {
+            crc = sv_store_changes_done(srv->store, j->log_cut, j->id, j->gone.data, j->gone.len,
+                                        &deleted);
+            if (crc)
+                sv_warn("checkpoint %" PRIu64 ": cannot clear the changes it holds (%s); the "
+                        "next checkpoint builds on the one before it",
+                        j->id, sv_strerror(crc));
+        } else {
+            sv_info("checkpoint %" PRIu64 ": too many expired entries to delete after it; the "
+                    "next checkpoint is full",
+                    j->id);
+            if ((crc = sv_store_changes_forget(srv->store)))
+                sv_warn("checkpoint %" PRIu64 ": cannot forget the base: %s", j->id,
+                        sv_strerror(crc));
+            if ((crc = sv_store_expire_keys(srv->store, j->gone.data, j->gone.len, &deleted)))
+                sv_warn("checkpoint %" PRIu64 ": cannot delete the expired entries it left out: %s",
+                        j->id, sv_strerror(crc));
+        }
         ck->expired_deleted += deleted;
         if (deleted)
             sv_info("checkpoint %" PRIu64 ": %" PRIu64 " expired entries it left out deleted",
                     j->id, deleted);
-        if (j->gone_full || crc) {
-            sv_info("checkpoint %" PRIu64 ": %s; the next checkpoint is full", j->id,
-                    crc ? sv_strerror(crc) : "too many expired entries to delete after it");
-            if ((crc = sv_store_changes_forget(srv->store)))
-                sv_warn("checkpoint %" PRIu64 ": cannot forget the base: %s", j->id,
-                        sv_strerror(crc));
-        }
         ck->completed++;
         ck->last_id = j->id;
         ck->last_bytes = j->manifest.data_bytes;

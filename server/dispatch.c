@@ -279,8 +279,15 @@ static int op_multi_get(struct ctx *x, const Statesrv__V1__Request *req,
         struct sv_value v;
         rc = sv_store_get(x->store, a.state, a.slen, a.skey, a.sklen, &v);
         if (rc == 0) {
+            /* Copied now: a later item's read may write (a TTL refresh or
+             * clean-up) and move what an earlier one points at. */
+            uint8_t *copy = v.len ? arena(x, v.len) : NULL;
+            if (v.len && !copy)
+                return -ENOMEM;
+            if (v.len)
+                memcpy(copy, v.data, v.len);
             it->found = 1;
-            it->value.data = (uint8_t *)v.data;
+            it->value.data = copy;
             it->value.len = v.len;
             it->kind = (Statesrv__V1__ValueKind)v.kind;
             total += v.len + 16;

@@ -45,7 +45,8 @@
 #define CHG_REC_MAX (2 + SV_STATE_NAME_MAX + 1 + 511) /* a record, with LMDB's key limit */
 #define CHG_CACHE_SLOTS 4096 /* 256 KiB: the hot keys a log need not hold twice */
 #define CHG_MAX_DEFAULT (256ull << 20)
-#define TTL_DB "$ttl" /* state name -> TTL setting (see "TTL") */
+#define CHG_DONE_CHUNK 20000 /* log entries a transaction of sv_store_changes_done deletes */
+#define TTL_DB "$ttl"        /* state name -> TTL setting (see "TTL") */
 #define STORE_FORMAT 1u
 #define SV_STORE_PATH_MAX 4200
 #define PATH_BUF (SV_STORE_PATH_MAX + 300) /* a path under dir */
@@ -1640,6 +1641,8 @@ static void ttl_reload(struct sv_store *s, MDB_txn *txn)
         sv_error("store: cannot read the TTL settings again; they stay as they were");
     if (own)
         mdb_txn_abort(own);
+    else
+        s->ttl.dirty = 1; /* read in a transaction that may still abort */
 }
 
 static const struct sv_ttl *ttl_find(const struct sv_store *s, const char *state, size_t slen)
@@ -1687,6 +1690,11 @@ int sv_store_set_ttl(struct sv_store *s, const char *state, size_t slen, const s
     }
     if (!e && tt->n >= tt->cap)
         return SV_ETOOLARGE;
+    /* The setting goes with the state, which exists from now on (empty):
+     * checkpoints carry the settings of the states they hold. */
+    MDB_dbi dbi;
+    if ((rc = state_dbi(s, state, slen, 1, &dbi)))
+        return rc;
     uint8_t val[10];
     sv_be64_put(val, t->ttl_ms);
     val[8] = t->update == SV_TTL_ON_READ_AND_WRITE;
@@ -1779,10 +1787,10 @@ int sv_store_get(struct sv_store *s, const char *state, size_t slen, const uint8
     uint64_t now = sv_store_now_ms();
     if (hidden_expired(st, out->expiry_ms, now)) {
         /* Clean-up on read: gone in this transaction, as a delete. */
-        int found;
+        int found = 0;
         if (s->txn && (rc = sv_store_delete(s, state, slen, skey, sklen, &found)))
             return rc;
-        s->expired_on_read++;
+        s->expired_on_read += found;
         return SV_ENOTFOUND;
     }
     if (st && st->update == SV_TTL_ON_READ_AND_WRITE && st->ttl_ms && out->expiry_ms > now &&
@@ -2038,53 +2046,128 @@ static void changes_committed(struct sv_store *s, int ok, uint64_t chunks, int o
     }
 }
 
-int sv_store_changes_done(struct sv_store *s, uint64_t cut, uint64_t checkpoint_id)
+/* Deletes log entries before cut in the open write transaction: all of
+ * them with one mdb_drop when nothing came after (no page copied), else up
+ * to CHG_DONE_CHUNK. *more: some are left. */
+static int log_trim(struct sv_store *s, uint64_t cut, uint64_t *removed, int *more)
 {
     struct store_chg *c = &s->chg;
-    if (s->txn)
-        return SV_EINTERNAL;
-    if (s->opts.untracked)
-        return 0; /* nothing recorded, and no base to build on */
-    if (c->lost)  /* a change after the cut went unrecorded: no base */
-        return c->log_bytes || c->base ? changes_reset(s) : 0;
-    MDB_txn *txn;
+    MDB_txn *txn = write_txn(s);
     MDB_cursor *cur;
-    int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
-    if (rc)
-        return map_err(rc);
-    if ((rc = mdb_cursor_open(txn, c->dbi, &cur))) {
-        mdb_txn_abort(txn);
-        return map_err(rc);
-    }
-    /* The entries before the cut: one per commit, of up to CHG_CHUNK bytes. */
     MDB_val k, v;
-    uint64_t removed = 0;
-    int mrc;
-    while ((mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST)) == 0 && k.mv_size == 8 &&
-           sv_be64_get(k.mv_data) < cut) {
-        if ((mrc = mdb_cursor_del(cur, 0)))
+    *more = 0;
+    int rc = mdb_cursor_open(txn, c->dbi, &cur);
+    if (rc)
+        return rc;
+    rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
+    if (rc == MDB_NOTFOUND || (rc == 0 && k.mv_size == 8 && sv_be64_get(k.mv_data) < cut)) {
+        mdb_cursor_close(cur);
+        return rc == MDB_NOTFOUND ? 0 : mdb_drop(txn, c->dbi, 0);
+    }
+    for (uint64_t n = 0; rc == 0 && (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST)) == 0 &&
+                         k.mv_size == 8 && sv_be64_get(k.mv_data) < cut;
+         n++) {
+        if (n == CHG_DONE_CHUNK) {
+            *more = 1;
             break;
-        removed++;
+        }
+        if ((rc = mdb_cursor_del(cur, 0)) == 0)
+            (*removed)++;
     }
     mdb_cursor_close(cur);
-    if (mrc && mrc != MDB_NOTFOUND) {
-        mdb_txn_abort(txn);
-        return map_err(mrc);
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+/* The clean-up in checkpoints, in the open write transaction: deletes the
+ * records' entries that are still expired (see sv_store_expire_keys). */
+static int expire_records(struct sv_store *s, const uint8_t *recs, size_t len, uint64_t *deleted)
+{
+    uint64_t now = sv_store_now_ms();
+    int rc = 0;
+    for (size_t off = 0; off < len && !rc;) {
+        if (len - off < 1 + 2 || len - off < 1 + (size_t)recs[off] + 2)
+            return SV_EINVAL;
+        const char *name = (const char *)recs + off + 1;
+        size_t nl = recs[off];
+        size_t sklen = sv_be16_get(recs + off + 1 + nl);
+        const uint8_t *skey = recs + off + 1 + nl + 2;
+        if (off + 1 + nl + 2 + sklen > len)
+            return SV_EINVAL;
+        off += 1 + nl + 2 + sklen;
+        MDB_dbi dbi;
+        if (state_dbi(s, name, nl, 0, &dbi))
+            continue; /* dropped since */
+        MDB_val k = {sklen, (void *)skey}, v;
+        struct sv_value val;
+        if (mdb_get(cur_txn(s), dbi, &k, &v) || sv_value_parse(v.mv_data, v.mv_size, &val) ||
+            !val.expiry_ms || val.expiry_ms > now)
+            continue; /* gone, or written again since */
+        int found;
+        if ((rc = sv_store_delete(s, name, nl, skey, sklen, &found)) == 0 && found)
+            (*deleted)++;
     }
-    if ((rc = meta_put_u64(txn, s->meta_dbi, META_CHG_BASE_KEY, checkpoint_id))) {
-        mdb_txn_abort(txn);
+    return rc;
+}
+
+int sv_store_changes_done(struct sv_store *s, uint64_t cut, uint64_t checkpoint_id,
+                          const uint8_t *gone, size_t gone_len, uint64_t *expired)
+{
+    struct store_chg *c = &s->chg;
+    *expired = 0;
+    if (s->txn)
+        return SV_EINTERNAL;
+    if (s->opts.untracked || c->lost) {
+        /* No base (nothing recorded, or a change after the cut went
+         * unrecorded): the next checkpoint is full and counts afresh. */
+        int rc = !s->opts.untracked && (c->log_bytes || c->base) ? changes_reset(s) : 0;
+        return rc ? rc : sv_store_expire_keys(s, gone, gone_len, expired);
+    }
+    /* One transaction: the new base, the first part of the log before the
+     * cut, and the deletes of what the checkpoint left out as expired (an
+     * increment on this base counts them gone). */
+    uint64_t removed = 0;
+    int more = 0;
+    int rc = sv_store_begin(s);
+    if (rc)
+        return rc;
+    if ((rc = log_trim(s, cut, &removed, &more)) ||
+        (rc = meta_put_u64(write_txn(s), s->meta_dbi, META_CHG_BASE_KEY, checkpoint_id))) {
+        txn_fail(s, rc);
+        sv_store_abort(s);
         return write_err(s->env, rc);
     }
-    uint64_t left = log_size(txn, c->dbi, s->psize);
-    if ((rc = mdb_txn_commit(txn)))
-        return write_err(s->env, rc);
+    if ((rc = expire_records(s, gone, gone_len, expired))) {
+        sv_store_abort(s);
+        *expired = 0;
+        return rc;
+    }
+    if ((rc = sv_store_commit(s))) {
+        *expired = 0;
+        return rc;
+    }
     c->base = checkpoint_id;
-    c->log_bytes = left;
     c->track = 1;
+    /* The rest before the cut, in bounded transactions: the base no longer
+     * needs them (left by a crash, they only widen the next change set). */
+    while (more && !rc) {
+        if ((rc = sv_store_begin(s)))
+            break;
+        if ((rc = log_trim(s, cut, &removed, &more))) {
+            txn_fail(s, rc);
+            sv_store_abort(s);
+            break;
+        }
+        rc = sv_store_commit(s);
+    }
+    MDB_txn *rt;
+    if (mdb_txn_begin(s->env, NULL, MDB_RDONLY, &rt) == 0) {
+        c->log_bytes = log_size(rt, c->dbi, s->psize);
+        mdb_txn_abort(rt);
+    }
     sv_debug("store: change log before checkpoint %" PRIu64 "'s cut cleared (%" PRIu64
              " entries; %" PRIu64 " bytes since)",
-             checkpoint_id, removed, left);
-    return 0;
+             checkpoint_id, removed, c->log_bytes);
+    return rc ? map_err(rc) : 0;
 }
 
 int sv_store_changes_forget(struct sv_store *s)
@@ -2106,35 +2189,9 @@ int sv_store_expire_keys(struct sv_store *s, const uint8_t *recs, size_t len, ui
     int rc = sv_store_begin(s);
     if (rc)
         return rc;
-    uint64_t now = sv_store_now_ms();
-    for (size_t off = 0; off < len && !rc;) {
-        if (len - off < 1 + 2 || len - off < 1 + (size_t)recs[off] + 2) {
-            rc = SV_EINVAL;
-            break;
-        }
-        const char *name = (const char *)recs + off + 1;
-        size_t nl = recs[off];
-        size_t sklen = sv_be16_get(recs + off + 1 + nl);
-        const uint8_t *skey = recs + off + 1 + nl + 2;
-        if (off + 1 + nl + 2 + sklen > len) {
-            rc = SV_EINVAL;
-            break;
-        }
-        off += 1 + nl + 2 + sklen;
-        MDB_dbi dbi;
-        if (state_dbi(s, name, nl, 0, &dbi))
-            continue; /* dropped since */
-        MDB_val k = {sklen, (void *)skey}, v;
-        struct sv_value val;
-        if (mdb_get(cur_txn(s), dbi, &k, &v) || sv_value_parse(v.mv_data, v.mv_size, &val) ||
-            !val.expiry_ms || val.expiry_ms > now)
-            continue; /* gone, or written again since */
-        int found;
-        if ((rc = sv_store_delete(s, name, nl, skey, sklen, &found)) == 0 && found)
-            (*deleted)++;
-    }
-    if (rc) {
+    if ((rc = expire_records(s, recs, len, deleted))) {
         sv_store_abort(s);
+        *deleted = 0;
         return rc;
     }
     return sv_store_commit(s);
@@ -2177,8 +2234,8 @@ int sv_store_put_ttl(struct sv_store *s, const char *state, size_t slen, const u
 {
     struct charge ch;
     uint64_t expiry = write_expiry(s->ttl.n ? ttl_find(s, state, slen) : NULL, ttl_ms);
-    if (expiry)
-        s->sweep.asleep = 0;
+    if (expiry) /* the sweep must meet it: awake, and this round counts it */
+        s->sweep.asleep = 0, s->sweep.seen_expiry = 1;
     int rc = admit_write(s, state, slen, sklen + sv_value_header_size(expiry) + len, &ch);
     if (rc)
         return rc;
@@ -2295,8 +2352,8 @@ int sv_store_merge_ttl(struct sv_store *s, const char *state, size_t slen, const
     }
     /* Every write sets the expiry anew (Flink's update on write). */
     uint64_t expiry = write_expiry(st, ttl_ms);
-    if (expiry)
-        s->sweep.asleep = 0;
+    if (expiry) /* the sweep must meet it: awake, and this round counts it */
+        s->sweep.asleep = 0, s->sweep.seen_expiry = 1;
     size_t entry = sklen + sv_value_header_size(expiry) +
                    (op == SV_MERGE_ADD_I64 ? SV_COUNTER_SIZE : old.len + sv_list_elem_size(oplen));
     struct charge ch;
@@ -2464,6 +2521,10 @@ int sv_store_drop_state(struct sv_store *s, const char *state, size_t slen, uint
     if ((rc = mdb_drop(write_txn(s), dbi, 1)))
         return txn_fail(s, rc);
     if ((rc = track_change(s, state, slen, NULL, 0)))
+        return rc;
+    /* Its TTL setting goes with it (a state registered again sets one). */
+    struct sv_ttl none = {0, SV_TTL_ON_CREATE_AND_WRITE, SV_TTL_NEVER_RETURN_EXPIRED};
+    if (ttl_find(s, state, slen) && (rc = sv_store_set_ttl(s, state, slen, &none)))
         return rc;
     /* Its record in main is rewritten, and every page it had is listed. */
     charge_delete(s, NULL, 1, before, 0);

@@ -44,8 +44,7 @@ struct sv_store_options {
      * nothing for incremental checkpoints, every checkpoint is full, and
      * records of an earlier run are dropped at open. */
     int untracked;
-    /* checkpoint_changes_max: the change log's bound (0: 256 MiB); a
-     * quarter of it at most for the set of keys logged since the cut. */
+    /* checkpoint_changes_max: the change log's bound (0: 256 MiB). */
     uint64_t changes_max;
 };
 
@@ -149,8 +148,9 @@ int sv_store_merge_ttl(struct sv_store *s, const char *state, size_t slen, const
                        size_t msglen) __attribute__((warn_unused_result));
 
 /* A state's TTL setting, in the group transaction (it commits and rolls
- * back with it). ttl_ms 0 removes it. The state need not exist; the setting
- * stays when the state is dropped. Entries already stored keep the expiry
+ * back with it). ttl_ms 0 removes it. Setting one creates the state (empty)
+ * if it does not exist, so that checkpoints carry it; dropping the state
+ * removes it. Entries already stored keep the expiry
  * they were written with; new writes follow the new setting; visibility
  * and update type apply at once. SV_EINVAL for a bad name or a TTL past
  * SV_TTL_MAX_MS, SV_ETOOLARGE past max_states settings. */
@@ -319,10 +319,13 @@ void sv_store_snapshot_finished(struct sv_store *s);
 /* Loop thread, no transaction open: checkpoint_id (a snapshot whose cut
  * was at log_cut) is written; the changes before its cut are dropped and it
  * is the base from now on (unless the log passed checkpoint_changes_max
- * since the cut: then there is no base, the next checkpoint is full). 0 or
- * an error (the old base then stays, with a superset of the changes: still
- * correct). */
-int sv_store_changes_done(struct sv_store *s, uint64_t log_cut, uint64_t checkpoint_id)
+ * since the cut: then there is no base, the next checkpoint is full). In the
+ * same transaction it deletes the entries the checkpoint left out as expired
+ * (gone, as for sv_store_expire_keys; *expired: how many), since an
+ * increment on this base counts them gone. 0 or an error (the old base then
+ * stays, with a superset of the changes: still correct). */
+int sv_store_changes_done(struct sv_store *s, uint64_t log_cut, uint64_t checkpoint_id,
+                          const uint8_t *gone, size_t gone_len, uint64_t *expired)
     __attribute__((warn_unused_result));
 /* Loop thread, no transaction open: forgets the base (the next checkpoint is
  * full). */

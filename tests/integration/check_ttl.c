@@ -357,6 +357,86 @@ START_TEST(the_sweep_deletes_what_nobody_reads)
 }
 END_TEST
 
+/* A multi_get whose later items write (a refresh under ON_READ_AND_WRITE,
+ * the clean-up of an expired one) returns every earlier item whole: each
+ * is copied as it is read (the bytes of the first item sat on the page the
+ * later ones changed). */
+START_TEST(multi_get_items_survive_the_writes_of_later_items)
+{
+    set_ttl("rw", HOUR_MS, STATESRV_TTL_ON_READ_AND_WRITE, STATESRV_TTL_NEVER_RETURN_EXPIRED);
+    char big[200];
+    memset(big, 'x', sizeof(big) - 1);
+    big[sizeof(big) - 1] = 0;
+    statesrv_key keys[4] = {K("rw", "k1"), K("rw", "k2"), K("rw", "k3"), K("rw", "k4")};
+    ck_assert_int_eq(statesrv_put_ttl(c, &keys[1], "gone", 4, 1), STATESRV_OK);
+    ck_assert_int_eq(statesrv_put(c, &keys[0], big, strlen(big)), STATESRV_OK);
+    ck_assert_int_eq(statesrv_put(c, &keys[2], "three", 5), STATESRV_OK);
+    ck_assert_int_eq(statesrv_put_ttl(c, &keys[3], "gone", 4, 1), STATESRV_OK);
+    usleep(30 * 1000);
+    statesrv_value out[4];
+    memset(out, 0, sizeof(out));
+    ck_assert_int_eq(statesrv_multi_get(c, keys, 4, out), STATESRV_OK);
+    ck_assert_int_eq(out[0].found, 1);
+    ck_assert_uint_eq(out[0].len, strlen(big));
+    ck_assert(memcmp(out[0].data, big, out[0].len) == 0);
+    ck_assert_int_eq(out[1].found, 0);
+    ck_assert_int_eq(out[2].found, 1);
+    ck_assert_uint_eq(out[2].len, 5);
+    ck_assert(memcmp(out[2].data, "three", 5) == 0);
+    ck_assert_int_eq(out[3].found, 0);
+    statesrv_values_free(out, 4);
+}
+END_TEST
+
+/* A TTL set before the state's first write (as Flink registers states) is
+ * carried by a checkpoint into a restore; dropping the state drops it. */
+START_TEST(a_ttl_set_before_any_write_survives_a_restore)
+{
+    set_ttl("fresh", HOUR_MS, STATESRV_TTL_ON_CREATE_AND_WRITE, STATESRV_TTL_NEVER_RETURN_EXPIRED);
+    uint64_t id = snapshot(c, 1);
+    char conf[512], src[300];
+    snprintf(conf, sizeof(conf), "restore_roots = %s/checkpoints\n", srv.dir);
+    ts_start_with_config(&other, conf);
+    statesrv *o = connect_to(&other);
+    snprintf(src, sizeof(src), "%s/checkpoints/chk-%llu", srv.dir, (unsigned long long)id);
+    const char *srcs[] = {src};
+    ck_assert_int_eq(statesrv_restore(o, srcs, 1, 0, 0, 0, NULL), STATESRV_OK);
+    statesrv_ttl t;
+    ck_assert_int_eq(statesrv_get_state_ttl(o, "fresh", &t), STATESRV_OK);
+    ck_assert_uint_eq(t.ttl_ms, HOUR_MS);
+    statesrv_key k = K("fresh", "k");
+    ck_assert_int_eq(statesrv_put(o, &k, "v", 1), STATESRV_OK);
+    int64_t left;
+    ck_assert_int_eq(get_left(o, "fresh", "k", &left), STATESRV_OK);
+    ck_assert_int_gt(left, 0);
+    uint64_t deleted;
+    ck_assert_int_eq(statesrv_drop_state(o, "fresh", &deleted), STATESRV_OK);
+    ck_assert_int_eq(statesrv_get_state_ttl(o, "fresh", &t), STATESRV_OK);
+    ck_assert_uint_eq(t.ttl_ms, 0);
+    statesrv_close(o);
+}
+END_TEST
+
+/* The sweep asleep (a round met no expiry) wakes for a write that sets one. */
+START_TEST(the_sweep_wakes_for_a_new_expiry)
+{
+    statesrv_key plain = K("p", "k"), brief = K("p", "brief");
+    ck_assert_int_eq(statesrv_put(c, &plain, "v", 1), STATESRV_OK);
+    usleep(500 * 1000); /* rounds over one entry: asleep long before this */
+    ck_assert_int_eq(statesrv_put_ttl(c, &brief, "v", 1, 1), STATESRV_OK);
+    long t0 = ts_now_ms();
+    uint64_t swept = 0;
+    while (!swept && ts_now_ms() - t0 < 30000) {
+        usleep(50 * 1000);
+        statesrv_stats *s;
+        ck_assert_int_eq(statesrv_stats_get(c, &s), STATESRV_OK);
+        swept = s->ttl_expired_sweep;
+        statesrv_stats_free(s);
+    }
+    ck_assert_uint_eq(swept, 1);
+}
+END_TEST
+
 Suite *sv_suite_ttl(void)
 {
     Suite *s = suite_create("ttl");
@@ -368,6 +448,9 @@ Suite *sv_suite_ttl(void)
     tcase_add_test(tc, checkpoints_and_restores_leave_expired_entries_out);
     tcase_add_test(tc, ttl_survives_a_restart);
     tcase_add_test(tc, the_sweep_deletes_what_nobody_reads);
+    tcase_add_test(tc, multi_get_items_survive_the_writes_of_later_items);
+    tcase_add_test(tc, a_ttl_set_before_any_write_survives_a_restore);
+    tcase_add_test(tc, the_sweep_wakes_for_a_new_expiry);
     suite_add_tcase(s, tc);
     return s;
 }
