@@ -758,6 +758,20 @@ static int dir_names_id(const char *path, uint64_t *id)
     return 1;
 }
 
+/* A directory named chk-<id> holds checkpoint <id>: a copied or renamed
+ * one would list, and restore, as another. Checked after the files, so that
+ * a damaged file is named for what it is. */
+static int check_dir_id(struct sv_ckpt_reader *r, uint64_t id)
+{
+    uint64_t named;
+    if (!dir_names_id(r->manifest_path, &named) || named == id)
+        return 0;
+    return rerr(r, SV_ECORRUPT,
+                "%s: holds the MANIFEST of checkpoint %llu, not %llu (a copied or renamed "
+                "directory?)",
+                r->manifest_path, (unsigned long long)id, (unsigned long long)named);
+}
+
 static int read_manifest_file(struct sv_ckpt_reader *r, struct sv_ckpt_manifest *m)
 {
     int fd;
@@ -784,21 +798,8 @@ static int read_manifest_file(struct sv_ckpt_reader *r, struct sv_ckpt_manifest 
     }
     char why[WHY_LEN];
     rc = sv_ckpt_manifest_decode(buf, n, m, why, sizeof(why));
-    if (rc) {
+    if (rc)
         rerr(r, rc, "%s: %s", r->manifest_path, why);
-        goto out;
-    }
-    /* A directory named chk-<id> holds checkpoint <id>: a copied or
-     * renamed one would list, and restore, as another. */
-    uint64_t named;
-    if (dir_names_id(r->manifest_path, &named) && named != m->checkpoint_id) {
-        rc =
-            rerr(r, SV_ECORRUPT,
-                 "%s: holds the MANIFEST of checkpoint %llu, not %llu (a copied or renamed "
-                 "directory?)",
-                 r->manifest_path, (unsigned long long)m->checkpoint_id, (unsigned long long)named);
-        sv_ckpt_manifest_free(m);
-    }
 out:
     free(buf);
     close(fd);
@@ -891,8 +892,8 @@ int sv_ckpt_open(const char *dir, struct sv_ckpt_reader **out, char *err, size_t
     int rc;
     if (!r->manifest_path || !r->data_path)
         rc = rerr(r, -ENOMEM, "out of memory");
-    else if ((rc = read_manifest(r)) == 0)
-        rc = read_data_meta(r);
+    else if ((rc = read_manifest(r)) == 0 && (rc = read_data_meta(r)) == 0)
+        rc = check_dir_id(r, r->has_top ? r->top.checkpoint_id : r->m.checkpoint_id);
     if (rc) {
         copy_err(err, errlen, r->errmsg);
         sv_ckpt_close(r);
@@ -1272,6 +1273,8 @@ int sv_ckpt_manifest_read(const char *dir, struct sv_ckpt_manifest *m, char *err
     memset(m, 0, sizeof(*m));
     r.manifest_path = path_join(dir, SV_CKPT_MANIFEST_FILE);
     int rc = r.manifest_path ? read_manifest_file(&r, m) : -ENOMEM;
+    if (rc == 0 && (rc = check_dir_id(&r, m->checkpoint_id)))
+        sv_ckpt_manifest_free(m);
     if (rc)
         copy_err(err, errlen, r.manifest_path ? r.errmsg : "out of memory");
     free(r.manifest_path);

@@ -78,6 +78,11 @@ void craft_ckpt_one_entry(const char *dir, uint32_t key_groups, const uint8_t *s
                                .blocks = 1};
     struct sv_ckpt_manifest m;
     craft_manifest(&m, &st, key_groups, d, size, SV_CKPT_COMPRESS_NONE);
+    /* In a directory chk-<id>, the checkpoint is <id> (readers check). */
+    const char *base = strrchr(dir, '/');
+    base = base ? base + 1 : dir;
+    if (strncmp(base, "chk-", 4) == 0 && base[4] >= '1' && base[4] <= '9')
+        m.checkpoint_id = strtoull(base + 4, NULL, 10);
     uint8_t *img;
     size_t n;
     ck_assert_int_eq(sv_ckpt_manifest_encode(&m, &img, &n), 0);

@@ -939,9 +939,19 @@ START_TEST(corruption_refused_live_state_intact)
         {"data", -10, "footer"},
     };
     for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {
+        /* A full checkpoint of its own for each damage (a copy of chk-1
+         * under another id would be refused for that first). */
         uint64_t id = 100 + i;
-        sh("cp -a %s/checkpoints/chk-1 %s/checkpoints/chk-%llu", srv.dir, srv.dir,
-           (unsigned long long)id);
+        Statesrv__V1__Request sreq = STATESRV__V1__REQUEST__INIT;
+        Statesrv__V1__Snapshot snap = STATESRV__V1__SNAPSHOT__INIT;
+        snap.id_opt_case = STATESRV__V1__SNAPSHOT__ID_OPT_ID;
+        snap.id = id;
+        snap.full = 1;
+        sreq.op_case = STATESRV__V1__REQUEST__OP_SNAPSHOT;
+        sreq.snapshot = &snap;
+        Statesrv__V1__Response *sr = call(fd, &sreq, 60000);
+        ck_assert_msg(sr->status == 0, "snapshot %llu: %s", (unsigned long long)id, sr->message);
+        statesrv__v1__response__free_unpacked(sr, NULL);
         char path[512];
         snprintf(path, sizeof(path), "%s/checkpoints/chk-%llu/%s", srv.dir, (unsigned long long)id,
                  parts[i].file);
