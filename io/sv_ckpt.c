@@ -1486,6 +1486,10 @@ struct sv_ckpt_chain_iter {
     size_t n;
     struct chain_head *h; /* h[n - 1] is the newest */
     int err;
+    /* The smallest of the newer links' heads (h[1..n-1]; of equal keys the
+     * newest), NULL if none is live; valid until one of them advances. */
+    struct chain_head *newer_min;
+    int newer_stale;
 };
 
 int sv_ckpt_chain_iter_open(struct sv_ckpt_chain *c, const char *name, uint32_t kg_first,
@@ -1523,7 +1527,11 @@ int sv_ckpt_chain_iter_open(struct sv_ckpt_chain *c, const char *name, uint32_t 
 }
 
 /* A merge of the links' entries: the smallest key next; of equal keys the
- * newest link's, which, if it is a tombstone, hides the key. */
+ * newest link's, which, if it is a tombstone, hides the key. The oldest
+ * link (h[0], a full file) holds nearly every entry and the newer ones are
+ * small: the smallest of the newer heads is kept, so an entry of h[0]
+ * alone costs one comparison, and the newer heads are looked at again only
+ * when one of them moves. */
 int sv_ckpt_chain_iter_next(struct sv_ckpt_chain_iter *it, const uint8_t **skey, size_t *sklen,
                             const uint8_t **value, size_t *vlen)
 {
@@ -1542,19 +1550,36 @@ int sv_ckpt_chain_iter_next(struct sv_ckpt_chain_iter *it, const uint8_t **skey,
                 return it->err = rc;
             }
             h->live = rc == 1;
+            if (i > 0)
+                it->newer_stale = 1;
         }
-        struct chain_head *win = NULL;
-        for (size_t i = it->n; i-- > 0;) { /* newest first: it wins a tie */
-            struct chain_head *h = &it->h[i];
-            if (h->live && (!win || sv_skey_cmp(h->k, h->kl, win->k, win->kl) < 0))
-                win = h;
+        if (it->newer_stale) {
+            it->newer_stale = 0;
+            it->newer_min = NULL;
+            for (size_t i = it->n; i-- > 1;) { /* newest first: it wins a tie */
+                struct chain_head *h = &it->h[i];
+                if (h->live && (!it->newer_min ||
+                                sv_skey_cmp(h->k, h->kl, it->newer_min->k, it->newer_min->kl) < 0))
+                    it->newer_min = h;
+            }
         }
-        if (!win)
-            return 0;
-        for (size_t i = 0; i < it->n; i++) {
-            struct chain_head *h = &it->h[i];
-            if (h->live && (h == win || sv_skey_cmp(h->k, h->kl, win->k, win->kl) == 0))
-                h->advance = 1;
+        struct chain_head *base = &it->h[0], *nm = it->newer_min, *win;
+        int c = !base->live ? 1 : !nm ? -1 : sv_skey_cmp(base->k, base->kl, nm->k, nm->kl);
+        if (c < 0) {
+            win = base; /* the common case: the full file's entry alone */
+            base->advance = 1;
+        } else if (!nm) {
+            return 0; /* every link is done */
+        } else {
+            /* A newer link's: it and every head with the same key move on. */
+            win = nm;
+            if (c == 0)
+                base->advance = 1;
+            for (size_t i = 1; i < it->n; i++) {
+                struct chain_head *h = &it->h[i];
+                if (h->live && (h == nm || sv_skey_cmp(h->k, h->kl, nm->k, nm->kl) == 0))
+                    h->advance = 1;
+            }
         }
         if (win->vl == 0 && win->v2)
             continue; /* deleted */
