@@ -306,8 +306,8 @@ $(BUILD)/bench/%: $(BUILD)/obj/tests/bench/%.o $(LIB_A)
 
 # statesrvd and Redis side by side (tests/bench/bench.sh; QUICK=1 for a
 # short run, PARTS=1 or PARTS=2 for one half of the table). Redis comes from Debian's redis-server and redis-tools;
-# embedded RocksDB (make bench-operator) from librocksdb-dev.
-DEB_PKGS_BENCH := redis-server redis-tools librocksdb-dev
+# embedded RocksDB and hiredis (make bench-operator) from librocksdb-dev and libhiredis-dev.
+DEB_PKGS_BENCH := redis-server redis-tools librocksdb-dev libhiredis-dev
 DEPS_BENCH_STAMP := build/.deps-bench-ok
 $(DEPS_BENCH_STAMP): Makefile | $(DEPS_STAMP)
 	$(call install_pkgs,$(DEB_PKGS_BENCH),bench)
@@ -317,10 +317,11 @@ bench: all $(BENCH_TOOL) | $(DEPS_BENCH_STAMP)
 	    STATESRV_BENCH=$(abspath $(BENCH_TOOL)) tests/bench/bench.sh
 
 # One operator thread: embedded RocksDB against libstatesrv blocking, async
-# and local reads on a statesrvd it starts (tests/bench/operator.c; QUICK=1
+# and local reads on a statesrvd it starts, and Redis through hiredis
+# (tests/bench/operator.c; QUICK=1
 # for a smoke run, OPERATOR_ARGS for more). Table in build/bench/operator-latest.md.
 OPERATOR_BIN := $(BUILD)/bench/operator
-$(OPERATOR_BIN): CLIENT_LIBS += -lrocksdb
+$(OPERATOR_BIN): CLIENT_LIBS += -lrocksdb -lhiredis
 $(BUILD)/obj/tests/bench/operator.o: | $(DEPS_BENCH_STAMP)
 
 bench-operator: $(OPERATOR_BIN) $(STATESRVD) | $(DEPS_BENCH_STAMP)

@@ -7,10 +7,13 @@
  *   blocking P1      libstatesrv, statesrv_put / statesrv_get, one at a time
  *   async N          libstatesrv's asynchronous API, N requests in flight
  *   local            statesrv_local_get on the server's live store (gets only)
+ *   redis-P1         Redis through hiredis, SET / GET one at a time
+ *   redis-PN         the same pipelined: N commands, then their N replies
  *
  * The statesrvd modes talk to a real statesrvd started here on a Unix
- * socket in a mkdtemp directory (no TCP listener; sync = none) and stopped
- * by PID at the end. Every store is preloaded with the same keys
+ * socket in a mkdtemp directory (no TCP listener; sync = none), the Redis
+ * modes to a redis-server started the same way (no TCP port, no RDB, no
+ * AOF); both are stopped by PID at the end. Every store is preloaded with the same keys
  * ("key:%012u", 0..keys-1, in order) and values; the measured phases are
  * random puts (overwrites) and random gets of preloaded keys, every reply
  * checked (a get must find a value of the right length). Each repetition
@@ -20,7 +23,7 @@
  * to callback (async). Every loop is bounded in count (--ops) and in time
  * (--seconds per phase; a phase cut short says so).
  *
- * Usage: operator --statesrvd PATH [--keys N] [--ops N] [--value BYTES]
+ * Usage: operator --statesrvd PATH [--redis-server PATH] [--keys N] [--ops N] [--value BYTES]
  *                 [--reps N] [--seconds S] [--depths 16,64] [--quick]
  *                 [--only MODE,...]
  * The table (markdown) goes to stdout, progress to stderr. */
@@ -28,6 +31,7 @@
 #include "statesrv_async.h"
 #include "statesrv_local.h"
 
+#include <hiredis/hiredis.h>
 #include <rocksdb/c.h>
 
 #include <errno.h>
@@ -81,6 +85,7 @@ static uint64_t now_ns(void)
 
 static struct {
     const char *statesrvd;
+    const char *redis_server;
     uint32_t keys;
     uint32_t ops;
     size_t vlen;
@@ -90,6 +95,7 @@ static struct {
     int n_depths;
     const char *only;
 } cfg = {
+    .redis_server = "redis-server",
     .keys = 1000000,
     .ops = 1000000,
     .vlen = 64,
@@ -315,23 +321,24 @@ static void rdb_gets(struct rdb *r, struct rng *g, struct phase *p)
 static char sdir[64];
 static char saddr[160];
 static char sdata[128];
-static pid_t spid = -1;
+static pid_t spid = -1, rpid = -1;
 
-static void statesrvd_stop(void)
+/* Stops a server this program started: SIGTERM, up to 20 s, then SIGKILL. */
+static void child_stop(pid_t *pid)
 {
-    if (spid <= 0)
+    if (*pid <= 0)
         return;
-    kill(spid, SIGTERM);
-    for (int i = 0; i < 200; i++) { /* 20 s, then SIGKILL */
-        if (waitpid(spid, NULL, WNOHANG) == spid) {
-            spid = -1;
+    kill(*pid, SIGTERM);
+    for (int i = 0; i < 200; i++) {
+        if (waitpid(*pid, NULL, WNOHANG) == *pid) {
+            *pid = -1;
             return;
         }
         usleep(100000);
     }
-    kill(spid, SIGKILL);
-    waitpid(spid, NULL, 0);
-    spid = -1;
+    kill(*pid, SIGKILL);
+    waitpid(*pid, NULL, 0);
+    *pid = -1;
 }
 
 static void statesrvd_start(void)
@@ -564,9 +571,133 @@ static void local_run(statesrv_local *l, struct rng *g, struct phase *p)
     p->t1 = t;
 }
 
+/* --- Redis through hiredis --------------------------------------------------- */
+
+static char rsock[128];
+
+static void redis_start(void)
+{
+    char log[128];
+    snprintf(rsock, sizeof(rsock), "%s/redis.sock", sdir);
+    snprintf(log, sizeof(log), "%s/redis.log", sdir);
+    rpid = fork();
+    if (rpid < 0)
+        die("fork: %s", strerror(errno));
+    if (rpid == 0) {
+        execlp(cfg.redis_server, cfg.redis_server, "--port", "0", "--unixsocket", rsock,
+               "--unixsocketperm", "700", "--save", "", "--appendonly", "no", "--dir", sdir,
+               "--logfile", log, "--daemonize", "no", (char *)NULL);
+        _exit(127);
+    }
+    for (int i = 0; i < 100; i++) { /* 10 s */
+        redisContext *c = redisConnectUnix(rsock);
+        if (c && !c->err) {
+            redisReply *r = redisCommand(c, "PING");
+            int ok = r && r->type == REDIS_REPLY_STATUS;
+            freeReplyObject(r);
+            redisFree(c);
+            if (ok)
+                return;
+        } else if (c) {
+            redisFree(c);
+        }
+        if (waitpid(rpid, NULL, WNOHANG) == rpid) {
+            rpid = -1;
+            die("%s exited at start; see %s", cfg.redis_server, log);
+        }
+        usleep(100000);
+    }
+    die("redis-server did not answer on %s in 10 s", rsock);
+}
+
+static redisContext *redis_open(void)
+{
+    redisContext *c = redisConnectUnix(rsock);
+    if (!c || c->err)
+        die("redis connect %s: %s", rsock, c ? c->errstr : "out of memory");
+    return c;
+}
+
+static void redis_append(redisContext *c, int put, const char *k, const uint8_t *v)
+{
+    int rc = put ? redisAppendCommand(c, "SET %b %b", k, (size_t)KEY_LEN, v, cfg.vlen)
+                 : redisAppendCommand(c, "GET %b", k, (size_t)KEY_LEN);
+    if (rc != REDIS_OK)
+        die("redis append: %s", c->errstr);
+}
+
+static void redis_reply(redisContext *c, int put)
+{
+    void *rv = NULL;
+    if (redisGetReply(c, &rv) != REDIS_OK || !rv)
+        die("redis reply: %s", c->errstr);
+    redisReply *r = rv;
+    if (put ? r->type != REDIS_REPLY_STATUS
+            : r->type != REDIS_REPLY_STRING || r->len != (size_t)cfg.vlen)
+        die("redis %s: unexpected reply type %d", put ? "SET" : "GET", r->type);
+    freeReplyObject(r);
+}
+
+static void redis_load(redisContext *c)
+{
+    uint8_t *v = malloc(cfg.vlen);
+    char k[KEY_LEN + 1];
+    if (!v)
+        die("out of memory");
+    uint64_t t0 = now_ns();
+    for (uint32_t i = 0; i < cfg.keys; i += 256) {
+        uint32_t n = cfg.keys - i < 256 ? cfg.keys - i : 256;
+        for (uint32_t j = 0; j < n; j++) {
+            key_of(i + j, k);
+            value_of(i + j, v);
+            redis_append(c, 1, k, v);
+        }
+        for (uint32_t j = 0; j < n; j++)
+            redis_reply(c, 1);
+    }
+    free(v);
+    note("redis loaded %" PRIu32 " keys in %.1f s", cfg.keys, (now_ns() - t0) / 1e9);
+}
+
+/* depth commands, then their replies; the latency of each is from its
+ * append to its reply (redis-benchmark -P pipelines the same way). */
+static void redis_run(redisContext *c, uint32_t depth, int put, struct rng *g, struct phase *p,
+                      uint64_t salt)
+{
+    uint8_t *v = malloc(cfg.vlen);
+    uint64_t *issued = calloc(depth, sizeof(*issued));
+    char k[KEY_LEN + 1];
+    if (!v || !issued)
+        die("out of memory");
+    p->t0 = now_ns();
+    uint64_t t = p->t0;
+    while (p->n < cfg.ops) {
+        uint32_t n = cfg.ops - p->n < depth ? cfg.ops - p->n : depth;
+        for (uint32_t j = 0; j < n; j++) {
+            key_of(rng_key(g), k);
+            if (put)
+                value_of(salt + p->n + j, v);
+            redis_append(c, put, k, v);
+            issued[j] = now_ns();
+        }
+        for (uint32_t j = 0; j < n; j++) {
+            redis_reply(c, put);
+            t = now_ns();
+            lat_put(p, t - issued[j]);
+        }
+        if (phase_over(p, t)) {
+            p->cut = 1;
+            break;
+        }
+    }
+    p->t1 = t;
+    free(v);
+    free(issued);
+}
+
 /* --- the modes and the table ------------------------------------------------ */
 
-enum kind { M_RDB_DEFAULT, M_RDB_TUNED, M_BLOCKING, M_ASYNC, M_LOCAL };
+enum kind { M_RDB_DEFAULT, M_RDB_TUNED, M_BLOCKING, M_ASYNC, M_LOCAL, M_REDIS };
 
 struct mode {
     enum kind kind;
@@ -575,7 +706,7 @@ struct mode {
     struct result put[16], get[16]; /* per repetition */
 };
 
-static struct mode modes[4 + MAX_DEPTHS];
+static struct mode modes[5 + 2 * MAX_DEPTHS];
 static int n_modes;
 
 static int wanted(const char *name)
@@ -647,6 +778,17 @@ static void ratio_cell(double v, const struct mode *anchor, int get)
     printf(" %.2f |", a > 0 ? v / a : 0);
 }
 
+/* The Redis mode at m's pipeline depth, for statesrvd's blocking and async modes. */
+static const struct mode *redis_peer(const struct mode *m)
+{
+    if (m->kind != M_BLOCKING && m->kind != M_ASYNC)
+        return NULL;
+    for (int i = 0; i < n_modes; i++)
+        if (modes[i].kind == M_REDIS && modes[i].depth == m->depth)
+            return &modes[i];
+    return NULL;
+}
+
 static void print_row(const struct mode *m, int get)
 {
     const struct result *rs = get ? m->get : m->put;
@@ -655,12 +797,14 @@ static void print_row(const struct mode *m, int get)
            any_cut(rs) ? " (time-bounded)" : "", median(rs, 1), median(rs, 2));
     ratio_cell(ops, find_kind(M_RDB_DEFAULT), get);
     ratio_cell(ops, find_kind(M_RDB_TUNED), get);
+    ratio_cell(ops, redis_peer(m), get);
     printf("\n");
 }
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: operator --statesrvd PATH [--keys N] [--ops N] [--value BYTES] "
+    fprintf(stderr, "usage: operator --statesrvd PATH [--redis-server PATH] [--keys N] [--ops N] "
+                    "[--value BYTES] "
                     "[--reps N] [--seconds S] [--depths N,N] [--quick] [--only MODE,...]\n");
     exit(2);
 }
@@ -696,6 +840,8 @@ static void parse_args(int argc, char **argv)
         i++;
         if (strcmp(a, "--statesrvd") == 0)
             cfg.statesrvd = v;
+        else if (strcmp(a, "--redis-server") == 0)
+            cfg.redis_server = v;
         else if (strcmp(a, "--keys") == 0)
             cfg.keys = (uint32_t)strtoul(v, NULL, 10);
         else if (strcmp(a, "--ops") == 0)
@@ -721,7 +867,8 @@ static void parse_args(int argc, char **argv)
 /* At exit, also after die(): the server stopped, its directory removed. */
 static void cleanup(void)
 {
-    statesrvd_stop();
+    child_stop(&spid);
+    child_stop(&rpid);
     if (sdir[0]) {
         char cmd[128];
         snprintf(cmd, sizeof(cmd), "rm -rf '%s'", sdir);
@@ -742,6 +889,12 @@ int main(int argc, char **argv)
         add_mode(M_ASYNC, cfg.depths[i], name);
     }
     add_mode(M_LOCAL, 0, "local");
+    add_mode(M_REDIS, 1, "redis-P1");
+    for (int i = 0; i < cfg.n_depths; i++) {
+        char name[32];
+        snprintf(name, sizeof(name), "redis-P%" PRIu32, cfg.depths[i]);
+        add_mode(M_REDIS, cfg.depths[i], name);
+    }
     if (n_modes == 0)
         die("--only named no mode");
 
@@ -755,11 +908,18 @@ int main(int argc, char **argv)
 
     struct rdb rdbs[2] = {0};
     int need_srv = 0;
+    redisContext *redis = NULL;
     for (int i = 0; i < n_modes; i++) {
         if (modes[i].kind == M_RDB_DEFAULT || modes[i].kind == M_RDB_TUNED) {
             int t = modes[i].kind == M_RDB_TUNED;
             rdb_open(&rdbs[t], rdir[t], t);
             rdb_load(&rdbs[t]);
+        } else if (modes[i].kind == M_REDIS) {
+            if (!redis) {
+                redis_start();
+                redis = redis_open();
+                redis_load(redis);
+            }
         } else {
             need_srv = 1;
         }
@@ -818,6 +978,9 @@ int main(int argc, char **argv)
                 case M_LOCAL:
                     local_run(local, &g, &p);
                     break;
+                case M_REDIS:
+                    redis_run(redis, m->depth, !get, &g, &p, salt);
+                    break;
                 }
                 salt += cfg.ops;
                 struct result r = phase_result(&p);
@@ -829,8 +992,9 @@ int main(int argc, char **argv)
         }
     }
 
-    printf("| mode | op | ops/s | p50 µs | p99 µs | × RocksDB default | × RocksDB tuned |\n");
-    printf("| --- | --- | ---: | ---: | ---: | ---: | ---: |\n");
+    printf("| mode | op | ops/s | p50 µs | p99 µs | × RocksDB default | × RocksDB tuned | × Redis, "
+           "same depth |\n");
+    printf("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |\n");
     for (int get = 0; get <= 1; get++)
         for (int i = 0; i < n_modes; i++)
             if (get || modes[i].kind != M_LOCAL)
@@ -843,6 +1007,8 @@ int main(int argc, char **argv)
         statesrv_async_close(asyncs[i]);
     statesrv_close(blocking);
     statesrv_local_close(local);
+    if (redis)
+        redisFree(redis);
     for (int t = 0; t < 2; t++)
         if (rdbs[t].db)
             rdb_close(&rdbs[t]);
