@@ -232,7 +232,7 @@ test-integration: $(INTEG_BIN) $(STATESRVD) $(STATECTL) $(EXAMPLES)
 	    EXAMPLES_DIR=$(abspath $(BUILD)/examples) $(INTEG_BIN)
 
 # The integration suite with statesrvd under valgrind memcheck (slow: minutes).
-test-valgrind: $(INTEG_BIN) $(STATESRVD) $(STATECTL) | $(DEPS_DEV_STAMP)
+test-valgrind: $(INTEG_BIN) $(STATESRVD) $(STATECTL) $(EXAMPLES) | $(DEPS_DEV_STAMP)
 	$(Q)SV_TEST_SLOW=1 STATESRVD=$(abspath tests/tools/valgrind-statesrvd) STATESRVD_REAL=$(abspath $(STATESRVD)) \
 	    STATECTL=$(abspath $(STATECTL)) EXAMPLES_DIR=$(abspath $(BUILD)/examples) $(INTEG_BIN)
 
