@@ -695,6 +695,26 @@ static void redis_run(redisContext *c, uint32_t depth, int put, struct rng *g, s
     free(issued);
 }
 
+/* How busy the machine is (it is shared): the 1-minute load average and
+ * the share of the last 60 s some task waited for a CPU (PSI), if known. */
+static void machine_load(char *out, size_t cap)
+{
+    double la = -1, psi = -1;
+    FILE *f = fopen("/proc/loadavg", "r");
+    if (f) {
+        if (fscanf(f, "%lf", &la) != 1)
+            la = -1;
+        fclose(f);
+    }
+    f = fopen("/proc/pressure/cpu", "r");
+    if (f) {
+        if (fscanf(f, "some avg10=%*f avg60=%lf", &psi) != 1)
+            psi = -1;
+        fclose(f);
+    }
+    snprintf(out, cap, "load average %.2f, CPU pressure (some, 60 s) %.0f%%", la, psi);
+}
+
 /* --- the modes and the table ------------------------------------------------ */
 
 enum kind { M_RDB_DEFAULT, M_RDB_TUNED, M_BLOCKING, M_ASYNC, M_LOCAL, M_REDIS };
@@ -948,6 +968,8 @@ int main(int argc, char **argv)
     struct phase p = {.lat_ns = malloc(sizeof(uint32_t) * cfg.ops)};
     if (!p.lat_ns)
         die("out of memory");
+    char load_start[128], load_end[128];
+    machine_load(load_start, sizeof(load_start));
     uint64_t salt = (uint64_t)cfg.keys;
     for (int rep = 0; rep < cfg.reps; rep++) {
         for (int j = 0; j < n_modes; j++) {
@@ -992,6 +1014,7 @@ int main(int argc, char **argv)
         }
     }
 
+    machine_load(load_end, sizeof(load_end));
     printf("| mode | op | ops/s | p50 µs | p99 µs | × RocksDB default | × RocksDB tuned | × Redis, "
            "same depth |\n");
     printf("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |\n");
@@ -1002,6 +1025,7 @@ int main(int argc, char **argv)
     printf("\n%" PRIu32 " keys × %zu B, %" PRIu32 " random ops per phase (at most %.0f s), "
            "median of %d repetition%s.\n",
            cfg.keys, cfg.vlen, cfg.ops, cfg.seconds, cfg.reps, cfg.reps == 1 ? "" : "s");
+    printf("Machine: %s at the first phase, %s at the last.\n", load_start, load_end);
 
     for (int i = 0; i < MAX_DEPTHS; i++)
         statesrv_async_close(asyncs[i]);
