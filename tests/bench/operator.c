@@ -74,6 +74,22 @@ static void note(const char *fmt, ...)
     fputc('\n', stderr);
 }
 
+/* Set by SIGINT / SIGTERM: the next check dies, and cleanup() at exit stops
+ * the servers and removes the temp directory. */
+static volatile sig_atomic_t stop_requested;
+
+static void on_stop(int sig)
+{
+    (void)sig;
+    stop_requested = 1;
+}
+
+static void check_stop(void)
+{
+    if (stop_requested)
+        die("interrupted");
+}
+
 static uint64_t now_ns(void)
 {
     struct timespec ts;
@@ -154,6 +170,7 @@ static void lat_put(struct phase *p, uint64_t ns)
 
 static int phase_over(const struct phase *p, uint64_t now)
 {
+    check_stop();
     return (double)(now - p->t0) > cfg.seconds * 1e9;
 }
 
@@ -241,6 +258,8 @@ static void rdb_load(struct rdb *r)
     if (!v)
         die("out of memory");
     for (uint32_t i = 0; i < cfg.keys; i++) {
+        if ((i & 0xffff) == 0)
+            check_stop();
         key_of(i, k);
         value_of(i, v);
         rocksdb_put(r->db, r->wo, k, KEY_LEN, (const char *)v, cfg.vlen, &err);
@@ -502,6 +521,7 @@ static void statesrvd_load(void)
             die("load: %s %s", statesrv_strerror(rc), x.why);
         if (now_ns() - t0 > 600ull * 1000000000u)
             die("load: not done in 600 s");
+        check_stop();
     }
     statesrv_async_close(a);
     free(p.lat_ns);
@@ -646,6 +666,7 @@ static void redis_load(redisContext *c)
         die("out of memory");
     uint64_t t0 = now_ns();
     for (uint32_t i = 0; i < cfg.keys; i += 256) {
+        check_stop();
         uint32_t n = cfg.keys - i < 256 ? cfg.keys - i : 256;
         for (uint32_t j = 0; j < n; j++) {
             key_of(i + j, k);
@@ -922,6 +943,10 @@ int main(int argc, char **argv)
     if (!mkdtemp(sdir))
         die("mkdtemp: %s", strerror(errno));
     atexit(cleanup);
+    struct sigaction sa = {.sa_handler = on_stop};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
     char rdir[2][128];
     snprintf(rdir[0], sizeof(rdir[0]), "%s/rocksdb-default", sdir);
     snprintf(rdir[1], sizeof(rdir[1]), "%s/rocksdb-tuned", sdir);
