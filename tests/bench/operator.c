@@ -50,6 +50,8 @@
 #define KEY_LEN 16
 #define MAX_DEPTHS 4
 #define STATE_NAME "bench"
+/* Every preload gives up after this long. */
+#define LOAD_MAX_NS (600ull * 1000000000ull)
 
 static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 static void die(const char *fmt, ...)
@@ -257,9 +259,13 @@ static void rdb_load(struct rdb *r)
     char *err = NULL;
     if (!v)
         die("out of memory");
+    uint64_t t_load = now_ns();
     for (uint32_t i = 0; i < cfg.keys; i++) {
-        if ((i & 0xffff) == 0)
+        if ((i & 0xffff) == 0) {
             check_stop();
+            if (now_ns() - t_load > LOAD_MAX_NS)
+                die("rocksdb load: not done in %llu s", LOAD_MAX_NS / 1000000000ull);
+        }
         key_of(i, k);
         value_of(i, v);
         rocksdb_put(r->db, r->wo, k, KEY_LEN, (const char *)v, cfg.vlen, &err);
@@ -519,8 +525,8 @@ static void statesrvd_load(void)
             rc = statesrv_async_wait(a, 1000);
         if (rc != STATESRV_OK || x.failed)
             die("load: %s %s", statesrv_strerror(rc), x.why);
-        if (now_ns() - t0 > 600ull * 1000000000u)
-            die("load: not done in 600 s");
+        if (now_ns() - t0 > LOAD_MAX_NS)
+            die("load: not done in %llu s", LOAD_MAX_NS / 1000000000ull);
         check_stop();
     }
     statesrv_async_close(a);
@@ -667,6 +673,8 @@ static void redis_load(redisContext *c)
     uint64_t t0 = now_ns();
     for (uint32_t i = 0; i < cfg.keys; i += 256) {
         check_stop();
+        if (now_ns() - t0 > LOAD_MAX_NS)
+            die("redis load: not done in %llu s", LOAD_MAX_NS / 1000000000ull);
         uint32_t n = cfg.keys - i < 256 ? cfg.keys - i : 256;
         for (uint32_t j = 0; j < n; j++) {
             key_of(i + j, k);
