@@ -107,8 +107,8 @@ DEPS_STAMP := build/.deps-ok
 DEPS_DEV_STAMP := build/.deps-dev-ok
 
 .PHONY: all deps deps-dev test test-unit test-integration test-valgrind run clean format format-check \
-        bench bench-snapshot fuzz fuzz-smoke fuzz-corpus install uninstall test-install test-docs \
-        test-java deps-java test-powerloss test-s3
+        bench bench-operator bench-snapshot fuzz fuzz-smoke fuzz-corpus install uninstall \
+        test-install test-docs test-java deps-java test-powerloss test-s3
 .DEFAULT_GOAL := all
 
 all: $(STATESRVD) $(STATECTL) $(LIB_A) $(LIB_SO) $(BENCH_TOOL) $(EXAMPLES)
@@ -225,7 +225,7 @@ test: all test-unit test-integration test-docs test-install
 # Man pages render without warnings, and the docs name every setting, flag
 # and API function the code has (tests/tools/check-man.sh).
 test-docs: all
-	$(Q)tests/tools/check-man.sh
+	$(Q)SV_BUILD=$(BUILD) tests/tools/check-man.sh
 
 test-unit: $(UNIT_BIN)
 	$(Q)$(UNIT_BIN)
@@ -237,7 +237,7 @@ test-integration: $(INTEG_BIN) $(STATESRVD) $(STATECTL) $(EXAMPLES)
 	    EXAMPLES_DIR=$(abspath $(BUILD)/examples) $(INTEG_BIN)
 
 # The integration suite with statesrvd under valgrind memcheck (slow: minutes).
-test-valgrind: $(INTEG_BIN) $(STATESRVD) $(STATECTL) | $(DEPS_DEV_STAMP)
+test-valgrind: $(INTEG_BIN) $(STATESRVD) $(STATECTL) $(EXAMPLES) | $(DEPS_DEV_STAMP)
 	$(Q)SV_TEST_SLOW=1 STATESRVD=$(abspath tests/tools/valgrind-statesrvd) STATESRVD_REAL=$(abspath $(STATESRVD)) \
 	    STATECTL=$(abspath $(STATECTL)) EXAMPLES_DIR=$(abspath $(BUILD)/examples) $(INTEG_BIN)
 
@@ -343,8 +343,9 @@ $(BUILD)/bench/%: $(BUILD)/obj/tests/bench/%.o $(LIB_A)
 	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(CLIENT_LIBS)
 
 # statesrvd and Redis side by side (tests/bench/bench.sh; QUICK=1 for a
-# short run, PARTS=1 or PARTS=2 for one half of the table). Redis comes from Debian's redis-server and redis-tools.
-DEB_PKGS_BENCH := redis-server redis-tools
+# short run, PARTS=1 or PARTS=2 for one half of the table). Redis comes from Debian's redis-server and redis-tools;
+# embedded RocksDB and hiredis (make bench-operator) from librocksdb-dev and libhiredis-dev.
+DEB_PKGS_BENCH := redis-server redis-tools librocksdb-dev libhiredis-dev
 DEPS_BENCH_STAMP := build/.deps-bench-ok
 $(DEPS_BENCH_STAMP): Makefile | $(DEPS_STAMP)
 	$(call install_pkgs,$(DEB_PKGS_BENCH),bench)
@@ -352,6 +353,19 @@ $(DEPS_BENCH_STAMP): Makefile | $(DEPS_STAMP)
 bench: all $(BENCH_TOOL) | $(DEPS_BENCH_STAMP)
 	$(Q)QUICK=$(QUICK) PARTS="$(or $(PARTS),1 2 3)" STATESRVD=$(abspath $(STATESRVD)) STATECTL=$(abspath $(STATECTL)) \
 	    STATESRV_BENCH=$(abspath $(BENCH_TOOL)) tests/bench/bench.sh
+
+# One operator thread: embedded RocksDB against libstatesrv blocking, async
+# and local reads on a statesrvd it starts, and Redis through hiredis
+# (tests/bench/operator.c; QUICK=1
+# for a smoke run, OPERATOR_ARGS for more). Table in build/bench/operator-latest.md.
+OPERATOR_BIN := $(BUILD)/bench/operator
+$(OPERATOR_BIN): CLIENT_LIBS += -lrocksdb -lhiredis
+$(BUILD)/obj/tests/bench/operator.o: | $(DEPS_BENCH_STAMP)
+
+bench-operator: $(OPERATOR_BIN) $(STATESRVD) | $(DEPS_BENCH_STAMP)
+	@mkdir -p build/bench
+	$(Q)$(OPERATOR_BIN) --statesrvd $(abspath $(STATESRVD)) $(if $(filter 1,$(QUICK)),--quick) \
+	    $(OPERATOR_ARGS) | tee build/bench/operator-latest.md
 
 # Write throughput before, during and after a snapshot (docs/benchmarks.md).
 bench-snapshot:
