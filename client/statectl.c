@@ -1149,7 +1149,8 @@ static int json_bytes(const struct ctl *x, const json_t *v, unsigned char **out,
     if (!hex) {
         if (n && !(*out = malloc(n)))
             return *why = "out of memory", -1;
-        memcpy(*out, s, n);
+        if (n)
+            memcpy(*out, s, n);
         *len = n;
         return 0;
     }
