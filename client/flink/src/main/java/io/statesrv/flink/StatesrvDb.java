@@ -73,7 +73,7 @@ final class StatesrvDb {
         return await(c.restore(sources, first, last));
     }
 
-    private static <T> T await(CompletableFuture<T> f) {
+    static <T> T await(CompletableFuture<T> f) {
         try {
             return f.join();
         } catch (CompletionException e) {

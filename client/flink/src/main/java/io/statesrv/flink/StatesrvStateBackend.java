@@ -33,7 +33,8 @@ import org.apache.flink.runtime.state.OperatorStateBackend;
  * state.backend.rocksdb.timer-service.factory: HEAP}) and go into checkpoints as raw keyed state.
  * Operator state is kept on the heap, as with every Flink backend.
  *
- * <p>Native savepoints are supported; canonical savepoints are not (yet).
+ * <p>Savepoints come in both formats: native (statesrvd's files) and canonical (Flink's format, so
+ * a job can move between this backend and RocksDB's or the heap backend).
  */
 @PublicEvolving
 public class StatesrvStateBackend extends AbstractStateBackend implements ConfigurableStateBackend {
@@ -156,7 +157,9 @@ public class StatesrvStateBackend extends AbstractStateBackend implements Config
 
     @Override
     public boolean supportsSavepointFormat(SavepointFormatType formatType) {
-        return formatType == SavepointFormatType.NATIVE;
+        // Native: statesrvd's own files; canonical: Flink's format, readable by every backend.
+        return formatType == SavepointFormatType.NATIVE
+                || formatType == SavepointFormatType.CANONICAL;
     }
 
     @Override
