@@ -123,7 +123,8 @@ public class StatesrvKeyedStateBackend<K> extends AbstractKeyedStateBackend<K> {
             StatesrvClient client,
             LinkedHashMap<String, StateInfo> restoredStates,
             Map<String, HeapPriorityQueueSnapshotRestoreWrapper<?>> restoredQueues,
-            HeapPriorityQueueSetFactory queueFactory) {
+            HeapPriorityQueueSetFactory queueFactory,
+            boolean writeBehind) {
         super(
                 kvStateRegistry,
                 keySerializer,
@@ -136,7 +137,7 @@ public class StatesrvKeyedStateBackend<K> extends AbstractKeyedStateBackend<K> {
                 keyContext);
         this.server = server;
         this.client = client;
-        this.db = new StatesrvDb(client);
+        this.db = new StatesrvDb(client, writeBehind);
         this.maxBatchOps = Math.max(1, client.info().maxBatchOps());
         this.states = restoredStates;
         this.priorityQueues =
@@ -569,6 +570,7 @@ public class StatesrvKeyedStateBackend<K> extends AbstractKeyedStateBackend<K> {
     @Nonnull
     @Override
     public SavepointResources<K> savepoint() {
+        db.sync(); // the scans see the writes in flight; a failed one fails the savepoint
         List<StatesrvSavepointResources.Source> sources = new ArrayList<>();
         for (StateInfo i : states.values()) {
             sources.add(

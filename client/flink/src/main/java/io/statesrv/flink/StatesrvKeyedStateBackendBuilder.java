@@ -57,6 +57,7 @@ final class StatesrvKeyedStateBackendBuilder<K> {
     private final Duration startTimeout;
     private final Duration requestTimeout;
     private final Duration checkpointTimeout;
+    private final boolean writeBehind;
     private final LatencyTrackingStateConfig latencyTracking;
 
     StatesrvKeyedStateBackendBuilder(
@@ -67,6 +68,7 @@ final class StatesrvKeyedStateBackendBuilder<K> {
             Duration startTimeout,
             Duration requestTimeout,
             Duration checkpointTimeout,
+            boolean writeBehind,
             LatencyTrackingStateConfig latencyTracking) {
         this.p = p;
         this.binary = binary;
@@ -75,6 +77,7 @@ final class StatesrvKeyedStateBackendBuilder<K> {
         this.startTimeout = startTimeout;
         this.requestTimeout = requestTimeout;
         this.checkpointTimeout = checkpointTimeout;
+        this.writeBehind = writeBehind;
         this.latencyTracking = latencyTracking;
     }
 
@@ -130,7 +133,8 @@ final class StatesrvKeyedStateBackendBuilder<K> {
                     client,
                     states,
                     queues,
-                    queueFactory);
+                    queueFactory,
+                    writeBehind);
         } catch (Exception e) {
             String log = server == null ? "" : "\nstatesrvd log:\n" + server.logTail();
             IOUtils.closeQuietly(cancelRegistry);

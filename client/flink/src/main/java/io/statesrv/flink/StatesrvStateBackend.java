@@ -51,6 +51,7 @@ public class StatesrvStateBackend extends AbstractStateBackend implements Config
     private Long mapSizeMax;
     private Long maxValueSize;
     private Integer maxStates;
+    private Boolean writeBehind;
     private List<String> extraConfig;
 
     /** A backend with every option unset (the configuration or the defaults decide). */
@@ -86,6 +87,7 @@ public class StatesrvStateBackend extends AbstractStateBackend implements Config
                         ? original.maxValueSize
                         : config.get(StatesrvOptions.MAX_VALUE_SIZE).getBytes();
         this.maxStates = pick(original.maxStates, config, StatesrvOptions.MAX_STATES);
+        this.writeBehind = pick(original.writeBehind, config, StatesrvOptions.WRITE_BEHIND);
         this.extraConfig = pick(original.extraConfig, config, StatesrvOptions.EXTRA_CONFIG);
         this.latencyTrackingConfigBuilder = original.latencyTrackingConfigBuilder.configure(config);
         if (localCheckpointsRetained < 2) {
@@ -129,6 +131,12 @@ public class StatesrvStateBackend extends AbstractStateBackend implements Config
     /** {@link StatesrvOptions#CHECKPOINT_TIMEOUT}. */
     public StatesrvStateBackend setCheckpointTimeout(Duration d) {
         this.checkpointTimeout = d;
+        return this;
+    }
+
+    /** {@link StatesrvOptions#WRITE_BEHIND}. */
+    public StatesrvStateBackend setWriteBehind(boolean on) {
+        this.writeBehind = on;
         return this;
     }
 
@@ -196,6 +204,7 @@ public class StatesrvStateBackend extends AbstractStateBackend implements Config
                         b.startTimeout,
                         b.requestTimeout,
                         b.checkpointTimeout,
+                        b.writeBehind,
                         b.latencyTrackingConfigBuilder
                                 .setMetricGroup(parameters.getMetricGroup())
                                 .build())
