@@ -11,8 +11,11 @@ import io.statesrv.client.StatesrvClient;
 import io.statesrv.client.StatesrvException;
 import io.statesrv.client.Status;
 import io.statesrv.client.Value;
+import io.statesrv.client.ValueKind;
 import java.util.ArrayDeque;
+import java.util.LinkedHashMap;
 import java.util.List;
+import java.util.Map;
 import java.util.Optional;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionException;
@@ -31,7 +34,14 @@ import java.util.concurrent.CompletionException;
  * that failed is found at the next read, snapshot or {@link #sync()} (a checkpoint's synchronous
  * part always syncs): that call throws and so does every later one (the backend is poisoned), so
  * the task fails over and no checkpoint can hold state that lacks the write. Writes in flight are
- * bounded by the client's {@code maxInFlight} (the sender waits for a slot).
+ * bounded by {@link #MAX_WRITES_BEHIND}.
+ *
+ * <p><b>Read cache</b> ({@code state.backend.statesrv.read-cache-entries}, 0: none): the last
+ * entries read or written, least recently used out. Coherent because the backend's statesrvd is its
+ * own (nothing else writes to it) and every write goes through this class: a put or delete updates
+ * the entry, an append or a batch drops it (a batch drops them all). A hit costs no round trip: a
+ * state read twice within one element, or an accumulator read again at a window's firing, is read
+ * once.
  */
 final class StatesrvDb {
     /**
@@ -44,39 +54,102 @@ final class StatesrvDb {
     private final StatesrvClient c;
     private final boolean writeBehind;
     private final ArrayDeque<CompletableFuture<?>> pending = new ArrayDeque<>();
+    private final LinkedHashMap<StateKey, Cached> cache; // null: no read cache
     private StatesrvException failed;
 
     StatesrvDb(StatesrvClient c) {
-        this(c, false);
+        this(c, false, 0);
     }
 
-    StatesrvDb(StatesrvClient c, boolean writeBehind) {
+    StatesrvDb(StatesrvClient c, boolean writeBehind, int cacheEntries) {
         this.c = c;
         this.writeBehind = writeBehind;
+        this.cache =
+                cacheEntries <= 0
+                        ? null
+                        : new LinkedHashMap<>(cacheEntries * 2, 0.75f, true) {
+                            private static final long serialVersionUID = 1L;
+
+                            @Override
+                            protected boolean removeEldestEntry(Map.Entry<StateKey, Cached> e) {
+                                return size() > cacheEntries;
+                            }
+                        };
     }
 
+    /** An entry as last read or written; {@code write}: the write that made it, or null. */
+    private record Cached(Optional<Value> value, CompletableFuture<?> write) {}
+
     Optional<Value> get(StateKey k) {
-        return read(c.get(k));
+        if (cache != null) {
+            synchronized (this) {
+                Cached hit = cache.get(k);
+                if (hit != null) {
+                    check();
+                    if (hit.write != null && !hit.write.isDone()) {
+                        // Never answer with a write the server has not acknowledged.
+                        sync();
+                    } else {
+                        reapDone();
+                    }
+                    return hit.value;
+                }
+            }
+        }
+        Optional<Value> v = read(c.get(k));
+        remember(k, v, null);
+        return v;
     }
 
     void put(StateKey k, byte[] value) {
-        write(c.put(k, value));
+        CompletableFuture<?> f = write(c.put(k, value));
+        remember(k, Optional.of(Value.raw(value)), f);
     }
 
     void put(StateKey k, Value value) {
-        write(c.put(k, value));
+        CompletableFuture<?> f = write(c.put(k, value));
+        if (value.kind() == ValueKind.RAW) {
+            remember(k, Optional.of(value), f);
+        } else {
+            forget(k);
+        }
     }
 
     void delete(StateKey k) {
-        write(c.delete(k));
+        CompletableFuture<?> f = write(c.delete(k));
+        remember(k, Optional.empty(), f);
     }
 
     void append(StateKey k, byte[] element) {
         write(c.append(k, element));
+        forget(k);
     }
 
     void batch(Batch b) {
         write(c.batch(b));
+        forgetAll(); // its ops cannot be inspected
+    }
+
+    // The read cache: the backend owns its statesrvd and every write of it passes here, so an
+    // entry remembered from a read or a write stays what the server holds until the next write
+    // to it, which updates or drops it.
+
+    private synchronized void remember(StateKey k, Optional<Value> v, CompletableFuture<?> write) {
+        if (cache != null) {
+            cache.put(k, new Cached(v, write));
+        }
+    }
+
+    private synchronized void forget(StateKey k) {
+        if (cache != null) {
+            cache.remove(k);
+        }
+    }
+
+    private synchronized void forgetAll() {
+        if (cache != null) {
+            cache.clear();
+        }
     }
 
     List<Entry> scanAll(ScanSpec spec) {
@@ -107,15 +180,22 @@ final class StatesrvDb {
         }
     }
 
-    private synchronized void write(CompletableFuture<?> f) {
+    private synchronized CompletableFuture<?> write(CompletableFuture<?> f) {
         if (!writeBehind) {
             await(f);
-            return;
+            return f;
         }
         check();
         pending.add(f);
-        while (!pending.isEmpty()
-                && (pending.peek().isDone() || pending.size() > MAX_WRITES_BEHIND)) {
+        while (pending.size() > MAX_WRITES_BEHIND) {
+            settle(pending.poll());
+        }
+        reapDone();
+        return f;
+    }
+
+    private void reapDone() {
+        while (!pending.isEmpty() && pending.peek().isDone()) {
             settle(pending.poll());
         }
     }

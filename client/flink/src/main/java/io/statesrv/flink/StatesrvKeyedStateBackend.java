@@ -124,7 +124,8 @@ public class StatesrvKeyedStateBackend<K> extends AbstractKeyedStateBackend<K> {
             LinkedHashMap<String, StateInfo> restoredStates,
             Map<String, HeapPriorityQueueSnapshotRestoreWrapper<?>> restoredQueues,
             HeapPriorityQueueSetFactory queueFactory,
-            boolean writeBehind) {
+            boolean writeBehind,
+            int readCacheEntries) {
         super(
                 kvStateRegistry,
                 keySerializer,
@@ -137,7 +138,7 @@ public class StatesrvKeyedStateBackend<K> extends AbstractKeyedStateBackend<K> {
                 keyContext);
         this.server = server;
         this.client = client;
-        this.db = new StatesrvDb(client, writeBehind);
+        this.db = new StatesrvDb(client, writeBehind, readCacheEntries);
         this.maxBatchOps = Math.max(1, client.info().maxBatchOps());
         this.states = restoredStates;
         this.priorityQueues =

@@ -58,6 +58,7 @@ final class StatesrvKeyedStateBackendBuilder<K> {
     private final Duration requestTimeout;
     private final Duration checkpointTimeout;
     private final boolean writeBehind;
+    private final int readCacheEntries;
     private final LatencyTrackingStateConfig latencyTracking;
 
     StatesrvKeyedStateBackendBuilder(
@@ -69,6 +70,7 @@ final class StatesrvKeyedStateBackendBuilder<K> {
             Duration requestTimeout,
             Duration checkpointTimeout,
             boolean writeBehind,
+            int readCacheEntries,
             LatencyTrackingStateConfig latencyTracking) {
         this.p = p;
         this.binary = binary;
@@ -78,6 +80,7 @@ final class StatesrvKeyedStateBackendBuilder<K> {
         this.requestTimeout = requestTimeout;
         this.checkpointTimeout = checkpointTimeout;
         this.writeBehind = writeBehind;
+        this.readCacheEntries = readCacheEntries;
         this.latencyTracking = latencyTracking;
     }
 
@@ -134,7 +137,8 @@ final class StatesrvKeyedStateBackendBuilder<K> {
                     states,
                     queues,
                     queueFactory,
-                    writeBehind);
+                    writeBehind,
+                    readCacheEntries);
         } catch (Exception e) {
             String log = server == null ? "" : "\nstatesrvd log:\n" + server.logTail();
             IOUtils.closeQuietly(cancelRegistry);

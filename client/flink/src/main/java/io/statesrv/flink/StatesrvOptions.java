@@ -125,6 +125,16 @@ public final class StatesrvOptions {
                                     + " its next read or checkpoint instead of at the call, before"
                                     + " any checkpoint could miss it. false: every write waits.");
 
+    public static final ConfigOption<Integer> READ_CACHE_ENTRIES =
+            key("state.backend.statesrv.read-cache-entries")
+                    .intType()
+                    .defaultValue(64)
+                    .withDescription(
+                            "How many entries (the last read or written) the backend keeps to"
+                                    + " answer reads without a round trip to statesrvd: a state"
+                                    + " read twice within one element is read once. Coherent"
+                                    + " because each backend's statesrvd is its own; 0: none.");
+
     public static final ConfigOption<Integer> MAX_STATES =
             key("state.backend.statesrv.max-states")
                     .intType()

@@ -52,6 +52,7 @@ public class StatesrvStateBackend extends AbstractStateBackend implements Config
     private Long maxValueSize;
     private Integer maxStates;
     private Boolean writeBehind;
+    private Integer readCacheEntries;
     private List<String> extraConfig;
 
     /** A backend with every option unset (the configuration or the defaults decide). */
@@ -88,6 +89,8 @@ public class StatesrvStateBackend extends AbstractStateBackend implements Config
                         : config.get(StatesrvOptions.MAX_VALUE_SIZE).getBytes();
         this.maxStates = pick(original.maxStates, config, StatesrvOptions.MAX_STATES);
         this.writeBehind = pick(original.writeBehind, config, StatesrvOptions.WRITE_BEHIND);
+        this.readCacheEntries =
+                pick(original.readCacheEntries, config, StatesrvOptions.READ_CACHE_ENTRIES);
         this.extraConfig = pick(original.extraConfig, config, StatesrvOptions.EXTRA_CONFIG);
         this.latencyTrackingConfigBuilder = original.latencyTrackingConfigBuilder.configure(config);
         if (localCheckpointsRetained < 2) {
@@ -137,6 +140,12 @@ public class StatesrvStateBackend extends AbstractStateBackend implements Config
     /** {@link StatesrvOptions#WRITE_BEHIND}. */
     public StatesrvStateBackend setWriteBehind(boolean on) {
         this.writeBehind = on;
+        return this;
+    }
+
+    /** {@link StatesrvOptions#READ_CACHE_ENTRIES}. */
+    public StatesrvStateBackend setReadCacheEntries(int n) {
+        this.readCacheEntries = n;
         return this;
     }
 
@@ -205,6 +214,7 @@ public class StatesrvStateBackend extends AbstractStateBackend implements Config
                         b.requestTimeout,
                         b.checkpointTimeout,
                         b.writeBehind,
+                        b.readCacheEntries,
                         b.latencyTrackingConfigBuilder
                                 .setMetricGroup(parameters.getMetricGroup())
                                 .build())

@@ -24,6 +24,8 @@ import org.apache.flink.api.common.state.ListState;
 import org.apache.flink.api.common.state.ListStateDescriptor;
 import org.apache.flink.api.common.state.MapState;
 import org.apache.flink.api.common.state.MapStateDescriptor;
+import org.apache.flink.api.common.state.ValueState;
+import org.apache.flink.api.common.state.ValueStateDescriptor;
 import org.apache.flink.api.common.typeinfo.Types;
 import org.apache.flink.api.java.tuple.Tuple2;
 import org.apache.flink.configuration.Configuration;
@@ -74,8 +76,10 @@ class FlinkBench {
     enum Backend {
         HASHMAP("HashMap"),
         ROCKSDB("RocksDB (incremental)"),
+        ROCKSDB_HEAP_TIMERS("RocksDB, heap timers"),
         STATESRV("statesrv"),
-        STATESRV_SYNC("statesrv, write-behind off");
+        STATESRV_SYNC("statesrv, write-behind off"),
+        STATESRV_NOCACHE("statesrv, read cache off");
 
         final String title;
 
@@ -85,6 +89,11 @@ class FlinkBench {
     }
 
     static final int MAX_PARALLELISM = 128;
+
+    /** windows: the window count and the MapState update; counter: ValueState read twice. */
+    static volatile String job = "windows";
+
+    static volatile int operators = 2;
 
     // Driver <-> job (the MiniCluster runs in this JVM).
     static volatile long target;
@@ -113,9 +122,17 @@ class FlinkBench {
         long records = Long.getLong("bench.records", 300_000L);
         int keys = Integer.getInteger("bench.keys", 10_000);
         int parallelism = Integer.getInteger("bench.parallelism", 4);
+        job = System.getProperty("bench.job", "windows");
+        operators = job.equals("counter") ? 1 : 2;
+        List<Backend> backends = new ArrayList<>();
+        for (String b :
+                System.getProperty("bench.backends", "HASHMAP,ROCKSDB,STATESRV,STATESRV_SYNC")
+                        .split(",")) {
+            backends.add(Backend.valueOf(b.trim()));
+        }
         Map<Backend, List<Result>> all = new EnumMap<>(Backend.class);
         for (int r = 0; r < runs; r++) {
-            for (Backend b : Backend.values()) {
+            for (Backend b : backends) {
                 Result res = runOnce(b, records, keys, parallelism);
                 System.out.printf(Locale.ROOT, "run %d %s: %s%n", r + 1, b, res);
                 all.computeIfAbsent(b, x -> new ArrayList<>()).add(res);
@@ -123,8 +140,9 @@ class FlinkBench {
         }
         System.out.printf(
                 Locale.ROOT,
-                "%nFlink benchmark: %d records, %d keys, parallelism %d (rescale to %d),"
+                "%nFlink benchmark (job %s): %d records, %d keys, parallelism %d (rescale to %d),"
                         + " %d runs each, medians%n%n",
+                job,
                 records,
                 keys,
                 parallelism,
@@ -132,7 +150,7 @@ class FlinkBench {
                 runs);
         StringBuilder head = new StringBuilder("| |");
         StringBuilder rule = new StringBuilder("| --- |");
-        for (Backend b : Backend.values()) {
+        for (Backend b : all.keySet()) {
             head.append(' ').append(b.title).append(" |");
             rule.append(" ---: |");
         }
@@ -154,7 +172,7 @@ class FlinkBench {
     private static void row(
             Map<Backend, List<Result>> all, String name, Function<Result, Double> f, String fmt) {
         StringBuilder sb = new StringBuilder("| " + name + " |");
-        for (Backend b : Backend.values()) {
+        for (Backend b : all.keySet()) {
             List<Double> v = new ArrayList<>();
             for (Result r : all.get(b)) {
                 v.add(f.apply(r));
@@ -208,19 +226,19 @@ class FlinkBench {
 
         // 1. throughput
         target = records;
-        waitFor(() -> windowSeen.sum() >= records && mapSeen.sum() >= records, 600);
+        waitFor(() -> seenAll(records), 600);
         double rps = records / ((System.nanoTime() - firstEmit) / 1e9);
 
         // 2. checkpoints
         CompletedCheckpointStats c1 = checkpoint(mc, id);
         long more = records / 10;
         target = records + more;
-        waitFor(() -> windowSeen.sum() >= records + more && mapSeen.sum() >= records + more, 600);
+        waitFor(() -> seenAll(records + more), 600);
         CompletedCheckpointStats c2 = checkpoint(mc, id);
 
         // 3. recovery after a task failure (the source throws; the region restarts)
         fail.set(true);
-        waitFor(() -> markerAt.size() >= 2 * parallelism, 300);
+        waitFor(() -> markerAt.size() >= operators * parallelism, 300);
         long recovery = (Collections.max(markerAt.values()) - failedAt) / 1_000_000;
 
         // 4. rescale to half the parallelism from a retained checkpoint
@@ -232,7 +250,7 @@ class FlinkBench {
         JobGraph g2 = jobGraph(c, parallelism / 2, keys, c3.getExternalPath());
         long submit = System.nanoTime();
         JobID id2 = mc.submitJob(g2).get().getJobID();
-        waitFor(() -> markerAt.size() >= 2 * (parallelism / 2), 300);
+        waitFor(() -> markerAt.size() >= operators * (parallelism / 2), 300);
         long rescale = (Collections.max(markerAt.values()) - submit) / 1_000_000;
         mc.cancelJob(id2).get(60, TimeUnit.SECONDS);
         waitFor(() -> mc.getJobStatus(id2).get().isGloballyTerminalState(), 60);
@@ -246,6 +264,10 @@ class FlinkBench {
                 c2.getCheckpointedSize(),
                 recovery,
                 rescale);
+    }
+
+    private static boolean seenAll(long n) {
+        return mapSeen.sum() >= n && (operators == 1 || windowSeen.sum() >= n);
     }
 
     private static CompletedCheckpointStats checkpoint(MiniCluster mc, JobID id) throws Exception {
@@ -285,16 +307,22 @@ class FlinkBench {
     private static Configuration conf(Backend b, Path dir) {
         Configuration c = new Configuration();
         switch (b) {
-            case STATESRV, STATESRV_SYNC -> {
+            case STATESRV, STATESRV_SYNC, STATESRV_NOCACHE -> {
                 c.setString("state.backend.type", StatesrvStateBackendFactory.class.getName());
                 c.setString("state.backend.statesrv.binary", StatesrvStateBackendTest.statesrvd());
                 c.setString(
                         "state.backend.statesrv.write-behind",
-                        Boolean.toString(b == Backend.STATESRV));
+                        Boolean.toString(b != Backend.STATESRV_SYNC));
+                c.setString(
+                        "state.backend.statesrv.read-cache-entries",
+                        b == Backend.STATESRV_NOCACHE ? "0" : "64");
             }
-            case ROCKSDB -> {
+            case ROCKSDB, ROCKSDB_HEAP_TIMERS -> {
                 c.setString("state.backend.type", "rocksdb");
                 c.setString("state.backend.incremental", "true");
+                c.setString(
+                        "state.backend.rocksdb.timer-service.factory",
+                        b == Backend.ROCKSDB ? "ROCKSDB" : "HEAP");
             }
             case HASHMAP -> c.setString("state.backend.type", "hashmap");
         }
@@ -328,6 +356,15 @@ class FlinkBench {
                                         .withTimestampAssigner((e, ts) -> Src.eventTime(e.f1)))
                         .uid("watermarks")
                         .setParallelism(1);
+        if (job.equals("counter")) {
+            input.keyBy(e -> e.f0)
+                    .process(new SumTwice())
+                    .uid("sum")
+                    .returns(Types.VOID)
+                    .addSink(new DiscardingSink<>())
+                    .uid("sum-sink");
+            return graph(env, restoreFrom);
+        }
         input.keyBy(e -> e.f0)
                 .window(TumblingEventTimeWindows.of(Duration.ofSeconds(10)))
                 .aggregate(new Count())
@@ -340,6 +377,10 @@ class FlinkBench {
                 .returns(Types.VOID)
                 .addSink(new DiscardingSink<>())
                 .uid("buckets-sink");
+        return graph(env, restoreFrom);
+    }
+
+    private static JobGraph graph(StreamExecutionEnvironment env, String restoreFrom) {
         JobGraph g = env.getStreamGraph().getJobGraph();
         if (restoreFrom != null) {
             g.setSavepointRestoreSettings(SavepointRestoreSettings.forPath(restoreFrom, false));
@@ -447,6 +488,30 @@ class FlinkBench {
 
         @Override
         public void onPeriodicEmit(WatermarkOutput out) {}
+    }
+
+    /**
+     * A running sum in ValueState, written the way jobs often are: {@code (s.value() == null ? 0 :
+     * s.value()) + x}, two reads and a write per record.
+     */
+    static final class SumTwice extends KeyedProcessFunction<Integer, Tuple2<Integer, Long>, Void> {
+        private transient ValueState<Long> sum;
+
+        @Override
+        public void open(org.apache.flink.api.common.functions.OpenContext ctx) {
+            sum = getRuntimeContext().getState(new ValueStateDescriptor<>("sum", Long.class));
+        }
+
+        @Override
+        public void processElement(Tuple2<Integer, Long> e, Context ctx, Collector<Void> out)
+                throws Exception {
+            if (e.f1 < 0) {
+                markerAt.putIfAbsent("sum " + e.f0, System.nanoTime());
+                return;
+            }
+            sum.update((sum.value() == null ? 0 : sum.value()) + e.f1);
+            mapSeen.increment();
+        }
     }
 
     /** The window's count (AggregatingState: a get and a put per record). */
