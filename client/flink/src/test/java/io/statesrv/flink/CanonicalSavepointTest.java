@@ -71,24 +71,28 @@ class CanonicalSavepointTest {
     }
 
     static Stream<Arguments> moves() {
+        // Max parallelism 128: key groups in 1 byte of the canonical key; 256: in 2.
         return Stream.of(
-                Arguments.of(Backend.STATESRV, Backend.ROCKSDB),
-                Arguments.of(Backend.ROCKSDB, Backend.STATESRV),
-                Arguments.of(Backend.STATESRV, Backend.HASHMAP),
-                Arguments.of(Backend.HASHMAP, Backend.STATESRV),
-                Arguments.of(Backend.STATESRV, Backend.STATESRV));
+                Arguments.of(Backend.STATESRV, Backend.ROCKSDB, 128),
+                Arguments.of(Backend.ROCKSDB, Backend.STATESRV, 128),
+                Arguments.of(Backend.STATESRV, Backend.HASHMAP, 128),
+                Arguments.of(Backend.HASHMAP, Backend.STATESRV, 128),
+                Arguments.of(Backend.STATESRV, Backend.STATESRV, 128),
+                Arguments.of(Backend.STATESRV, Backend.ROCKSDB, 256),
+                Arguments.of(Backend.ROCKSDB, Backend.STATESRV, 256));
     }
 
-    @ParameterizedTest(name = "{0} -> {1}")
+    @ParameterizedTest(name = "{0} -> {1}, max parallelism {2}")
     @MethodSource("moves")
     @Timeout(value = 120, unit = TimeUnit.SECONDS)
-    void canonicalSavepointMovesTheJob(Backend from, Backend to) throws Exception {
+    void canonicalSavepointMovesTheJob(Backend from, Backend to, int maxParallelism)
+            throws Exception {
         Files.createDirectories(tmp.resolve("tm"));
         // Phase 1: all input, then a canonical savepoint (the source has emitted everything
         // before it is triggered, so the savepoint holds all of it), then cancel.
         StreamExecutionEnvironment env1 =
                 StreamExecutionEnvironment.createLocalEnvironment(2, conf(from));
-        build(env1, false);
+        build(env1, false, maxParallelism);
         JobClient job = env1.executeAsync("phase 1 on " + from);
         long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
         while (Src.emitted.get() < N) {
@@ -125,7 +129,7 @@ class CanonicalSavepointTest {
         Configuration c2 = conf(to);
         c2.setString("execution.savepoint.path", savepoint);
         StreamExecutionEnvironment env2 = StreamExecutionEnvironment.createLocalEnvironment(3, c2);
-        build(env2, true);
+        build(env2, true, maxParallelism);
         env2.execute("phase 2 on " + to);
 
         long[] sum = new long[KEYS];
@@ -190,8 +194,8 @@ class CanonicalSavepointTest {
         return c;
     }
 
-    private static void build(StreamExecutionEnvironment env, boolean probe) {
-        env.setMaxParallelism(128);
+    private static void build(StreamExecutionEnvironment env, boolean probe, int maxParallelism) {
+        env.setMaxParallelism(maxParallelism);
         DataStream<Tuple3<Integer, Long, Long>> input =
                 env.addSource(new Src(probe))
                         .uid("source")
