@@ -9,6 +9,7 @@
 #   make SANITIZE=address,undefined test    the same under ASan/UBSan (in build/sanitize)
 #   make test-java  build statesrvd, then build and test the Java client and the Flink state
 #                   backend (client/java, client/flink; Maven) against it
+#   make bench-flink  the Flink benchmark (HashMap, RocksDB, statesrv; docs/benchmarks.md)
 #   make test-powerloss  statesrvd on a FUSE filesystem that drops unsynced writes (tests/powerloss)
 #   make test-s3    checkpoints on a real S3-compatible store (versitygw, built with go; tests/s3)
 #   make fuzz       build the libFuzzer targets (clang) in build/fuzz
@@ -107,8 +108,8 @@ DEPS_STAMP := build/.deps-ok
 DEPS_DEV_STAMP := build/.deps-dev-ok
 
 .PHONY: all deps deps-dev test test-unit test-integration test-valgrind run clean format format-check \
-        bench bench-operator bench-snapshot fuzz fuzz-smoke fuzz-corpus install uninstall \
-        test-install test-docs test-java deps-java test-powerloss test-s3
+        bench bench-operator bench-flink bench-snapshot fuzz fuzz-smoke fuzz-corpus install \
+        uninstall test-install test-docs test-java deps-java test-powerloss test-s3
 .DEFAULT_GOAL := all
 
 all: $(STATESRVD) $(STATECTL) $(LIB_A) $(LIB_SO) $(BENCH_TOOL) $(EXAMPLES)
@@ -303,6 +304,17 @@ test-java: $(STATESRVD) | $(DEPS_JAVA_STAMP)
 	       END { f = n["failures"] + n["errors"]; \
 	             printf "java: %d passed, %d failed, %d skipped\n", n["tests"] - f - n["skipped"], f, n["skipped"] }'; \
 	exit $$rc
+
+# The Flink benchmark of docs/benchmarks.md (client/flink FlinkBench: HashMap, RocksDB and
+# statesrv side by side on a MiniCluster); not part of any test target. Sizes:
+#   make bench-flink BENCH_FLINK="-Dbench.records=300000 -Dbench.keys=10000 -Dbench.runs=3"
+BENCH_FLINK ?=
+bench-flink: $(STATESRVD) | $(DEPS_JAVA_STAMP)
+	$(Q)$(MVN) $(MVN_FLAGS) -T 1 -f client/pom.xml verify -Dstatesrvd=$(abspath $(STATESRVD)) \
+	  -Dtest=FlinkBench -Dsurefire.failIfNoSpecifiedTests=false -Dspotless.check.skip=true \
+	  -Dmaven.test.redirectTestOutputToFile=true $(BENCH_FLINK)
+	$(Q)grep -E '^(run |Flink benchmark|\|)' \
+	  build/java/statesrv-flink/surefire-reports/io.statesrv.flink.FlinkBench-output.txt
 
 # --- power loss -----------------------------------------------------------
 # statesrvd with its data_dir on plfs, a FUSE pass-through that drops every

@@ -29,10 +29,13 @@ import org.apache.flink.api.common.state.StateDescriptor;
 import org.apache.flink.api.common.typeutils.TypeSerializer;
 import org.apache.flink.api.common.typeutils.TypeSerializerSchemaCompatibility;
 import org.apache.flink.api.java.tuple.Tuple2;
+import org.apache.flink.core.execution.SavepointFormatType;
 import org.apache.flink.core.fs.CloseableRegistry;
 import org.apache.flink.core.memory.DataInputDeserializer;
 import org.apache.flink.core.memory.DataOutputSerializer;
 import org.apache.flink.runtime.checkpoint.CheckpointOptions;
+import org.apache.flink.runtime.checkpoint.SavepointType;
+import org.apache.flink.runtime.checkpoint.SnapshotType;
 import org.apache.flink.runtime.query.TaskKvStateRegistry;
 import org.apache.flink.runtime.state.AbstractKeyedStateBackend;
 import org.apache.flink.runtime.state.CheckpointStreamFactory;
@@ -51,6 +54,7 @@ import org.apache.flink.runtime.state.StateSnapshotTransformer.StateSnapshotTran
 import org.apache.flink.runtime.state.StreamCompressionDecorator;
 import org.apache.flink.runtime.state.heap.HeapPriorityQueueElement;
 import org.apache.flink.runtime.state.heap.HeapPriorityQueueSetFactory;
+import org.apache.flink.runtime.state.heap.HeapPriorityQueueSnapshotRestoreWrapper;
 import org.apache.flink.runtime.state.metrics.LatencyTrackingStateConfig;
 import org.apache.flink.runtime.state.ttl.TtlTimeProvider;
 import org.apache.flink.util.FlinkRuntimeException;
@@ -118,7 +122,10 @@ public class StatesrvKeyedStateBackend<K> extends AbstractKeyedStateBackend<K> {
             StatesrvProcess server,
             StatesrvClient client,
             LinkedHashMap<String, StateInfo> restoredStates,
-            java.time.Duration checkpointTimeout) {
+            Map<String, HeapPriorityQueueSnapshotRestoreWrapper<?>> restoredQueues,
+            HeapPriorityQueueSetFactory queueFactory,
+            boolean writeBehind,
+            int readCacheEntries) {
         super(
                 kvStateRegistry,
                 keySerializer,
@@ -131,15 +138,12 @@ public class StatesrvKeyedStateBackend<K> extends AbstractKeyedStateBackend<K> {
                 keyContext);
         this.server = server;
         this.client = client;
-        this.db = new StatesrvDb(client);
+        this.db = new StatesrvDb(client, writeBehind, readCacheEntries);
         this.maxBatchOps = Math.max(1, client.info().maxBatchOps());
         this.states = restoredStates;
         this.priorityQueues =
                 new HeapPriorityQueuesManager(
-                        new LinkedHashMap<>(),
-                        new HeapPriorityQueueSetFactory(keyGroupRange, numberOfKeyGroups, 128),
-                        keyGroupRange,
-                        numberOfKeyGroups);
+                        restoredQueues, queueFactory, keyGroupRange, numberOfKeyGroups);
         this.snapshotStrategy = new StatesrvSnapshotStrategy<>(this);
         this.snapshotRunner =
                 new SnapshotStrategyRunner<>(
@@ -559,12 +563,37 @@ public class StatesrvKeyedStateBackend<K> extends AbstractKeyedStateBackend<K> {
         return flinkId > last ? flinkId : last + 1;
     }
 
+    /**
+     * A canonical savepoint (Flink's format, readable by every backend): the key/value states'
+     * entries read from statesrvd and the timers copied from their heap queues, written by Flink's
+     * {@code FullSnapshotAsyncWriter} on the task thread (see {@link StatesrvSavepointResources}).
+     */
     @Nonnull
     @Override
     public SavepointResources<K> savepoint() {
-        throw new UnsupportedOperationException(
-                "The statesrv state backend takes native savepoints only (savepoint format"
-                        + " NATIVE); canonical savepoints are not implemented yet.");
+        db.sync(); // the scans see the writes in flight; a failed one fails the savepoint
+        List<StatesrvSavepointResources.Source> sources = new ArrayList<>();
+        for (StateInfo i : states.values()) {
+            sources.add(
+                    StatesrvSavepointResources.Source.keyValue(
+                            i.metaInfo.snapshot(),
+                            i.serverName,
+                            i.metaInfo.getNamespaceSerializer(),
+                            i.metaInfo.getStateType() == StateDescriptor.Type.LIST));
+        }
+        for (HeapPriorityQueueSnapshotRestoreWrapper<?> q :
+                priorityQueues.getRegisteredPQStates().values()) {
+            sources.add(StatesrvSavepointResources.Source.queue(q.stateSnapshot()));
+        }
+        return new SavepointResources<>(
+                new StatesrvSavepointResources<>(
+                        client,
+                        sources,
+                        keyGroupRange,
+                        numberOfKeyGroups,
+                        keySerializer,
+                        keyGroupCompressionDecorator),
+                SnapshotExecutionType.SYNCHRONOUS);
     }
 
     @Override
@@ -611,9 +640,12 @@ public class StatesrvKeyedStateBackend<K> extends AbstractKeyedStateBackend<K> {
     }
 
     @Override
-    public boolean requiresLegacySynchronousTimerSnapshots(
-            org.apache.flink.runtime.checkpoint.SnapshotType checkpointType) {
-        return true;
+    public boolean requiresLegacySynchronousTimerSnapshots(SnapshotType checkpointType) {
+        // Checkpoints and native savepoints hold statesrvd's files, not the heap timers: the
+        // operator writes those as raw keyed state. A canonical savepoint has them in its own
+        // stream, as every backend's canonical savepoint does.
+        return !(checkpointType instanceof SavepointType t
+                && t.getFormatType() == SavepointFormatType.CANONICAL);
     }
 
     @Override

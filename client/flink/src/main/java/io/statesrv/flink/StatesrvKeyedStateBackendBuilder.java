@@ -12,6 +12,7 @@ import java.time.Duration;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
+import java.util.Map;
 import org.apache.flink.api.common.typeutils.TypeSerializer;
 import org.apache.flink.api.common.typeutils.TypeSerializerSchemaCompatibility;
 import org.apache.flink.core.fs.CloseableRegistry;
@@ -22,12 +23,15 @@ import org.apache.flink.runtime.state.IncrementalKeyedStateHandle.HandleAndLocal
 import org.apache.flink.runtime.state.IncrementalRemoteKeyedStateHandle;
 import org.apache.flink.runtime.state.InternalKeyContextImpl;
 import org.apache.flink.runtime.state.KeyGroupRange;
+import org.apache.flink.runtime.state.KeyGroupsStateHandle;
 import org.apache.flink.runtime.state.KeyedBackendSerializationProxy;
 import org.apache.flink.runtime.state.KeyedStateHandle;
 import org.apache.flink.runtime.state.RegisteredKeyValueStateBackendMetaInfo;
 import org.apache.flink.runtime.state.StateBackend;
 import org.apache.flink.runtime.state.StateSerializerProvider;
 import org.apache.flink.runtime.state.StreamStateHandle;
+import org.apache.flink.runtime.state.heap.HeapPriorityQueueSetFactory;
+import org.apache.flink.runtime.state.heap.HeapPriorityQueueSnapshotRestoreWrapper;
 import org.apache.flink.runtime.state.metainfo.StateMetaInfoSnapshot;
 import org.apache.flink.runtime.state.metrics.LatencyTrackingStateConfig;
 import org.apache.flink.util.IOUtils;
@@ -53,6 +57,8 @@ final class StatesrvKeyedStateBackendBuilder<K> {
     private final Duration startTimeout;
     private final Duration requestTimeout;
     private final Duration checkpointTimeout;
+    private final boolean writeBehind;
+    private final int readCacheEntries;
     private final LatencyTrackingStateConfig latencyTracking;
 
     StatesrvKeyedStateBackendBuilder(
@@ -63,6 +69,8 @@ final class StatesrvKeyedStateBackendBuilder<K> {
             Duration startTimeout,
             Duration requestTimeout,
             Duration checkpointTimeout,
+            boolean writeBehind,
+            int readCacheEntries,
             LatencyTrackingStateConfig latencyTracking) {
         this.p = p;
         this.binary = binary;
@@ -71,6 +79,8 @@ final class StatesrvKeyedStateBackendBuilder<K> {
         this.startTimeout = startTimeout;
         this.requestTimeout = requestTimeout;
         this.checkpointTimeout = checkpointTimeout;
+        this.writeBehind = writeBehind;
+        this.readCacheEntries = readCacheEntries;
         this.latencyTracking = latencyTracking;
     }
 
@@ -107,7 +117,10 @@ final class StatesrvKeyedStateBackendBuilder<K> {
                     StateSerializerProvider.fromNewRegisteredSerializer(p.getKeySerializer());
             LinkedHashMap<String, StatesrvKeyedStateBackend.StateInfo> states =
                     new LinkedHashMap<>();
-            restore(server, client, keySerializer, states, cancelRegistry);
+            Map<String, HeapPriorityQueueSnapshotRestoreWrapper<?>> queues = new LinkedHashMap<>();
+            HeapPriorityQueueSetFactory queueFactory =
+                    new HeapPriorityQueueSetFactory(p.getKeyGroupRange(), keyGroups, 128);
+            restore(server, client, keySerializer, states, queues, queueFactory, cancelRegistry);
             ClassLoader cl = p.getEnv().getUserCodeClassLoader().asClassLoader();
             return new StatesrvKeyedStateBackend<>(
                     p.getKvStateRegistry(),
@@ -122,7 +135,10 @@ final class StatesrvKeyedStateBackendBuilder<K> {
                     server,
                     client,
                     states,
-                    checkpointTimeout);
+                    queues,
+                    queueFactory,
+                    writeBehind,
+                    readCacheEntries);
         } catch (Exception e) {
             String log = server == null ? "" : "\nstatesrvd log:\n" + server.logTail();
             IOUtils.closeQuietly(cancelRegistry);
@@ -145,26 +161,62 @@ final class StatesrvKeyedStateBackendBuilder<K> {
             StatesrvClient client,
             StateSerializerProvider<K> keySerializer,
             LinkedHashMap<String, StatesrvKeyedStateBackend.StateInfo> states,
+            Map<String, HeapPriorityQueueSnapshotRestoreWrapper<?>> queues,
+            HeapPriorityQueueSetFactory queueFactory,
             CloseableRegistry cancelRegistry)
             throws Exception {
         List<IncrementalRemoteKeyedStateHandle> handles = new ArrayList<>();
+        List<KeyedStateHandle> canonical = new ArrayList<>();
         for (KeyedStateHandle h : p.getStateHandles()) {
             if (h == null) {
                 continue;
             }
-            if (!(h instanceof IncrementalRemoteKeyedStateHandle r)) {
+            if (h instanceof IncrementalRemoteKeyedStateHandle r) {
+                handles.add(r);
+            } else if (h instanceof KeyGroupsStateHandle) {
+                canonical.add(h);
+            } else {
                 throw new BackendBuildingException(
                         "The statesrv backend restores its own checkpoints and native savepoints"
-                                + " only, not a "
+                                + " and Flink's canonical format (canonical savepoints, the heap"
+                                + " backend's checkpoints), not a "
                                 + h.getClass().getSimpleName()
-                                + " (a canonical savepoint or another backend's checkpoint).");
+                                + " (another backend's native checkpoint or savepoint).");
             }
-            handles.add(r);
+        }
+        if (!handles.isEmpty() && !canonical.isEmpty()) {
+            throw new BackendBuildingException(
+                    "The statesrv backend was handed both its own checkpoints and canonical"
+                            + " snapshots to restore one subtask from: "
+                            + p.getStateHandles());
+        }
+        long start = System.nanoTime();
+        if (!canonical.isEmpty()) {
+            StatesrvCanonicalRestore<K> r =
+                    new StatesrvCanonicalRestore<>(
+                            client,
+                            p.getKeyGroupRange(),
+                            p.getNumberOfKeyGroups(),
+                            p.getEnv().getUserCodeClassLoader().asClassLoader(),
+                            keySerializer,
+                            queueFactory,
+                            states,
+                            queues);
+            r.restore(canonical);
+            LOG.info(
+                    "restored {} entries in {} states and {} timers, key groups {}, from {}"
+                            + " canonical snapshot(s) in {} ms",
+                    r.entries(),
+                    states.size(),
+                    r.timers(),
+                    p.getKeyGroupRange(),
+                    canonical.size(),
+                    (System.nanoTime() - start) / 1_000_000);
+            return;
         }
         if (handles.isEmpty()) {
             return;
         }
-        long start = System.nanoTime();
         boolean keyChecked = false;
         List<String> sources = new ArrayList<>();
         int n = 0;

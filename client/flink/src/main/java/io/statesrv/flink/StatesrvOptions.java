@@ -113,6 +113,28 @@ public final class StatesrvOptions {
                                     + " it.");
 
     /** Most named states per backend. */
+    public static final ConfigOption<Boolean> WRITE_BEHIND =
+            key("state.backend.statesrv.write-behind")
+                    .booleanType()
+                    .defaultValue(true)
+                    .withDescription(
+                            "Send state writes (update, add, put, remove, clear) without waiting"
+                                    + " for their reply: the task goes on while the reply travels,"
+                                    + " and a later read still sees the write (statesrvd answers"
+                                    + " a connection in order). A failed write fails the task at"
+                                    + " its next read or checkpoint instead of at the call, before"
+                                    + " any checkpoint could miss it. false: every write waits.");
+
+    public static final ConfigOption<Integer> READ_CACHE_ENTRIES =
+            key("state.backend.statesrv.read-cache-entries")
+                    .intType()
+                    .defaultValue(64)
+                    .withDescription(
+                            "How many entries (the last read or written) the backend keeps to"
+                                    + " answer reads without a round trip to statesrvd: a state"
+                                    + " read twice within one element is read once. Coherent"
+                                    + " because each backend's statesrvd is its own; 0: none.");
+
     public static final ConfigOption<Integer> MAX_STATES =
             key("state.backend.statesrv.max-states")
                     .intType()

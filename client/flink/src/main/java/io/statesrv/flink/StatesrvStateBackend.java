@@ -33,7 +33,8 @@ import org.apache.flink.runtime.state.OperatorStateBackend;
  * state.backend.rocksdb.timer-service.factory: HEAP}) and go into checkpoints as raw keyed state.
  * Operator state is kept on the heap, as with every Flink backend.
  *
- * <p>Native savepoints are supported; canonical savepoints are not (yet).
+ * <p>Savepoints come in both formats: native (statesrvd's files) and canonical (Flink's format, so
+ * a job can move between this backend and RocksDB's or the heap backend).
  */
 @PublicEvolving
 public class StatesrvStateBackend extends AbstractStateBackend implements ConfigurableStateBackend {
@@ -50,6 +51,8 @@ public class StatesrvStateBackend extends AbstractStateBackend implements Config
     private Long mapSizeMax;
     private Long maxValueSize;
     private Integer maxStates;
+    private Boolean writeBehind;
+    private Integer readCacheEntries;
     private List<String> extraConfig;
 
     /** A backend with every option unset (the configuration or the defaults decide). */
@@ -85,6 +88,9 @@ public class StatesrvStateBackend extends AbstractStateBackend implements Config
                         ? original.maxValueSize
                         : config.get(StatesrvOptions.MAX_VALUE_SIZE).getBytes();
         this.maxStates = pick(original.maxStates, config, StatesrvOptions.MAX_STATES);
+        this.writeBehind = pick(original.writeBehind, config, StatesrvOptions.WRITE_BEHIND);
+        this.readCacheEntries =
+                pick(original.readCacheEntries, config, StatesrvOptions.READ_CACHE_ENTRIES);
         this.extraConfig = pick(original.extraConfig, config, StatesrvOptions.EXTRA_CONFIG);
         this.latencyTrackingConfigBuilder = original.latencyTrackingConfigBuilder.configure(config);
         if (localCheckpointsRetained < 2) {
@@ -131,6 +137,18 @@ public class StatesrvStateBackend extends AbstractStateBackend implements Config
         return this;
     }
 
+    /** {@link StatesrvOptions#WRITE_BEHIND}. */
+    public StatesrvStateBackend setWriteBehind(boolean on) {
+        this.writeBehind = on;
+        return this;
+    }
+
+    /** {@link StatesrvOptions#READ_CACHE_ENTRIES}. */
+    public StatesrvStateBackend setReadCacheEntries(int n) {
+        this.readCacheEntries = n;
+        return this;
+    }
+
     /** Extra statesrvd config lines ({@link StatesrvOptions#EXTRA_CONFIG}). */
     public StatesrvStateBackend setServerConfig(List<String> lines) {
         this.extraConfig = List.copyOf(lines);
@@ -156,7 +174,9 @@ public class StatesrvStateBackend extends AbstractStateBackend implements Config
 
     @Override
     public boolean supportsSavepointFormat(SavepointFormatType formatType) {
-        return formatType == SavepointFormatType.NATIVE;
+        // Native: statesrvd's own files; canonical: Flink's format, readable by every backend.
+        return formatType == SavepointFormatType.NATIVE
+                || formatType == SavepointFormatType.CANONICAL;
     }
 
     @Override
@@ -193,6 +213,8 @@ public class StatesrvStateBackend extends AbstractStateBackend implements Config
                         b.startTimeout,
                         b.requestTimeout,
                         b.checkpointTimeout,
+                        b.writeBehind,
+                        b.readCacheEntries,
                         b.latencyTrackingConfigBuilder
                                 .setMetricGroup(parameters.getMetricGroup())
                                 .build())
