@@ -116,7 +116,9 @@ abstract class AbstractStatesrvState<K, N, V> implements InternalKvState<K, N, V
             throws Exception {
         StateKey k =
                 queryKey(serializedKeyAndNamespace, safeKeySerializer, safeNamespaceSerializer);
-        return getBytes(k);
+        // On a queryable-state thread: not through the task's read cache.
+        Optional<Value> v = backend.db().getUncached(k);
+        return v.isPresent() ? v.get().data() : null;
     }
 
     StateKey queryKey(

@@ -55,7 +55,7 @@ final class StatesrvDb {
     private final boolean writeBehind;
     private final ArrayDeque<CompletableFuture<?>> pending = new ArrayDeque<>();
     private final LinkedHashMap<StateKey, Cached> cache; // null: no read cache
-    private StatesrvException failed;
+    private volatile StatesrvException failed;
 
     StatesrvDb(StatesrvClient c) {
         this(c, false, 0);
@@ -99,6 +99,14 @@ final class StatesrvDb {
         Optional<Value> v = read(c.get(k));
         remember(k, v, null);
         return v;
+    }
+
+    /**
+     * A read that leaves the cache alone, for another thread than the task's (queryable state): its
+     * miss must not put back a value the task may have overwritten since the request left.
+     */
+    Optional<Value> getUncached(StateKey k) {
+        return read(c.get(k));
     }
 
     void put(StateKey k, byte[] value) {
