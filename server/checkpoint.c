@@ -1644,9 +1644,12 @@ static void job_done(uv_work_t *w, int status)
         ck->restores++;
         ck->last_restore_ms = j->duration_ms;
         sv_info("restore complete: %" PRIu64 " entries in %u state(s), key groups %u-%u, %" PRIu64
-                " ms; %" PRIu64 " entries expired since their checkpoint were dropped",
-                j->restored_entries, j->restored_states, j->first, j->last, j->duration_ms,
-                j->restored_expired);
+                " ms",
+                j->restored_entries, j->restored_states, j->first, j->last, j->duration_ms);
+        if (j->restored_expired)
+            sv_info("restore: %" PRIu64 " entries that expired since their checkpoint were left "
+                    "out",
+                    j->restored_expired);
         Statesrv__V1__RestoreResult r = STATESRV__V1__RESTORE_RESULT__INIT;
         r.entries = j->restored_entries;
         r.states = j->restored_states;
