@@ -2142,7 +2142,10 @@ int statesrv_snapshot_remote(statesrv *c, int has_id, uint64_t id, int full,
     return snapshot(c, has_id, id, full, 1, out);
 }
 
-int statesrv_list_checkpoints(statesrv *c, statesrv_checkpoint_info **out, size_t *n)
+/* The round trip of statesrv_list_checkpoints() and
+ * statesrv_list_checkpoint_problems(): STATESRV_OK with c->resp holding the
+ * list (the caller drops it); out and n checked. */
+static int list_checkpoints_roundtrip(statesrv *c, const void *out, const size_t *n)
 {
     if (!c)
         return STATESRV_ERR_USAGE;
@@ -2151,13 +2154,22 @@ int statesrv_list_checkpoints(statesrv *c, statesrv_checkpoint_info **out, size_
         return rc;
     if (!out || !n)
         return sv_client_fail(c, STATESRV_ERR_USAGE, "out or n is NULL");
-    *out = NULL;
-    *n = 0;
     Statesrv__V1__ListCheckpoints m = STATESRV__V1__LIST_CHECKPOINTS__INIT;
     Statesrv__V1__Request req = STATESRV__V1__REQUEST__INIT;
     req.op_case = STATESRV__V1__REQUEST__OP_LIST_CHECKPOINTS;
     req.list_checkpoints = &m;
-    rc = roundtrip(c, &req, STATESRV__V1__RESPONSE__RESULT_LIST_CHECKPOINTS);
+    return roundtrip(c, &req, STATESRV__V1__RESPONSE__RESULT_LIST_CHECKPOINTS);
+}
+
+int statesrv_list_checkpoints(statesrv *c, statesrv_checkpoint_info **out, size_t *n)
+{
+    if (!c)
+        return STATESRV_ERR_USAGE;
+    if (out)
+        *out = NULL;
+    if (n)
+        *n = 0;
+    int rc = list_checkpoints_roundtrip(c, out, n);
     if (rc == 0) {
         const Statesrv__V1__ListCheckpointsResult *r = c->resp->list_checkpoints;
         rc = copy_manifests(c, r->checkpoints, r->n_checkpoints, NULL, out);
@@ -2184,18 +2196,11 @@ int statesrv_list_checkpoint_problems(statesrv *c, statesrv_checkpoint_problem *
 {
     if (!c)
         return STATESRV_ERR_USAGE;
-    int rc = begin(c, 1);
-    if (rc)
-        return rc;
-    if (!out || !n)
-        return sv_client_fail(c, STATESRV_ERR_USAGE, "out or n is NULL");
-    *out = NULL;
-    *n = 0;
-    Statesrv__V1__ListCheckpoints m = STATESRV__V1__LIST_CHECKPOINTS__INIT;
-    Statesrv__V1__Request req = STATESRV__V1__REQUEST__INIT;
-    req.op_case = STATESRV__V1__REQUEST__OP_LIST_CHECKPOINTS;
-    req.list_checkpoints = &m;
-    rc = roundtrip(c, &req, STATESRV__V1__RESPONSE__RESULT_LIST_CHECKPOINTS);
+    if (out)
+        *out = NULL;
+    if (n)
+        *n = 0;
+    int rc = list_checkpoints_roundtrip(c, out, n);
     if (rc == 0 && c->resp->list_checkpoints->n_problems) {
         const Statesrv__V1__ListCheckpointsResult *r = c->resp->list_checkpoints;
         statesrv_checkpoint_problem *a = calloc(r->n_problems, sizeof(*a));
