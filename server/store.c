@@ -2025,7 +2025,7 @@ static void changes_committed(struct sv_store *s, int ok, uint64_t chunks, int o
                        "store: the change log would pass checkpoint_changes_max (%" PRIu64
                        " bytes): changes are no longer recorded and the next checkpoint is full",
                        c->max_bytes);
-    } else if (ok) {
+    } else if (ok && c->pending.len) { /* (no arithmetic on a NULL buffer) */
         c->next_seq += chunks;
         c->log_bytes += c->pending.len;
         const uint8_t *p = c->pending.data, *end = p + c->pending.len;

@@ -408,6 +408,8 @@ static int result_fits_op(const Statesrv__V1__Request *req, const Statesrv__V1__
         return req->op_case == STATESRV__V1__REQUEST__OP_LIST_CHECKPOINTS;
     case STATESRV__V1__RESPONSE__RESULT_DELETE_CHECKPOINT:
         return req->op_case == STATESRV__V1__REQUEST__OP_DELETE_CHECKPOINT;
+    case STATESRV__V1__RESPONSE__RESULT_STATE_TTL:
+        return req->op_case == STATESRV__V1__REQUEST__OP_STATE_TTL;
     default:
         return 0; /* snapshot and restore results come from jobs, never here */
     }
@@ -463,10 +465,25 @@ static Statesrv__V1__Response get_back(const struct addr *ad)
         (m)->state, (m)->key, (m)->namespace_, (m)->key_group_opt_case != 0, (m)->key_group        \
     }
 
+/* A write with a TTL (its own, or its state's) may have expired by the get
+ * that checks it: then NOT_FOUND is right. */
+static int may_have_expired(const struct addr *ad, uint64_t ttl_ms, const Statesrv__V1__Response *r)
+{
+    struct sv_ttl t;
+    char name[SV_STATE_NAME_MAX + 1];
+    size_t n = ad->state.len < sizeof(name) - 1 ? ad->state.len : sizeof(name) - 1;
+    memcpy(name, ad->state.data, n);
+    name[n] = '\0';
+    return r->status == (Statesrv__V1__Status)SV_STATUS_NOT_FOUND &&
+           (ttl_ms || sv_store_get_ttl(srv.store, name, n, &t));
+}
+
 static void check_put(const Statesrv__V1__Put *p)
 {
     struct addr ad = ADDR_OF(p);
     Statesrv__V1__Response r = get_back(&ad);
+    if (may_have_expired(&ad, p->ttl_ms, &r))
+        return;
     CHECK(r.status == 0 && r.result_case == STATESRV__V1__RESPONSE__RESULT_GET);
     CHECK(bytes_eq(r.get->value, p->value));
     CHECK(r.get->kind == p->kind);
@@ -487,6 +504,8 @@ static void check_merged(const Statesrv__V1__Merge *m, int64_t counter, int64_t 
 {
     struct addr ad = ADDR_OF(m);
     Statesrv__V1__Response r = get_back(&ad);
+    if (may_have_expired(&ad, m->ttl_ms, &r))
+        return;
     CHECK(r.status == 0 && r.result_case == STATESRV__V1__RESPONSE__RESULT_GET);
     ProtobufCBinaryData v = r.get->value;
     if (m->op == STATESRV__V1__MERGE_OP__ADD_I64) {
