@@ -47,6 +47,7 @@
 #define CHG_MAX_DEFAULT (256ull << 20)
 #define CHG_DONE_CHUNK 20000 /* log entries a transaction of sv_store_changes_done deletes */
 #define TTL_DB "$ttl"        /* state name -> TTL setting (see "TTL") */
+#define TTL_VALUE_SIZE 10    /* a $ttl value: ttl_ms u64 BE, update u8, visibility u8 */
 #define STORE_FORMAT 1u
 #define SV_STORE_PATH_MAX 4200
 #define PATH_BUF (SV_STORE_PATH_MAX + 300) /* a path under dir */
@@ -1595,7 +1596,8 @@ static int ttl_load(struct sv_store *s, MDB_txn *txn)
     MDB_val k, v;
     int mrc;
     while ((mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
-        if (!sv_state_name_valid(k.mv_data, k.mv_size) || v.mv_size < 10 || t->n >= t->cap) {
+        if (!sv_state_name_valid(k.mv_data, k.mv_size) || v.mv_size < TTL_VALUE_SIZE ||
+            t->n >= t->cap) {
             sv_warn("store: a TTL setting is malformed or beyond max_states; ignored");
             continue;
         }
@@ -1655,6 +1657,14 @@ static const struct sv_ttl *ttl_find(const struct sv_store *s, const char *state
     return NULL;
 }
 
+/* A setting as $ttl holds it: ttl_ms u64 BE, update u8, visibility u8. */
+static void ttl_encode(const struct sv_ttl *t, uint8_t out[TTL_VALUE_SIZE])
+{
+    sv_be64_put(out, t->ttl_ms);
+    out[8] = t->update == SV_TTL_ON_READ_AND_WRITE;
+    out[9] = t->visibility == SV_TTL_RETURN_EXPIRED_IF_NOT_CLEANED_UP;
+}
+
 int sv_store_get_ttl(const struct sv_store *s, const char *state, size_t slen, struct sv_ttl *out)
 {
     const struct sv_ttl *t = ttl_find(s, state, slen);
@@ -1695,10 +1705,8 @@ int sv_store_set_ttl(struct sv_store *s, const char *state, size_t slen, const s
     MDB_dbi dbi;
     if ((rc = state_dbi(s, state, slen, 1, &dbi)))
         return rc;
-    uint8_t val[10];
-    sv_be64_put(val, t->ttl_ms);
-    val[8] = t->update == SV_TTL_ON_READ_AND_WRITE;
-    val[9] = t->visibility == SV_TTL_RETURN_EXPIRED_IF_NOT_CLEANED_UP;
+    uint8_t val[TTL_VALUE_SIZE];
+    ttl_encode(t, val);
     MDB_val v = {sizeof(val), val};
     if ((rc = mdb_put(write_txn(s), tt->dbi, &k, &v, 0)))
         return txn_fail(s, rc);
@@ -3611,10 +3619,8 @@ int sv_store_builder_ttl(struct sv_store_builder *b, const char *name, const str
     int rc = mdb_dbi_open(b->txn, TTL_DB, MDB_CREATE, &dbi);
     if (rc)
         return write_err(b->env, rc);
-    uint8_t val[10];
-    sv_be64_put(val, t->ttl_ms);
-    val[8] = t->update == SV_TTL_ON_READ_AND_WRITE;
-    val[9] = t->visibility == SV_TTL_RETURN_EXPIRED_IF_NOT_CLEANED_UP;
+    uint8_t val[TTL_VALUE_SIZE];
+    ttl_encode(t, val);
     MDB_val k = {strlen(name), (void *)name}, v = {sizeof(val), val};
     if ((rc = mdb_put(b->txn, dbi, &k, &v, 0)))
         return write_err(b->env, rc);
