@@ -82,6 +82,7 @@ struct job {
     uint64_t restored_expired; /* entries expired since their checkpoint: dropped */
     uint64_t *expired;         /* snapshot: per state, expired entries left out */
     struct sv_buf gone;        /* their keys (sv_store_expire_keys) */
+    struct sv_buf trimmed;     /* restore: a timed list without its expired elements */
     int gone_full;             /* not all of them fit: the next checkpoint is full */
     uint32_t restored_states;
 };
@@ -144,6 +145,7 @@ static void job_free(struct job *j)
         sv_ckpt_manifest_free(&j->manifest);
     free(j->expired);
     sv_buf_free(&j->gone);
+    sv_buf_free(&j->trimmed);
     free(j);
 }
 
@@ -624,9 +626,10 @@ struct snap_ctx {
     uint64_t n;
     int incremental; /* the file is incremental: expired entries are tombstones */
     uint64_t expired;
-    const char *state;   /* the state being read */
-    struct sv_buf *gone; /* the expired entries left out, for sv_store_expire_keys */
-    int *gone_full;      /* some did not fit in gone */
+    const char *state;     /* the state being read */
+    struct sv_buf *gone;   /* the expired entries left out, for sv_store_expire_keys */
+    int *gone_full;        /* some did not fit in gone */
+    struct sv_buf trimmed; /* a timed list without its expired elements */
 };
 
 #define GONE_MAX (1u << 20) /* bytes of keys of expired entries a checkpoint deletes after */
@@ -660,6 +663,17 @@ static int snap_add(void *ud, const uint8_t *skey, size_t sklen, const uint8_t *
         if (!x->incremental)
             return 0;
         vlen = 0;
+    } else if (vlen && v.timed) {
+        /* Its expired elements are left out (its entry stays: some live). */
+        size_t left, dropped;
+        x->trimmed.len = 0;
+        int trc = sv_tlist_trim(&v, sv_store_now_ms(), &x->trimmed, &left, &dropped);
+        if (trc)
+            return trc == SV_ECORRUPT ? SV_EINTERNAL : trc;
+        if (dropped && left) {
+            value = x->trimmed.data;
+            vlen = x->trimmed.len;
+        }
     }
     int rc = sv_ckpt_writer_add(x->w, skey, sklen, value, vlen);
     if (rc)
@@ -901,6 +915,7 @@ static void snapshot_run(struct job *j)
             rc = sv_store_snapshot_scan(j->snap, i, snap_add, &x);
         j->expired[i] = x.expired;
     }
+    sv_buf_free(&x.trimmed);
     /* Every entry is in the writer; the rest (the last block, fsync) needs
      * no store, but the manifest needs the entry counts at the cut. */
     if (rc) {
@@ -1078,7 +1093,7 @@ static int check_entry(const struct job *j, uint32_t kg_lo, uint32_t kg_hi, cons
     else if (val.len > cfg->max_value_size)
         snprintf(why, cap, "a %s value of %zu bytes, over max_value_size (%u): raise it to restore",
                  sv_value_kind_name(val.kind), val.len, cfg->max_value_size);
-    else if (sv_value_check_kind(val.kind, val.data, val.len))
+    else if (sv_value_check(&val))
         snprintf(why, cap, "a %s value of %zu bytes that is not well-formed for its kind",
                  sv_value_kind_name(val.kind), val.len);
     else
@@ -1153,6 +1168,20 @@ static int load_state(struct job *j, struct restore_src *src, size_t nsrc, const
             if (sv_value_parse(v, vl, &val) == 0 && val.expiry_ms && val.expiry_ms <= now) {
                 j->restored_expired++; /* expired since the checkpoint: dropped */
                 continue;
+            }
+            if (val.timed) { /* without the elements expired since */
+                size_t left, dropped;
+                j->trimmed.len = 0;
+                if ((rc = sv_tlist_trim(&val, now, &j->trimmed, &left, &dropped)))
+                    break;
+                if (dropped && !left) {
+                    j->restored_expired++;
+                    continue;
+                }
+                if (dropped) {
+                    v = j->trimmed.data;
+                    vl = j->trimmed.len;
+                }
             }
             if ((rc = sv_store_builder_put(j->builder, sk, skl, v, vl)))
                 break;

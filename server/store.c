@@ -212,6 +212,7 @@ struct sv_store {
     int txn_error;
     int dropped_in_txn; /* it dropped a state */
     struct sv_buf scratch;
+    struct sv_buf view; /* a timed list as read: its live elements, plain */
 
     /* Change tracking (see "changes"): on while a checkpoint's cut is the
      * base to track from, or a snapshot runs that will be. */
@@ -885,6 +886,7 @@ void sv_store_close(struct sv_store *s)
     if (s->lock_fd >= 0)
         close(s->lock_fd);
     sv_buf_free(&s->scratch);
+    sv_buf_free(&s->view);
     sv_buf_free(&s->chg.pending);
     sv_buf_free(&s->chg.hashes);
     sv_keycache_free(&s->chg.logged);
@@ -1778,6 +1780,91 @@ static int refresh_expiry(struct sv_store *s, MDB_dbi dbi, const char *state, si
     return 0;
 }
 
+/* Writes a whole stored value (header and data, not in the map: LMDB may
+ * move the map's pages) under skey, as a write: kept for a running
+ * snapshot, logged as a change. A store too full for it leaves the entry
+ * as it was (*done 0): clean-ups use it, and they are never refused. */
+static int put_stored(struct sv_store *s, MDB_dbi dbi, const char *state, size_t slen,
+                      const uint8_t *skey, size_t sklen, const uint8_t *val, size_t vlen,
+                      const struct charge *ch)
+{
+    int rc;
+    if ((rc = keep_for_snapshot(s, dbi, skey, sklen, 1)))
+        return rc;
+    uint64_t before = tree_pages(cur_txn(s), dbi);
+    MDB_val k = {sklen, (void *)skey}, v = {vlen, (void *)val};
+    if ((rc = mdb_put(write_txn(s), dbi, &k, &v, 0)))
+        return txn_fail(s, rc);
+    if ((rc = track_change(s, state, slen, skey, sklen)))
+        return rc;
+    charge_apply(s, ch, grown(before, tree_pages(cur_txn(s), dbi)));
+    return 0;
+}
+
+static int write_stored(struct sv_store *s, MDB_dbi dbi, const char *state, size_t slen,
+                        const uint8_t *skey, size_t sklen, const uint8_t *val, size_t vlen,
+                        int *done)
+{
+    struct charge ch;
+    *done = 0;
+    if (admit_write(s, state, slen, sklen + vlen, &ch))
+        return 0;
+    *done = 1;
+    return put_stored(s, dbi, state, slen, skey, sklen, val, vlen, &ch);
+}
+
+/* Trims the elements expired at now from the timed list v stored under
+ * skey (deleting the entry if none is left); *dropped: how many left it. */
+static int trim_timed(struct sv_store *s, MDB_dbi dbi, const char *state, size_t slen,
+                      const uint8_t *skey, size_t sklen, const struct sv_value *v, uint64_t now,
+                      size_t *dropped)
+{
+    size_t left, n;
+    int done, rc;
+    *dropped = 0;
+    s->scratch.len = 0;
+    if ((rc = sv_tlist_trim(v, now, &s->scratch, &left, &n)) || !n)
+        return rc;
+    if (!left) {
+        if ((rc = sv_store_delete(s, state, slen, skey, sklen, &done)))
+            return rc;
+    } else if ((rc = write_stored(s, dbi, state, slen, skey, sklen, s->scratch.data, s->scratch.len,
+                                  &done))) {
+        return rc;
+    }
+    if (done)
+        *dropped = n;
+    return 0;
+}
+
+/* A timed list read: *out becomes the plain list of its elements alive at
+ * now (all of them under RETURN_EXPIRED_IF_NOT_CLEANED_UP), in s->view;
+ * with clean, those expired leave the stored entry in the open write
+ * transaction (a clean-up on read). */
+static int timed_view(struct sv_store *s, MDB_dbi dbi, const char *state, size_t slen,
+                      const uint8_t *skey, size_t sklen, const struct sv_ttl *st, uint64_t now,
+                      int clean, struct sv_value *out)
+{
+    int keep = st && st->visibility == SV_TTL_RETURN_EXPIRED_IF_NOT_CLEANED_UP;
+    size_t dropped;
+    s->view.len = 0;
+    int rc = sv_tlist_plain(out, now, keep, &s->view, &dropped);
+    if (rc)
+        return rc;
+    if (dropped && clean && s->txn) {
+        size_t trimmed;
+        if ((rc = trim_timed(s, dbi, state, slen, skey, sklen, out, now, &trimmed)))
+            return rc;
+        s->expired_on_read += trimmed;
+    }
+    if (s->view.cap > 1024 * 1024 && !s->view.len)
+        sv_buf_clear(&s->view, 0);
+    out->data = s->view.data;
+    out->len = s->view.len;
+    out->timed = 0;
+    return 0;
+}
+
 int sv_store_get(struct sv_store *s, const char *state, size_t slen, const uint8_t *skey,
                  size_t sklen, struct sv_value *out)
 {
@@ -1789,7 +1876,7 @@ int sv_store_get(struct sv_store *s, const char *state, size_t slen, const uint8
     rc = mdb_get(cur_txn(s), dbi, &k, &v);
     if (rc)
         return map_err(rc);
-    if ((rc = sv_value_parse(v.mv_data, v.mv_size, out)) || !out->expiry_ms)
+    if ((rc = sv_value_parse(v.mv_data, v.mv_size, out)) || (!out->expiry_ms && !out->timed))
         return rc;
     const struct sv_ttl *st = s->ttl.n ? ttl_find(s, state, slen) : NULL;
     uint64_t now = sv_store_now_ms();
@@ -1801,8 +1888,12 @@ int sv_store_get(struct sv_store *s, const char *state, size_t slen, const uint8
         s->expired_on_read += found;
         return SV_ENOTFOUND;
     }
-    if (st && st->update == SV_TTL_ON_READ_AND_WRITE && st->ttl_ms && out->expiry_ms > now &&
-        s->txn)
+    int refresh = st && st->update == SV_TTL_ON_READ_AND_WRITE && st->ttl_ms &&
+                  (!out->expiry_ms || out->expiry_ms > now) && s->txn;
+    int timed = out->timed;
+    if (timed && (rc = timed_view(s, dbi, state, slen, skey, sklen, st, now, !refresh, out)))
+        return rc;
+    if (refresh && (out->expiry_ms || timed))
         return refresh_expiry(s, dbi, state, slen, skey, sklen, st, out);
     return 0;
 }
@@ -2290,6 +2381,48 @@ int sv_store_delete(struct sv_store *s, const char *state, size_t slen, const ui
     return 0;
 }
 
+/* Builds in s->scratch the stored value of list old with operand appended
+ * as an element expiring at expiry (0: never), each old element keeping its
+ * own expiry (a plain list's: the entry's), those expired and hidden left
+ * out (*dropped: how many). A list whose elements end up sharing one
+ * expiry is stored plain. *entry_expiry: the value's expiry; *plain_size:
+ * the size of the list a read answers now. */
+static int timed_append(struct sv_store *s, const struct sv_ttl *st, const struct sv_value *old,
+                        const uint8_t *operand, size_t oplen, uint64_t expiry,
+                        uint64_t *entry_expiry, size_t *dropped, size_t *plain_size)
+{
+    struct sv_tlist_builder b;
+    uint64_t now = sv_store_now_ms(), exp = old->expiry_ms;
+    size_t off = 0, elen;
+    const uint8_t *e;
+    int rc;
+    *dropped = *plain_size = 0;
+    s->scratch.len = 0;
+    if ((rc = sv_tlist_begin(&b, &s->scratch)))
+        return rc;
+    for (;;) {
+        rc = old->timed ? sv_tlist_next(old->data, old->len, &off, &e, &elen, &exp)
+                        : sv_list_next(old->data, old->len, &off, &e, &elen);
+        if (rc != 1)
+            break;
+        if (old->timed && hidden_expired(st, exp, now)) {
+            ++*dropped;
+            continue;
+        }
+        if ((rc = sv_tlist_add(&b, e, elen, exp)))
+            return rc;
+        if (!hidden_expired(st, exp, now))
+            *plain_size += sv_list_elem_size(elen);
+    }
+    if (rc)
+        return SV_ECORRUPT;
+    if ((rc = sv_tlist_add(&b, operand, oplen, expiry)))
+        return rc;
+    *plain_size += sv_list_elem_size(oplen);
+    *entry_expiry = sv_tlist_finish(&b);
+    return 0;
+}
+
 int sv_store_merge(struct sv_store *s, const char *state, size_t slen, const uint8_t *skey,
                    size_t sklen, enum sv_merge_op op, const uint8_t *operand, size_t oplen,
                    int64_t *counter, size_t *new_size, char *msg, size_t msglen)
@@ -2329,6 +2462,7 @@ int sv_store_merge_ttl(struct sv_store *s, const char *state, size_t slen, const
         if (hidden_expired(st, old.expiry_ms, sv_store_now_ms())) {
             /* Expired: the merge starts from empty, of any kind. */
             old.kind = want;
+            old.timed = 0;
             old.data = NULL;
             old.len = 0;
         } else if (old.kind != want) {
@@ -2340,9 +2474,22 @@ int sv_store_merge_ttl(struct sv_store *s, const char *state, size_t slen, const
     } else if (rc != MDB_NOTFOUND) {
         return map_err(rc);
     }
-    if (op == SV_MERGE_APPEND && old.len + sv_list_elem_size(oplen) > s->max_value_size) {
-        snprintf(msg, msglen, "the list would grow to %zu bytes; max_value_size is %u",
-                 old.len + sv_list_elem_size(oplen), s->max_value_size);
+    /* Every write sets the expiry anew (Flink's update on write); in a list,
+     * the appended element's alone. */
+    uint64_t expiry = write_expiry(st, ttl_ms);
+    int timed = op == SV_MERGE_APPEND && (old.timed || (old.len && old.expiry_ms != expiry));
+    size_t grown_to = old.len + sv_list_elem_size(oplen), dropped = 0, answered = 0;
+    if (timed) {
+        if ((rc = timed_append(s, st, &old, operand, oplen, expiry, &expiry, &dropped, &answered)))
+            return rc;
+        struct sv_value nv;
+        if ((rc = sv_value_parse(s->scratch.data, s->scratch.len, &nv)))
+            return rc;
+        grown_to = nv.len;
+    }
+    if (op == SV_MERGE_APPEND && grown_to > s->max_value_size) {
+        snprintf(msg, msglen, "the list would grow to %zu bytes; max_value_size is %u", grown_to,
+                 s->max_value_size);
         return SV_ETOOLARGE;
     }
     /* The new counter is known before any space is taken: an overflow is
@@ -2358,12 +2505,11 @@ int sv_store_merge_ttl(struct sv_store *s, const char *state, size_t slen, const
             return SV_EINVAL;
         }
     }
-    /* Every write sets the expiry anew (Flink's update on write). */
-    uint64_t expiry = write_expiry(st, ttl_ms);
-    if (expiry) /* the sweep must meet it: awake, and this round counts it */
+    if (expiry || timed) /* the sweep must meet it: awake, and this round counts it */
         s->sweep.asleep = 0, s->sweep.seen_expiry = 1;
-    size_t entry = sklen + sv_value_header_size(expiry) +
-                   (op == SV_MERGE_ADD_I64 ? SV_COUNTER_SIZE : old.len + sv_list_elem_size(oplen));
+    size_t entry = timed ? sklen + s->scratch.len
+                         : sklen + sv_value_header_size(expiry) +
+                               (op == SV_MERGE_ADD_I64 ? SV_COUNTER_SIZE : grown_to);
     struct charge ch;
     if ((rc = admit_write(s, state, slen, entry, &ch))) {
         sv_store_nospace_msg(s, msg, msglen);
@@ -2386,6 +2532,15 @@ int sv_store_merge_ttl(struct sv_store *s, const char *state, size_t slen, const
         return 0;
     }
 
+    if (timed) {
+        if ((rc = put_stored(s, dbi, state, slen, skey, sklen, s->scratch.data, s->scratch.len,
+                             &ch)))
+            return rc;
+        s->expired_on_read += dropped; /* the merge read them: a clean-up on read */
+        *new_size = answered;
+        *counter = 0;
+        return 0;
+    }
     size_t add = sv_list_elem_size(oplen);
     /* The old bytes may sit on the page mdb_put rewrites: copy them first. */
     s->scratch.len = 0;
@@ -2451,6 +2606,18 @@ int sv_store_scan(struct sv_store *s, const char *state, size_t slen, const uint
             hidden_expired(st, val.expiry_ms, now ? now : (now = sv_store_now_ms()))) {
             mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT); /* expired: not shown */
             continue;
+        }
+        if (val.timed) { /* its live elements, plain; no clean-up in a scan */
+            size_t dropped;
+            s->view.len = 0;
+            if ((rc =
+                     sv_tlist_plain(&val, now ? now : (now = sv_store_now_ms()),
+                                    st && st->visibility == SV_TTL_RETURN_EXPIRED_IF_NOT_CLEANED_UP,
+                                    &s->view, &dropped)))
+                break;
+            val.data = s->view.data;
+            val.len = s->view.len;
+            val.timed = 0;
         }
         rc = fn(ud, k.mv_data, k.mv_size, &val);
         if (rc)
@@ -3414,7 +3581,7 @@ static int sweep_next_state(struct sv_store *s, const char *after)
  * up to SWEEP_BATCH expired keys into keys (back to back, lengths in lens),
  * *end set when the state is done. */
 static int sweep_collect(struct sv_store *s, uint64_t now_ms, uint64_t deadline_ns, uint8_t *keys,
-                         size_t *lens, size_t *n, int *end)
+                         size_t *lens, uint8_t *trim, size_t *n, int *end)
 {
     struct sweep *w = &s->sweep;
     MDB_dbi dbi;
@@ -3435,10 +3602,19 @@ static int sweep_collect(struct sv_store *s, uint64_t now_ms, uint64_t deadline_
     for (uint64_t i = 1; rc == 0; i++) {
         struct sv_value val;
         w->visited++;
-        if (sv_value_parse(v.mv_data, v.mv_size, &val) == 0 && val.expiry_ms) {
+        if (sv_value_parse(v.mv_data, v.mv_size, &val) == 0 && (val.expiry_ms || val.timed)) {
             w->seen_expiry = 1;
-            if (val.expiry_ms <= now_ms && k.mv_size <= SKEY_CAP) {
+            int gone = val.expiry_ms && val.expiry_ms <= now_ms, part = 0;
+            if (!gone && val.timed) { /* some of its elements may have expired */
+                size_t eo = 0, elen;
+                const uint8_t *e;
+                uint64_t exp;
+                while (!part && sv_tlist_next(val.data, val.len, &eo, &e, &elen, &exp) == 1)
+                    part = exp && exp <= now_ms;
+            }
+            if ((gone || part) && k.mv_size <= SKEY_CAP) {
                 memcpy(keys + off, k.mv_data, k.mv_size);
+                trim[*n] = (uint8_t)part;
                 lens[(*n)++] = k.mv_size;
                 off += k.mv_size;
             }
@@ -3459,6 +3635,23 @@ static int sweep_collect(struct sv_store *s, uint64_t now_ms, uint64_t deadline_
     return rc ? map_err(rc) : 0;
 }
 
+/* The sweep's clean-up of a timed list some of whose elements expired. */
+static int sweep_trim(struct sv_store *s, const char *state, const uint8_t *skey, size_t sklen,
+                      uint64_t now_ms, size_t *dropped)
+{
+    size_t sl = strlen(state);
+    MDB_dbi dbi;
+    *dropped = 0;
+    if (state_dbi(s, state, sl, 0, &dbi))
+        return 0;
+    MDB_val k = {sklen, (void *)skey}, v;
+    struct sv_value val;
+    if (mdb_get(cur_txn(s), dbi, &k, &v) || sv_value_parse(v.mv_data, v.mv_size, &val) ||
+        !val.timed)
+        return 0; /* gone or rewritten since it was collected */
+    return trim_timed(s, dbi, state, sl, skey, sklen, &val, now_ms, dropped);
+}
+
 int sv_store_sweep(struct sv_store *s, uint64_t budget_ns, uint64_t *expired)
 {
     struct sweep *w = &s->sweep;
@@ -3473,6 +3666,7 @@ int sv_store_sweep(struct sv_store *s, uint64_t budget_ns, uint64_t *expired)
         return rc;
     static uint8_t keys[SWEEP_BATCH * SKEY_CAP];
     size_t lens[SWEEP_BATCH];
+    uint8_t trim[SWEEP_BATCH];
     while (!rc && mono_ns() < deadline) {
         if (!w->state[0] && (rc = sweep_next_state(s, "")) != 0) {
             if (rc == SV_ENOTFOUND) { /* no state at all */
@@ -3483,13 +3677,19 @@ int sv_store_sweep(struct sv_store *s, uint64_t budget_ns, uint64_t *expired)
         }
         size_t n;
         int end;
-        if ((rc = sweep_collect(s, now_ms, deadline, keys, lens, &n, &end)))
+        if ((rc = sweep_collect(s, now_ms, deadline, keys, lens, trim, &n, &end)))
             break;
         size_t off = 0;
         for (size_t i = 0; i < n && !rc; i++) {
-            int found;
-            rc = sv_store_delete(s, w->state, strlen(w->state), keys + off, lens[i], &found);
-            *expired += found;
+            if (trim[i]) {
+                size_t dropped;
+                rc = sweep_trim(s, w->state, keys + off, lens[i], now_ms, &dropped);
+                *expired += dropped;
+            } else {
+                int found;
+                rc = sv_store_delete(s, w->state, strlen(w->state), keys + off, lens[i], &found);
+                *expired += found;
+            }
             off += lens[i];
         }
         if (rc || !end)

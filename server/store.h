@@ -141,7 +141,10 @@ int sv_store_merge(struct sv_store *s, const char *state, size_t slen, const uin
                    int64_t *counter, size_t *new_size, char *msg, size_t msglen)
     __attribute__((warn_unused_result));
 /* The same with the entry's TTL (see sv_store_put_ttl). A merge onto an
- * entry expired (and not visible: NEVER_RETURN_EXPIRED) starts from empty. */
+ * entry expired (and not visible: NEVER_RETURN_EXPIRED) starts from empty.
+ * An APPEND gives the element its own expiry (a timed list, sv_value.h),
+ * the other elements keeping theirs; reads (get, scan) answer a plain list
+ * of the live elements. *new_size: the size of that list. */
 int sv_store_merge_ttl(struct sv_store *s, const char *state, size_t slen, const uint8_t *skey,
                        size_t sklen, enum sv_merge_op op, const uint8_t *operand, size_t oplen,
                        uint64_t ttl_ms, int64_t *counter, size_t *new_size, char *msg,

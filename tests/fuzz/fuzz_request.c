@@ -465,17 +465,22 @@ static Statesrv__V1__Response get_back(const struct addr *ad)
         (m)->state, (m)->key, (m)->namespace_, (m)->key_group_opt_case != 0, (m)->key_group        \
     }
 
-/* A write with a TTL (its own, or its state's) may have expired by the get
- * that checks it: then NOT_FOUND is right. */
-static int may_have_expired(const struct addr *ad, uint64_t ttl_ms, const Statesrv__V1__Response *r)
+/* Whether a write had a TTL (its own, or its state's). */
+static int had_ttl(const struct addr *ad, uint64_t ttl_ms)
 {
     struct sv_ttl t;
     char name[SV_STATE_NAME_MAX + 1];
     size_t n = ad->state.len < sizeof(name) - 1 ? ad->state.len : sizeof(name) - 1;
     memcpy(name, ad->state.data, n);
     name[n] = '\0';
-    return r->status == (Statesrv__V1__Status)SV_STATUS_NOT_FOUND &&
-           (ttl_ms || sv_store_get_ttl(srv.store, name, n, &t));
+    return ttl_ms || sv_store_get_ttl(srv.store, name, n, &t);
+}
+
+/* A write with a TTL may have expired by the get that checks it: then
+ * NOT_FOUND is right. */
+static int may_have_expired(const struct addr *ad, uint64_t ttl_ms, const Statesrv__V1__Response *r)
+{
+    return r->status == (Statesrv__V1__Status)SV_STATUS_NOT_FOUND && had_ttl(ad, ttl_ms);
 }
 
 static void check_put(const Statesrv__V1__Put *p)
@@ -514,6 +519,11 @@ static void check_merged(const Statesrv__V1__Merge *m, int64_t counter, int64_t 
             CHECK(sv_i64_get(v.data) == counter && size == 8);
     } else {
         CHECK(r.get->kind == STATESRV__V1__VALUE_KIND__LIST);
+        CHECK(sv_value_check_kind(SV_KIND_LIST, v.data, v.len) == 0);
+        /* Each element expires on its own: the new one may be gone, and
+         * older ones may go between the merge and the get. */
+        if (had_ttl(&ad, m->ttl_ms))
+            return;
         uint8_t hdr[SV_VARINT_MAX];
         size_t hl = sv_varint_put(hdr, m->operand.len);
         CHECK(v.len >= hl + m->operand.len);

@@ -296,6 +296,250 @@ START_TEST(checkpoints_and_restores_leave_expired_entries_out)
 }
 END_TEST
 
+/* The elements of a list value, joined by ','; "" when empty. */
+static void join(const void *data, size_t len, char *out, size_t cap)
+{
+    size_t off = 0, n, w = 0;
+    const void *e;
+    out[0] = '\0';
+    while (statesrv_list_next(data, len, &off, &e, &n) == 1) {
+        ck_assert(w + n + 2 < cap);
+        if (w)
+            out[w++] = ',';
+        memcpy(out + w, e, n);
+        w += n;
+        out[w] = '\0';
+    }
+}
+
+/* Status of a get of a list, its elements in out. */
+static int get_list(statesrv *x, const char *state, const char *key, char *out, size_t cap)
+{
+    statesrv_key k = K(state, key);
+    statesrv_value v = {0};
+    int rc = statesrv_get(x, &k, &v);
+    out[0] = '\0';
+    if (rc == STATESRV_OK) {
+        ck_assert_int_eq(v.kind, STATESRV_KIND_LIST);
+        join(v.data, v.len, out, cap);
+    }
+    statesrv_value_free(&v);
+    return rc;
+}
+
+static void append(const char *state, const char *key, const char *elem, uint64_t ttl_ms)
+{
+    statesrv_key k = K(state, key);
+    ck_assert_int_eq(ttl_ms ? statesrv_append_ttl(c, &k, elem, strlen(elem), ttl_ms)
+                            : statesrv_append(c, &k, elem, strlen(elem)),
+                     STATESRV_OK);
+}
+
+static uint64_t stat_expired_read(void)
+{
+    statesrv_stats *s;
+    ck_assert_int_eq(statesrv_stats_get(c, &s), STATESRV_OK);
+    uint64_t n = s->ttl_expired_read;
+    statesrv_stats_free(s);
+    return n;
+}
+
+/* Flink's ListState TTL: each appended element expires on its own; get,
+ * multi_get and scan return the live ones (all of them under
+ * RETURN_EXPIRED_IF_NOT_CLEANED_UP); a read cleans the expired ones up;
+ * an entry whose elements all expired is gone, and an append onto it
+ * starts a new list. */
+START_TEST(list_elements_expire_one_by_one)
+{
+    restart_without_sweep();
+    char got[256];
+    set_ttl("l", HOUR_MS, STATESRV_TTL_ON_CREATE_AND_WRITE, STATESRV_TTL_NEVER_RETURN_EXPIRED);
+    append("l", "k", "a", 1);
+    append("l", "k", "b", 0); /* the state's hour */
+    append("l", "k", "c", 1);
+    append("l", "k", "d", 0);
+    /* No TTL on the state: only the element written with one expires. */
+    append("p", "k", "p", 0);
+    append("p", "k", "q", 1);
+    append("p", "k", "r", 0);
+    set_ttl("ret", HOUR_MS, STATESRV_TTL_ON_CREATE_AND_WRITE,
+            STATESRV_TTL_RETURN_EXPIRED_IF_NOT_CLEANED_UP);
+    append("ret", "k", "old", 1);
+    append("ret", "k", "new", 0);
+    usleep(30 * 1000);
+
+    /* scan first: it cleans nothing up. */
+    statesrv_scan_options so = {.state = "l", .mode = STATESRV_SCAN_STATE};
+    statesrv_scan *sc;
+    ck_assert_int_eq(statesrv_scan_open(c, &so, &sc), STATESRV_OK);
+    const statesrv_entry *e;
+    ck_assert_int_eq(statesrv_scan_next(sc, &e), STATESRV_OK);
+    ck_assert_ptr_nonnull(e);
+    join(e->value, e->value_len, got, sizeof(got));
+    ck_assert_str_eq(got, "b,d");
+    ck_assert_int_eq(statesrv_scan_next(sc, &e), STATESRV_OK);
+    ck_assert_ptr_null(e);
+    statesrv_scan_close(sc);
+
+    statesrv_key mk[2] = {K("l", "k"), K("p", "k")};
+    statesrv_value mv[2];
+    memset(mv, 0, sizeof(mv));
+    ck_assert_int_eq(statesrv_multi_get(c, mk, 2, mv), STATESRV_OK);
+    join(mv[0].data, mv[0].len, got, sizeof(got));
+    ck_assert_str_eq(got, "b,d");
+    join(mv[1].data, mv[1].len, got, sizeof(got));
+    ck_assert_str_eq(got, "p,r");
+    statesrv_values_free(mv, 2);
+    /* a, c and q left their lists: at the read, or at an append after
+     * them (a merge reads the list too). */
+    uint64_t cleaned = stat_expired_read();
+    ck_assert_uint_eq(cleaned, 3);
+
+    ck_assert_int_eq(get_list(c, "l", "k", got, sizeof(got)), STATESRV_OK);
+    ck_assert_str_eq(got, "b,d");
+    ck_assert_uint_eq(stat_expired_read(), cleaned); /* nothing left to clean */
+    int64_t left;
+    ck_assert_int_eq(get_left(c, "l", "k", &left), STATESRV_OK);
+    ck_assert_int_gt(left, (int64_t)HOUR_MS - 60000); /* the latest element's */
+    ck_assert_int_eq(get_left(c, "p", "k", &left), STATESRV_OK);
+    ck_assert_int_eq(left, -1); /* p and r never expire */
+    /* Every element expires, each at its own time: the entry is gone. */
+    append("p", "gone", "x", 1);
+    append("p", "gone", "y", 2);
+    usleep(30 * 1000);
+    ck_assert_int_eq(get_list(c, "p", "gone", got, sizeof(got)), STATESRV_NOT_FOUND);
+    append("p", "gone", "z", 0); /* starts from empty */
+    ck_assert_int_eq(get_list(c, "p", "gone", got, sizeof(got)), STATESRV_OK);
+    ck_assert_str_eq(got, "z");
+    ck_assert_int_eq(get_list(c, "ret", "k", got, sizeof(got)), STATESRV_OK);
+    ck_assert_str_eq(got, "old,new");
+
+    /* Appends onto a list with expired elements leave them out. */
+    cleaned = stat_expired_read();
+    append("l", "k2", "e1", 1);
+    append("l", "k2", "e2", 0);
+    usleep(30 * 1000);
+    append("l", "k2", "e3", 0);
+    ck_assert_uint_eq(stat_expired_read(), cleaned + 1); /* e1, by an append */
+    ck_assert_int_eq(get_list(c, "l", "k2", got, sizeof(got)), STATESRV_OK);
+    ck_assert_str_eq(got, "e2,e3");
+    /* A put of the whole list gives every element the same expiry. */
+    statesrv_key pk = K("l", "k2");
+    ck_assert_int_eq(statesrv_put_kind(c, &pk, STATESRV_KIND_LIST, "\x01z", 2), STATESRV_OK);
+    ck_assert_int_eq(get_list(c, "l", "k2", got, sizeof(got)), STATESRV_OK);
+    ck_assert_str_eq(got, "z");
+}
+END_TEST
+
+/* Under ON_READ_AND_WRITE a read gives every live element of a list the
+ * state's TTL anew. 2 s is ample between an append and the read after it
+ * even under valgrind; the wait after is longer than that. */
+START_TEST(a_read_refreshes_every_element_of_a_list)
+{
+    restart_without_sweep();
+    char got[64];
+    set_ttl("rw", HOUR_MS, STATESRV_TTL_ON_READ_AND_WRITE, STATESRV_TTL_NEVER_RETURN_EXPIRED);
+    append("rw", "k", "a", 2000);
+    append("rw", "k", "b", 0);
+    ck_assert_int_eq(get_list(c, "rw", "k", got, sizeof(got)), STATESRV_OK);
+    ck_assert_str_eq(got, "a,b");
+    long t0 = ts_now_ms();
+    while (ts_now_ms() - t0 < 2100)
+        usleep(20 * 1000);
+    ck_assert_int_eq(get_list(c, "rw", "k", got, sizeof(got)), STATESRV_OK);
+    ck_assert_str_eq(got, "a,b");
+    int64_t left;
+    ck_assert_int_eq(get_left(c, "rw", "k", &left), STATESRV_OK);
+    ck_assert_int_gt(left, (int64_t)HOUR_MS - 60000);
+}
+END_TEST
+
+/* Checkpoints leave a list's expired elements out and keep each live
+ * element's expiry; a restore drops the elements expired since. */
+START_TEST(list_elements_through_checkpoints_restores)
+{
+    char got[256];
+    set_ttl("l", HOUR_MS, STATESRV_TTL_ON_CREATE_AND_WRITE, STATESRV_TTL_NEVER_RETURN_EXPIRED);
+    append("l", "k", "e1", 1);
+    append("l", "k", "e2", 0);
+    append("l", "k", "soon", 2000);
+    append("l", "k", "e4", 0);
+    usleep(30 * 1000);
+    long t0 = ts_now_ms();
+    uint64_t id = snapshot(c, 1);
+    ck_assert_int_eq(verify(id), 0);
+    char conf[512];
+    snprintf(conf, sizeof(conf), "restore_roots = %s/checkpoints\nttl_sweep_budget = 0\n", srv.dir);
+    ts_start_with_config(&other, conf);
+    statesrv *o = connect_to(&other);
+    char src[300];
+    snprintf(src, sizeof(src), "%s/checkpoints/chk-%llu", srv.dir, (unsigned long long)id);
+    const char *srcs[] = {src};
+    ck_assert_int_eq(statesrv_restore(o, srcs, 1, 0, 0, 0, NULL), STATESRV_OK);
+    /* Were the restore later than 2 s, "soon" would be absent too: then
+     * the check below is all this run can show. */
+    int early = ts_now_ms() - t0 < 1900;
+    ck_assert_int_eq(get_list(o, "l", "k", got, sizeof(got)), STATESRV_OK);
+    if (early)
+        ck_assert_str_eq(got, "e2,soon,e4");
+    while (ts_now_ms() - t0 < 2100)
+        usleep(20 * 1000);
+    ck_assert_int_eq(get_list(o, "l", "k", got, sizeof(got)), STATESRV_OK);
+    ck_assert_str_eq(got, "e2,e4");
+    /* And a restore after it expired drops it at once. */
+    ck_assert_int_eq(statesrv_restore(o, srcs, 1, 0, 0, 0, NULL), STATESRV_OK);
+    statesrv_stats *st;
+    ck_assert_int_eq(statesrv_stats_get(o, &st), STATESRV_OK);
+    uint64_t before = st->ttl_expired_read;
+    statesrv_stats_free(st);
+    ck_assert_int_eq(get_list(o, "l", "k", got, sizeof(got)), STATESRV_OK);
+    ck_assert_str_eq(got, "e2,e4");
+    ck_assert_int_eq(statesrv_stats_get(o, &st), STATESRV_OK);
+    ck_assert_uint_eq(st->ttl_expired_read, before); /* the restore had dropped it */
+    statesrv_stats_free(st);
+    statesrv_close(o);
+}
+END_TEST
+
+/* The sweep trims lists nobody reads, and keeps their entries. */
+START_TEST(the_sweep_trims_lists_nobody_reads)
+{
+    char got[64];
+    statesrv_stats *st;
+    long t0;
+    enum { N = 200 };
+    char key[32];
+    for (int i = 0; i < N; i++) {
+        snprintf(key, sizeof(key), "s%d", i);
+        append("sw", key, "new", HOUR_MS); /* first: no append can clean up "old" */
+        append("sw", key, "old", 1);
+    }
+    t0 = ts_now_ms();
+    uint64_t swept = 0;
+    while (swept < N && ts_now_ms() - t0 < 30000) {
+        usleep(50 * 1000);
+        ck_assert_int_eq(statesrv_stats_get(c, &st), STATESRV_OK);
+        swept = st->ttl_expired_sweep;
+        statesrv_stats_free(st);
+    }
+    ck_assert_uint_eq(swept, N);
+    uint64_t read0 = stat_expired_read();
+    for (int i = 0; i < N; i += 37) {
+        snprintf(key, sizeof(key), "s%d", i);
+        ck_assert_int_eq(get_list(c, "sw", key, got, sizeof(got)), STATESRV_OK);
+        ck_assert_str_eq(got, "new");
+    }
+    ck_assert_uint_eq(stat_expired_read(), read0); /* the sweep had trimmed them */
+    statesrv_state_info *si;
+    size_t n;
+    ck_assert_int_eq(statesrv_list_states(c, &si, &n), STATESRV_OK);
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(si[i].name, "sw"))
+            ck_assert_uint_eq(si[i].entries, N);
+    statesrv_free(si);
+}
+END_TEST
+
 /* The setting and the entries' expiry survive a restart. */
 START_TEST(ttl_survives_a_restart)
 {
@@ -465,6 +709,10 @@ Suite *sv_suite_ttl(void)
     tcase_add_test(tc, multi_get_items_survive_the_writes_of_later_items);
     tcase_add_test(tc, a_ttl_set_before_any_write_survives_a_restore);
     tcase_add_test(tc, the_sweep_wakes_for_a_new_expiry);
+    tcase_add_test(tc, list_elements_expire_one_by_one);
+    tcase_add_test(tc, a_read_refreshes_every_element_of_a_list);
+    tcase_add_test(tc, list_elements_through_checkpoints_restores);
+    tcase_add_test(tc, the_sweep_trims_lists_nobody_reads);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -4,6 +4,8 @@
 #include "sv_error.h"
 #include "sv_value.h"
 
+#include "sv_buf.h"
+
 #include <stdint.h>
 #include <string.h>
 
@@ -101,6 +103,10 @@ static const struct {
     {"\x01\377abc", 5},                          /* unknown kind */
     {"\x11\x00", 2},                             /* expiry flag, no expiry */
     {"\x11\x00\x01\x02\x03\x04\x05\x06\x07", 9}, /* expiry one byte short */
+    {"\x21\x01", 2},                             /* timed, no expiry field */
+    {"\x31\x00\0\0\0\0\0\0\0\0", 10},            /* timed RAW */
+    {"\x31\x02\0\0\0\0\0\0\0\0", 10},            /* timed COUNTER */
+    {"\x71\x01\0\0\0\0\0\0\0\0", 10},            /* reserved bit 6 */
 };
 
 START_TEST(test_parse_rejects)
@@ -267,6 +273,95 @@ START_TEST(test_i64_round_trip)
 }
 END_TEST
 
+/* Timed lists: built, compacted when every element shares an expiry,
+ * answered plain, trimmed, and refused when their framing is cut short. */
+START_TEST(test_timed_list)
+{
+    struct sv_buf b = SV_BUF_INIT;
+    struct sv_tlist_builder tb;
+    ck_assert_int_eq(sv_tlist_begin(&tb, &b), 0);
+    ck_assert_int_eq(sv_tlist_add(&tb, "a", 1, 100), 0);
+    ck_assert_int_eq(sv_tlist_add(&tb, "", 0, 300), 0);
+    ck_assert_int_eq(sv_tlist_add(&tb, "ccc", 3, 200), 0);
+    ck_assert_uint_eq(sv_tlist_finish(&tb), 300); /* the latest */
+    struct sv_value v;
+    ck_assert_int_eq(sv_value_parse(b.data, b.len, &v), 0);
+    ck_assert(v.timed);
+    ck_assert_int_eq(v.kind, SV_KIND_LIST);
+    ck_assert_uint_eq(v.expiry_ms, 300);
+    ck_assert_uint_eq(v.len, 3 * 9 + 4);
+    ck_assert_int_eq(sv_value_check(&v), 0);
+    /* Which elements are alive at 150: "" and "ccc". */
+    struct sv_buf plain = SV_BUF_INIT;
+    size_t dropped, left;
+    ck_assert_int_eq(sv_tlist_plain(&v, 150, 0, &plain, &dropped), 0);
+    ck_assert_uint_eq(dropped, 1);
+    ck_assert_uint_eq(plain.len, 5);
+    ck_assert_int_eq(memcmp(plain.data,
+                            "\x00\x03"
+                            "ccc",
+                            5),
+                     0);
+    plain.len = 0;
+    ck_assert_int_eq(sv_tlist_plain(&v, 150, 1, &plain, &dropped), 0); /* keep_expired */
+    ck_assert_uint_eq(dropped, 0);
+    ck_assert_int_eq(memcmp(plain.data,
+                            "\x01"
+                            "a\x00\x03"
+                            "ccc",
+                            7),
+                     0);
+    /* Trimmed at 250: only "" (300) is left, stored plain with its expiry. */
+    struct sv_buf t = SV_BUF_INIT;
+    ck_assert_int_eq(sv_tlist_trim(&v, 250, &t, &left, &dropped), 0);
+    ck_assert_uint_eq(left, 1);
+    ck_assert_uint_eq(dropped, 2);
+    struct sv_value tv;
+    ck_assert_int_eq(sv_value_parse(t.data, t.len, &tv), 0);
+    ck_assert(!tv.timed);
+    ck_assert_uint_eq(tv.expiry_ms, 300);
+    ck_assert_uint_eq(tv.len, 1);
+    ck_assert_int_eq(tv.data[0], 0);
+    /* At 300 everything is gone: nothing written. */
+    t.len = 0;
+    ck_assert_int_eq(sv_tlist_trim(&v, 300, &t, &left, &dropped), 0);
+    ck_assert_uint_eq(left, 0);
+    ck_assert_uint_eq(dropped, 3);
+    ck_assert_uint_eq(t.len, 0);
+    /* An element with no expiry makes the entry's none. */
+    b.len = 0;
+    ck_assert_int_eq(sv_tlist_begin(&tb, &b), 0);
+    ck_assert_int_eq(sv_tlist_add(&tb, "x", 1, 0), 0);
+    ck_assert_int_eq(sv_tlist_add(&tb, "y", 1, 5), 0);
+    ck_assert_uint_eq(sv_tlist_finish(&tb), 0);
+    ck_assert_int_eq(sv_value_parse(b.data, b.len, &v), 0);
+    ck_assert(v.timed);
+    ck_assert_uint_eq(v.expiry_ms, 0);
+    /* Cut short anywhere: refused. */
+    for (size_t cut = 1; cut < v.len; cut++) {
+        struct sv_value c = v;
+        c.len = cut;
+        ck_assert_msg(cut == 10 || sv_value_check(&c) == SV_EINVAL, "cut at %zu", cut);
+        plain.len = 0;
+        ck_assert(cut == 10 || sv_tlist_plain(&c, 0, 0, &plain, &dropped) == SV_ECORRUPT);
+    }
+    /* One expiry for all: compacted to a plain list in place. */
+    b.len = 0;
+    ck_assert_int_eq(sv_tlist_begin(&tb, &b), 0);
+    ck_assert_int_eq(sv_tlist_add(&tb, "x", 1, 7), 0);
+    ck_assert_int_eq(sv_tlist_add(&tb, "yz", 2, 7), 0);
+    ck_assert_uint_eq(sv_tlist_finish(&tb), 7);
+    ck_assert_int_eq(sv_value_parse(b.data, b.len, &v), 0);
+    ck_assert(!v.timed);
+    ck_assert_uint_eq(v.expiry_ms, 7);
+    ck_assert_uint_eq(v.len, 5);
+    ck_assert_int_eq(memcmp(v.data, "\x01x\x02yz", 5), 0);
+    sv_buf_free(&b);
+    sv_buf_free(&plain);
+    sv_buf_free(&t);
+}
+END_TEST
+
 Suite *sv_suite_value(void)
 {
     Suite *s = suite_create("value");
@@ -286,6 +381,7 @@ Suite *sv_suite_value(void)
     tcase_add_test(tc, test_list_round_trip);
     tcase_add_test(tc, test_list_empty);
     tcase_add_loop_test(tc, test_list_corrupt, 0, (int)N_ELEMS(bad_lists));
+    tcase_add_test(tc, test_timed_list);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("kind");
