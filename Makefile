@@ -355,7 +355,7 @@ $(BUILD)/bench/%: $(BUILD)/obj/tests/bench/%.o $(LIB_A)
 	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(CLIENT_LIBS)
 
 # statesrvd and Redis side by side (tests/bench/bench.sh; QUICK=1 for a
-# short run, PARTS=1 or PARTS=2 for one half of the table). Redis comes from Debian's redis-server and redis-tools;
+# short run, PARTS=N for some of the four parts). Redis comes from Debian's redis-server and redis-tools;
 # embedded RocksDB and hiredis (make bench-operator) from librocksdb-dev and libhiredis-dev.
 DEB_PKGS_BENCH := redis-server redis-tools librocksdb-dev libhiredis-dev
 DEPS_BENCH_STAMP := build/.deps-bench-ok
@@ -363,7 +363,7 @@ $(DEPS_BENCH_STAMP): Makefile | $(DEPS_STAMP)
 	$(call install_pkgs,$(DEB_PKGS_BENCH),bench)
 
 bench: all $(BENCH_TOOL) | $(DEPS_BENCH_STAMP)
-	$(Q)QUICK=$(QUICK) PARTS="$(or $(PARTS),1 2 3)" STATESRVD=$(abspath $(STATESRVD)) STATECTL=$(abspath $(STATECTL)) \
+	$(Q)QUICK=$(QUICK) PARTS="$(or $(PARTS),1 2 3 4)" STATESRVD=$(abspath $(STATESRVD)) STATECTL=$(abspath $(STATECTL)) \
 	    STATESRV_BENCH=$(abspath $(BENCH_TOOL)) tests/bench/bench.sh
 
 # One operator thread: embedded RocksDB against libstatesrv blocking, async

@@ -22,7 +22,7 @@
 #include <unistd.h>
 
 #define STOP_TIMEOUT_MS 10000
-#define TTL_SWEEP_TICK_MS 100 /* the TTL sweep runs a slice this often */
+#define TTL_SWEEP_TICK_MS 20 /* the TTL sweep runs a slice this often */
 #define LISTEN_BACKLOG 511
 
 uint64_t sv_now_ms(void)
@@ -446,20 +446,36 @@ static void begin_shutdown(struct sv_server *srv, int signum)
     sv_server_conn_gone(srv);
 }
 
-/* The TTL sweep: a slice of ttl_sweep_budget percent of each tick, between
- * group commits (none is open in a timer's callback). */
+/* The TTL sweep: a slice of each tick, between group commits (none is open
+ * in a timer's callback). Its share follows what it finds, as Redis's
+ * active expiry does: ttl_sweep_budget percent while few of the entries it
+ * meets have expired, up to five times that (at most 50 %) while a quarter
+ * or more have (sweep_yield: a moving average of that fraction), so that a
+ * store churning through short-lived keys does not fill up with dead ones
+ * while one whose entries live long pays the base share or nothing. */
 static void on_ttl_timer(uv_timer_t *t)
 {
     struct sv_server *srv = t->data;
     if (srv->stopping || sv_store_in_txn(srv->store) || sv_checkpoints_restoring(srv->ckpt))
         return;
-    uint64_t expired = 0,
-             budget_ns = (uint64_t)srv->cfg->ttl_sweep_budget * TTL_SWEEP_TICK_MS * 1000000u / 100;
+    double mult = 1 + (srv->sweep_yield >= 0.25 ? 4 : 16 * srv->sweep_yield),
+           pct = srv->cfg->ttl_sweep_budget * mult;
+    if (pct > 50)
+        pct = 50;
+    struct sv_store_sweep_stats before, after;
+    sv_store_sweep_stats(srv->store, &before);
+    uint64_t expired = 0, budget_ns = (uint64_t)(pct * TTL_SWEEP_TICK_MS * 1e6 / 100);
     int rc = sv_store_sweep(srv->store, budget_ns, &expired);
     if (rc) {
         static struct sv_log_limit limit;
         sv_log_limited(&limit, 1, SV_LOG_WARN, "ttl sweep: %s", sv_strerror(rc));
     }
+    sv_store_sweep_stats(srv->store, &after);
+    uint64_t visited = after.visited - before.visited;
+    if (!visited)
+        srv->sweep_yield = 0; /* asleep */
+    else
+        srv->sweep_yield = 0.7 * srv->sweep_yield + 0.3 * ((double)expired / (double)visited);
 }
 
 /* checkpoint_interval: a checkpoint of the server's own, unless one runs or

@@ -147,7 +147,8 @@ struct sv_server {
     uv_timer_t ckpt_timer;  /* checkpoint_interval */
     uv_timer_t ttl_timer;   /* the TTL sweep, every TTL_SWEEP_TICK_MS */
     unsigned sweeps;
-    char token[1024];                      /* auth token; token_len 0: no authentication */
+    double sweep_yield; /* TTL sweep: moving average of the expired fraction it meets */
+    char token[1024];   /* auth token; token_len 0: no authentication */
     char tcp_bound[80], metrics_bound[80]; /* HOST:PORT they listen on ("" when off) */
     size_t token_len;
     int backoff;

@@ -170,8 +170,10 @@ struct sweep {
     char state[SV_STATE_NAME_MAX + 1]; /* "" between rounds */
     uint8_t key[SKEY_CAP];             /* the last key it looked at */
     size_t klen;
-    int seen_expiry; /* this round met an entry with an expiry */
-    int asleep;      /* the last round met none, and no write set one since */
+    /* The walk sleeps until the clock reaches `due` (ms; 0: awake): the
+     * earliest expiry the last round left in the store, or that a write set
+     * since (UINT64_MAX: none). round_min collects it during a round. */
+    uint64_t due, round_min;
     uint64_t expired, visited, rounds, ns;
 };
 
@@ -1628,7 +1630,8 @@ static int ttl_open(struct sv_store *s, MDB_txn *txn)
     }
     int rc = mdb_dbi_open(txn, TTL_DB, MDB_CREATE, &t->dbi);
     /* A new generation (a restore) may hold expiring entries: walk it. */
-    s->sweep.asleep = 0;
+    s->sweep.due = 0;
+    s->sweep.round_min = UINT64_MAX;
     s->sweep.state[0] = '\0';
     return rc ? rc : ttl_load(s, txn);
 }
@@ -1721,6 +1724,16 @@ int sv_store_set_ttl(struct sv_store *s, const char *state, size_t slen, const s
     }
     e->t = *t;
     return 0;
+}
+
+/* A write set an expiry: the sweep is due by then, and this round (which
+ * may have passed the entry) counts it. */
+static void sweep_note(struct sv_store *s, uint64_t expiry)
+{
+    if (expiry < s->sweep.due)
+        s->sweep.due = expiry;
+    if (expiry < s->sweep.round_min)
+        s->sweep.round_min = expiry;
 }
 
 /* The expiry a write sets: the clock plus its TTL, else the state's, else
@@ -2333,8 +2346,8 @@ int sv_store_put_ttl(struct sv_store *s, const char *state, size_t slen, const u
 {
     struct charge ch;
     uint64_t expiry = write_expiry(s->ttl.n ? ttl_find(s, state, slen) : NULL, ttl_ms);
-    if (expiry) /* the sweep must meet it: awake, and this round counts it */
-        s->sweep.asleep = 0, s->sweep.seen_expiry = 1;
+    if (expiry)
+        sweep_note(s, expiry);
     int rc = admit_write(s, state, slen, sklen + sv_value_header_size(expiry) + len, &ch);
     if (rc)
         return rc;
@@ -2505,8 +2518,10 @@ int sv_store_merge_ttl(struct sv_store *s, const char *state, size_t slen, const
             return SV_EINVAL;
         }
     }
-    if (expiry || timed) /* the sweep must meet it: awake, and this round counts it */
-        s->sweep.asleep = 0, s->sweep.seen_expiry = 1;
+    if (expiry)
+        sweep_note(s, expiry);
+    else if (timed) /* its earliest element may be due soon: walk */
+        sweep_note(s, 1);
     size_t entry = timed ? sklen + s->scratch.len
                          : sklen + sv_value_header_size(expiry) +
                                (op == SV_MERGE_ADD_I64 ? SV_COUNTER_SIZE : grown_to);
@@ -3536,8 +3551,10 @@ void sv_store_snapshot_finished(struct sv_store *s)
  * through the sweep: a walk over every state in stored-key order, in slices
  * of a time budget (like Redis's active expire cycle), each slice one write
  * transaction between group commits. It remembers where it stopped, so the
- * walk goes round; a round that met no entry with an expiry puts it to
- * sleep until a write sets one. A slice collects up to SWEEP_BATCH expired
+ * walk goes round; after a round it sleeps until the earliest expiry it
+ * left behind, or that a write set since (for ever when none: a store
+ * without TTL pays nothing, one whose entries live an hour is walked once
+ * and then about hourly). A slice collects up to SWEEP_BATCH expired
  * keys with a cursor, then deletes them as a client's deletes would (kept
  * for a running snapshot, logged as changes). */
 
@@ -3603,15 +3620,24 @@ static int sweep_collect(struct sv_store *s, uint64_t now_ms, uint64_t deadline_
         struct sv_value val;
         w->visited++;
         if (sv_value_parse(v.mv_data, v.mv_size, &val) == 0 && (val.expiry_ms || val.timed)) {
-            w->seen_expiry = 1;
             int gone = val.expiry_ms && val.expiry_ms <= now_ms, part = 0;
+            uint64_t next = gone ? UINT64_MAX : val.expiry_ms ? val.expiry_ms : UINT64_MAX;
             if (!gone && val.timed) { /* some of its elements may have expired */
                 size_t eo = 0, elen;
                 const uint8_t *e;
                 uint64_t exp;
-                while (!part && sv_tlist_next(val.data, val.len, &eo, &e, &elen, &exp) == 1)
-                    part = exp && exp <= now_ms;
+                next = UINT64_MAX;
+                while (sv_tlist_next(val.data, val.len, &eo, &e, &elen, &exp) == 1) {
+                    if (exp && exp <= now_ms)
+                        part = 1;
+                    else if (exp && exp < next)
+                        next = exp; /* what stays: the earliest */
+                }
             }
+            if ((gone || part) && k.mv_size > SKEY_CAP)
+                next = now_ms; /* cannot be collected: stay awake */
+            if (next < w->round_min)
+                w->round_min = next;
             if ((gone || part) && k.mv_size <= SKEY_CAP) {
                 memcpy(keys + off, k.mv_data, k.mv_size);
                 trim[*n] = (uint8_t)part;
@@ -3658,9 +3684,10 @@ int sv_store_sweep(struct sv_store *s, uint64_t budget_ns, uint64_t *expired)
     *expired = 0;
     if (s->txn)
         return SV_EINTERNAL;
-    if (w->asleep)
-        return 0;
-    uint64_t t0 = mono_ns(), deadline = t0 + budget_ns, now_ms = sv_store_now_ms();
+    uint64_t now_ms = sv_store_now_ms();
+    if (w->due > now_ms)
+        return 0; /* asleep */
+    uint64_t t0 = mono_ns(), deadline = t0 + budget_ns;
     int rc = sv_store_begin(s);
     if (rc)
         return rc;
@@ -3670,7 +3697,8 @@ int sv_store_sweep(struct sv_store *s, uint64_t budget_ns, uint64_t *expired)
     while (!rc && mono_ns() < deadline) {
         if (!w->state[0] && (rc = sweep_next_state(s, "")) != 0) {
             if (rc == SV_ENOTFOUND) { /* no state at all */
-                w->asleep = 1;
+                w->due = w->round_min;
+                w->round_min = UINT64_MAX;
                 rc = 0;
             }
             break;
@@ -3697,18 +3725,19 @@ int sv_store_sweep(struct sv_store *s, uint64_t budget_ns, uint64_t *expired)
         char done[SV_STATE_NAME_MAX + 1];
         memcpy(done, w->state, sizeof(done));
         if ((rc = sweep_next_state(s, done)) == SV_ENOTFOUND) {
-            /* A round is over: asleep if it met no expiry at all. */
+            /* A round is over: asleep until the earliest expiry left. */
             rc = 0;
             w->state[0] = '\0';
             w->rounds++;
-            if (!w->seen_expiry)
-                w->asleep = 1;
-            w->seen_expiry = 0;
+            w->due = w->round_min;
+            w->round_min = UINT64_MAX;
             break;
         }
     }
     if (rc) {
         sv_store_abort(s);
+        if (w->round_min > now_ms) /* what it collected is still there */
+            w->round_min = now_ms;
         return rc;
     }
     rc = sv_store_commit(s);
@@ -3724,7 +3753,7 @@ void sv_store_sweep_stats(const struct sv_store *s, struct sv_store_sweep_stats 
     out->visited = s->sweep.visited;
     out->rounds = s->sweep.rounds;
     out->seconds = (double)s->sweep.ns / 1e9;
-    out->asleep = s->sweep.asleep;
+    out->asleep = s->sweep.due > sv_store_now_ms();
 }
 
 /* --- restore builder ------------------------------------------------------ */

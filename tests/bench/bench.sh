@@ -18,9 +18,10 @@ STATESRV_BENCH=${STATESRV_BENCH:-$root/build/statesrv-bench}
 QUICK=${QUICK:-}
 # PARTS="1 2 3" (default): 1 = throughput and latency rows, 2 = the snapshot,
 # restore and their side effects (10 M entries), 3 = incremental checkpoints
-# (10 M entries, 1 % overwritten between checkpoints; statesrvd only); one
-# alone for a re-run. INC_BIG overrides part 3's entry count (a smoke run).
-PARTS=${PARTS:-1 2 3}
+# (10 M entries, 1 % overwritten between checkpoints; statesrvd only), 4 =
+# state TTL (churn, PUT with a TTL, GET p99 during the sweep); one alone for
+# a re-run. INC_BIG overrides part 3's entry count (a smoke run).
+PARTS=${PARTS:-1 2 3 4}
 want_part() { [[ " $PARTS " == *" $1 "* ]]; }
 for b in "$STATESRVD" "$STATECTL" "$STATESRV_BENCH"; do
     [ -x "$b" ] || { echo "bench: $b is missing (run make bench)" >&2; exit 2; }
@@ -538,6 +539,133 @@ add_extra "PUT ops/s, 50 conns P16 100 B, with change tracking vs without" \
     "$(ratio "$put_tracked" "$put_untracked")" ">= 0.95"
 stop_statesrvd
 S_CONF=
+fi
+
+if want_part 4; then
+# --- part 4: state TTL ----------------------------------------------------------------
+# Churn: distinct keys (never written twice) put at full speed, 50 conns P16,
+# into a state with a TTL, never read. Every second: the entries stored, the
+# unexpired ones (the puts of the last TTL seconds: each made a new entry),
+# and the data file's allocated size. Then PUT throughput with and without
+# a TTL on the state (interleaved), and GET p99 from 1 connection while the
+# sweep deletes a mass of expired entries vs the same store without sweep.
+if [ "$QUICK" = 1 ]; then
+    TTL_S=10; CHURN_S=40; GROW_AT=25; EXP_N=600000
+else
+    TTL_S=10; CHURN_S=90; GROW_AT=60; EXP_N=2000000
+fi
+new_statesrvd_dir
+start_statesrvd none
+"$STATECTL" -a "$S_ADDR" ttl bench0 "${TTL_S}s" >/dev/null
+log "part 4: churn, ${CHURN_S} s of distinct keys with a ${TTL_S} s TTL"
+samples=$S_DIR/churn.samples
+: >"$samples"
+"$STATESRV_BENCH" -a "$S_ADDR" --json -t put --sequential -n 1000000000 --duration "$CHURN_S" \
+    -d 64 -c 50 -P 16 >"$S_DIR/churn.json" &
+w_pid=$!
+pids+=("$w_pid")
+t0=$(now)
+while kill -0 "$w_pid" 2>/dev/null; do
+    st=$("$STATECTL" -a "$S_ADDR" --json stats 2>/dev/null) || break
+    sts=$("$STATECTL" -a "$S_ADDR" --json states 2>/dev/null) || break
+    puts=$(printf '%s' "$st" | grep -o '"op":"put","count":[0-9]*' | head -n 1 | cut -d: -f3)
+    ent=$(json_field entries "$sts")
+    alloc=$(stat -L -c '%b %B' "$S_DIR/data/current/data.mdb" 2>/dev/null | awk '{ print $1 * $2 }')
+    echo "$(elapsed "$t0" "$(now)") ${puts:-0} ${ent:-0} ${alloc:-0}" >>"$samples"
+    sleep 1
+done
+wait "$w_pid" || { echo "bench: the churn writer failed" >&2; cat "$S_DIR/churn.json" >&2; exit 1; }
+churn_rate=$(json_field ops_per_sec "$(cat "$S_DIR/churn.json")")
+# Worst stored / unexpired once a whole TTL has passed (+1 s), and the file
+# at GROW_AT vs at the end.
+read -r worst worst_t grow_a grow_b <<<"$(awk -v ttl="$TTL_S" -v at="$GROW_AT" '
+    { t[NR] = $1; p[NR] = $2; e[NR] = $3; a[NR] = $4 }
+    END {
+        w = 0; wt = 0; ga = 0
+        for (i = 1; i <= NR; i++) {
+            if (t[i] < ttl + 1) continue
+            # puts at t - ttl, interpolated between samples
+            j = i; while (j > 1 && t[j] > t[i] - ttl) j--
+            pw = p[j]
+            if (j < i && t[j + 1] > t[j]) pw = p[j] + (p[j + 1] - p[j]) * (t[i] - ttl - t[j]) / (t[j + 1] - t[j])
+            u = p[i] - pw
+            if (u > 0 && e[i] / u > w) { w = e[i] / u; wt = t[i] }
+            if (t[i] <= at) ga = a[i]
+        }
+        printf "%.2f %.0f %.0f %.0f\n", w, wt, ga, a[NR]
+    }' "$samples")"
+cp "$samples" "$outdir/churn-$stamp.samples"
+st=$("$STATECTL" -a "$S_ADDR" --json stats)
+sweep_s=$(json_field ttl_sweep_seconds "$st")
+swept=$(json_field ttl_expired_sweep "$st")
+stop_statesrvd
+add_extra "TTL churn: worst stored / unexpired entries (${CHURN_S} s at $(fmt_int "$churn_rate") puts/s, TTL ${TTL_S} s; at ${worst_t} s)" \
+    "$worst" "1" "$worst" "<= 1.30"
+add_extra "TTL churn: data file at the end vs at ${GROW_AT} s (bytes; sweep $sweep_s s, $swept deleted)" \
+    "$grow_b" "$grow_a" "$(ratio "$grow_b" "$grow_a")" "1.00 (stops growing)"
+
+# PUT, 50 conns P16 64 B, KEYS random keys: a state with a TTL of an hour
+# (every entry gets an expiry, the sweep walks them) vs none; interleaved.
+ttl_put() { # TTL_SPEC or "" -> ops/s
+    new_statesrvd_dir
+    start_statesrvd none
+    [ -z "$1" ] || "$STATECTL" -a "$S_ADDR" ttl bench0 "$1" >/dev/null
+    sbench -t put -c 50 -P 16 -d 64 -r "$KEYS" --sequential -n "$KEYS" >/dev/null
+    json_field ops_per_sec "$(sbench -t put -c 50 -P 16 -d 64 -r "$KEYS" -n "$N_P16")"
+    stop_statesrvd
+}
+log "part 4: PUT with and without a TTL on the state ($REPS x 2, interleaved)"
+p_ttl=()
+p_none=()
+for i in $(seq 1 "$REPS"); do
+    p_none+=("$(ttl_put "")")
+    p_ttl+=("$(ttl_put 1h)")
+done
+m_none=$(median "${p_none[@]}")
+m_ttl=$(median "${p_ttl[@]}")
+add_extra "PUT ops/s, 50 conns P16 64 B, state with a TTL vs without" \
+    "$(fmt_int "$m_ttl")" "$(fmt_int "$m_none")" "$(ratio "$m_ttl" "$m_none")" ">= 0.95"
+
+# GET p99 (1 conn, P1) on a state without TTL while the sweep deletes EXP_N
+# expired entries of another, vs the same store with the sweep off. The
+# store is built once, then copied for each run.
+log "part 4: GET p99 during a sweep of $EXP_N expired entries"
+new_statesrvd_dir
+base=$S_DIR
+start_statesrvd none
+"$STATECTL" -a "$S_ADDR" ttl bench1 2s >/dev/null
+sbench -t put --states 2 --sequential -n "$((2 * EXP_N))" -d 64 -c 8 -P 256 >/dev/null
+stop_statesrvd
+sleep 2.5 # every entry of bench1 has expired
+get_p99_sweep() { # BUDGET -> "p99_ms swept"
+    new_statesrvd_dir
+    cp -a "$base/data" "$S_DIR/data"
+    S_CONF=$S_DIR/statesrvd.conf
+    printf 'ttl_sweep_budget = %s\n' "$1" >"$S_CONF"
+    start_statesrvd none
+    local j st
+    # bench0 holds the even keys (none expire): half the gets find nothing.
+    j=$(sbench -t get -c 1 -P 1 -r "$((2 * EXP_N))" --allow-missing --duration "$PUT_SECS")
+    st=$("$STATECTL" -a "$S_ADDR" --json stats)
+    stop_statesrvd
+    S_CONF=
+    rm -rf "$S_DIR"
+    echo "$(json_field p99 "$j") $(json_field ttl_expired_sweep "$st")"
+}
+g_off=()
+g_on=()
+swept_on=0
+for i in $(seq 1 "$REPS"); do
+    read -r p _ <<<"$(get_p99_sweep 0)"
+    g_off+=("$p")
+    read -r p n <<<"$(get_p99_sweep 5)"
+    g_on+=("$p")
+    swept_on=$n
+done
+m_off=$(median "${g_off[@]}")
+m_on=$(median "${g_on[@]}")
+add_extra "GET p99 (ms), 1 conn, while the sweep deletes expired entries ($swept_on of $EXP_N in ${PUT_SECS} s) vs no sweep" \
+    "$m_on" "$m_off" "$(ratio "$m_on" "$m_off")" "<= 1.20"
 fi
 
 # --- report ------------------------------------------------------------------------

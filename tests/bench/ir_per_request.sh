@@ -3,12 +3,12 @@
 # a count that does not move with the machine's load, for A/B comparisons
 # of the server's code paths (throughput on shared machines moves ±15 %).
 #
-#   tests/bench/ir_per_request.sh [-b STATESRVD] [-s] [-o CONF_LINE]... TEST PIPELINE
+#   tests/bench/ir_per_request.sh [-b STATESRVD] [-s] [-T TTL] [-o CONF_LINE]... TEST PIPELINE
 #
 # Starts STATESRVD (default build/statesrvd) under callgrind in a temporary
 # directory (loopback only), preloads KEYS keys (default 20000) of VALUE
 # bytes (default 64), takes a checkpoint with -s (which turns change
-# tracking on), runs N (default 40000) TEST requests (get, put or merge) over
+# tracking on; -T gives the state a TTL first, e.g. 1h), runs N (default 40000) TEST requests (get, put or merge) over
 # 10 connections at PIPELINE depth, and prints the instructions per request:
 # the run's total less that of the same run with no measured requests.
 set -eu
@@ -16,10 +16,12 @@ cd "$(dirname "$0")/../.."
 BIN=build/statesrvd
 SNAP=0
 CONF=
-while getopts b:so: opt; do
+TTL=
+while getopts b:sT:o: opt; do
     case $opt in
     b) BIN=$OPTARG ;;
     s) SNAP=1 ;;
+    T) TTL=$OPTARG ;;
     o) CONF="$CONF$OPTARG
 " ;;
     *) exit 2 ;;
@@ -49,6 +51,7 @@ run() { # MEASURED: prints the total instructions of one server run
         [ $i -lt 300 ] || { cat "$dir/log" >&2; kill $pid; exit 1; }
         sleep 0.1
     done
+    [ -z "$TTL" ] || build/statectl -a 127.0.0.1:$port ttl bench0 "$TTL" >/dev/null
     build/statesrv-bench -a 127.0.0.1:$port -t put --sequential -n "$KEYS" -d "$VALUE" -c 4 -P 64 >/dev/null
     [ "$SNAP" = 0 ] || build/statectl -a 127.0.0.1:$port snapshot >/dev/null
     [ "$1" = 0 ] || build/statesrv-bench -a 127.0.0.1:$port -t "$TEST" -c 10 -P "$PIPE" \

@@ -695,6 +695,55 @@ START_TEST(the_sweep_wakes_for_a_new_expiry)
 }
 END_TEST
 
+/* Entries that live an hour are walked once, then the sweep sleeps until
+ * the earliest of them is due (it does not walk them again and again); a
+ * write with an earlier expiry wakes it for that one. */
+START_TEST(the_sweep_sleeps_until_the_earliest_expiry)
+{
+    enum { N = 2000 };
+    set_ttl("h", HOUR_MS, STATESRV_TTL_ON_CREATE_AND_WRITE, STATESRV_TTL_NEVER_RETURN_EXPIRED);
+    statesrv_batch *b = statesrv_batch_new();
+    char key[32];
+    for (int i = 0; i < N; i++) {
+        snprintf(key, sizeof(key), "k%d", i);
+        statesrv_key k = K("h", key);
+        ck_assert_int_eq(statesrv_batch_put(b, &k, "v", 1), STATESRV_OK);
+    }
+    ck_assert_int_eq(statesrv_batch_commit(c, b), STATESRV_OK);
+    statesrv_batch_free(b);
+    /* A round over them (the first after the writes), then quiet. */
+    statesrv_stats *s;
+    uint64_t visited = 0, last = 1;
+    long t0 = ts_now_ms();
+    while (ts_now_ms() - t0 < 30000) {
+        usleep(300 * 1000);
+        ck_assert_int_eq(statesrv_stats_get(c, &s), STATESRV_OK);
+        last = visited;
+        visited = s->ttl_sweep_visited;
+        statesrv_stats_free(s);
+        if (visited >= N && visited == last)
+            break;
+    }
+    ck_assert_uint_ge(visited, N);
+    ck_assert_uint_eq(visited, last);
+    usleep(500 * 1000);
+    ck_assert_int_eq(statesrv_stats_get(c, &s), STATESRV_OK);
+    ck_assert_uint_eq(s->ttl_sweep_visited, visited); /* still asleep */
+    statesrv_stats_free(s);
+    statesrv_key brief = K("h", "brief");
+    ck_assert_int_eq(statesrv_put_ttl(c, &brief, "v", 1, 1), STATESRV_OK);
+    t0 = ts_now_ms();
+    uint64_t swept = 0;
+    while (!swept && ts_now_ms() - t0 < 30000) {
+        usleep(50 * 1000);
+        ck_assert_int_eq(statesrv_stats_get(c, &s), STATESRV_OK);
+        swept = s->ttl_expired_sweep;
+        statesrv_stats_free(s);
+    }
+    ck_assert_uint_eq(swept, 1);
+}
+END_TEST
+
 Suite *sv_suite_ttl(void)
 {
     Suite *s = suite_create("ttl");
@@ -709,6 +758,7 @@ Suite *sv_suite_ttl(void)
     tcase_add_test(tc, multi_get_items_survive_the_writes_of_later_items);
     tcase_add_test(tc, a_ttl_set_before_any_write_survives_a_restore);
     tcase_add_test(tc, the_sweep_wakes_for_a_new_expiry);
+    tcase_add_test(tc, the_sweep_sleeps_until_the_earliest_expiry);
     tcase_add_test(tc, list_elements_expire_one_by_one);
     tcase_add_test(tc, a_read_refreshes_every_element_of_a_list);
     tcase_add_test(tc, list_elements_through_checkpoints_restores);
