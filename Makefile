@@ -362,8 +362,14 @@ DEPS_BENCH_STAMP := build/.deps-bench-ok
 $(DEPS_BENCH_STAMP): Makefile | $(DEPS_STAMP)
 	$(call install_pkgs,$(DEB_PKGS_BENCH),bench)
 
-bench: all $(BENCH_TOOL) | $(DEPS_BENCH_STAMP)
+# The limit rows' server (issue 20): the protocol with no store, built from
+# the project's codec (tests/bench/limit_server.c); bench.sh runs it.
+LIMIT_BIN := $(BUILD)/bench/limit_server
+$(LIMIT_BIN): CLIENT_LIBS += -luv
+
+bench: all $(BENCH_TOOL) $(LIMIT_BIN) | $(DEPS_BENCH_STAMP)
 	$(Q)QUICK=$(QUICK) PARTS="$(or $(PARTS),1 2 3 4)" STATESRVD=$(abspath $(STATESRVD)) STATECTL=$(abspath $(STATECTL)) \
+	    LIMIT_SERVER=$(abspath $(LIMIT_BIN)) \
 	    STATESRV_BENCH=$(abspath $(BENCH_TOOL)) tests/bench/bench.sh
 
 # One operator thread: embedded RocksDB against libstatesrv blocking, async

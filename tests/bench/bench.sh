@@ -15,6 +15,7 @@ root=$(cd "$here/../.." && pwd)
 STATESRVD=${STATESRVD:-$root/build/statesrvd}
 STATECTL=${STATECTL:-$root/build/statectl}
 STATESRV_BENCH=${STATESRV_BENCH:-$root/build/statesrv-bench}
+LIMIT_SERVER=${LIMIT_SERVER:-$root/build/bench/limit_server}
 QUICK=${QUICK:-}
 # PARTS="1 2 3" (default): 1 = throughput and latency rows, 2 = the snapshot,
 # restore and their side effects (10 M entries), 3 = incremental checkpoints
@@ -23,7 +24,7 @@ QUICK=${QUICK:-}
 # a re-run. INC_BIG overrides part 3's entry count (a smoke run).
 PARTS=${PARTS:-1 2 3 4}
 want_part() { [[ " $PARTS " == *" $1 "* ]]; }
-for b in "$STATESRVD" "$STATECTL" "$STATESRV_BENCH"; do
+for b in "$STATESRVD" "$STATECTL" "$STATESRV_BENCH" "$LIMIT_SERVER"; do
     [ -x "$b" ] || { echo "bench: $b is missing (run make bench)" >&2; exit 2; }
 done
 want_part 1 || want_part 2 || NO_REDIS=1
@@ -242,9 +243,9 @@ preload() { # N VALUE
 
 # --- the table ------------------------------------------------------------------
 rows=()
-add_row() { # ROW STATESRVD REDIS RATIO
-    rows+=("| $1 | $2 | $3 | $4 |")
-    log "$1: statesrvd $2, Redis $3, ratio $4"
+add_row() { # ROW STATESRVD REDIS RATIO [LIMIT LIMIT_RATIO]
+    rows+=("| $1 | $2 | $3 | $4 | ${5:-—} | ${6:-—} |")
+    log "$1: statesrvd $2, Redis $3, ratio $4${5:+, limit $5, of the limit $6}"
 }
 extra=()
 add_extra() { # ROW VALUE BASELINE RATIO TARGET
@@ -252,10 +253,37 @@ add_extra() { # ROW VALUE BASELINE RATIO TARGET
     log "$1: $2 vs $3 -> $4 (target $5)"
 }
 
-# One throughput row: REPS runs on each server, median ops/s.
+# The limit server (tests/bench/limit_server.c): the protocol, the codec and
+# the loop with no store, so each throughput row shows how close statesrvd
+# is to what this machine and the load generator allow.
+L_PID=
+L_ADDR=
+start_limit() {
+    local port i
+    port=$(free_port)
+    L_ADDR=127.0.0.1:$port
+    "$LIMIT_SERVER" --listen "$L_ADDR" &
+    L_PID=$!
+    pids+=("$L_PID")
+    for i in $(seq 1 100); do
+        "$STATESRV_BENCH" -a "$L_ADDR" -t get -c 1 -n 1 >/dev/null 2>&1 && return 0
+        sleep 0.05
+    done
+    echo "bench: the limit server did not start" >&2
+    exit 1
+}
+stop_limit() { [ -z "$L_PID" ] || stop_pid "$L_PID"; L_PID=; }
+lbench() {
+    local j
+    j=$("$STATESRV_BENCH" -a "$L_ADDR" --json "$@") || { echo "bench: limit run failed: $j" >&2; exit 1; }
+    echo "$j"
+}
+
+# One throughput row: REPS runs on each server (and the limit server, when
+# it runs), interleaved, median ops/s.
 # tput_row LABEL TEST(get|put) CONNS PIPELINE VALUE N
 tput_row() {
-    local label=$1 t=$2 c=$3 p=$4 d=$5 n=$6 i j r s=() q=()
+    local label=$1 t=$2 c=$3 p=$4 d=$5 n=$6 i j r s=() q=() l=()
     local rt=$t
     [ "$t" = put ] && rt=set
     for i in $(seq 1 "$REPS"); do
@@ -263,11 +291,17 @@ tput_row() {
         s+=("$(json_field ops_per_sec "$j")")
         r=$(rbench -t "$rt" -c "$c" -P "$p" -d "$d" -r "$KEYS" -n "$n")
         q+=("$(csv_field 2 "$r")")
+        if [ -n "$L_PID" ]; then
+            j=$(lbench -t "$t" -c "$c" -P "$p" -d "$d" -r "$KEYS" -n "$n")
+            l+=("$(json_field ops_per_sec "$j")")
+        fi
     done
-    local ms mr
+    local ms mr ml=
     ms=$(median "${s[@]}")
     mr=$(median "${q[@]}")
-    add_row "$label" "$(fmt_int "$ms") ops/s" "$(fmt_int "$mr") ops/s" "$(ratio "$ms" "$mr")"
+    [ -z "$L_PID" ] || ml=$(median "${l[@]}")
+    add_row "$label" "$(fmt_int "$ms") ops/s" "$(fmt_int "$mr") ops/s" "$(ratio "$ms" "$mr")" \
+        ${ml:+"$(fmt_int "$ml") ops/s"} ${ml:+"$(ratio "$ms" "$ml")"}
 }
 
 # ================================================================================
@@ -281,6 +315,7 @@ new_redis_dir
 start_redis
 wait_redis
 preload "$KEYS" 64
+start_limit
 
 tput_row "GET, 50 conns, P1, 64 B" get 50 1 64 "$N_P1"
 tput_row "PUT, 50 conns, P1, 64 B, sync=none" put 50 1 64 "$N_P1"
@@ -302,6 +337,7 @@ for i in $(seq 1 600); do
     sleep 0.1
 done
 tput_row "PUT, 50 conns, P1, 64 B, sync=always" put 50 1 64 "$N_SYNC"
+stop_limit
 stop_statesrvd
 start_statesrvd none
 rcli config set appendonly no >/dev/null
@@ -689,8 +725,8 @@ t_end=$(date +%s)
         echo "$N_SYNC (sync=always), $N_LAT (1 connection)."
     fi
     echo
-    echo "| row | statesrvd | Redis | statesrvd/Redis |"
-    echo "| --- | ---: | ---: | ---: |"
+    echo "| row | statesrvd | Redis | statesrvd/Redis | limit | statesrvd/limit |"
+    echo "| --- | ---: | ---: | ---: | ---: | ---: |"
     printf '%s\n' "${rows[@]}"
     echo
     echo "| statesrvd on its own | value | baseline | ratio | target |"
