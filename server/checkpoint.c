@@ -1423,15 +1423,13 @@ static void restore_work(uv_work_t *w)
                      j->sources[i], m->key_groups, sv_store_key_groups(store));
             goto out;
         }
-        /* Every file of the chain, in full, before anything is written (a
-         * source fetched by range: its blocks are checked as they are read,
-         * into the new generation; the live state is not touched). */
-        if (!j->sparse[i] && (rc = sv_ckpt_chain_verify(src[i].c, 0, err, sizeof(err)))) {
-            remote_names(j, i, err, sizeof(err));
-            job_fail(j, rc == SV_ECORRUPT ? SV_EINVAL : rc, "restore: %s does not verify: %s",
-                     j->sources[i], err);
-            goto out;
-        }
+        /* The data is verified in the same pass that loads it: every block
+         * read is checked (its checksum, framing and key order) before its
+         * entries go into the new generation, and every entry as strictly as
+         * a put; a damaged block fails the job, the new generation is thrown
+         * away and the live state is never touched. Reading each file once
+         * halves a restore's I/O and decompression against verifying first
+         * (docs/benchmarks.md, part 3). */
         for (size_t l = 0; l < sv_ckpt_chain_length(src[i].c); l++)
             size_hint += sv_ckpt_file_manifest(sv_ckpt_chain_file(src[i].c, l))->raw_bytes;
     }
