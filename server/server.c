@@ -449,7 +449,7 @@ static void begin_shutdown(struct sv_server *srv, int signum)
 /* The TTL sweep: a slice of each tick, between group commits (none is open
  * in a timer's callback). Its share follows what it finds, as Redis's
  * active expiry does: ttl_sweep_budget percent while few of the entries it
- * meets have expired, up to five times that (at most 50 %) while a quarter
+ * meets have expired, up to ten times that (at most 50 %) while a quarter
  * or more have (sweep_yield: a moving average of that fraction), so that a
  * store churning through short-lived keys does not fill up with dead ones
  * while one whose entries live long pays the base share or nothing. */
@@ -458,7 +458,7 @@ static void on_ttl_timer(uv_timer_t *t)
     struct sv_server *srv = t->data;
     if (srv->stopping || sv_store_in_txn(srv->store) || sv_checkpoints_restoring(srv->ckpt))
         return;
-    double mult = 1 + (srv->sweep_yield >= 0.25 ? 4 : 16 * srv->sweep_yield),
+    double mult = 1 + (srv->sweep_yield >= 0.25 ? 9 : 36 * srv->sweep_yield),
            pct = srv->cfg->ttl_sweep_budget * mult;
     if (pct > 50)
         pct = 50;
