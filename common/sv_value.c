@@ -42,6 +42,7 @@ int sv_value_parse(const uint8_t *p, size_t n, struct sv_value *out)
         return SV_ECORRUPT;
     /* A timed list is a list, and its header always has an expiry field. */
     out->timed = (p[0] & SV_VALUE_ELEM_EXPIRY) != 0;
+    out->scratch = 0;
     if (out->timed && (p[1] != SV_KIND_LIST || !(p[0] & SV_VALUE_HAS_EXPIRY)))
         return SV_ECORRUPT;
     size_t hdr = 2;

@@ -34,6 +34,8 @@ struct sv_value {
     enum sv_value_kind kind;
     uint64_t expiry_ms; /* 0: none */
     int timed;          /* a timed list: data holds timed elements */
+    int scratch;        /* data is the store's view of a timed list, which the next
+                           read of one reuses: copy it to keep it */
     const uint8_t *data;
     size_t len;
 };

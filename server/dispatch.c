@@ -550,6 +550,11 @@ static int scan_cb(void *ud, const uint8_t *skey, size_t sklen, const struct sv_
     e->key_group = k.kg;
     e->value.data = (uint8_t *)v->data;
     e->value.len = v->len;
+    if (v->scratch && v->len) { /* a timed list's view: the next one reuses it */
+        if (!(e->value.data = arena(acc->x, v->len)))
+            return -ENOMEM;
+        memcpy(e->value.data, v->data, v->len);
+    }
     e->kind = (Statesrv__V1__ValueKind)v->kind;
     acc->entries[acc->n++] = e;
     acc->bytes += cost;

@@ -1875,6 +1875,7 @@ static int timed_view(struct sv_store *s, MDB_dbi dbi, const char *state, size_t
     out->data = s->view.data;
     out->len = s->view.len;
     out->timed = 0;
+    out->scratch = 1;
     return 0;
 }
 
@@ -2467,13 +2468,16 @@ int sv_store_merge_ttl(struct sv_store *s, const char *state, size_t slen, const
         return rc;
     MDB_val k = {sklen, (void *)skey}, v;
     struct sv_value old = {.kind = want, .data = NULL, .len = 0};
+    int expired_entry = 0;
     rc = exists ? mdb_get(cur_txn(s), dbi, &k, &v) : MDB_NOTFOUND;
     const struct sv_ttl *st = s->ttl.n ? ttl_find(s, state, slen) : NULL;
     if (rc == 0) {
         if ((rc = sv_value_parse(v.mv_data, v.mv_size, &old)))
             return rc;
         if (hidden_expired(st, old.expiry_ms, sv_store_now_ms())) {
-            /* Expired: the merge starts from empty, of any kind. */
+            /* Expired: the merge starts from empty, of any kind (the entry
+             * it replaces counts as cleaned up on read). */
+            expired_entry = 1;
             old.kind = want;
             old.timed = 0;
             old.data = NULL;
@@ -2489,7 +2493,7 @@ int sv_store_merge_ttl(struct sv_store *s, const char *state, size_t slen, const
     }
     /* Every write sets the expiry anew (Flink's update on write); in a list,
      * the appended element's alone. */
-    uint64_t expiry = write_expiry(st, ttl_ms);
+    uint64_t expiry = write_expiry(st, ttl_ms), written = expiry;
     int timed = op == SV_MERGE_APPEND && (old.timed || (old.len && old.expiry_ms != expiry));
     size_t grown_to = old.len + sv_list_elem_size(oplen), dropped = 0, answered = 0;
     if (timed) {
@@ -2518,10 +2522,8 @@ int sv_store_merge_ttl(struct sv_store *s, const char *state, size_t slen, const
             return SV_EINVAL;
         }
     }
-    if (expiry)
-        sweep_note(s, expiry);
-    else if (timed) /* its earliest element may be due soon: walk */
-        sweep_note(s, 1);
+    if (written) /* the element's (in a timed list, expiry is now the entry's) */
+        sweep_note(s, written);
     size_t entry = timed ? sklen + s->scratch.len
                          : sklen + sv_value_header_size(expiry) +
                                (op == SV_MERGE_ADD_I64 ? SV_COUNTER_SIZE : grown_to);
@@ -2544,6 +2546,7 @@ int sv_store_merge_ttl(struct sv_store *s, const char *state, size_t slen, const
         *counter = sum;
         *new_size = SV_COUNTER_SIZE;
         charge_apply(s, &ch, grown(before, tree_pages(cur_txn(s), dbi)));
+        s->expired_on_read += expired_entry;
         return 0;
     }
 
@@ -2573,6 +2576,7 @@ int sv_store_merge_ttl(struct sv_store *s, const char *state, size_t slen, const
     *new_size = old.len + add;
     *counter = 0;
     charge_apply(s, &ch, grown(before, tree_pages(cur_txn(s), dbi)));
+    s->expired_on_read += expired_entry;
     return 0;
 }
 
@@ -2633,6 +2637,7 @@ int sv_store_scan(struct sv_store *s, const char *state, size_t slen, const uint
             val.data = s->view.data;
             val.len = s->view.len;
             val.timed = 0;
+            val.scratch = 1;
         }
         rc = fn(ud, k.mv_data, k.mv_size, &val);
         if (rc)

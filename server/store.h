@@ -10,7 +10,8 @@
  * replays the rest.
  *
  * Pointers into stored data (struct sv_value.data, scan callbacks) are valid
- * only until the next write in, or the end of, the transaction. */
+ * only until the next write in, or the end of, the transaction; a value with
+ * `scratch` set (a timed list's live elements) only until the next read. */
 #ifndef SV_STORE_H
 #define SV_STORE_H
 
