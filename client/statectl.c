@@ -156,54 +156,135 @@ static void put_hex(const void *p, size_t n)
     }
 }
 
-/* Bytes as JSON: a string when they are valid UTF-8 (exactly those bytes:
- * control characters as \u00XX escapes of themselves), else an object
- * {"hex":"..."}, so that a byte 0xff and the character U+00FF can be told
- * apart; with --hex always a string of the hex of the bytes. */
-static void put_json_bytes(const struct ctl *x, const void *data, size_t n)
+/* JSON output is built with jansson, the library import parses it with, so
+ * that what one writes the other reads: a document (or, streamed, one entry
+ * at a time) is built as a jansson value and dumped. A value that cannot be
+ * built (out of memory) sets json_failed; json_emit then refuses to print. */
+static int json_failed;
+
+/* Compact, members in insertion order, any value (a bare number); reals with up to 15 significant
+ * digits (the values are rounded to their decimals first: see j_real). */
+#define JSON_OUT_FLAGS (JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(15))
+
+static json_t *j_check(json_t *v)
 {
-    const unsigned char *p = data;
-    if (x->hex || !sv_utf8_valid(p, n)) {
-        fputs(x->hex ? "\"" : "{\"hex\":\"", stdout);
-        put_hex(p, n);
-        fputs(x->hex ? "\"" : "\"}", stdout);
-        return;
-    }
-    putchar('"');
-    for (size_t i = 0; i < n;) {
-        unsigned char ch = p[i];
-        if (ch == '"' || ch == '\\') {
-            putchar('\\');
-            putchar(ch);
-        } else if (ch == '\n') {
-            fputs("\\n", stdout);
-        } else if (ch == '\t') {
-            fputs("\\t", stdout);
-        } else if (ch == '\r') {
-            fputs("\\r", stdout);
-        } else if (ch >= 0x20 && ch < 0x7f) {
-            putchar(ch);
-        } else if (ch >= 0x80) {
-            size_t len = sv_utf8_seq(p + i, n - i);
-            if (len) {
-                fwrite(p + i, 1, len, stdout);
-                i += len;
-                continue;
-            }
-            printf("\\u%04x", ch);
-        } else {
-            printf("\\u%04x", ch);
-        }
-        i++;
-    }
-    putchar('"');
+    if (!v)
+        json_failed = 1;
+    return v;
 }
 
-static void put_json_str(const char *s)
+/* o[k] = v, taking v (jansson releases it on failure). */
+static void j_set(json_t *o, const char *k, json_t *v)
 {
-    /* Server strings go through the byte escaper without --hex. */
-    struct ctl plain = {0};
-    put_json_bytes(&plain, s, strlen(s));
+    if (json_object_set_new(o, k, v))
+        json_failed = 1;
+}
+
+static void j_append(json_t *a, json_t *v)
+{
+    if (json_array_append_new(a, v))
+        json_failed = 1;
+}
+
+static json_t *j_object(void)
+{
+    return j_check(json_object());
+}
+
+static json_t *j_array(void)
+{
+    return j_check(json_array());
+}
+
+static json_t *j_bool(int b)
+{
+    return j_check(json_boolean(b));
+}
+
+static json_t *j_i64(int64_t v)
+{
+    return j_check(json_integer((json_int_t)v));
+}
+
+/* jansson's integers are signed 64-bit: a count or id beyond that (none is,
+ * in practice) comes as a real. */
+static json_t *j_u64(uint64_t v)
+{
+    return j_check(v <= INT64_MAX ? json_integer((json_int_t)v) : json_real((double)v));
+}
+
+/* A non-negative figure rounded to `decimals` places (at most 6), so that
+ * 49.5 prints as 49.5, not 49.500000000000001. */
+static json_t *j_real(double v, int decimals)
+{
+    double k = 1;
+    for (int i = 0; i < decimals; i++)
+        k *= 10;
+    if (v >= 0 && v * k < 9e15)
+        v = (double)(int64_t)(v * k + 0.5) / k;
+    return j_check(json_real(v));
+}
+
+static json_t *j_hex(const void *p, size_t n)
+{
+    static const char digits[] = "0123456789abcdef";
+    const unsigned char *b = p;
+    char *s = malloc(2 * n + 1);
+    if (!s)
+        return j_check(NULL);
+    for (size_t i = 0; i < n; i++) {
+        s[2 * i] = digits[b[i] >> 4];
+        s[2 * i + 1] = digits[b[i] & 15];
+    }
+    json_t *v = j_check(json_stringn_nocheck(s, 2 * n));
+    free(s);
+    return v;
+}
+
+/* Bytes as JSON: a string when they are valid UTF-8 as jansson sees it (the
+ * check import's parser makes; NUL and control characters escaped), else an
+ * object {"hex":"..."}, so that a byte 0xff and the character U+00FF are
+ * told apart; with --hex always a string of the hex of the bytes. */
+static json_t *j_bytes(const struct ctl *x, const void *data, size_t n)
+{
+    if (x->hex)
+        return j_hex(data, n);
+    json_t *s = n ? json_stringn(data, n) : json_string("");
+    if (s)
+        return s;
+    /* Not UTF-8 (or out of memory: the hex object is the same bytes). */
+    json_t *o = j_object();
+    j_set(o, "hex", j_hex(data, n));
+    return o;
+}
+
+/* A string from the server or a file (names, versions, messages): as bytes
+ * without --hex. */
+static json_t *j_str(const char *s)
+{
+    static const struct ctl plain;
+    return j_bytes(&plain, s, strlen(s));
+}
+
+/* Prints v (taking it) as it is, with no newline: 0, or an exit status. */
+static int json_put(json_t *v)
+{
+    int status = 0;
+    if (!v || json_failed || json_dumpf(v, stdout, JSON_OUT_FLAGS)) {
+        fprintf(stderr, "%s: cannot write the JSON output: out of memory\n", prog);
+        status = EXIT_ERROR;
+    }
+    json_decref(v);
+    return status;
+}
+
+/* Prints the document v (taking it) on a line of its own. */
+static int json_emit(json_t *v)
+{
+    int status = json_put(v);
+    if (!status)
+        putchar('\n');
+    return status;
 }
 
 /* Bytes in a tab-separated text line: printable ASCII and valid UTF-8 as
@@ -261,36 +342,74 @@ static const char *kind_name(int kind)
     }
 }
 
-/* Prints a value in JSON (as the "value" member's value) or, in the
- * one-line text form used by scan. -1 if a LIST or COUNTER is malformed. */
-static int put_value_inline(const struct ctl *x, int kind, const void *data, size_t n)
+/* A value as JSON: a COUNTER as a number, a LIST as an array of its
+ * elements, RAW bytes as j_bytes. A malformed LIST or COUNTER comes as null
+ * with *bad set. */
+static json_t *j_value(const struct ctl *x, int kind, const void *data, size_t n, int *bad)
 {
+    *bad = 0;
     if (kind == STATESRV_KIND_COUNTER) {
         int64_t v;
-        if (statesrv_counter_decode(data, n, &v))
-            return -1;
-        printf("%" PRId64, v);
-        return 0;
+        if (statesrv_counter_decode(data, n, &v)) {
+            *bad = 1;
+            return j_check(json_null());
+        }
+        return j_i64(v);
     }
     if (kind == STATESRV_KIND_LIST) {
         size_t off = 0, elen;
         const void *elem;
-        int rc, first = 1;
-        putchar('[');
-        while ((rc = statesrv_list_next(data, n, &off, &elem, &elen)) == 1) {
-            if (!first)
-                putchar(',');
-            first = 0;
-            put_json_bytes(x, elem, elen);
+        int rc;
+        json_t *a = j_array();
+        while ((rc = statesrv_list_next(data, n, &off, &elem, &elen)) == 1)
+            j_append(a, j_bytes(x, elem, elen));
+        if (rc) {
+            json_decref(a);
+            *bad = 1;
+            return j_check(json_null());
         }
-        putchar(']');
-        return rc;
+        return a;
     }
-    if (x->json)
-        put_json_bytes(x, data, n);
-    else
+    return j_bytes(x, data, n);
+}
+
+/* Prints a value in the one-line text form used by scan and dump: a
+ * COUNTER in decimal, a LIST as a JSON array, RAW bytes escaped. -1 if a
+ * LIST or COUNTER is malformed ("?" printed), or an exit status. */
+static int put_value_text(const struct ctl *x, int kind, const void *data, size_t n)
+{
+    int bad;
+    if (kind == STATESRV_KIND_RAW) {
         put_text_field(x, data, n);
-    return 0;
+        return 0;
+    }
+    json_t *v = j_value(x, kind, data, n, &bad);
+    if (bad) {
+        json_decref(v);
+        fputs("?", stdout);
+        return -1;
+    }
+    return json_put(v);
+}
+
+/* One entry as scan --json/--jsonl and checkpoint dump --json write it, what
+ * import reads: state (when given), key_group, key, namespace, kind,
+ * expiry_ms (when given, not 0), value. *bad as for j_value. */
+static json_t *j_entry(const struct ctl *x, const char *state, uint32_t kg, const void *key,
+                       size_t klen, const void *ns, size_t nlen, int kind, uint64_t expiry_ms,
+                       const void *val, size_t vlen, int *bad)
+{
+    json_t *e = j_object();
+    if (state)
+        j_set(e, "state", j_str(state));
+    j_set(e, "key_group", j_u64(kg));
+    j_set(e, "key", j_bytes(x, key, klen));
+    j_set(e, "namespace", j_bytes(x, ns, nlen));
+    j_set(e, "kind", j_str(kind_name(kind)));
+    if (expiry_ms)
+        j_set(e, "expiry_ms", j_u64(expiry_ms));
+    j_set(e, "value", j_value(x, kind, val, vlen, bad));
+    return e;
 }
 
 /* --- parsing ------------------------------------------------------------ */
@@ -393,10 +512,14 @@ static void make_key(const struct ctl *x, statesrv_key *k)
     k->key_group = x->key_group;
 }
 
-static void json_ok(const struct ctl *x)
+/* {"ok":true} with --json; 0 or an exit status. */
+static int json_ok(const struct ctl *x)
 {
-    if (x->json)
-        printf("{\"ok\":true}\n");
+    if (!x->json)
+        return 0;
+    json_t *o = j_object();
+    j_set(o, "ok", j_bool(1));
+    return json_emit(o);
 }
 
 static int cmd_ping(struct ctl *x)
@@ -405,9 +528,8 @@ static int cmd_ping(struct ctl *x)
     if (rc)
         return report(x, rc);
     if (x->json)
-        json_ok(x);
-    else
-        printf("pong\n");
+        return json_ok(x);
+    printf("pong\n");
     return 0;
 }
 
@@ -474,8 +596,12 @@ static int cmd_get(struct ctl *x)
     int64_t left = -1;
     int rc = statesrv_get_with_ttl(x->c, &k, &v, x->has_ttl ? &left : NULL);
     if (rc) {
-        if (rc == STATESRV_NOT_FOUND && x->json)
-            printf("{\"found\":false}\n");
+        if (rc == STATESRV_NOT_FOUND && x->json) {
+            json_t *o = j_object();
+            j_set(o, "found", j_bool(0));
+            if (json_emit(o))
+                return EXIT_ERROR;
+        }
         return report(x, rc);
     }
     int bad = 0;
@@ -485,16 +611,15 @@ static int cmd_get(struct ctl *x)
                             : left == 0 ? "expired"
                                         : fmt_duration(left, d, sizeof(d)));
     }
+    int status = 0;
     if (x->json) {
-        printf("{\"found\":true,\"kind\":\"%s\",\"value\":", kind_name(v.kind));
-        bad = put_value_inline(x, v.kind, v.data, v.len);
-        if (x->has_ttl) {
-            if (left < 0)
-                printf(",\"ttl_remaining_ms\":null");
-            else
-                printf(",\"ttl_remaining_ms\":%" PRId64, left);
-        }
-        printf("}\n");
+        json_t *o = j_object();
+        j_set(o, "found", j_bool(1));
+        j_set(o, "kind", j_str(kind_name(v.kind)));
+        j_set(o, "value", j_value(x, v.kind, v.data, v.len, &bad));
+        if (x->has_ttl)
+            j_set(o, "ttl_remaining_ms", left < 0 ? j_check(json_null()) : j_i64(left));
+        status = json_emit(o);
     } else if (v.kind == STATESRV_KIND_COUNTER) {
         int64_t n;
         bad = statesrv_counter_decode(v.data, v.len, &n);
@@ -514,7 +639,7 @@ static int cmd_get(struct ctl *x)
         errorf("get: the server returned a malformed %s value", kind_name(kind));
         return EXIT_ERROR;
     }
-    return 0;
+    return status;
 }
 
 static int cmd_put(struct ctl *x)
@@ -524,8 +649,7 @@ static int cmd_put(struct ctl *x)
     int rc = statesrv_put_ttl(x->c, &k, arg_data(&x->pos[2]), x->pos[2].len, x->ttl_ms);
     if (rc)
         return report(x, rc);
-    json_ok(x);
-    return 0;
+    return json_ok(x);
 }
 
 static const char *ttl_update_name(int u)
@@ -539,14 +663,16 @@ static const char *ttl_visibility_name(int v)
                                                               : "never-return-expired";
 }
 
-static void put_ttl_json(const statesrv_ttl *t)
+/* A state's TTL: null for none. */
+static json_t *j_ttl(const statesrv_ttl *t)
 {
-    if (!t->ttl_ms) {
-        printf("null");
-        return;
-    }
-    printf("{\"ttl_ms\":%" PRIu64 ",\"update\":\"%s\",\"visibility\":\"%s\"}", t->ttl_ms,
-           ttl_update_name(t->update), ttl_visibility_name(t->visibility));
+    if (!t->ttl_ms)
+        return j_check(json_null());
+    json_t *o = j_object();
+    j_set(o, "ttl_ms", j_u64(t->ttl_ms));
+    j_set(o, "update", j_str(ttl_update_name(t->update)));
+    j_set(o, "visibility", j_str(ttl_visibility_name(t->visibility)));
+    return o;
 }
 
 /* ttl STATE [DURATION]: shows, or sets, a state's TTL. */
@@ -587,11 +713,10 @@ static int cmd_ttl(struct ctl *x)
     if ((rc = statesrv_get_state_ttl(x->c, state, &t)))
         return report(x, rc);
     if (x->json) {
-        printf("{\"state\":");
-        put_json_str(state);
-        printf(",\"ttl\":");
-        put_ttl_json(&t);
-        printf("}\n");
+        json_t *o = j_object();
+        j_set(o, "state", j_str(state));
+        j_set(o, "ttl", j_ttl(&t));
+        return json_emit(o);
     } else if (!t.ttl_ms) {
         printf("%s: no TTL\n", state);
     } else {
@@ -610,8 +735,12 @@ static int cmd_del(struct ctl *x)
     int rc = statesrv_delete(x->c, &k, &found);
     if (rc)
         return report(x, rc);
-    if (x->json)
-        printf("{\"found\":%s}\n", found ? "true" : "false");
+    if (x->json) {
+        json_t *o = j_object();
+        j_set(o, "found", j_bool(found));
+        if (json_emit(o))
+            return EXIT_ERROR;
+    }
     return found ? 0 : EXIT_NOTFOUND;
 }
 
@@ -623,8 +752,7 @@ static int cmd_merge(struct ctl *x)
         int rc = statesrv_append_ttl(x->c, &k, arg_data(&x->pos[2]), x->pos[2].len, x->ttl_ms);
         if (rc)
             return report(x, rc);
-        json_ok(x);
-        return 0;
+        return json_ok(x);
     }
     int64_t delta, result;
     if (parse_i64(x->pos[2].text, &delta)) {
@@ -634,10 +762,12 @@ static int cmd_merge(struct ctl *x)
     int rc = statesrv_add_ttl(x->c, &k, delta, x->ttl_ms, &result);
     if (rc)
         return report(x, rc);
-    if (x->json)
-        printf("{\"counter\":%" PRId64 "}\n", result);
-    else
-        printf("%" PRId64 "\n", result);
+    if (x->json) {
+        json_t *o = j_object();
+        j_set(o, "counter", j_i64(result));
+        return json_emit(o);
+    }
+    printf("%" PRId64 "\n", result);
     return 0;
 }
 
@@ -708,33 +838,37 @@ static int cmd_scan(struct ctl *x)
         if (x->has_prefix && (e->key_len < x->prefix.len ||
                               memcmp(e->key, arg_data(&x->prefix), x->prefix.len) != 0))
             continue;
-        if (x->jsonl) {
-            printf("{\"state\":");
-            put_json_str(o.state);
-            printf(",\"key_group\":%" PRIu32 ",\"key\":", e->key_group);
-            put_json_bytes(x, e->key, e->key_len);
-            printf(",\"namespace\":");
-            put_json_bytes(x, e->ns, e->ns_len);
-            printf(",\"kind\":\"%s\",\"value\":", kind_name(e->kind));
-        } else if (x->json) {
-            printf("%s{\"key_group\":%" PRIu32 ",\"key\":", printed ? "," : "", e->key_group);
-            put_json_bytes(x, e->key, e->key_len);
-            printf(",\"namespace\":");
-            put_json_bytes(x, e->ns, e->ns_len);
-            printf(",\"kind\":\"%s\",\"value\":", kind_name(e->kind));
+        /* One entry at a time, so a scan of any size runs in constant
+         * memory; --json's array is written around them. */
+        int bad = 0;
+        if (x->json) {
+            if (!x->jsonl && printed)
+                putchar(',');
+            json_t *j = j_entry(x, x->jsonl ? o.state : NULL, e->key_group, e->key, e->key_len,
+                                e->ns, e->ns_len, e->kind, 0, e->value, e->value_len, &bad);
+            if (json_put(j)) {
+                status = EXIT_ERROR;
+                break;
+            }
+            if (x->jsonl)
+                putchar('\n');
         } else {
             printf("%" PRIu32 "\t", e->key_group);
             put_text_field(x, e->key, e->key_len);
             putchar('\t');
             put_text_field(x, e->ns, e->ns_len);
             printf("\t%s\t", kind_name(e->kind));
+            bad = put_value_text(x, e->kind, e->value, e->value_len);
+            if (bad > 0) {
+                status = bad;
+                break;
+            }
+            putchar('\n');
         }
-        if (put_value_inline(x, e->kind, e->value, e->value_len)) {
-            printf(x->json ? "null" : "?");
+        if (bad) {
             errorf("scan: the server returned a malformed %s value", kind_name(e->kind));
             status = EXIT_ERROR;
         }
-        printf(x->jsonl ? "}\n" : x->json ? "}" : "\n");
         printed++;
     }
     /* Stopped by --limit: complete only if nothing is left. Mid-page there is
@@ -788,13 +922,22 @@ static int cmd_clear(struct ctl *x)
     return 0;
 }
 
-static void put_state_json(const statesrv_state_info *s)
+static json_t *j_state(const statesrv_state_info *s)
 {
-    printf("{\"name\":");
-    put_json_str(s->name);
-    printf(",\"entries\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"ttl\":", s->entries, s->bytes);
-    put_ttl_json(&s->ttl);
-    printf("}");
+    json_t *o = j_object();
+    j_set(o, "name", j_str(s->name));
+    j_set(o, "entries", j_u64(s->entries));
+    j_set(o, "bytes", j_u64(s->bytes));
+    j_set(o, "ttl", j_ttl(&s->ttl));
+    return o;
+}
+
+static json_t *j_states(const statesrv_state_info *st, size_t n)
+{
+    json_t *a = j_array();
+    for (size_t i = 0; i < n; i++)
+        j_append(a, j_state(&st[i]));
+    return a;
 }
 
 static int cmd_states(struct ctl *x)
@@ -804,14 +947,11 @@ static int cmd_states(struct ctl *x)
     int rc = statesrv_list_states(x->c, &st, &n);
     if (rc)
         return report(x, rc);
+    int status = 0;
     if (x->json) {
-        printf("{\"states\":[");
-        for (size_t i = 0; i < n; i++) {
-            if (i)
-                putchar(',');
-            put_state_json(&st[i]);
-        }
-        printf("]}\n");
+        json_t *o = j_object();
+        j_set(o, "states", j_states(st, n));
+        status = json_emit(o);
     } else {
         for (size_t i = 0; i < n; i++) {
             char d[64];
@@ -822,7 +962,7 @@ static int cmd_states(struct ctl *x)
         }
     }
     statesrv_free(st);
-    return 0;
+    return status;
 }
 
 /* A status's name as on the wire ("NOT_FOUND"), or "status_N" for one this
@@ -849,16 +989,13 @@ static const char *fmt_latency(double us, char *buf, size_t cap)
     return buf;
 }
 
-static void put_error_counts_json(const statesrv_error_count *e, size_t n)
+/* Counts by kind: {"kind": count, ...}. */
+static json_t *j_error_counts(const statesrv_error_count *e, size_t n)
 {
-    putchar('{');
-    for (size_t i = 0; i < n; i++) {
-        if (i)
-            putchar(',');
-        put_json_str(e[i].kind);
-        printf(":%" PRIu64, e[i].count);
-    }
-    putchar('}');
+    json_t *o = j_object();
+    for (size_t i = 0; i < n; i++)
+        j_set(o, e[i].kind, j_u64(e[i].count));
+    return o;
 }
 
 static void put_error_counts_text(const char *label, const statesrv_error_count *e, size_t n)
@@ -869,102 +1006,130 @@ static void put_error_counts_text(const char *label, const statesrv_error_count 
     printf("%s\n", n ? "" : " -");
 }
 
-static void put_op_json(const statesrv_op_stats *o, const statesrv_op_detail *d)
+static json_t *j_op(const statesrv_op_stats *o, const statesrv_op_detail *d)
 {
     char buf[32];
-    printf("{\"op\":");
-    put_json_str(o->op);
-    printf(",\"count\":%" PRIu64 ",\"errors\":%" PRIu64, o->count, o->errors);
-    if (!d) {
-        putchar('}');
-        return;
-    }
-    printf(",\"statuses\":{");
-    for (size_t k = 0; k < d->n_statuses; k++) {
-        printf("%s\"%s\":%" PRIu64, k ? "," : "",
-               status_name(d->statuses[k].status, buf, sizeof(buf)), d->statuses[k].count);
-    }
-    printf("},\"latency\":{\"count\":%" PRIu64 ",\"sum_ns\":%" PRIu64, d->latency_count,
-           d->latency_sum_ns);
-    if (d->latency_count)
-        printf(",\"p50_us\":%.3f,\"p99_us\":%.3f", d->latency_p50_us, d->latency_p99_us);
-    else
-        printf(",\"p50_us\":null,\"p99_us\":null");
-    printf(",\"buckets\":[");
+    json_t *j = j_object();
+    j_set(j, "op", j_str(o->op));
+    j_set(j, "count", j_u64(o->count));
+    j_set(j, "errors", j_u64(o->errors));
+    if (!d)
+        return j;
+    json_t *st = j_object();
+    for (size_t k = 0; k < d->n_statuses; k++)
+        j_set(st, status_name(d->statuses[k].status, buf, sizeof(buf)),
+              j_u64(d->statuses[k].count));
+    j_set(j, "statuses", st);
+    json_t *lat = j_object();
+    j_set(lat, "count", j_u64(d->latency_count));
+    j_set(lat, "sum_ns", j_u64(d->latency_sum_ns));
+    j_set(lat, "p50_us", d->latency_count ? j_real(d->latency_p50_us, 3) : j_check(json_null()));
+    j_set(lat, "p99_us", d->latency_count ? j_real(d->latency_p99_us, 3) : j_check(json_null()));
+    json_t *b = j_array();
     for (size_t k = 0; k < d->n_latency_buckets; k++)
-        printf("%s%" PRIu64, k ? "," : "", d->latency_buckets[k]);
-    printf("]}}");
+        j_append(b, j_u64(d->latency_buckets[k]));
+    j_set(lat, "buckets", b);
+    j_set(j, "latency", lat);
+    return j;
 }
 
-static void put_stats_json(const statesrv_stats *s)
+/* Sets the members named in `names` to the uint64 figures in `vals`. */
+static void j_set_u64s(json_t *o, const char *const *names, const uint64_t *vals, size_t n)
 {
-    printf("{\"server_version\":");
-    put_json_str(s->server_version);
-    printf(",\"uptime_seconds\":%" PRIu64 ",\"connections_current\":%" PRIu32
-           ",\"connections_total\":%" PRIu64 ",\"connections_rejected\":%" PRIu64
-           ",\"map_size\":%" PRIu64 ",\"map_used\":%" PRIu64 ",\"map_in_use\":%" PRIu64
-           ",\"map_limit\":%" PRIu64 ",\"map_free_pinned\":%" PRIu64 ",\"key_groups\":%" PRIu32
-           ",\"commits\":%" PRIu64 ",\"bytes_in\":%" PRIu64 ",\"bytes_out\":%" PRIu64 ",",
-           s->uptime_seconds, s->connections_current, s->connections_total, s->connections_rejected,
-           s->map_size, s->map_used, s->map_in_use, s->map_limit, s->map_free_pinned, s->key_groups,
-           s->commits, s->bytes_in, s->bytes_out);
-    printf("\"checkpoints_completed\":%" PRIu64 ",\"checkpoint_failures\":%" PRIu64
-           ",\"last_checkpoint_id\":%" PRIu64 ",\"last_checkpoint_bytes\":%" PRIu64
-           ",\"last_checkpoint_duration_ms\":%" PRIu64 ",\"last_checkpoint_unix_ms\":%" PRIu64
-           ",\"last_checkpoint_age_ms\":",
-           s->checkpoints_completed, s->checkpoint_failures, s->last_checkpoint_id,
-           s->last_checkpoint_bytes, s->last_checkpoint_duration_ms, s->last_checkpoint_unix_ms);
+    for (size_t i = 0; i < n; i++)
+        j_set(o, names[i], j_u64(vals[i]));
+}
+
+#define N_OF(a) (sizeof(a) / sizeof((a)[0]))
+
+static int put_stats_json(const statesrv_stats *s)
+{
+    json_t *o = j_object();
+    j_set(o, "server_version", j_str(s->server_version));
+    static const char *const n1[] = {"uptime_seconds",
+                                     "connections_current",
+                                     "connections_total",
+                                     "connections_rejected",
+                                     "map_size",
+                                     "map_used",
+                                     "map_in_use",
+                                     "map_limit",
+                                     "map_free_pinned",
+                                     "key_groups",
+                                     "commits",
+                                     "bytes_in",
+                                     "bytes_out",
+                                     "checkpoints_completed",
+                                     "checkpoint_failures",
+                                     "last_checkpoint_id",
+                                     "last_checkpoint_bytes",
+                                     "last_checkpoint_duration_ms",
+                                     "last_checkpoint_unix_ms"};
+    const uint64_t v1[] = {s->uptime_seconds,
+                           s->connections_current,
+                           s->connections_total,
+                           s->connections_rejected,
+                           s->map_size,
+                           s->map_used,
+                           s->map_in_use,
+                           s->map_limit,
+                           s->map_free_pinned,
+                           s->key_groups,
+                           s->commits,
+                           s->bytes_in,
+                           s->bytes_out,
+                           s->checkpoints_completed,
+                           s->checkpoint_failures,
+                           s->last_checkpoint_id,
+                           s->last_checkpoint_bytes,
+                           s->last_checkpoint_duration_ms,
+                           s->last_checkpoint_unix_ms};
+    j_set_u64s(o, n1, v1, N_OF(n1));
     /* No checkpoint yet: no age (null), not 0, which would read as fresh. */
-    if (s->last_checkpoint_unix_ms)
-        printf("%" PRIu64, s->last_checkpoint_age_ms);
-    else
-        printf("null");
-    printf(",\"restores_completed\":%" PRIu64 ",\"last_restore_duration_ms\":%" PRIu64 ",",
-           s->restores_completed, s->last_restore_duration_ms);
-    printf("\"remote_enabled\":%s,\"remote_pending\":%" PRIu64 ",\"remote_upload_lag_ms\":%" PRIu64
-           ",\"remote_uploads_completed\":%" PRIu64 ",\"remote_upload_failures\":%" PRIu64
-           ",\"remote_bytes_uploaded\":%" PRIu64 ",\"last_remote_checkpoint_id\":%" PRIu64
-           ",\"remote_uploading_id\":%" PRIu64 ",\"remote_last_error\":",
-           s->remote_enabled ? "true" : "false", s->remote_pending, s->remote_upload_lag_ms,
-           s->remote_uploads_completed, s->remote_upload_failures, s->remote_bytes_uploaded,
-           s->last_remote_checkpoint_id, s->remote_uploading_id);
-    put_json_str(s->remote_last_error);
-    printf(",\"ttl_expired_read\":%" PRIu64 ",\"ttl_expired_checkpoint\":%" PRIu64
-           ",\"ttl_expired_sweep\":%" PRIu64
-           ",\"ttl_sweep_seconds\":%.6f,\"ttl_sweep_visited\":%" PRIu64,
-           s->ttl_expired_read, s->ttl_expired_checkpoint, s->ttl_expired_sweep,
-           s->ttl_sweep_seconds, s->ttl_sweep_visited);
-    printf(",\"checkpoint_in_progress\":");
+    j_set(o, "last_checkpoint_age_ms",
+          s->last_checkpoint_unix_ms ? j_u64(s->last_checkpoint_age_ms) : j_check(json_null()));
+    j_set(o, "restores_completed", j_u64(s->restores_completed));
+    j_set(o, "last_restore_duration_ms", j_u64(s->last_restore_duration_ms));
+    j_set(o, "remote_enabled", j_bool(s->remote_enabled));
+    static const char *const n2[] = {"remote_pending",           "remote_upload_lag_ms",
+                                     "remote_uploads_completed", "remote_upload_failures",
+                                     "remote_bytes_uploaded",    "last_remote_checkpoint_id",
+                                     "remote_uploading_id"};
+    const uint64_t v2[] = {s->remote_pending,           s->remote_upload_lag_ms,
+                           s->remote_uploads_completed, s->remote_upload_failures,
+                           s->remote_bytes_uploaded,    s->last_remote_checkpoint_id,
+                           s->remote_uploading_id};
+    j_set_u64s(o, n2, v2, N_OF(n2));
+    j_set(o, "remote_last_error", j_str(s->remote_last_error));
+    j_set(o, "ttl_expired_read", j_u64(s->ttl_expired_read));
+    j_set(o, "ttl_expired_checkpoint", j_u64(s->ttl_expired_checkpoint));
+    j_set(o, "ttl_expired_sweep", j_u64(s->ttl_expired_sweep));
+    j_set(o, "ttl_sweep_seconds", j_real(s->ttl_sweep_seconds, 6));
+    j_set(o, "ttl_sweep_visited", j_u64(s->ttl_sweep_visited));
+    json_t *pr = j_check(json_null());
     if (s->has_progress) {
-        printf("{\"kind\":");
-        put_json_str(s->progress.kind);
-        printf(",\"checkpoint_id\":%" PRIu64 ",\"entries\":%" PRIu64 ",\"total_entries\":%" PRIu64
-               ",\"bytes\":%" PRIu64 ",\"elapsed_ms\":%" PRIu64 "},",
-               s->progress.checkpoint_id, s->progress.entries, s->progress.total_entries,
-               s->progress.bytes, s->progress.elapsed_ms);
-    } else {
-        printf("null,");
+        json_decref(pr);
+        pr = j_object();
+        j_set(pr, "kind", j_str(s->progress.kind));
+        j_set(pr, "checkpoint_id", j_u64(s->progress.checkpoint_id));
+        j_set(pr, "entries", j_u64(s->progress.entries));
+        j_set(pr, "total_entries", j_u64(s->progress.total_entries));
+        j_set(pr, "bytes", j_u64(s->progress.bytes));
+        j_set(pr, "elapsed_ms", j_u64(s->progress.elapsed_ms));
     }
-    printf("\"status_errors\":");
-    put_error_counts_json(s->status_errors, s->n_status_errors);
-    printf(",\"connection_errors\":");
-    put_error_counts_json(s->connection_errors, s->n_connection_errors);
-    printf(",\"latency_bounds_us\":[");
+    j_set(o, "checkpoint_in_progress", pr);
+    j_set(o, "status_errors", j_error_counts(s->status_errors, s->n_status_errors));
+    j_set(o, "connection_errors", j_error_counts(s->connection_errors, s->n_connection_errors));
+    json_t *bounds = j_array();
     for (size_t i = 0; i < s->n_latency_bounds; i++)
-        printf("%s%" PRIu64, i ? "," : "", s->latency_bounds_us[i]);
-    printf("],\"ops\":[");
-    for (size_t i = 0; i < s->n_ops; i++) {
-        if (i)
-            putchar(',');
-        put_op_json(&s->ops[i], s->op_details ? &s->op_details[i] : NULL);
-    }
-    printf("],\"states\":[");
-    for (size_t i = 0; i < s->n_states; i++) {
-        if (i)
-            putchar(',');
-        put_state_json(&s->states[i]);
-    }
-    printf("]}\n");
+        j_append(bounds, j_u64(s->latency_bounds_us[i]));
+    j_set(o, "latency_bounds_us", bounds);
+    json_t *ops = j_array();
+    for (size_t i = 0; i < s->n_ops; i++)
+        j_append(ops, j_op(&s->ops[i], s->op_details ? &s->op_details[i] : NULL));
+    j_set(o, "ops", ops);
+    j_set(o, "states", j_states(s->states, s->n_states));
+    return json_emit(o);
 }
 
 /* Server-wide figures as "name: value" lines, then a table of the ops that
@@ -1063,12 +1228,13 @@ static int cmd_stats(struct ctl *x)
     int rc = statesrv_stats_get(x->c, &s);
     if (rc)
         return report(x, rc);
+    int status = 0;
     if (x->json)
-        put_stats_json(s);
+        status = put_stats_json(s);
     else
         put_stats_text(s);
     statesrv_stats_free(s);
-    return 0;
+    return status;
 }
 
 static int cmd_info(struct ctl *x)
@@ -1083,22 +1249,21 @@ static int cmd_info(struct ctl *x)
     const char *vals[] = {s->data_dir,       s->checkpoint_dir, s->listen, s->unix_socket,
                           s->metrics_listen, s->config_file,    s->sync};
     if (x->json) {
-        printf("{\"protocol_version\":%" PRIu32 ",\"server_version\":", i->protocol_version);
-        put_json_str(i->server_version);
-        printf(
-            ",\"key_groups\":%" PRIu32 ",\"max_frame_size\":%" PRIu32 ",\"max_value_size\":%" PRIu32
-            ",\"max_key_size\":%" PRIu32 ",\"max_batch_ops\":%" PRIu32
-            ",\"max_scan_limit\":%" PRIu32 ",\"max_states\":%" PRIu32 ",\"kg_first\":%" PRIu32
-            ",\"kg_last\":%" PRIu32 ",\"uptime_seconds\":%" PRIu64,
-            i->key_groups, i->max_frame_size, i->max_value_size, i->max_key_size, i->max_batch_ops,
-            i->max_scan_limit, i->max_states, s->kg_first, s->kg_last, s->uptime_seconds);
-        for (size_t k = 0; k < sizeof(names) / sizeof(names[0]); k++) {
-            printf(",\"%s\":", names[k]);
-            put_json_str(vals[k]);
-        }
-        printf("}\n");
+        json_t *o = j_object();
+        j_set(o, "protocol_version", j_u64(i->protocol_version));
+        j_set(o, "server_version", j_str(i->server_version));
+        static const char *const limit_names[] = {
+            "key_groups",     "max_frame_size", "max_value_size", "max_key_size", "max_batch_ops",
+            "max_scan_limit", "max_states",     "kg_first",       "kg_last",      "uptime_seconds"};
+        const uint64_t limits[] = {i->key_groups,    i->max_frame_size, i->max_value_size,
+                                   i->max_key_size,  i->max_batch_ops,  i->max_scan_limit,
+                                   i->max_states,    s->kg_first,       s->kg_last,
+                                   s->uptime_seconds};
+        j_set_u64s(o, limit_names, limits, N_OF(limits));
+        for (size_t k = 0; k < N_OF(names); k++)
+            j_set(o, names[k], j_str(vals[k]));
         statesrv_stats_free(s);
-        return 0;
+        return json_emit(o);
     } else {
         printf("served_key_groups: %" PRIu32 "-%" PRIu32 "\n", s->kg_first, s->kg_last);
         for (size_t k = 0; k < sizeof(names) / sizeof(names[0]); k++)
@@ -1219,7 +1384,8 @@ static int import_entry(struct importer *im, const json_t *e)
         why = "no \"state\" (give --state S)";
         goto bad;
     }
-    if (!sv_state_name_valid(state, strlen(state))) {
+    if (!sv_state_name_valid(state, strlen(state)) ||
+        (!x->state && strlen(state) != json_string_length(st))) {
         why = "the state is not a state name";
         goto bad;
     }
@@ -1349,7 +1515,9 @@ static int cmd_import(struct ctl *x)
         if (s == (size_t)n)
             continue;
         json_error_t je;
-        json_t *doc = json_loadb(line, (size_t)n, JSON_REJECT_DUPLICATES, &je);
+        /* NUL is a byte like any other in keys and values (export writes it
+         * as \u0000); a state name holding one is refused below. */
+        json_t *doc = json_loadb(line, (size_t)n, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &je);
         if (!doc) {
             errorf("import: %s:%" PRIu64 ": not JSON: %s", name, im.line, je.text);
             status = EXIT_USAGE;
@@ -1381,10 +1549,12 @@ static int cmd_import(struct ctl *x)
     statesrv_batch_free(im.b);
     if (status)
         return status;
-    if (x->json)
-        printf("{\"imported\":%" PRIu64 "}\n", im.imported);
-    else
-        printf("imported %" PRIu64 " entries\n", im.imported);
+    if (x->json) {
+        json_t *o = j_object();
+        j_set(o, "imported", j_u64(im.imported));
+        return json_emit(o);
+    }
+    printf("imported %" PRIu64 " entries\n", im.imported);
     return 0;
 }
 
@@ -1398,62 +1568,57 @@ static void format_utc(uint64_t unix_ms, char *buf, size_t n)
         snprintf(buf, n, "?");
 }
 
-static void put_checkpoint_state_json(const statesrv_checkpoint_state *st)
+static json_t *j_checkpoint_state(const statesrv_checkpoint_state *st)
 {
-    printf("{\"name\":");
-    put_json_str(st->name);
-    printf(",\"entries\":%" PRIu64 ",\"raw_bytes\":%" PRIu64, st->entries, st->raw_bytes);
-    if (st->entries)
-        printf(",\"kg_min\":%" PRIu32 ",\"kg_max\":%" PRIu32, st->kg_min, st->kg_max);
-    else
-        printf(",\"kg_min\":null,\"kg_max\":null");
-    printf(",\"blocks\":%" PRIu64 "}", st->blocks);
+    json_t *o = j_object();
+    j_set(o, "name", j_str(st->name));
+    j_set(o, "entries", j_u64(st->entries));
+    j_set(o, "raw_bytes", j_u64(st->raw_bytes));
+    j_set(o, "kg_min", st->entries ? j_u64(st->kg_min) : j_check(json_null()));
+    j_set(o, "kg_max", st->entries ? j_u64(st->kg_max) : j_check(json_null()));
+    j_set(o, "blocks", j_u64(st->blocks));
+    return o;
 }
 
 /* A manifest as one JSON object, member names as in checkpoint.proto; the
  * hash is a hex string (a JSON number would lose bits in most parsers). */
-static void put_checkpoint_json(const statesrv_checkpoint_info *m)
+static json_t *j_checkpoint(const statesrv_checkpoint_info *m)
 {
-    char created[32];
+    char created[32], hash[24];
     format_utc(m->created_unix_ms, created, sizeof(created));
-    printf("{\"checkpoint_id\":%" PRIu64 ",\"created_unix_ms\":%" PRIu64 ",\"created\":\"%s\""
-           ",\"server_version\":",
-           m->id, m->created_unix_ms, created);
-    put_json_str(m->server_version);
-    printf(",\"format_version\":%" PRIu32 ",\"key_groups\":%" PRIu32 ",\"kg_first\":%" PRIu32
-           ",\"kg_last\":%" PRIu32 ",\"entries\":%" PRIu64 ",\"raw_bytes\":%" PRIu64
-           ",\"data_bytes\":%" PRIu64 ",\"data_xxh3\":\"%016" PRIx64 "\",\"compression\":",
-           m->format_version, m->key_groups, m->kg_first, m->kg_last, m->entries, m->raw_bytes,
-           m->data_bytes, m->data_xxh3);
-    put_json_str(m->compression);
-    printf(",\"compression_level\":%d,\"blocks\":%" PRIu64 ",\"duration_ms\":%" PRIu64
-           ",\"incremental\":%s,\"base\":%" PRIu64 ",\"added_bytes\":%" PRIu64
-           ",\"total_bytes\":%" PRIu64 ",\"states\":[",
-           m->compression_level, m->blocks, m->duration_ms, m->incremental ? "true" : "false",
-           m->base_id, m->added_bytes, m->total_bytes);
-    for (size_t i = 0; i < m->n_states; i++) {
-        if (i)
-            putchar(',');
-        put_checkpoint_state_json(&m->states[i]);
-    }
-    putchar(']');
-    if (m->path) {
-        printf(",\"path\":");
-        put_json_str(m->path);
-    }
-    if (m->remote_state[0]) {
-        printf(",\"remote_state\":");
-        put_json_str(m->remote_state);
-    }
-    if (m->remote_url[0]) {
-        printf(",\"remote_url\":");
-        put_json_str(m->remote_url);
-    }
-    if (m->remote_error[0]) {
-        printf(",\"remote_error\":");
-        put_json_str(m->remote_error);
-    }
-    putchar('}');
+    snprintf(hash, sizeof(hash), "%016" PRIx64, m->data_xxh3);
+    json_t *o = j_object();
+    j_set(o, "checkpoint_id", j_u64(m->id));
+    j_set(o, "created_unix_ms", j_u64(m->created_unix_ms));
+    j_set(o, "created", j_str(created));
+    j_set(o, "server_version", j_str(m->server_version));
+    static const char *const n1[] = {"format_version", "key_groups", "kg_first",  "kg_last",
+                                     "entries",        "raw_bytes",  "data_bytes"};
+    const uint64_t v1[] = {m->format_version, m->key_groups, m->kg_first,  m->kg_last,
+                           m->entries,        m->raw_bytes,  m->data_bytes};
+    j_set_u64s(o, n1, v1, N_OF(n1));
+    j_set(o, "data_xxh3", j_str(hash));
+    j_set(o, "compression", j_str(m->compression));
+    j_set(o, "compression_level", j_i64(m->compression_level));
+    j_set(o, "blocks", j_u64(m->blocks));
+    j_set(o, "duration_ms", j_u64(m->duration_ms));
+    j_set(o, "incremental", j_bool(m->incremental));
+    j_set(o, "base", j_u64(m->base_id));
+    j_set(o, "added_bytes", j_u64(m->added_bytes));
+    j_set(o, "total_bytes", j_u64(m->total_bytes));
+    json_t *states = j_array();
+    for (size_t i = 0; i < m->n_states; i++)
+        j_append(states, j_checkpoint_state(&m->states[i]));
+    j_set(o, "states", states);
+    if (m->path)
+        j_set(o, "path", j_str(m->path));
+    if (m->remote_state[0])
+        j_set(o, "remote_state", j_str(m->remote_state));
+    if (m->remote_url[0])
+        j_set(o, "remote_url", j_str(m->remote_url));
+    if (m->remote_error[0])
+        j_set(o, "remote_error", j_str(m->remote_error));
+    return o;
 }
 
 /* Progress of a snapshot or restore on stderr, while the main thread waits
@@ -1626,9 +1791,9 @@ static int cmd_snapshot(struct ctl *x)
     progress_stop(&p);
     if (rc)
         return report(x, rc);
+    int status = 0;
     if (x->json) {
-        put_checkpoint_json(m);
-        putchar('\n');
+        status = json_emit(j_checkpoint(m));
     } else {
         printf("checkpoint %" PRIu64 ": %s (%s, %" PRIu64 " bytes added)\n", m->id, m->path,
                m->incremental ? "incremental" : "full", m->added_bytes);
@@ -1636,7 +1801,7 @@ static int cmd_snapshot(struct ctl *x)
             printf("remote: %s\n", m->remote_url);
     }
     statesrv_checkpoint_info_free(m);
-    return 0;
+    return status;
 }
 
 /* One table cell per checkpoint and column, for sizing the columns. */
@@ -1674,6 +1839,7 @@ struct remote_list {
     struct ctl *x;
     const char *bucket;
     size_t n;
+    int status; /* an exit status once output failed */
 };
 
 /* One checkpoint per MANIFEST object: ".../chk-<id>/MANIFEST". */
@@ -1689,10 +1855,16 @@ static int remote_list_cb(void *ud, const char *key, uint64_t size)
     if (sv_ckpt_remote_split(dir, parent, sizeof(parent), &id))
         return 0;
     if (l->x->json) {
-        printf("%s{\"url\":\"s3://%s/", l->n ? "," : "", l->bucket);
-        for (const char *p = dir; *p; p++) /* keys are checked ASCII: escape only these */
-            printf(*p == '"' || *p == '\\' ? "\\%c" : "%c", *p);
-        printf("\",\"checkpoint_id\":%" PRIu64 ",\"manifest_bytes\":%" PRIu64 "}", id, size);
+        char url[SV_S3_KEY_MAX + 80];
+        snprintf(url, sizeof(url), "s3://%s/%s", l->bucket, dir);
+        json_t *o = j_object();
+        j_set(o, "url", j_str(url));
+        j_set(o, "checkpoint_id", j_u64(id));
+        j_set(o, "manifest_bytes", j_u64(size));
+        if (l->n)
+            putchar(',');
+        if ((l->status = json_put(o)))
+            return -1;
     } else {
         printf("s3://%s/%s\n", l->bucket, dir);
     }
@@ -1716,6 +1888,8 @@ static int remote_checkpoints(struct ctl *x)
     if (x->json)
         printf("]}\n");
     sv_s3_free(s);
+    if (l.status)
+        return l.status;
     if (rc) {
         errorf("%s: %s", x->cmd->name, err);
         return rc == SV_ENOTFOUND ? EXIT_NOTFOUND : EXIT_ERROR;
@@ -1738,24 +1912,21 @@ static int cmd_checkpoints(struct ctl *x)
         return report(x, rc);
     }
     if (x->json) {
-        printf("{\"checkpoints\":[");
-        for (size_t i = 0; i < n; i++) {
-            if (i)
-                putchar(',');
-            put_checkpoint_json(&a[i]);
-        }
-        printf("],\"problems\":[");
+        json_t *o = j_object(), *list = j_array(), *probs = j_array();
+        for (size_t i = 0; i < n; i++)
+            j_append(list, j_checkpoint(&a[i]));
         for (size_t i = 0; i < np; i++) {
-            printf("%s{\"id\":%" PRIu64 ",\"path\":", i ? "," : "", p[i].id);
-            put_json_str(p[i].path);
-            printf(",\"problem\":");
-            put_json_str(p[i].problem);
-            putchar('}');
+            json_t *e = j_object();
+            j_set(e, "id", j_u64(p[i].id));
+            j_set(e, "path", j_str(p[i].path));
+            j_set(e, "problem", j_str(p[i].problem));
+            j_append(probs, e);
         }
-        printf("]}\n");
+        j_set(o, "checkpoints", list);
+        j_set(o, "problems", probs);
         statesrv_checkpoint_info_free(a);
         statesrv_free(p);
-        return 0;
+        return json_emit(o);
     }
     /* Numbers right-aligned, text left-aligned, columns as wide as needed. */
     static const char *const head[N_COLS] = {
@@ -1804,8 +1975,7 @@ static int cmd_checkpoint_rm(struct ctl *x)
     int rc = statesrv_delete_checkpoint(x->c, id);
     if (rc)
         return report(x, rc);
-    json_ok(x);
-    return 0;
+    return json_ok(x);
 }
 
 static int cmd_restore(struct ctl *x)
@@ -1821,14 +1991,17 @@ static int cmd_restore(struct ctl *x)
     progress_stop(&p);
     if (rc)
         return report(x, rc);
-    if (x->json)
-        printf("{\"entries\":%" PRIu64 ",\"states\":%" PRIu32 ",\"kg_first\":%" PRIu32
-               ",\"kg_last\":%" PRIu32 ",\"duration_ms\":%" PRIu64 "}\n",
-               r.entries, r.states, r.kg_first, r.kg_last, r.duration_ms);
-    else
-        printf("restored %" PRIu64 " entries in %" PRIu32 " state(s), key groups %" PRIu32
-               "-%" PRIu32 "\n",
-               r.entries, r.states, r.kg_first, r.kg_last);
+    if (x->json) {
+        json_t *o = j_object();
+        static const char *const names[] = {"entries", "states", "kg_first", "kg_last",
+                                            "duration_ms"};
+        const uint64_t vals[] = {r.entries, r.states, r.kg_first, r.kg_last, r.duration_ms};
+        j_set_u64s(o, names, vals, N_OF(names));
+        return json_emit(o);
+    }
+    printf("restored %" PRIu64 " entries in %" PRIu32 " state(s), key groups %" PRIu32 "-%" PRIu32
+           "\n",
+           r.entries, r.states, r.kg_first, r.kg_last);
     return 0;
 }
 
@@ -1841,9 +2014,10 @@ static void put_verify_failure(const struct ctl *x, const char *why)
 {
     if (!x->json || x->cmd->run != cmd_checkpoint_verify)
         return;
-    printf("{\"ok\":false,\"error\":");
-    put_json_str(why);
-    printf("}\n");
+    json_t *o = j_object();
+    j_set(o, "ok", j_bool(0));
+    j_set(o, "error", j_str(why));
+    json_emit(o);
 }
 
 /* Opens the checkpoint directory PATH. On failure reports why and returns the
@@ -2012,8 +2186,7 @@ static int cmd_checkpoint_inspect(struct ctl *x)
         return EXIT_ERROR;
     }
     if (x->json) {
-        put_checkpoint_json(&m);
-        putchar('\n');
+        status = json_emit(j_checkpoint(&m));
     } else {
         char created[32];
         format_utc(m.created_unix_ms, created, sizeof(created));
@@ -2052,7 +2225,7 @@ static int cmd_checkpoint_inspect(struct ctl *x)
     }
     free(m.states);
     sv_ckpt_chain_close(r);
-    return 0;
+    return status;
 }
 
 static int cmd_checkpoint_verify(struct ctl *x)
@@ -2072,8 +2245,12 @@ static int cmd_checkpoint_verify(struct ctl *x)
         put_verify_failure(x, why);
         status = EXIT_ERROR;
     } else if (x->json) {
-        printf("{\"ok\":true,\"entries\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"files\":%zu}\n",
-               m->entries, m->total_bytes, sv_ckpt_chain_length(r));
+        json_t *o = j_object();
+        j_set(o, "ok", j_bool(1));
+        j_set(o, "entries", j_u64(m->entries));
+        j_set(o, "bytes", j_u64(m->total_bytes));
+        j_set(o, "files", j_u64(sv_ckpt_chain_length(r)));
+        status = json_emit(o);
     } else {
         printf("ok: %" PRIu64 " entries, %" PRIu64 " bytes in %zu file(s)\n", m->entries,
                m->total_bytes, sv_ckpt_chain_length(r));
@@ -2115,17 +2292,16 @@ static int dump_state(struct ctl *x, struct sv_ckpt_chain *r, size_t idx, uint32
             break;
         }
         int kind = (int)v.kind; /* the same numbers as enum statesrv_kind */
+        int bad = 0;
         if (x->json) {
-            printf("%s{\"state\":", (*printed)++ ? "," : "");
-            put_json_str(name);
-            printf(",\"key_group\":%" PRIu32 ",\"key\":", key.kg);
-            put_json_bytes(x, key.key, key.key_len);
-            printf(",\"namespace\":");
-            put_json_bytes(x, key.ns, key.ns_len);
-            printf(",\"kind\":\"%s\",", kind_name(kind));
-            if (v.expiry_ms)
-                printf("\"expiry_ms\":%" PRIu64 ",", v.expiry_ms);
-            printf("\"value\":");
+            if ((*printed)++)
+                putchar(',');
+            json_t *j = j_entry(x, name, key.kg, key.key, key.key_len, key.ns, key.ns_len, kind,
+                                v.expiry_ms, v.data, v.len, &bad);
+            if (json_put(j)) {
+                status = EXIT_ERROR;
+                break;
+            }
         } else {
             /* With --state the lines are those of `scan`, so the two diff. */
             if (!x->state)
@@ -2135,13 +2311,17 @@ static int dump_state(struct ctl *x, struct sv_ckpt_chain *r, size_t idx, uint32
             putchar('\t');
             put_text_field(x, key.ns, key.ns_len);
             printf("\t%s\t", kind_name(kind));
+            bad = put_value_text(x, kind, v.data, v.len);
+            if (bad > 0) {
+                status = bad;
+                break;
+            }
+            putchar('\n');
         }
-        if (put_value_inline(x, kind, v.data, v.len)) {
-            printf(x->json ? "null" : "?");
+        if (bad) {
             errorf("%s: state %s: a malformed %s value", x->cmd->name, name, kind_name(kind));
             status = EXIT_ERROR;
         }
-        printf(x->json ? "}" : "\n");
     }
     if (rc < 0) {
         errorf("%s: %s", x->cmd->name, sv_ckpt_chain_errmsg(r));

@@ -1,8 +1,10 @@
 /* statectl against a real statesrvd: output, --json, --hex, exit codes. */
 #include "harness.h"
+#include "statesrv.h"
 #include "suites.h"
 
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -271,6 +273,123 @@ START_TEST(import_reads_back_what_scan_and_dump_write)
 }
 END_TEST
 
+/* Random bytes that hit the edges of both directions: NUL, control
+ * characters, quote and backslash, bytes that are not UTF-8, and valid
+ * multi-byte UTF-8 (U+00FF, U+20AC, U+1F600). */
+static size_t random_bytes(unsigned char *b, size_t max)
+{
+    static const char *const utf8[] = {"\xc3\xbf", "\xe2\x82\xac", "\xf0\x9f\x98\x80", "\"", "\\",
+                                       "\n",       "\x7f"};
+    size_t n = (size_t)rand() % (max + 1), i = 0;
+    while (i < n) {
+        int r = rand() % 10;
+        if (r < 4) { /* any byte */
+            b[i++] = (unsigned char)rand();
+        } else if (r < 5) {
+            b[i++] = 0;
+        } else if (r < 7) {
+            const char *u = utf8[rand() % (int)(sizeof(utf8) / sizeof(utf8[0]))];
+            size_t l = strlen(u);
+            if (i + l > n)
+                break;
+            memcpy(b + i, u, l);
+            i += l;
+        } else { /* printable ASCII */
+            b[i++] = (unsigned char)(0x20 + rand() % 95);
+        }
+    }
+    return i;
+}
+
+/* Both random states, --hex, into FILE in the test's directory. */
+static void scan_both(const char *file)
+{
+    ck_assert_int_eq(ctl("--hex scan rb1 > %s/%s", srv.dir, file), 0);
+    ck_assert_int_eq(ctl("--hex scan rb2 >> %s/%s", srv.dir, file), 0);
+}
+
+static void clear_both(void)
+{
+    ck_assert_int_eq(ctl("clear rb1 --all"), 0);
+    ck_assert_int_eq(ctl("clear rb2 --all"), 0);
+}
+
+/* The states read back exactly as they were exported. */
+static void check_same(unsigned seed, const char *how)
+{
+    char cmd[400];
+    scan_both("after");
+    snprintf(cmd, sizeof(cmd), "cmp %s/before %s/after 2>&1", srv.dir, srv.dir);
+    ck_assert_msg(run_cmd(cmd, out, sizeof(out)) == 0, "seed %u: %s: %s", seed, how, out);
+}
+
+/* export -> import -> an identical scan, on random binary keys, namespaces
+ * and values of every kind: scan --jsonl, scan --json (one document),
+ * --hex, and checkpoint dump --json. */
+START_TEST(round_trip_of_random_binary_data)
+{
+    unsigned seed = (unsigned)ts_now_ms() ^ (unsigned)getpid();
+    srand(seed);
+    statesrv *c;
+    char err[256];
+    ck_assert_int_eq(statesrv_connect2(srv.tcp_addr, NULL, &c, err, sizeof(err)), STATESRV_OK);
+    static const char *const states[] = {"rb1", "rb2"};
+    for (int i = 0; i < 300; i++) {
+        unsigned char key[48], ns[16], val[256];
+        /* Two bytes of i make each key unique (and are binary too). */
+        statesrv_key k = {.state = states[i % 2], .key = key, .ns = ns};
+        key[0] = (unsigned char)(i >> 8);
+        key[1] = (unsigned char)i;
+        k.key_len = 2 + random_bytes(key + 2, sizeof(key) - 2);
+        k.ns_len = random_bytes(ns, sizeof(ns));
+        if (rand() % 4 == 0) {
+            k.has_key_group = 1;
+            k.key_group = (uint32_t)(rand() % 128);
+        }
+        int kind = rand() % 3, rc = STATESRV_OK;
+        if (kind == 0) {
+            rc = statesrv_put(c, &k, val, random_bytes(val, sizeof(val)));
+        } else if (kind == 1) {
+            for (int e = 1 + rand() % 4; e > 0 && rc == STATESRV_OK; e--)
+                rc = statesrv_append(c, &k, val, random_bytes(val, 40));
+        } else {
+            uint64_t r = ((uint64_t)rand() << 33) ^ ((uint64_t)rand() << 2) ^ (uint64_t)rand();
+            int64_t total;
+            rc = statesrv_add(c, &k, i == 2 ? INT64_MIN : (int64_t)r, &total);
+        }
+        ck_assert_msg(rc == STATESRV_OK, "seed %u: entry %d: %s", seed, i, statesrv_errmsg(c));
+    }
+    statesrv_close(c);
+    scan_both("before");
+
+    /* JSON lines, as they are and with --hex. */
+    static const char *const modes[] = {"", "--hex "};
+    for (int m = 0; m < 2; m++) {
+        ck_assert_int_eq(ctl("%sscan rb1 --jsonl > %s/x", modes[m], srv.dir), 0);
+        ck_assert_int_eq(ctl("%sscan rb2 --jsonl >> %s/x", modes[m], srv.dir), 0);
+        clear_both();
+        ck_assert_msg(ctl("%simport %s/x 2>&1", modes[m], srv.dir) == 0, "seed %u: %s", seed, out);
+        ck_assert_str_eq(out, "imported 300 entries\n");
+        check_same(seed, m ? "--hex scan --jsonl" : "scan --jsonl");
+    }
+    /* One --json document per state, put back with --state. */
+    ck_assert_int_eq(ctl("--json scan rb1 > %s/x1", srv.dir), 0);
+    ck_assert_int_eq(ctl("--json scan rb2 > %s/x2", srv.dir), 0);
+    clear_both();
+    ck_assert_int_eq(ctl("import %s/x1 --state rb1", srv.dir), 0);
+    ck_assert_int_eq(ctl("import --state rb2 %s/x2", srv.dir), 0);
+    check_same(seed, "--json scan");
+    /* A checkpoint's dump. */
+    ck_assert_int_eq(ctl("snapshot --id 5"), 0);
+    clear_both();
+    ck_assert_msg(ctl("--json checkpoint dump %s/checkpoints/chk-5 | %s -a %s import 2>&1", srv.dir,
+                      statectl_path(), srv.tcp_addr) == 0,
+                  "seed %u: %s", seed, out);
+    ck_assert_str_eq(out, "imported 300 entries\n");
+    check_same(seed, "checkpoint dump --json");
+}
+END_TEST
+
 START_TEST(checkpoints_lists_what_is_wrong)
 {
     ck_assert_int_eq(ctl("put u a 1"), 0);
@@ -380,6 +499,7 @@ Suite *sv_suite_statectl(void)
     tcase_add_test(tc, checkpoints_lists_what_is_wrong);
     tcase_add_test(tc, import_reads_back_what_scan_and_dump_write);
     tcase_add_test(tc, info_says_where_the_server_is);
+    tcase_add_test(tc, round_trip_of_random_binary_data);
     suite_add_tcase(s, tc);
     return s;
 }
