@@ -18,6 +18,7 @@
 #include "sv_value.h"
 
 #include <errno.h>
+#include <getopt.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <pthread.h>
@@ -2624,199 +2625,396 @@ static const struct command *find_subcommand(const struct command *group, const 
     return cmd && cmd->run ? cmd : NULL;
 }
 
-/* True for an argument that is an option rather than a value: it starts with
- * '-' and is not "-" or a negative number (so `merge s k -5 --add` works). */
-static int is_option(const char *a)
+/* Options, for getopt_long: each with the OPT_* bit of the commands that
+ * take it (0: every command, and before the command), and what its value
+ * must be (for the message when it is missing). */
+enum {
+    O_ADDR = 'a',
+    O_NS = 'n',
+    O_HELP = 'h',
+    O_JSON = 256,
+    O_HEX,
+    O_TIMEOUT,
+    O_TOKEN_FILE,
+    O_VERSION,
+    O_KEY_GROUP,
+    O_APPEND,
+    O_ADD,
+    O_KEY,
+    O_KEY_GROUPS,
+    O_LIMIT,
+    O_FULL,
+    O_WAIT_REMOTE,
+    O_ALL,
+    O_REMOTE,
+    O_ID,
+    O_PREFIX,
+    O_JSONL,
+    O_TTL,
+    O_UPDATE,
+    O_VISIBILITY,
+    O_STATE,
+};
+
+struct optdef {
+    const char *name; /* long name; "" for -n, which has none */
+    int has_arg;
+    int val;
+    unsigned allow; /* OPT_* bits, 0: global */
+    const char *need;
+};
+
+static const struct optdef optdefs[] = {
+    {"addr", required_argument, O_ADDR, 0, "an address"},
+    {"json", no_argument, O_JSON, 0, NULL},
+    {"hex", no_argument, O_HEX, 0, NULL},
+    {"timeout", required_argument, O_TIMEOUT, 0, "a positive number of milliseconds"},
+    {"token-file", required_argument, O_TOKEN_FILE, 0, "a path"},
+    {"help", no_argument, O_HELP, 0, NULL},
+    {"version", no_argument, O_VERSION, 0, NULL},
+    {"", required_argument, O_NS, OPT_NS, "a namespace"},
+    {"key-group", required_argument, O_KEY_GROUP, OPT_KEY_GROUP, "a number"},
+    {"append", no_argument, O_APPEND, OPT_MERGE, NULL},
+    {"add", no_argument, O_ADD, OPT_MERGE, NULL},
+    {"key", required_argument, O_KEY, OPT_SCAN, "a key"},
+    {"key-groups", required_argument, O_KEY_GROUPS, OPT_KG_RANGE, "a range A-B"},
+    {"limit", required_argument, O_LIMIT, OPT_SCAN, "a positive number"},
+    {"full", no_argument, O_FULL, OPT_FULL, NULL},
+    {"wait-remote", no_argument, O_WAIT_REMOTE, OPT_WAIT_REMOTE, NULL},
+    {"all", no_argument, O_ALL, OPT_ALL, NULL},
+    {"remote", required_argument, O_REMOTE, OPT_REMOTE, "an s3://BUCKET/PREFIX URL"},
+    {"id", required_argument, O_ID, OPT_ID, "a checkpoint id (a number)"},
+    {"prefix", required_argument, O_PREFIX, OPT_JSONL, "the start of a key"},
+    {"jsonl", no_argument, O_JSONL, OPT_JSONL, NULL},
+    /* get --ttl is a flag; put and merge --ttl take a duration (below). */
+    {"ttl", required_argument, O_TTL, OPT_TTL, "a duration (30s, 500ms, 10m, 2h, 1d)"},
+    {"update", required_argument, O_UPDATE, OPT_TTL_CFG,
+     "on-create-and-write or on-read-and-write"},
+    {"visibility", required_argument, O_VISIBILITY, OPT_TTL_CFG,
+     "never-return-expired or return-expired-if-not-cleaned-up"},
+    {"state", required_argument, O_STATE, OPT_STATE, "a state name"},
+};
+
+#define N_OPTDEFS (sizeof(optdefs) / sizeof(optdefs[0]))
+
+/* The options cmd takes (every global one before a command) as getopt_long
+ * wants them. "-" first: arguments come back in order (as 1), so the
+ * command picks the table for what follows it; ":" first: statectl says
+ * what is wrong, not getopt. */
+static void option_table(const struct command *cmd, struct option *lo, char *shorts)
 {
-    return a[0] == '-' && a[1] != '\0' && !(a[1] >= '0' && a[1] <= '9');
+    unsigned allowed = cmd ? cmd->opts : 0;
+    size_t n = 0;
+    strcpy(shorts, "-:a:h");
+    if (allowed & OPT_NS)
+        strcat(shorts, "n:");
+    for (size_t i = 0; i < N_OPTDEFS; i++) {
+        const struct optdef *d = &optdefs[i];
+        if (!d->name[0] || (d->allow && !(d->allow & allowed)))
+            continue;
+        lo[n].name = d->name;
+        lo[n].has_arg = d->has_arg;
+        if (d->val == O_TTL && cmd->run == cmd_get)
+            lo[n].has_arg = no_argument;
+        lo[n].flag = NULL;
+        lo[n].val = d->val;
+        n++;
+    }
+    memset(&lo[n], 0, sizeof(lo[n]));
 }
 
-/* Matches "--name VALUE" and "--name=VALUE"; 1 with *val set, 0 if a is
- * another option, -1 when the value is missing. */
-static int opt_value(const char *a, const char *name, int argc, char **argv, int *i,
-                     const char **val)
+static const struct optdef *optdef_of(int val)
 {
-    size_t n = strlen(name);
-    if (strncmp(a, name, n) != 0)
-        return 0;
-    if (a[n] == '=' && name[1] == '-') {
-        *val = a + n + 1;
-        return 1;
+    for (size_t i = 0; i < N_OPTDEFS; i++)
+        if (optdefs[i].val == val)
+            return &optdefs[i];
+    return NULL;
+}
+
+/* An option as the user may have written it, for messages: "-n", "--key". */
+static const char *option_name(const struct optdef *d, char *buf, size_t cap)
+{
+    if (!d->name[0])
+        snprintf(buf, cap, "-%c", d->val);
+    else
+        snprintf(buf, cap, "--%s", d->name);
+    return buf;
+}
+
+/* Why an option was refused (by getopt_long: '?', with optopt): one that
+ * is not this command's (or anyone's), or was given a value it does not
+ * take. */
+static int option_refused(const struct ctl *x, const char *arg)
+{
+    char buf[64];
+    const struct optdef *d = optopt > 0 ? optdef_of(optopt) : NULL;
+    int flag = d && (d->has_arg == no_argument || (d->val == O_TTL && x->cmd->run == cmd_get));
+    if (flag && strchr(arg, '='))
+        return usage_error(x, "%s takes no value", option_name(d, buf, sizeof(buf)));
+    if (optopt > 0 && optopt < 256 && !d)
+        return usage_error(x, "unknown option '-%c'", optopt);
+    /* The name as written, without "=VALUE". */
+    size_t len = strcspn(arg, "=");
+    for (size_t i = 0; i < N_OPTDEFS; i++) {
+        const struct optdef *o = &optdefs[i];
+        int match = o->name[0] ? strncmp(arg, "--", 2) == 0 && strlen(o->name) == len - 2 &&
+                                     strncmp(arg + 2, o->name, len - 2) == 0
+                               : optopt == o->val;
+        if (!match)
+            continue;
+        if (!x->cmd)
+            return usage_error(x, "option '%.*s' goes after the command it is for", (int)len, arg);
+        return usage_error(x, "'%.*s' is not an option of %s", (int)len, arg, x->cmd->name);
     }
-    if (a[n] != '\0')
-        return 0;
-    if (*i + 1 >= argc)
+    return usage_error(x, "unknown option '%.*s'", (int)len, arg);
+}
+
+/* Whether "--NAME" or "--NAME=VALUE" names an option of the table exactly:
+ * getopt_long would also take an abbreviation, and "--add" before a command
+ * would then be --addr. */
+static int exact_long_option(const struct option *lo, const char *arg)
+{
+    size_t len = strcspn(arg + 2, "=");
+    for (; lo->name; lo++)
+        if (strlen(lo->name) == len && strncmp(lo->name, arg + 2, len) == 0)
+            return 1;
+    return 0;
+}
+
+/* An argument that is a value although it starts with '-': a negative
+ * number ("merge s k -5 --add"). */
+static int is_negative_number(const char *a)
+{
+    return a[0] == '-' && a[1] >= '0' && a[1] <= '9';
+}
+
+/* Parses --key-groups A-B. */
+static int parse_kg_range(const char *v, uint32_t *first, uint32_t *last)
+{
+    const char *dash = strchr(v, '-');
+    uint64_t a, b;
+    char buf[32];
+    if (!dash || (size_t)(dash - v) >= sizeof(buf))
         return -1;
-    *val = argv[++*i];
+    memcpy(buf, v, (size_t)(dash - v));
+    buf[dash - v] = '\0';
+    if (parse_u64(buf, UINT32_MAX, &a) || parse_u64(dash + 1, UINT32_MAX, &b))
+        return -1;
+    *first = (uint32_t)a;
+    *last = (uint32_t)b;
+    return 0;
+}
+
+/* One option getopt_long returned, with its value v: 1 to go on, 0 when
+ * help or the version was printed (exit 0), or an exit status. */
+static int take_option(struct ctl *x, int ch, const char *v)
+{
+    const struct optdef *d = optdef_of(ch);
+    switch (ch) {
+    case O_HELP:
+        if (x->cmd)
+            command_usage(stdout, x->cmd, 1);
+        else
+            usage(stdout);
+        return 0;
+    case O_VERSION:
+        printf("%s %s (protocol %d)\n", prog, SV_VERSION, STATESRV_PROTOCOL_VERSION);
+        return 0;
+    case O_JSON:
+        x->json = 1;
+        break;
+    case O_HEX:
+        x->hex = 1;
+        break;
+    case O_ADDR:
+        x->addr = v;
+        break;
+    case O_TOKEN_FILE:
+        if (statesrv_read_token_file(v, x->token, sizeof(x->token)))
+            return usage_error(x, "--token-file %s: cannot read a token from it", v);
+        break;
+    case O_TIMEOUT: {
+        uint64_t ms;
+        if (parse_u64(v, INT32_MAX, &ms) || ms == 0)
+            return usage_error(x, "--timeout needs %s, not '%s'", d->need, v);
+        x->timeout_ms = (int)ms;
+        break;
+    }
+    case O_NS:
+        x->ns.text = v;
+        x->has_ns = 1;
+        break;
+    case O_KEY_GROUP: {
+        uint64_t kg;
+        if (parse_u64(v, UINT32_MAX, &kg))
+            return usage_error(x, "--key-group needs a number, not '%s'", v);
+        x->has_key_group = 1;
+        x->key_group = (uint32_t)kg;
+        break;
+    }
+    case O_APPEND:
+        x->append = 1;
+        break;
+    case O_ADD:
+        x->add = 1;
+        break;
+    case O_KEY:
+        x->scan_key.text = v;
+        x->has_scan_key = 1;
+        break;
+    case O_KEY_GROUPS:
+        if (parse_kg_range(v, &x->kg_first, &x->kg_last))
+            return usage_error(x, "--key-groups needs a range A-B, not '%s'", v);
+        x->has_key_groups = 1;
+        break;
+    case O_LIMIT:
+        if (parse_u64(v, UINT64_MAX, &x->limit) || x->limit == 0)
+            return usage_error(x, "--limit needs a positive number, not '%s'", v);
+        x->has_limit = 1;
+        break;
+    case O_FULL:
+        x->full = 1;
+        break;
+    case O_WAIT_REMOTE:
+        x->wait_remote = 1;
+        break;
+    case O_ALL:
+        x->all = 1;
+        break;
+    case O_REMOTE:
+        if (strncmp(v, "s3://", 5))
+            return usage_error(x, "--remote needs %s, not '%s'", d->need, v);
+        x->remote = v;
+        break;
+    case O_ID:
+        if (parse_u64(v, UINT64_MAX, &x->id))
+            return usage_error(x, "--id needs %s, not '%s'", d->need, v);
+        x->has_id = 1;
+        break;
+    case O_PREFIX:
+        x->prefix.text = v;
+        x->has_prefix = 1;
+        break;
+    case O_JSONL:
+        x->jsonl = x->json = 1;
+        break;
+    case O_TTL:
+        /* get: a flag (v is NULL); put, merge: a duration. */
+        if (v && (parse_duration_ms(v, &x->ttl_ms) || x->ttl_ms == 0))
+            return usage_error(x, "--ttl needs %s, not '%s'", d->need, v);
+        x->has_ttl = 1;
+        break;
+    case O_UPDATE:
+        if (strcmp(v, "on-create-and-write") && strcmp(v, "on-read-and-write"))
+            return usage_error(x, "--update needs %s, not '%s'", d->need, v);
+        x->ttl_update = v;
+        break;
+    case O_VISIBILITY:
+        if (strcmp(v, "never-return-expired") && strcmp(v, "return-expired-if-not-cleaned-up"))
+            return usage_error(x, "--visibility needs %s, not '%s'", d->need, v);
+        x->ttl_visibility = v;
+        break;
+    case O_STATE:
+        x->state = v;
+        break;
+    default:
+        return usage_error(x, "unknown option");
+    }
     return 1;
 }
 
-/* 1: run, 0: help printed (exit 0), or an exit status. */
+/* A word that is not an option: the command, a group's subcommand, `help`
+ * (and what it is about: argv[next] on), or an argument. Same returns as
+ * take_option. */
+static int take_word(struct ctl *x, const char *a, int argc, char **argv, int next)
+{
+    if (!x->cmd && strcmp(a, "help") == 0) {
+        /* help [COMMAND [SUB]]: the same as COMMAND --help. */
+        const struct command *cmd = next < argc ? find_command(argv[next]) : NULL;
+        if (next < argc && !cmd)
+            return usage_error(x, "unknown command '%s'", argv[next]);
+        if (cmd && !cmd->run && next + 1 < argc) {
+            const struct command *sub = find_subcommand(cmd, argv[next + 1]);
+            if (!sub)
+                return usage_error(x, "unknown command '%s %s'", cmd->name, argv[next + 1]);
+            cmd = sub;
+        }
+        if (cmd)
+            command_usage(stdout, cmd, 1);
+        else
+            usage(stdout);
+        return 0;
+    }
+    if (!x->cmd) {
+        x->cmd = find_command(a);
+        if (!x->cmd)
+            return usage_error(x, "unknown command '%s'", a);
+        return 1;
+    }
+    if (!x->cmd->run) {
+        /* A group: this word picks the command. */
+        const struct command *sub = find_subcommand(x->cmd, a);
+        if (!sub)
+            return usage_error(x, "unknown subcommand '%s'", a);
+        x->cmd = sub;
+        return 1;
+    }
+    if (x->npos >= MAX_POS || x->npos >= x->cmd->max_pos)
+        return usage_error(x, "unexpected argument '%s'", a);
+    x->pos[x->npos++].text = a;
+    return 1;
+}
+
+/* 1: run, 0: help printed (exit 0), or an exit status. Options may come
+ * before the command (the global ones) and anywhere after it (its own and
+ * the global ones), in any order with its arguments; "--" ends them. */
 static int parse_args(struct ctl *x, int argc, char **argv)
 {
-    int only_pos = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = NULL;
-        int m;
-        if (only_pos || !is_option(a)) {
-            if (!x->cmd && strcmp(a, "help") == 0) {
-                /* help [COMMAND]: the same as COMMAND --help. */
-                const struct command *cmd = i + 1 < argc ? find_command(argv[i + 1]) : NULL;
-                if (i + 1 < argc && !cmd)
-                    return usage_error(x, "unknown command '%s'", argv[i + 1]);
-                if (cmd && !cmd->run && i + 2 < argc) {
-                    const struct command *sub = find_subcommand(cmd, argv[i + 2]);
-                    if (!sub)
-                        return usage_error(x, "unknown command '%s %s'", cmd->name, argv[i + 2]);
-                    cmd = sub;
-                }
-                if (cmd)
-                    command_usage(stdout, cmd, 1);
-                else
-                    usage(stdout);
-                return 0;
-            }
-            if (!x->cmd) {
-                x->cmd = find_command(a);
-                if (!x->cmd)
-                    return usage_error(x, "unknown command '%s'", a);
-                continue;
-            }
-            if (!x->cmd->run) {
-                /* A group: this word picks the command. */
-                const struct command *sub = find_subcommand(x->cmd, a);
-                if (!sub)
-                    return usage_error(x, "unknown subcommand '%s'", a);
-                x->cmd = sub;
-                continue;
-            }
-            if (x->npos >= MAX_POS || x->npos >= x->cmd->max_pos)
-                return usage_error(x, "unexpected argument '%s'", a);
-            x->pos[x->npos++].text = a;
+    struct option lo[N_OPTDEFS + 1];
+    char shorts[16];
+    const struct command *table_for = NULL;
+    int rc = 1;
+    option_table(NULL, lo, shorts);
+    opterr = 0;
+    optind = 1;
+    while (rc == 1 && optind < argc) {
+        if (x->cmd != table_for) {
+            /* The command (or its subcommand) is known: its options now. */
+            option_table(x->cmd, lo, shorts);
+            table_for = x->cmd;
+        }
+        /* A negative number is a value, which getopt would take for options. */
+        if (is_negative_number(argv[optind])) {
+            rc = take_word(x, argv[optind], argc, argv, optind + 1);
+            optind++;
             continue;
         }
-        if (strcmp(a, "--") == 0) {
-            only_pos = 1;
-            continue;
+        const char *a = argv[optind];
+        if (a[0] == '-' && a[1] == '-' && a[2] && !exact_long_option(lo, a)) {
+            optopt = 0;
+            rc = option_refused(x, a);
+            break;
         }
-        unsigned allowed = x->cmd ? x->cmd->opts : 0;
-        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-            if (x->cmd)
-                command_usage(stdout, x->cmd, 1);
-            else
-                usage(stdout);
-            return 0;
-        } else if (strcmp(a, "--version") == 0) {
-            printf("%s %s (protocol %d)\n", prog, SV_VERSION, STATESRV_PROTOCOL_VERSION);
-            return 0;
-        } else if (strcmp(a, "--json") == 0) {
-            x->json = 1;
-        } else if (strcmp(a, "--hex") == 0) {
-            x->hex = 1;
-        } else if ((m = opt_value(a, "-a", argc, argv, &i, &v)) != 0 ||
-                   (m = opt_value(a, "--addr", argc, argv, &i, &v)) != 0) {
-            if (m < 0)
-                return usage_error(x, "%s needs an address", a);
-            x->addr = v;
-        } else if ((m = opt_value(a, "--token-file", argc, argv, &i, &v)) != 0) {
-            if (m < 0)
-                return usage_error(x, "--token-file needs a path");
-            if (statesrv_read_token_file(v, x->token, sizeof(x->token)))
-                return usage_error(x, "--token-file %s: cannot read a token from it", v);
-        } else if ((m = opt_value(a, "--timeout", argc, argv, &i, &v)) != 0) {
-            uint64_t ms;
-            if (m < 0 || parse_u64(v, INT32_MAX, &ms) || ms == 0)
-                return usage_error(x, "--timeout needs a positive number of milliseconds");
-            x->timeout_ms = (int)ms;
-        } else if ((allowed & OPT_NS) && (m = opt_value(a, "-n", argc, argv, &i, &v)) != 0) {
-            if (m < 0)
-                return usage_error(x, "-n needs a namespace");
-            x->ns.text = v;
-            x->has_ns = 1;
-        } else if ((allowed & OPT_KEY_GROUP) &&
-                   (m = opt_value(a, "--key-group", argc, argv, &i, &v)) != 0) {
-            uint64_t kg;
-            if (m < 0 || parse_u64(v, UINT32_MAX, &kg))
-                return usage_error(x, "--key-group needs a number");
-            x->has_key_group = 1;
-            x->key_group = (uint32_t)kg;
-        } else if ((allowed & OPT_MERGE) && strcmp(a, "--append") == 0) {
-            x->append = 1;
-        } else if ((allowed & OPT_MERGE) && strcmp(a, "--add") == 0) {
-            x->add = 1;
-        } else if ((allowed & OPT_SCAN) && (m = opt_value(a, "--key", argc, argv, &i, &v)) != 0) {
-            if (m < 0)
-                return usage_error(x, "--key needs a key");
-            x->scan_key.text = v;
-            x->has_scan_key = 1;
-        } else if ((allowed & OPT_KG_RANGE) &&
-                   (m = opt_value(a, "--key-groups", argc, argv, &i, &v)) != 0) {
-            const char *dash = m > 0 ? strchr(v, '-') : NULL;
-            uint64_t first, last;
-            char buf[32];
-            if (!dash || (size_t)(dash - v) >= sizeof(buf))
-                return usage_error(x, "--key-groups needs a range A-B");
-            memcpy(buf, v, (size_t)(dash - v));
-            buf[dash - v] = '\0';
-            if (parse_u64(buf, UINT32_MAX, &first) || parse_u64(dash + 1, UINT32_MAX, &last))
-                return usage_error(x, "--key-groups needs a range A-B");
-            x->has_key_groups = 1;
-            x->kg_first = (uint32_t)first;
-            x->kg_last = (uint32_t)last;
-        } else if ((allowed & OPT_SCAN) && (m = opt_value(a, "--limit", argc, argv, &i, &v)) != 0) {
-            if (m < 0 || parse_u64(v, UINT64_MAX, &x->limit) || x->limit == 0)
-                return usage_error(x, "--limit needs a positive number");
-            x->has_limit = 1;
-        } else if ((allowed & OPT_FULL) && strcmp(a, "--full") == 0) {
-            x->full = 1;
-        } else if ((allowed & OPT_WAIT_REMOTE) && strcmp(a, "--wait-remote") == 0) {
-            x->wait_remote = 1;
-        } else if ((allowed & OPT_ALL) && strcmp(a, "--all") == 0) {
-            x->all = 1;
-        } else if ((allowed & OPT_REMOTE) &&
-                   (m = opt_value(a, "--remote", argc, argv, &i, &v)) != 0) {
-            if (m < 0 || strncmp(v, "s3://", 5))
-                return usage_error(x, "--remote needs an s3://BUCKET/PREFIX URL");
-            x->remote = v;
-        } else if ((allowed & OPT_ID) && (m = opt_value(a, "--id", argc, argv, &i, &v)) != 0) {
-            if (m < 0 || parse_u64(v, UINT64_MAX, &x->id))
-                return usage_error(x, "--id needs a checkpoint id (a number)");
-            x->has_id = 1;
-        } else if ((allowed & OPT_JSONL) &&
-                   (m = opt_value(a, "--prefix", argc, argv, &i, &v)) != 0) {
-            if (m < 0)
-                return usage_error(x, "--prefix needs the start of a key");
-            x->prefix.text = v;
-            x->has_prefix = 1;
-        } else if ((allowed & OPT_JSONL) && strcmp(a, "--jsonl") == 0) {
-            x->jsonl = x->json = 1;
-        } else if ((allowed & OPT_TTL) && x->cmd->run == cmd_get && strcmp(a, "--ttl") == 0) {
-            x->has_ttl = 1;
-        } else if ((allowed & OPT_TTL) && (m = opt_value(a, "--ttl", argc, argv, &i, &v)) != 0) {
-            if (m < 0 || parse_duration_ms(v, &x->ttl_ms) || x->ttl_ms == 0)
-                return usage_error(x, "--ttl needs a duration (30s, 500ms, 10m, 2h, 1d)");
-            x->has_ttl = 1;
-        } else if ((allowed & OPT_TTL_CFG) &&
-                   (m = opt_value(a, "--update", argc, argv, &i, &v)) != 0) {
-            if (m < 0 || (strcmp(v, "on-create-and-write") && strcmp(v, "on-read-and-write")))
-                return usage_error(x, "--update needs on-create-and-write or on-read-and-write");
-            x->ttl_update = v;
-        } else if ((allowed & OPT_TTL_CFG) &&
-                   (m = opt_value(a, "--visibility", argc, argv, &i, &v)) != 0) {
-            if (m < 0 || (strcmp(v, "never-return-expired") &&
-                          strcmp(v, "return-expired-if-not-cleaned-up")))
-                return usage_error(x, "--visibility needs never-return-expired or "
-                                      "return-expired-if-not-cleaned-up");
-            x->ttl_visibility = v;
-        } else if ((allowed & OPT_STATE) &&
-                   (m = opt_value(a, "--state", argc, argv, &i, &v)) != 0) {
-            if (m < 0)
-                return usage_error(x, "--state needs a state name");
-            x->state = v;
-        } else {
-            return usage_error(x, "unknown option '%s'", a);
+        int ch = getopt_long(argc, argv, shorts, lo, NULL);
+        if (ch == -1) {
+            /* "--": the rest are arguments. */
+            while (rc == 1 && optind < argc) {
+                rc = take_word(x, argv[optind], argc, argv, optind + 1);
+                optind++;
+            }
+            break;
         }
+        if (ch == 1)
+            rc = take_word(x, optarg, argc, argv, optind);
+        else if (ch == '?')
+            rc = option_refused(x, argv[optind - 1]);
+        else if (ch == ':' && optdef_of(optopt))
+            rc = usage_error(x, "%s needs %s", argv[optind - 1], optdef_of(optopt)->need);
+        else
+            rc = take_option(x, ch, optarg);
     }
+    if (rc != 1)
+        return rc;
 
     if (!x->cmd)
         return usage_error(x, "no command given");

@@ -84,6 +84,59 @@ START_TEST(put_get_del_exit_codes)
 }
 END_TEST
 
+/* Options (getopt_long): before the command (the global ones) or anywhere
+ * after it, --name=value, -nVALUE, names in full (no abbreviations: "--add"
+ * before the command is not --addr); a negative number is a
+ * value; "--" ends the options; every mistake is a usage error (2) that
+ * names the option. */
+START_TEST(options_anywhere)
+{
+    ck_assert_int_eq(ctl("merge c k -5 --add"), 0);
+    ck_assert_str_eq(out, "-5\n");
+    ck_assert_int_eq(ctl("--add merge c k 2>&1"), 2); /* a command option before it */
+    ck_assert_msg(strstr(out, "'--add' goes after the command"), "%s", out);
+    ck_assert_int_eq(ctl("--json merge --add c k -2"), 0);
+    ck_assert_str_eq(out, "{\"counter\":-7}\n");
+    ck_assert_int_eq(ctl("get c --json k"), 0);
+    ck_assert_str_eq(out, "{\"found\":true,\"kind\":\"counter\",\"value\":-7}\n");
+    ck_assert_int_eq(ctl("put u k -1.5 -nw1"), 0);
+    ck_assert_int_eq(ctl("get -n w1 u k"), 0);
+    ck_assert_str_eq(out, "-1.5\n");
+    ck_assert_int_eq(ctl("put u -- k --not-an-option"), 0);
+    ck_assert_int_eq(ctl("get u k"), 0);
+    ck_assert_str_eq(out, "--not-an-option\n");
+    ck_assert_int_eq(ctl("put u k2 v --ttl=1h"), 0);
+    ck_assert_int_eq(ctl("get u k2 --ttl"), 0); /* get's --ttl is a flag */
+    ck_assert_msg(strncmp(out, "ttl: 59m", 8) == 0, "%s", out);
+    ck_assert_int_eq(ctl("--timeout=2000 scan u --key-groups=0-127 --limit 5"), 0);
+    ck_assert_int_eq(count_lines(out), 3);
+
+    static const struct {
+        const char *args, *says;
+    } bad[] = {
+        {"get u k --limit 3", "'--limit' is not an option of get"},
+        {"get u k --frob", "unknown option '--frob'"},
+        {"get u k -x", "unknown option '-x'"},
+        {"get u k --json=1", "--json takes no value"},
+        {"get u k --ttl=1s", "--ttl takes no value"},
+        {"get u k -n", "-n needs a namespace"},
+        {"put u k v --ttl", "--ttl needs a duration"},
+        {"scan u --lim=1", "unknown option '--lim'"},
+        {"--js ping", "unknown option '--js'"},
+        {"scan u --limit 0", "--limit needs a positive number, not '0'"},
+        {"scan u --key-groups 1", "--key-groups needs a range A-B, not '1'"},
+        {"ttl u 1h --update sometimes", "--update needs on-create-and-write"},
+        {"--timeout x ping", "--timeout needs a positive number of milliseconds"},
+        {"ping extra", "unexpected argument 'extra'"},
+        {"-a", "-a needs an address"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        ck_assert_msg(ctl("%s 2>&1", bad[i].args) == 2, "%s: %s", bad[i].args, out);
+        ck_assert_msg(strstr(out, bad[i].says), "%s: %s", bad[i].args, out);
+    }
+}
+END_TEST
+
 START_TEST(json_and_hex)
 {
     ck_assert_int_eq(ctl("--hex put bin 00ff 0001"), 0);
@@ -491,6 +544,7 @@ Suite *sv_suite_statectl(void)
     tcase_set_timeout(tc, 60);
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, put_get_del_exit_codes);
+    tcase_add_test(tc, options_anywhere);
     tcase_add_test(tc, json_and_hex);
     tcase_add_test(tc, merge_counter_and_list);
     tcase_add_test(tc, scan_clear_states_stats);
