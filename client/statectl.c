@@ -3,7 +3,8 @@
  * Every command connects, does one thing and prints the answer: text by
  * default (keys and values are the bytes of argv, printed as they are),
  * hex with --hex, one JSON document with --json. Exit status: 0 ok, 1 not
- * found, 2 usage error, 3 connection or server error.
+ * found, 2 usage error (found by statectl before it sends anything), 3
+ * connection, server or file error; statectl(1), EXIT STATUS, has the rule.
  *
  * The `checkpoint verify|inspect|dump` commands work offline, on a
  * checkpoint directory, through the checkpoint file reader in common/. */
@@ -676,6 +677,31 @@ static json_t *j_ttl(const statesrv_ttl *t)
     return o;
 }
 
+/* Whether the server holds a state of this name: 1, 0, or -1 with the error
+ * reported. */
+static int state_exists(struct ctl *x, const char *name)
+{
+    statesrv_state_info *st;
+    size_t n;
+    int rc = statesrv_list_states(x->c, &st, &n);
+    if (rc) {
+        report(x, rc);
+        return -1;
+    }
+    int found = 0;
+    for (size_t i = 0; i < n && !found; i++)
+        found = strcmp(st[i].name, name) == 0;
+    statesrv_free(st);
+    return found;
+}
+
+/* Exit status 1 (not found) for a command whose state does not exist. */
+static int no_such_state(struct ctl *x, const char *name)
+{
+    errorf("%s: NOT_FOUND: no state '%s'", x->cmd->name, name);
+    return EXIT_NOTFOUND;
+}
+
 /* ttl STATE [DURATION]: shows, or sets, a state's TTL. */
 static int cmd_ttl(struct ctl *x)
 {
@@ -713,6 +739,15 @@ static int cmd_ttl(struct ctl *x)
     }
     if ((rc = statesrv_get_state_ttl(x->c, state, &t)))
         return report(x, rc);
+    /* Shown, not set: a state without a TTL may not exist at all (exit 1,
+     * as scan; setting a TTL creates the state). */
+    if (!t.ttl_ms && x->npos < 2 && !x->ttl_update && !x->ttl_visibility) {
+        int e = state_exists(x, state);
+        if (e < 0)
+            return EXIT_ERROR;
+        if (!e)
+            return no_such_state(x, state);
+    }
     if (x->json) {
         json_t *o = j_object();
         j_set(o, "state", j_str(state));
@@ -770,31 +805,6 @@ static int cmd_merge(struct ctl *x)
     }
     printf("%" PRId64 "\n", result);
     return 0;
-}
-
-/* Whether the server holds a state of this name: 1, 0, or -1 with the error
- * reported. */
-static int state_exists(struct ctl *x, const char *name)
-{
-    statesrv_state_info *st;
-    size_t n;
-    int rc = statesrv_list_states(x->c, &st, &n);
-    if (rc) {
-        report(x, rc);
-        return -1;
-    }
-    int found = 0;
-    for (size_t i = 0; i < n && !found; i++)
-        found = strcmp(st[i].name, name) == 0;
-    statesrv_free(st);
-    return found;
-}
-
-/* Exit status 1 (not found) for a command whose state does not exist. */
-static int no_such_state(struct ctl *x, const char *name)
-{
-    errorf("%s: NOT_FOUND: no state '%s'", x->cmd->name, name);
-    return EXIT_NOTFOUND;
 }
 
 static int cmd_scan(struct ctl *x)
@@ -2341,11 +2351,13 @@ static int cmd_checkpoint_dump(struct ctl *x)
     const struct sv_ckpt_manifest *m = sv_ckpt_chain_manifest(r);
     uint32_t first = m->kg_first, last = m->kg_last;
     if (x->has_key_groups) {
-        if (x->kg_first > x->kg_last || x->kg_last >= m->key_groups) {
+        /* Beyond what the checkpoint has: refused as the server refuses a
+         * scan beyond its key groups (3); A > B was refused as usage (2). */
+        if (x->kg_last >= m->key_groups) {
             errorf("%s: key groups %" PRIu32 "-%" PRIu32 " are not a range within 0-%" PRIu32,
                    x->cmd->name, x->kg_first, x->kg_last, m->key_groups - 1);
             sv_ckpt_chain_close(r);
-            return EXIT_USAGE;
+            return EXIT_ERROR;
         }
         first = x->kg_first;
         last = x->kg_last;
@@ -2396,7 +2408,8 @@ static const struct command commands[] = {
      "are not returned (--visibility return-expired-if-not-cleaned-up: until they\n"
      "are cleaned up). 0 or off removes the TTL. A state that does not exist yet\n"
      "is created (empty), so that checkpoints carry its TTL; dropping it removes it.\n"
-     "Entries already stored keep the expiry they were written with.",
+     "Entries already stored keep the expiry they were written with. Shown for a\n"
+     "state that does not exist: exits 1.",
      CMD_TEXT_ARGS},
     {"del", cmd_del, 2, 2, OPT_NS | OPT_KEY_GROUP, "STATE KEY [-n NS] [--key-group N]",
      "Deletes one entry. Prints nothing (JSON: {\"found\":BOOL}); exits 1 if the\n"
@@ -2416,7 +2429,8 @@ static const struct command commands[] = {
      "key. --key-groups: key groups A to B inclusive. --prefix: only keys that\n"
      "start with P (composite keys; keys are spread over key groups, so this\n"
      "reads the whole state or range). --limit: at most N entries. --jsonl: one\n"
-     "JSON entry a line, with its state (what import reads).",
+     "JSON entry a line, with its state (what import reads). Exits 1 if the state\n"
+     "does not exist (0 if it is merely empty in the range).",
      CMD_STATE_KEY},
     {"clear", cmd_clear, 1, 2, OPT_KEY_GROUP | OPT_ALL, "STATE KEY [--key-group N] | STATE --all",
      "Deletes every namespace of KEY, or with --all drops the whole state. Prints\n"
@@ -2561,7 +2575,8 @@ static void usage(FILE *f)
                "  -h, --help        this help; COMMAND --help for one command\n"
                "  --version         print the version\n"
                "\n"
-               "Exit status: 0 ok, 1 not found, 2 usage error, 3 connection or server error.\n");
+               "Exit status: 0 ok, 1 not found, 2 usage error (found before anything is sent),\n"
+               "3 connection, server or file error; statectl(1) says which is which.\n");
 }
 
 static void command_usage(FILE *f, const struct command *cmd, int full)
@@ -2865,6 +2880,8 @@ static int take_option(struct ctl *x, int ch, const char *v)
     case O_KEY_GROUPS:
         if (parse_kg_range(v, &x->kg_first, &x->kg_last))
             return usage_error(x, "--key-groups needs a range A-B, not '%s'", v);
+        if (x->kg_first > x->kg_last)
+            return usage_error(x, "--key-groups %s: A must not be above B", v);
         x->has_key_groups = 1;
         break;
     case O_LIMIT:
@@ -3058,6 +3075,8 @@ static int parse_args(struct ctl *x, int argc, char **argv)
         return EXIT_USAGE;
     if (x->has_scan_key && decode_arg(x, &x->scan_key, "key"))
         return EXIT_USAGE;
+    if (x->has_scan_key && x->scan_key.len == 0)
+        return usage_error(x, "the key must not be empty");
     if (x->has_prefix && decode_arg(x, &x->prefix, "prefix"))
         return EXIT_USAGE;
     if (x->has_prefix && x->has_scan_key)

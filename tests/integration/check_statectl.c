@@ -137,6 +137,93 @@ START_TEST(options_anywhere)
 }
 END_TEST
 
+/* The exit status rule of statectl(1), one class at a time: 1 what the
+ * command names is not there, 2 the command line is wrong (found before
+ * anything is sent), 3 the server, the connection or a file failed. */
+START_TEST(exit_status_classes)
+{
+    ck_assert_int_eq(ctl("put s k v"), 0);
+    ck_assert_int_eq(ctl("merge l k x --append"), 0);
+    ck_assert_int_eq(ctl("snapshot --id 1"), 0);
+    char ck[300];
+    snprintf(ck, sizeof(ck), "%s/checkpoints/chk-1", srv.dir);
+    static const struct {
+        int status;
+        const char *args;
+    } cases[] = {
+        /* 0: found, or an existing state with nothing in range. */
+        {0, "scan s --key-groups 0-0"},
+        {0, "clear s no-such-key"},
+        {0, "ttl s"},
+        /* 1: not there. */
+        {1, "get s nokey"},
+        {1, "get nostate k"},
+        {1, "del s nokey"},
+        {1, "scan nostate"},
+        {1, "scan nostate --key k"},
+        {1, "clear nostate k"},
+        {1, "clear nostate --all"},
+        {1, "ttl nostate"},
+        {1, "checkpoint rm 99"},
+        {1, "restore 99"},
+        {1, "checkpoint verify DIR/nowhere"},
+        {1, "checkpoint dump CK --state nostate"},
+        {1, "import DIR/no-such-file"},
+        /* 2: the command line. */
+        {2, "frobnicate"},
+        {2, "get s"},
+        {2, "get s k --limit 1"},
+        {2, "scan s --key ''"},
+        {2, "put s '' v"},
+        {2, "get 'bad/name' k"},
+        {2, "scan s --key-groups 9-3"},
+        {2, "restore 1 --key-groups 9-3"},
+        {2, "checkpoint dump CK --key-groups 9-3"},
+        {2, "ttl s 10x"},
+        {2, "checkpoint rm abc"},
+        {2, "--hex get s zz"},
+        {2, "merge s k 1"},
+        {2, "--token-file DIR/no-token ping"},
+        /* 3: refused by the server for what it holds or is, or a file. */
+        {3, "put s k v --key-group 128"},
+        {3, "scan s --key-groups 0-128"},
+        {3, "merge l k 1 --add"},
+        {3, "snapshot --id 1"},
+        {3, "checkpoint dump CK --key-groups 0-128"},
+        {3, "checkpoint inspect DIR"},
+        {3, "import DIR"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        /* DIR: the test's directory; CK: the checkpoint in it. */
+        char args[600];
+        size_t n = 0;
+        for (const char *c = cases[i].args; *c && n < sizeof(args) - 300;) {
+            const char *with = strncmp(c, "DIR", 3) == 0  ? srv.dir
+                               : strncmp(c, "CK", 2) == 0 ? ck
+                                                          : NULL;
+            if (with) {
+                n += (size_t)snprintf(args + n, sizeof(args) - n, "%s", with);
+                c += with == ck ? 2 : 3;
+            } else {
+                args[n++] = *c++;
+            }
+        }
+        args[n] = '\0';
+        int st = ctl("%s 2>&1", args);
+        ck_assert_msg(st == cases[i].status, "statectl %s: exit %d, want %d: %s", args, st,
+                      cases[i].status, out);
+    }
+    /* 3: the connection. */
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd), "%s -a unix:%s/no-socket ping 2>/dev/null", statectl_path(),
+             srv.dir);
+    ck_assert_int_eq(run_cmd(cmd, out, sizeof(out)), 3);
+    /* 2: an address that is not one. */
+    snprintf(cmd, sizeof(cmd), "%s -a 127.0.0.1:xx ping 2>/dev/null", statectl_path());
+    ck_assert_int_eq(run_cmd(cmd, out, sizeof(out)), 2);
+}
+END_TEST
+
 START_TEST(json_and_hex)
 {
     ck_assert_int_eq(ctl("--hex put bin 00ff 0001"), 0);
@@ -200,7 +287,8 @@ START_TEST(scan_clear_states_stats)
     ck_assert_int_eq(count_lines(out), 7);
     ck_assert_int_eq(ctl("scan m --key-groups 0-127"), 0);
     ck_assert_int_eq(count_lines(out), 50);
-    ck_assert_int_eq(ctl("scan m --key-groups 9-3 2>/dev/null"), 3);
+    ck_assert_int_eq(ctl("scan m --key-groups 9-3 2>/dev/null"), 2);   /* A > B: usage */
+    ck_assert_int_eq(ctl("scan m --key-groups 0-128 2>/dev/null"), 3); /* beyond: the server's */
     ck_assert_int_eq(ctl("--json scan m --key user --limit 2"), 0);
     ck_assert_ptr_nonnull(strstr(out, "\"complete\":false"));
 
@@ -545,6 +633,7 @@ Suite *sv_suite_statectl(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, put_get_del_exit_codes);
     tcase_add_test(tc, options_anywhere);
+    tcase_add_test(tc, exit_status_classes);
     tcase_add_test(tc, json_and_hex);
     tcase_add_test(tc, merge_counter_and_list);
     tcase_add_test(tc, scan_clear_states_stats);
