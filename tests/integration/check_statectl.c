@@ -312,6 +312,9 @@ START_TEST(scan_clear_states_stats)
     ck_assert_ptr_nonnull(strstr(out, "map_size"));
     ck_assert_int_eq(ctl("--json stats"), 0);
     ck_assert_ptr_nonnull(strstr(out, "\"key_groups\":128"));
+    /* statectl(1), stats: the histogram's buckets run from 2 us to 10 s. */
+    ck_assert_msg(strstr(out, "\"latency_bounds_us\":[2,5,") && strstr(out, ",10000000],\"ops\""),
+                  "%s", out);
 }
 END_TEST
 
@@ -328,6 +331,18 @@ START_TEST(unix_socket_env_and_help)
     snprintf(cmd, sizeof(cmd), "%s scan --help", statectl_path());
     ck_assert_int_eq(run_cmd(cmd, out, sizeof(out)), 0);
     ck_assert_ptr_nonnull(strstr(out, "--key-groups"));
+    /* Bash completion (conf/statectl.bash, next to build/): a command's
+     * options after it; what follows an option with a value (--prefix P) is
+     * that value, not an option to complete. */
+    char bash[1024];
+    snprintf(bash, sizeof(bash),
+             "d=$(dirname %s)/../conf; bash -c 'source \"$1\"/statectl.bash; "
+             "COMP_WORDS=(\"$2\" scan s --pre); COMP_CWORD=3; _statectl; echo \"${COMPREPLY[*]}\"; "
+             "COMPREPLY=(); COMP_WORDS=(\"$2\" scan s --prefix -); COMP_CWORD=4; _statectl; "
+             "echo \"[${COMPREPLY[*]}]\"' _ \"$d\" %s",
+             statectl_path(), statectl_path());
+    ck_assert_int_eq(run_cmd(bash, out, sizeof(out)), 0);
+    ck_assert_str_eq(out, "--prefix\n[]\n");
 }
 END_TEST
 
@@ -567,12 +582,19 @@ START_TEST(checkpoint_commands)
     ck_assert_int_eq(ctl("put u b 2 -n w"), 0);
     ck_assert_int_eq(ctl("merge c x 5 --add"), 0);
     ck_assert_int_eq(ctl("snapshot --id 9"), 0);
-    ck_assert_ptr_nonnull(strstr(out, "checkpoint 9: "));
+    /* As statectl(1), EXAMPLES, shows them. */
+    char want[400];
+    snprintf(want, sizeof(want), "checkpoint 9: %s/checkpoints/chk-9 (full, ", srv.dir);
+    ck_assert_msg(strncmp(out, want, strlen(want)) == 0 && strstr(out, " bytes added)\n"), "%s",
+                  out);
     ck_assert_int_eq(ctl("--json snapshot"), 0);
     ck_assert_ptr_nonnull(strstr(out, "\"checkpoint_id\":10"));
     ck_assert_ptr_nonnull(strstr(out, "\"entries\":3"));
     ck_assert_int_eq(ctl("checkpoints"), 0);
     ck_assert_int_eq(count_lines(out), 3); /* header + 2 */
+    static const char head[] = "ID  CREATED               KIND         BASE  ENTRIES  "
+                               "ADDED_BYTES  TOTAL_BYTES  DURATION_MS  KEY_GROUPS  REMOTE\n";
+    ck_assert_msg(strncmp(out, head, strlen(head)) == 0, "%s", out);
     ck_assert_int_eq(ctl("snapshot --id 9 2>&1"), 3);
     ck_assert_ptr_nonnull(strstr(out, "already exists"));
 
@@ -581,6 +603,7 @@ START_TEST(checkpoint_commands)
     snprintf(path, sizeof(path), "%s/checkpoints/chk-9", srv.dir);
     ck_assert_int_eq(ctl("checkpoint verify %s", path), 0);
     ck_assert_ptr_nonnull(strstr(out, "ok: 3 entries"));
+    ck_assert_msg(strstr(out, " bytes in 1 file(s)\n"), "%s", out);
     ck_assert_int_eq(ctl("checkpoint inspect %s", path), 0);
     ck_assert_ptr_nonnull(strstr(out, "state u: entries 2"));
     ck_assert_int_eq(ctl("--json checkpoint inspect %s", path), 0);
