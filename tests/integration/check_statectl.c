@@ -331,12 +331,13 @@ START_TEST(unix_socket_env_and_help)
     snprintf(cmd, sizeof(cmd), "%s scan --help", statectl_path());
     ck_assert_int_eq(run_cmd(cmd, out, sizeof(out)), 0);
     ck_assert_ptr_nonnull(strstr(out, "--key-groups"));
-    /* Bash completion (conf/statectl.bash, next to build/): a command's
+    /* Bash completion (conf/statectl.bash, above build/ or build/sanitize/): a command's
      * options after it; what follows an option with a value (--prefix P) is
      * that value, not an option to complete. */
     char bash[1024];
     snprintf(bash, sizeof(bash),
-             "d=$(dirname %s)/../conf; bash -c 'source \"$1\"/statectl.bash; "
+             "d=$(dirname %s); while [ ! -f \"$d/conf/statectl.bash\" ] && [ \"$d\" != / ]; "
+             "do d=$(dirname \"$d\"); done; bash -c 'source \"$1\"/conf/statectl.bash; "
              "COMP_WORDS=(\"$2\" scan s --pre); COMP_CWORD=3; _statectl; echo \"${COMPREPLY[*]}\"; "
              "COMPREPLY=(); COMP_WORDS=(\"$2\" scan s --prefix -); COMP_CWORD=4; _statectl; "
              "echo \"[${COMPREPLY[*]}]\"' _ \"$d\" %s",
