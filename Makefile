@@ -49,7 +49,7 @@ PKG_LIBS = $(shell pkg-config --libs $(PKG_MODULES) 2>/dev/null || \
 CKPT_LIBS = $(shell pkg-config --libs libprotobuf-c libzstd libxxhash libcurl libcrypto 2>/dev/null || \
               echo -lprotobuf-c -lzstd -lxxhash -lcurl -lcrypto)
 CHECK_LIBS = $(shell pkg-config --libs check 2>/dev/null || echo -lcheck)
-# statectl import parses JSON with jansson.
+# statectl (import and every --json output) and statesrv-bench --json use jansson.
 JSON_LIBS = $(shell pkg-config --libs jansson 2>/dev/null || echo -ljansson)
 # What libstatesrv needs: protobuf-c, and LMDB for the local read path.
 CLIENT_LIBS = $(shell pkg-config --libs libprotobuf-c lmdb 2>/dev/null || echo -lprotobuf-c -llmdb)
@@ -199,7 +199,7 @@ $(STATECTL): $(BUILD)/obj/client/statectl.o $(CKPT_OBJ) $(LIB_A)
 # The load generator: event-driven (libuv) on the wire protocol itself.
 $(BENCH_TOOL): $(BUILD)/obj/client/statesrv_bench.o $(LIB_A)
 	@echo "  LD      $@"
-	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS) -lm -lpthread
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS) $(JSON_LIBS) -lm -lpthread
 
 # Example operators: programs written against libstatesrv alone.
 $(BUILD)/examples/%: $(BUILD)/obj/client/examples/%.o $(LIB_A)

@@ -3,7 +3,8 @@
  * Every command connects, does one thing and prints the answer: text by
  * default (keys and values are the bytes of argv, printed as they are),
  * hex with --hex, one JSON document with --json. Exit status: 0 ok, 1 not
- * found, 2 usage error, 3 connection or server error.
+ * found, 2 usage error (found by statectl before it sends anything), 3
+ * connection, server or file error; statectl(1), EXIT STATUS, has the rule.
  *
  * The `checkpoint verify|inspect|dump` commands work offline, on a
  * checkpoint directory, through the checkpoint file reader in common/. */
@@ -18,6 +19,7 @@
 #include "sv_value.h"
 
 #include <errno.h>
+#include <getopt.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <pthread.h>
@@ -156,54 +158,135 @@ static void put_hex(const void *p, size_t n)
     }
 }
 
-/* Bytes as JSON: a string when they are valid UTF-8 (exactly those bytes:
- * control characters as \u00XX escapes of themselves), else an object
- * {"hex":"..."}, so that a byte 0xff and the character U+00FF can be told
- * apart; with --hex always a string of the hex of the bytes. */
-static void put_json_bytes(const struct ctl *x, const void *data, size_t n)
+/* JSON output is built with jansson, the library import parses it with, so
+ * that what one writes the other reads: a document (or, streamed, one entry
+ * at a time) is built as a jansson value and dumped. A value that cannot be
+ * built (out of memory) sets json_failed; json_emit then refuses to print. */
+static int json_failed;
+
+/* Compact, members in insertion order, any value (a bare number); reals with up to 15 significant
+ * digits (the values are rounded to their decimals first: see j_real). */
+#define JSON_OUT_FLAGS (JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(15))
+
+static json_t *j_check(json_t *v)
 {
-    const unsigned char *p = data;
-    if (x->hex || !sv_utf8_valid(p, n)) {
-        fputs(x->hex ? "\"" : "{\"hex\":\"", stdout);
-        put_hex(p, n);
-        fputs(x->hex ? "\"" : "\"}", stdout);
-        return;
-    }
-    putchar('"');
-    for (size_t i = 0; i < n;) {
-        unsigned char ch = p[i];
-        if (ch == '"' || ch == '\\') {
-            putchar('\\');
-            putchar(ch);
-        } else if (ch == '\n') {
-            fputs("\\n", stdout);
-        } else if (ch == '\t') {
-            fputs("\\t", stdout);
-        } else if (ch == '\r') {
-            fputs("\\r", stdout);
-        } else if (ch >= 0x20 && ch < 0x7f) {
-            putchar(ch);
-        } else if (ch >= 0x80) {
-            size_t len = sv_utf8_seq(p + i, n - i);
-            if (len) {
-                fwrite(p + i, 1, len, stdout);
-                i += len;
-                continue;
-            }
-            printf("\\u%04x", ch);
-        } else {
-            printf("\\u%04x", ch);
-        }
-        i++;
-    }
-    putchar('"');
+    if (!v)
+        json_failed = 1;
+    return v;
 }
 
-static void put_json_str(const char *s)
+/* o[k] = v, taking v (jansson releases it on failure). */
+static void j_set(json_t *o, const char *k, json_t *v)
 {
-    /* Server strings go through the byte escaper without --hex. */
-    struct ctl plain = {0};
-    put_json_bytes(&plain, s, strlen(s));
+    if (json_object_set_new(o, k, v))
+        json_failed = 1;
+}
+
+static void j_append(json_t *a, json_t *v)
+{
+    if (json_array_append_new(a, v))
+        json_failed = 1;
+}
+
+static json_t *j_object(void)
+{
+    return j_check(json_object());
+}
+
+static json_t *j_array(void)
+{
+    return j_check(json_array());
+}
+
+static json_t *j_bool(int b)
+{
+    return j_check(json_boolean(b));
+}
+
+static json_t *j_i64(int64_t v)
+{
+    return j_check(json_integer((json_int_t)v));
+}
+
+/* jansson's integers are signed 64-bit: a count or id beyond that (none is,
+ * in practice) comes as a real. */
+static json_t *j_u64(uint64_t v)
+{
+    return j_check(v <= INT64_MAX ? json_integer((json_int_t)v) : json_real((double)v));
+}
+
+/* A non-negative figure rounded to `decimals` places (at most 6), so that
+ * 49.5 prints as 49.5, not 49.500000000000001. */
+static json_t *j_real(double v, int decimals)
+{
+    double k = 1;
+    for (int i = 0; i < decimals; i++)
+        k *= 10;
+    if (v >= 0 && v * k < 9e15)
+        v = (double)(int64_t)(v * k + 0.5) / k;
+    return j_check(json_real(v));
+}
+
+static json_t *j_hex(const void *p, size_t n)
+{
+    static const char digits[] = "0123456789abcdef";
+    const unsigned char *b = p;
+    char *s = malloc(2 * n + 1);
+    if (!s)
+        return j_check(NULL);
+    for (size_t i = 0; i < n; i++) {
+        s[2 * i] = digits[b[i] >> 4];
+        s[2 * i + 1] = digits[b[i] & 15];
+    }
+    json_t *v = j_check(json_stringn_nocheck(s, 2 * n));
+    free(s);
+    return v;
+}
+
+/* Bytes as JSON: a string when they are valid UTF-8 as jansson sees it (the
+ * check import's parser makes; NUL and control characters escaped), else an
+ * object {"hex":"..."}, so that a byte 0xff and the character U+00FF are
+ * told apart; with --hex always a string of the hex of the bytes. */
+static json_t *j_bytes(const struct ctl *x, const void *data, size_t n)
+{
+    if (x->hex)
+        return j_hex(data, n);
+    json_t *s = n ? json_stringn(data, n) : json_string("");
+    if (s)
+        return s;
+    /* Not UTF-8 (or out of memory: the hex object is the same bytes). */
+    json_t *o = j_object();
+    j_set(o, "hex", j_hex(data, n));
+    return o;
+}
+
+/* A string from the server or a file (names, versions, messages): as bytes
+ * without --hex. */
+static json_t *j_str(const char *s)
+{
+    static const struct ctl plain;
+    return j_bytes(&plain, s, strlen(s));
+}
+
+/* Prints v (taking it) as it is, with no newline: 0, or an exit status. */
+static int json_put(json_t *v)
+{
+    int status = 0;
+    if (!v || json_failed || json_dumpf(v, stdout, JSON_OUT_FLAGS)) {
+        fprintf(stderr, "%s: cannot write the JSON output: out of memory\n", prog);
+        status = EXIT_ERROR;
+    }
+    json_decref(v);
+    return status;
+}
+
+/* Prints the document v (taking it) on a line of its own. */
+static int json_emit(json_t *v)
+{
+    int status = json_put(v);
+    if (!status)
+        putchar('\n');
+    return status;
 }
 
 /* Bytes in a tab-separated text line: printable ASCII and valid UTF-8 as
@@ -261,36 +344,74 @@ static const char *kind_name(int kind)
     }
 }
 
-/* Prints a value in JSON (as the "value" member's value) or, in the
- * one-line text form used by scan. -1 if a LIST or COUNTER is malformed. */
-static int put_value_inline(const struct ctl *x, int kind, const void *data, size_t n)
+/* A value as JSON: a COUNTER as a number, a LIST as an array of its
+ * elements, RAW bytes as j_bytes. A malformed LIST or COUNTER comes as null
+ * with *bad set. */
+static json_t *j_value(const struct ctl *x, int kind, const void *data, size_t n, int *bad)
 {
+    *bad = 0;
     if (kind == STATESRV_KIND_COUNTER) {
         int64_t v;
-        if (statesrv_counter_decode(data, n, &v))
-            return -1;
-        printf("%" PRId64, v);
-        return 0;
+        if (statesrv_counter_decode(data, n, &v)) {
+            *bad = 1;
+            return j_check(json_null());
+        }
+        return j_i64(v);
     }
     if (kind == STATESRV_KIND_LIST) {
         size_t off = 0, elen;
         const void *elem;
-        int rc, first = 1;
-        putchar('[');
-        while ((rc = statesrv_list_next(data, n, &off, &elem, &elen)) == 1) {
-            if (!first)
-                putchar(',');
-            first = 0;
-            put_json_bytes(x, elem, elen);
+        int rc;
+        json_t *a = j_array();
+        while ((rc = statesrv_list_next(data, n, &off, &elem, &elen)) == 1)
+            j_append(a, j_bytes(x, elem, elen));
+        if (rc) {
+            json_decref(a);
+            *bad = 1;
+            return j_check(json_null());
         }
-        putchar(']');
-        return rc;
+        return a;
     }
-    if (x->json)
-        put_json_bytes(x, data, n);
-    else
+    return j_bytes(x, data, n);
+}
+
+/* Prints a value in the one-line text form used by scan and dump: a
+ * COUNTER in decimal, a LIST as a JSON array, RAW bytes escaped. -1 if a
+ * LIST or COUNTER is malformed ("?" printed), or an exit status. */
+static int put_value_text(const struct ctl *x, int kind, const void *data, size_t n)
+{
+    int bad;
+    if (kind == STATESRV_KIND_RAW) {
         put_text_field(x, data, n);
-    return 0;
+        return 0;
+    }
+    json_t *v = j_value(x, kind, data, n, &bad);
+    if (bad) {
+        json_decref(v);
+        fputs("?", stdout);
+        return -1;
+    }
+    return json_put(v);
+}
+
+/* One entry as scan --json/--jsonl and checkpoint dump --json write it, what
+ * import reads: state (when given), key_group, key, namespace, kind,
+ * expiry_ms (when given, not 0), value. *bad as for j_value. */
+static json_t *j_entry(const struct ctl *x, const char *state, uint32_t kg, const void *key,
+                       size_t klen, const void *ns, size_t nlen, int kind, uint64_t expiry_ms,
+                       const void *val, size_t vlen, int *bad)
+{
+    json_t *e = j_object();
+    if (state)
+        j_set(e, "state", j_str(state));
+    j_set(e, "key_group", j_u64(kg));
+    j_set(e, "key", j_bytes(x, key, klen));
+    j_set(e, "namespace", j_bytes(x, ns, nlen));
+    j_set(e, "kind", j_str(kind_name(kind)));
+    if (expiry_ms)
+        j_set(e, "expiry_ms", j_u64(expiry_ms));
+    j_set(e, "value", j_value(x, kind, val, vlen, bad));
+    return e;
 }
 
 /* --- parsing ------------------------------------------------------------ */
@@ -393,10 +514,14 @@ static void make_key(const struct ctl *x, statesrv_key *k)
     k->key_group = x->key_group;
 }
 
-static void json_ok(const struct ctl *x)
+/* {"ok":true} with --json; 0 or an exit status. */
+static int json_ok(const struct ctl *x)
 {
-    if (x->json)
-        printf("{\"ok\":true}\n");
+    if (!x->json)
+        return 0;
+    json_t *o = j_object();
+    j_set(o, "ok", j_bool(1));
+    return json_emit(o);
 }
 
 static int cmd_ping(struct ctl *x)
@@ -405,9 +530,8 @@ static int cmd_ping(struct ctl *x)
     if (rc)
         return report(x, rc);
     if (x->json)
-        json_ok(x);
-    else
-        printf("pong\n");
+        return json_ok(x);
+    printf("pong\n");
     return 0;
 }
 
@@ -474,8 +598,12 @@ static int cmd_get(struct ctl *x)
     int64_t left = -1;
     int rc = statesrv_get_with_ttl(x->c, &k, &v, x->has_ttl ? &left : NULL);
     if (rc) {
-        if (rc == STATESRV_NOT_FOUND && x->json)
-            printf("{\"found\":false}\n");
+        if (rc == STATESRV_NOT_FOUND && x->json) {
+            json_t *o = j_object();
+            j_set(o, "found", j_bool(0));
+            if (json_emit(o))
+                return EXIT_ERROR;
+        }
         return report(x, rc);
     }
     int bad = 0;
@@ -485,16 +613,15 @@ static int cmd_get(struct ctl *x)
                             : left == 0 ? "expired"
                                         : fmt_duration(left, d, sizeof(d)));
     }
+    int status = 0;
     if (x->json) {
-        printf("{\"found\":true,\"kind\":\"%s\",\"value\":", kind_name(v.kind));
-        bad = put_value_inline(x, v.kind, v.data, v.len);
-        if (x->has_ttl) {
-            if (left < 0)
-                printf(",\"ttl_remaining_ms\":null");
-            else
-                printf(",\"ttl_remaining_ms\":%" PRId64, left);
-        }
-        printf("}\n");
+        json_t *o = j_object();
+        j_set(o, "found", j_bool(1));
+        j_set(o, "kind", j_str(kind_name(v.kind)));
+        j_set(o, "value", j_value(x, v.kind, v.data, v.len, &bad));
+        if (x->has_ttl)
+            j_set(o, "ttl_remaining_ms", left < 0 ? j_check(json_null()) : j_i64(left));
+        status = json_emit(o);
     } else if (v.kind == STATESRV_KIND_COUNTER) {
         int64_t n;
         bad = statesrv_counter_decode(v.data, v.len, &n);
@@ -514,7 +641,7 @@ static int cmd_get(struct ctl *x)
         errorf("get: the server returned a malformed %s value", kind_name(kind));
         return EXIT_ERROR;
     }
-    return 0;
+    return status;
 }
 
 static int cmd_put(struct ctl *x)
@@ -524,8 +651,7 @@ static int cmd_put(struct ctl *x)
     int rc = statesrv_put_ttl(x->c, &k, arg_data(&x->pos[2]), x->pos[2].len, x->ttl_ms);
     if (rc)
         return report(x, rc);
-    json_ok(x);
-    return 0;
+    return json_ok(x);
 }
 
 static const char *ttl_update_name(int u)
@@ -539,14 +665,41 @@ static const char *ttl_visibility_name(int v)
                                                               : "never-return-expired";
 }
 
-static void put_ttl_json(const statesrv_ttl *t)
+/* A state's TTL: null for none. */
+static json_t *j_ttl(const statesrv_ttl *t)
 {
-    if (!t->ttl_ms) {
-        printf("null");
-        return;
+    if (!t->ttl_ms)
+        return j_check(json_null());
+    json_t *o = j_object();
+    j_set(o, "ttl_ms", j_u64(t->ttl_ms));
+    j_set(o, "update", j_str(ttl_update_name(t->update)));
+    j_set(o, "visibility", j_str(ttl_visibility_name(t->visibility)));
+    return o;
+}
+
+/* Whether the server holds a state of this name: 1, 0, or -1 with the error
+ * reported. */
+static int state_exists(struct ctl *x, const char *name)
+{
+    statesrv_state_info *st;
+    size_t n;
+    int rc = statesrv_list_states(x->c, &st, &n);
+    if (rc) {
+        report(x, rc);
+        return -1;
     }
-    printf("{\"ttl_ms\":%" PRIu64 ",\"update\":\"%s\",\"visibility\":\"%s\"}", t->ttl_ms,
-           ttl_update_name(t->update), ttl_visibility_name(t->visibility));
+    int found = 0;
+    for (size_t i = 0; i < n && !found; i++)
+        found = strcmp(st[i].name, name) == 0;
+    statesrv_free(st);
+    return found;
+}
+
+/* Exit status 1 (not found) for a command whose state does not exist. */
+static int no_such_state(struct ctl *x, const char *name)
+{
+    errorf("%s: NOT_FOUND: no state '%s'", x->cmd->name, name);
+    return EXIT_NOTFOUND;
 }
 
 /* ttl STATE [DURATION]: shows, or sets, a state's TTL. */
@@ -586,12 +739,20 @@ static int cmd_ttl(struct ctl *x)
     }
     if ((rc = statesrv_get_state_ttl(x->c, state, &t)))
         return report(x, rc);
+    /* Shown, not set: a state without a TTL may not exist at all (exit 1,
+     * as scan; setting a TTL creates the state). */
+    if (!t.ttl_ms && x->npos < 2 && !x->ttl_update && !x->ttl_visibility) {
+        int e = state_exists(x, state);
+        if (e < 0)
+            return EXIT_ERROR;
+        if (!e)
+            return no_such_state(x, state);
+    }
     if (x->json) {
-        printf("{\"state\":");
-        put_json_str(state);
-        printf(",\"ttl\":");
-        put_ttl_json(&t);
-        printf("}\n");
+        json_t *o = j_object();
+        j_set(o, "state", j_str(state));
+        j_set(o, "ttl", j_ttl(&t));
+        return json_emit(o);
     } else if (!t.ttl_ms) {
         printf("%s: no TTL\n", state);
     } else {
@@ -610,8 +771,12 @@ static int cmd_del(struct ctl *x)
     int rc = statesrv_delete(x->c, &k, &found);
     if (rc)
         return report(x, rc);
-    if (x->json)
-        printf("{\"found\":%s}\n", found ? "true" : "false");
+    if (x->json) {
+        json_t *o = j_object();
+        j_set(o, "found", j_bool(found));
+        if (json_emit(o))
+            return EXIT_ERROR;
+    }
     return found ? 0 : EXIT_NOTFOUND;
 }
 
@@ -623,8 +788,7 @@ static int cmd_merge(struct ctl *x)
         int rc = statesrv_append_ttl(x->c, &k, arg_data(&x->pos[2]), x->pos[2].len, x->ttl_ms);
         if (rc)
             return report(x, rc);
-        json_ok(x);
-        return 0;
+        return json_ok(x);
     }
     int64_t delta, result;
     if (parse_i64(x->pos[2].text, &delta)) {
@@ -634,36 +798,13 @@ static int cmd_merge(struct ctl *x)
     int rc = statesrv_add_ttl(x->c, &k, delta, x->ttl_ms, &result);
     if (rc)
         return report(x, rc);
-    if (x->json)
-        printf("{\"counter\":%" PRId64 "}\n", result);
-    else
-        printf("%" PRId64 "\n", result);
-    return 0;
-}
-
-/* Whether the server holds a state of this name: 1, 0, or -1 with the error
- * reported. */
-static int state_exists(struct ctl *x, const char *name)
-{
-    statesrv_state_info *st;
-    size_t n;
-    int rc = statesrv_list_states(x->c, &st, &n);
-    if (rc) {
-        report(x, rc);
-        return -1;
+    if (x->json) {
+        json_t *o = j_object();
+        j_set(o, "counter", j_i64(result));
+        return json_emit(o);
     }
-    int found = 0;
-    for (size_t i = 0; i < n && !found; i++)
-        found = strcmp(st[i].name, name) == 0;
-    statesrv_free(st);
-    return found;
-}
-
-/* Exit status 1 (not found) for a command whose state does not exist. */
-static int no_such_state(struct ctl *x, const char *name)
-{
-    errorf("%s: NOT_FOUND: no state '%s'", x->cmd->name, name);
-    return EXIT_NOTFOUND;
+    printf("%" PRId64 "\n", result);
+    return 0;
 }
 
 static int cmd_scan(struct ctl *x)
@@ -708,33 +849,37 @@ static int cmd_scan(struct ctl *x)
         if (x->has_prefix && (e->key_len < x->prefix.len ||
                               memcmp(e->key, arg_data(&x->prefix), x->prefix.len) != 0))
             continue;
-        if (x->jsonl) {
-            printf("{\"state\":");
-            put_json_str(o.state);
-            printf(",\"key_group\":%" PRIu32 ",\"key\":", e->key_group);
-            put_json_bytes(x, e->key, e->key_len);
-            printf(",\"namespace\":");
-            put_json_bytes(x, e->ns, e->ns_len);
-            printf(",\"kind\":\"%s\",\"value\":", kind_name(e->kind));
-        } else if (x->json) {
-            printf("%s{\"key_group\":%" PRIu32 ",\"key\":", printed ? "," : "", e->key_group);
-            put_json_bytes(x, e->key, e->key_len);
-            printf(",\"namespace\":");
-            put_json_bytes(x, e->ns, e->ns_len);
-            printf(",\"kind\":\"%s\",\"value\":", kind_name(e->kind));
+        /* One entry at a time, so a scan of any size runs in constant
+         * memory; --json's array is written around them. */
+        int bad = 0;
+        if (x->json) {
+            if (!x->jsonl && printed)
+                putchar(',');
+            json_t *j = j_entry(x, x->jsonl ? o.state : NULL, e->key_group, e->key, e->key_len,
+                                e->ns, e->ns_len, e->kind, 0, e->value, e->value_len, &bad);
+            if (json_put(j)) {
+                status = EXIT_ERROR;
+                break;
+            }
+            if (x->jsonl)
+                putchar('\n');
         } else {
             printf("%" PRIu32 "\t", e->key_group);
             put_text_field(x, e->key, e->key_len);
             putchar('\t');
             put_text_field(x, e->ns, e->ns_len);
             printf("\t%s\t", kind_name(e->kind));
+            bad = put_value_text(x, e->kind, e->value, e->value_len);
+            if (bad > 0) {
+                status = bad;
+                break;
+            }
+            putchar('\n');
         }
-        if (put_value_inline(x, e->kind, e->value, e->value_len)) {
-            printf(x->json ? "null" : "?");
+        if (bad) {
             errorf("scan: the server returned a malformed %s value", kind_name(e->kind));
             status = EXIT_ERROR;
         }
-        printf(x->jsonl ? "}\n" : x->json ? "}" : "\n");
         printed++;
     }
     /* Stopped by --limit: complete only if nothing is left. Mid-page there is
@@ -788,13 +933,22 @@ static int cmd_clear(struct ctl *x)
     return 0;
 }
 
-static void put_state_json(const statesrv_state_info *s)
+static json_t *j_state(const statesrv_state_info *s)
 {
-    printf("{\"name\":");
-    put_json_str(s->name);
-    printf(",\"entries\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"ttl\":", s->entries, s->bytes);
-    put_ttl_json(&s->ttl);
-    printf("}");
+    json_t *o = j_object();
+    j_set(o, "name", j_str(s->name));
+    j_set(o, "entries", j_u64(s->entries));
+    j_set(o, "bytes", j_u64(s->bytes));
+    j_set(o, "ttl", j_ttl(&s->ttl));
+    return o;
+}
+
+static json_t *j_states(const statesrv_state_info *st, size_t n)
+{
+    json_t *a = j_array();
+    for (size_t i = 0; i < n; i++)
+        j_append(a, j_state(&st[i]));
+    return a;
 }
 
 static int cmd_states(struct ctl *x)
@@ -804,14 +958,11 @@ static int cmd_states(struct ctl *x)
     int rc = statesrv_list_states(x->c, &st, &n);
     if (rc)
         return report(x, rc);
+    int status = 0;
     if (x->json) {
-        printf("{\"states\":[");
-        for (size_t i = 0; i < n; i++) {
-            if (i)
-                putchar(',');
-            put_state_json(&st[i]);
-        }
-        printf("]}\n");
+        json_t *o = j_object();
+        j_set(o, "states", j_states(st, n));
+        status = json_emit(o);
     } else {
         for (size_t i = 0; i < n; i++) {
             char d[64];
@@ -822,7 +973,7 @@ static int cmd_states(struct ctl *x)
         }
     }
     statesrv_free(st);
-    return 0;
+    return status;
 }
 
 /* A status's name as on the wire ("NOT_FOUND"), or "status_N" for one this
@@ -849,16 +1000,13 @@ static const char *fmt_latency(double us, char *buf, size_t cap)
     return buf;
 }
 
-static void put_error_counts_json(const statesrv_error_count *e, size_t n)
+/* Counts by kind: {"kind": count, ...}. */
+static json_t *j_error_counts(const statesrv_error_count *e, size_t n)
 {
-    putchar('{');
-    for (size_t i = 0; i < n; i++) {
-        if (i)
-            putchar(',');
-        put_json_str(e[i].kind);
-        printf(":%" PRIu64, e[i].count);
-    }
-    putchar('}');
+    json_t *o = j_object();
+    for (size_t i = 0; i < n; i++)
+        j_set(o, e[i].kind, j_u64(e[i].count));
+    return o;
 }
 
 static void put_error_counts_text(const char *label, const statesrv_error_count *e, size_t n)
@@ -869,102 +1017,130 @@ static void put_error_counts_text(const char *label, const statesrv_error_count 
     printf("%s\n", n ? "" : " -");
 }
 
-static void put_op_json(const statesrv_op_stats *o, const statesrv_op_detail *d)
+static json_t *j_op(const statesrv_op_stats *o, const statesrv_op_detail *d)
 {
     char buf[32];
-    printf("{\"op\":");
-    put_json_str(o->op);
-    printf(",\"count\":%" PRIu64 ",\"errors\":%" PRIu64, o->count, o->errors);
-    if (!d) {
-        putchar('}');
-        return;
-    }
-    printf(",\"statuses\":{");
-    for (size_t k = 0; k < d->n_statuses; k++) {
-        printf("%s\"%s\":%" PRIu64, k ? "," : "",
-               status_name(d->statuses[k].status, buf, sizeof(buf)), d->statuses[k].count);
-    }
-    printf("},\"latency\":{\"count\":%" PRIu64 ",\"sum_ns\":%" PRIu64, d->latency_count,
-           d->latency_sum_ns);
-    if (d->latency_count)
-        printf(",\"p50_us\":%.3f,\"p99_us\":%.3f", d->latency_p50_us, d->latency_p99_us);
-    else
-        printf(",\"p50_us\":null,\"p99_us\":null");
-    printf(",\"buckets\":[");
+    json_t *j = j_object();
+    j_set(j, "op", j_str(o->op));
+    j_set(j, "count", j_u64(o->count));
+    j_set(j, "errors", j_u64(o->errors));
+    if (!d)
+        return j;
+    json_t *st = j_object();
+    for (size_t k = 0; k < d->n_statuses; k++)
+        j_set(st, status_name(d->statuses[k].status, buf, sizeof(buf)),
+              j_u64(d->statuses[k].count));
+    j_set(j, "statuses", st);
+    json_t *lat = j_object();
+    j_set(lat, "count", j_u64(d->latency_count));
+    j_set(lat, "sum_ns", j_u64(d->latency_sum_ns));
+    j_set(lat, "p50_us", d->latency_count ? j_real(d->latency_p50_us, 3) : j_check(json_null()));
+    j_set(lat, "p99_us", d->latency_count ? j_real(d->latency_p99_us, 3) : j_check(json_null()));
+    json_t *b = j_array();
     for (size_t k = 0; k < d->n_latency_buckets; k++)
-        printf("%s%" PRIu64, k ? "," : "", d->latency_buckets[k]);
-    printf("]}}");
+        j_append(b, j_u64(d->latency_buckets[k]));
+    j_set(lat, "buckets", b);
+    j_set(j, "latency", lat);
+    return j;
 }
 
-static void put_stats_json(const statesrv_stats *s)
+/* Sets the members named in `names` to the uint64 figures in `vals`. */
+static void j_set_u64s(json_t *o, const char *const *names, const uint64_t *vals, size_t n)
 {
-    printf("{\"server_version\":");
-    put_json_str(s->server_version);
-    printf(",\"uptime_seconds\":%" PRIu64 ",\"connections_current\":%" PRIu32
-           ",\"connections_total\":%" PRIu64 ",\"connections_rejected\":%" PRIu64
-           ",\"map_size\":%" PRIu64 ",\"map_used\":%" PRIu64 ",\"map_in_use\":%" PRIu64
-           ",\"map_limit\":%" PRIu64 ",\"map_free_pinned\":%" PRIu64 ",\"key_groups\":%" PRIu32
-           ",\"commits\":%" PRIu64 ",\"bytes_in\":%" PRIu64 ",\"bytes_out\":%" PRIu64 ",",
-           s->uptime_seconds, s->connections_current, s->connections_total, s->connections_rejected,
-           s->map_size, s->map_used, s->map_in_use, s->map_limit, s->map_free_pinned, s->key_groups,
-           s->commits, s->bytes_in, s->bytes_out);
-    printf("\"checkpoints_completed\":%" PRIu64 ",\"checkpoint_failures\":%" PRIu64
-           ",\"last_checkpoint_id\":%" PRIu64 ",\"last_checkpoint_bytes\":%" PRIu64
-           ",\"last_checkpoint_duration_ms\":%" PRIu64 ",\"last_checkpoint_unix_ms\":%" PRIu64
-           ",\"last_checkpoint_age_ms\":",
-           s->checkpoints_completed, s->checkpoint_failures, s->last_checkpoint_id,
-           s->last_checkpoint_bytes, s->last_checkpoint_duration_ms, s->last_checkpoint_unix_ms);
+    for (size_t i = 0; i < n; i++)
+        j_set(o, names[i], j_u64(vals[i]));
+}
+
+#define N_OF(a) (sizeof(a) / sizeof((a)[0]))
+
+static int put_stats_json(const statesrv_stats *s)
+{
+    json_t *o = j_object();
+    j_set(o, "server_version", j_str(s->server_version));
+    static const char *const n1[] = {"uptime_seconds",
+                                     "connections_current",
+                                     "connections_total",
+                                     "connections_rejected",
+                                     "map_size",
+                                     "map_used",
+                                     "map_in_use",
+                                     "map_limit",
+                                     "map_free_pinned",
+                                     "key_groups",
+                                     "commits",
+                                     "bytes_in",
+                                     "bytes_out",
+                                     "checkpoints_completed",
+                                     "checkpoint_failures",
+                                     "last_checkpoint_id",
+                                     "last_checkpoint_bytes",
+                                     "last_checkpoint_duration_ms",
+                                     "last_checkpoint_unix_ms"};
+    const uint64_t v1[] = {s->uptime_seconds,
+                           s->connections_current,
+                           s->connections_total,
+                           s->connections_rejected,
+                           s->map_size,
+                           s->map_used,
+                           s->map_in_use,
+                           s->map_limit,
+                           s->map_free_pinned,
+                           s->key_groups,
+                           s->commits,
+                           s->bytes_in,
+                           s->bytes_out,
+                           s->checkpoints_completed,
+                           s->checkpoint_failures,
+                           s->last_checkpoint_id,
+                           s->last_checkpoint_bytes,
+                           s->last_checkpoint_duration_ms,
+                           s->last_checkpoint_unix_ms};
+    j_set_u64s(o, n1, v1, N_OF(n1));
     /* No checkpoint yet: no age (null), not 0, which would read as fresh. */
-    if (s->last_checkpoint_unix_ms)
-        printf("%" PRIu64, s->last_checkpoint_age_ms);
-    else
-        printf("null");
-    printf(",\"restores_completed\":%" PRIu64 ",\"last_restore_duration_ms\":%" PRIu64 ",",
-           s->restores_completed, s->last_restore_duration_ms);
-    printf("\"remote_enabled\":%s,\"remote_pending\":%" PRIu64 ",\"remote_upload_lag_ms\":%" PRIu64
-           ",\"remote_uploads_completed\":%" PRIu64 ",\"remote_upload_failures\":%" PRIu64
-           ",\"remote_bytes_uploaded\":%" PRIu64 ",\"last_remote_checkpoint_id\":%" PRIu64
-           ",\"remote_uploading_id\":%" PRIu64 ",\"remote_last_error\":",
-           s->remote_enabled ? "true" : "false", s->remote_pending, s->remote_upload_lag_ms,
-           s->remote_uploads_completed, s->remote_upload_failures, s->remote_bytes_uploaded,
-           s->last_remote_checkpoint_id, s->remote_uploading_id);
-    put_json_str(s->remote_last_error);
-    printf(",\"ttl_expired_read\":%" PRIu64 ",\"ttl_expired_checkpoint\":%" PRIu64
-           ",\"ttl_expired_sweep\":%" PRIu64
-           ",\"ttl_sweep_seconds\":%.6f,\"ttl_sweep_visited\":%" PRIu64,
-           s->ttl_expired_read, s->ttl_expired_checkpoint, s->ttl_expired_sweep,
-           s->ttl_sweep_seconds, s->ttl_sweep_visited);
-    printf(",\"checkpoint_in_progress\":");
+    j_set(o, "last_checkpoint_age_ms",
+          s->last_checkpoint_unix_ms ? j_u64(s->last_checkpoint_age_ms) : j_check(json_null()));
+    j_set(o, "restores_completed", j_u64(s->restores_completed));
+    j_set(o, "last_restore_duration_ms", j_u64(s->last_restore_duration_ms));
+    j_set(o, "remote_enabled", j_bool(s->remote_enabled));
+    static const char *const n2[] = {"remote_pending",           "remote_upload_lag_ms",
+                                     "remote_uploads_completed", "remote_upload_failures",
+                                     "remote_bytes_uploaded",    "last_remote_checkpoint_id",
+                                     "remote_uploading_id"};
+    const uint64_t v2[] = {s->remote_pending,           s->remote_upload_lag_ms,
+                           s->remote_uploads_completed, s->remote_upload_failures,
+                           s->remote_bytes_uploaded,    s->last_remote_checkpoint_id,
+                           s->remote_uploading_id};
+    j_set_u64s(o, n2, v2, N_OF(n2));
+    j_set(o, "remote_last_error", j_str(s->remote_last_error));
+    j_set(o, "ttl_expired_read", j_u64(s->ttl_expired_read));
+    j_set(o, "ttl_expired_checkpoint", j_u64(s->ttl_expired_checkpoint));
+    j_set(o, "ttl_expired_sweep", j_u64(s->ttl_expired_sweep));
+    j_set(o, "ttl_sweep_seconds", j_real(s->ttl_sweep_seconds, 6));
+    j_set(o, "ttl_sweep_visited", j_u64(s->ttl_sweep_visited));
+    json_t *pr = j_check(json_null());
     if (s->has_progress) {
-        printf("{\"kind\":");
-        put_json_str(s->progress.kind);
-        printf(",\"checkpoint_id\":%" PRIu64 ",\"entries\":%" PRIu64 ",\"total_entries\":%" PRIu64
-               ",\"bytes\":%" PRIu64 ",\"elapsed_ms\":%" PRIu64 "},",
-               s->progress.checkpoint_id, s->progress.entries, s->progress.total_entries,
-               s->progress.bytes, s->progress.elapsed_ms);
-    } else {
-        printf("null,");
+        json_decref(pr);
+        pr = j_object();
+        j_set(pr, "kind", j_str(s->progress.kind));
+        j_set(pr, "checkpoint_id", j_u64(s->progress.checkpoint_id));
+        j_set(pr, "entries", j_u64(s->progress.entries));
+        j_set(pr, "total_entries", j_u64(s->progress.total_entries));
+        j_set(pr, "bytes", j_u64(s->progress.bytes));
+        j_set(pr, "elapsed_ms", j_u64(s->progress.elapsed_ms));
     }
-    printf("\"status_errors\":");
-    put_error_counts_json(s->status_errors, s->n_status_errors);
-    printf(",\"connection_errors\":");
-    put_error_counts_json(s->connection_errors, s->n_connection_errors);
-    printf(",\"latency_bounds_us\":[");
+    j_set(o, "checkpoint_in_progress", pr);
+    j_set(o, "status_errors", j_error_counts(s->status_errors, s->n_status_errors));
+    j_set(o, "connection_errors", j_error_counts(s->connection_errors, s->n_connection_errors));
+    json_t *bounds = j_array();
     for (size_t i = 0; i < s->n_latency_bounds; i++)
-        printf("%s%" PRIu64, i ? "," : "", s->latency_bounds_us[i]);
-    printf("],\"ops\":[");
-    for (size_t i = 0; i < s->n_ops; i++) {
-        if (i)
-            putchar(',');
-        put_op_json(&s->ops[i], s->op_details ? &s->op_details[i] : NULL);
-    }
-    printf("],\"states\":[");
-    for (size_t i = 0; i < s->n_states; i++) {
-        if (i)
-            putchar(',');
-        put_state_json(&s->states[i]);
-    }
-    printf("]}\n");
+        j_append(bounds, j_u64(s->latency_bounds_us[i]));
+    j_set(o, "latency_bounds_us", bounds);
+    json_t *ops = j_array();
+    for (size_t i = 0; i < s->n_ops; i++)
+        j_append(ops, j_op(&s->ops[i], s->op_details ? &s->op_details[i] : NULL));
+    j_set(o, "ops", ops);
+    j_set(o, "states", j_states(s->states, s->n_states));
+    return json_emit(o);
 }
 
 /* Server-wide figures as "name: value" lines, then a table of the ops that
@@ -1063,12 +1239,13 @@ static int cmd_stats(struct ctl *x)
     int rc = statesrv_stats_get(x->c, &s);
     if (rc)
         return report(x, rc);
+    int status = 0;
     if (x->json)
-        put_stats_json(s);
+        status = put_stats_json(s);
     else
         put_stats_text(s);
     statesrv_stats_free(s);
-    return 0;
+    return status;
 }
 
 static int cmd_info(struct ctl *x)
@@ -1083,22 +1260,21 @@ static int cmd_info(struct ctl *x)
     const char *vals[] = {s->data_dir,       s->checkpoint_dir, s->listen, s->unix_socket,
                           s->metrics_listen, s->config_file,    s->sync};
     if (x->json) {
-        printf("{\"protocol_version\":%" PRIu32 ",\"server_version\":", i->protocol_version);
-        put_json_str(i->server_version);
-        printf(
-            ",\"key_groups\":%" PRIu32 ",\"max_frame_size\":%" PRIu32 ",\"max_value_size\":%" PRIu32
-            ",\"max_key_size\":%" PRIu32 ",\"max_batch_ops\":%" PRIu32
-            ",\"max_scan_limit\":%" PRIu32 ",\"max_states\":%" PRIu32 ",\"kg_first\":%" PRIu32
-            ",\"kg_last\":%" PRIu32 ",\"uptime_seconds\":%" PRIu64,
-            i->key_groups, i->max_frame_size, i->max_value_size, i->max_key_size, i->max_batch_ops,
-            i->max_scan_limit, i->max_states, s->kg_first, s->kg_last, s->uptime_seconds);
-        for (size_t k = 0; k < sizeof(names) / sizeof(names[0]); k++) {
-            printf(",\"%s\":", names[k]);
-            put_json_str(vals[k]);
-        }
-        printf("}\n");
+        json_t *o = j_object();
+        j_set(o, "protocol_version", j_u64(i->protocol_version));
+        j_set(o, "server_version", j_str(i->server_version));
+        static const char *const limit_names[] = {
+            "key_groups",     "max_frame_size", "max_value_size", "max_key_size", "max_batch_ops",
+            "max_scan_limit", "max_states",     "kg_first",       "kg_last",      "uptime_seconds"};
+        const uint64_t limits[] = {i->key_groups,    i->max_frame_size, i->max_value_size,
+                                   i->max_key_size,  i->max_batch_ops,  i->max_scan_limit,
+                                   i->max_states,    s->kg_first,       s->kg_last,
+                                   s->uptime_seconds};
+        j_set_u64s(o, limit_names, limits, N_OF(limits));
+        for (size_t k = 0; k < N_OF(names); k++)
+            j_set(o, names[k], j_str(vals[k]));
         statesrv_stats_free(s);
-        return 0;
+        return json_emit(o);
     } else {
         printf("served_key_groups: %" PRIu32 "-%" PRIu32 "\n", s->kg_first, s->kg_last);
         for (size_t k = 0; k < sizeof(names) / sizeof(names[0]); k++)
@@ -1219,7 +1395,8 @@ static int import_entry(struct importer *im, const json_t *e)
         why = "no \"state\" (give --state S)";
         goto bad;
     }
-    if (!sv_state_name_valid(state, strlen(state))) {
+    if (!sv_state_name_valid(state, strlen(state)) ||
+        (!x->state && strlen(state) != json_string_length(st))) {
         why = "the state is not a state name";
         goto bad;
     }
@@ -1349,7 +1526,9 @@ static int cmd_import(struct ctl *x)
         if (s == (size_t)n)
             continue;
         json_error_t je;
-        json_t *doc = json_loadb(line, (size_t)n, JSON_REJECT_DUPLICATES, &je);
+        /* NUL is a byte like any other in keys and values (export writes it
+         * as \u0000); a state name holding one is refused below. */
+        json_t *doc = json_loadb(line, (size_t)n, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &je);
         if (!doc) {
             errorf("import: %s:%" PRIu64 ": not JSON: %s", name, im.line, je.text);
             status = EXIT_USAGE;
@@ -1381,10 +1560,12 @@ static int cmd_import(struct ctl *x)
     statesrv_batch_free(im.b);
     if (status)
         return status;
-    if (x->json)
-        printf("{\"imported\":%" PRIu64 "}\n", im.imported);
-    else
-        printf("imported %" PRIu64 " entries\n", im.imported);
+    if (x->json) {
+        json_t *o = j_object();
+        j_set(o, "imported", j_u64(im.imported));
+        return json_emit(o);
+    }
+    printf("imported %" PRIu64 " entries\n", im.imported);
     return 0;
 }
 
@@ -1398,62 +1579,57 @@ static void format_utc(uint64_t unix_ms, char *buf, size_t n)
         snprintf(buf, n, "?");
 }
 
-static void put_checkpoint_state_json(const statesrv_checkpoint_state *st)
+static json_t *j_checkpoint_state(const statesrv_checkpoint_state *st)
 {
-    printf("{\"name\":");
-    put_json_str(st->name);
-    printf(",\"entries\":%" PRIu64 ",\"raw_bytes\":%" PRIu64, st->entries, st->raw_bytes);
-    if (st->entries)
-        printf(",\"kg_min\":%" PRIu32 ",\"kg_max\":%" PRIu32, st->kg_min, st->kg_max);
-    else
-        printf(",\"kg_min\":null,\"kg_max\":null");
-    printf(",\"blocks\":%" PRIu64 "}", st->blocks);
+    json_t *o = j_object();
+    j_set(o, "name", j_str(st->name));
+    j_set(o, "entries", j_u64(st->entries));
+    j_set(o, "raw_bytes", j_u64(st->raw_bytes));
+    j_set(o, "kg_min", st->entries ? j_u64(st->kg_min) : j_check(json_null()));
+    j_set(o, "kg_max", st->entries ? j_u64(st->kg_max) : j_check(json_null()));
+    j_set(o, "blocks", j_u64(st->blocks));
+    return o;
 }
 
 /* A manifest as one JSON object, member names as in checkpoint.proto; the
  * hash is a hex string (a JSON number would lose bits in most parsers). */
-static void put_checkpoint_json(const statesrv_checkpoint_info *m)
+static json_t *j_checkpoint(const statesrv_checkpoint_info *m)
 {
-    char created[32];
+    char created[32], hash[24];
     format_utc(m->created_unix_ms, created, sizeof(created));
-    printf("{\"checkpoint_id\":%" PRIu64 ",\"created_unix_ms\":%" PRIu64 ",\"created\":\"%s\""
-           ",\"server_version\":",
-           m->id, m->created_unix_ms, created);
-    put_json_str(m->server_version);
-    printf(",\"format_version\":%" PRIu32 ",\"key_groups\":%" PRIu32 ",\"kg_first\":%" PRIu32
-           ",\"kg_last\":%" PRIu32 ",\"entries\":%" PRIu64 ",\"raw_bytes\":%" PRIu64
-           ",\"data_bytes\":%" PRIu64 ",\"data_xxh3\":\"%016" PRIx64 "\",\"compression\":",
-           m->format_version, m->key_groups, m->kg_first, m->kg_last, m->entries, m->raw_bytes,
-           m->data_bytes, m->data_xxh3);
-    put_json_str(m->compression);
-    printf(",\"compression_level\":%d,\"blocks\":%" PRIu64 ",\"duration_ms\":%" PRIu64
-           ",\"incremental\":%s,\"base\":%" PRIu64 ",\"added_bytes\":%" PRIu64
-           ",\"total_bytes\":%" PRIu64 ",\"states\":[",
-           m->compression_level, m->blocks, m->duration_ms, m->incremental ? "true" : "false",
-           m->base_id, m->added_bytes, m->total_bytes);
-    for (size_t i = 0; i < m->n_states; i++) {
-        if (i)
-            putchar(',');
-        put_checkpoint_state_json(&m->states[i]);
-    }
-    putchar(']');
-    if (m->path) {
-        printf(",\"path\":");
-        put_json_str(m->path);
-    }
-    if (m->remote_state[0]) {
-        printf(",\"remote_state\":");
-        put_json_str(m->remote_state);
-    }
-    if (m->remote_url[0]) {
-        printf(",\"remote_url\":");
-        put_json_str(m->remote_url);
-    }
-    if (m->remote_error[0]) {
-        printf(",\"remote_error\":");
-        put_json_str(m->remote_error);
-    }
-    putchar('}');
+    snprintf(hash, sizeof(hash), "%016" PRIx64, m->data_xxh3);
+    json_t *o = j_object();
+    j_set(o, "checkpoint_id", j_u64(m->id));
+    j_set(o, "created_unix_ms", j_u64(m->created_unix_ms));
+    j_set(o, "created", j_str(created));
+    j_set(o, "server_version", j_str(m->server_version));
+    static const char *const n1[] = {"format_version", "key_groups", "kg_first",  "kg_last",
+                                     "entries",        "raw_bytes",  "data_bytes"};
+    const uint64_t v1[] = {m->format_version, m->key_groups, m->kg_first,  m->kg_last,
+                           m->entries,        m->raw_bytes,  m->data_bytes};
+    j_set_u64s(o, n1, v1, N_OF(n1));
+    j_set(o, "data_xxh3", j_str(hash));
+    j_set(o, "compression", j_str(m->compression));
+    j_set(o, "compression_level", j_i64(m->compression_level));
+    j_set(o, "blocks", j_u64(m->blocks));
+    j_set(o, "duration_ms", j_u64(m->duration_ms));
+    j_set(o, "incremental", j_bool(m->incremental));
+    j_set(o, "base", j_u64(m->base_id));
+    j_set(o, "added_bytes", j_u64(m->added_bytes));
+    j_set(o, "total_bytes", j_u64(m->total_bytes));
+    json_t *states = j_array();
+    for (size_t i = 0; i < m->n_states; i++)
+        j_append(states, j_checkpoint_state(&m->states[i]));
+    j_set(o, "states", states);
+    if (m->path)
+        j_set(o, "path", j_str(m->path));
+    if (m->remote_state[0])
+        j_set(o, "remote_state", j_str(m->remote_state));
+    if (m->remote_url[0])
+        j_set(o, "remote_url", j_str(m->remote_url));
+    if (m->remote_error[0])
+        j_set(o, "remote_error", j_str(m->remote_error));
+    return o;
 }
 
 /* Progress of a snapshot or restore on stderr, while the main thread waits
@@ -1626,9 +1802,9 @@ static int cmd_snapshot(struct ctl *x)
     progress_stop(&p);
     if (rc)
         return report(x, rc);
+    int status = 0;
     if (x->json) {
-        put_checkpoint_json(m);
-        putchar('\n');
+        status = json_emit(j_checkpoint(m));
     } else {
         printf("checkpoint %" PRIu64 ": %s (%s, %" PRIu64 " bytes added)\n", m->id, m->path,
                m->incremental ? "incremental" : "full", m->added_bytes);
@@ -1636,7 +1812,7 @@ static int cmd_snapshot(struct ctl *x)
             printf("remote: %s\n", m->remote_url);
     }
     statesrv_checkpoint_info_free(m);
-    return 0;
+    return status;
 }
 
 /* One table cell per checkpoint and column, for sizing the columns. */
@@ -1674,6 +1850,7 @@ struct remote_list {
     struct ctl *x;
     const char *bucket;
     size_t n;
+    int status; /* an exit status once output failed */
 };
 
 /* One checkpoint per MANIFEST object: ".../chk-<id>/MANIFEST". */
@@ -1689,10 +1866,16 @@ static int remote_list_cb(void *ud, const char *key, uint64_t size)
     if (sv_ckpt_remote_split(dir, parent, sizeof(parent), &id))
         return 0;
     if (l->x->json) {
-        printf("%s{\"url\":\"s3://%s/", l->n ? "," : "", l->bucket);
-        for (const char *p = dir; *p; p++) /* keys are checked ASCII: escape only these */
-            printf(*p == '"' || *p == '\\' ? "\\%c" : "%c", *p);
-        printf("\",\"checkpoint_id\":%" PRIu64 ",\"manifest_bytes\":%" PRIu64 "}", id, size);
+        char url[SV_S3_KEY_MAX + 80];
+        snprintf(url, sizeof(url), "s3://%s/%s", l->bucket, dir);
+        json_t *o = j_object();
+        j_set(o, "url", j_str(url));
+        j_set(o, "checkpoint_id", j_u64(id));
+        j_set(o, "manifest_bytes", j_u64(size));
+        if (l->n)
+            putchar(',');
+        if ((l->status = json_put(o)))
+            return -1;
     } else {
         printf("s3://%s/%s\n", l->bucket, dir);
     }
@@ -1716,6 +1899,8 @@ static int remote_checkpoints(struct ctl *x)
     if (x->json)
         printf("]}\n");
     sv_s3_free(s);
+    if (l.status)
+        return l.status;
     if (rc) {
         errorf("%s: %s", x->cmd->name, err);
         return rc == SV_ENOTFOUND ? EXIT_NOTFOUND : EXIT_ERROR;
@@ -1738,24 +1923,21 @@ static int cmd_checkpoints(struct ctl *x)
         return report(x, rc);
     }
     if (x->json) {
-        printf("{\"checkpoints\":[");
-        for (size_t i = 0; i < n; i++) {
-            if (i)
-                putchar(',');
-            put_checkpoint_json(&a[i]);
-        }
-        printf("],\"problems\":[");
+        json_t *o = j_object(), *list = j_array(), *probs = j_array();
+        for (size_t i = 0; i < n; i++)
+            j_append(list, j_checkpoint(&a[i]));
         for (size_t i = 0; i < np; i++) {
-            printf("%s{\"id\":%" PRIu64 ",\"path\":", i ? "," : "", p[i].id);
-            put_json_str(p[i].path);
-            printf(",\"problem\":");
-            put_json_str(p[i].problem);
-            putchar('}');
+            json_t *e = j_object();
+            j_set(e, "id", j_u64(p[i].id));
+            j_set(e, "path", j_str(p[i].path));
+            j_set(e, "problem", j_str(p[i].problem));
+            j_append(probs, e);
         }
-        printf("]}\n");
+        j_set(o, "checkpoints", list);
+        j_set(o, "problems", probs);
         statesrv_checkpoint_info_free(a);
         statesrv_free(p);
-        return 0;
+        return json_emit(o);
     }
     /* Numbers right-aligned, text left-aligned, columns as wide as needed. */
     static const char *const head[N_COLS] = {
@@ -1804,8 +1986,7 @@ static int cmd_checkpoint_rm(struct ctl *x)
     int rc = statesrv_delete_checkpoint(x->c, id);
     if (rc)
         return report(x, rc);
-    json_ok(x);
-    return 0;
+    return json_ok(x);
 }
 
 static int cmd_restore(struct ctl *x)
@@ -1821,14 +2002,17 @@ static int cmd_restore(struct ctl *x)
     progress_stop(&p);
     if (rc)
         return report(x, rc);
-    if (x->json)
-        printf("{\"entries\":%" PRIu64 ",\"states\":%" PRIu32 ",\"kg_first\":%" PRIu32
-               ",\"kg_last\":%" PRIu32 ",\"duration_ms\":%" PRIu64 "}\n",
-               r.entries, r.states, r.kg_first, r.kg_last, r.duration_ms);
-    else
-        printf("restored %" PRIu64 " entries in %" PRIu32 " state(s), key groups %" PRIu32
-               "-%" PRIu32 "\n",
-               r.entries, r.states, r.kg_first, r.kg_last);
+    if (x->json) {
+        json_t *o = j_object();
+        static const char *const names[] = {"entries", "states", "kg_first", "kg_last",
+                                            "duration_ms"};
+        const uint64_t vals[] = {r.entries, r.states, r.kg_first, r.kg_last, r.duration_ms};
+        j_set_u64s(o, names, vals, N_OF(names));
+        return json_emit(o);
+    }
+    printf("restored %" PRIu64 " entries in %" PRIu32 " state(s), key groups %" PRIu32 "-%" PRIu32
+           "\n",
+           r.entries, r.states, r.kg_first, r.kg_last);
     return 0;
 }
 
@@ -1841,9 +2025,10 @@ static void put_verify_failure(const struct ctl *x, const char *why)
 {
     if (!x->json || x->cmd->run != cmd_checkpoint_verify)
         return;
-    printf("{\"ok\":false,\"error\":");
-    put_json_str(why);
-    printf("}\n");
+    json_t *o = j_object();
+    j_set(o, "ok", j_bool(0));
+    j_set(o, "error", j_str(why));
+    json_emit(o);
 }
 
 /* Opens the checkpoint directory PATH. On failure reports why and returns the
@@ -2012,8 +2197,7 @@ static int cmd_checkpoint_inspect(struct ctl *x)
         return EXIT_ERROR;
     }
     if (x->json) {
-        put_checkpoint_json(&m);
-        putchar('\n');
+        status = json_emit(j_checkpoint(&m));
     } else {
         char created[32];
         format_utc(m.created_unix_ms, created, sizeof(created));
@@ -2052,7 +2236,7 @@ static int cmd_checkpoint_inspect(struct ctl *x)
     }
     free(m.states);
     sv_ckpt_chain_close(r);
-    return 0;
+    return status;
 }
 
 static int cmd_checkpoint_verify(struct ctl *x)
@@ -2072,8 +2256,12 @@ static int cmd_checkpoint_verify(struct ctl *x)
         put_verify_failure(x, why);
         status = EXIT_ERROR;
     } else if (x->json) {
-        printf("{\"ok\":true,\"entries\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"files\":%zu}\n",
-               m->entries, m->total_bytes, sv_ckpt_chain_length(r));
+        json_t *o = j_object();
+        j_set(o, "ok", j_bool(1));
+        j_set(o, "entries", j_u64(m->entries));
+        j_set(o, "bytes", j_u64(m->total_bytes));
+        j_set(o, "files", j_u64(sv_ckpt_chain_length(r)));
+        status = json_emit(o);
     } else {
         printf("ok: %" PRIu64 " entries, %" PRIu64 " bytes in %zu file(s)\n", m->entries,
                m->total_bytes, sv_ckpt_chain_length(r));
@@ -2115,17 +2303,16 @@ static int dump_state(struct ctl *x, struct sv_ckpt_chain *r, size_t idx, uint32
             break;
         }
         int kind = (int)v.kind; /* the same numbers as enum statesrv_kind */
+        int bad = 0;
         if (x->json) {
-            printf("%s{\"state\":", (*printed)++ ? "," : "");
-            put_json_str(name);
-            printf(",\"key_group\":%" PRIu32 ",\"key\":", key.kg);
-            put_json_bytes(x, key.key, key.key_len);
-            printf(",\"namespace\":");
-            put_json_bytes(x, key.ns, key.ns_len);
-            printf(",\"kind\":\"%s\",", kind_name(kind));
-            if (v.expiry_ms)
-                printf("\"expiry_ms\":%" PRIu64 ",", v.expiry_ms);
-            printf("\"value\":");
+            if ((*printed)++)
+                putchar(',');
+            json_t *j = j_entry(x, name, key.kg, key.key, key.key_len, key.ns, key.ns_len, kind,
+                                v.expiry_ms, v.data, v.len, &bad);
+            if (json_put(j)) {
+                status = EXIT_ERROR;
+                break;
+            }
         } else {
             /* With --state the lines are those of `scan`, so the two diff. */
             if (!x->state)
@@ -2135,13 +2322,17 @@ static int dump_state(struct ctl *x, struct sv_ckpt_chain *r, size_t idx, uint32
             putchar('\t');
             put_text_field(x, key.ns, key.ns_len);
             printf("\t%s\t", kind_name(kind));
+            bad = put_value_text(x, kind, v.data, v.len);
+            if (bad > 0) {
+                status = bad;
+                break;
+            }
+            putchar('\n');
         }
-        if (put_value_inline(x, kind, v.data, v.len)) {
-            printf(x->json ? "null" : "?");
+        if (bad) {
             errorf("%s: state %s: a malformed %s value", x->cmd->name, name, kind_name(kind));
             status = EXIT_ERROR;
         }
-        printf(x->json ? "}" : "\n");
     }
     if (rc < 0) {
         errorf("%s: %s", x->cmd->name, sv_ckpt_chain_errmsg(r));
@@ -2160,11 +2351,13 @@ static int cmd_checkpoint_dump(struct ctl *x)
     const struct sv_ckpt_manifest *m = sv_ckpt_chain_manifest(r);
     uint32_t first = m->kg_first, last = m->kg_last;
     if (x->has_key_groups) {
-        if (x->kg_first > x->kg_last || x->kg_last >= m->key_groups) {
+        /* Beyond what the checkpoint has: refused as the server refuses a
+         * scan beyond its key groups (3); A > B was refused as usage (2). */
+        if (x->kg_last >= m->key_groups) {
             errorf("%s: key groups %" PRIu32 "-%" PRIu32 " are not a range within 0-%" PRIu32,
                    x->cmd->name, x->kg_first, x->kg_last, m->key_groups - 1);
             sv_ckpt_chain_close(r);
-            return EXIT_USAGE;
+            return EXIT_ERROR;
         }
         first = x->kg_first;
         last = x->kg_last;
@@ -2215,7 +2408,8 @@ static const struct command commands[] = {
      "are not returned (--visibility return-expired-if-not-cleaned-up: until they\n"
      "are cleaned up). 0 or off removes the TTL. A state that does not exist yet\n"
      "is created (empty), so that checkpoints carry its TTL; dropping it removes it.\n"
-     "Entries already stored keep the expiry they were written with.",
+     "Entries already stored keep the expiry they were written with. Shown for a\n"
+     "state that does not exist: exits 1.",
      CMD_TEXT_ARGS},
     {"del", cmd_del, 2, 2, OPT_NS | OPT_KEY_GROUP, "STATE KEY [-n NS] [--key-group N]",
      "Deletes one entry. Prints nothing (JSON: {\"found\":BOOL}); exits 1 if the\n"
@@ -2235,7 +2429,8 @@ static const struct command commands[] = {
      "key. --key-groups: key groups A to B inclusive. --prefix: only keys that\n"
      "start with P (composite keys; keys are spread over key groups, so this\n"
      "reads the whole state or range). --limit: at most N entries. --jsonl: one\n"
-     "JSON entry a line, with its state (what import reads).",
+     "JSON entry a line, with its state (what import reads). Exits 1 if the state\n"
+     "does not exist (0 if it is merely empty in the range).",
      CMD_STATE_KEY},
     {"clear", cmd_clear, 1, 2, OPT_KEY_GROUP | OPT_ALL, "STATE KEY [--key-group N] | STATE --all",
      "Deletes every namespace of KEY, or with --all drops the whole state. Prints\n"
@@ -2380,7 +2575,8 @@ static void usage(FILE *f)
                "  -h, --help        this help; COMMAND --help for one command\n"
                "  --version         print the version\n"
                "\n"
-               "Exit status: 0 ok, 1 not found, 2 usage error, 3 connection or server error.\n");
+               "Exit status: 0 ok, 1 not found, 2 usage error (found before anything is sent),\n"
+               "3 connection, server or file error; statectl(1) says which is which.\n");
 }
 
 static void command_usage(FILE *f, const struct command *cmd, int full)
@@ -2444,199 +2640,398 @@ static const struct command *find_subcommand(const struct command *group, const 
     return cmd && cmd->run ? cmd : NULL;
 }
 
-/* True for an argument that is an option rather than a value: it starts with
- * '-' and is not "-" or a negative number (so `merge s k -5 --add` works). */
-static int is_option(const char *a)
+/* Options, for getopt_long: each with the OPT_* bit of the commands that
+ * take it (0: every command, and before the command), and what its value
+ * must be (for the message when it is missing). */
+enum {
+    O_ADDR = 'a',
+    O_NS = 'n',
+    O_HELP = 'h',
+    O_JSON = 256,
+    O_HEX,
+    O_TIMEOUT,
+    O_TOKEN_FILE,
+    O_VERSION,
+    O_KEY_GROUP,
+    O_APPEND,
+    O_ADD,
+    O_KEY,
+    O_KEY_GROUPS,
+    O_LIMIT,
+    O_FULL,
+    O_WAIT_REMOTE,
+    O_ALL,
+    O_REMOTE,
+    O_ID,
+    O_PREFIX,
+    O_JSONL,
+    O_TTL,
+    O_UPDATE,
+    O_VISIBILITY,
+    O_STATE,
+};
+
+struct optdef {
+    const char *name; /* long name; "" for -n, which has none */
+    int has_arg;
+    int val;
+    unsigned allow; /* OPT_* bits, 0: global */
+    const char *need;
+};
+
+static const struct optdef optdefs[] = {
+    {"addr", required_argument, O_ADDR, 0, "an address"},
+    {"json", no_argument, O_JSON, 0, NULL},
+    {"hex", no_argument, O_HEX, 0, NULL},
+    {"timeout", required_argument, O_TIMEOUT, 0, "a positive number of milliseconds"},
+    {"token-file", required_argument, O_TOKEN_FILE, 0, "a path"},
+    {"help", no_argument, O_HELP, 0, NULL},
+    {"version", no_argument, O_VERSION, 0, NULL},
+    {"", required_argument, O_NS, OPT_NS, "a namespace"},
+    {"key-group", required_argument, O_KEY_GROUP, OPT_KEY_GROUP, "a number"},
+    {"append", no_argument, O_APPEND, OPT_MERGE, NULL},
+    {"add", no_argument, O_ADD, OPT_MERGE, NULL},
+    {"key", required_argument, O_KEY, OPT_SCAN, "a key"},
+    {"key-groups", required_argument, O_KEY_GROUPS, OPT_KG_RANGE, "a range A-B"},
+    {"limit", required_argument, O_LIMIT, OPT_SCAN, "a positive number"},
+    {"full", no_argument, O_FULL, OPT_FULL, NULL},
+    {"wait-remote", no_argument, O_WAIT_REMOTE, OPT_WAIT_REMOTE, NULL},
+    {"all", no_argument, O_ALL, OPT_ALL, NULL},
+    {"remote", required_argument, O_REMOTE, OPT_REMOTE, "an s3://BUCKET/PREFIX URL"},
+    {"id", required_argument, O_ID, OPT_ID, "a checkpoint id (a number)"},
+    {"prefix", required_argument, O_PREFIX, OPT_JSONL, "the start of a key"},
+    {"jsonl", no_argument, O_JSONL, OPT_JSONL, NULL},
+    /* get --ttl is a flag; put and merge --ttl take a duration (below). */
+    {"ttl", required_argument, O_TTL, OPT_TTL, "a duration (30s, 500ms, 10m, 2h, 1d)"},
+    {"update", required_argument, O_UPDATE, OPT_TTL_CFG,
+     "on-create-and-write or on-read-and-write"},
+    {"visibility", required_argument, O_VISIBILITY, OPT_TTL_CFG,
+     "never-return-expired or return-expired-if-not-cleaned-up"},
+    {"state", required_argument, O_STATE, OPT_STATE, "a state name"},
+};
+
+#define N_OPTDEFS (sizeof(optdefs) / sizeof(optdefs[0]))
+
+/* The options cmd takes (every global one before a command) as getopt_long
+ * wants them. "-" first: arguments come back in order (as 1), so the
+ * command picks the table for what follows it; ":" first: statectl says
+ * what is wrong, not getopt. */
+static void option_table(const struct command *cmd, struct option *lo, char *shorts)
 {
-    return a[0] == '-' && a[1] != '\0' && !(a[1] >= '0' && a[1] <= '9');
+    unsigned allowed = cmd ? cmd->opts : 0;
+    size_t n = 0;
+    strcpy(shorts, "-:a:h");
+    if (allowed & OPT_NS)
+        strcat(shorts, "n:");
+    for (size_t i = 0; i < N_OPTDEFS; i++) {
+        const struct optdef *d = &optdefs[i];
+        if (!d->name[0] || (d->allow && !(d->allow & allowed)))
+            continue;
+        lo[n].name = d->name;
+        lo[n].has_arg = d->has_arg;
+        if (d->val == O_TTL && cmd->run == cmd_get)
+            lo[n].has_arg = no_argument;
+        lo[n].flag = NULL;
+        lo[n].val = d->val;
+        n++;
+    }
+    memset(&lo[n], 0, sizeof(lo[n]));
 }
 
-/* Matches "--name VALUE" and "--name=VALUE"; 1 with *val set, 0 if a is
- * another option, -1 when the value is missing. */
-static int opt_value(const char *a, const char *name, int argc, char **argv, int *i,
-                     const char **val)
+static const struct optdef *optdef_of(int val)
 {
-    size_t n = strlen(name);
-    if (strncmp(a, name, n) != 0)
-        return 0;
-    if (a[n] == '=' && name[1] == '-') {
-        *val = a + n + 1;
-        return 1;
+    for (size_t i = 0; i < N_OPTDEFS; i++)
+        if (optdefs[i].val == val)
+            return &optdefs[i];
+    return NULL;
+}
+
+/* An option as the user may have written it, for messages: "-n", "--key". */
+static const char *option_name(const struct optdef *d, char *buf, size_t cap)
+{
+    if (!d->name[0])
+        snprintf(buf, cap, "-%c", d->val);
+    else
+        snprintf(buf, cap, "--%s", d->name);
+    return buf;
+}
+
+/* Why an option was refused (by getopt_long: '?', with optopt): one that
+ * is not this command's (or anyone's), or was given a value it does not
+ * take. */
+static int option_refused(const struct ctl *x, const char *arg)
+{
+    char buf[64];
+    const struct optdef *d = optopt > 0 ? optdef_of(optopt) : NULL;
+    int flag = d && (d->has_arg == no_argument || (d->val == O_TTL && x->cmd->run == cmd_get));
+    if (flag && strchr(arg, '='))
+        return usage_error(x, "%s takes no value", option_name(d, buf, sizeof(buf)));
+    if (optopt > 0 && optopt < 256 && !d)
+        return usage_error(x, "unknown option '-%c'", optopt);
+    /* The name as written, without "=VALUE". */
+    size_t len = strcspn(arg, "=");
+    for (size_t i = 0; i < N_OPTDEFS; i++) {
+        const struct optdef *o = &optdefs[i];
+        int match = o->name[0] ? strncmp(arg, "--", 2) == 0 && strlen(o->name) == len - 2 &&
+                                     strncmp(arg + 2, o->name, len - 2) == 0
+                               : optopt == o->val;
+        if (!match)
+            continue;
+        if (!x->cmd)
+            return usage_error(x, "option '%.*s' goes after the command it is for", (int)len, arg);
+        return usage_error(x, "'%.*s' is not an option of %s", (int)len, arg, x->cmd->name);
     }
-    if (a[n] != '\0')
-        return 0;
-    if (*i + 1 >= argc)
+    return usage_error(x, "unknown option '%.*s'", (int)len, arg);
+}
+
+/* Whether "--NAME" or "--NAME=VALUE" names an option of the table exactly:
+ * getopt_long would also take an abbreviation, and "--add" before a command
+ * would then be --addr. */
+static int exact_long_option(const struct option *lo, const char *arg)
+{
+    size_t len = strcspn(arg + 2, "=");
+    for (; lo->name; lo++)
+        if (strlen(lo->name) == len && strncmp(lo->name, arg + 2, len) == 0)
+            return 1;
+    return 0;
+}
+
+/* An argument that is a value although it starts with '-': a negative
+ * number ("merge s k -5 --add"). */
+static int is_negative_number(const char *a)
+{
+    return a[0] == '-' && a[1] >= '0' && a[1] <= '9';
+}
+
+/* Parses --key-groups A-B. */
+static int parse_kg_range(const char *v, uint32_t *first, uint32_t *last)
+{
+    const char *dash = strchr(v, '-');
+    uint64_t a, b;
+    char buf[32];
+    if (!dash || (size_t)(dash - v) >= sizeof(buf))
         return -1;
-    *val = argv[++*i];
+    memcpy(buf, v, (size_t)(dash - v));
+    buf[dash - v] = '\0';
+    if (parse_u64(buf, UINT32_MAX, &a) || parse_u64(dash + 1, UINT32_MAX, &b))
+        return -1;
+    *first = (uint32_t)a;
+    *last = (uint32_t)b;
+    return 0;
+}
+
+/* One option getopt_long returned, with its value v: 1 to go on, 0 when
+ * help or the version was printed (exit 0), or an exit status. */
+static int take_option(struct ctl *x, int ch, const char *v)
+{
+    const struct optdef *d = optdef_of(ch);
+    switch (ch) {
+    case O_HELP:
+        if (x->cmd)
+            command_usage(stdout, x->cmd, 1);
+        else
+            usage(stdout);
+        return 0;
+    case O_VERSION:
+        printf("%s %s (protocol %d)\n", prog, SV_VERSION, STATESRV_PROTOCOL_VERSION);
+        return 0;
+    case O_JSON:
+        x->json = 1;
+        break;
+    case O_HEX:
+        x->hex = 1;
+        break;
+    case O_ADDR:
+        x->addr = v;
+        break;
+    case O_TOKEN_FILE:
+        if (statesrv_read_token_file(v, x->token, sizeof(x->token)))
+            return usage_error(x, "--token-file %s: cannot read a token from it", v);
+        break;
+    case O_TIMEOUT: {
+        uint64_t ms;
+        if (parse_u64(v, INT32_MAX, &ms) || ms == 0)
+            return usage_error(x, "--timeout needs %s, not '%s'", d->need, v);
+        x->timeout_ms = (int)ms;
+        break;
+    }
+    case O_NS:
+        x->ns.text = v;
+        x->has_ns = 1;
+        break;
+    case O_KEY_GROUP: {
+        uint64_t kg;
+        if (parse_u64(v, UINT32_MAX, &kg))
+            return usage_error(x, "--key-group needs a number, not '%s'", v);
+        x->has_key_group = 1;
+        x->key_group = (uint32_t)kg;
+        break;
+    }
+    case O_APPEND:
+        x->append = 1;
+        break;
+    case O_ADD:
+        x->add = 1;
+        break;
+    case O_KEY:
+        x->scan_key.text = v;
+        x->has_scan_key = 1;
+        break;
+    case O_KEY_GROUPS:
+        if (parse_kg_range(v, &x->kg_first, &x->kg_last))
+            return usage_error(x, "--key-groups needs a range A-B, not '%s'", v);
+        if (x->kg_first > x->kg_last)
+            return usage_error(x, "--key-groups %s: A must not be above B", v);
+        x->has_key_groups = 1;
+        break;
+    case O_LIMIT:
+        if (parse_u64(v, UINT64_MAX, &x->limit) || x->limit == 0)
+            return usage_error(x, "--limit needs a positive number, not '%s'", v);
+        x->has_limit = 1;
+        break;
+    case O_FULL:
+        x->full = 1;
+        break;
+    case O_WAIT_REMOTE:
+        x->wait_remote = 1;
+        break;
+    case O_ALL:
+        x->all = 1;
+        break;
+    case O_REMOTE:
+        if (strncmp(v, "s3://", 5))
+            return usage_error(x, "--remote needs %s, not '%s'", d->need, v);
+        x->remote = v;
+        break;
+    case O_ID:
+        if (parse_u64(v, UINT64_MAX, &x->id))
+            return usage_error(x, "--id needs %s, not '%s'", d->need, v);
+        x->has_id = 1;
+        break;
+    case O_PREFIX:
+        x->prefix.text = v;
+        x->has_prefix = 1;
+        break;
+    case O_JSONL:
+        x->jsonl = x->json = 1;
+        break;
+    case O_TTL:
+        /* get: a flag (v is NULL); put, merge: a duration. */
+        if (v && (parse_duration_ms(v, &x->ttl_ms) || x->ttl_ms == 0))
+            return usage_error(x, "--ttl needs %s, not '%s'", d->need, v);
+        x->has_ttl = 1;
+        break;
+    case O_UPDATE:
+        if (strcmp(v, "on-create-and-write") && strcmp(v, "on-read-and-write"))
+            return usage_error(x, "--update needs %s, not '%s'", d->need, v);
+        x->ttl_update = v;
+        break;
+    case O_VISIBILITY:
+        if (strcmp(v, "never-return-expired") && strcmp(v, "return-expired-if-not-cleaned-up"))
+            return usage_error(x, "--visibility needs %s, not '%s'", d->need, v);
+        x->ttl_visibility = v;
+        break;
+    case O_STATE:
+        x->state = v;
+        break;
+    default:
+        return usage_error(x, "unknown option");
+    }
     return 1;
 }
 
-/* 1: run, 0: help printed (exit 0), or an exit status. */
+/* A word that is not an option: the command, a group's subcommand, `help`
+ * (and what it is about: argv[next] on), or an argument. Same returns as
+ * take_option. */
+static int take_word(struct ctl *x, const char *a, int argc, char **argv, int next)
+{
+    if (!x->cmd && strcmp(a, "help") == 0) {
+        /* help [COMMAND [SUB]]: the same as COMMAND --help. */
+        const struct command *cmd = next < argc ? find_command(argv[next]) : NULL;
+        if (next < argc && !cmd)
+            return usage_error(x, "unknown command '%s'", argv[next]);
+        if (cmd && !cmd->run && next + 1 < argc) {
+            const struct command *sub = find_subcommand(cmd, argv[next + 1]);
+            if (!sub)
+                return usage_error(x, "unknown command '%s %s'", cmd->name, argv[next + 1]);
+            cmd = sub;
+        }
+        if (cmd)
+            command_usage(stdout, cmd, 1);
+        else
+            usage(stdout);
+        return 0;
+    }
+    if (!x->cmd) {
+        x->cmd = find_command(a);
+        if (!x->cmd)
+            return usage_error(x, "unknown command '%s'", a);
+        return 1;
+    }
+    if (!x->cmd->run) {
+        /* A group: this word picks the command. */
+        const struct command *sub = find_subcommand(x->cmd, a);
+        if (!sub)
+            return usage_error(x, "unknown subcommand '%s'", a);
+        x->cmd = sub;
+        return 1;
+    }
+    if (x->npos >= MAX_POS || x->npos >= x->cmd->max_pos)
+        return usage_error(x, "unexpected argument '%s'", a);
+    x->pos[x->npos++].text = a;
+    return 1;
+}
+
+/* 1: run, 0: help printed (exit 0), or an exit status. Options may come
+ * before the command (the global ones) and anywhere after it (its own and
+ * the global ones), in any order with its arguments; "--" ends them. */
 static int parse_args(struct ctl *x, int argc, char **argv)
 {
-    int only_pos = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = NULL;
-        int m;
-        if (only_pos || !is_option(a)) {
-            if (!x->cmd && strcmp(a, "help") == 0) {
-                /* help [COMMAND]: the same as COMMAND --help. */
-                const struct command *cmd = i + 1 < argc ? find_command(argv[i + 1]) : NULL;
-                if (i + 1 < argc && !cmd)
-                    return usage_error(x, "unknown command '%s'", argv[i + 1]);
-                if (cmd && !cmd->run && i + 2 < argc) {
-                    const struct command *sub = find_subcommand(cmd, argv[i + 2]);
-                    if (!sub)
-                        return usage_error(x, "unknown command '%s %s'", cmd->name, argv[i + 2]);
-                    cmd = sub;
-                }
-                if (cmd)
-                    command_usage(stdout, cmd, 1);
-                else
-                    usage(stdout);
-                return 0;
-            }
-            if (!x->cmd) {
-                x->cmd = find_command(a);
-                if (!x->cmd)
-                    return usage_error(x, "unknown command '%s'", a);
-                continue;
-            }
-            if (!x->cmd->run) {
-                /* A group: this word picks the command. */
-                const struct command *sub = find_subcommand(x->cmd, a);
-                if (!sub)
-                    return usage_error(x, "unknown subcommand '%s'", a);
-                x->cmd = sub;
-                continue;
-            }
-            if (x->npos >= MAX_POS || x->npos >= x->cmd->max_pos)
-                return usage_error(x, "unexpected argument '%s'", a);
-            x->pos[x->npos++].text = a;
+    struct option lo[N_OPTDEFS + 1];
+    char shorts[16];
+    const struct command *table_for = NULL;
+    int rc = 1;
+    option_table(NULL, lo, shorts);
+    opterr = 0;
+    optind = 1;
+    while (rc == 1 && optind < argc) {
+        if (x->cmd != table_for) {
+            /* The command (or its subcommand) is known: its options now. */
+            option_table(x->cmd, lo, shorts);
+            table_for = x->cmd;
+        }
+        /* A negative number is a value, which getopt would take for options. */
+        if (is_negative_number(argv[optind])) {
+            rc = take_word(x, argv[optind], argc, argv, optind + 1);
+            optind++;
             continue;
         }
-        if (strcmp(a, "--") == 0) {
-            only_pos = 1;
-            continue;
+        const char *a = argv[optind];
+        if (a[0] == '-' && a[1] == '-' && a[2] && !exact_long_option(lo, a)) {
+            optopt = 0;
+            rc = option_refused(x, a);
+            break;
         }
-        unsigned allowed = x->cmd ? x->cmd->opts : 0;
-        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-            if (x->cmd)
-                command_usage(stdout, x->cmd, 1);
-            else
-                usage(stdout);
-            return 0;
-        } else if (strcmp(a, "--version") == 0) {
-            printf("%s %s (protocol %d)\n", prog, SV_VERSION, STATESRV_PROTOCOL_VERSION);
-            return 0;
-        } else if (strcmp(a, "--json") == 0) {
-            x->json = 1;
-        } else if (strcmp(a, "--hex") == 0) {
-            x->hex = 1;
-        } else if ((m = opt_value(a, "-a", argc, argv, &i, &v)) != 0 ||
-                   (m = opt_value(a, "--addr", argc, argv, &i, &v)) != 0) {
-            if (m < 0)
-                return usage_error(x, "%s needs an address", a);
-            x->addr = v;
-        } else if ((m = opt_value(a, "--token-file", argc, argv, &i, &v)) != 0) {
-            if (m < 0)
-                return usage_error(x, "--token-file needs a path");
-            if (statesrv_read_token_file(v, x->token, sizeof(x->token)))
-                return usage_error(x, "--token-file %s: cannot read a token from it", v);
-        } else if ((m = opt_value(a, "--timeout", argc, argv, &i, &v)) != 0) {
-            uint64_t ms;
-            if (m < 0 || parse_u64(v, INT32_MAX, &ms) || ms == 0)
-                return usage_error(x, "--timeout needs a positive number of milliseconds");
-            x->timeout_ms = (int)ms;
-        } else if ((allowed & OPT_NS) && (m = opt_value(a, "-n", argc, argv, &i, &v)) != 0) {
-            if (m < 0)
-                return usage_error(x, "-n needs a namespace");
-            x->ns.text = v;
-            x->has_ns = 1;
-        } else if ((allowed & OPT_KEY_GROUP) &&
-                   (m = opt_value(a, "--key-group", argc, argv, &i, &v)) != 0) {
-            uint64_t kg;
-            if (m < 0 || parse_u64(v, UINT32_MAX, &kg))
-                return usage_error(x, "--key-group needs a number");
-            x->has_key_group = 1;
-            x->key_group = (uint32_t)kg;
-        } else if ((allowed & OPT_MERGE) && strcmp(a, "--append") == 0) {
-            x->append = 1;
-        } else if ((allowed & OPT_MERGE) && strcmp(a, "--add") == 0) {
-            x->add = 1;
-        } else if ((allowed & OPT_SCAN) && (m = opt_value(a, "--key", argc, argv, &i, &v)) != 0) {
-            if (m < 0)
-                return usage_error(x, "--key needs a key");
-            x->scan_key.text = v;
-            x->has_scan_key = 1;
-        } else if ((allowed & OPT_KG_RANGE) &&
-                   (m = opt_value(a, "--key-groups", argc, argv, &i, &v)) != 0) {
-            const char *dash = m > 0 ? strchr(v, '-') : NULL;
-            uint64_t first, last;
-            char buf[32];
-            if (!dash || (size_t)(dash - v) >= sizeof(buf))
-                return usage_error(x, "--key-groups needs a range A-B");
-            memcpy(buf, v, (size_t)(dash - v));
-            buf[dash - v] = '\0';
-            if (parse_u64(buf, UINT32_MAX, &first) || parse_u64(dash + 1, UINT32_MAX, &last))
-                return usage_error(x, "--key-groups needs a range A-B");
-            x->has_key_groups = 1;
-            x->kg_first = (uint32_t)first;
-            x->kg_last = (uint32_t)last;
-        } else if ((allowed & OPT_SCAN) && (m = opt_value(a, "--limit", argc, argv, &i, &v)) != 0) {
-            if (m < 0 || parse_u64(v, UINT64_MAX, &x->limit) || x->limit == 0)
-                return usage_error(x, "--limit needs a positive number");
-            x->has_limit = 1;
-        } else if ((allowed & OPT_FULL) && strcmp(a, "--full") == 0) {
-            x->full = 1;
-        } else if ((allowed & OPT_WAIT_REMOTE) && strcmp(a, "--wait-remote") == 0) {
-            x->wait_remote = 1;
-        } else if ((allowed & OPT_ALL) && strcmp(a, "--all") == 0) {
-            x->all = 1;
-        } else if ((allowed & OPT_REMOTE) &&
-                   (m = opt_value(a, "--remote", argc, argv, &i, &v)) != 0) {
-            if (m < 0 || strncmp(v, "s3://", 5))
-                return usage_error(x, "--remote needs an s3://BUCKET/PREFIX URL");
-            x->remote = v;
-        } else if ((allowed & OPT_ID) && (m = opt_value(a, "--id", argc, argv, &i, &v)) != 0) {
-            if (m < 0 || parse_u64(v, UINT64_MAX, &x->id))
-                return usage_error(x, "--id needs a checkpoint id (a number)");
-            x->has_id = 1;
-        } else if ((allowed & OPT_JSONL) &&
-                   (m = opt_value(a, "--prefix", argc, argv, &i, &v)) != 0) {
-            if (m < 0)
-                return usage_error(x, "--prefix needs the start of a key");
-            x->prefix.text = v;
-            x->has_prefix = 1;
-        } else if ((allowed & OPT_JSONL) && strcmp(a, "--jsonl") == 0) {
-            x->jsonl = x->json = 1;
-        } else if ((allowed & OPT_TTL) && x->cmd->run == cmd_get && strcmp(a, "--ttl") == 0) {
-            x->has_ttl = 1;
-        } else if ((allowed & OPT_TTL) && (m = opt_value(a, "--ttl", argc, argv, &i, &v)) != 0) {
-            if (m < 0 || parse_duration_ms(v, &x->ttl_ms) || x->ttl_ms == 0)
-                return usage_error(x, "--ttl needs a duration (30s, 500ms, 10m, 2h, 1d)");
-            x->has_ttl = 1;
-        } else if ((allowed & OPT_TTL_CFG) &&
-                   (m = opt_value(a, "--update", argc, argv, &i, &v)) != 0) {
-            if (m < 0 || (strcmp(v, "on-create-and-write") && strcmp(v, "on-read-and-write")))
-                return usage_error(x, "--update needs on-create-and-write or on-read-and-write");
-            x->ttl_update = v;
-        } else if ((allowed & OPT_TTL_CFG) &&
-                   (m = opt_value(a, "--visibility", argc, argv, &i, &v)) != 0) {
-            if (m < 0 || (strcmp(v, "never-return-expired") &&
-                          strcmp(v, "return-expired-if-not-cleaned-up")))
-                return usage_error(x, "--visibility needs never-return-expired or "
-                                      "return-expired-if-not-cleaned-up");
-            x->ttl_visibility = v;
-        } else if ((allowed & OPT_STATE) &&
-                   (m = opt_value(a, "--state", argc, argv, &i, &v)) != 0) {
-            if (m < 0)
-                return usage_error(x, "--state needs a state name");
-            x->state = v;
-        } else {
-            return usage_error(x, "unknown option '%s'", a);
+        int ch = getopt_long(argc, argv, shorts, lo, NULL);
+        if (ch == -1) {
+            /* "--": the rest are arguments. */
+            while (rc == 1 && optind < argc) {
+                rc = take_word(x, argv[optind], argc, argv, optind + 1);
+                optind++;
+            }
+            break;
         }
+        if (ch == 1)
+            rc = take_word(x, optarg, argc, argv, optind);
+        else if (ch == '?')
+            rc = option_refused(x, argv[optind - 1]);
+        else if (ch == ':' && optdef_of(optopt))
+            rc = usage_error(x, "%s needs %s", argv[optind - 1], optdef_of(optopt)->need);
+        else
+            rc = take_option(x, ch, optarg);
     }
+    if (rc != 1)
+        return rc;
 
     if (!x->cmd)
         return usage_error(x, "no command given");
@@ -2680,6 +3075,8 @@ static int parse_args(struct ctl *x, int argc, char **argv)
         return EXIT_USAGE;
     if (x->has_scan_key && decode_arg(x, &x->scan_key, "key"))
         return EXIT_USAGE;
+    if (x->has_scan_key && x->scan_key.len == 0)
+        return usage_error(x, "the key must not be empty");
     if (x->has_prefix && decode_arg(x, &x->prefix, "prefix"))
         return EXIT_USAGE;
     if (x->has_prefix && x->has_scan_key)

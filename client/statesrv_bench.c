@@ -30,6 +30,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <jansson.h>
 #include <math.h>
 #include <netdb.h>
 #include <pthread.h>
@@ -1028,19 +1029,73 @@ static int run_test(enum op op, struct result *res)
     return failed ? -1 : 0;
 }
 
-static void json_string(FILE *f, const char *s)
+/* Text for a JSON string: as it is when it is UTF-8, else with every byte
+ * above 0x7f as '?' (an address from argv, a message). */
+static json_t *j_text(const char *s)
 {
-    fputc('"', f);
-    for (; *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\')
-            fprintf(f, "\\%c", ch);
-        else if (ch < 0x20)
-            fprintf(f, "\\u%04x", ch);
-        else
-            fputc(ch, f);
-    }
-    fputc('"', f);
+    json_t *v = json_string(s);
+    if (v)
+        return v;
+    char buf[512];
+    size_t i = 0;
+    for (; s[i] && i < sizeof(buf) - 1; i++)
+        buf[i] = (unsigned char)s[i] < 0x80 ? s[i] : '?';
+    buf[i] = '\0';
+    return json_string(buf);
+}
+
+/* A figure rounded to `decimals` places, so that it prints as briefly as
+ * the old fixed-point output did. */
+static json_t *j_fixed(double v, int decimals)
+{
+    double k = pow(10, decimals);
+    return json_real(isfinite(v) ? round(v * k) / k : 0);
+}
+
+/* One test's result as one JSON object on a line (jansson, as statectl's
+ * JSON): 0, or -1 when it could not be built (out of memory). */
+static int report_json(enum op op, const struct result *r, const double q[5], double mean,
+                       double ops, uint64_t errs, const char *const *st_names, size_t n_st)
+{
+    int fail = 0;
+    json_t *doc = json_object(), *lat = json_object(), *det = json_object();
+#define SET(obj, k, v) (fail |= json_object_set_new((obj), (k), (v)) != 0)
+    SET(doc, "test", json_string(op_names[op]));
+    SET(doc, "addr", j_text(o.addr));
+    SET(doc, "server_version", j_text(server_version));
+    SET(doc, "connections", json_integer(o.conns));
+    SET(doc, "pipeline", json_integer(o.pipeline));
+    SET(doc, "value_size", json_integer(o.value_size));
+    SET(doc, "keyspace", json_integer((json_int_t)o.keyspace));
+    SET(doc, "states", json_integer(o.states));
+    SET(doc, "threads", json_integer(o.threads));
+    SET(doc, "sequential", json_boolean(o.sequential));
+    SET(doc, "read_ratio", j_fixed(op == OP_MIXED ? o.read_ratio : 0.0, 3));
+    SET(doc, "requests", json_integer((json_int_t)r->cnt.ok));
+    SET(doc, "seconds", j_fixed(r->seconds, 6));
+    SET(doc, "ops_per_sec", j_fixed(ops, 1));
+    static const char *const qn[] = {"p50", "p90", "p99", "p99_9", "max"};
+    for (int i = 0; i < 5; i++)
+        SET(lat, qn[i], j_fixed(q[i] / 1e6, 4));
+    SET(lat, "mean", j_fixed(mean / 1e6, 4));
+    SET(doc, "latency_ms", lat);
+    SET(doc, "errors", json_integer((json_int_t)errs));
+    for (size_t i = 1; i < n_st; i++)
+        SET(det, st_names[i], json_integer((json_int_t)r->cnt.status[i]));
+    SET(det, "id_mismatch", json_integer((json_int_t)r->cnt.id_mismatch));
+    SET(det, "bad_reply", json_integer((json_int_t)r->cnt.bad_reply));
+    SET(det, "lost", json_integer((json_int_t)r->cnt.lost));
+    SET(det, "conn_failures", json_integer((json_int_t)r->cnt.conn_failures));
+    SET(doc, "error_detail", det);
+    SET(doc, "first_error", j_text(r->first_err));
+#undef SET
+    if (!fail && json_dumpf(doc, stdout, JSON_COMPACT | JSON_REAL_PRECISION(15)) == 0)
+        putchar('\n');
+    else
+        fail = 1;
+    json_decref(doc);
+    fflush(stdout);
+    return fail ? -1 : 0;
 }
 
 static void report(enum op op, const struct result *r)
@@ -1055,27 +1110,9 @@ static void report(enum op op, const struct result *r)
         "ok",   "not_found",   "invalid_argument", "too_large", "unauthenticated",
         "busy", "unavailable", "internal",         "no_space",  "unknown_status"};
     if (o.json) {
-        printf("{\"test\":\"%s\",\"addr\":", op_names[op]);
-        json_string(stdout, o.addr);
-        printf(",\"server_version\":");
-        json_string(stdout, server_version);
-        printf(",\"connections\":%u,\"pipeline\":%u,\"value_size\":%u,\"keyspace\":%llu,"
-               "\"states\":%u,\"threads\":%u,\"sequential\":%s,\"read_ratio\":%.3f,"
-               "\"requests\":%" PRIu64 ",\"seconds\":%.6f,\"ops_per_sec\":%.1f,"
-               "\"latency_ms\":{\"p50\":%.4f,\"p90\":%.4f,\"p99\":%.4f,\"p99_9\":%.4f,"
-               "\"max\":%.4f,\"mean\":%.4f},\"errors\":%" PRIu64 ",\"error_detail\":{",
-               o.conns, o.pipeline, o.value_size, o.keyspace, o.states, o.threads,
-               o.sequential ? "true" : "false", op == OP_MIXED ? o.read_ratio : 0.0, r->cnt.ok,
-               r->seconds, ops, q[0] / 1e6, q[1] / 1e6, q[2] / 1e6, q[3] / 1e6, q[4] / 1e6,
-               mean / 1e6, errs);
-        for (size_t i = 1; i < sizeof(st_names) / sizeof(st_names[0]); i++)
-            printf("\"%s\":%" PRIu64 ",", st_names[i], r->cnt.status[i]);
-        printf("\"id_mismatch\":%" PRIu64 ",\"bad_reply\":%" PRIu64 ",\"lost\":%" PRIu64
-               ",\"conn_failures\":%" PRIu64 "},\"first_error\":",
-               r->cnt.id_mismatch, r->cnt.bad_reply, r->cnt.lost, r->cnt.conn_failures);
-        json_string(stdout, r->first_err);
-        printf("}\n");
-        fflush(stdout);
+        if (report_json(op, r, q, mean, ops, errs, st_names,
+                        sizeof(st_names) / sizeof(st_names[0])))
+            fprintf(stderr, "statesrv-bench: cannot write the JSON output: out of memory\n");
         return;
     }
     char keys[64];

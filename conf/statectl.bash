@@ -10,7 +10,7 @@ _statectl()
     for ((i = 1; i < COMP_CWORD; i++)); do
         w=${COMP_WORDS[i]}
         case $w in
-        -a | --addr | --timeout | --token-file | -n | --key-group | --key | --key-groups | \
+        -a | --addr | --timeout | --token-file | -n | --key-group | --key | --key-groups | --prefix | \
             --limit | --id | --state | --ttl | --update | --visibility | --remote)
             # The put/merge --ttl takes a duration; get's --ttl is a flag.
             [[ $w == --ttl && $cmd == get ]] || ((i++))
@@ -38,7 +38,7 @@ _statectl()
         COMPREPLY=($(compgen -f -- "$cur"))
         return
         ;;
-    -a | --addr | --timeout | -n | --key-group | --key | --key-groups | --limit | --id | \
+    -a | --addr | --timeout | -n | --key-group | --key | --key-groups | --prefix | --limit | --id | \
         --state | --remote)
         return
         ;;

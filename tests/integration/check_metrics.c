@@ -4,6 +4,7 @@
 #include "statesrv.h"
 #include "suites.h"
 
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -455,19 +456,30 @@ START_TEST(stats_match_metrics)
              (unsigned long long)s->map_used, (unsigned long long)s->map_in_use,
              (unsigned long long)s->map_limit, (unsigned long long)s->map_free_pinned);
     ck_assert_msg(strstr(ctl_out, map), "statectl --json stats lacks %s", map);
-    /* put's histogram, bucket by bucket, as libstatesrv decoded it. */
+    /* put's histogram, bucket by bucket, as libstatesrv decoded it; p50
+     * and p99 are numbers rounded to 3 decimals (jansson writes 62.5, not
+     * 62.500), so they are compared as numbers. */
     char want[512];
-    int n =
-        snprintf(want, sizeof(want), "\"count\":%llu,\"sum_ns\":%llu,",
-                 (unsigned long long)put->latency_count, (unsigned long long)put->latency_sum_ns);
-    n += snprintf(want + n, sizeof(want) - (size_t)n,
-                  "\"p50_us\":%.3f,\"p99_us\":%.3f,\"buckets\":[", put->latency_p50_us,
+    snprintf(want, sizeof(want),
+             "\"count\":%llu,\"sum_ns\":%llu,\"p50_us\":", (unsigned long long)put->latency_count,
+             (unsigned long long)put->latency_sum_ns);
+    const char *at = strstr(ctl_out, want);
+    ck_assert_msg(at, "statectl --json stats lacks %s", want);
+    char *end;
+    double jp50 = strtod(at + strlen(want), &end);
+    ck_assert_msg(fabs(jp50 - put->latency_p50_us) < 0.0006, "p50 %f, want %f", jp50,
+                  put->latency_p50_us);
+    ck_assert(strncmp(end, ",\"p99_us\":", 10) == 0);
+    double jp99 = strtod(end + 10, &end);
+    ck_assert_msg(fabs(jp99 - put->latency_p99_us) < 0.0006, "p99 %f, want %f", jp99,
                   put->latency_p99_us);
+    int n = snprintf(want, sizeof(want), ",\"buckets\":[");
     for (size_t k = 0; k < put->n_latency_buckets; k++)
         n += snprintf(want + n, sizeof(want) - (size_t)n, "%s%llu", k ? "," : "",
                       (unsigned long long)put->latency_buckets[k]);
     snprintf(want + n, sizeof(want) - (size_t)n, "]");
-    ck_assert_msg(strstr(ctl_out, want), "statectl --json stats lacks %s", want);
+    ck_assert_msg(strncmp(end, want, strlen(want)) == 0, "statectl --json stats: %.200s, want %s",
+                  end, want);
 
     /* statectl's text: the same, for a person. */
     ck_assert_int_eq(ctl_capture("stats"), 0);

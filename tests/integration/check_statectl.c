@@ -1,8 +1,10 @@
 /* statectl against a real statesrvd: output, --json, --hex, exit codes. */
 #include "harness.h"
+#include "statesrv.h"
 #include "suites.h"
 
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,6 +84,146 @@ START_TEST(put_get_del_exit_codes)
 }
 END_TEST
 
+/* Options (getopt_long): before the command (the global ones) or anywhere
+ * after it, --name=value, -nVALUE, names in full (no abbreviations: "--add"
+ * before the command is not --addr); a negative number is a
+ * value; "--" ends the options; every mistake is a usage error (2) that
+ * names the option. */
+START_TEST(options_anywhere)
+{
+    ck_assert_int_eq(ctl("merge c k -5 --add"), 0);
+    ck_assert_str_eq(out, "-5\n");
+    ck_assert_int_eq(ctl("--add merge c k 2>&1"), 2); /* a command option before it */
+    ck_assert_msg(strstr(out, "'--add' goes after the command"), "%s", out);
+    ck_assert_int_eq(ctl("--json merge --add c k -2"), 0);
+    ck_assert_str_eq(out, "{\"counter\":-7}\n");
+    ck_assert_int_eq(ctl("get c --json k"), 0);
+    ck_assert_str_eq(out, "{\"found\":true,\"kind\":\"counter\",\"value\":-7}\n");
+    ck_assert_int_eq(ctl("put u k -1.5 -nw1"), 0);
+    ck_assert_int_eq(ctl("get -n w1 u k"), 0);
+    ck_assert_str_eq(out, "-1.5\n");
+    ck_assert_int_eq(ctl("put u -- k --not-an-option"), 0);
+    ck_assert_int_eq(ctl("get u k"), 0);
+    ck_assert_str_eq(out, "--not-an-option\n");
+    ck_assert_int_eq(ctl("put u k2 v --ttl=1h"), 0);
+    ck_assert_int_eq(ctl("get u k2 --ttl"), 0); /* get's --ttl is a flag */
+    ck_assert_msg(strncmp(out, "ttl: 59m", 8) == 0, "%s", out);
+    ck_assert_int_eq(ctl("--timeout=2000 scan u --key-groups=0-127 --limit 5"), 0);
+    ck_assert_int_eq(count_lines(out), 3);
+
+    static const struct {
+        const char *args, *says;
+    } bad[] = {
+        {"get u k --limit 3", "'--limit' is not an option of get"},
+        {"get u k --frob", "unknown option '--frob'"},
+        {"get u k -x", "unknown option '-x'"},
+        {"get u k --json=1", "--json takes no value"},
+        {"get u k --ttl=1s", "--ttl takes no value"},
+        {"get u k -n", "-n needs a namespace"},
+        {"put u k v --ttl", "--ttl needs a duration"},
+        {"scan u --lim=1", "unknown option '--lim'"},
+        {"--js ping", "unknown option '--js'"},
+        {"scan u --limit 0", "--limit needs a positive number, not '0'"},
+        {"scan u --key-groups 1", "--key-groups needs a range A-B, not '1'"},
+        {"ttl u 1h --update sometimes", "--update needs on-create-and-write"},
+        {"--timeout x ping", "--timeout needs a positive number of milliseconds"},
+        {"ping extra", "unexpected argument 'extra'"},
+        {"-a", "-a needs an address"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        ck_assert_msg(ctl("%s 2>&1", bad[i].args) == 2, "%s: %s", bad[i].args, out);
+        ck_assert_msg(strstr(out, bad[i].says), "%s: %s", bad[i].args, out);
+    }
+}
+END_TEST
+
+/* The exit status rule of statectl(1), one class at a time: 1 what the
+ * command names is not there, 2 the command line is wrong (found before
+ * anything is sent), 3 the server, the connection or a file failed. */
+START_TEST(exit_status_classes)
+{
+    ck_assert_int_eq(ctl("put s k v"), 0);
+    ck_assert_int_eq(ctl("merge l k x --append"), 0);
+    ck_assert_int_eq(ctl("snapshot --id 1"), 0);
+    char ck[300];
+    snprintf(ck, sizeof(ck), "%s/checkpoints/chk-1", srv.dir);
+    static const struct {
+        int status;
+        const char *args;
+    } cases[] = {
+        /* 0: found, or an existing state with nothing in range. */
+        {0, "scan s --key-groups 0-0"},
+        {0, "clear s no-such-key"},
+        {0, "ttl s"},
+        /* 1: not there. */
+        {1, "get s nokey"},
+        {1, "get nostate k"},
+        {1, "del s nokey"},
+        {1, "scan nostate"},
+        {1, "scan nostate --key k"},
+        {1, "clear nostate k"},
+        {1, "clear nostate --all"},
+        {1, "ttl nostate"},
+        {1, "checkpoint rm 99"},
+        {1, "restore 99"},
+        {1, "checkpoint verify DIR/nowhere"},
+        {1, "checkpoint dump CK --state nostate"},
+        {1, "import DIR/no-such-file"},
+        /* 2: the command line. */
+        {2, "frobnicate"},
+        {2, "get s"},
+        {2, "get s k --limit 1"},
+        {2, "scan s --key ''"},
+        {2, "put s '' v"},
+        {2, "get 'bad/name' k"},
+        {2, "scan s --key-groups 9-3"},
+        {2, "restore 1 --key-groups 9-3"},
+        {2, "checkpoint dump CK --key-groups 9-3"},
+        {2, "ttl s 10x"},
+        {2, "checkpoint rm abc"},
+        {2, "--hex get s zz"},
+        {2, "merge s k 1"},
+        {2, "--token-file DIR/no-token ping"},
+        /* 3: refused by the server for what it holds or is, or a file. */
+        {3, "put s k v --key-group 128"},
+        {3, "scan s --key-groups 0-128"},
+        {3, "merge l k 1 --add"},
+        {3, "snapshot --id 1"},
+        {3, "checkpoint dump CK --key-groups 0-128"},
+        {3, "checkpoint inspect DIR"},
+        {3, "import DIR"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        /* DIR: the test's directory; CK: the checkpoint in it. */
+        char args[600];
+        size_t n = 0;
+        for (const char *c = cases[i].args; *c && n < sizeof(args) - 300;) {
+            const char *with = strncmp(c, "DIR", 3) == 0  ? srv.dir
+                               : strncmp(c, "CK", 2) == 0 ? ck
+                                                          : NULL;
+            if (with) {
+                n += (size_t)snprintf(args + n, sizeof(args) - n, "%s", with);
+                c += with == ck ? 2 : 3;
+            } else {
+                args[n++] = *c++;
+            }
+        }
+        args[n] = '\0';
+        int st = ctl("%s 2>&1", args);
+        ck_assert_msg(st == cases[i].status, "statectl %s: exit %d, want %d: %s", args, st,
+                      cases[i].status, out);
+    }
+    /* 3: the connection. */
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd), "%s -a unix:%s/no-socket ping 2>/dev/null", statectl_path(),
+             srv.dir);
+    ck_assert_int_eq(run_cmd(cmd, out, sizeof(out)), 3);
+    /* 2: an address that is not one. */
+    snprintf(cmd, sizeof(cmd), "%s -a 127.0.0.1:xx ping 2>/dev/null", statectl_path());
+    ck_assert_int_eq(run_cmd(cmd, out, sizeof(out)), 2);
+}
+END_TEST
+
 START_TEST(json_and_hex)
 {
     ck_assert_int_eq(ctl("--hex put bin 00ff 0001"), 0);
@@ -145,7 +287,8 @@ START_TEST(scan_clear_states_stats)
     ck_assert_int_eq(count_lines(out), 7);
     ck_assert_int_eq(ctl("scan m --key-groups 0-127"), 0);
     ck_assert_int_eq(count_lines(out), 50);
-    ck_assert_int_eq(ctl("scan m --key-groups 9-3 2>/dev/null"), 3);
+    ck_assert_int_eq(ctl("scan m --key-groups 9-3 2>/dev/null"), 2);   /* A > B: usage */
+    ck_assert_int_eq(ctl("scan m --key-groups 0-128 2>/dev/null"), 3); /* beyond: the server's */
     ck_assert_int_eq(ctl("--json scan m --key user --limit 2"), 0);
     ck_assert_ptr_nonnull(strstr(out, "\"complete\":false"));
 
@@ -169,6 +312,9 @@ START_TEST(scan_clear_states_stats)
     ck_assert_ptr_nonnull(strstr(out, "map_size"));
     ck_assert_int_eq(ctl("--json stats"), 0);
     ck_assert_ptr_nonnull(strstr(out, "\"key_groups\":128"));
+    /* statectl(1), stats: the histogram's buckets run from 2 us to 10 s. */
+    ck_assert_msg(strstr(out, "\"latency_bounds_us\":[2,5,") && strstr(out, ",10000000],\"ops\""),
+                  "%s", out);
 }
 END_TEST
 
@@ -185,6 +331,19 @@ START_TEST(unix_socket_env_and_help)
     snprintf(cmd, sizeof(cmd), "%s scan --help", statectl_path());
     ck_assert_int_eq(run_cmd(cmd, out, sizeof(out)), 0);
     ck_assert_ptr_nonnull(strstr(out, "--key-groups"));
+    /* Bash completion (conf/statectl.bash, above build/ or build/sanitize/): a command's
+     * options after it; what follows an option with a value (--prefix P) is
+     * that value, not an option to complete. */
+    char bash[1024];
+    snprintf(bash, sizeof(bash),
+             "d=$(dirname %s); while [ ! -f \"$d/conf/statectl.bash\" ] && [ \"$d\" != / ]; "
+             "do d=$(dirname \"$d\"); done; bash -c 'source \"$1\"/conf/statectl.bash; "
+             "COMP_WORDS=(\"$2\" scan s --pre); COMP_CWORD=3; _statectl; echo \"${COMPREPLY[*]}\"; "
+             "COMPREPLY=(); COMP_WORDS=(\"$2\" scan s --prefix -); COMP_CWORD=4; _statectl; "
+             "echo \"[${COMPREPLY[*]}]\"' _ \"$d\" %s",
+             statectl_path(), statectl_path());
+    ck_assert_int_eq(run_cmd(bash, out, sizeof(out)), 0);
+    ck_assert_str_eq(out, "--prefix\n[]\n");
 }
 END_TEST
 
@@ -271,6 +430,123 @@ START_TEST(import_reads_back_what_scan_and_dump_write)
 }
 END_TEST
 
+/* Random bytes that hit the edges of both directions: NUL, control
+ * characters, quote and backslash, bytes that are not UTF-8, and valid
+ * multi-byte UTF-8 (U+00FF, U+20AC, U+1F600). */
+static size_t random_bytes(unsigned char *b, size_t max)
+{
+    static const char *const utf8[] = {"\xc3\xbf", "\xe2\x82\xac", "\xf0\x9f\x98\x80", "\"", "\\",
+                                       "\n",       "\x7f"};
+    size_t n = (size_t)rand() % (max + 1), i = 0;
+    while (i < n) {
+        int r = rand() % 10;
+        if (r < 4) { /* any byte */
+            b[i++] = (unsigned char)rand();
+        } else if (r < 5) {
+            b[i++] = 0;
+        } else if (r < 7) {
+            const char *u = utf8[rand() % (int)(sizeof(utf8) / sizeof(utf8[0]))];
+            size_t l = strlen(u);
+            if (i + l > n)
+                break;
+            memcpy(b + i, u, l);
+            i += l;
+        } else { /* printable ASCII */
+            b[i++] = (unsigned char)(0x20 + rand() % 95);
+        }
+    }
+    return i;
+}
+
+/* Both random states, --hex, into FILE in the test's directory. */
+static void scan_both(const char *file)
+{
+    ck_assert_int_eq(ctl("--hex scan rb1 > %s/%s", srv.dir, file), 0);
+    ck_assert_int_eq(ctl("--hex scan rb2 >> %s/%s", srv.dir, file), 0);
+}
+
+static void clear_both(void)
+{
+    ck_assert_int_eq(ctl("clear rb1 --all"), 0);
+    ck_assert_int_eq(ctl("clear rb2 --all"), 0);
+}
+
+/* The states read back exactly as they were exported. */
+static void check_same(unsigned seed, const char *how)
+{
+    char cmd[400];
+    scan_both("after");
+    snprintf(cmd, sizeof(cmd), "cmp %s/before %s/after 2>&1", srv.dir, srv.dir);
+    ck_assert_msg(run_cmd(cmd, out, sizeof(out)) == 0, "seed %u: %s: %s", seed, how, out);
+}
+
+/* export -> import -> an identical scan, on random binary keys, namespaces
+ * and values of every kind: scan --jsonl, scan --json (one document),
+ * --hex, and checkpoint dump --json. */
+START_TEST(round_trip_of_random_binary_data)
+{
+    unsigned seed = (unsigned)ts_now_ms() ^ (unsigned)getpid();
+    srand(seed);
+    statesrv *c;
+    char err[256];
+    ck_assert_int_eq(statesrv_connect2(srv.tcp_addr, NULL, &c, err, sizeof(err)), STATESRV_OK);
+    static const char *const states[] = {"rb1", "rb2"};
+    for (int i = 0; i < 300; i++) {
+        unsigned char key[48], ns[16], val[256];
+        /* Two bytes of i make each key unique (and are binary too). */
+        statesrv_key k = {.state = states[i % 2], .key = key, .ns = ns};
+        key[0] = (unsigned char)(i >> 8);
+        key[1] = (unsigned char)i;
+        k.key_len = 2 + random_bytes(key + 2, sizeof(key) - 2);
+        k.ns_len = random_bytes(ns, sizeof(ns));
+        if (rand() % 4 == 0) {
+            k.has_key_group = 1;
+            k.key_group = (uint32_t)(rand() % 128);
+        }
+        int kind = rand() % 3, rc = STATESRV_OK;
+        if (kind == 0) {
+            rc = statesrv_put(c, &k, val, random_bytes(val, sizeof(val)));
+        } else if (kind == 1) {
+            for (int e = 1 + rand() % 4; e > 0 && rc == STATESRV_OK; e--)
+                rc = statesrv_append(c, &k, val, random_bytes(val, 40));
+        } else {
+            uint64_t r = ((uint64_t)rand() << 33) ^ ((uint64_t)rand() << 2) ^ (uint64_t)rand();
+            int64_t total;
+            rc = statesrv_add(c, &k, i == 2 ? INT64_MIN : (int64_t)r, &total);
+        }
+        ck_assert_msg(rc == STATESRV_OK, "seed %u: entry %d: %s", seed, i, statesrv_errmsg(c));
+    }
+    statesrv_close(c);
+    scan_both("before");
+
+    /* JSON lines, as they are and with --hex. */
+    static const char *const modes[] = {"", "--hex "};
+    for (int m = 0; m < 2; m++) {
+        ck_assert_int_eq(ctl("%sscan rb1 --jsonl > %s/x", modes[m], srv.dir), 0);
+        ck_assert_int_eq(ctl("%sscan rb2 --jsonl >> %s/x", modes[m], srv.dir), 0);
+        clear_both();
+        ck_assert_msg(ctl("%simport %s/x 2>&1", modes[m], srv.dir) == 0, "seed %u: %s", seed, out);
+        ck_assert_str_eq(out, "imported 300 entries\n");
+        check_same(seed, m ? "--hex scan --jsonl" : "scan --jsonl");
+    }
+    /* One --json document per state, put back with --state. */
+    ck_assert_int_eq(ctl("--json scan rb1 > %s/x1", srv.dir), 0);
+    ck_assert_int_eq(ctl("--json scan rb2 > %s/x2", srv.dir), 0);
+    clear_both();
+    ck_assert_int_eq(ctl("import %s/x1 --state rb1", srv.dir), 0);
+    ck_assert_int_eq(ctl("import --state rb2 %s/x2", srv.dir), 0);
+    check_same(seed, "--json scan");
+    /* A checkpoint's dump. */
+    ck_assert_int_eq(ctl("snapshot --id 5"), 0);
+    clear_both();
+    ck_assert_msg(ctl("--json checkpoint dump %s/checkpoints/chk-5 | %s -a %s import 2>&1", srv.dir,
+                      statectl_path(), srv.tcp_addr) == 0,
+                  "seed %u: %s", seed, out);
+    ck_assert_str_eq(out, "imported 300 entries\n");
+    check_same(seed, "checkpoint dump --json");
+}
+END_TEST
+
 START_TEST(checkpoints_lists_what_is_wrong)
 {
     ck_assert_int_eq(ctl("put u a 1"), 0);
@@ -307,12 +583,19 @@ START_TEST(checkpoint_commands)
     ck_assert_int_eq(ctl("put u b 2 -n w"), 0);
     ck_assert_int_eq(ctl("merge c x 5 --add"), 0);
     ck_assert_int_eq(ctl("snapshot --id 9"), 0);
-    ck_assert_ptr_nonnull(strstr(out, "checkpoint 9: "));
+    /* As statectl(1), EXAMPLES, shows them. */
+    char want[400];
+    snprintf(want, sizeof(want), "checkpoint 9: %s/checkpoints/chk-9 (full, ", srv.dir);
+    ck_assert_msg(strncmp(out, want, strlen(want)) == 0 && strstr(out, " bytes added)\n"), "%s",
+                  out);
     ck_assert_int_eq(ctl("--json snapshot"), 0);
     ck_assert_ptr_nonnull(strstr(out, "\"checkpoint_id\":10"));
     ck_assert_ptr_nonnull(strstr(out, "\"entries\":3"));
     ck_assert_int_eq(ctl("checkpoints"), 0);
     ck_assert_int_eq(count_lines(out), 3); /* header + 2 */
+    static const char head[] = "ID  CREATED               KIND         BASE  ENTRIES  "
+                               "ADDED_BYTES  TOTAL_BYTES  DURATION_MS  KEY_GROUPS  REMOTE\n";
+    ck_assert_msg(strncmp(out, head, strlen(head)) == 0, "%s", out);
     ck_assert_int_eq(ctl("snapshot --id 9 2>&1"), 3);
     ck_assert_ptr_nonnull(strstr(out, "already exists"));
 
@@ -321,6 +604,7 @@ START_TEST(checkpoint_commands)
     snprintf(path, sizeof(path), "%s/checkpoints/chk-9", srv.dir);
     ck_assert_int_eq(ctl("checkpoint verify %s", path), 0);
     ck_assert_ptr_nonnull(strstr(out, "ok: 3 entries"));
+    ck_assert_msg(strstr(out, " bytes in 1 file(s)\n"), "%s", out);
     ck_assert_int_eq(ctl("checkpoint inspect %s", path), 0);
     ck_assert_ptr_nonnull(strstr(out, "state u: entries 2"));
     ck_assert_int_eq(ctl("--json checkpoint inspect %s", path), 0);
@@ -372,6 +656,8 @@ Suite *sv_suite_statectl(void)
     tcase_set_timeout(tc, 60);
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, put_get_del_exit_codes);
+    tcase_add_test(tc, options_anywhere);
+    tcase_add_test(tc, exit_status_classes);
     tcase_add_test(tc, json_and_hex);
     tcase_add_test(tc, merge_counter_and_list);
     tcase_add_test(tc, scan_clear_states_stats);
@@ -380,6 +666,7 @@ Suite *sv_suite_statectl(void)
     tcase_add_test(tc, checkpoints_lists_what_is_wrong);
     tcase_add_test(tc, import_reads_back_what_scan_and_dump_write);
     tcase_add_test(tc, info_says_where_the_server_is);
+    tcase_add_test(tc, round_trip_of_random_binary_data);
     suite_add_tcase(s, tc);
     return s;
 }
