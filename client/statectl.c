@@ -2286,6 +2286,7 @@ static int dump_state(struct ctl *x, struct sv_ckpt_chain *r, size_t idx, uint32
     const uint8_t *sk, *val;
     size_t sklen, vlen;
     uint64_t n = 0;
+    struct sv_buf timed = SV_BUF_INIT;
     while ((rc = sv_ckpt_chain_iter_next(it, &sk, &sklen, &val, &vlen)) == 1) {
         struct sv_skey key;
         struct sv_value v;
@@ -2301,6 +2302,19 @@ static int dump_state(struct ctl *x, struct sv_ckpt_chain *r, size_t idx, uint32
                    x->cmd->name, name, n);
             status = EXIT_ERROR;
             break;
+        }
+        if (v.timed) {
+            /* A list whose elements expire one by one: its elements, as a
+             * list is shown (each one's expiry is not). */
+            size_t dropped;
+            timed.len = 0;
+            if (sv_tlist_plain(&v, 0, 1, &timed, &dropped)) {
+                errorf("%s: state %s: a malformed list value", x->cmd->name, name);
+                status = EXIT_ERROR;
+                break;
+            }
+            v.data = timed.data;
+            v.len = timed.len;
         }
         int kind = (int)v.kind; /* the same numbers as enum statesrv_kind */
         int bad = 0;
@@ -2338,6 +2352,7 @@ static int dump_state(struct ctl *x, struct sv_ckpt_chain *r, size_t idx, uint32
         errorf("%s: %s", x->cmd->name, sv_ckpt_chain_errmsg(r));
         status = EXIT_ERROR;
     }
+    sv_buf_free(&timed);
     sv_ckpt_chain_iter_close(it);
     return status;
 }

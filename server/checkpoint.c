@@ -1046,12 +1046,23 @@ static int plan_state(struct job *j, struct restore_src *src, size_t nsrc, const
             continue;
         uint32_t lo = m->kg_first > j->first ? m->kg_first : j->first;
         uint32_t hi = m->kg_last < j->last ? m->kg_last : j->last;
+        /* The entries to restore: the MANIFEST's live count when the whole
+         * source is taken, else what its files hold in the range (an upper
+         * bound: a chain's older links hold entries a newer one replaces). */
+        int whole = lo == m->kg_first && hi == m->kg_last;
+        if (whole && lo <= hi)
+            *entries += m->states[idx].entries;
         for (uint32_t kg = lo; kg <= hi && lo <= hi; kg++) {
-            /* Any file of the state's run with entries there (a count of
-             * live entries would need the merge). */
-            uint64_t n = (uint64_t)sv_ckpt_chain_kg_has(src[s].c, name, kg);
-            if (!n)
+            if (!sv_ckpt_chain_kg_has(src[s].c, name, kg))
                 continue;
+            uint64_t n = 0; /* entries in kg, when not whole */
+            for (size_t l = 0; !whole && l < sv_ckpt_chain_length(src[s].c); l++) {
+                struct sv_ckpt_reader *f = sv_ckpt_chain_file(src[s].c, l);
+                const struct sv_ckpt_manifest *fm = sv_ckpt_file_manifest(f);
+                long k = find_state(fm, name);
+                if (k >= 0)
+                    n += sv_ckpt_kg_entries(f, (size_t)k, kg);
+            }
             uint16_t *o = &owner[kg - j->first];
             if (*o)
                 return job_fail(j, SV_EINVAL,

@@ -474,6 +474,14 @@ START_TEST(list_elements_through_checkpoints_restores)
     long t0 = ts_now_ms();
     uint64_t id = snapshot(c, 1);
     ck_assert_int_eq(verify(id), 0);
+    /* statectl's offline dump shows the timed list as a list. */
+    char cmd[512], out[4096];
+    snprintf(cmd, sizeof(cmd), "%s checkpoint dump %s/checkpoints/chk-%llu --json", statectl_path(),
+             srv.dir, (unsigned long long)id);
+    ck_assert_int_eq(run_cmd(cmd, out, sizeof(out)), 0);
+    ck_assert_msg(strstr(out, "\"value\":[\"e2\",\"soon\",\"e4\"]") ||
+                      strstr(out, "\"value\":[\"e2\",\"e4\"]"),
+                  "%s", out);
     char conf[512];
     snprintf(conf, sizeof(conf), "restore_roots = %s/checkpoints\nttl_sweep_budget = 0\n", srv.dir);
     ts_start_with_config(&other, conf);
