@@ -5,6 +5,7 @@ import io.statesrv.client.CheckpointInfo;
 import io.statesrv.client.Entry;
 import io.statesrv.client.RestoreResult;
 import io.statesrv.client.ScanSpec;
+import io.statesrv.client.SnapshotOptions;
 import io.statesrv.client.StateInfo;
 import io.statesrv.client.StateKey;
 import io.statesrv.client.StatesrvClient;
@@ -170,6 +171,10 @@ final class StatesrvDb {
 
     CheckpointInfo snapshot(long id) {
         return read(c.snapshot(id));
+    }
+
+    CheckpointInfo snapshot(SnapshotOptions o) {
+        return read(c.snapshot(o));
     }
 
     void deleteCheckpoint(long id) {

@@ -52,6 +52,7 @@ import org.apache.flink.runtime.state.SnapshotResult;
 import org.apache.flink.runtime.state.SnapshotStrategyRunner;
 import org.apache.flink.runtime.state.StateSnapshotTransformer.StateSnapshotTransformFactory;
 import org.apache.flink.runtime.state.StreamCompressionDecorator;
+import org.apache.flink.runtime.state.StreamStateHandle;
 import org.apache.flink.runtime.state.heap.HeapPriorityQueueElement;
 import org.apache.flink.runtime.state.heap.HeapPriorityQueueSetFactory;
 import org.apache.flink.runtime.state.heap.HeapPriorityQueueSnapshotRestoreWrapper;
@@ -103,6 +104,21 @@ public class StatesrvKeyedStateBackend<K> extends AbstractKeyedStateBackend<K> {
 
     /** Flink checkpoint id -> local statesrvd checkpoint id, for retention. */
     private final TreeMap<Long, Long> localCheckpoints = new TreeMap<>();
+
+    /**
+     * Flink checkpoint id -> the data files its handle names (statesrvd checkpoint id of the file
+     * -> its handle in Flink's storage), for checkpoints not yet confirmed or aborted.
+     */
+    private final TreeMap<Long, Map<Long, StreamStateHandle>> uploads = new TreeMap<>();
+
+    /** The data files of the newest checkpoint Flink confirmed: later ones reference them. */
+    private Map<Long, StreamStateHandle> confirmed = Map.of();
+
+    private long confirmedId = -1;
+
+    /** The file sharing Flink allows the snapshot being taken (set on the task thread). */
+    private SnapshotType.SharingFilesStrategy nextSharing =
+            SnapshotType.SharingFilesStrategy.FORWARD_BACKWARD;
 
     private final DataOutputSerializer keyOut = new DataOutputSerializer(64);
     private final DataOutputSerializer nsOut = new DataOutputSerializer(32);
@@ -546,7 +562,25 @@ public class StatesrvKeyedStateBackend<K> extends AbstractKeyedStateBackend<K> {
             @Nonnull CheckpointStreamFactory streamFactory,
             @Nonnull CheckpointOptions checkpointOptions)
             throws Exception {
+        nextSharing = checkpointOptions.getCheckpointType().getSharingFilesStrategy();
         return snapshotRunner.snapshot(checkpointId, timestamp, streamFactory, checkpointOptions);
+    }
+
+    /** For the snapshot's synchronous part: what Flink lets this snapshot share. */
+    SnapshotType.SharingFilesStrategy sharingOfNextSnapshot() {
+        return nextSharing;
+    }
+
+    /** The uploaded data files a new checkpoint may reference instead of uploading them. */
+    synchronized Map<Long, StreamStateHandle> confirmedUploads() {
+        return confirmed;
+    }
+
+    /** Called by the snapshot's asynchronous part: the data files checkpoint flinkId names. */
+    synchronized void recordUploads(long flinkId, Map<Long, StreamStateHandle> files) {
+        if (flinkId > confirmedId) {
+            uploads.put(flinkId, Map.copyOf(files));
+        }
     }
 
     /** Called by the snapshot's synchronous part: the local checkpoint for Flink's. */
@@ -599,9 +633,19 @@ public class StatesrvKeyedStateBackend<K> extends AbstractKeyedStateBackend<K> {
     @Override
     public void notifyCheckpointComplete(long checkpointId) {
         // Local copies older than the completed checkpoint are no longer needed (the completed
-        // one stays as the newest local copy until the next one completes).
+        // one stays as the newest local copy until the next one completes; statesrvd keeps the
+        // data files of older ones while a kept checkpoint's chain names them).
         List<Long> drop = new ArrayList<>();
         synchronized (this) {
+            // Its files are registered with Flink's shared-state registry now, and stay there
+            // while it is retained (the newest completed one always is): later checkpoints may
+            // name them by placeholder. Older checkpoints' uploads will never be confirmed.
+            Map<Long, StreamStateHandle> files = uploads.get(checkpointId);
+            if (files != null && checkpointId > confirmedId) {
+                confirmed = files;
+                confirmedId = checkpointId;
+            }
+            uploads.headMap(checkpointId, true).clear();
             Iterator<Map.Entry<Long, Long>> it =
                     localCheckpoints.headMap(checkpointId, false).entrySet().iterator();
             while (it.hasNext()) {
@@ -617,6 +661,7 @@ public class StatesrvKeyedStateBackend<K> extends AbstractKeyedStateBackend<K> {
         Long local;
         synchronized (this) {
             local = localCheckpoints.remove(checkpointId);
+            uploads.remove(checkpointId);
         }
         if (local != null) {
             deleteLocal(List.of(local));

@@ -250,13 +250,15 @@ final class StatesrvKeyedStateBackendBuilder<K> {
             Path dir =
                     server.restoreDir()
                             .resolve(Integer.toString(n++))
-                            .resolve("chk-" + h.getCheckpointId());
+                            .resolve("chk-" + localCheckpointId(h));
             Files.createDirectories(dir);
+            // The MANIFEST into chk-<id>/, the chain's data files (chk-<k>/data) beside it, where
+            // the MANIFEST names them (an older handle's own "data" lands in chk-<id>/).
             for (HandleAndLocalPath f : h.getPrivateState()) {
-                download(f.getHandle(), dir.resolve(f.getLocalPath()), cancelRegistry);
+                download(f.getHandle(), target(dir, f.getLocalPath()), cancelRegistry);
             }
             for (HandleAndLocalPath f : h.getSharedState()) {
-                download(f.getHandle(), dir.resolve(f.getLocalPath()), cancelRegistry);
+                download(f.getHandle(), target(dir, f.getLocalPath()), cancelRegistry);
             }
             sources.add(dir.toAbsolutePath().toString());
         }
@@ -283,6 +285,40 @@ final class StatesrvKeyedStateBackendBuilder<K> {
             proxy.read(new DataInputViewStreamWrapper(in));
         }
         return proxy;
+    }
+
+    /**
+     * The statesrvd checkpoint a handle holds: the newest of its chain's data files ({@code
+     * chk-K/data}); a handle of before incremental checkpoints (its files "MANIFEST" and "data")
+     * was uploaded from the directory named after Flink's checkpoint id.
+     */
+    static long localCheckpointId(IncrementalRemoteKeyedStateHandle h) {
+        long id = -1;
+        for (List<HandleAndLocalPath> l : List.of(h.getSharedState(), h.getPrivateState())) {
+            for (HandleAndLocalPath f : l) {
+                String p = f.getLocalPath();
+                if (p.matches("chk-[1-9][0-9]{0,18}/data")) {
+                    id = Math.max(id, Long.parseLong(p.substring(4, p.length() - 5)));
+                }
+            }
+        }
+        return id >= 0 ? id : h.getCheckpointId();
+    }
+
+    /**
+     * Where a file of a handle goes: "chk-K/data" beside the checkpoint's directory, a plain name
+     * into it. Anything else (a path that would leave the restore area) is refused.
+     */
+    static Path target(Path dir, String localPath) throws IOException {
+        if (localPath.matches("chk-[1-9][0-9]{0,18}/data")) {
+            Path t = dir.getParent().resolve(localPath);
+            Files.createDirectories(t.getParent());
+            return t;
+        }
+        if (localPath.matches("[A-Za-z0-9_.-]{1,64}") && !localPath.startsWith(".")) {
+            return dir.resolve(localPath);
+        }
+        throw new IOException("a checkpoint handle names a file " + localPath);
     }
 
     private static void download(StreamStateHandle h, Path target, CloseableRegistry registry)

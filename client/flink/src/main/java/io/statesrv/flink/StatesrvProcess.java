@@ -105,10 +105,10 @@ final class StatesrvProcess implements AutoCloseable {
         // A stream job's durability point is the checkpoint; the map stays sparse on disk.
         conf.add("sync = none");
         conf.add("writemap = no");
-        // Every checkpoint is uploaded whole (its MANIFEST and data) into Flink's checkpoint
-        // storage, so each must be self-contained: statesrvd's incremental checkpoints name
-        // earlier files of their chain, which this backend does not upload (yet).
-        conf.add("checkpoint_incremental = no");
+        // statesrvd's incremental checkpoints (its default, checkpoint_incremental = yes): each
+        // data file of a chain becomes shared state in Flink's checkpoint storage, uploaded once
+        // (StatesrvSnapshotStrategy). "checkpoint_incremental = no" in server-config makes every
+        // checkpoint full.
         Path confFile = workDir.resolve("statesrvd.conf");
         Files.write(confFile, conf, StandardCharsets.UTF_8);
 

@@ -50,10 +50,11 @@ import org.junit.jupiter.api.Test;
 /**
  * The Flink benchmark of docs/benchmarks.md: one keyed job on HashMapStateBackend,
  * EmbeddedRocksDBStateBackend (incremental checkpoints) and statesrv (with write-behind, the
- * default, and without), side by side in one JVM. Not part of {@code make test}: run it with {@code
- * make bench-flink} (this class is excluded from the normal Surefire run). Every record touches
- * state twice: a tumbling event-time window count (AggregatingState, a timer per key and window)
- * and a per-key MapState update (get and put of bucket {@code value % 16}).
+ * default, and without; with statesrvd's incremental checkpoints, the default, and with full ones),
+ * side by side in one JVM. Not part of {@code make test}: run it with {@code make bench-flink}
+ * (this class is excluded from the normal Surefire run). Every record touches state twice: a
+ * tumbling event-time window count (AggregatingState, a timer per key and window) and a per-key
+ * MapState update (get and put of bucket {@code value % 16}).
  *
  * <p>Per run, on a MiniCluster with parallelism {@code bench.parallelism} (default 4):
  *
@@ -78,6 +79,7 @@ class FlinkBench {
         ROCKSDB("RocksDB (incremental)"),
         ROCKSDB_HEAP_TIMERS("RocksDB, heap timers"),
         STATESRV("statesrv"),
+        STATESRV_FULL("statesrv, full checkpoints"),
         STATESRV_SYNC("statesrv, write-behind off"),
         STATESRV_NOCACHE("statesrv, read cache off");
 
@@ -307,7 +309,7 @@ class FlinkBench {
     private static Configuration conf(Backend b, Path dir) {
         Configuration c = new Configuration();
         switch (b) {
-            case STATESRV, STATESRV_SYNC, STATESRV_NOCACHE -> {
+            case STATESRV, STATESRV_FULL, STATESRV_SYNC, STATESRV_NOCACHE -> {
                 c.setString("state.backend.type", StatesrvStateBackendFactory.class.getName());
                 c.setString("state.backend.statesrv.binary", StatesrvStateBackendTest.statesrvd());
                 c.setString(
@@ -316,6 +318,11 @@ class FlinkBench {
                 c.setString(
                         "state.backend.statesrv.read-cache-entries",
                         b == Backend.STATESRV_NOCACHE ? "0" : "64");
+                if (b == Backend.STATESRV_FULL) {
+                    // Every statesrvd checkpoint full (as before incremental checkpoints).
+                    c.setString(
+                            "state.backend.statesrv.server-config", "checkpoint_incremental = no");
+                }
             }
             case ROCKSDB, ROCKSDB_HEAP_TIMERS -> {
                 c.setString("state.backend.type", "rocksdb");

@@ -2,6 +2,7 @@ package io.statesrv.flink;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
+import java.io.DataInputStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
@@ -29,8 +30,14 @@ import org.apache.flink.api.common.typeinfo.Types;
 import org.apache.flink.api.java.tuple.Tuple3;
 import org.apache.flink.configuration.Configuration;
 import org.apache.flink.core.execution.JobClient;
+import org.apache.flink.runtime.checkpoint.Checkpoints;
+import org.apache.flink.runtime.checkpoint.OperatorState;
+import org.apache.flink.runtime.checkpoint.OperatorSubtaskState;
+import org.apache.flink.runtime.checkpoint.metadata.CheckpointMetadata;
 import org.apache.flink.runtime.state.FunctionInitializationContext;
 import org.apache.flink.runtime.state.FunctionSnapshotContext;
+import org.apache.flink.runtime.state.IncrementalRemoteKeyedStateHandle;
+import org.apache.flink.runtime.state.KeyedStateHandle;
 import org.apache.flink.streaming.api.checkpoint.CheckpointedFunction;
 import org.apache.flink.streaming.api.environment.StreamExecutionEnvironment;
 import org.apache.flink.streaming.api.functions.KeyedProcessFunction;
@@ -62,6 +69,8 @@ class StatesrvJobTest {
         FailOnce.checkpointDone.set(false);
         Src.allEmittedAndCheckpointed.set(false);
         Src.emitted.set(0);
+        Src.offsetAt.clear();
+        FailOnce.checkpointsDone.set(0);
     }
 
     private Configuration conf(Path checkpoints) {
@@ -70,6 +79,8 @@ class StatesrvJobTest {
         c.setString("state.backend.statesrv.binary", StatesrvStateBackendTest.statesrvd());
         c.setString("io.tmp.dirs", tmp.resolve("tm").toString());
         c.setString("state.checkpoints.dir", checkpoints.toUri().toString());
+        // Every file into the checkpoint directory (none inline in _metadata), as in production.
+        c.setString("state.storage.fs.memory-threshold", "0");
         c.setString("execution.checkpointing.interval", "200 ms");
         c.setString(
                 "execution.checkpointing.externalized-checkpoint-retention",
@@ -77,14 +88,20 @@ class StatesrvJobTest {
         c.setString("restart-strategy.type", "fixed-delay");
         c.setString("restart-strategy.fixed-delay.attempts", "3");
         c.setString("restart-strategy.fixed-delay.delay", "100 ms");
+        // statesrvd's incremental checkpoints, with chains that grow for the whole test (by
+        // default a chain's incremental files may add half the full file before a full one).
+        c.setString(
+                "state.backend.statesrv.server-config",
+                "checkpoint_chain_ratio = 10000;checkpoint_chain_max = 1000");
         return c;
     }
 
     /**
      * A keyed tumbling-window sum, session windows (merging namespaces) and a per-key running count
-     * in ValueState, with a task failure injected after the first completed checkpoint: every
-     * window result and the final counts equal a plain computation (state exactly once; a window
-     * fired again after the failover carries the same value).
+     * in ValueState, with a task failure injected after the third completed checkpoint (so the
+     * recovery restores an incremental chain: the first statesrvd checkpoint is full, later ones
+     * add to it): every window result and the final counts equal a plain computation (state exactly
+     * once; a window fired again after the failover carries the same value).
      */
     @Test
     @Timeout(value = 180, unit = TimeUnit.SECONDS)
@@ -186,6 +203,11 @@ class StatesrvJobTest {
         Path chk4 = tmp.resolve("chk4");
         Path retained4 = runUntilCheckpointed(4, n, Src.Mode.DATA_THEN_IDLE, chk4, null);
         assertThat(probes()).isEmpty();
+        // Taken while the input ran through several checkpoints: each subtask's handle is a
+        // chain of statesrvd files (rescaling from an incremental checkpoint).
+        assertThat(keyedHandles(retained4))
+                .hasSize(4)
+                .allSatisfy(h -> assertThat(h.getSharedState()).hasSizeGreaterThan(1));
 
         Path chk2 = tmp.resolve("chk2");
         Path retained2 = runUntilCheckpointed(2, n, Src.Mode.PROBE_THEN_IDLE, chk2, retained4);
@@ -196,16 +218,124 @@ class StatesrvJobTest {
         checkProbes(n, 2);
     }
 
+    /**
+     * A checkpoint Flink retains stays restorable after later checkpoints: with 100 retained, a job
+     * at parallelism 2 checkpoints through its input; the chains of its checkpoints share uploaded
+     * files (each data file is in Flink's storage once, named by every later checkpoint of its
+     * chain). An incremental checkpoint from the middle of the input, with at least two checkpoints
+     * after it, is then restored at parallelism 2 and at 3 (2 -> 3): every key holds exactly the
+     * state of the records before that checkpoint's barrier.
+     */
+    @Test
+    @Timeout(value = 240, unit = TimeUnit.SECONDS)
+    void restoresAnOlderRetainedIncrementalCheckpointAndRescalesIt() throws Exception {
+        Files.createDirectories(tmp.resolve("tm"));
+        int n = 4000;
+        Path chk = tmp.resolve("chk");
+        Path latest = runUntilCheckpointed(2, n, Src.Mode.DATA_THEN_IDLE, chk, null, 100);
+        List<Path> retained = retainedCheckpoints(latest.getParent());
+        Map<Long, Long> offsets = new HashMap<>(Src.offsetAt);
+
+        // Upload once: a shared file of one checkpoint is the same object in later ones.
+        Map<Object, Integer> namedBy = new HashMap<>();
+        int references = 0;
+        for (Path p : retained) {
+            for (var h : keyedHandles(p)) {
+                for (var f : h.getSharedState()) {
+                    namedBy.merge(f.getHandle().getStreamStateHandleID(), 1, Integer::sum);
+                    references++;
+                }
+            }
+        }
+        assertThat(namedBy.values())
+                .as("a file named by several checkpoints")
+                .anySatisfy(v -> assertThat(v).isGreaterThan(1));
+        long sharedFiles;
+        try (Stream<Path> s = Files.list(latest.getParent().resolve("shared"))) {
+            sharedFiles = s.count();
+        }
+        // Every named file is there (a checkpoint pending at the cancel may have left more).
+        assertThat(sharedFiles).isGreaterThanOrEqualTo(namedBy.size());
+        assertThat(namedBy.size()).isLessThan(references);
+
+        Path pick = null;
+        for (int i = 0; i + 2 < retained.size() && pick == null; i++) {
+            Path p = retained.get(i);
+            Long off = offsets.get(id(p));
+            if (off != null
+                    && off >= 2 * KEYS
+                    && off < n
+                    && keyedHandles(p).stream().allMatch(h -> h.getSharedState().size() > 1)) {
+                pick = p;
+            }
+        }
+        assertThat(pick)
+                .as("an incremental checkpoint inside the input, two after it: %s", offsets)
+                .isNotNull();
+        long m = offsets.get(id(pick));
+
+        Results.clear();
+        runUntilCheckpointed(2, n, Src.Mode.PROBE_THEN_IDLE, tmp.resolve("chk-b"), pick);
+        checkProbes(m, 1);
+        Results.clear();
+        runUntilCheckpointed(3, n, Src.Mode.PROBE_THEN_IDLE, tmp.resolve("chk-c"), pick);
+        checkProbes(m, 1);
+    }
+
+    private static long id(Path checkpoint) {
+        return Long.parseLong(checkpoint.getFileName().toString().substring(4));
+    }
+
+    private static List<Path> retainedCheckpoints(Path jobDir) throws Exception {
+        try (Stream<Path> s = Files.list(jobDir)) {
+            return s.filter(p -> p.getFileName().toString().startsWith("chk-"))
+                    .filter(p -> Files.exists(p.resolve("_metadata")))
+                    .sorted(Comparator.comparingLong(StatesrvJobTest::id))
+                    .toList();
+        }
+    }
+
+    /** The keyed state handles of a retained checkpoint, as Flink's metadata holds them. */
+    private static List<IncrementalRemoteKeyedStateHandle> keyedHandles(Path checkpoint)
+            throws Exception {
+        CheckpointMetadata md;
+        try (DataInputStream in =
+                new DataInputStream(Files.newInputStream(checkpoint.resolve("_metadata")))) {
+            md =
+                    Checkpoints.loadCheckpointMetadata(
+                            in, StatesrvJobTest.class.getClassLoader(), checkpoint.toString());
+        }
+        List<IncrementalRemoteKeyedStateHandle> out = new ArrayList<>();
+        for (OperatorState o : md.getOperatorStates()) {
+            for (OperatorSubtaskState st : o.getStates()) {
+                for (KeyedStateHandle h : st.getManagedKeyedState()) {
+                    assertThat(h).isInstanceOf(IncrementalRemoteKeyedStateHandle.class);
+                    out.add((IncrementalRemoteKeyedStateHandle) h);
+                }
+            }
+        }
+        return out;
+    }
+
     private static List<String> probes() {
         return Results.all().stream().filter(s -> s.startsWith("probe")).toList();
     }
 
-    /** Each key's probe answer: its count, map entries and list length after phase 1. */
-    private static void checkProbes(int n, int probesBefore) {
+    /**
+     * Each key's probe answer: its count, map entries and list length after the first n records.
+     */
+    private static void checkProbes(long n, int probesBefore) {
         long[] perKey = new long[KEYS];
-        for (int i = 0; i < n; i++) {
+        int[] records = new int[KEYS];
+        List<java.util.Set<Long>> buckets = new ArrayList<>();
+        for (int k = 0; k < KEYS; k++) {
+            buckets.add(new java.util.HashSet<>());
+        }
+        for (long i = 0; i < n; i++) {
             Tuple3<Integer, Long, Long> e = Src.record(i);
             perKey[e.f0] += e.f2;
+            records[e.f0]++;
+            buckets.get(e.f0).add(e.f2 % 4);
         }
         List<String> p = probes();
         assertThat(p).hasSize(KEYS);
@@ -213,18 +343,27 @@ class StatesrvJobTest {
             String[] f = s.split(" ");
             int k = Integer.parseInt(f[1]);
             assertThat(Long.parseLong(f[2])).as("count of key %d in %s", k, s).isEqualTo(perKey[k]);
-            assertThat(Integer.parseInt(f[3])).as("map entries of %s", s).isEqualTo(4);
+            assertThat(Integer.parseInt(f[3]))
+                    .as("map entries of %s", s)
+                    .isEqualTo(buckets.get(k).size());
             assertThat(Integer.parseInt(f[4]))
                     .as("list of %s", s)
-                    .isEqualTo(n / KEYS + probesBefore - 1);
+                    .isEqualTo(records[k] + probesBefore - 1);
         }
     }
 
     private Path runUntilCheckpointed(
             int parallelism, int n, Src.Mode mode, Path checkpoints, Path restoreFrom)
             throws Exception {
+        return runUntilCheckpointed(parallelism, n, mode, checkpoints, restoreFrom, 1);
+    }
+
+    private Path runUntilCheckpointed(
+            int parallelism, int n, Src.Mode mode, Path checkpoints, Path restoreFrom, int retain)
+            throws Exception {
         Src.allEmittedAndCheckpointed.set(false);
         Configuration c = conf(checkpoints);
+        c.setString("state.checkpoints.num-retained", Integer.toString(retain));
         if (restoreFrom != null) {
             c.setString("execution.savepoint.path", restoreFrom.toUri().toString());
         }
@@ -283,6 +422,9 @@ class StatesrvJobTest {
         static final AtomicBoolean allEmittedAndCheckpointed = new AtomicBoolean();
         static final AtomicLong emitted = new AtomicLong();
 
+        /** Checkpoint id -> the offset its barrier followed (records before it are in it). */
+        static final Map<Long, Long> offsetAt = new java.util.concurrent.ConcurrentHashMap<>();
+
         private final int n;
         private final Mode mode;
         private volatile boolean running = true;
@@ -336,6 +478,7 @@ class StatesrvJobTest {
             offsetState.update(List.of(offset));
             long end = mode == Mode.PROBE_THEN_IDLE ? KEYS : n;
             doneAt.put(ctx.getCheckpointId(), offset >= end);
+            offsetAt.put(ctx.getCheckpointId(), offset);
         }
 
         @Override
@@ -356,12 +499,13 @@ class StatesrvJobTest {
         }
     }
 
-    /** Fails its task once, after a checkpoint completed and half the input went through. */
+    /** Fails its task once, after three checkpoints completed and a quarter of the input. */
     static final class FailOnce
             extends RichMapFunction<Tuple3<Integer, Long, Long>, Tuple3<Integer, Long, Long>>
             implements CheckpointListener {
         static final AtomicBoolean failed = new AtomicBoolean();
         static final AtomicBoolean checkpointDone = new AtomicBoolean();
+        static final AtomicLong checkpointsDone = new AtomicLong();
         private final long after;
         private long seen;
 
@@ -371,7 +515,9 @@ class StatesrvJobTest {
 
         @Override
         public Tuple3<Integer, Long, Long> map(Tuple3<Integer, Long, Long> v) {
-            if (++seen >= after && checkpointDone.get() && failed.compareAndSet(false, true)) {
+            if (++seen >= after
+                    && checkpointsDone.get() >= 3
+                    && failed.compareAndSet(false, true)) {
                 throw new RuntimeException("injected failure");
             }
             return v;
@@ -380,6 +526,7 @@ class StatesrvJobTest {
         @Override
         public void notifyCheckpointComplete(long checkpointId) {
             checkpointDone.set(true);
+            checkpointsDone.incrementAndGet();
         }
     }
 

@@ -1,5 +1,6 @@
 package io.statesrv.client;
 
+import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import statesrv.v1.Statesrv;
@@ -21,6 +22,15 @@ public final class Batch {
         return this;
     }
 
+    /** A put whose entry expires {@code ttl} after it (zero or null: the state's TTL). */
+    public Batch put(StateKey k, Value value, Duration ttl) {
+        ops.add(
+                Statesrv.BatchOp.newBuilder()
+                        .setPut(Wire.put(k, value, Wire.writeTtl(ttl)))
+                        .build());
+        return this;
+    }
+
     public Batch delete(StateKey k) {
         ops.add(Statesrv.BatchOp.newBuilder().setDelete(Wire.delete(k)).build());
         return this;
@@ -31,6 +41,29 @@ public final class Batch {
         ops.add(
                 Statesrv.BatchOp.newBuilder()
                         .setMerge(Wire.merge(k, MergeOp.APPEND, element))
+                        .build());
+        return this;
+    }
+
+    /** An append whose list expires {@code ttl} after it. */
+    public Batch append(StateKey k, byte[] element, Duration ttl) {
+        ops.add(
+                Statesrv.BatchOp.newBuilder()
+                        .setMerge(Wire.merge(k, MergeOp.APPEND, element, Wire.writeTtl(ttl)))
+                        .build());
+        return this;
+    }
+
+    /** An add whose counter expires {@code ttl} after it. */
+    public Batch add(StateKey k, long delta, Duration ttl) {
+        ops.add(
+                Statesrv.BatchOp.newBuilder()
+                        .setMerge(
+                                Wire.merge(
+                                        k,
+                                        MergeOp.ADD_I64,
+                                        Values.encodeCounter(delta),
+                                        Wire.writeTtl(ttl)))
                         .build());
         return this;
     }

@@ -1,5 +1,6 @@
 package io.statesrv.client;
 
+import java.time.Duration;
 import java.util.List;
 import java.util.Optional;
 import java.util.concurrent.CompletableFuture;
@@ -27,6 +28,10 @@ public final class BlockingClient {
         return await(c.get(k));
     }
 
+    public Optional<ValueWithTtl> getWithTtl(StateKey k) {
+        return await(c.getWithTtl(k));
+    }
+
     public List<Optional<Value>> multiGet(List<StateKey> keys) {
         return await(c.multiGet(keys));
     }
@@ -39,12 +44,28 @@ public final class BlockingClient {
         await(c.put(k, value));
     }
 
+    public void put(StateKey k, Value value, Duration ttl) {
+        await(c.put(k, value, ttl));
+    }
+
     public boolean delete(StateKey k) {
         return await(c.delete(k));
     }
 
     public MergeResult merge(StateKey k, MergeOp op, byte[] operand) {
         return await(c.merge(k, op, operand));
+    }
+
+    public MergeResult merge(StateKey k, MergeOp op, byte[] operand, Duration ttl) {
+        return await(c.merge(k, op, operand, ttl));
+    }
+
+    public long append(StateKey k, byte[] element, Duration ttl) {
+        return await(c.append(k, element, ttl));
+    }
+
+    public long add(StateKey k, long delta, Duration ttl) {
+        return await(c.add(k, delta, ttl));
     }
 
     public long append(StateKey k, byte[] element) {
@@ -79,6 +100,18 @@ public final class BlockingClient {
         return await(c.listStates());
     }
 
+    public Optional<TtlConfig> stateTtl(String state) {
+        return await(c.stateTtl(state));
+    }
+
+    public Optional<TtlConfig> setStateTtl(String state, TtlConfig ttl) {
+        return await(c.setStateTtl(state, ttl));
+    }
+
+    public Optional<TtlConfig> removeStateTtl(String state) {
+        return await(c.removeStateTtl(state));
+    }
+
     public ServerStats stats() {
         return await(c.stats());
     }
@@ -91,8 +124,20 @@ public final class BlockingClient {
         return await(c.snapshot(id));
     }
 
+    public CheckpointInfo snapshot(SnapshotOptions options) {
+        return await(c.snapshot(options));
+    }
+
     public List<CheckpointInfo> listCheckpoints() {
         return await(c.listCheckpoints());
+    }
+
+    public List<CheckpointProblem> listCheckpointProblems() {
+        return await(c.listCheckpointProblems());
+    }
+
+    public CheckpointListing checkpointListing() {
+        return await(c.checkpointListing());
     }
 
     public void deleteCheckpoint(long id) {

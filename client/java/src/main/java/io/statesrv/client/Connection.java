@@ -278,8 +278,13 @@ final class Connection {
             }
             return true;
         }
+        // A free slot is taken at once, even by an interrupted thread: only a wait for one is
+        // interruptible (Semaphore's timed tryAcquire throws on a set interrupt flag first).
+        if (permits.tryAcquire()) {
+            return true;
+        }
         long wait = config.inFlightWait.toNanos();
-        return wait == 0 ? permits.tryAcquire() : permits.tryAcquire(wait, TimeUnit.NANOSECONDS);
+        return wait != 0 && permits.tryAcquire(wait, TimeUnit.NANOSECONDS);
     }
 
     /** Slots the reader took beyond the bound; their replies give nothing back. */

@@ -2,6 +2,7 @@ package io.statesrv.client;
 
 import java.io.IOException;
 import java.nio.file.Files;
+import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
@@ -199,6 +200,33 @@ public final class StatesrvClient implements AutoCloseable {
                 });
     }
 
+    /**
+     * The entry's value and what is left of its TTL ({@link ValueWithTtl#ttlRemainingMillis()}: -1
+     * when it has none), or empty when there is none. Under {@link
+     * TtlConfig.Update#ON_READ_AND_WRITE} this read refreshes the expiry, as any get does.
+     */
+    public CompletableFuture<Optional<ValueWithTtl>> getWithTtl(StateKey k) {
+        return send(
+                request().setGet(Wire.get(k, true)),
+                r -> {
+                    if (r.getStatus() == Statesrv.Status.NOT_FOUND) {
+                        return Optional.empty();
+                    }
+                    Statesrv.GetResult g = expect(r, ResultCase.GET).getGet();
+                    if (g.getTtlRemainingMs() < -1) {
+                        throw new StatesrvException(
+                                Status.PROTOCOL_ERROR,
+                                "get: ttl_remaining_ms " + g.getTtlRemainingMs(),
+                                true,
+                                null);
+                    }
+                    return Optional.of(
+                            new ValueWithTtl(
+                                    Wire.value(g.getValue(), g.getKindValue()),
+                                    g.getTtlRemainingMs()));
+                });
+    }
+
     /** Several entries in one round trip: one result per key, in order. */
     public CompletableFuture<List<Optional<Value>>> multiGet(List<StateKey> keys) {
         Statesrv.MultiGet.Builder b = Statesrv.MultiGet.newBuilder();
@@ -242,6 +270,20 @@ public final class StatesrvClient implements AutoCloseable {
                 });
     }
 
+    /**
+     * Writes a value with its own TTL: the entry expires {@code ttl} after this write, whatever the
+     * state's setting ({@link Duration#ZERO} or null: the state's TTL, if any; a part of a
+     * millisecond counts as a whole one).
+     */
+    public CompletableFuture<Void> put(StateKey k, Value value, Duration ttl) {
+        return send(
+                request().setPut(Wire.put(k, value, Wire.writeTtl(ttl))),
+                r -> {
+                    expect(r, ResultCase.PUT);
+                    return null;
+                });
+    }
+
     /** Deletes one entry: true if it existed (a missing entry is not an error). */
     public CompletableFuture<Boolean> delete(StateKey k) {
         return send(
@@ -257,6 +299,31 @@ public final class StatesrvClient implements AutoCloseable {
                     Statesrv.MergeResult m = expect(r, ResultCase.MERGE).getMerge();
                     return new MergeResult(m.getCounter(), m.getValueSize());
                 });
+    }
+
+    /**
+     * A merge whose entry expires {@code ttl} after it (zero or null: the state's TTL, if any);
+     * onto an expired entry it starts from empty.
+     */
+    public CompletableFuture<MergeResult> merge(
+            StateKey k, MergeOp op, byte[] operand, Duration ttl) {
+        return send(
+                request().setMerge(Wire.merge(k, op, operand, Wire.writeTtl(ttl))),
+                r -> {
+                    Statesrv.MergeResult m = expect(r, ResultCase.MERGE).getMerge();
+                    return new MergeResult(m.getCounter(), m.getValueSize());
+                });
+    }
+
+    /** An append whose list expires {@code ttl} after it (as a whole: see docs/protocol.md). */
+    public CompletableFuture<Long> append(StateKey k, byte[] element, Duration ttl) {
+        return merge(k, MergeOp.APPEND, element, ttl).thenApply(MergeResult::valueSize);
+    }
+
+    /** An add whose counter expires {@code ttl} after it. */
+    public CompletableFuture<Long> add(StateKey k, long delta, Duration ttl) {
+        return merge(k, MergeOp.ADD_I64, Values.encodeCounter(delta), ttl)
+                .thenApply(MergeResult::counter);
     }
 
     /** ListState.add: appends one element to a LIST value; the list's new size in bytes. */
@@ -327,6 +394,39 @@ public final class StatesrvClient implements AutoCloseable {
                                 expect(r, ResultCase.LIST_STATES).getListStates().getStatesList()));
     }
 
+    /** A state's TTL setting; empty when it has none. (A state that does not exist has none.) */
+    public CompletableFuture<Optional<TtlConfig>> stateTtl(String state) {
+        return stateTtlOp(state, null, false);
+    }
+
+    /**
+     * Sets a state's TTL (creating the state, empty, when it does not exist yet, so that
+     * checkpoints carry the setting); the setting in effect afterwards. New writes follow it;
+     * entries already stored keep the expiry they were written with, while the update type and
+     * visibility apply to them at once.
+     */
+    public CompletableFuture<Optional<TtlConfig>> setStateTtl(String state, TtlConfig ttl) {
+        if (ttl == null) {
+            throw new NullPointerException("ttl (removeStateTtl removes it)");
+        }
+        return stateTtlOp(state, ttl, false);
+    }
+
+    /** Removes a state's TTL: new writes do not expire (entries stored keep their expiry). */
+    public CompletableFuture<Optional<TtlConfig>> removeStateTtl(String state) {
+        return stateTtlOp(state, null, true);
+    }
+
+    private CompletableFuture<Optional<TtlConfig>> stateTtlOp(
+            String state, TtlConfig ttl, boolean remove) {
+        return send(
+                request().setStateTtl(Wire.stateTtl(state, ttl, remove)),
+                r -> {
+                    Statesrv.StateTtlResult t = expect(r, ResultCase.STATE_TTL).getStateTtl();
+                    return t.hasTtl() ? Wire.ttl(t.getTtl()) : Optional.empty();
+                });
+    }
+
     /** The server's counters (the numbers of its /metrics). */
     public CompletableFuture<ServerStats> stats() {
         return send(
@@ -361,20 +461,55 @@ public final class StatesrvClient implements AutoCloseable {
                 });
     }
 
-    /** The complete checkpoints in the server's checkpoint_dir, by id. */
+    /**
+     * A checkpoint as {@code options} say: a full one, or one that completes only once it is in the
+     * server's object store ({@link SnapshotOptions#waitRemote}, then with {@link
+     * CheckpointInfo#remoteUrl()}). Otherwise as {@link #snapshot()}.
+     */
+    public CompletableFuture<CheckpointInfo> snapshot(SnapshotOptions options) {
+        return conn.submit(
+                request().setSnapshot(Wire.snapshot(options)).build(),
+                true,
+                r -> {
+                    Statesrv.SnapshotResult s = expect(r, ResultCase.SNAPSHOT).getSnapshot();
+                    Optional<CheckpointInfo.RemoteCopy> remote = Optional.empty();
+                    if (!s.getRemoteUrl().isEmpty()) {
+                        remote =
+                                Optional.of(
+                                        new CheckpointInfo.RemoteCopy(
+                                                "remote", s.getRemoteUrl(), ""));
+                    } else if (options.waitRemote()) {
+                        throw new StatesrvException(
+                                Status.PROTOCOL_ERROR,
+                                "snapshot with wait_remote answered without remote_url",
+                                true,
+                                null);
+                    }
+                    return Wire.checkpoint(s.getManifest(), s.getPath(), remote);
+                });
+    }
+
+    /**
+     * The complete checkpoints in the server's checkpoint_dir, by id (with their remote copies'
+     * status when the server has checkpoint_remote).
+     */
     public CompletableFuture<List<CheckpointInfo>> listCheckpoints() {
+        return checkpointListing().thenApply(CheckpointListing::checkpoints);
+    }
+
+    /**
+     * The {@code chk-<id>} directories of checkpoint_dir that do not read as a checkpoint, by id:
+     * what {@link #listCheckpoints()} leaves out.
+     */
+    public CompletableFuture<List<CheckpointProblem>> listCheckpointProblems() {
+        return checkpointListing().thenApply(CheckpointListing::problems);
+    }
+
+    /** Checkpoints and problems of one {@code list_checkpoints} round trip. */
+    public CompletableFuture<CheckpointListing> checkpointListing() {
         return send(
                 request().setListCheckpoints(Statesrv.ListCheckpoints.getDefaultInstance()),
-                r -> {
-                    List<CheckpointInfo> out = new ArrayList<>();
-                    for (var m :
-                            expect(r, ResultCase.LIST_CHECKPOINTS)
-                                    .getListCheckpoints()
-                                    .getCheckpointsList()) {
-                        out.add(Wire.checkpoint(m, null));
-                    }
-                    return out;
-                });
+                r -> Wire.listing(expect(r, ResultCase.LIST_CHECKPOINTS).getListCheckpoints()));
     }
 
     /** Deletes a checkpoint; fails with NOT_FOUND if there is none with that id. */

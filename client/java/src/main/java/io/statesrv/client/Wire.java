@@ -42,11 +42,18 @@ final class Wire {
     }
 
     static Statesrv.Get get(StateKey k) {
+        return get(k, false);
+    }
+
+    static Statesrv.Get get(StateKey k, boolean withTtl) {
         Statesrv.Get.Builder b =
                 Statesrv.Get.newBuilder()
                         .setState(name(k.state()))
                         .setKey(bytes(k.keyBytes()))
                         .setNamespace(bytes(k.namespaceBytes()));
+        if (withTtl) {
+            b.setWithTtl(true);
+        }
         if (k.rawKeyGroup() >= 0) {
             b.setKeyGroup(k.rawKeyGroup());
         }
@@ -54,13 +61,19 @@ final class Wire {
     }
 
     static Statesrv.Put put(StateKey k, Value v) {
+        return put(k, v, 0);
+    }
+
+    /** ttlMs 0: the state's TTL, if any. */
+    static Statesrv.Put put(StateKey k, Value v, long ttlMs) {
         Statesrv.Put.Builder b =
                 Statesrv.Put.newBuilder()
                         .setState(name(k.state()))
                         .setKey(bytes(k.keyBytes()))
                         .setNamespace(bytes(k.namespaceBytes()))
                         .setValue(bytes(v.bytes()))
-                        .setKindValue(v.kind().ordinal());
+                        .setKindValue(v.kind().ordinal())
+                        .setTtlMs(ttlMs);
         if (k.rawKeyGroup() >= 0) {
             b.setKeyGroup(k.rawKeyGroup());
         }
@@ -80,6 +93,10 @@ final class Wire {
     }
 
     static Statesrv.Merge merge(StateKey k, MergeOp op, byte[] operand) {
+        return merge(k, op, operand, 0);
+    }
+
+    static Statesrv.Merge merge(StateKey k, MergeOp op, byte[] operand, long ttlMs) {
         Statesrv.Merge.Builder b =
                 Statesrv.Merge.newBuilder()
                         .setState(name(k.state()))
@@ -89,7 +106,8 @@ final class Wire {
                                 op == MergeOp.APPEND
                                         ? Statesrv.MergeOp.APPEND
                                         : Statesrv.MergeOp.ADD_I64)
-                        .setOperand(bytes(operand));
+                        .setOperand(bytes(operand))
+                        .setTtlMs(ttlMs);
         if (k.rawKeyGroup() >= 0) {
             b.setKeyGroup(k.rawKeyGroup());
         }
@@ -139,6 +157,48 @@ final class Wire {
         return b.build();
     }
 
+    static Statesrv.Snapshot snapshot(SnapshotOptions o) {
+        Statesrv.Snapshot.Builder b = Statesrv.Snapshot.newBuilder();
+        if (o.id() >= 0) {
+            b.setId(o.id());
+        }
+        return b.setFull(o.full()).setWaitRemote(o.waitRemote()).build();
+    }
+
+    /** ttl null: read the setting only; else set it (ttl_ms 0 removes it). */
+    static Statesrv.StateTtl stateTtl(String state, TtlConfig ttl, boolean remove) {
+        Statesrv.StateTtl.Builder b = Statesrv.StateTtl.newBuilder().setState(name(state));
+        if (remove) {
+            b.setTtl(Statesrv.TtlConfig.newBuilder().setTtlMs(0));
+        } else if (ttl != null) {
+            b.setTtl(ttl(ttl));
+        }
+        return b.build();
+    }
+
+    static Statesrv.TtlConfig ttl(TtlConfig t) {
+        return Statesrv.TtlConfig.newBuilder()
+                .setTtlMs(t.ttlMillis())
+                .setUpdateValue(t.update().ordinal())
+                .setVisibilityValue(t.visibility().ordinal())
+                .build();
+    }
+
+    /**
+     * A per-write TTL in ms for the wire: 0 (null or zero) is the state's TTL; a part of a ms
+     * counts as a whole one, so a positive TTL never becomes "none".
+     */
+    static long writeTtl(java.time.Duration ttl) {
+        if (ttl == null || ttl.isZero()) {
+            return 0;
+        }
+        if (ttl.isNegative()) {
+            throw new IllegalArgumentException("a TTL is not negative: " + ttl);
+        }
+        long ms = ttl.toMillis();
+        return ttl.getNano() % 1_000_000 != 0 ? ms + 1 : ms;
+    }
+
     static Statesrv.Restore restore(List<String> sources, int first, int last) {
         Statesrv.Restore.Builder b = Statesrv.Restore.newBuilder();
         for (String s : sources) {
@@ -185,12 +245,75 @@ final class Wire {
     static List<StateInfo> states(List<Statesrv.StateInfo> l) {
         List<StateInfo> out = new ArrayList<>(l.size());
         for (Statesrv.StateInfo s : l) {
-            out.add(new StateInfo(s.getName(), s.getEntries(), s.getBytes()));
+            out.add(
+                    new StateInfo(
+                            s.getName(),
+                            s.getEntries(),
+                            s.getBytes(),
+                            s.hasTtl() ? ttl(s.getTtl()) : Optional.empty()));
         }
         return out;
     }
 
+    /** A TtlConfig from the server; empty for none (absent or ttl_ms 0). */
+    static Optional<TtlConfig> ttl(Statesrv.TtlConfig t) {
+        if (t.getTtlMs() == 0) {
+            return Optional.empty();
+        }
+        if (t.getTtlMs() > Long.MAX_VALUE / 1_000_000) {
+            throw new StatesrvException(
+                    Status.PROTOCOL_ERROR, "a TTL of " + t.getTtlMs() + " ms", true, null);
+        }
+        return Optional.of(
+                new TtlConfig(
+                        java.time.Duration.ofMillis(t.getTtlMs()),
+                        t.getUpdateValue() == 1
+                                ? TtlConfig.Update.ON_READ_AND_WRITE
+                                : TtlConfig.Update.ON_CREATE_AND_WRITE,
+                        t.getVisibilityValue() == 1
+                                ? TtlConfig.Visibility.RETURN_EXPIRED_IF_NOT_CLEANED_UP
+                                : TtlConfig.Visibility.NEVER_RETURN_EXPIRED));
+    }
+
+    static CheckpointListing listing(Statesrv.ListCheckpointsResult r) {
+        if (r.getRemoteCount() != 0 && r.getRemoteCount() != r.getCheckpointsCount()) {
+            throw new StatesrvException(
+                    Status.PROTOCOL_ERROR,
+                    "list_checkpoints: "
+                            + r.getRemoteCount()
+                            + " remote entries for "
+                            + r.getCheckpointsCount()
+                            + " checkpoints",
+                    true,
+                    null);
+        }
+        List<CheckpointInfo> cps = new ArrayList<>(r.getCheckpointsCount());
+        for (int i = 0; i < r.getCheckpointsCount(); i++) {
+            Optional<CheckpointInfo.RemoteCopy> remote = Optional.empty();
+            if (r.getRemoteCount() != 0) {
+                Statesrv.CheckpointRemote cr = r.getRemote(i);
+                remote =
+                        Optional.of(
+                                new CheckpointInfo.RemoteCopy(
+                                        cr.getState(), cr.getUrl(), cr.getError()));
+            }
+            cps.add(checkpoint(r.getCheckpoints(i), null, remote));
+        }
+        List<CheckpointProblem> problems = new ArrayList<>(r.getProblemsCount());
+        for (Statesrv.CheckpointProblem p : r.getProblemsList()) {
+            problems.add(new CheckpointProblem(p.getId(), p.getPath(), p.getProblem()));
+        }
+        return new CheckpointListing(cps, problems);
+    }
+
     static CheckpointInfo checkpoint(Checkpoint.CheckpointManifest m, String path) {
+        return checkpoint(m, path, Optional.empty());
+    }
+
+    static CheckpointInfo checkpoint(
+            Checkpoint.CheckpointManifest m,
+            String path,
+            Optional<CheckpointInfo.RemoteCopy> remote) {
         List<CheckpointInfo.State> states = new ArrayList<>(m.getStatesCount());
         for (Checkpoint.CheckpointStateInfo s : m.getStatesList()) {
             states.add(
@@ -219,7 +342,12 @@ final class Wire {
                 m.getBlocks(),
                 m.getDurationMs(),
                 Optional.ofNullable(path),
-                states);
+                states,
+                m.getIncremental(),
+                m.getFormatVersion() >= 2 ? m.getBaseId() : m.getCheckpointId(),
+                m.getFormatVersion() >= 2 ? m.getAddedBytes() : m.getDataBytes(),
+                m.getFormatVersion() >= 2 ? m.getTotalBytes() : m.getDataBytes(),
+                remote);
     }
 
     static RestoreResult restored(Statesrv.RestoreResult r) {

@@ -75,6 +75,25 @@ class ConnectionTest {
         }
     }
 
+    /**
+     * A thread with its interrupt flag set still sends while a slot is free (only a wait for a slot
+     * is interruptible): Flink interrupts task and query threads, and their state reads must not
+     * fail for it when nothing would block.
+     */
+    @Test
+    void anInterruptedThreadSendsWhileASlotIsFree() throws Exception {
+        try (Statesrvd server = Statesrvd.start(dir);
+                StatesrvClient c = StatesrvClient.connect(Statesrvd.config(server.tcp()).build())) {
+            StateKey k = StateKey.of("interrupted", "k");
+            Thread.currentThread().interrupt();
+            CompletableFuture<Void> put = c.put(k, b("v"));
+            CompletableFuture<Optional<Value>> get = c.get(k);
+            assertThat(Thread.interrupted()).as("the flag stays set").isTrue();
+            put.get(20, TimeUnit.SECONDS);
+            assertThat(get.get(20, TimeUnit.SECONDS)).contains(Value.raw("v"));
+        }
+    }
+
     @Test
     void aReadSeesTheWritesPipelinedBeforeIt() throws Exception {
         try (Statesrvd server = Statesrvd.start(dir);
