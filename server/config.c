@@ -223,6 +223,8 @@ static const struct setting settings[] = {
      "s3://BUCKET/PREFIX to upload checkpoints to, or empty for local only"},
     {"checkpoint_remote_node", T_STRING, FIELD(checkpoint_remote_node), 0, 0, NULL, NULL, "",
      "this sidecar's sub-prefix under checkpoint_remote (empty: the host name)"},
+    {"restore_remote_roots", T_STRING, FIELD(restore_remote_roots), 0, 0, NULL, NULL, "",
+     "','-separated s3://BUCKET/PREFIX restore may read besides checkpoint_remote's prefix"},
     {"s3_endpoint", T_STRING, FIELD(s3_endpoint), 0, 0, NULL, NULL, "",
      "http(s)://HOST[:PORT] of the object store (empty: AWS S3 in s3_region)"},
     {"s3_region", T_NONEMPTY, FIELD(s3_region), 0, 0, NULL, NULL, "us-east-1",

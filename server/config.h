@@ -33,6 +33,7 @@ struct sv_config {
     char restore_roots[SV_PATH_MAX];  /* ':'-separated directories */
     char checkpoint_remote[1024];     /* s3://BUCKET/PREFIX; empty: no remote copies */
     char checkpoint_remote_node[129]; /* this sidecar's sub-prefix; empty: the host name */
+    char restore_remote_roots[4096];  /* ','-separated s3:// prefixes restore may also read */
     char s3_endpoint[512];            /* http(s)://HOST[:PORT]; empty: AWS S3 of s3_region */
     char s3_region[64];
     char s3_credentials_file[SV_PATH_MAX];

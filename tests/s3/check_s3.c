@@ -968,6 +968,51 @@ START_TEST(a_slow_store_delays_only_the_upload)
 }
 END_TEST
 
+START_TEST(restore_remote_roots_open_further_prefixes_and_nothing_else)
+{
+    /* Another job's sidecar (the later config line wins). */
+    start_sidecar(&side[0], "w0", "checkpoint_remote = s3://" OBJSTORE_BUCKET "/otherjob\n");
+    statesrv *c = connect_to(&side[0]);
+    put_range(c, 0, 50, "o");
+    statesrv_checkpoint_info *m = NULL;
+    ck_assert_msg(statesrv_snapshot_remote(c, 0, 0, 0, &m) == STATESRV_OK, "%s",
+                  statesrv_errmsg(c));
+    ck_assert_str_eq(m->remote_url, "s3://" OBJSTORE_BUCKET "/otherjob/w0/chk-1");
+    char *url = strdup(m->remote_url);
+    statesrv_checkpoint_info_free(m);
+    statesrv_close(c);
+    /* This job's sidecar may not read it... */
+    start_sidecar(&side[1], "w1", NULL);
+    c = connect_to(&side[1]);
+    const char *src[] = {url};
+    ck_assert_int_eq(restore_from(c, src, 1, 0, 0, 0), STATESRV_INVALID_ARGUMENT);
+    ck_assert_msg(strstr(statesrv_errmsg(c), "outside checkpoint_remote") &&
+                      strstr(statesrv_errmsg(c), "restore_remote_roots"),
+                  "%s", statesrv_errmsg(c));
+    statesrv_close(c);
+    ck_assert_int_eq(ts_stop(&side[1]), 0);
+    /* ...until restore_remote_roots names that prefix; others stay closed. */
+    start_sidecar(&side[2], "w2",
+                  "restore_remote_roots = s3://" OBJSTORE_BUCKET
+                  "/elsewhere , s3://" OBJSTORE_BUCKET "/otherjob\n");
+    c = connect_to(&side[2]);
+    ck_assert_msg(restore_from(c, src, 1, 0, 0, 0) == STATESRV_OK, "%s", statesrv_errmsg(c));
+    expect_key(c, 7, "o");
+    const char *third[] = {"s3://" OBJSTORE_BUCKET "/otherjobs/w0/chk-1"};
+    ck_assert_int_eq(restore_from(c, third, 1, 0, 0, 0), STATESRV_INVALID_ARGUMENT);
+    statesrv_close(c);
+    ck_assert_int_eq(ts_stop(&side[2]), 0);
+    /* One client, one bucket: a root elsewhere stops the start, saying so. */
+    FILE *f = fopen(side[2].conf, "a");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "restore_remote_roots = s3://another-bucket/x\n");
+    fclose(f);
+    ck_assert_int_eq(ts_run_expect_exit(&side[2], ts_config_args(&side[2])), 1);
+    ck_assert(ts_log_contains(&side[2], "is in bucket another-bucket"));
+    free(url);
+}
+END_TEST
+
 static Suite *s3_suite(void)
 {
     Suite *s = suite_create("s3");
@@ -991,6 +1036,7 @@ static Suite *s3_suite(void)
     tcase_add_test(tc, crc32c_checksums_and_a_small_part_limit_from_upload_to_restore);
     tcase_add_test(tc, store_5xx_local_checkpoints_go_on_and_the_upload_is_retried);
     tcase_add_test(tc, a_slow_store_delays_only_the_upload);
+    tcase_add_test(tc, restore_remote_roots_open_further_prefixes_and_nothing_else);
     suite_add_tcase(s, tc);
     return s;
 }
