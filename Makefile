@@ -12,6 +12,7 @@
 #   make bench-flink  the Flink benchmark (HashMap, RocksDB, statesrv; docs/benchmarks.md)
 #   make test-powerloss  statesrvd on a FUSE filesystem that drops unsynced writes (tests/powerloss)
 #   make test-s3    checkpoints on a real S3-compatible store (versitygw, built with go; tests/s3)
+#   make bench-s3   S3 upload vs curl and a ranged restore from the store (docs/benchmarks.md)
 #   make fuzz       build the libFuzzer targets (clang) in build/fuzz
 #   make fuzz-smoke run each fuzz target FUZZ_SECONDS (default 60) over its seed corpus
 #   make V=1        show full commands
@@ -109,7 +110,7 @@ DEPS_DEV_STAMP := build/.deps-dev-ok
 
 .PHONY: all deps deps-dev test test-unit test-integration test-valgrind run clean format format-check \
         bench bench-operator bench-flink bench-snapshot fuzz fuzz-smoke fuzz-corpus install \
-        uninstall test-install test-docs test-java deps-java test-powerloss test-s3
+        uninstall test-install test-docs test-java deps-java test-powerloss test-s3 bench-s3
 .DEFAULT_GOAL := all
 
 all: $(STATESRVD) $(STATECTL) $(LIB_A) $(LIB_SO) $(BENCH_TOOL) $(EXAMPLES)
@@ -274,6 +275,15 @@ $(S3_TEST_BIN): $(S3_TEST_SRC:%.c=$(BUILD)/obj/%.o) $(CKPT_OBJ) $(LIB_A)
 test-s3: $(S3_TEST_BIN) $(STATESRVD) $(STATECTL) $(VERSITYGW)
 	$(Q)VERSITYGW=$(abspath $(VERSITYGW)) STATESRVD=$(abspath $(STATESRVD)) \
 	    STATECTL=$(abspath $(STATECTL)) $(S3_TEST_BIN)
+
+# Issue 14's numbers (docs/benchmarks.md): a checkpoint of ENTRIES (10 M) x
+# 100 B uploaded through statesrvd and by curl --aws-sigv4 to versitygw on
+# 127.0.0.1, interleaved (REPS pairs), and a ranged restore of half its key
+# groups from the store (tests/s3/bench.sh; CONCURRENCY, PART_SIZE too).
+bench-s3: $(STATESRVD) $(STATECTL) $(BENCH_TOOL) $(VERSITYGW)
+	$(Q)VERSITYGW=$(abspath $(VERSITYGW)) STATESRVD=$(abspath $(STATESRVD)) \
+	    STATECTL=$(abspath $(STATECTL)) STATESRV_BENCH=$(abspath $(BENCH_TOOL)) \
+	    tests/s3/bench.sh
 
 # --- Java client (client/; never part of `make test`) ----------------------
 # A Maven build: the parent client/pom.xml pins every version; Maven fetches

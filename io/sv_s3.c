@@ -3,6 +3,9 @@
 #include "sv_error.h"
 
 #include <curl/curl.h>
+#if defined(__x86_64__)
+#include <nmmintrin.h>
+#endif
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -35,8 +38,9 @@ struct sv_s3 {
     char access[256];
     char secret[256];
     char sigv4[96];
-    size_t part_size;
-    unsigned concurrency, retries;
+    uint64_t part_size, multipart_threshold;
+    unsigned concurrency, retries, max_parts;
+    enum sv_s3_checksum checksum;
     const atomic_int *cancel;
     atomic_uint_fast64_t sent, received;
 };
@@ -136,7 +140,20 @@ int sv_s3_new(const struct sv_s3_options *o, struct sv_s3 **out, char *err, size
         rc = SV_EINVAL;
     }
     if (!rc && (o->part_size < SV_S3_PART_MIN || o->part_size > SV_S3_PART_MAX)) {
-        snprintf(err, errlen, "s3: the part size must be from 5 MiB to 1 GiB");
+        snprintf(err, errlen, "s3: the part size must be from 5 MiB to 5 GiB");
+        rc = SV_EINVAL;
+    }
+    if (!rc && o->multipart_threshold > SV_S3_PUT_MAX) {
+        snprintf(err, errlen,
+                 "s3: the multipart threshold must be at most 5 GiB (one PUT's limit)");
+        rc = SV_EINVAL;
+    }
+    if (!rc && o->max_parts > SV_S3_PARTS_MAX) {
+        snprintf(err, errlen, "s3: the part count limit must be from 1 to %d", SV_S3_PARTS_MAX);
+        rc = SV_EINVAL;
+    }
+    if (!rc && o->checksum != SV_S3_CHECKSUM_MD5 && o->checksum != SV_S3_CHECKSUM_CRC32C) {
+        snprintf(err, errlen, "s3: unknown checksum kind %d", (int)o->checksum);
         rc = SV_EINVAL;
     }
     if (!rc && (o->concurrency < 1 || o->concurrency > SV_S3_CONCURRENCY_MAX)) {
@@ -152,6 +169,9 @@ int sv_s3_new(const struct sv_s3_options *o, struct sv_s3 **out, char *err, size
         s->endpoint[--n] = '\0';
     snprintf(s->sigv4, sizeof(s->sigv4), "aws:amz:%s:s3", s->region);
     s->part_size = o->part_size;
+    s->multipart_threshold = o->multipart_threshold ? o->multipart_threshold : o->part_size;
+    s->max_parts = o->max_parts ? o->max_parts : SV_S3_PARTS_MAX;
+    s->checksum = o->checksum;
     s->concurrency = o->concurrency;
     s->retries = o->retries;
     s->cancel = o->cancel;
@@ -194,6 +214,64 @@ static int digest(const EVP_MD *md, const void *data, size_t len, unsigned char 
 {
     unsigned n = 0;
     return EVP_Digest(data, len, out, &n, md, NULL) == 1 ? 0 : SV_EINTERNAL;
+}
+
+/* CRC-32C (Castagnoli, reflected polynomial 0x82F63B78): the SSE 4.2
+ * instruction where the CPU has it, else a byte table. */
+static uint32_t crc32c_table[256];
+static pthread_once_t crc32c_once = PTHREAD_ONCE_INIT;
+static int crc32c_hw_ok;
+
+static void crc32c_init(void)
+{
+    for (uint32_t i = 0; i < 256; i++) {
+        uint32_t c = i;
+        for (int k = 0; k < 8; k++)
+            c = c & 1 ? (c >> 1) ^ 0x82F63B78u : c >> 1;
+        crc32c_table[i] = c;
+    }
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    crc32c_hw_ok = __builtin_cpu_supports("sse4.2");
+#endif
+}
+
+#if defined(__x86_64__)
+__attribute__((target("sse4.2"))) static uint32_t crc32c_hw(uint32_t crc, const unsigned char *p,
+                                                            size_t n)
+{
+    uint64_t c = crc;
+    for (; n >= 8; p += 8, n -= 8) {
+        uint64_t v;
+        memcpy(&v, p, 8);
+        c = _mm_crc32_u64(c, v);
+    }
+    for (; n; p++, n--)
+        c = _mm_crc32_u8((uint32_t)c, *p);
+    return (uint32_t)c;
+}
+#endif
+
+uint32_t sv_s3_crc32c(uint32_t crc, const void *data, size_t len)
+{
+    pthread_once(&crc32c_once, crc32c_init);
+    const unsigned char *p = data;
+    uint32_t c = ~crc;
+#if defined(__x86_64__)
+    if (crc32c_hw_ok)
+        return ~crc32c_hw(c, p, len);
+#endif
+    for (; len; p++, len--)
+        c = crc32c_table[(c ^ *p) & 0xff] ^ (c >> 8);
+    return ~c;
+}
+
+/* A CRC-32C as S3 writes it: base64 of its 4 bytes, big-endian. */
+static void crc32c_b64(uint32_t crc, char *out)
+{
+    unsigned char be[4] = {(unsigned char)(crc >> 24), (unsigned char)(crc >> 16),
+                           (unsigned char)(crc >> 8), (unsigned char)crc};
+    EVP_EncodeBlock((unsigned char *)out, be, 4);
 }
 
 /* Percent-encodes everything but RFC 3986's unreserved characters (and '/'
@@ -315,10 +393,18 @@ struct req {
     const char *method; /* GET PUT POST HEAD DELETE */
     const char *key;    /* "" for the bucket */
     const char *query;  /* canonical: names sorted, '=' on each, values encoded; or NULL */
-    const void *body;   /* PUT / POST */
+    const void *body;   /* PUT / POST, or NULL with body_fd */
     size_t body_len;
-    int send_md5;
-    const char *meta_xxh3; /* x-amz-meta-xxh3 or NULL */
+    int body_fd; /* >= 0: the body is body_len bytes of this file at body_foff */
+    uint64_t body_foff;
+    /* The body's check, sent before it: Content-MD5 (md5, 16 bytes) or
+     * x-amz-checksum-crc32c (crc32c, base64), or neither. A body with one
+     * is signed as UNSIGNED-PAYLOAD: the store checks it, so a SHA-256
+     * would be a second pass over every byte for nothing. */
+    const unsigned char *md5;
+    const char *crc32c;
+    const char *checksum_algorithm; /* x-amz-checksum-algorithm (CreateMultipartUpload) */
+    const char *meta_xxh3;          /* x-amz-meta-xxh3 or NULL */
     /* GET into a file instead of memory */
     int fd;
     uint64_t max_bytes;
@@ -333,11 +419,13 @@ struct req {
     uint64_t file_bytes;
     char etag[ETAG_MAX];
     char xxh3[24];
+    char crc32c_echo[16]; /* the x-amz-checksum-crc32c the store answered */
     uint64_t length;
     int has_length;
 
     /* internal */
     size_t body_off;
+    int read_failed;
     struct sv_s3 *s;
 };
 
@@ -345,6 +433,19 @@ static size_t on_read(char *buf, size_t size, size_t n, void *ud)
 {
     struct req *r = ud;
     size_t left = r->body_len - r->body_off, take = size * n < left ? size * n : left;
+    if (r->body_fd >= 0) {
+        /* Straight from the file into libcurl's buffer: no copy of our own. */
+        ssize_t got;
+        do
+            got = pread(r->body_fd, buf, take, (off_t)(r->body_foff + r->body_off));
+        while (got < 0 && errno == EINTR);
+        if (take && got <= 0) {
+            r->read_failed = 1;
+            return CURL_READFUNC_ABORT;
+        } /* unreadable, or shorter than it was */
+        r->body_off += (size_t)got;
+        return (size_t)got;
+    }
     memcpy(buf, (const char *)r->body + r->body_off, take);
     r->body_off += take;
     return take;
@@ -412,7 +513,7 @@ static size_t on_header(char *line, size_t size, size_t n, void *ud)
     size_t len = size * n;
     char num[32];
     if (len >= 5 && memcmp(line, "HTTP/", 5) == 0) { /* a new response (after 100 Continue) */
-        r->etag[0] = r->xxh3[0] = '\0';
+        r->etag[0] = r->xxh3[0] = r->crc32c_echo[0] = '\0';
         r->has_length = 0;
         long st = 0;
         const char *sp = memchr(line, ' ', len);
@@ -421,6 +522,8 @@ static size_t on_header(char *line, size_t size, size_t n, void *ud)
         r->status = st;
     } else if (header_value(line, len, "ETag", r->etag, sizeof(r->etag))) {
     } else if (header_value(line, len, "x-amz-meta-xxh3", r->xxh3, sizeof(r->xxh3))) {
+    } else if (header_value(line, len, "x-amz-checksum-crc32c", r->crc32c_echo,
+                            sizeof(r->crc32c_echo))) {
     } else if (header_value(line, len, "Content-Length", num, sizeof(num))) {
         char *end;
         errno = 0;
@@ -482,24 +585,33 @@ static int perform_once(struct sv_s3 *s, struct req *r, char *err, size_t errlen
         return -ENOMEM;
     }
     struct curl_slist *hdrs = NULL;
-    unsigned char sha[32], md5[16];
-    char line[256], shahex[65];
-    int rc = digest(EVP_sha256(), r->body ? r->body : "", r->body_len, sha);
-    if (rc) {
-        snprintf(err, errlen, "s3: SHA-256 failed");
-        curl_easy_cleanup(h);
-        return rc;
+    unsigned char sha[32];
+    char line[256], shahex[65] = "UNSIGNED-PAYLOAD";
+    int rc = 0;
+    if (!r->md5 && !r->crc32c) {
+        if (r->body_fd >= 0 ||
+            (rc = digest(EVP_sha256(), r->body ? r->body : "", r->body_len, sha))) {
+            snprintf(err, errlen, "s3: SHA-256 failed");
+            curl_easy_cleanup(h);
+            return rc ? rc : SV_EINTERNAL;
+        }
+        hex(sha, sizeof(sha), shahex);
     }
-    hex(sha, sizeof(sha), shahex);
     snprintf(line, sizeof(line), "x-amz-content-sha256: %s", shahex);
     hdrs = curl_slist_append(hdrs, line);
-    if (r->send_md5) {
+    if (r->md5) {
         unsigned char b64[32];
-        if (digest(EVP_md5(), r->body ? r->body : "", r->body_len, md5) == 0) {
-            EVP_EncodeBlock(b64, md5, sizeof(md5));
-            snprintf(line, sizeof(line), "Content-MD5: %s", b64);
-            hdrs = curl_slist_append(hdrs, line);
-        }
+        EVP_EncodeBlock(b64, r->md5, 16);
+        snprintf(line, sizeof(line), "Content-MD5: %s", b64);
+        hdrs = curl_slist_append(hdrs, line);
+    }
+    if (r->crc32c) {
+        snprintf(line, sizeof(line), "x-amz-checksum-crc32c: %s", r->crc32c);
+        hdrs = curl_slist_append(hdrs, line);
+    }
+    if (r->checksum_algorithm) {
+        snprintf(line, sizeof(line), "x-amz-checksum-algorithm: %s", r->checksum_algorithm);
+        hdrs = curl_slist_append(hdrs, line);
     }
     if (r->meta_xxh3) {
         snprintf(line, sizeof(line), "x-amz-meta-xxh3: %s", r->meta_xxh3);
@@ -533,6 +645,7 @@ static int perform_once(struct sv_s3 *s, struct req *r, char *err, size_t errlen
         curl_easy_setopt(h, CURLOPT_READFUNCTION, on_read);
         curl_easy_setopt(h, CURLOPT_READDATA, r);
         curl_easy_setopt(h, CURLOPT_INFILESIZE_LARGE, (curl_off_t)r->body_len);
+        curl_easy_setopt(h, CURLOPT_UPLOAD_BUFFERSIZE, 1L << 20); /* fewer, larger reads */
     } else if (strcmp(r->method, "POST") == 0) {
         curl_easy_setopt(h, CURLOPT_POST, 1L);
         curl_easy_setopt(h, CURLOPT_POSTFIELDS, r->body ? r->body : "");
@@ -550,6 +663,7 @@ static int perform_once(struct sv_s3 *s, struct req *r, char *err, size_t errlen
     }
     r->status = 0;
     r->body_off = 0;
+    r->read_failed = 0;
     r->resp_len = 0;
     r->resp_over = 0;
     CURLcode cc = curl_easy_perform(h);
@@ -560,7 +674,7 @@ static int perform_once(struct sv_s3 *s, struct req *r, char *err, size_t errlen
     if (cc == CURLE_OK)
         atomic_fetch_add(&s->sent, r->body_len);
     const char *what = r->key[0] ? r->key : "(bucket)";
-    if (cc == CURLE_ABORTED_BY_CALLBACK) {
+    if (cc == CURLE_ABORTED_BY_CALLBACK && !r->read_failed) {
         snprintf(err, errlen, "s3: %s %s/%s: cancelled", r->method, s->bucket, what);
         return SV_EUNAVAIL;
     }
@@ -568,6 +682,11 @@ static int perform_once(struct sv_s3 *s, struct req *r, char *err, size_t errlen
         snprintf(err, errlen, "s3: %s %s/%s: the answer is larger than %s", r->method, s->bucket,
                  what, r->fd >= 0 ? "the object may be" : "4 MiB");
         return SV_ECORRUPT;
+    }
+    if (r->read_failed) {
+        snprintf(err, errlen, "s3: %s %s/%s: reading the local file failed (did it change?)",
+                 r->method, s->bucket, what);
+        return -EIO;
     }
     if (cc == CURLE_WRITE_ERROR && r->fd >= 0) {
         snprintf(err, errlen, "s3: %s %s/%s: writing the local file failed", r->method, s->bucket,
@@ -625,6 +744,7 @@ static void req_init(struct req *r, const char *method, const char *key, const c
     r->key = key;
     r->query = query;
     r->fd = -1;
+    r->body_fd = -1;
 }
 
 static void req_done(struct req *r)
@@ -645,38 +765,6 @@ static void etag_norm(const char *in, char *out, size_t cap)
 
 /* --- objects ------------------------------------------------------------------ */
 
-int sv_s3_put_buf(struct sv_s3 *s, const char *key, const void *data, size_t len, uint64_t xxh3,
-                  char *err, size_t errlen)
-{
-    char meta[24], want[40], got[ETAG_MAX];
-    unsigned char md5[16];
-    snprintf(meta, sizeof(meta), "%016" PRIx64, xxh3);
-    if (digest(EVP_md5(), len ? data : "", len, md5)) {
-        snprintf(err, errlen, "s3: MD5 failed");
-        return SV_EINTERNAL;
-    }
-    hex(md5, sizeof(md5), want);
-    struct req r;
-    req_init(&r, "PUT", key, NULL);
-    r.body = len ? data : "";
-    r.body_len = len;
-    r.send_md5 = 1;
-    r.meta_xxh3 = meta;
-    int rc = perform(s, &r, err, errlen);
-    etag_norm(r.etag, got, sizeof(got));
-    req_done(&r);
-    if (rc)
-        return rc;
-    /* An encrypting store (SSE-KMS) answers another ETag; Content-MD5 was
-     * checked by the store anyway, so only a 32-digit ETag must match. */
-    if (strlen(got) == 32 && strcmp(got, want) != 0) {
-        snprintf(err, errlen, "s3: PUT %s/%s: the ETag %s is not the MD5 %s of what was sent",
-                 s->bucket, key, got, want);
-        return SV_ECORRUPT;
-    }
-    return 0;
-}
-
 static int read_at(int fd, void *buf, size_t len, uint64_t off)
 {
     for (size_t done = 0; done < len;) {
@@ -692,15 +780,151 @@ static int read_at(int fd, void *buf, size_t len, uint64_t off)
     return 0;
 }
 
+/* The check of a body sent as it is: which headers, and what must come back. */
+struct body_check {
+    unsigned char md5[16];
+    char md5hex[40];
+    uint32_t crc;
+    char crc_b64[16];
+};
+
+/* Sets r's check headers from c. */
+static void check_headers(const struct sv_s3 *s, struct req *r, const struct body_check *c)
+{
+    if (s->checksum == SV_S3_CHECKSUM_CRC32C)
+        r->crc32c = c->crc_b64;
+    else
+        r->md5 = c->md5;
+}
+
+/* After a successful PUT of a body with check c: what the store answered
+ * must be what was sent. An MD5 store's ETag is the body's MD5 (an
+ * encrypting store, SSE-KMS, answers another ETag: Content-MD5 was checked
+ * by the store anyway, so only a 32-digit ETag must match); a CRC-32C store
+ * must echo the checksum, else it did not check it. */
+static int check_answer(const struct sv_s3 *s, const struct req *r, const struct body_check *c,
+                        const char *what, char *err, size_t errlen)
+{
+    char got[ETAG_MAX];
+    if (s->checksum == SV_S3_CHECKSUM_CRC32C) {
+        if (!r->crc32c_echo[0]) {
+            snprintf(err, errlen,
+                     "s3: PUT %s/%s: the store did not confirm the CRC-32C checksum "
+                     "(no x-amz-checksum-crc32c in its answer): it may not support it; set "
+                     "s3_checksum = md5",
+                     s->bucket, what);
+            return SV_EINVAL;
+        }
+        if (strcmp(r->crc32c_echo, c->crc_b64) != 0) {
+            snprintf(err, errlen, "s3: PUT %s/%s: the store's CRC-32C %s is not the %s sent",
+                     s->bucket, what, r->crc32c_echo, c->crc_b64);
+            return SV_ECORRUPT;
+        }
+        return 0;
+    }
+    etag_norm(r->etag, got, sizeof(got));
+    if (strlen(got) == 32 && strcmp(got, c->md5hex) != 0) {
+        snprintf(err, errlen, "s3: PUT %s/%s: the ETag %s is not the MD5 %s of what was sent",
+                 s->bucket, what, got, c->md5hex);
+        return SV_ECORRUPT;
+    }
+    return 0;
+}
+
+/* The check of data[0..len) (data NULL: of fd's bytes off..off+len-1,
+ * read in 1 MiB steps). */
+static int body_check_of(const struct sv_s3 *s, const void *data, int fd, uint64_t off,
+                         uint64_t len, struct body_check *c, char *err, size_t errlen)
+{
+    memset(c, 0, sizeof(*c));
+    EVP_MD_CTX *ctx = NULL;
+    if (s->checksum == SV_S3_CHECKSUM_MD5 &&
+        (!(ctx = EVP_MD_CTX_new()) || EVP_DigestInit_ex(ctx, EVP_md5(), NULL) != 1)) {
+        EVP_MD_CTX_free(ctx);
+        snprintf(err, errlen, "s3: MD5 failed");
+        return SV_EINTERNAL;
+    }
+    enum { STEP = 1 << 20 };
+    char *buf = data ? NULL : malloc(STEP);
+    int rc = !data && !buf ? -ENOMEM : 0;
+    for (uint64_t done = 0; !rc && done < len;) {
+        size_t n = len - done < STEP ? (size_t)(len - done) : STEP;
+        const void *p = data ? (const char *)data + done : buf;
+        if (!data && (rc = read_at(fd, buf, n, off + done)))
+            break;
+        if (ctx && EVP_DigestUpdate(ctx, p, n) != 1)
+            rc = SV_EINTERNAL;
+        else if (!ctx)
+            c->crc = sv_s3_crc32c(c->crc, p, n);
+        done += n;
+    }
+    unsigned mdlen = 0;
+    if (!rc && ctx && EVP_DigestFinal_ex(ctx, c->md5, &mdlen) != 1)
+        rc = SV_EINTERNAL;
+    EVP_MD_CTX_free(ctx);
+    free(buf);
+    if (rc) {
+        snprintf(err, errlen, "s3: %s",
+                 rc == SV_EINTERNAL ? "MD5 failed"
+                 : rc == -ENOMEM    ? "out of memory"
+                                    : "reading the file to upload failed (did it change?)");
+        return rc;
+    }
+    hex(c->md5, 16, c->md5hex);
+    crc32c_b64(c->crc, c->crc_b64);
+    return 0;
+}
+
+/* One PUT of a body from memory (data) or of fd's first len bytes. */
+static int put_one(struct sv_s3 *s, const char *key, const void *data, int fd, uint64_t len,
+                   uint64_t xxh3, char *err, size_t errlen)
+{
+    if (len > SV_S3_PUT_MAX) {
+        snprintf(err, errlen, "s3: %s: %" PRIu64 " bytes are more than one PUT takes (5 GiB)", key,
+                 len);
+        return SV_ETOOLARGE;
+    }
+    char meta[24];
+    struct body_check c;
+    snprintf(meta, sizeof(meta), "%016" PRIx64, xxh3);
+    int rc = body_check_of(s, data ? (len ? data : "") : NULL, fd, 0, len, &c, err, errlen);
+    if (rc)
+        return rc;
+    struct req r;
+    req_init(&r, "PUT", key, NULL);
+    r.body = data ? (len ? data : "") : NULL;
+    r.body_fd = data ? -1 : fd;
+    r.body_len = (size_t)len;
+    r.meta_xxh3 = meta;
+    check_headers(s, &r, &c);
+    rc = perform(s, &r, err, errlen);
+    if (!rc)
+        rc = check_answer(s, &r, &c, key, err, errlen);
+    req_done(&r);
+    return rc;
+}
+
+int sv_s3_put_buf(struct sv_s3 *s, const char *key, const void *data, size_t len, uint64_t xxh3,
+                  char *err, size_t errlen)
+{
+    return put_one(s, key, data ? data : "", -1, len, xxh3, err, errlen);
+}
+
+/* One part as the store acknowledged it. */
+struct part {
+    struct body_check c;
+    char etag[ETAG_MAX]; /* as answered, quotes dropped */
+};
+
 struct mp {
     struct sv_s3 *s;
     const char *key;
     char upload_id[512]; /* as sent: percent-encoded */
     int fd;
     uint64_t size;
-    size_t part_size;
+    uint64_t part_size;
     unsigned nparts;
-    unsigned char (*md5)[16]; /* per part */
+    struct part *parts;
     pthread_mutex_t mu;
     unsigned next;
     int rc;
@@ -717,48 +941,42 @@ static void mp_fail(struct mp *m, int rc, const char *err)
     pthread_mutex_unlock(&m->mu);
 }
 
+/* Takes parts until none is left: its check read from the file, then the
+ * part sent from the file (no part is held in memory). */
 static void *mp_worker(void *arg)
 {
     struct mp *m = arg;
-    char *buf = malloc(m->part_size);
-    if (!buf) {
-        mp_fail(m, -ENOMEM, "s3: out of memory for a part");
-        return NULL;
-    }
     for (;;) {
         pthread_mutex_lock(&m->mu);
         unsigned i = m->next < m->nparts && !m->rc ? m->next++ : m->nparts;
         pthread_mutex_unlock(&m->mu);
         if (i >= m->nparts)
             break;
+        struct part *pt = &m->parts[i];
         uint64_t off = (uint64_t)i * m->part_size;
-        size_t len = (size_t)(m->size - off < m->part_size ? m->size - off : m->part_size);
-        char err[512], query[600], want[40], got[ETAG_MAX];
-        int rc = read_at(m->fd, buf, len, off);
+        uint64_t len = m->size - off < m->part_size ? m->size - off : m->part_size;
+        char err[512], query[600], what[SV_S3_KEY_MAX + 32];
+        int rc = body_check_of(m->s, NULL, m->fd, off, len, &pt->c, err, sizeof(err));
         if (rc) {
-            snprintf(err, sizeof(err), "s3: reading the file for part %u: %s", i + 1,
-                     strerror(-rc));
             mp_fail(m, rc, err);
             break;
         }
-        if (digest(EVP_md5(), buf, len, m->md5[i])) {
-            mp_fail(m, SV_EINTERNAL, "s3: MD5 failed");
-            break;
-        }
-        hex(m->md5[i], 16, want);
         snprintf(query, sizeof(query), "partNumber=%u&uploadId=%s", i + 1, m->upload_id);
+        snprintf(what, sizeof(what), "%s part %u", m->key, i + 1);
         struct req r;
         req_init(&r, "PUT", m->key, query);
-        r.body = buf;
-        r.body_len = len;
-        r.send_md5 = 1;
+        r.body_fd = m->fd;
+        r.body_foff = off;
+        r.body_len = (size_t)len;
+        check_headers(m->s, &r, &pt->c);
         rc = perform(m->s, &r, err, sizeof(err));
-        etag_norm(r.etag, got, sizeof(got));
+        if (!rc)
+            rc = check_answer(m->s, &r, &pt->c, what, err, sizeof(err));
+        etag_norm(r.etag, pt->etag, sizeof(pt->etag));
         req_done(&r);
-        if (!rc && strlen(got) == 32 && strcmp(got, want) != 0) {
-            snprintf(err, sizeof(err),
-                     "s3: PUT %s/%s part %u: the ETag %s is not the MD5 %s of what was sent",
-                     m->s->bucket, m->key, i + 1, got, want);
+        if (!rc && !pt->etag[0]) {
+            snprintf(err, sizeof(err), "s3: PUT %s/%.300s: no ETag in the answer", m->s->bucket,
+                     what);
             rc = SV_ECORRUPT;
         }
         if (rc) {
@@ -766,27 +984,43 @@ static void *mp_worker(void *arg)
             break;
         }
     }
-    free(buf);
     return NULL;
+}
+
+int sv_s3_part_plan(uint64_t size, uint64_t part_size, unsigned max_parts, uint64_t *out_size,
+                    unsigned *out_parts)
+{
+    if (size > SV_S3_OBJECT_MAX || part_size < SV_S3_PART_MIN || max_parts < 1 ||
+        max_parts > SV_S3_PARTS_MAX)
+        return SV_ETOOLARGE;
+    uint64_t ps = part_size, need = (size + max_parts - 1) / max_parts;
+    if (need > ps) /* more parts than the store takes: larger ones, whole MiB */
+        ps = (need + (1u << 20) - 1) & ~(uint64_t)((1u << 20) - 1);
+    if (ps > SV_S3_PART_MAX)
+        return SV_ETOOLARGE;
+    *out_size = ps;
+    *out_parts = size ? (unsigned)((size + ps - 1) / ps) : 1;
+    return 0;
 }
 
 static int put_multipart(struct sv_s3 *s, const char *key, int fd, uint64_t size, uint64_t xxh3,
                          char *err, size_t errlen)
 {
-    struct mp m = {.s = s, .key = key, .fd = fd, .size = size, .part_size = s->part_size};
-    /* Keep within S3's 10000 parts: bigger parts for a huge file. */
-    while ((size + m.part_size - 1) / m.part_size > SV_S3_PARTS_MAX)
-        m.part_size *= 2;
-    if (m.part_size > SV_S3_PART_MAX) {
-        snprintf(err, errlen, "s3: %s: %" PRIu64 " bytes need parts over 1 GiB", key, size);
+    struct mp m = {.s = s, .key = key, .fd = fd, .size = size};
+    if (sv_s3_part_plan(size, s->part_size, s->max_parts, &m.part_size, &m.nparts)) {
+        snprintf(err, errlen,
+                 "s3: %s: %" PRIu64 " bytes do not fit the store's limits: at most %u parts "
+                 "(s3_max_parts) of at most 5 GiB, at most 5 TiB in all",
+                 key, size, s->max_parts);
         return SV_ETOOLARGE;
     }
-    m.nparts = (unsigned)((size + m.part_size - 1) / m.part_size);
+    int crc = s->checksum == SV_S3_CHECKSUM_CRC32C;
     char meta[24], id[400], xml_err[512];
     snprintf(meta, sizeof(meta), "%016" PRIx64, xxh3);
     struct req r;
     req_init(&r, "POST", key, "uploads=");
     r.meta_xxh3 = meta;
+    r.checksum_algorithm = crc ? "CRC32C" : NULL;
     int rc = perform(s, &r, err, errlen);
     size_t pos = 0;
     if (!rc && (!r.resp || sv_s3_xml_text(r.resp, r.resp_len, &pos, "UploadId", id, sizeof(id)) ||
@@ -797,8 +1031,10 @@ static int put_multipart(struct sv_s3 *s, const char *key, int fd, uint64_t size
     req_done(&r);
     if (rc)
         return rc;
-    m.md5 = calloc(m.nparts, sizeof(*m.md5));
-    if (!m.md5) {
+    char *body = NULL;
+    unsigned char *cat = NULL;
+    m.parts = calloc(m.nparts, sizeof(*m.parts));
+    if (!m.parts) {
         snprintf(err, errlen, "s3: out of memory");
         rc = -ENOMEM;
         goto abort;
@@ -819,40 +1055,49 @@ static int put_multipart(struct sv_s3 *s, const char *key, int fd, uint64_t size
         snprintf(err, errlen, "%s", m.err);
         goto abort;
     }
-    /* Complete: the parts' ETags, and the ETag of the whole to check. */
-    size_t cap = 64 + (size_t)m.nparts * 100;
-    char *body = malloc(cap);
-    unsigned char *cat = malloc((size_t)m.nparts * 16);
+    /* Complete: the parts' ETags (and checksums), and the check of the whole:
+     * an MD5 store's ETag is the MD5 of the parts' MD5s, "-N"; a CRC-32C
+     * store's checksum the CRC-32C of the parts' CRC-32Cs, "-N". */
+    size_t cap = 64 + (size_t)m.nparts * (100 + ETAG_MAX);
+    body = malloc(cap);
+    cat = malloc((size_t)m.nparts * 16);
     if (!body || !cat) {
-        free(body);
-        free(cat);
         snprintf(err, errlen, "s3: out of memory");
         rc = -ENOMEM;
         goto abort;
     }
     size_t o = (size_t)snprintf(body, cap, "<CompleteMultipartUpload>");
+    uint32_t whole_crc = 0;
     for (unsigned i = 0; i < m.nparts; i++) {
-        char h[40];
-        hex(m.md5[i], 16, h);
-        memcpy(cat + (size_t)i * 16, m.md5[i], 16);
+        const struct part *pt = &m.parts[i];
+        unsigned char be[4] = {(unsigned char)(pt->c.crc >> 24), (unsigned char)(pt->c.crc >> 16),
+                               (unsigned char)(pt->c.crc >> 8), (unsigned char)pt->c.crc};
+        memcpy(cat + (size_t)i * 16, pt->c.md5, 16);
+        whole_crc = sv_s3_crc32c(whole_crc, be, 4);
+        o += (size_t)snprintf(body + o, cap - o, "<Part>");
+        if (crc)
+            o += (size_t)snprintf(body + o, cap - o, "<ChecksumCRC32C>%s</ChecksumCRC32C>",
+                                  pt->c.crc_b64);
         o += (size_t)snprintf(body + o, cap - o,
-                              "<Part><PartNumber>%u</PartNumber><ETag>\"%s\"</ETag></Part>", i + 1,
-                              h);
+                              "<ETag>\"%s\"</ETag><PartNumber>%u</PartNumber></Part>", pt->etag,
+                              i + 1);
     }
     o += (size_t)snprintf(body + o, cap - o, "</CompleteMultipartUpload>");
     unsigned char whole[16];
     char want[48], got[ETAG_MAX], etag[ETAG_MAX], query[600];
-    rc = digest(EVP_md5(), cat, (size_t)m.nparts * 16, whole);
-    free(cat);
-    hex(whole, 16, want);
-    snprintf(want + 32, sizeof(want) - 32, "-%u", m.nparts);
+    if (!crc) {
+        rc = digest(EVP_md5(), cat, (size_t)m.nparts * 16, whole);
+        hex(whole, 16, want);
+    } else {
+        crc32c_b64(whole_crc, want);
+    }
+    snprintf(want + strlen(want), sizeof(want) - strlen(want), "-%u", m.nparts);
     snprintf(query, sizeof(query), "uploadId=%s", m.upload_id);
     req_init(&r, "POST", key, query);
     r.body = body;
     r.body_len = o;
     if (!rc)
         rc = perform(s, &r, err, errlen);
-    free(body);
     /* A 200 may still carry an error document (S3 sends it late). */
     pos = 0;
     if (!rc && r.resp &&
@@ -862,7 +1107,7 @@ static int put_multipart(struct sv_s3 *s, const char *key, int fd, uint64_t size
         rc = SV_EUNAVAIL;
     }
     pos = 0;
-    if (!rc && r.resp &&
+    if (!rc && !crc && r.resp &&
         sv_s3_xml_text(r.resp, r.resp_len, &pos, "ETag", etag, sizeof(etag)) == 0) {
         etag_norm(etag, got, sizeof(got));
         if (strlen(got) == strlen(want) && got[32] == '-' && strcmp(got, want) != 0) {
@@ -871,13 +1116,20 @@ static int put_multipart(struct sv_s3 *s, const char *key, int fd, uint64_t size
             rc = SV_ECORRUPT;
         }
     }
-    req_done(&r);
-    if (!rc) {
-        free(m.md5);
-        return 0;
+    if (!rc && crc && r.resp &&
+        sv_s3_xml_text(r.resp, r.resp_len, &pos, "ChecksumCRC32C", got, sizeof(got)) == 0 &&
+        strchr(got, '-') && strcmp(got, want) != 0) {
+        snprintf(err, errlen, "s3: %s/%s: the CRC-32C %s of the whole is not %s", s->bucket, key,
+                 got, want);
+        rc = SV_ECORRUPT;
     }
+    req_done(&r);
 abort:
-    free(m.md5);
+    free(body);
+    free(cat);
+    free(m.parts);
+    if (!rc)
+        return 0;
     snprintf(query, sizeof(query), "uploadId=%s", m.upload_id);
     req_init(&r, "DELETE", key, query);
     (void)perform(s, &r, xml_err, sizeof(xml_err));
@@ -900,19 +1152,10 @@ int sv_s3_put_file(struct sv_s3 *s, const char *key, const char *path, uint64_t 
         snprintf(err, errlen, "s3: %s has %lld bytes, not %" PRIu64, path, (long long)st.st_size,
                  size);
         rc = SV_ECORRUPT;
-    } else if (size > s->part_size) {
+    } else if (size > s->multipart_threshold) {
         rc = put_multipart(s, key, fd, size, xxh3, err, errlen);
     } else {
-        char *buf = malloc(size ? size : 1);
-        if (!buf) {
-            snprintf(err, errlen, "s3: out of memory");
-            rc = -ENOMEM;
-        } else if ((rc = read_at(fd, buf, size, 0))) {
-            snprintf(err, errlen, "s3: reading %s: %s", path, strerror(-rc));
-        } else {
-            rc = sv_s3_put_buf(s, key, buf, size, xxh3, err, errlen);
-        }
-        free(buf);
+        rc = put_one(s, key, NULL, fd, size, xxh3, err, errlen);
     }
     close(fd);
     return rc;
@@ -934,6 +1177,17 @@ int sv_s3_head(struct sv_s3 *s, const char *key, uint64_t *size, uint64_t *xxh3,
         *has_xxh3 = strlen(r.xxh3) == 16 && strspn(r.xxh3, "0123456789abcdefABCDEF") == 16;
         *xxh3 = *has_xxh3 ? strtoull(r.xxh3, &end, 16) : 0;
     }
+    req_done(&r);
+    return rc;
+}
+
+int sv_s3_etag(struct sv_s3 *s, const char *key, char *etag, size_t cap, char *err, size_t errlen)
+{
+    struct req r;
+    req_init(&r, "HEAD", key, NULL);
+    int rc = perform(s, &r, err, errlen);
+    if (!rc)
+        etag_norm(r.etag, etag, cap);
     req_done(&r);
     return rc;
 }

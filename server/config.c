@@ -113,6 +113,7 @@ struct setting {
 static const struct choice sync_choices[] = {
     {"none", SV_SYNC_NONE}, {"always", SV_SYNC_ALWAYS}, {NULL, 0}};
 static const struct choice writemap_choices[] = {{"auto", -1}, {"yes", 1}, {"no", 0}, {NULL, 0}};
+static const struct choice checksum_choices[] = {{"md5", 0}, {"crc32c", 1}, {NULL, 0}};
 static const struct choice compression_choices[] = {
     {"zstd", SV_CKPT_COMPRESS_ZSTD}, {"none", SV_CKPT_COMPRESS_NONE}, {NULL, 0}};
 
@@ -222,6 +223,8 @@ static const struct setting settings[] = {
      "s3://BUCKET/PREFIX to upload checkpoints to, or empty for local only"},
     {"checkpoint_remote_node", T_STRING, FIELD(checkpoint_remote_node), 0, 0, NULL, NULL, "",
      "this sidecar's sub-prefix under checkpoint_remote (empty: the host name)"},
+    {"restore_remote_roots", T_STRING, FIELD(restore_remote_roots), 0, 0, NULL, NULL, "",
+     "','-separated s3://BUCKET/PREFIX restore may read besides checkpoint_remote's prefix"},
     {"s3_endpoint", T_STRING, FIELD(s3_endpoint), 0, 0, NULL, NULL, "",
      "http(s)://HOST[:PORT] of the object store (empty: AWS S3 in s3_region)"},
     {"s3_region", T_NONEMPTY, FIELD(s3_region), 0, 0, NULL, NULL, "us-east-1",
@@ -230,8 +233,14 @@ static const struct setting settings[] = {
      "file with aws_access_key_id and aws_secret_access_key (empty: the environment)"},
     {"s3_upload_concurrency", T_COUNT, FIELD(s3_upload_concurrency), 1, 16, NULL, NULL, "4",
      "parts of one file uploaded at once"},
-    {"s3_part_size", T_SIZE64, FIELD(s3_part_size), 5 * MIB, 1 * GIB, NULL, NULL, "16M",
-     "part size of multipart uploads; larger files are sent in parts"},
+    {"s3_part_size", T_SIZE64, FIELD(s3_part_size), 5 * MIB, 5 * GIB, NULL, NULL, "16M",
+     "part size of multipart uploads (larger when a file needs more than s3_max_parts)"},
+    {"s3_multipart_threshold", T_SIZE64, FIELD(s3_multipart_threshold), 0, 5 * GIB, NULL, NULL, "0",
+     "files larger than this are sent in parts, smaller in one PUT (0: s3_part_size)"},
+    {"s3_max_parts", T_COUNT, FIELD(s3_max_parts), 1, 10000, NULL, NULL, "10000",
+     "the store's limit of parts in one upload (S3 10000, Swift's s3api 1000)"},
+    {"s3_checksum", T_CHOICE, FIELD(s3_checksum), 0, 0, checksum_choices, NULL, "md5",
+     "checksum the store checks on every upload: md5 (every store) or crc32c (faster)"},
     {"auth_token_file", T_STRING, FIELD(auth_token_file), 0, 0, NULL, NULL, "",
      "file whose first line is the token clients must send, or empty for none"},
     {"allow_insecure_remote", T_YES_NO, FIELD(allow_insecure_remote), 0, 0, NULL, NULL, "no",

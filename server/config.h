@@ -33,11 +33,15 @@ struct sv_config {
     char restore_roots[SV_PATH_MAX];  /* ':'-separated directories */
     char checkpoint_remote[1024];     /* s3://BUCKET/PREFIX; empty: no remote copies */
     char checkpoint_remote_node[129]; /* this sidecar's sub-prefix; empty: the host name */
+    char restore_remote_roots[4096];  /* ','-separated s3:// prefixes restore may also read */
     char s3_endpoint[512];            /* http(s)://HOST[:PORT]; empty: AWS S3 of s3_region */
     char s3_region[64];
     char s3_credentials_file[SV_PATH_MAX];
-    uint32_t s3_upload_concurrency; /* parts in flight at once */
-    uint64_t s3_part_size;          /* multipart part size; larger files are multipart */
+    uint32_t s3_upload_concurrency;  /* parts in flight at once */
+    uint64_t s3_part_size;           /* multipart part size (at least) */
+    uint64_t s3_multipart_threshold; /* larger files are multipart; 0: s3_part_size */
+    uint32_t s3_max_parts;           /* the store's limit of parts in one upload */
+    int s3_checksum;                 /* enum sv_s3_checksum: md5 or crc32c */
     uint32_t key_groups;
     int key_groups_set; /* set by the file or a flag (vs. default) */
     uint32_t max_states;

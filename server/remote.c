@@ -27,6 +27,7 @@
 #define RETRY_FIRST_MS 1000
 #define RETRY_MAX_MS 60000
 #define REQUEST_RETRIES 2
+#define REMOTE_ROOTS_MAX 16
 
 struct item {
     uint64_t id;
@@ -51,6 +52,9 @@ struct sv_remote {
     char bucket[64];
     char prefix[SV_PATH_MAX];      /* the job's prefix ("" for the bucket's root) */
     char node_prefix[SV_PATH_MAX]; /* PREFIX/NODE */
+    /* restore_remote_roots: further prefixes of the bucket restore reads */
+    char roots[REMOTE_ROOTS_MAX][SV_PATH_MAX];
+    size_t n_roots;
     pthread_t thread;
     int thread_started;
     pthread_mutex_t mu;
@@ -692,6 +696,51 @@ static int valid_node(const char *s)
            strcmp(s, ".") && strcmp(s, "..");
 }
 
+/* restore_remote_roots: s3://BUCKET/PREFIX entries separated by ',' (blanks
+ * around them ignored), each in checkpoint_remote's bucket (one client, one
+ * bucket). */
+static int parse_roots(struct sv_remote *r, const char *list, char *err, size_t errlen)
+{
+    char buf[sizeof(((struct sv_config *)0)->restore_remote_roots)];
+    snprintf(buf, sizeof(buf), "%s", list);
+    char *save = NULL;
+    for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        tok = trim(tok);
+        if (!*tok)
+            continue;
+        char bucket[64];
+        if (r->n_roots == REMOTE_ROOTS_MAX) {
+            snprintf(err, errlen, "restore_remote_roots: more than %d prefixes", REMOTE_ROOTS_MAX);
+            return SV_EINVAL;
+        }
+        if (sv_s3_parse_url(tok, bucket, sizeof(bucket), r->roots[r->n_roots],
+                            sizeof(r->roots[0]))) {
+            snprintf(err, errlen,
+                     "restore_remote_roots: '%.300s' is not s3://BUCKET/PREFIX (a bucket name "
+                     "of 3-63 a-z 0-9 . -, a prefix of non-empty segments)",
+                     tok);
+            return SV_EINVAL;
+        }
+        if (strcmp(bucket, r->bucket) != 0) {
+            snprintf(err, errlen,
+                     "restore_remote_roots: '%.300s' is in bucket %s, not in checkpoint_remote's "
+                     "%s: restore reads one bucket",
+                     tok, bucket, r->bucket);
+            return SV_EINVAL;
+        }
+        r->n_roots++;
+    }
+    return 0;
+}
+
+/* Whether path (BUCKET's key prefix of a checkpoint) is under prefix p ("" is
+ * the whole bucket). */
+static int under(const char *path, const char *p)
+{
+    size_t pl = strlen(p);
+    return !pl || (strncmp(path, p, pl) == 0 && path[pl] == '/');
+}
+
 static void on_closed_free(uv_handle_t *h)
 {
     sv_remote_free(h->data);
@@ -742,6 +791,8 @@ int sv_remote_new(const struct sv_config *cfg, uv_loop_t *loop, sv_remote_done_f
     }
     snprintf(r->node_prefix, sizeof(r->node_prefix), "%.3500s%s%s", r->prefix,
              r->prefix[0] ? "/" : "", node);
+    if ((rc = parse_roots(r, cfg->restore_remote_roots, err, errlen)))
+        goto fail;
     char access[256], secret[256], endpoint[512];
     if ((rc = load_credentials(cfg, access, sizeof(access), secret, sizeof(secret), err, errlen)))
         goto fail;
@@ -755,7 +806,10 @@ int sv_remote_new(const struct sv_config *cfg, uv_loop_t *loop, sv_remote_done_f
         .bucket = r->bucket,
         .access_key = access,
         .secret_key = secret,
-        .part_size = (size_t)cfg->s3_part_size,
+        .part_size = cfg->s3_part_size,
+        .multipart_threshold = cfg->s3_multipart_threshold,
+        .max_parts = cfg->s3_max_parts,
+        .checksum = cfg->s3_checksum ? SV_S3_CHECKSUM_CRC32C : SV_S3_CHECKSUM_MD5,
         .concurrency = cfg->s3_upload_concurrency,
         .retries = REQUEST_RETRIES,
         .cancel = &r->cancel,
@@ -929,12 +983,16 @@ static int split_source(const struct sv_remote *r, const char *url, char *parent
         return SV_EINVAL;
     }
     size_t pl = strlen(r->prefix);
-    if (strcmp(bucket, r->bucket) != 0 ||
-        (pl && (strncmp(path, r->prefix, pl) != 0 || path[pl] != '/'))) {
+    int ok = strcmp(bucket, r->bucket) == 0 && under(path, r->prefix);
+    for (size_t i = 0; !ok && i < r->n_roots; i++)
+        ok = strcmp(bucket, r->bucket) == 0 && under(path, r->roots[i]);
+    if (!ok) {
         snprintf(msg, msglen,
-                 "restore source %.300s is outside checkpoint_remote (s3://%s%s%s/): restore "
-                 "reads only the job's prefix",
-                 url, r->bucket, pl ? "/" : "", r->prefix);
+                 "restore source %.300s is outside checkpoint_remote (s3://%s%s%s/)%s: restore "
+                 "reads only the job's prefix%s",
+                 url, r->bucket, pl ? "/" : "", r->prefix,
+                 r->n_roots ? " and restore_remote_roots" : "",
+                 r->n_roots ? " and those" : " (and restore_remote_roots)");
         return SV_EINVAL;
     }
     return 0;

@@ -174,7 +174,8 @@ static int restore_from(statesrv *c, const char *const *src, size_t n, int has_r
 
 /* --- the client module against the store ------------------------------------ */
 
-static struct sv_s3 *client(const char *secret)
+static struct sv_s3 *client_with(const char *secret, enum sv_s3_checksum sum, unsigned max_parts,
+                                 uint64_t threshold)
 {
     struct sv_s3_options o = {.endpoint = store.endpoint,
                               .region = "us-east-1",
@@ -182,12 +183,32 @@ static struct sv_s3 *client(const char *secret)
                               .access_key = OBJSTORE_ACCESS,
                               .secret_key = secret,
                               .part_size = 5 * MIB,
+                              .multipart_threshold = threshold,
+                              .max_parts = max_parts,
+                              .checksum = sum,
                               .concurrency = 3,
                               .retries = 1};
     struct sv_s3 *s;
     char err[512];
     ck_assert_msg(sv_s3_new(&o, &s, err, sizeof(err)) == 0, "%s", err);
     return s;
+}
+
+static struct sv_s3 *client(const char *secret)
+{
+    return client_with(secret, SV_S3_CHECKSUM_MD5, 0, 0);
+}
+
+/* A file of n pseudo-random bytes (seed) at path. */
+static void random_file(const char *path, size_t n, uint32_t seed)
+{
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    for (size_t i = 0; i < n / 4; i++) {
+        seed = seed * 1664525u + 1013904223u;
+        fwrite(&seed, 4, 1, f);
+    }
+    fclose(f);
 }
 
 static int count_cb(void *ud, const char *key, uint64_t size)
@@ -781,6 +802,217 @@ START_TEST(a_ranged_restore_fetches_only_the_blocks_of_its_key_groups)
 }
 END_TEST
 
+/* Uploads path (size bytes) to key, checks the object's ETag says `parts`
+ * parts (0: one PUT) and that it reads back the same. */
+static void put_and_check(struct sv_s3 *s, const char *key, const char *path, uint64_t size,
+                          unsigned parts)
+{
+    char err[512], etag[160], back[256], cmd[600], out[64];
+    ck_assert_msg(sv_s3_put_file(s, key, path, size, 0x77ull, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_msg(sv_s3_etag(s, key, etag, sizeof(etag), err, sizeof(err)) == 0, "%s", err);
+    const char *dash = strchr(etag, '-');
+    if (parts)
+        ck_assert_msg(dash && (unsigned)atoi(dash + 1) == parts, "%s: ETag %s, not %u parts", key,
+                      etag, parts);
+    else
+        ck_assert_msg(!dash && strlen(etag) == 32, "%s: ETag %s of a multipart object", key, etag);
+    snprintf(back, sizeof(back), "%s.back", store.dir);
+    ck_assert_msg(sv_s3_get_file(s, key, back, size, 1, NULL, err, sizeof(err)) == 0, "%s", err);
+    snprintf(cmd, sizeof(cmd), "cmp -s '%s' '%s' && echo same", path, back);
+    run_cmd(cmd, out, sizeof(out));
+    ck_assert_str_eq(out, "same\n");
+    unlink(back);
+}
+
+START_TEST(uploads_keep_within_the_part_limit_and_both_checksums_are_checked_by_the_store)
+{
+    char path[256], err[512];
+    snprintf(path, sizeof(path), "%s.in", store.dir);
+    random_file(path, 13 * MIB, 11);
+    /* MD5 (Content-MD5) and CRC-32C (x-amz-checksum-crc32c, which the
+     * store echoes): 3 parts of 5 MiB, or 2 of 7 MiB under a limit of 2
+     * parts (OpenStack Swift's s3api takes 1000), or one PUT under a
+     * threshold above the size. */
+    for (int k = 0; k < 2; k++) {
+        enum sv_s3_checksum sum = k ? SV_S3_CHECKSUM_CRC32C : SV_S3_CHECKSUM_MD5;
+        struct sv_s3 *s = client_with(OBJSTORE_SECRET, sum, 0, 0);
+        put_and_check(s, k ? "c/three" : "m/three", path, 13 * MIB, 3);
+        sv_s3_free(s);
+        s = client_with(OBJSTORE_SECRET, sum, 2, 0);
+        put_and_check(s, k ? "c/two" : "m/two", path, 13 * MIB, 2);
+        sv_s3_free(s);
+        s = client_with(OBJSTORE_SECRET, sum, 0, 20 * MIB);
+        put_and_check(s, k ? "c/one" : "m/one", path, 13 * MIB, 0);
+        ck_assert_msg(sv_s3_put_buf(s, k ? "c/small" : "m/small", "abc", 3, 1, err, sizeof(err)) ==
+                          0,
+                      "%s", err);
+        sv_s3_free(s);
+    }
+    /* A file no plan fits (5 GiB + 1 in one part: parts are at most 5 GiB)
+     * fails before anything is sent, saying why. A sparse file: no disk. */
+    int fd = open(path, O_WRONLY | O_TRUNC);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(ftruncate(fd, (off_t)(5ull << 30) + 1), 0);
+    close(fd);
+    struct sv_s3 *s = client_with(OBJSTORE_SECRET, SV_S3_CHECKSUM_MD5, 1, 0);
+    ck_assert_int_eq(sv_s3_put_file(s, "m/huge", path, (5ull << 30) + 1, 1, err, sizeof(err)),
+                     SV_ETOOLARGE);
+    ck_assert_msg(strstr(err, "s3_max_parts") && strstr(err, "5 GiB"), "%s", err);
+    sv_s3_free(s);
+    ck_assert(!objstore_has(&store, "m/huge"));
+    unlink(path);
+}
+END_TEST
+
+START_TEST(crc32c_checksums_and_a_small_part_limit_from_upload_to_restore)
+{
+    start_sidecar(&side[0], "w0", "s3_checksum = crc32c\ns3_max_parts = 2\n");
+    statesrv *c = connect_to(&side[0]);
+    put_range(c, 0, 300, "a");
+    put_big(c, 300, 40000, 5); /* 12 MB: 2 parts of 6 MiB, not 3 of 5 MiB */
+    char *url = snapshot_remote(c, 0);
+    statesrv_close(c);
+    struct sv_s3 *s = client(OBJSTORE_SECRET);
+    char err[512], etag[160];
+    ck_assert_msg(sv_s3_etag(s, "job/w0/chk-1/data", etag, sizeof(etag), err, sizeof(err)) == 0,
+                  "%s", err);
+    sv_s3_free(s);
+    ck_assert_msg(strstr(etag, "-2") && etag[strlen(etag) - 2] == '-', "ETag %s", etag);
+    lose(&side[0]);
+    start_sidecar(&side[1], "w1", "s3_checksum = crc32c\n");
+    c = connect_to(&side[1]);
+    const char *src[] = {url};
+    ck_assert_msg(restore_from(c, src, 1, 0, 0, 0) == STATESRV_OK, "%s", statesrv_errmsg(c));
+    for (int i = 0; i < 300; i += 7)
+        expect_key(c, i, "a");
+    statesrv_stats *st = stats_of(c);
+    uint64_t entries = 0;
+    for (size_t i = 0; i < st->n_states; i++)
+        entries += st->states[i].entries;
+    statesrv_stats_free(st);
+    ck_assert_uint_eq(entries, 600);
+    statesrv_close(c);
+    free(url);
+}
+END_TEST
+
+/* The store's own storage fails (its temporary directory is a file): it
+ * answers 500 InternalError to every upload. */
+static void break_store(int broken)
+{
+    char path[512], cmd[600];
+    snprintf(path, sizeof(path), "%s/" OBJSTORE_BUCKET "/.sgwtmp", store.dir);
+    snprintf(cmd, sizeof(cmd), broken ? "rm -rf '%s' && touch '%s'" : "rm -f '%s'", path, path);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
+START_TEST(store_5xx_local_checkpoints_go_on_and_the_upload_is_retried)
+{
+    start_sidecar(&side[0], "w0", NULL);
+    statesrv *c = connect_to(&side[0]);
+    put_range(c, 0, 100, "a");
+    break_store(1);
+    statesrv_checkpoint_info *m = NULL;
+    ck_assert_int_eq(statesrv_snapshot_remote(c, 0, 0, 0, &m), STATESRV_UNAVAILABLE);
+    ck_assert_msg(strstr(statesrv_errmsg(c), "is durable locally"), "%s", statesrv_errmsg(c));
+    statesrv_stats *st = stats_of(c);
+    ck_assert_msg(strstr(st->remote_last_error, "HTTP 500") &&
+                      strstr(st->remote_last_error, "InternalError"),
+                  "%s", st->remote_last_error);
+    ck_assert_uint_ge(st->remote_upload_failures, 1);
+    statesrv_stats_free(st);
+    ck_assert(!objstore_has(&store, "job/w0/chk-1/MANIFEST"));
+    size_t n;
+    ck_assert_int_eq(statesrv_list_checkpoints(c, &m, &n), STATESRV_OK);
+    ck_assert_uint_eq(n, 1);
+    ck_assert_str_eq(m[0].remote_state, "local");
+    statesrv_checkpoint_info_free(m);
+    /* The store heals: the retry takes it up without being asked. */
+    break_store(0);
+    ck_assert_msg(wait_uploaded(c, 90000), "the upload was not retried");
+    ck_assert(objstore_has(&store, "job/w0/chk-1/MANIFEST"));
+    statesrv_close(c);
+}
+END_TEST
+
+START_TEST(a_slow_store_delays_only_the_upload)
+{
+    start_sidecar(&side[0], "w0", NULL);
+    statesrv *c = connect_to(&side[0]);
+    put_big(c, 200, 40000, 9);
+    /* The store accepts connections but answers nothing for a while. */
+    objstore_freeze(&store, 1);
+    long t0 = ts_now_ms();
+    statesrv_checkpoint_info *m = NULL;
+    ck_assert_int_eq(statesrv_snapshot(c, 0, 0, &m), STATESRV_OK);
+    statesrv_checkpoint_info_free(m);
+    ck_assert_int_lt(ts_now_ms() - t0, 10000);
+    char kb[24];
+    statesrv_key k = key_of("st", kb, 1);
+    ck_assert_int_eq(statesrv_put(c, &k, "x", 1), STATESRV_OK); /* the server serves */
+    long deadline = ts_now_ms() + 10000;
+    uint64_t uploading = 0;
+    while (!uploading && ts_now_ms() < deadline) {
+        statesrv_stats *st = stats_of(c);
+        uploading = st->remote_uploading_id;
+        statesrv_stats_free(st);
+        usleep(20000);
+    }
+    ck_assert_uint_eq(uploading, 1);
+    ck_assert(!objstore_has(&store, "job/w0/chk-1/MANIFEST"));
+    sleep(2);
+    objstore_freeze(&store, 0);
+    ck_assert_msg(wait_uploaded(c, 60000), "the upload did not finish");
+    ck_assert(objstore_has(&store, "job/w0/chk-1/MANIFEST"));
+    statesrv_close(c);
+}
+END_TEST
+
+START_TEST(restore_remote_roots_open_further_prefixes_and_nothing_else)
+{
+    /* Another job's sidecar (the later config line wins). */
+    start_sidecar(&side[0], "w0", "checkpoint_remote = s3://" OBJSTORE_BUCKET "/otherjob\n");
+    statesrv *c = connect_to(&side[0]);
+    put_range(c, 0, 50, "o");
+    statesrv_checkpoint_info *m = NULL;
+    ck_assert_msg(statesrv_snapshot_remote(c, 0, 0, 0, &m) == STATESRV_OK, "%s",
+                  statesrv_errmsg(c));
+    ck_assert_str_eq(m->remote_url, "s3://" OBJSTORE_BUCKET "/otherjob/w0/chk-1");
+    char *url = strdup(m->remote_url);
+    statesrv_checkpoint_info_free(m);
+    statesrv_close(c);
+    /* This job's sidecar may not read it... */
+    start_sidecar(&side[1], "w1", NULL);
+    c = connect_to(&side[1]);
+    const char *src[] = {url};
+    ck_assert_int_eq(restore_from(c, src, 1, 0, 0, 0), STATESRV_INVALID_ARGUMENT);
+    ck_assert_msg(strstr(statesrv_errmsg(c), "outside checkpoint_remote") &&
+                      strstr(statesrv_errmsg(c), "restore_remote_roots"),
+                  "%s", statesrv_errmsg(c));
+    statesrv_close(c);
+    ck_assert_int_eq(ts_stop(&side[1]), 0);
+    /* ...until restore_remote_roots names that prefix; others stay closed. */
+    start_sidecar(&side[2], "w2",
+                  "restore_remote_roots = s3://" OBJSTORE_BUCKET
+                  "/elsewhere , s3://" OBJSTORE_BUCKET "/otherjob\n");
+    c = connect_to(&side[2]);
+    ck_assert_msg(restore_from(c, src, 1, 0, 0, 0) == STATESRV_OK, "%s", statesrv_errmsg(c));
+    expect_key(c, 7, "o");
+    const char *third[] = {"s3://" OBJSTORE_BUCKET "/otherjobs/w0/chk-1"};
+    ck_assert_int_eq(restore_from(c, third, 1, 0, 0, 0), STATESRV_INVALID_ARGUMENT);
+    statesrv_close(c);
+    ck_assert_int_eq(ts_stop(&side[2]), 0);
+    /* One client, one bucket: a root elsewhere stops the start, saying so. */
+    FILE *f = fopen(side[2].conf, "a");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "restore_remote_roots = s3://another-bucket/x\n");
+    fclose(f);
+    ck_assert_int_eq(ts_run_expect_exit(&side[2], ts_config_args(&side[2])), 1);
+    ck_assert(ts_log_contains(&side[2], "is in bucket another-bucket"));
+    free(url);
+}
+END_TEST
+
 static Suite *s3_suite(void)
 {
     Suite *s = suite_create("s3");
@@ -799,6 +1031,12 @@ static Suite *s3_suite(void)
     tcase_add_test(tc, remote_retention_deletes_only_what_no_retained_checkpoint_names);
     tcase_add_test(tc, statectl_verifies_and_lists_remote_checkpoints_without_a_server);
     tcase_add_test(tc, a_ranged_restore_fetches_only_the_blocks_of_its_key_groups);
+    tcase_add_test(tc,
+                   uploads_keep_within_the_part_limit_and_both_checksums_are_checked_by_the_store);
+    tcase_add_test(tc, crc32c_checksums_and_a_small_part_limit_from_upload_to_restore);
+    tcase_add_test(tc, store_5xx_local_checkpoints_go_on_and_the_upload_is_retried);
+    tcase_add_test(tc, a_slow_store_delays_only_the_upload);
+    tcase_add_test(tc, restore_remote_roots_open_further_prefixes_and_nothing_else);
     suite_add_tcase(s, tc);
     return s;
 }

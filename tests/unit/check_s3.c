@@ -83,6 +83,14 @@ START_TEST(client_options_are_checked)
     ck_assert_int_eq(sv_s3_new(&o, &s, err, sizeof(err)), SV_EINVAL);
     ck_assert(strstr(err, "part size"));
     o.part_size = 5u << 20;
+    o.max_parts = 10001;
+    ck_assert_int_eq(sv_s3_new(&o, &s, err, sizeof(err)), SV_EINVAL);
+    ck_assert(strstr(err, "part count"));
+    o.max_parts = 0;
+    o.multipart_threshold = (5ull << 30) + 1;
+    ck_assert_int_eq(sv_s3_new(&o, &s, err, sizeof(err)), SV_EINVAL);
+    ck_assert(strstr(err, "threshold"));
+    o.multipart_threshold = 0;
     o.endpoint = "ftp://x";
     ck_assert_int_eq(sv_s3_new(&o, &s, err, sizeof(err)), SV_EINVAL);
     o.endpoint = "http://127.0.0.1:1";
@@ -99,6 +107,62 @@ START_TEST(client_options_are_checked)
 }
 END_TEST
 
+START_TEST(part_plans_keep_within_the_store_limits)
+{
+    const uint64_t mib = 1ull << 20, gib = 1ull << 30;
+    uint64_t ps = 0;
+    unsigned n = 0;
+    ck_assert_int_eq(sv_s3_part_plan(13 * mib, 5 * mib, 10000, &ps, &n), 0);
+    ck_assert_uint_eq(ps, 5 * mib);
+    ck_assert_uint_eq(n, 3);
+    /* At most 2 parts: 6.5 MiB each, rounded up to whole MiB. */
+    ck_assert_int_eq(sv_s3_part_plan(13 * mib, 5 * mib, 2, &ps, &n), 0);
+    ck_assert_uint_eq(ps, 7 * mib);
+    ck_assert_uint_eq(n, 2);
+    /* 100 GiB through Swift's s3api (1000 parts) with 16 MiB parts. */
+    ck_assert_int_eq(sv_s3_part_plan(100 * gib, 16 * mib, 1000, &ps, &n), 0);
+    ck_assert_uint_eq(ps, 103 * mib);
+    ck_assert_uint_eq(n, 995);
+    /* Exactly S3's 10000 parts, then a byte more. */
+    ck_assert_int_eq(sv_s3_part_plan(50000 * mib, 5 * mib, 10000, &ps, &n), 0);
+    ck_assert_uint_eq(ps, 5 * mib);
+    ck_assert_uint_eq(n, 10000);
+    ck_assert_int_eq(sv_s3_part_plan(50000 * mib + 1, 5 * mib, 10000, &ps, &n), 0);
+    ck_assert_uint_eq(ps, 6 * mib);
+    ck_assert_uint_le(n, 10000);
+    /* S3's largest object fits; beyond it, or parts over 5 GiB, do not. */
+    ck_assert_int_eq(sv_s3_part_plan(5 * 1024 * gib, 16 * mib, 10000, &ps, &n), 0);
+    ck_assert_uint_le(ps, 5 * gib);
+    ck_assert_uint_le(n, 10000);
+    ck_assert_int_eq(sv_s3_part_plan(5 * 1024 * gib + 1, 16 * mib, 10000, &ps, &n), SV_ETOOLARGE);
+    ck_assert_int_eq(sv_s3_part_plan(5 * gib, 5 * mib, 1, &ps, &n), 0);
+    ck_assert_uint_eq(n, 1);
+    ck_assert_int_eq(sv_s3_part_plan(5 * gib + 1, 5 * mib, 1, &ps, &n), SV_ETOOLARGE);
+    ck_assert_int_eq(sv_s3_part_plan(0, 5 * mib, 10000, &ps, &n), 0);
+    ck_assert_uint_eq(n, 1);
+}
+END_TEST
+
+START_TEST(crc32c_is_castagnolis)
+{
+    /* RFC 3720's B.4 vectors, and the usual check value. */
+    unsigned char z[32] = {0}, ff[32];
+    memset(ff, 0xff, sizeof(ff));
+    ck_assert_uint_eq(sv_s3_crc32c(0, "123456789", 9), 0xE3069283u);
+    ck_assert_uint_eq(sv_s3_crc32c(0, z, sizeof(z)), 0x8A9136AAu);
+    ck_assert_uint_eq(sv_s3_crc32c(0, ff, sizeof(ff)), 0x62A8AB43u);
+    /* In steps, at any alignment, as in one go. */
+    unsigned char buf[1000];
+    for (size_t i = 0; i < sizeof(buf); i++)
+        buf[i] = (unsigned char)(i * 7 + 3);
+    uint32_t whole = sv_s3_crc32c(0, buf, sizeof(buf));
+    for (size_t cut = 0; cut <= 17; cut++)
+        ck_assert_uint_eq(sv_s3_crc32c(sv_s3_crc32c(0, buf, cut), buf + cut, sizeof(buf) - cut),
+                          whole);
+    ck_assert_uint_eq(sv_s3_crc32c(0, buf, 0), 0);
+}
+END_TEST
+
 Suite *sv_suite_s3(void)
 {
     Suite *s = suite_create("s3");
@@ -108,6 +172,8 @@ Suite *sv_suite_s3(void)
     tcase_add_test(tc, xml_text_refuses_hostile_answers);
     tcase_add_test(tc, s3_urls_are_parsed_and_checked);
     tcase_add_test(tc, client_options_are_checked);
+    tcase_add_test(tc, part_plans_keep_within_the_store_limits);
+    tcase_add_test(tc, crc32c_is_castagnolis);
     suite_add_tcase(s, tc);
     return s;
 }
