@@ -35,6 +35,10 @@
 #define META_FORMAT_KEY "format"
 #define META_KEY_GROUPS_KEY "key_groups"
 #define META_KG_RANGE_KEY "kg_range"
+/* u8: 1 while this is the generation the server serves, 0 once it is
+ * leaving it; local readers (client/statesrv_local.c) skip their readlink of
+ * `current` while they see 1 and no newer commit. */
+#define META_SERVING_KEY "serving"
 /* Change tracking (see "changes"): the log of the entries changed since a
  * checkpoint's cut, for an incremental checkpoint. */
 #define CHANGE_LOG_DB "$changelog"
@@ -532,6 +536,9 @@ static int meta_init(struct sv_store *s, const struct sv_store_options *o, char 
     if (s->used > s->max_states)
         sv_warn("store: %zu states exist but max_states = %u; no new state can be created", s->used,
                 s->max_states);
+    MDB_val sk = {strlen(META_SERVING_KEY), META_SERVING_KEY}, sv = {1, "\1"};
+    if ((rc = mdb_put(txn, s->meta_dbi, &sk, &sv, 0)))
+        goto fail;
     if ((rc = mdb_txn_commit(txn))) {
         snprintf(err, errlen, "%s: cannot commit: %s", o->dir, mdb_strerror(rc));
         return map_err(rc);
@@ -3717,7 +3724,20 @@ int sv_store_switch(struct sv_store *s, struct sv_store_builder *b, char *err, s
         return SV_EBUSY;
     }
     uint64_t old_gen = s->gen;
-    int rc = set_current(s->dir, b->gen);
+    /* Before `current` moves: a local reader that sees the mark goes back
+     * to following `current` on every read. */
+    MDB_txn *mt;
+    MDB_val sk = {strlen(META_SERVING_KEY), META_SERVING_KEY}, sv = {1, "\0"};
+    int rc = mdb_txn_begin(s->env, NULL, 0, &mt);
+    if (rc == 0 && (rc = mdb_put(mt, s->meta_dbi, &sk, &sv, 0)))
+        mdb_txn_abort(mt);
+    else if (rc == 0)
+        rc = mdb_txn_commit(mt);
+    if (rc) {
+        snprintf(err, errlen, "restore: cannot mark the old store: %s", mdb_strerror(rc));
+        return map_err(rc);
+    }
+    rc = set_current(s->dir, b->gen);
     if (rc) {
         snprintf(err, errlen, "restore: cannot switch %s/current: %s", s->dir, strerror(-rc));
         return rc;
