@@ -1,6 +1,7 @@
 #include "store.h"
 #include "fsutil.h"
 #include "keycache.h"
+#include "readgroup.h"
 #include "sv_be.h"
 #include "sv_buf.h"
 #include "sv_error.h"
@@ -696,6 +697,12 @@ static int env_open(struct sv_store *s, char *err, size_t errlen)
         s->env = NULL;
         return map_err(rc);
     }
+    if (s->opts.read_group_set &&
+        (rc = sv_readgroup_grant_generation(path, s->opts.read_gid, err, errlen))) {
+        mdb_env_close(s->env);
+        s->env = NULL;
+        return rc;
+    }
     /* LMDB has just created data.mdb and lock.mdb in a new generation:
      * their entries must be durable before any commit that relies on them
      * (ext4 and xfs do that with the first fdatasync; POSIX does not). */
@@ -820,6 +827,8 @@ int sv_store_open(const struct sv_store_options *o, struct sv_store **out, char 
         snprintf(err, errlen, "%s is in use by another statesrvd (lock %s)", o->dir, lockpath);
         goto fail;
     }
+    if (o->read_group_set && (rc = sv_readgroup_grant_data_dir(o->dir, o->read_gid, err, errlen)))
+        goto fail;
 
     s->gen = current_gen(o->dir);
     char probe[PATH_BUF];
@@ -3588,6 +3597,12 @@ int sv_store_builder_open(struct sv_store *s, uint64_t size_hint, uint32_t kg_fi
     if ((rc = mdb_env_open(b->env, b->path, MDB_NOTLS | MDB_NOSYNC, 0640)) ||
         (rc = mdb_txn_begin(b->env, NULL, 0, &b->txn)))
         goto lmdb_fail;
+    /* Readable by the group before `current` can name it. */
+    if (s->opts.read_group_set &&
+        (rc = sv_readgroup_grant_generation(b->path, s->opts.read_gid, err, errlen))) {
+        sv_store_builder_free(b);
+        return rc;
+    }
     MDB_dbi meta;
     uint8_t be[4];
     sv_be32_put(be, s->key_groups);

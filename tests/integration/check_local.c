@@ -7,6 +7,7 @@
 #include "statesrv_local.h"
 #include "suites.h"
 
+#include <grp.h>
 #include <lmdb.h>
 #include <signal.h>
 #include <stdio.h>
@@ -495,6 +496,137 @@ START_TEST(reader_killed_inside_a_transaction_is_cleared)
 }
 END_TEST
 
+/* A child process that runs as user nobody with the one group gid opens a
+ * local reader on the data directory and reads k: its status (or 100 + a
+ * step that failed). Needs root to change users. */
+static int read_as_nobody(gid_t gid, const statesrv_key *k)
+{
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        char dir[128], err[256];
+        data_dir(dir, sizeof(dir));
+        if (setgroups(1, &gid) || setgid(gid) || setuid(65534))
+            _exit(101);
+        statesrv_local *x;
+        int rc = statesrv_local_open(dir, &x, err, sizeof(err));
+        if (rc)
+            _exit(rc == STATESRV_ERR_CONNECT ? 102 : 103);
+        statesrv_value v;
+        rc = statesrv_local_get(x, k, &v);
+        _exit(rc == STATESRV_OK ? 0 : 104);
+    }
+    int st;
+    ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+    ck_assert(WIFEXITED(st));
+    return WEXITSTATUS(st);
+}
+
+static void mode_of(const char *rel, struct stat *st)
+{
+    char path[256];
+    snprintf(path, sizeof(path), "%s/data%s%s", srv.dir, *rel ? "/" : "", rel);
+    ck_assert_msg(stat(path, st) == 0, "stat %s", path);
+}
+
+/* The generation directory `current` names, relative to data_dir. */
+static void current_name(char *out, size_t cap)
+{
+    char link[256];
+    snprintf(link, sizeof(link), "%s/data/current", srv.dir);
+    ssize_t n = readlink(link, out, cap - 1);
+    ck_assert_int_gt(n, 0);
+    out[n] = '\0';
+}
+
+/* Checks what local_read_group grants on data_dir and the current
+ * generation: the group, g+rx and setgid on directories (never g+w),
+ * data.mdb g+r, lock.mdb g+rw, statesrvd.lock no group access. */
+static void granted_to(gid_t g)
+{
+    char gen[64], rel[128];
+    struct stat st;
+    current_name(gen, sizeof(gen));
+    mode_of("", &st);
+    ck_assert_uint_eq(st.st_gid, g);
+    ck_assert_uint_eq(st.st_mode & (S_ISGID | S_IRWXG), S_ISGID | S_IRGRP | S_IXGRP);
+    mode_of(gen, &st);
+    ck_assert_uint_eq(st.st_gid, g);
+    ck_assert_uint_eq(st.st_mode & (S_ISGID | S_IRWXG), S_ISGID | S_IRGRP | S_IXGRP);
+    snprintf(rel, sizeof(rel), "%s/data.mdb", gen);
+    mode_of(rel, &st);
+    ck_assert_uint_eq(st.st_gid, g);
+    ck_assert_uint_eq(st.st_mode & S_IRWXG, S_IRGRP);
+    snprintf(rel, sizeof(rel), "%s/lock.mdb", gen);
+    mode_of(rel, &st);
+    ck_assert_uint_eq(st.st_gid, g);
+    ck_assert_uint_eq(st.st_mode & S_IRWXG, S_IRGRP | S_IWGRP);
+    mode_of("statesrvd.lock", &st);
+    ck_assert_uint_eq(st.st_mode & S_IRWXG, 0);
+    ck_assert_uint_eq(st.st_mode & S_IRWXO, 0);
+}
+
+/* local_read_group hands the store to a group: a reader in it (another
+ * user) opens and reads, one outside it cannot, and a restore's new
+ * generation is granted before `current` names it. Without root only the
+ * modes and group of the files are checked (with the process's own gid). */
+START_TEST(local_read_group_grants_a_group_read_access)
+{
+    statesrv_local_close(l);
+    l = NULL;
+    statesrv_close(c);
+    ts_cleanup(&srv);
+    int root = geteuid() == 0;
+    gid_t g = root ? 4242 : getgid();
+    ts_start_with_configf(&srv, "local_read_group = %u\n", (unsigned)g);
+    open_both();
+    statesrv_key k = {.state = "grp", .key = "k", .key_len = 1};
+    OK(statesrv_put(c, &k, "v1", 2));
+    granted_to(g);
+    if (root) {
+        ck_assert_int_eq(chmod(srv.dir, 0711), 0); /* the way to data_dir */
+        ck_assert_int_eq(read_as_nobody(g, &k), 0);
+        ck_assert_int_eq(read_as_nobody(4243, &k), 102);
+    }
+    statesrv_checkpoint_info *info;
+    OK(statesrv_snapshot(c, 0, 0, &info));
+    char src[24];
+    snprintf(src, sizeof(src), "%llu", (unsigned long long)info->id);
+    statesrv_checkpoint_info_free(info);
+    const char *sources[] = {src};
+    OK(statesrv_restore(c, sources, 1, 0, 0, 0, NULL));
+    granted_to(g);
+    if (root)
+        ck_assert_int_eq(read_as_nobody(g, &k), 0);
+}
+END_TEST
+
+/* Unset, nothing is relaxed: directories 0750 without setgid, files
+ * without group write, so even a member of the server's own group cannot
+ * register as a reader (lock.mdb is not group-writable). */
+START_TEST(without_local_read_group_nothing_is_relaxed)
+{
+    statesrv_key k = {.state = "grp", .key = "k", .key_len = 1};
+    OK(statesrv_put(c, &k, "v1", 2));
+    char gen[64], rel[128];
+    struct stat st;
+    current_name(gen, sizeof(gen));
+    mode_of(gen, &st);
+    ck_assert_uint_eq(st.st_mode & (S_ISGID | S_IWGRP | S_IRWXO), 0);
+    gid_t g = st.st_gid;
+    snprintf(rel, sizeof(rel), "%s/lock.mdb", gen);
+    mode_of(rel, &st);
+    ck_assert_uint_eq(st.st_mode & (S_IWGRP | S_IRWXO), 0);
+    snprintf(rel, sizeof(rel), "%s/data.mdb", gen);
+    mode_of(rel, &st);
+    ck_assert_uint_eq(st.st_mode & (S_IWGRP | S_IRWXO), 0);
+    if (geteuid() == 0) {
+        ck_assert_int_eq(chmod(srv.dir, 0711), 0);
+        ck_assert_int_eq(read_as_nobody(g, &k), 102);
+    }
+}
+END_TEST
+
 /* Makes dir/gen-000001 an LMDB environment whose $meta says format fmt. */
 static void fake_store(const char *dir, uint32_t fmt)
 {
@@ -567,6 +699,8 @@ Suite *sv_suite_local(void)
     tcase_add_test(tc, the_servers_mark_not_a_readlink_moves_the_reader);
     tcase_add_test(tc, a_generation_without_the_mark_is_checked_on_every_read);
     tcase_add_test(tc, a_zero_copy_get_holds_its_view_until_the_next_call);
+    tcase_add_test(tc, local_read_group_grants_a_group_read_access);
+    tcase_add_test(tc, without_local_read_group_nothing_is_relaxed);
     tcase_add_test(tc, map_growth_under_an_open_reader);
     tcase_add_test(tc, reader_killed_inside_a_transaction_is_cleared);
     tcase_add_test(tc, refuses_what_is_not_a_store);
