@@ -83,14 +83,23 @@ static int keyed_of(const ProtobufCMessage *m, struct keyed *k)
     memset(k, 0, sizeof(*k));
     if (m->descriptor == &statesrv__v1__get__descriptor) {
         const Statesrv__V1__Get *g = (const Statesrv__V1__Get *)m;
-        *k = (struct keyed){&g->state, &g->key, &g->namespace_,
+        *k = (struct keyed){&g->state,
+                            &g->key,
+                            &g->namespace_,
                             g->key_group_opt_case == STATESRV__V1__GET__KEY_GROUP_OPT_KEY_GROUP,
-                            g->key_group, 0, NULL, {5, 0, 0}, {g->with_ttl ? 1 : 0, 0, 0}};
+                            g->key_group,
+                            0,
+                            NULL,
+                            {5, 0, 0},
+                            {g->with_ttl ? 1 : 0, 0, 0}};
     } else if (m->descriptor == &statesrv__v1__delete__descriptor) {
         const Statesrv__V1__Delete *d = (const Statesrv__V1__Delete *)m;
-        *k = (struct keyed){&d->state, &d->key, &d->namespace_,
-                            d->key_group_opt_case == STATESRV__V1__DELETE__KEY_GROUP_OPT_KEY_GROUP,
-                            d->key_group, 0, NULL, {0, 0, 0}, {0, 0, 0}};
+        *k = (struct keyed){
+            &d->state,      &d->key,
+            &d->namespace_, d->key_group_opt_case == STATESRV__V1__DELETE__KEY_GROUP_OPT_KEY_GROUP,
+            d->key_group,   0,
+            NULL,           {0, 0, 0},
+            {0, 0, 0}};
     } else if (m->descriptor == &statesrv__v1__put__descriptor) {
         const Statesrv__V1__Put *u = (const Statesrv__V1__Put *)m;
         if ((int)u->kind < 0)
@@ -236,10 +245,19 @@ size_t sv_wire_request_pack(const Statesrv__V1__Request *r, uint8_t *out)
 {
     uint8_t *p = put_uint(out, 1, r->id);
     size_t body = 0;
+    struct keyed k;
+    if (r->op_case != STATESRV__V1__REQUEST__OP_MULTI_GET &&
+        r->op_case != STATESRV__V1__REQUEST__OP_BATCH) {
+        /* One keyed op: its view once. */
+        keyed_of((const ProtobufCMessage *)r->get, &k);
+        *p++ = (uint8_t)((unsigned)r->op_case << 3 | WT_LEN);
+        p = put_varint(p, keyed_size(&k));
+        p = keyed_pack(p, &k);
+        return (size_t)(p - out);
+    }
     (void)op_body_size(r, &body);
     *p++ = (uint8_t)((unsigned)r->op_case << 3 | WT_LEN);
     p = put_varint(p, body);
-    struct keyed k;
     switch (r->op_case) {
     case STATESRV__V1__REQUEST__OP_MULTI_GET:
         for (size_t i = 0; i < r->multi_get->n_gets; i++) {
@@ -262,8 +280,6 @@ size_t sv_wire_request_pack(const Statesrv__V1__Request *r, uint8_t *out)
         }
         break;
     default:
-        keyed_of((const ProtobufCMessage *)r->get, &k);
-        p = keyed_pack(p, &k);
         break;
     }
     return (size_t)(p - out);
@@ -471,8 +487,8 @@ static int fill_result(unsigned field, ProtobufCMessage *m, const uint8_t *p, co
             size_t len;
             p++; /* the tag, checked by count_items */
             (void)get_len(&p, end, &len);
-            Statesrv__V1__MultiGetItem *it =
-                (Statesrv__V1__MultiGetItem *)new_message(&statesrv__v1__multi_get_item__descriptor);
+            Statesrv__V1__MultiGetItem *it = (Statesrv__V1__MultiGetItem *)new_message(
+                &statesrv__v1__multi_get_item__descriptor);
             if (!it)
                 return -1;
             r->items[r->n_items++] = it;

@@ -411,7 +411,7 @@ START_TEST(hand_decoded_replies_are_protobuf_c_s_fields)
             mutants_accepted += check_decode(mut, m);
         }
     }
-    ck_assert_int_gt(accepted, 10000);   /* the hot shapes do go the hand way */
+    ck_assert_int_gt(accepted, 10000); /* the hot shapes do go the hand way */
     ck_assert_int_gt(mutants_accepted, 1000);
 }
 END_TEST
