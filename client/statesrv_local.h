@@ -26,7 +26,8 @@
  * the server clears (mdb_reader_check). A scan holds its read transaction
  * until it is closed: close scans promptly, or the store cannot reuse the
  * pages freed meanwhile. Needs read access to data_dir and read-write
- * access to each generation's lock.mdb (docs/security.md).
+ * access to each generation's lock.mdb: the server's own user, or a member
+ * of the group its local_read_group setting names (docs/security.md).
  *
  * Threads and processes: a handle is used by one thread at a time (lock
  * around a shared one), and a process opens one handle per data_dir at most:
