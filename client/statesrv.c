@@ -175,10 +175,10 @@ int sv_client_die_io(statesrv *c, const char *fmt, ...)
             break;
         if (r->id == 0 && r->status != STATESRV__V1__STATUS__OK) {
             int rc = conn_error_frame(c, r);
-            statesrv__v1__response__free_unpacked(r, NULL);
+            sv_msg_free_response(r);
             return rc;
         }
-        statesrv__v1__response__free_unpacked(r, NULL);
+        sv_msg_free_response(r);
     }
     return sv_client_die(c, STATESRV_ERR_IO, "%s", local);
 }
@@ -293,7 +293,7 @@ static int pump(statesrv *c, int need_frame)
 void sv_client_drop_resp(statesrv *c)
 {
     if (c->resp) {
-        statesrv__v1__response__free_unpacked(c->resp, NULL);
+        sv_msg_free_response(c->resp);
         c->resp = NULL;
     }
 }
@@ -361,18 +361,18 @@ int sv_client_take(statesrv *c, int *got)
             c->info.protocol_version ? "" : ": the peer does not speak the statesrv protocol");
     if (r->id == 0 && r->status != STATESRV__V1__STATUS__OK) {
         rc = conn_error_frame(c, r);
-        statesrv__v1__response__free_unpacked(r, NULL);
+        sv_msg_free_response(r);
         return rc;
     }
     if (c->pending == 0) {
         uint64_t id = r->id;
-        statesrv__v1__response__free_unpacked(r, NULL);
+        sv_msg_free_response(r);
         return sv_client_die(c, STATESRV_ERR_PROTOCOL, "reply id %llu to no request",
                              (unsigned long long)id);
     }
     if (r->id != c->expect_id) {
         uint64_t id = r->id;
-        statesrv__v1__response__free_unpacked(r, NULL);
+        sv_msg_free_response(r);
         return sv_client_die(c, STATESRV_ERR_PROTOCOL, "reply id %llu, expected %llu",
                              (unsigned long long)id, (unsigned long long)c->expect_id);
     }
@@ -1546,7 +1546,7 @@ static int scan_fetch(statesrv_scan *s)
         return sv_client_die(c, STATESRV_ERR_PROTOCOL, "scan page made no progress");
     }
     if (s->page)
-        statesrv__v1__response__free_unpacked(s->page, NULL);
+        sv_msg_free_response(s->page);
     s->page = c->resp;
     c->resp = NULL;
     s->idx = 0;
@@ -1556,7 +1556,7 @@ static int scan_fetch(statesrv_scan *s)
 static void scan_free(statesrv_scan *s)
 {
     if (s->page)
-        statesrv__v1__response__free_unpacked(s->page, NULL);
+        sv_msg_free_response(s->page);
     free(s->state);
     free(s->key);
     free(s->start);

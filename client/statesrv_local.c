@@ -8,10 +8,11 @@
  * BE: the key groups served after a ranged restore). This file is the only
  * code besides the store that reads LMDB; it never writes (MDB_RDONLY).
  *
- * Every call: follow `current` (a restore switches generations), renew the
- * handle's one read transaction (so a write acknowledged before the call is
- * seen), read, reset. Requests are validated as the server's dispatch does,
- * so a local read and a socket read of the same request agree. */
+ * Every call: renew the handle's one read transaction (so a write
+ * acknowledged before the call is seen), make sure its environment is the
+ * generation the server serves (see follow()), read, reset. Requests are
+ * validated as the server's dispatch does, so a local read and a socket
+ * read of the same request agree. */
 #include "statesrv_local.h"
 
 #include "sv_be.h"
@@ -45,10 +46,16 @@ struct statesrv_local {
     uint64_t gen; /* of env; 0: none open */
     MDB_env *env;
     MDB_txn *txn; /* reset between calls, renewed by each */
+    MDB_dbi meta; /* $meta of env */
+    /* The view of txnid seen_txnid said "serving": until a newer commit,
+     * env is the generation the server serves, without a readlink. */
+    int trusted;
+    size_t seen_txnid;
+    int held; /* txn is live: statesrv_local_get_ref's value points into it */
     uint32_t key_groups, kg_first, kg_last;
     size_t max_key;
-    struct dbi_slot *dbis; /* states opened in env */
-    size_t n_dbis, cap_dbis;
+    struct dbi_slot *dbis;             /* states opened in env */
+    size_t n_dbis, cap_dbis, last_dbi; /* last_dbi: the last one used */
     statesrv_local_scan *scan;
     char errmsg[512];
 };
@@ -107,6 +114,8 @@ static void close_env(statesrv_local *l)
     l->env = NULL;
     l->gen = 0;
     l->n_dbis = 0;
+    l->trusted = 0;
+    l->held = 0;
 }
 
 static int meta_u32s(MDB_txn *txn, MDB_dbi meta, const char *key, size_t n, uint32_t *out)
@@ -133,9 +142,9 @@ static int read_meta(statesrv_local *l, const char *path)
                      mdb_strerror(rc));
     uint32_t fmt = 0, kg = 0, range[2];
     if ((rc = mdb_dbi_open(txn, "$meta", 0, &meta))) {
-        rc = lfail(l, STATESRV_ERR_CONNECT, "%s is not a statesrvd store (no metadata: %s)", path,
-                   mdb_strerror(rc));
-        goto out;
+        mdb_txn_abort(txn);
+        return lfail(l, STATESRV_ERR_CONNECT, "%s is not a statesrvd store (no metadata: %s)", path,
+                     mdb_strerror(rc));
     }
     if ((rc = meta_u32s(txn, meta, "format", 1, &fmt)) || fmt != LOCAL_FORMAT) {
         rc = rc ? lfail(l, STATESRV_ERR_CONNECT, "%s: no store format version (%s)", path,
@@ -156,7 +165,11 @@ static int read_meta(statesrv_local *l, const char *path)
         l->kg_first = range[0];
         l->kg_last = range[1];
     }
-    rc = 0;
+    /* Committed, so that the handle of $meta stays open for later reads. */
+    if ((rc = mdb_txn_commit(txn)))
+        return lfail(l, STATESRV_ERR_CONNECT, "%s: %s", path, mdb_strerror(rc));
+    l->meta = meta;
+    return 0;
 out:
     mdb_txn_abort(txn);
     return rc;
@@ -206,24 +219,6 @@ static int open_gen(statesrv_local *l, uint64_t gen)
     return 0;
 }
 
-/* Follows `current` before a read. A generation that vanishes between the
- * readlink and the open (a second restore) is looked up again, once. */
-static int follow(statesrv_local *l)
-{
-    if (l->scan)
-        return lfail(l, STATESRV_ERR_USAGE, "a scan is open on this handle");
-    for (int attempt = 0;; attempt++) {
-        uint64_t g = current_gen(l->dir);
-        if (g == 0)
-            return lfail(l, STATESRV_ERR_IO, "%s/current names no generation", l->dir);
-        if (g == l->gen)
-            return 0;
-        int rc = open_gen(l, g);
-        if (rc == 0 || attempt)
-            return rc;
-    }
-}
-
 /* Renews the read transaction: a fresh view of the last commit. */
 static int renew(statesrv_local *l)
 {
@@ -238,14 +233,87 @@ static int renew(statesrv_local *l)
     return 0;
 }
 
+/* Whether the renewed view says the server serves this generation: the
+ * server sets $meta "serving" to 1 when it opens a generation as current and
+ * to 0 (committed) before it moves `current` away from it. */
+static int view_serving(statesrv_local *l)
+{
+    MDB_val k = {7, "serving"}, v;
+    return mdb_get(l->txn, l->meta, &k, &v) == 0 && v.mv_size == 1 &&
+           ((const uint8_t *)v.mv_data)[0] == 1;
+}
+
+/* Renews the read transaction on the generation the server serves; on 0 it
+ * is renewed, for the caller to read and reset.
+ *
+ * Without a syscall when it can: a view that says "serving" at a txnid seen
+ * before means no commit has happened since, so the server cannot have
+ * begun to leave this generation (its mark is a commit, made before it
+ * switches `current` and so before any restore's reply). Otherwise, as
+ * when the mark says 0, when it is missing (a builder's generation the
+ * server has not opened yet, or one it fell back from) or after any new
+ * commit that may carry it, `current` is read again. A generation that
+ * vanishes between the readlink and the open (a second restore) is looked
+ * up again, once. */
+static int follow(statesrv_local *l)
+{
+    if (l->scan)
+        return lfail(l, STATESRV_ERR_USAGE, "a scan is open on this handle");
+    statesrv_local_release(l);
+    int rc;
+    uint64_t g = 0;
+    if (l->env) {
+        if ((rc = renew(l)))
+            return rc;
+        size_t id = mdb_txn_id(l->txn);
+        if (l->trusted && id == l->seen_txnid)
+            return 0;
+        if (view_serving(l)) {
+            l->trusted = 1;
+            l->seen_txnid = id;
+            return 0;
+        }
+        l->trusted = 0;
+        if ((g = current_gen(l->dir)) == l->gen)
+            return 0;
+        mdb_txn_reset(l->txn);
+    }
+    for (int attempt = 0;; attempt++) {
+        if (attempt || !g)
+            g = current_gen(l->dir);
+        if (g == 0)
+            return lfail(l, STATESRV_ERR_IO, "%s/current names no generation", l->dir);
+        if ((rc = open_gen(l, g)) == 0)
+            break;
+        if (attempt)
+            return rc;
+    }
+    /* `current` named g during this call, and the server writes no
+     * generation it has left: g's view is this call's answer. */
+    if ((rc = renew(l)))
+        return rc;
+    if (view_serving(l)) {
+        l->trusted = 1;
+        l->seen_txnid = mdb_txn_id(l->txn);
+    }
+    return 0;
+}
+
 /* The state's database: 0 with *dbi, STATESRV_NOT_FOUND when the state does
- * not exist, or an error. Before renew(): a handle opened in a short
- * transaction of its own stays valid for the environment's life. */
+ * not exist, or an error; inside the renewed transaction. A handle is opened
+ * in a short transaction of its own (it then stays valid for the
+ * environment's life), and a transaction sees only handles opened before it
+ * began: the read transaction is renewed after that. */
 static int state_dbi(statesrv_local *l, const char *state, MDB_dbi *dbi)
 {
+    if (l->last_dbi < l->n_dbis && strcmp(l->dbis[l->last_dbi].name, state) == 0) {
+        *dbi = l->dbis[l->last_dbi].dbi;
+        return 0;
+    }
     for (size_t i = 0; i < l->n_dbis; i++)
         if (strcmp(l->dbis[i].name, state) == 0) {
             *dbi = l->dbis[i].dbi;
+            l->last_dbi = i;
             return 0;
         }
     MDB_txn *t;
@@ -263,6 +331,9 @@ static int state_dbi(statesrv_local *l, const char *state, MDB_dbi *dbi)
     }
     if ((rc = mdb_txn_commit(t)))
         return lfail(l, STATESRV_ERR_IO, "state %s: %s", state, mdb_strerror(rc));
+    mdb_txn_reset(l->txn);
+    if ((rc = renew(l)))
+        return rc;
     if (l->n_dbis == l->cap_dbis) {
         size_t cap = l->cap_dbis ? 2 * l->cap_dbis : 8;
         struct dbi_slot *d = realloc(l->dbis, cap * sizeof(*d));
@@ -283,8 +354,9 @@ static int resolve(statesrv_local *l, const statesrv_key *k, int with_ns, uint8_
 {
     if (!k || !k->state || (!k->key && k->key_len) || (with_ns && !k->ns && k->ns_len))
         return lfail(l, STATESRV_ERR_USAGE, "a key, state or namespace is NULL");
-    size_t slen = strlen(k->state);
-    if (!sv_state_name_valid(k->state, slen))
+    /* A state opened before has a valid name (state_dbi checks it first). */
+    if (!(l->last_dbi < l->n_dbis && strcmp(l->dbis[l->last_dbi].name, k->state) == 0) &&
+        !sv_state_name_valid(k->state, strlen(k->state)))
         return lfail(l, STATESRV_INVALID_ARGUMENT, "state name '%.64s' is invalid", k->state);
     if (k->key_len == 0)
         return lfail(l, STATESRV_INVALID_ARGUMENT, "key is empty");
@@ -328,9 +400,9 @@ static int hidden_expired(statesrv_local *l, const char *state, uint64_t expiry_
     return ((const uint8_t *)v.mv_data)[9] == 0;
 }
 
-/* Reads one stored key in the renewed transaction into out (a copy). */
-static int read_one(statesrv_local *l, const char *state, MDB_dbi dbi, const uint8_t *skey,
-                    size_t sklen, statesrv_value *out)
+/* Finds one stored key in the renewed transaction: *sv points into the map. */
+static int find_one(statesrv_local *l, const char *state, MDB_dbi dbi, const uint8_t *skey,
+                    size_t sklen, struct sv_value *sv)
 {
     MDB_val key = {sklen, (void *)skey}, v;
     int rc = mdb_get(l->txn, dbi, &key, &v);
@@ -338,11 +410,21 @@ static int read_one(statesrv_local *l, const char *state, MDB_dbi dbi, const uin
         return STATESRV_NOT_FOUND;
     if (rc)
         return lfail(l, STATESRV_ERR_IO, "read: %s", mdb_strerror(rc));
-    struct sv_value sv;
-    if (sv_value_parse(v.mv_data, v.mv_size, &sv))
+    if (sv_value_parse(v.mv_data, v.mv_size, sv))
         return lfail(l, STATESRV_INTERNAL, "corrupt stored value");
-    if (hidden_expired(l, state, sv.expiry_ms))
+    if (hidden_expired(l, state, sv->expiry_ms))
         return STATESRV_NOT_FOUND;
+    return 0;
+}
+
+/* Reads one stored key in the renewed transaction into out (a copy). */
+static int read_one(statesrv_local *l, const char *state, MDB_dbi dbi, const uint8_t *skey,
+                    size_t sklen, statesrv_value *out)
+{
+    struct sv_value sv;
+    int rc = find_one(l, state, dbi, skey, sklen, &sv);
+    if (rc)
+        return rc;
     void *p = NULL;
     if (sv.len && !(p = malloc(sv.len)))
         return lfail(l, STATESRV_ERR_NOMEM, "out of memory copying %zu bytes", sv.len);
@@ -363,17 +445,50 @@ int statesrv_local_get(statesrv_local *l, const statesrv_key *k, statesrv_value 
     size_t sklen, plen;
     MDB_dbi dbi;
     int rc = follow(l);
-    if (rc || (rc = resolve(l, k, 1, skey, &sklen, &plen)))
+    if (rc)
         return rc;
-    if ((rc = state_dbi(l, k->state, &dbi)))
-        return rc == STATESRV_NOT_FOUND ? lfail(l, rc, "not found") : rc;
-    if ((rc = renew(l)))
-        return rc;
-    rc = read_one(l, k->state, dbi, skey, sklen, out);
+    if ((rc = resolve(l, k, 1, skey, &sklen, &plen)) == 0 &&
+        (rc = state_dbi(l, k->state, &dbi)) == 0)
+        rc = read_one(l, k->state, dbi, skey, sklen, out);
     mdb_txn_reset(l->txn);
     if (rc == 0)
         l->errmsg[0] = '\0';
     return rc == STATESRV_NOT_FOUND ? lfail(l, rc, "not found") : rc;
+}
+
+int statesrv_local_get_ref(statesrv_local *l, const statesrv_key *k, const void **data, size_t *len,
+                           int *kind)
+{
+    if (!l || !data || !len || !kind)
+        return STATESRV_ERR_USAGE;
+    uint8_t skey[LOCAL_SKEY_MAX];
+    size_t sklen, plen;
+    MDB_dbi dbi;
+    struct sv_value sv;
+    int rc = follow(l);
+    if (rc)
+        return rc;
+    if ((rc = resolve(l, k, 1, skey, &sklen, &plen)) == 0 &&
+        (rc = state_dbi(l, k->state, &dbi)) == 0 &&
+        (rc = find_one(l, k->state, dbi, skey, sklen, &sv)) == 0) {
+        /* The view stays until the next call or statesrv_local_release(). */
+        l->held = 1;
+        *data = sv.len ? (const void *)sv.data : (const void *)"";
+        *len = sv.len;
+        *kind = (int)sv.kind;
+        l->errmsg[0] = '\0';
+        return STATESRV_OK;
+    }
+    mdb_txn_reset(l->txn);
+    return rc == STATESRV_NOT_FOUND ? lfail(l, rc, "not found") : rc;
+}
+
+void statesrv_local_release(statesrv_local *l)
+{
+    if (l && l->held) {
+        mdb_txn_reset(l->txn);
+        l->held = 0;
+    }
 }
 
 int statesrv_local_multi_get(statesrv_local *l, const statesrv_key *keys, size_t n,
@@ -389,14 +504,17 @@ int statesrv_local_multi_get(statesrv_local *l, const statesrv_key *keys, size_t
     /* Every key is checked before anything is read, as the server does. */
     for (size_t i = 0; i < n; i++) {
         memset(&out[i], 0, sizeof(out[i]));
-        if ((rc = resolve(l, &keys[i], 1, skey, &sklen, &plen)))
+        if ((rc = resolve(l, &keys[i], 1, skey, &sklen, &plen))) {
+            mdb_txn_reset(l->txn);
             return rc;
+        }
     }
     MDB_dbi *dbis = malloc((n ? n : 1) * sizeof(*dbis));
     int *absent = calloc(n ? n : 1, sizeof(*absent));
     if (!dbis || !absent) {
         free(dbis);
         free(absent);
+        mdb_txn_reset(l->txn);
         return lfail(l, STATESRV_ERR_NOMEM, "out of memory for %zu keys", n);
     }
     for (size_t i = 0; i < n && rc == 0; i++) {
@@ -406,17 +524,15 @@ int statesrv_local_multi_get(statesrv_local *l, const statesrv_key *keys, size_t
             rc = 0;
         }
     }
-    if (rc == 0 && (rc = renew(l)) == 0) {
-        for (size_t i = 0; i < n && rc == 0; i++) {
-            if (absent[i])
-                continue;
-            resolve(l, &keys[i], 1, skey, &sklen, &plen);
-            rc = read_one(l, keys[i].state, dbis[i], skey, sklen, &out[i]);
-            if (rc == STATESRV_NOT_FOUND)
-                rc = 0;
-        }
-        mdb_txn_reset(l->txn);
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        if (absent[i])
+            continue;
+        resolve(l, &keys[i], 1, skey, &sklen, &plen);
+        rc = read_one(l, keys[i].state, dbis[i], skey, sklen, &out[i]);
+        if (rc == STATESRV_NOT_FOUND)
+            rc = 0;
     }
+    mdb_txn_reset(l->txn);
     free(dbis);
     free(absent);
     if (rc)
@@ -451,12 +567,14 @@ int statesrv_local_scan_open(statesrv_local *l, const statesrv_scan_options *o,
     if (rc)
         return rc;
     statesrv_local_scan *s = calloc(1, sizeof(*s));
-    if (!s)
-        return lfail(l, STATESRV_ERR_NOMEM, "out of memory");
+    if (!s) {
+        rc = lfail(l, STATESRV_ERR_NOMEM, "out of memory");
+        goto fail;
+    }
     s->l = l;
     if (!sv_state_name_valid(o->state, strlen(o->state))) {
-        free(s);
-        return lfail(l, STATESRV_INVALID_ARGUMENT, "state name '%.64s' is invalid", o->state);
+        rc = lfail(l, STATESRV_INVALID_ARGUMENT, "state name '%.64s' is invalid", o->state);
+        goto fail;
     }
     memcpy(s->state, o->state, strlen(o->state) + 1);
     if (o->mode == STATESRV_SCAN_KEY) {
@@ -466,43 +584,44 @@ int statesrv_local_scan_open(statesrv_local *l, const statesrv_scan_options *o,
                           .has_key_group = o->has_key_group,
                           .key_group = o->key_group};
         size_t sklen;
-        if ((rc = resolve(l, &k, 0, s->lo, &sklen, &s->lolen))) {
-            free(s);
-            return rc;
-        }
+        if ((rc = resolve(l, &k, 0, s->lo, &sklen, &s->lolen)))
+            goto fail;
         memcpy(s->hi, s->lo, s->lolen);
         s->hilen = prefix_above(s->hi, s->lolen);
     } else if (o->mode == STATESRV_SCAN_KEY_GROUPS) {
         if (o->kg_first > o->kg_last || o->kg_last >= l->key_groups) {
-            free(s);
-            return lfail(l, STATESRV_INVALID_ARGUMENT,
-                         "key group range %u-%u is invalid: need first <= last < %u", o->kg_first,
-                         o->kg_last, l->key_groups);
+            rc = lfail(l, STATESRV_INVALID_ARGUMENT,
+                       "key group range %u-%u is invalid: need first <= last < %u", o->kg_first,
+                       o->kg_last, l->key_groups);
+            goto fail;
         }
         sv_be16_put(s->lo, (uint16_t)o->kg_first);
         s->lolen = 2;
         sv_be16_put(s->hi, (uint16_t)(o->kg_last + 1));
         s->hilen = 2;
     } else if (o->mode != STATESRV_SCAN_STATE) {
-        free(s);
-        return lfail(l, STATESRV_ERR_USAGE, "unknown scan mode %d", o->mode);
+        rc = lfail(l, STATESRV_ERR_USAGE, "unknown scan mode %d", o->mode);
+        goto fail;
     }
     MDB_dbi dbi;
     rc = state_dbi(l, o->state, &dbi);
     if (rc == STATESRV_NOT_FOUND) {
         s->done = 1; /* a state that does not exist has no entries */
-    } else if (rc || (rc = renew(l))) {
-        free(s);
-        return rc;
-    } else if ((rc = mdb_cursor_open(l->txn, dbi, &s->cur))) {
         mdb_txn_reset(l->txn);
-        free(s);
-        return lfail(l, STATESRV_ERR_IO, "cursor: %s", mdb_strerror(rc));
+    } else if (rc) {
+        goto fail;
+    } else if ((rc = mdb_cursor_open(l->txn, dbi, &s->cur))) {
+        rc = lfail(l, STATESRV_ERR_IO, "cursor: %s", mdb_strerror(rc));
+        goto fail;
     }
     l->scan = s;
     l->errmsg[0] = '\0';
     *out = s;
     return STATESRV_OK;
+fail:
+    mdb_txn_reset(l->txn);
+    free(s);
+    return rc;
 }
 
 int statesrv_local_scan_next(statesrv_local_scan *s, const statesrv_entry **e)

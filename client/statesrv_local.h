@@ -9,10 +9,15 @@
  *
  * Consistency: every call reads in a fresh read transaction, so once the
  * reply to a write has arrived (the server replies after its commit), a
- * local read sees it. Every call also checks which generation the
- * directory's `current` link names; after a restore's reply the new
- * generation is served, never the old one. The store's map growing under
- * the reader is followed (MDB_MAP_RESIZED).
+ * local read sees it. After a restore's reply the new generation is served,
+ * never the old one: the server marks a generation it leaves (a commit in
+ * it, before it moves the directory's `current` link and so before the
+ * reply), and a reader reads `current` again only when its generation's
+ * view has changed since it last found it unmarked, so a read of an
+ * unchanged store makes no system call. The store's map growing under the
+ * reader is followed (MDB_MAP_RESIZED). The mark is written by statesrvd
+ * from this version on: run no older statesrvd on a data directory that
+ * this library reads.
  *
  * Safety: the environment is opened MDB_RDONLY (the process cannot write
  * it) and registers its read transactions in the environment's lock file
@@ -21,7 +26,8 @@
  * the server clears (mdb_reader_check). A scan holds its read transaction
  * until it is closed: close scans promptly, or the store cannot reuse the
  * pages freed meanwhile. Needs read access to data_dir and read-write
- * access to each generation's lock.mdb (docs/security.md).
+ * access to each generation's lock.mdb: the server's own user, or a member
+ * of the group its local_read_group setting names (docs/security.md).
  *
  * Threads and processes: a handle is used by one thread at a time (lock
  * around a shared one), and a process opens one handle per data_dir at most:
@@ -71,6 +77,21 @@ STATESRV_API uint32_t statesrv_local_key_groups(const statesrv_local *l);
  *         STATESRV_ERR_IO (LMDB failed; the message says how).
  */
 STATESRV_API int statesrv_local_get(statesrv_local *l, const statesrv_key *k, statesrv_value *out);
+/**
+ * @brief Reads one entry as statesrv_local_get(), without a copy.
+ * @param data on STATESRV_OK points at the value (*len bytes; *kind its
+ *        kind) inside the store's map. Valid until the next call on l
+ *        (any of these functions) or statesrv_local_release(l); never
+ *        written through or freed. Until then l holds its read
+ *        transaction, which keeps the pages it sees from being reused:
+ *        release promptly when the next read is not imminent.
+ * @return as statesrv_local_get().
+ */
+STATESRV_API int statesrv_local_get_ref(statesrv_local *l, const statesrv_key *k, const void **data,
+                                        size_t *len, int *kind);
+/** @brief Ends what statesrv_local_get_ref() holds (its value becomes invalid); a no-op
+ * otherwise. NULL is ignored. */
+STATESRV_API void statesrv_local_release(statesrv_local *l);
 /**
  * @brief Reads n entries in one read transaction (one consistent view), as
  *        statesrv_multi_get(): out[i].found 0 or 1; free with

@@ -26,5 +26,8 @@ int sv_msg_unpack_request(const uint8_t *p, size_t n, ProtobufCAllocator *alloc,
 /* Unpacks a Response; same contract. */
 int sv_msg_unpack_response(const uint8_t *p, size_t n, ProtobufCAllocator *alloc,
                            Statesrv__V1__Response **out) __attribute__((warn_unused_result));
+/* Frees a Response unpacked with alloc NULL (the hot shapes by hand, the
+ * rest with statesrv__v1__response__free_unpacked). NULL is ignored. */
+void sv_msg_free_response(Statesrv__V1__Response *r);
 
 #endif

@@ -187,6 +187,8 @@ static const struct setting settings[] = {
      "most named states in the store"},
     {"data_dir", T_NONEMPTY, FIELD(data_dir), 0, 0, NULL, NULL, "/var/lib/statesrvd/data",
      "where the store lives"},
+    {"local_read_group", T_STRING, FIELD(local_read_group), 0, 0, NULL, NULL, "",
+     "group given read access to the store for local readers, or empty for none"},
     {"key_groups", T_COUNT, FIELD(key_groups), 1, SV_KEY_GROUPS_MAX, NULL, NULL, "128",
      "key groups of a new store (the job's max parallelism)"},
     {"map_size", T_SIZE64, FIELD(map_size), 1 * MIB, 1ull << 48, NULL, NULL, "256M",

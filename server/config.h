@@ -19,6 +19,7 @@ struct sv_config {
     char unix_socket[SV_PATH_MAX]; /* empty: no Unix socket */
     unsigned unix_socket_mode;
     char data_dir[SV_PATH_MAX];
+    char local_read_group[64]; /* group given read access for local readers; empty: none */
     char checkpoint_dir[SV_PATH_MAX];
     char config_file[SV_PATH_MAX];    /* the file read (-c), "" if none (not a setting) */
     uint32_t checkpoint_retain;       /* completed checkpoints kept */

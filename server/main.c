@@ -2,6 +2,7 @@
 #include "checkpoint.h"
 #include "config.h"
 #include "failpoint.h"
+#include "readgroup.h"
 #include "server.h"
 #include "store.h"
 #include "sv_error.h"
@@ -242,6 +243,13 @@ int main(int argc, char **argv)
         .untracked = !cfg.checkpoint_incremental,
         .changes_max = cfg.checkpoint_changes_max,
     };
+    if (cfg.local_read_group[0]) {
+        if (sv_readgroup_resolve(cfg.local_read_group, &so.read_gid, err, sizeof(err))) {
+            sv_error("%s", err);
+            return 1;
+        }
+        so.read_group_set = 1;
+    }
     struct sv_store *store;
     if (sv_store_open(&so, &store, err, sizeof(err))) {
         sv_error("%s", err);

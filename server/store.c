@@ -1,6 +1,7 @@
 #include "store.h"
 #include "fsutil.h"
 #include "keycache.h"
+#include "readgroup.h"
 #include "sv_be.h"
 #include "sv_buf.h"
 #include "sv_error.h"
@@ -35,6 +36,10 @@
 #define META_FORMAT_KEY "format"
 #define META_KEY_GROUPS_KEY "key_groups"
 #define META_KG_RANGE_KEY "kg_range"
+/* u8: 1 while this is the generation the server serves, 0 once it is
+ * leaving it; local readers (client/statesrv_local.c) skip their readlink of
+ * `current` while they see 1 and no newer commit. */
+#define META_SERVING_KEY "serving"
 /* Change tracking (see "changes"): the log of the entries changed since a
  * checkpoint's cut, for an incremental checkpoint. */
 #define CHANGE_LOG_DB "$changelog"
@@ -535,6 +540,9 @@ static int meta_init(struct sv_store *s, const struct sv_store_options *o, char 
     if (s->used > s->max_states)
         sv_warn("store: %zu states exist but max_states = %u; no new state can be created", s->used,
                 s->max_states);
+    MDB_val sk = {strlen(META_SERVING_KEY), META_SERVING_KEY}, sv = {1, "\1"};
+    if ((rc = mdb_put(txn, s->meta_dbi, &sk, &sv, 0)))
+        goto fail;
     if ((rc = mdb_txn_commit(txn))) {
         snprintf(err, errlen, "%s: cannot commit: %s", o->dir, mdb_strerror(rc));
         return map_err(rc);
@@ -692,6 +700,12 @@ static int env_open(struct sv_store *s, char *err, size_t errlen)
         s->env = NULL;
         return map_err(rc);
     }
+    if (s->opts.read_group_set &&
+        (rc = sv_readgroup_grant_generation(path, s->opts.read_gid, err, errlen))) {
+        mdb_env_close(s->env);
+        s->env = NULL;
+        return rc;
+    }
     /* LMDB has just created data.mdb and lock.mdb in a new generation:
      * their entries must be durable before any commit that relies on them
      * (ext4 and xfs do that with the first fdatasync; POSIX does not). */
@@ -816,6 +830,8 @@ int sv_store_open(const struct sv_store_options *o, struct sv_store **out, char 
         snprintf(err, errlen, "%s is in use by another statesrvd (lock %s)", o->dir, lockpath);
         goto fail;
     }
+    if (o->read_group_set && (rc = sv_readgroup_grant_data_dir(o->dir, o->read_gid, err, errlen)))
+        goto fail;
 
     s->gen = current_gen(o->dir);
     char probe[PATH_BUF];
@@ -3815,6 +3831,12 @@ int sv_store_builder_open(struct sv_store *s, uint64_t size_hint, uint32_t kg_fi
     if ((rc = mdb_env_open(b->env, b->path, MDB_NOTLS | MDB_NOSYNC, 0640)) ||
         (rc = mdb_txn_begin(b->env, NULL, 0, &b->txn)))
         goto lmdb_fail;
+    /* Readable by the group before `current` can name it. */
+    if (s->opts.read_group_set &&
+        (rc = sv_readgroup_grant_generation(b->path, s->opts.read_gid, err, errlen))) {
+        sv_store_builder_free(b);
+        return rc;
+    }
     MDB_dbi meta;
     uint8_t be[4];
     sv_be32_put(be, s->key_groups);
@@ -3951,7 +3973,20 @@ int sv_store_switch(struct sv_store *s, struct sv_store_builder *b, char *err, s
         return SV_EBUSY;
     }
     uint64_t old_gen = s->gen;
-    int rc = set_current(s->dir, b->gen);
+    /* Before `current` moves: a local reader that sees the mark goes back
+     * to following `current` on every read. */
+    MDB_txn *mt;
+    MDB_val sk = {strlen(META_SERVING_KEY), META_SERVING_KEY}, sv = {1, "\0"};
+    int rc = mdb_txn_begin(s->env, NULL, 0, &mt);
+    if (rc == 0 && (rc = mdb_put(mt, s->meta_dbi, &sk, &sv, 0)))
+        mdb_txn_abort(mt);
+    else if (rc == 0)
+        rc = mdb_txn_commit(mt);
+    if (rc) {
+        snprintf(err, errlen, "restore: cannot mark the old store: %s", mdb_strerror(rc));
+        return map_err(rc);
+    }
+    rc = set_current(s->dir, b->gen);
     if (rc) {
         snprintf(err, errlen, "restore: cannot switch %s/current: %s", s->dir, strerror(-rc));
         return rc;

@@ -19,6 +19,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 struct sv_store;
 
@@ -47,6 +48,10 @@ struct sv_store_options {
     int untracked;
     /* checkpoint_changes_max: the change log's bound (0: 256 MiB). */
     uint64_t changes_max;
+    /* local_read_group (server/readgroup.h): when read_group_set, the data
+     * directory and every generation are handed to read_gid. */
+    int read_group_set;
+    gid_t read_gid;
 };
 
 /* State TTL (docs/protocol.md, "State TTL"): Flink's StateTtlConfig. */

@@ -7,6 +7,7 @@
  *   blocking P1      libstatesrv, statesrv_put / statesrv_get, one at a time
  *   async N          libstatesrv's asynchronous API, N requests in flight
  *   local            statesrv_local_get on the server's live store (gets only)
+ *   local-ref        statesrv_local_get_ref (zero-copy) on it (gets only)
  *   redis-P1         Redis through hiredis, SET / GET one at a time
  *   redis-PN         the same pipelined: N commands, then their N replies
  *
@@ -573,7 +574,7 @@ static void blocking_run(statesrv *c, int put, struct rng *g, struct phase *p, u
     free(v);
 }
 
-static void local_run(statesrv_local *l, struct rng *g, struct phase *p)
+static void local_run(statesrv_local *l, int ref, struct rng *g, struct phase *p)
 {
     char k[KEY_LEN + 1];
     p->t0 = now_ns();
@@ -582,10 +583,13 @@ static void local_run(statesrv_local *l, struct rng *g, struct phase *p)
         key_of(rng_key(g), k);
         statesrv_key kk = skey(k);
         statesrv_value out = {0};
-        int rc = statesrv_local_get(l, &kk, &out);
+        const void *data;
+        int kind, rc = ref ? statesrv_local_get_ref(l, &kk, &data, &out.len, &kind)
+                           : statesrv_local_get(l, &kk, &out);
         if (rc != STATESRV_OK || out.len != cfg.vlen)
             die("local get %s: %s: %s", k, statesrv_strerror(rc), statesrv_local_errmsg(l));
-        statesrv_value_free(&out);
+        if (!ref)
+            statesrv_value_free(&out);
         uint64_t t2 = now_ns();
         lat_put(p, t2 - t);
         t = t2;
@@ -594,6 +598,7 @@ static void local_run(statesrv_local *l, struct rng *g, struct phase *p)
             break;
         }
     }
+    statesrv_local_release(l);
     p->t1 = t;
 }
 
@@ -746,7 +751,7 @@ static void machine_load(char *out, size_t cap)
 
 /* --- the modes and the table ------------------------------------------------ */
 
-enum kind { M_RDB_DEFAULT, M_RDB_TUNED, M_BLOCKING, M_ASYNC, M_LOCAL, M_REDIS };
+enum kind { M_RDB_DEFAULT, M_RDB_TUNED, M_BLOCKING, M_ASYNC, M_LOCAL, M_LOCAL_REF, M_REDIS };
 
 struct mode {
     enum kind kind;
@@ -755,7 +760,7 @@ struct mode {
     struct result put[16], get[16]; /* per repetition */
 };
 
-static struct mode modes[5 + 2 * MAX_DEPTHS];
+static struct mode modes[6 + 2 * MAX_DEPTHS];
 static int n_modes;
 
 static int wanted(const char *name)
@@ -938,6 +943,7 @@ int main(int argc, char **argv)
         add_mode(M_ASYNC, cfg.depths[i], name);
     }
     add_mode(M_LOCAL, 0, "local");
+    add_mode(M_LOCAL_REF, 0, "local-ref");
     add_mode(M_REDIS, 1, "redis-P1");
     for (int i = 0; i < cfg.n_depths; i++) {
         char name[32];
@@ -991,7 +997,7 @@ int main(int argc, char **argv)
                 rc = statesrv_connect2(saddr, NULL, &blocking, why, sizeof(why));
             else if (m->kind == M_ASYNC)
                 asyncs[i - (int)(find_kind(M_ASYNC) - modes)] = async_open(m->depth);
-            else if (m->kind == M_LOCAL)
+            else if ((m->kind == M_LOCAL || m->kind == M_LOCAL_REF) && !local)
                 rc = statesrv_local_open(sdata, &local, why, sizeof(why));
             if (rc != STATESRV_OK)
                 die("%s: %s: %s", m->name, statesrv_strerror(rc), why);
@@ -1008,7 +1014,7 @@ int main(int argc, char **argv)
         for (int j = 0; j < n_modes; j++) {
             struct mode *m = &modes[rep % 2 ? n_modes - 1 - j : j];
             for (int get = 0; get <= 1; get++) {
-                if (m->kind == M_LOCAL && !get)
+                if ((m->kind == M_LOCAL || m->kind == M_LOCAL_REF) && !get)
                     continue;
                 /* The same keys for every mode within a repetition. */
                 struct rng g = {.s = 0x9e3779b97f4a7c15ull * (uint64_t)(2 * rep + get + 1)};
@@ -1031,7 +1037,8 @@ int main(int argc, char **argv)
                     async_run(asyncs[m - find_kind(M_ASYNC)], m->depth, !get, &g, &p, salt);
                     break;
                 case M_LOCAL:
-                    local_run(local, &g, &p);
+                case M_LOCAL_REF:
+                    local_run(local, m->kind == M_LOCAL_REF, &g, &p);
                     break;
                 case M_REDIS:
                     redis_run(redis, m->depth, !get, &g, &p, salt);
@@ -1053,7 +1060,7 @@ int main(int argc, char **argv)
     printf("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |\n");
     for (int get = 0; get <= 1; get++)
         for (int i = 0; i < n_modes; i++)
-            if (get || modes[i].kind != M_LOCAL)
+            if (get || (modes[i].kind != M_LOCAL && modes[i].kind != M_LOCAL_REF))
                 print_row(&modes[i], get);
     printf("\n%" PRIu32 " keys × %zu B, %" PRIu32 " random ops per phase (at most %.0f s), "
            "median of %d repetition%s.\n",

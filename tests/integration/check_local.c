@@ -7,6 +7,7 @@
 #include "statesrv_local.h"
 #include "suites.h"
 
+#include <grp.h>
 #include <lmdb.h>
 #include <signal.h>
 #include <stdio.h>
@@ -276,6 +277,155 @@ START_TEST(restore_switches_the_local_reader_too)
 }
 END_TEST
 
+/* statesrv_local_get_ref answers as statesrv_local_get, without a copy, and
+ * its value stays what it was (its view is held) until the next call or
+ * statesrv_local_release, even when the server overwrites the entry. */
+START_TEST(a_zero_copy_get_holds_its_view_until_the_next_call)
+{
+    statesrv_key k = {.state = "z", .key = "k", .key_len = 1};
+    const void *data;
+    size_t len;
+    int kind;
+    ck_assert_int_eq(statesrv_local_get_ref(l, &k, &data, &len, &kind), STATESRV_NOT_FOUND);
+    OK(statesrv_put(c, &k, "old", 3));
+    ck_assert_int_eq(statesrv_local_get_ref(l, &k, &data, &len, &kind), STATESRV_OK);
+    ck_assert_uint_eq(len, 3);
+    ck_assert_int_eq(kind, STATESRV_KIND_RAW);
+    ck_assert(memcmp(data, "old", 3) == 0);
+    static char big[3000];
+    for (int i = 0; i < 200; i++) { /* enough commits to reuse unpinned pages */
+        memset(big, 'a' + i % 26, sizeof(big));
+        OK(statesrv_put(c, &k, big, sizeof(big)));
+    }
+    ck_assert(memcmp(data, "old", 3) == 0);
+    statesrv_local_release(l);
+    statesrv_local_release(l); /* twice is harmless */
+    ck_assert_int_eq(statesrv_local_get_ref(l, &k, &data, &len, &kind), STATESRV_OK);
+    ck_assert_uint_eq(len, sizeof(big));
+    ck_assert(memcmp(data, big, len) == 0);
+    /* The next call of any kind ends the view first. */
+    statesrv_value v;
+    ck_assert_int_eq(statesrv_local_get(l, &k, &v), STATESRV_OK);
+    ck_assert(v.len == sizeof(big) && memcmp(v.data, big, v.len) == 0);
+    statesrv_value_free(&v);
+    statesrv_key bad = {.state = "no such!", .key = "k", .key_len = 1};
+    ck_assert_int_eq(statesrv_local_get_ref(l, &bad, &data, &len, &kind),
+                     STATESRV_INVALID_ARGUMENT);
+    ck_assert_int_eq(statesrv_local_get_ref(l, &k, NULL, &len, &kind), STATESRV_ERR_USAGE);
+}
+END_TEST
+
+/* In a child process (LMDB forbids a second handle on an environment in
+ * the process that holds the reader): copy generation `gen` of the data
+ * directory to `copy` (a new directory), or, with copy NULL, commit
+ * $meta "serving" = 0 in it as the server does before it leaves a
+ * generation. */
+static void in_child_lmdb(const char *gen, const char *copy)
+{
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        char path[256];
+        snprintf(path, sizeof(path), "%s/data/%s", srv.dir, gen);
+        MDB_env *env;
+        MDB_txn *txn;
+        MDB_dbi dbi;
+        MDB_val k = {7, "serving"}, v = {1, "\0"};
+        if (mdb_env_create(&env) || mdb_env_set_maxdbs(env, 64) ||
+            mdb_env_open(env, path, MDB_NOTLS, 0640))
+            _exit(2);
+        if (copy) {
+            MDB_env *e2; /* opened once, so that it has its lock file */
+            _exit(mkdir(copy, 0750) || mdb_env_copy(env, copy) || mdb_env_create(&e2) ||
+                          mdb_env_open(e2, copy, MDB_NOTLS, 0640)
+                      ? 3
+                      : 0);
+        }
+        if (mdb_txn_begin(env, NULL, 0, &txn) || mdb_dbi_open(txn, "$meta", 0, &dbi) ||
+            mdb_put(txn, dbi, &k, &v, 0) || mdb_txn_commit(txn))
+            _exit(4);
+        mdb_env_close(env);
+        _exit(0);
+    }
+    int st;
+    ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child LMDB step failed (%d)", st);
+}
+
+static void point_current(const char *gen)
+{
+    char tmp[256], link[256];
+    snprintf(tmp, sizeof(tmp), "%s/data/current.test", srv.dir);
+    snprintf(link, sizeof(link), "%s/data/current", srv.dir);
+    unlink(tmp);
+    ck_assert_int_eq(symlink(gen, tmp), 0);
+    ck_assert_int_eq(rename(tmp, link), 0);
+}
+
+/* How a reader notices a switch without reading `current` on every call:
+ * while the generation it reads says "serving" and nothing was committed
+ * since, `current` is not read (a switch made behind the server's back goes
+ * unseen); the server's mark (serving = 0, committed before it moves
+ * `current`) sends it to `current` at its next read. */
+START_TEST(the_servers_mark_not_a_readlink_moves_the_reader)
+{
+    statesrv_key k = {.state = "m", .key = "k", .key_len = 1};
+    OK(statesrv_put(c, &k, "v1", 2));
+    char link[256], gen[64], copy[256];
+    snprintf(link, sizeof(link), "%s/data/current", srv.dir);
+    ssize_t n = readlink(link, gen, sizeof(gen) - 1);
+    ck_assert_int_gt(n, 0);
+    gen[n] = '\0';
+    snprintf(copy, sizeof(copy), "%s/data/gen-000099", srv.dir);
+    in_child_lmdb(gen, copy); /* gen-000099 holds v1, and says serving */
+    OK(statesrv_put(c, &k, "v2", 2));
+    local_value(&k, "v2");
+    uint64_t g1 = statesrv_local_generation(l);
+
+    point_current("gen-000099");
+    local_value(&k, "v2");
+    ck_assert_uint_eq(statesrv_local_generation(l), g1);
+
+    in_child_lmdb(gen, NULL);
+    local_value(&k, "v1");
+    ck_assert_uint_eq(statesrv_local_generation(l), 99);
+    /* A generation that says "serving" is trusted again. */
+    local_value(&k, "v1");
+    point_current(gen);
+    local_value(&k, "v1");
+    ck_assert_uint_eq(statesrv_local_generation(l), 99);
+}
+END_TEST
+
+/* A generation whose mark is not "serving" (one the server left, or a
+ * restore's new one before the server opens it) is followed by a readlink
+ * of `current` on every call. */
+START_TEST(a_generation_without_the_mark_is_checked_on_every_read)
+{
+    statesrv_key k = {.state = "m", .key = "k", .key_len = 1};
+    OK(statesrv_put(c, &k, "v1", 2));
+    char link[256], gen[64], copy[256];
+    snprintf(link, sizeof(link), "%s/data/current", srv.dir);
+    ssize_t n = readlink(link, gen, sizeof(gen) - 1);
+    ck_assert_int_gt(n, 0);
+    gen[n] = '\0';
+    snprintf(copy, sizeof(copy), "%s/data/gen-000099", srv.dir);
+    in_child_lmdb(gen, copy);
+    in_child_lmdb("gen-000099", NULL); /* gen-000099: v1, no longer "serving" */
+    OK(statesrv_put(c, &k, "v2", 2));
+    in_child_lmdb(gen, NULL);
+    local_value(&k, "v2");
+    point_current("gen-000099");
+    local_value(&k, "v1");
+    ck_assert_uint_eq(statesrv_local_generation(l), 99);
+    point_current(gen);
+    local_value(&k, "v2");
+    point_current("gen-000099");
+    local_value(&k, "v1");
+    point_current(gen);
+}
+END_TEST
+
 /* The server doubles its map while the reader is open: the reader follows. */
 START_TEST(map_growth_under_an_open_reader)
 {
@@ -343,6 +493,137 @@ START_TEST(reader_killed_inside_a_transaction_is_cleared)
     ck_assert_msg(ts_log_contains(&srv, "cleared 1 stale reader slot"),
                   "the server did not clear the dead reader's slot");
     local_value(&k, "v");
+}
+END_TEST
+
+/* A child process that runs as user nobody with the one group gid opens a
+ * local reader on the data directory and reads k: its status (or 100 + a
+ * step that failed). Needs root to change users. */
+static int read_as_nobody(gid_t gid, const statesrv_key *k)
+{
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        char dir[128], err[256];
+        data_dir(dir, sizeof(dir));
+        if (setgroups(1, &gid) || setgid(gid) || setuid(65534))
+            _exit(101);
+        statesrv_local *x;
+        int rc = statesrv_local_open(dir, &x, err, sizeof(err));
+        if (rc)
+            _exit(rc == STATESRV_ERR_CONNECT ? 102 : 103);
+        statesrv_value v;
+        rc = statesrv_local_get(x, k, &v);
+        _exit(rc == STATESRV_OK ? 0 : 104);
+    }
+    int st;
+    ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+    ck_assert(WIFEXITED(st));
+    return WEXITSTATUS(st);
+}
+
+static void mode_of(const char *rel, struct stat *st)
+{
+    char path[256];
+    snprintf(path, sizeof(path), "%s/data%s%s", srv.dir, *rel ? "/" : "", rel);
+    ck_assert_msg(stat(path, st) == 0, "stat %s", path);
+}
+
+/* The generation directory `current` names, relative to data_dir. */
+static void current_name(char *out, size_t cap)
+{
+    char link[256];
+    snprintf(link, sizeof(link), "%s/data/current", srv.dir);
+    ssize_t n = readlink(link, out, cap - 1);
+    ck_assert_int_gt(n, 0);
+    out[n] = '\0';
+}
+
+/* Checks what local_read_group grants on data_dir and the current
+ * generation: the group, g+rx and setgid on directories (never g+w),
+ * data.mdb g+r, lock.mdb g+rw, statesrvd.lock no group access. */
+static void granted_to(gid_t g)
+{
+    char gen[64], rel[128];
+    struct stat st;
+    current_name(gen, sizeof(gen));
+    mode_of("", &st);
+    ck_assert_uint_eq(st.st_gid, g);
+    ck_assert_uint_eq(st.st_mode & (S_ISGID | S_IRWXG), S_ISGID | S_IRGRP | S_IXGRP);
+    mode_of(gen, &st);
+    ck_assert_uint_eq(st.st_gid, g);
+    ck_assert_uint_eq(st.st_mode & (S_ISGID | S_IRWXG), S_ISGID | S_IRGRP | S_IXGRP);
+    snprintf(rel, sizeof(rel), "%s/data.mdb", gen);
+    mode_of(rel, &st);
+    ck_assert_uint_eq(st.st_gid, g);
+    ck_assert_uint_eq(st.st_mode & S_IRWXG, S_IRGRP);
+    snprintf(rel, sizeof(rel), "%s/lock.mdb", gen);
+    mode_of(rel, &st);
+    ck_assert_uint_eq(st.st_gid, g);
+    ck_assert_uint_eq(st.st_mode & S_IRWXG, S_IRGRP | S_IWGRP);
+    mode_of("statesrvd.lock", &st);
+    ck_assert_uint_eq(st.st_mode & S_IRWXG, 0);
+    ck_assert_uint_eq(st.st_mode & S_IRWXO, 0);
+}
+
+/* local_read_group hands the store to a group: a reader in it (another
+ * user) opens and reads, one outside it cannot, and a restore's new
+ * generation is granted before `current` names it. Without root only the
+ * modes and group of the files are checked (with the process's own gid). */
+START_TEST(local_read_group_grants_a_group_read_access)
+{
+    statesrv_local_close(l);
+    l = NULL;
+    statesrv_close(c);
+    ts_cleanup(&srv);
+    int root = geteuid() == 0;
+    gid_t g = root ? 4242 : getgid();
+    ts_start_with_configf(&srv, "local_read_group = %u\n", (unsigned)g);
+    open_both();
+    statesrv_key k = {.state = "grp", .key = "k", .key_len = 1};
+    OK(statesrv_put(c, &k, "v1", 2));
+    granted_to(g);
+    if (root) {
+        ck_assert_int_eq(chmod(srv.dir, 0711), 0); /* the way to data_dir */
+        ck_assert_int_eq(read_as_nobody(g, &k), 0);
+        ck_assert_int_eq(read_as_nobody(4243, &k), 102);
+    }
+    statesrv_checkpoint_info *info;
+    OK(statesrv_snapshot(c, 0, 0, &info));
+    char src[24];
+    snprintf(src, sizeof(src), "%llu", (unsigned long long)info->id);
+    statesrv_checkpoint_info_free(info);
+    const char *sources[] = {src};
+    OK(statesrv_restore(c, sources, 1, 0, 0, 0, NULL));
+    granted_to(g);
+    if (root)
+        ck_assert_int_eq(read_as_nobody(g, &k), 0);
+}
+END_TEST
+
+/* Unset, nothing is relaxed: directories 0750 without setgid, files
+ * without group write, so even a member of the server's own group cannot
+ * register as a reader (lock.mdb is not group-writable). */
+START_TEST(without_local_read_group_nothing_is_relaxed)
+{
+    statesrv_key k = {.state = "grp", .key = "k", .key_len = 1};
+    OK(statesrv_put(c, &k, "v1", 2));
+    char gen[64], rel[128];
+    struct stat st;
+    current_name(gen, sizeof(gen));
+    mode_of(gen, &st);
+    ck_assert_uint_eq(st.st_mode & (S_ISGID | S_IWGRP | S_IRWXO), 0);
+    gid_t g = st.st_gid;
+    snprintf(rel, sizeof(rel), "%s/lock.mdb", gen);
+    mode_of(rel, &st);
+    ck_assert_uint_eq(st.st_mode & (S_IWGRP | S_IRWXO), 0);
+    snprintf(rel, sizeof(rel), "%s/data.mdb", gen);
+    mode_of(rel, &st);
+    ck_assert_uint_eq(st.st_mode & (S_IWGRP | S_IRWXO), 0);
+    if (geteuid() == 0) {
+        ck_assert_int_eq(chmod(srv.dir, 0711), 0);
+        ck_assert_int_eq(read_as_nobody(g, &k), 102);
+    }
 }
 END_TEST
 
@@ -415,6 +696,11 @@ Suite *sv_suite_local(void)
     tcase_add_test(tc, local_reads_match_the_socket_on_random_data);
     tcase_add_test(tc, a_write_is_visible_locally_once_acknowledged);
     tcase_add_test(tc, restore_switches_the_local_reader_too);
+    tcase_add_test(tc, the_servers_mark_not_a_readlink_moves_the_reader);
+    tcase_add_test(tc, a_generation_without_the_mark_is_checked_on_every_read);
+    tcase_add_test(tc, a_zero_copy_get_holds_its_view_until_the_next_call);
+    tcase_add_test(tc, local_read_group_grants_a_group_read_access);
+    tcase_add_test(tc, without_local_read_group_nothing_is_relaxed);
     tcase_add_test(tc, map_growth_under_an_open_reader);
     tcase_add_test(tc, reader_killed_inside_a_transaction_is_cleared);
     tcase_add_test(tc, refuses_what_is_not_a_store);

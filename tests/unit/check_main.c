@@ -24,6 +24,7 @@ static const sv_suite_ctor suite_ctors[] = {
     sv_suite_ckpt_format,
     sv_suite_ckpt,
     sv_suite_wire,
+    sv_suite_wire_client,
     sv_suite_vectors,
     sv_suite_s3,
     /* server/ */

@@ -17,6 +17,7 @@ Suite *sv_suite_common(void);
 Suite *sv_suite_ckpt(void);
 Suite *sv_suite_ckpt_format(void);
 Suite *sv_suite_wire(void);
+Suite *sv_suite_wire_client(void);
 Suite *sv_suite_vectors(void);
 
 /* io/ */
