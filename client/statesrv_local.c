@@ -16,6 +16,8 @@
 #include "statesrv_local.h"
 
 #include "sv_be.h"
+#include "sv_buf.h"
+#include "sv_error.h"
 #include "sv_keys.h"
 #include "sv_value.h"
 
@@ -57,6 +59,7 @@ struct statesrv_local {
     struct dbi_slot *dbis;             /* states opened in env */
     size_t n_dbis, cap_dbis, last_dbi; /* last_dbi: the last one used */
     statesrv_local_scan *scan;
+    struct sv_buf view; /* a timed list's live elements, as the last read answered */
     char errmsg[512];
 };
 
@@ -385,19 +388,46 @@ static int resolve(statesrv_local *l, const statesrv_key *k, int with_ns, uint8_
  * state name -> ttl_ms u64 BE, update u8, visibility u8). Local reads never
  * refresh an expiry (ON_READ_AND_WRITE needs a write: the server's). In the
  * renewed transaction. */
-static int hidden_expired(statesrv_local *l, const char *state, uint64_t expiry_ms)
+static uint64_t now_ms(void)
 {
-    if (!expiry_ms)
-        return 0;
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    if (expiry_ms > (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000)
-        return 0;
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* Whether state returns expired entries (RETURN_EXPIRED_IF_NOT_CLEANED_UP). */
+static int returns_expired(statesrv_local *l, const char *state)
+{
     MDB_dbi dbi;
     MDB_val k = {strlen(state), (void *)state}, v;
     if (mdb_dbi_open(l->txn, "$ttl", 0, &dbi) || mdb_get(l->txn, dbi, &k, &v) || v.mv_size < 10)
-        return 1; /* no setting: never returned */
-    return ((const uint8_t *)v.mv_data)[9] == 0;
+        return 0; /* no setting: never returned */
+    return ((const uint8_t *)v.mv_data)[9] != 0;
+}
+
+static int hidden_expired(statesrv_local *l, const char *state, uint64_t expiry_ms)
+{
+    if (!expiry_ms || expiry_ms > now_ms())
+        return 0;
+    return !returns_expired(l, state);
+}
+
+/* A timed list (sv_value.h) as the server answers it: the plain list of its
+ * live elements, in l->view (valid until the next read). */
+static int timed_view(statesrv_local *l, const char *state, struct sv_value *sv)
+{
+    size_t dropped;
+    l->view.len = 0;
+    int keep = returns_expired(l, state);
+    int rc = sv_tlist_plain(sv, now_ms(), keep, &l->view, &dropped);
+    if (rc == SV_ECORRUPT)
+        return lfail(l, STATESRV_INTERNAL, "corrupt stored list");
+    if (rc)
+        return lfail(l, STATESRV_ERR_NOMEM, "out of memory reading a list");
+    sv->data = l->view.data;
+    sv->len = l->view.len;
+    sv->timed = 0;
+    return 0;
 }
 
 /* Finds one stored key in the renewed transaction: *sv points into the map. */
@@ -414,7 +444,7 @@ static int find_one(statesrv_local *l, const char *state, MDB_dbi dbi, const uin
         return lfail(l, STATESRV_INTERNAL, "corrupt stored value");
     if (hidden_expired(l, state, sv->expiry_ms))
         return STATESRV_NOT_FOUND;
-    return 0;
+    return sv->timed ? timed_view(l, state, sv) : 0;
 }
 
 /* Reads one stored key in the renewed transaction into out (a copy). */
@@ -656,6 +686,8 @@ int statesrv_local_scan_next(statesrv_local_scan *s, const statesrv_entry **e)
         if (!hidden_expired(l, s->state, sv.expiry_ms))
             break;
     }
+    if (sv.timed && (rc = timed_view(l, s->state, &sv)))
+        return rc;
     s->e.key = sk.key;
     s->e.key_len = sk.key_len;
     s->e.ns = sk.ns;
@@ -721,6 +753,7 @@ void statesrv_local_close(statesrv_local *l)
         statesrv_local_scan_close(l->scan);
     close_env(l);
     free(l->dbis);
+    sv_buf_free(&l->view);
     free(l);
 }
 

@@ -80,9 +80,10 @@ STATESRV_API int statesrv_local_get(statesrv_local *l, const statesrv_key *k, st
 /**
  * @brief Reads one entry as statesrv_local_get(), without a copy.
  * @param data on STATESRV_OK points at the value (*len bytes; *kind its
- *        kind) inside the store's map. Valid until the next call on l
- *        (any of these functions) or statesrv_local_release(l); never
- *        written through or freed. Until then l holds its read
+ *        kind) inside the store's map (a list whose elements expire one by
+ *        one: in l's own buffer, its live elements). Valid until the next
+ *        call on l (any of these functions) or statesrv_local_release(l);
+ *        never written through or freed. Until then l holds its read
  *        transaction, which keeps the pages it sees from being reused:
  *        release promptly when the next read is not imminent.
  * @return as statesrv_local_get().

@@ -687,6 +687,48 @@ START_TEST(refuses_what_is_not_a_store)
 }
 END_TEST
 
+/* A list whose elements expire one by one: the local reader answers its live
+ * elements as the server does (read locally first: the server's read would
+ * clean the expired ones up), in a get and in a scan. */
+START_TEST(timed_lists_read_locally_as_the_server_answers)
+{
+    teardown();
+    ts_start_with_config(&srv, "ttl_sweep_budget = 0\n");
+    open_both();
+    const char *elems[] = {"a", "b", "c", "d"};
+    uint64_t ttls[] = {3600000, 1, 3600000, 1};
+    statesrv_key k = {.state = "tl", .key = "k", .key_len = 1, .ns = "", .ns_len = 0};
+    for (int i = 0; i < 4; i++)
+        OK(statesrv_append_ttl(c, &k, elems[i], 1, ttls[i]));
+    usleep(30 * 1000);
+    statesrv_scan_options o = {.state = "tl", .mode = STATESRV_SCAN_STATE};
+    statesrv_local_scan *ls;
+    const statesrv_entry *y;
+    ck_assert_int_eq(statesrv_local_scan_open(l, &o, &ls), STATESRV_OK);
+    ck_assert_int_eq(statesrv_local_scan_next(ls, &y), STATESRV_OK);
+    ck_assert_ptr_nonnull(y);
+    ck_assert_uint_eq(y->value_len, 4);
+    ck_assert(memcmp(y->value,
+                     "\x01"
+                     "a\x01"
+                     "c",
+                     4) == 0);
+    statesrv_local_scan_close(ls);
+    statesrv_value b = {0};
+    ck_assert_int_eq(statesrv_local_get(l, &k, &b), STATESRV_OK);
+    ck_assert_int_eq(b.kind, STATESRV_KIND_LIST);
+    ck_assert_uint_eq(b.len, 4);
+    ck_assert(memcmp(b.data,
+                     "\x01"
+                     "a\x01"
+                     "c",
+                     4) == 0);
+    statesrv_value_free(&b);
+    same_get(&k, "timed list");
+    same_scan(&o, "timed list");
+}
+END_TEST
+
 Suite *sv_suite_local(void)
 {
     Suite *s = suite_create("local");
@@ -704,6 +746,7 @@ Suite *sv_suite_local(void)
     tcase_add_test(tc, map_growth_under_an_open_reader);
     tcase_add_test(tc, reader_killed_inside_a_transaction_is_cleared);
     tcase_add_test(tc, refuses_what_is_not_a_store);
+    tcase_add_test(tc, timed_lists_read_locally_as_the_server_answers);
     suite_add_tcase(s, tc);
     return s;
 }
