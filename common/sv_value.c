@@ -97,13 +97,22 @@ int sv_value_check(const struct sv_value *v)
 {
     if (!v->timed)
         return sv_value_check_kind(v->kind, v->data, v->len);
-    size_t off = 0, elen;
+    size_t off = 0, elen, n = 0;
     const uint8_t *e;
-    uint64_t exp;
-    int rc;
-    while ((rc = sv_tlist_next(v->data, v->len, &off, &e, &elen, &exp)) == 1)
-        ;
-    return rc == 0 ? 0 : SV_EINVAL;
+    uint64_t exp, latest = 0;
+    int rc, forever = 0;
+    while ((rc = sv_tlist_next(v->data, v->len, &off, &e, &elen, &exp)) == 1) {
+        n++;
+        if (!exp)
+            forever = 1;
+        else if (exp > latest)
+            latest = exp;
+    }
+    /* Not empty, and the header's expiry the one sv_tlist_finish writes:
+     * the store trusts it to say when the whole entry has expired. */
+    if (rc || !n || v->expiry_ms != (forever ? 0 : latest))
+        return SV_EINVAL;
+    return 0;
 }
 
 int sv_tlist_next(const uint8_t *p, size_t n, size_t *off, const uint8_t **elem, size_t *elem_len,

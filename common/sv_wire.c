@@ -1,52 +1,11 @@
 #include "sv_wire.h"
+#include "sv_pb.h"
 
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* Wire types. */
-#define WT_VARINT 0
-#define WT_LEN 2
-
 /* --- decode ----------------------------------------------------------------- */
-
-/* A varint of at most 10 bytes, as protobuf-c reads it (bits past 64 are
- * dropped). 0, or -1 when it does not end in time. */
-static int get_varint(const uint8_t **pp, const uint8_t *end, uint64_t *v)
-{
-    const uint8_t *p = *pp;
-    uint64_t x = 0;
-    for (unsigned shift = 0; shift < 70 && p < end; shift += 7) {
-        uint8_t b = *p++;
-        x |= (uint64_t)(b & 0x7f) << shift;
-        if (!(b & 0x80)) {
-            *pp = p;
-            *v = x;
-            return 0;
-        }
-    }
-    return -1;
-}
-
-/* A length prefix as protobuf-c accepts it: at most 5 bytes, at most
- * INT_MAX, within the buffer. */
-static int get_len(const uint8_t **pp, const uint8_t *end, size_t *len)
-{
-    const uint8_t *p = *pp;
-    uint64_t x = 0;
-    for (unsigned i = 0; i < 5 && p < end; i++) {
-        uint8_t b = *p++;
-        x |= (uint64_t)(b & 0x7f) << (7 * i);
-        if (!(b & 0x80)) {
-            if (x > INT_MAX || x > (uint64_t)(end - p))
-                return -1;
-            *pp = p;
-            *len = (size_t)x;
-            return 0;
-        }
-    }
-    return -1;
-}
 
 /* The fields of one keyed op (Get, Put, Delete, Merge: numbers 1-6). */
 #define SUB_FIELDS 7
@@ -96,14 +55,14 @@ static int parse_sub(const uint8_t *p, const uint8_t *end, const struct shape *s
         out->seen |= 1u << field;
         if (s->varints & (1u << field)) {
             uint64_t v;
-            if (wt != WT_VARINT || get_varint(&p, end, &v))
+            if (wt != WT_VARINT || sv_pb_get_varint(&p, end, &v))
                 return -1;
             if (v > ((s->enums & (1u << field)) ? (uint64_t)INT32_MAX : (uint64_t)UINT32_MAX))
                 return -1; /* protobuf-c would truncate: let it */
             out->num[field] = v;
         } else {
             size_t len;
-            if (wt != WT_LEN || get_len(&p, end, &len))
+            if (wt != WT_LEN || sv_pb_get_len(&p, end, &len))
                 return -1;
             out->data[field] = p;
             out->len[field] = len;
@@ -235,11 +194,11 @@ int sv_wire_request_decode(const uint8_t *p, size_t n, ProtobufCAllocator *alloc
         if (tag & 0x80)
             return 0;
         if (field == 1 && wt == WT_VARINT && !have_id) {
-            if (get_varint(&p, end, &id))
+            if (sv_pb_get_varint(&p, end, &id))
                 return 0;
             have_id = 1;
         } else if (wt == WT_LEN && !op && op_descriptor(field)) {
-            if (get_len(&p, end, &body_len))
+            if (sv_pb_get_len(&p, end, &body_len))
                 return 0;
             op = field;
             body = p;
@@ -275,26 +234,6 @@ int sv_wire_request_decode(const uint8_t *p, size_t n, ProtobufCAllocator *alloc
 
 /* --- encode ----------------------------------------------------------------- */
 
-static size_t varint_size(uint64_t v)
-{
-    size_t n = 1;
-    while (v >= 0x80) {
-        v >>= 7;
-        n++;
-    }
-    return n;
-}
-
-static uint8_t *put_varint(uint8_t *p, uint64_t v)
-{
-    while (v >= 0x80) {
-        *p++ = (uint8_t)(v | 0x80);
-        v >>= 7;
-    }
-    *p++ = (uint8_t)v;
-    return p;
-}
-
 /* Size of the result message's body, or -1 when protobuf-c must pack it. */
 static int result_body_size(const Statesrv__V1__Response *r, size_t *size)
 {
@@ -307,9 +246,9 @@ static int result_body_size(const Statesrv__V1__Response *r, size_t *size)
         if ((int)r->get->kind < 0 || r->get->ttl_remaining_ms)
             return -1;
         if (r->get->value.len)
-            n += 1 + varint_size(r->get->value.len) + r->get->value.len;
+            n += 1 + sv_pb_varint_size(r->get->value.len) + r->get->value.len;
         if (r->get->kind)
-            n += 1 + varint_size((uint64_t)r->get->kind);
+            n += 1 + sv_pb_varint_size((uint64_t)r->get->kind);
         break;
     case STATESRV__V1__RESPONSE__RESULT_DELETE:
         if (r->delete_->found)
@@ -317,9 +256,9 @@ static int result_body_size(const Statesrv__V1__Response *r, size_t *size)
         break;
     case STATESRV__V1__RESPONSE__RESULT_MERGE:
         if (r->merge->counter)
-            n += 1 + varint_size((uint64_t)r->merge->counter);
+            n += 1 + sv_pb_varint_size((uint64_t)r->merge->counter);
         if (r->merge->value_size)
-            n += 1 + varint_size(r->merge->value_size);
+            n += 1 + sv_pb_varint_size(r->merge->value_size);
         break;
     default:
         return -1;
@@ -338,15 +277,15 @@ int sv_wire_response_size(const Statesrv__V1__Response *r, size_t *size)
         const ProtobufCMessage *m = (const ProtobufCMessage *)r->ping;
         if (!m || m->n_unknown_fields || result_body_size(r, &body))
             return 0;
-        n += 1 + varint_size(body) + body;
+        n += 1 + sv_pb_varint_size(body) + body;
     }
     if (r->id)
-        n += 1 + varint_size(r->id);
+        n += 1 + sv_pb_varint_size(r->id);
     if (r->status)
-        n += 1 + varint_size((uint64_t)r->status);
+        n += 1 + sv_pb_varint_size((uint64_t)r->status);
     if (r->message && r->message[0]) {
         size_t len = strlen(r->message);
-        n += 1 + varint_size(len) + len;
+        n += 1 + sv_pb_varint_size(len) + len;
     }
     *size = n;
     return 1;
@@ -357,16 +296,16 @@ size_t sv_wire_response_pack(const Statesrv__V1__Response *r, uint8_t *out)
     uint8_t *p = out;
     if (r->id) {
         *p++ = 1 << 3 | WT_VARINT;
-        p = put_varint(p, r->id);
+        p = sv_pb_put_varint(p, r->id);
     }
     if (r->status) {
         *p++ = 2 << 3 | WT_VARINT;
-        p = put_varint(p, (uint64_t)r->status);
+        p = sv_pb_put_varint(p, (uint64_t)r->status);
     }
     if (r->message && r->message[0]) {
         size_t len = strlen(r->message);
         *p++ = 3 << 3 | WT_LEN;
-        p = put_varint(p, len);
+        p = sv_pb_put_varint(p, len);
         memcpy(p, r->message, len);
         p += len;
     }
@@ -375,18 +314,18 @@ size_t sv_wire_response_pack(const Statesrv__V1__Response *r, uint8_t *out)
     size_t body = 0;
     (void)result_body_size(r, &body);
     *p++ = (uint8_t)((unsigned)r->result_case << 3 | WT_LEN);
-    p = put_varint(p, body);
+    p = sv_pb_put_varint(p, body);
     switch (r->result_case) {
     case STATESRV__V1__RESPONSE__RESULT_GET:
         if (r->get->value.len) {
             *p++ = 1 << 3 | WT_LEN;
-            p = put_varint(p, r->get->value.len);
+            p = sv_pb_put_varint(p, r->get->value.len);
             memcpy(p, r->get->value.data, r->get->value.len);
             p += r->get->value.len;
         }
         if (r->get->kind) {
             *p++ = 2 << 3 | WT_VARINT;
-            p = put_varint(p, (uint64_t)r->get->kind);
+            p = sv_pb_put_varint(p, (uint64_t)r->get->kind);
         }
         break;
     case STATESRV__V1__RESPONSE__RESULT_DELETE:
@@ -398,11 +337,11 @@ size_t sv_wire_response_pack(const Statesrv__V1__Response *r, uint8_t *out)
     case STATESRV__V1__RESPONSE__RESULT_MERGE:
         if (r->merge->counter) {
             *p++ = 1 << 3 | WT_VARINT;
-            p = put_varint(p, (uint64_t)r->merge->counter);
+            p = sv_pb_put_varint(p, (uint64_t)r->merge->counter);
         }
         if (r->merge->value_size) {
             *p++ = 2 << 3 | WT_VARINT;
-            p = put_varint(p, r->merge->value_size);
+            p = sv_pb_put_varint(p, r->merge->value_size);
         }
         break;
     default:

@@ -3,41 +3,19 @@
  * the replies to them (and to ping) decoded by hand, with exactly
  * protobuf-c's bytes and fields; anything else is declined and protobuf-c
  * does it. */
+#include "sv_pb.h"
 #include "sv_wire.h"
 
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define WT_VARINT 0
-#define WT_LEN 2
-
 /* --- encode ----------------------------------------------------------------- */
-
-static size_t vsize(uint64_t v)
-{
-    size_t n = 1;
-    while (v >= 0x80) {
-        v >>= 7;
-        n++;
-    }
-    return n;
-}
-
-static uint8_t *put_varint(uint8_t *p, uint64_t v)
-{
-    while (v >= 0x80) {
-        *p++ = (uint8_t)(v | 0x80);
-        v >>= 7;
-    }
-    *p++ = (uint8_t)v;
-    return p;
-}
 
 /* A field's bytes when it is not empty (proto3: empty fields are not sent). */
 static size_t bytes_size(const ProtobufCBinaryData *b)
 {
-    return b->len ? 1 + vsize(b->len) + b->len : 0;
+    return b->len ? 1 + sv_pb_varint_size(b->len) + b->len : 0;
 }
 
 static uint8_t *put_bytes(uint8_t *p, unsigned field, const ProtobufCBinaryData *b)
@@ -45,14 +23,14 @@ static uint8_t *put_bytes(uint8_t *p, unsigned field, const ProtobufCBinaryData 
     if (!b->len)
         return p;
     *p++ = (uint8_t)(field << 3 | WT_LEN);
-    p = put_varint(p, b->len);
+    p = sv_pb_put_varint(p, b->len);
     memcpy(p, b->data, b->len);
     return p + b->len;
 }
 
 static size_t uint_size(uint64_t v)
 {
-    return v ? 1 + vsize(v) : 0;
+    return v ? 1 + sv_pb_varint_size(v) : 0;
 }
 
 static uint8_t *put_uint(uint8_t *p, unsigned field, uint64_t v)
@@ -60,7 +38,7 @@ static uint8_t *put_uint(uint8_t *p, unsigned field, uint64_t v)
     if (!v)
         return p;
     *p++ = (uint8_t)(field << 3 | WT_VARINT);
-    return put_varint(p, v);
+    return sv_pb_put_varint(p, v);
 }
 
 /* The common part of Get, Put, Delete and Merge (fields 1-4), and the
@@ -137,7 +115,7 @@ static size_t keyed_size(const struct keyed *k)
 {
     size_t n = bytes_size(k->state) + bytes_size(k->key) + bytes_size(k->ns);
     if (k->has_kg)
-        n += 1 + vsize(k->kg); /* a oneof member is sent even when 0 */
+        n += 1 + sv_pb_varint_size(k->kg); /* a oneof member is sent even when 0 */
     if (k->bytes)
         n += bytes_size(k->bytes);
     for (int i = 0; i < 3; i++)
@@ -153,7 +131,7 @@ static uint8_t *keyed_pack(uint8_t *p, const struct keyed *k)
     p = put_bytes(p, 3, k->ns);
     if (k->has_kg) {
         *p++ = 4 << 3 | WT_VARINT;
-        p = put_varint(p, k->kg);
+        p = sv_pb_put_varint(p, k->kg);
     }
     /* Fields 5-7 in number order. */
     for (unsigned f = 5; f <= 7; f++) {
@@ -169,7 +147,7 @@ static uint8_t *keyed_pack(uint8_t *p, const struct keyed *k)
 /* A length-delimited sub-message: its tag, length and body. */
 static size_t sub_size(size_t body)
 {
-    return 1 + vsize(body) + body;
+    return 1 + sv_pb_varint_size(body) + body;
 }
 
 static int batch_op_of(const Statesrv__V1__BatchOp *o, unsigned *field, struct keyed *k)
@@ -251,19 +229,19 @@ size_t sv_wire_request_pack(const Statesrv__V1__Request *r, uint8_t *out)
         /* One keyed op: its view once. */
         keyed_of((const ProtobufCMessage *)r->get, &k);
         *p++ = (uint8_t)((unsigned)r->op_case << 3 | WT_LEN);
-        p = put_varint(p, keyed_size(&k));
+        p = sv_pb_put_varint(p, keyed_size(&k));
         p = keyed_pack(p, &k);
         return (size_t)(p - out);
     }
     (void)op_body_size(r, &body);
     *p++ = (uint8_t)((unsigned)r->op_case << 3 | WT_LEN);
-    p = put_varint(p, body);
+    p = sv_pb_put_varint(p, body);
     switch (r->op_case) {
     case STATESRV__V1__REQUEST__OP_MULTI_GET:
         for (size_t i = 0; i < r->multi_get->n_gets; i++) {
             keyed_of(&r->multi_get->gets[i]->base, &k);
             *p++ = 1 << 3 | WT_LEN;
-            p = put_varint(p, keyed_size(&k));
+            p = sv_pb_put_varint(p, keyed_size(&k));
             p = keyed_pack(p, &k);
         }
         break;
@@ -273,9 +251,9 @@ size_t sv_wire_request_pack(const Statesrv__V1__Request *r, uint8_t *out)
             batch_op_of(r->batch->ops[i], &f, &k);
             size_t inner = keyed_size(&k);
             *p++ = 1 << 3 | WT_LEN;
-            p = put_varint(p, sub_size(inner));
+            p = sv_pb_put_varint(p, sub_size(inner));
             *p++ = (uint8_t)(f << 3 | WT_LEN);
-            p = put_varint(p, inner);
+            p = sv_pb_put_varint(p, inner);
             p = keyed_pack(p, &k);
         }
         break;
@@ -286,44 +264,6 @@ size_t sv_wire_request_pack(const Statesrv__V1__Request *r, uint8_t *out)
 }
 
 /* --- decode ----------------------------------------------------------------- */
-
-/* A varint of at most 10 bytes, as protobuf-c reads a 64-bit one (bits past
- * 64 dropped). 0, or -1 when it does not end in time. */
-static int get_varint(const uint8_t **pp, const uint8_t *end, uint64_t *v)
-{
-    const uint8_t *p = *pp;
-    uint64_t x = 0;
-    for (unsigned shift = 0; shift < 70 && p < end; shift += 7) {
-        uint8_t b = *p++;
-        x |= (uint64_t)(b & 0x7f) << shift;
-        if (!(b & 0x80)) {
-            *pp = p;
-            *v = x;
-            return 0;
-        }
-    }
-    return -1;
-}
-
-/* A length prefix as protobuf-c accepts it: at most 5 bytes, at most
- * INT_MAX, within the buffer. */
-static int get_len(const uint8_t **pp, const uint8_t *end, size_t *len)
-{
-    const uint8_t *p = *pp;
-    uint64_t x = 0;
-    for (unsigned i = 0; i < 5 && p < end; i++) {
-        uint8_t b = *p++;
-        x |= (uint64_t)(b & 0x7f) << (7 * i);
-        if (!(b & 0x80)) {
-            if (x > INT_MAX || x > (uint64_t)(end - p))
-                return -1;
-            *pp = p;
-            *len = (size_t)x;
-            return 0;
-        }
-    }
-    return -1;
-}
 
 /* What a field may be: the kinds of scalar whose decoding is protobuf-c's
  * without surprises. */
@@ -351,7 +291,7 @@ static int parse_flat(const uint8_t *p, const uint8_t *end, const enum fkind kin
             return -1;
         f->seen |= 1u << field;
         if (kinds[field] == F_BYTES) {
-            if (wt != WT_LEN || get_len(&p, end, &f->len[field]))
+            if (wt != WT_LEN || sv_pb_get_len(&p, end, &f->len[field]))
                 return -1;
             f->data[field] = p;
             p += f->len[field];
@@ -365,7 +305,7 @@ static int parse_flat(const uint8_t *p, const uint8_t *end, const enum fkind kin
             if (p >= end || *p > 1)
                 return -1;
             v = *p++;
-        } else if (get_varint(&p, end, &v)) {
+        } else if (sv_pb_get_varint(&p, end, &v)) {
             return -1;
         }
         if ((kinds[field] == F_ENUM && v > (uint64_t)INT32_MAX) ||
@@ -431,7 +371,7 @@ static int count_items(const uint8_t *p, const uint8_t *end, size_t *n)
     *n = 0;
     while (p < end) {
         size_t len;
-        if (*p++ != (1 << 3 | WT_LEN) || get_len(&p, end, &len))
+        if (*p++ != (1 << 3 | WT_LEN) || sv_pb_get_len(&p, end, &len))
             return -1;
         p += len;
         ++*n;
@@ -485,8 +425,9 @@ static int fill_result(unsigned field, ProtobufCMessage *m, const uint8_t *p, co
             return -1;
         for (size_t i = 0; i < n; i++) {
             size_t len;
-            p++; /* the tag, checked by count_items */
-            (void)get_len(&p, end, &len);
+            p++;                              /* the tag, checked by count_items */
+            if (sv_pb_get_len(&p, end, &len)) /* checked by count_items too */
+                return -1;
             Statesrv__V1__MultiGetItem *it = (Statesrv__V1__MultiGetItem *)new_message(
                 &statesrv__v1__multi_get_item__descriptor);
             if (!it)
@@ -522,13 +463,13 @@ int sv_wire_response_decode(const uint8_t *p, size_t n, Statesrv__V1__Response *
             return 0;
         seen |= 1u << field;
         if (field == 1 && wt == WT_VARINT) {
-            if (get_varint(&p, end, &id))
+            if (sv_pb_get_varint(&p, end, &id))
                 return 0;
         } else if (field == 2 && wt == WT_VARINT) {
-            if (get_varint(&p, end, &status) || status > (uint64_t)INT32_MAX)
+            if (sv_pb_get_varint(&p, end, &status) || status > (uint64_t)INT32_MAX)
                 return 0;
         } else if (wt == WT_LEN && !result && result_descriptor(field)) {
-            if (get_len(&p, end, &body_len))
+            if (sv_pb_get_len(&p, end, &body_len))
                 return 0;
             result = field;
             body = p;

@@ -641,8 +641,21 @@ static int snap_add(void *ud, const uint8_t *skey, size_t sklen, const uint8_t *
      * incremental file it is a tombstone (an older link may hold it
      * unexpired). Checked against the clock when read. */
     struct sv_value v;
-    if (vlen && sv_value_parse(value, vlen, &v) == 0 && v.expiry_ms &&
-        v.expiry_ms <= sv_store_now_ms()) {
+    uint64_t now = sv_store_now_ms();
+    size_t left = 1, dropped = 0;
+    int parsed = vlen && sv_value_parse(value, vlen, &v) == 0;
+    if (parsed && v.timed && (!v.expiry_ms || v.expiry_ms > now)) {
+        /* Its expired elements are left out; with none left, as expired. */
+        x->trimmed.len = 0;
+        int trc = sv_tlist_trim(&v, now, &x->trimmed, &left, &dropped);
+        if (trc)
+            return trc == SV_ECORRUPT ? SV_EINTERNAL : trc;
+        if (dropped && left) {
+            value = x->trimmed.data;
+            vlen = x->trimmed.len;
+        }
+    }
+    if (parsed && ((v.expiry_ms && v.expiry_ms <= now) || !left)) {
         x->expired++;
         /* The store deletes it once the checkpoint is written, so that no
          * later increment counts an entry no link holds. */
@@ -663,17 +676,6 @@ static int snap_add(void *ud, const uint8_t *skey, size_t sklen, const uint8_t *
         if (!x->incremental)
             return 0;
         vlen = 0;
-    } else if (vlen && v.timed) {
-        /* Its expired elements are left out (its entry stays: some live). */
-        size_t left, dropped;
-        x->trimmed.len = 0;
-        int trc = sv_tlist_trim(&v, sv_store_now_ms(), &x->trimmed, &left, &dropped);
-        if (trc)
-            return trc == SV_ECORRUPT ? SV_EINTERNAL : trc;
-        if (dropped && left) {
-            value = x->trimmed.data;
-            vlen = x->trimmed.len;
-        }
     }
     int rc = sv_ckpt_writer_add(x->w, skey, sklen, value, vlen);
     if (rc)

@@ -475,7 +475,9 @@ static void on_ttl_timer(uv_timer_t *t)
     if (!visited)
         srv->sweep_yield = 0; /* asleep */
     else
-        srv->sweep_yield = 0.7 * srv->sweep_yield + 0.3 * ((double)expired / (double)visited);
+        /* expired counts list elements too: a fraction of entries, at most 1 */
+        srv->sweep_yield =
+            0.7 * srv->sweep_yield + 0.3 * (expired >= visited ? 1 : (double)expired / visited);
 }
 
 /* checkpoint_interval: a checkpoint of the server's own, unless one runs or

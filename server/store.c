@@ -1804,6 +1804,7 @@ static int refresh_expiry(struct sv_store *s, MDB_dbi dbi, const char *state, si
     if ((rc = track_change(s, state, slen, skey, sklen)))
         return rc;
     charge_apply(s, &ch, grown(before, tree_pages(cur_txn(s), dbi)));
+    sweep_note(s, expiry); /* a shortened TTL may make it the earliest */
     v->data = dst;
     v->expiry_ms = expiry;
     return 0;
@@ -1923,6 +1924,8 @@ int sv_store_get(struct sv_store *s, const char *state, size_t slen, const uint8
     int timed = out->timed;
     if (timed && (rc = timed_view(s, dbi, state, slen, skey, sklen, st, now, !refresh, out)))
         return rc;
+    if (timed && !out->len) /* every element hidden: as an expired entry */
+        return SV_ENOTFOUND;
     if (refresh && (out->expiry_ms || timed))
         return refresh_expiry(s, dbi, state, slen, skey, sklen, st, out);
     return 0;

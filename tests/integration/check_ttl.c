@@ -752,6 +752,29 @@ START_TEST(the_sweep_sleeps_until_the_earliest_expiry)
 }
 END_TEST
 
+/* A read that refreshes an expiry (ON_READ_AND_WRITE) under a shortened
+ * TTL wakes a sleeping sweep for it. */
+START_TEST(a_refresh_to_a_shorter_ttl_wakes_the_sweep)
+{
+    set_ttl("r", HOUR_MS, STATESRV_TTL_ON_READ_AND_WRITE, STATESRV_TTL_NEVER_RETURN_EXPIRED);
+    statesrv_key k = K("r", "k");
+    ck_assert_int_eq(statesrv_put(c, &k, "v", 1), STATESRV_OK);
+    usleep(1000 * 1000); /* the sweep knows of nothing due before an hour */
+    set_ttl("r", 1, STATESRV_TTL_ON_READ_AND_WRITE, STATESRV_TTL_NEVER_RETURN_EXPIRED);
+    ck_assert_int_eq(get_left(c, "r", "k", NULL), STATESRV_OK); /* now due in 1 ms */
+    long t0 = ts_now_ms();
+    uint64_t swept = 0;
+    while (!swept && ts_now_ms() - t0 < 30000) {
+        usleep(50 * 1000);
+        statesrv_stats *s;
+        ck_assert_int_eq(statesrv_stats_get(c, &s), STATESRV_OK);
+        swept = s->ttl_expired_sweep;
+        statesrv_stats_free(s);
+    }
+    ck_assert_uint_eq(swept, 1);
+}
+END_TEST
+
 Suite *sv_suite_ttl(void)
 {
     Suite *s = suite_create("ttl");
@@ -767,6 +790,7 @@ Suite *sv_suite_ttl(void)
     tcase_add_test(tc, a_ttl_set_before_any_write_survives_a_restore);
     tcase_add_test(tc, the_sweep_wakes_for_a_new_expiry);
     tcase_add_test(tc, the_sweep_sleeps_until_the_earliest_expiry);
+    tcase_add_test(tc, a_refresh_to_a_shorter_ttl_wakes_the_sweep);
     tcase_add_test(tc, list_elements_expire_one_by_one);
     tcase_add_test(tc, a_read_refreshes_every_element_of_a_list);
     tcase_add_test(tc, list_elements_through_checkpoints_restores);

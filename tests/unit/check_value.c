@@ -291,6 +291,17 @@ START_TEST(test_timed_list)
     ck_assert_uint_eq(v.expiry_ms, 300);
     ck_assert_uint_eq(v.len, 3 * 9 + 4);
     ck_assert_int_eq(sv_value_check(&v), 0);
+    /* A header that disagrees with the elements, or no element: refused
+     * (a restore must not plant them). */
+    struct sv_value forged = v;
+    forged.expiry_ms = 3600;
+    ck_assert_int_eq(sv_value_check(&forged), SV_EINVAL);
+    forged.expiry_ms = 0;
+    ck_assert_int_eq(sv_value_check(&forged), SV_EINVAL);
+    forged = v;
+    forged.len = 0;
+    forged.expiry_ms = 0;
+    ck_assert_int_eq(sv_value_check(&forged), SV_EINVAL);
     /* Which elements are alive at 150: "" and "ccc". */
     struct sv_buf plain = SV_BUF_INIT;
     size_t dropped, left;
